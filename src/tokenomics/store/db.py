@@ -1,0 +1,129 @@
+"""The embedded SQLite database (WAL): connection, transactions and versioned migrations.
+
+The only module that talks to `sqlite3` directly; sqlite errors become `StoreError` here.
+Several processes (a running server and the CLI) use the same file at once: WAL lets readers
+run beside one writer, `BEGIN IMMEDIATE` plus a busy timeout serialises writers.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+from tokenomics.domain.errors import StoreError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+from typing import Any
+
+BUSY_TIMEOUT_MS = 5000
+
+# Entry i holds the statements that move the schema from version i to i+1; each runs in the
+# same write transaction as the version bump. Never edit a released entry: append a new one.
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """
+    CREATE TABLE tokens (
+        hash        TEXT PRIMARY KEY,
+        policy      TEXT NOT NULL DEFAULT '',
+        encrypted   TEXT NOT NULL DEFAULT '',
+        enc_version INTEGER NOT NULL DEFAULT 0,
+        created_at  TEXT NOT NULL,
+        expires_at  TEXT
+    ) WITHOUT ROWID
+    """,
+    ),
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def _translate(exc: sqlite3.Error, path: Path) -> StoreError:
+    text = str(exc)
+    if "locked" in text or "busy" in text:
+        return StoreError(
+            f"the token store {path} is busy (another process holds a write lock); try again"
+        )
+    if isinstance(exc, sqlite3.DatabaseError) and "not a database" in text:
+        return StoreError(f"{path} is not a Tokenomics token store (not an SQLite database)")
+    return StoreError(f"token store {path}: {text}")
+
+
+class Database:
+    """One SQLite connection in autocommit mode; writes go through `write()`."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
+        self._conn = conn
+        self.path = path
+
+    @classmethod
+    def open(cls, path: Path) -> Database:
+        """Open (creating the file 0600 and its directory 0700) and migrate to the latest schema."""
+        try:
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            if not path.exists():
+                os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+        except OSError as exc:
+            raise StoreError(
+                f"cannot create the token store {path}: {exc.strerror or exc}"
+            ) from None
+        try:
+            conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+        except sqlite3.Error as exc:
+            raise _translate(exc, path) from None
+        db = cls(conn, path)
+        db._migrate()
+        return db
+
+    def _migrate(self) -> None:
+        with self.write() as conn:
+            version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+            if version > SCHEMA_VERSION:
+                raise StoreError(
+                    f"the token store {self.path} has schema version {version}, newer than this "
+                    f"Tokenomics understands ({SCHEMA_VERSION}); upgrade Tokenomics"
+                )
+            for number in range(version, SCHEMA_VERSION):
+                for statement in MIGRATIONS[number]:
+                    conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {number + 1}")
+
+    @property
+    def schema_version(self) -> int:
+        return int(self.query("PRAGMA user_version")[0][0])
+
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction (`BEGIN IMMEDIATE`): committed on success, rolled back on error."""
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise _translate(exc, self.path) from None
+        try:
+            yield self._conn
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        try:
+            self._conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._conn.execute("ROLLBACK")
+            raise _translate(exc, self.path) from None
+
+    def query(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
+        try:
+            return list(self._conn.execute(sql, params).fetchall())
+        except sqlite3.Error as exc:
+            raise _translate(exc, self.path) from None
+
+    def data_version(self) -> int:
+        """Changes whenever another connection commits: the cheap way to notice external writes."""
+        return int(self.query("PRAGMA data_version")[0][0])
+
+    def close(self) -> None:
+        self._conn.close()
