@@ -1,0 +1,91 @@
+"""The `tokenomics` command: global flags, the command tree, and error printing.
+
+Exit codes: 0 success, 1 any error (`Error: <message>` on stderr), 130 on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated
+
+import cyclopts
+from cyclopts import App, Parameter
+
+from tokenomics.cli import token, version
+from tokenomics.cli.context import Context
+from tokenomics.config.dotenv import load_dotenv_files
+from tokenomics.domain.errors import TokenomicsError
+
+HELP = """Tokenomics: a self-hosted gateway for LLM APIs.
+
+Issue wrapper tokens (tkn_...) bound to policies (models, budgets, rate limits, content
+rules) instead of handing out real API keys, and account every request in a session ledger."""
+
+
+def build_app() -> App:
+    app = App(
+        name="tokenomics",
+        help=HELP,
+        version=version.version_text,
+        help_on_error=False,
+        version_format="plaintext",
+        result_action="return_value",
+    )
+    app.command(token.app)
+    app.command(version.version)
+
+    @app.meta.default
+    def meta(
+        *tokens: Annotated[str, Parameter(show=False, allow_leading_hyphen=True)],
+        config: Annotated[
+            str,
+            Parameter(help="Config file (default: ./config.yaml, then ~/.tokenomics/config.yaml)."),
+        ] = "",
+        db: Annotated[str, Parameter(help="Token database path (overrides storage.db_path).")] = "",
+        dir: Annotated[
+            str, Parameter(help="Data directory for everything (default ~/.tokenomics).")
+        ] = "",
+        debug: Annotated[bool, Parameter(help="Show tracebacks for errors.", negative="")] = False,
+    ) -> int:
+        ctx = Context(config=config, db=db, dir=dir, debug=debug)
+        command, bound, injected = app.parse_args(tokens, exit_on_error=False, print_error=False)
+        try:
+            result = command(*bound.args, **bound.kwargs, **{name: ctx for name in injected})
+        except TokenomicsError as exc:
+            if debug:
+                traceback.print_exc()
+            sys.stderr.write(f"Error: {exc}\n")
+            return 1
+        return result if isinstance(result, int) else 0
+
+    return app
+
+
+def _parse_error(exc: cyclopts.CycloptsError) -> str:
+    if isinstance(exc, cyclopts.UnknownCommandError) and exc.unused_tokens:
+        return f'unknown command "{exc.unused_tokens[0]}" for "tokenomics"'
+    return str(exc).strip()
+
+
+def run(argv: Sequence[str]) -> int:
+    """Run the CLI with `argv` (without the program name); returns the exit code."""
+    load_dotenv_files(
+        os.environ, Path.cwd(), Path(os.environ["HOME"]) if os.environ.get("HOME") else None
+    )
+    app = build_app()
+    try:
+        code = app.meta(list(argv), exit_on_error=False, print_error=False)
+    except cyclopts.CycloptsError as exc:
+        sys.stderr.write(f"Error: {_parse_error(exc)}\nRun 'tokenomics --help' for usage.\n")
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return code if isinstance(code, int) else 0
+
+
+def main() -> None:
+    sys.exit(run(sys.argv[1:]))

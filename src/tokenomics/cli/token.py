@@ -1,0 +1,288 @@
+"""`tokenomics token create|get|update|delete|list` (`cli.md` §6.4)."""
+
+from __future__ import annotations
+
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import orjson
+from cyclopts import App, Parameter
+
+from tokenomics.cli.context import Context
+from tokenomics.cli.output import is_terminal, print_json, print_table
+from tokenomics.domain.durations import format_rfc3339, is_expired, parse_expires
+from tokenomics.domain.errors import NotFoundError, PolicyError, TokenomicsError
+from tokenomics.domain.policy import parse_policy
+from tokenomics.domain.tokens import TOKEN_PREFIX, new_token
+from tokenomics.store.tokens import TokenRecord
+
+app = App(name="token", help="Create, inspect, update and delete wrapper tokens.")
+Ctx = Annotated[Context, Parameter(parse=False)]
+
+
+class CommandError(TokenomicsError):
+    """A command failed; the message is printed as `Error: <message>`."""
+
+
+def read_policy_arg(value: str) -> str:
+    """`--policy` takes JSON text, `@path` for a file, or `-` for standard input."""
+    if value == "-":
+        return sys.stdin.read()
+    if value.startswith("@"):
+        path = Path(value[1:]).expanduser()
+        try:
+            return path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise CommandError(
+                f"invalid policy: cannot read {path}: {exc.strerror or exc}"
+            ) from None
+    return value
+
+
+def _validated_policy(value: str) -> str:
+    text = read_policy_arg(value)
+    try:
+        parse_policy(text)
+    except PolicyError as exc:
+        raise CommandError(f"invalid policy: {exc}") from None
+    return text
+
+
+def _not_found(message: str, value: str) -> CommandError:
+    if value.startswith(TOKEN_PREFIX):
+        message += " (--hash takes the 64-character hash printed at creation, not the raw token)"
+    return CommandError(message)
+
+
+def _status(record: TokenRecord, now: datetime) -> str:
+    return "EXPIRED" if is_expired(record.expires_at, now) else "active"
+
+
+def _as_json(record: TokenRecord, now: datetime) -> dict[str, Any]:
+    policy: Any = None
+    if record.policy_raw:
+        try:
+            policy = orjson.loads(record.policy_raw)
+        except orjson.JSONDecodeError:
+            policy = record.policy_raw
+    out: dict[str, Any] = {
+        "token_hash": record.token_hash,
+        "created_at": record.created_at,
+        "expires_at": record.expires_at,
+        "expired": is_expired(record.expires_at, now),
+        "policy": policy,
+    }
+    if record.error:
+        out["error"] = record.error
+    return out
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@app.command
+def create(
+    *,
+    policy: Annotated[str, Parameter(help="Policy JSON, @file.json, or - for stdin.")],
+    expires: Annotated[
+        str,
+        Parameter(help="Expiry: 24h, 7d, 30d, 1y, or an RFC 3339 time.", allow_leading_hyphen=True),
+    ] = "",
+    json: Annotated[bool, Parameter(help="Print JSON.", negative="")] = False,
+    ctx: Ctx,
+) -> None:
+    """Create a wrapper token bound to a policy. The raw token is shown once."""
+    text = _validated_policy(policy)
+    now = _now()
+    expires_at = parse_expires(expires, now)
+    if expires_at == "clear":
+        raise CommandError(
+            'create token: invalid expires_at: "clear" only removes an expiry on update'
+        )
+    key = ctx.hash_key()
+    token = new_token()
+    token_hash = key.hash(token)
+    store = ctx.open_store()
+    try:
+        record = store.create(token_hash, text, expires_at, format_rfc3339(now))
+    finally:
+        store.close()
+    if json:
+        print_json(ctx.stdout, {"token": token, **_as_json(record, now)})
+        return
+    lines = [
+        "Token created successfully.",
+        "WARNING: This token will only be shown once. Store it securely.",
+        "",
+        f"  Token:   {token}",
+        f"  Hash:    {token_hash}",
+    ]
+    if expires_at:
+        lines.append(f"  Expires: {expires_at}")
+    ctx.stdout.write("\n".join([*lines, "", ""]))
+
+
+@app.command
+def get(
+    *,
+    hash: Annotated[str, Parameter(help="The token hash.")],
+    json: Annotated[bool, Parameter(help="Print JSON.", negative="")] = False,
+    ctx: Ctx,
+) -> None:
+    """Show one token: hash, dates and its policy."""
+    store = ctx.open_existing_store()
+    if store is None:
+        raise _not_found("Token not found.", hash)
+    try:
+        record = store.get(hash)
+    except NotFoundError:
+        raise _not_found("Token not found.", hash) from None
+    finally:
+        store.close()
+    now = _now()
+    if json:
+        print_json(ctx.stdout, _as_json(record, now))
+        return
+    expires = f"{record.expires_at} ({_status(record, now)})" if record.expires_at else "never"
+    try:
+        policy = orjson.dumps(orjson.loads(record.policy_raw), option=orjson.OPT_INDENT_2).decode()
+        policy_lines = ["Policy:", policy]
+    except orjson.JSONDecodeError:
+        policy_lines = [f"Policy:     {record.policy_raw}"]
+    lines = [
+        f"Hash:       {record.token_hash}",
+        f"Created:    {record.created_at}",
+        f"Expires:    {expires}",
+    ]
+    ctx.stdout.write("\n".join([*lines, *policy_lines, ""]))
+
+
+@app.command
+def update(
+    *,
+    hash: Annotated[str, Parameter(help="The token hash.")],
+    policy: Annotated[str, Parameter(help="New policy (replaces the whole policy).")] = "",
+    expires: Annotated[
+        str, Parameter(help="New expiry, or 'clear' to remove it.", allow_leading_hyphen=True)
+    ] = "",
+    json: Annotated[bool, Parameter(help="Print JSON.", negative="")] = False,
+    ctx: Ctx,
+) -> None:
+    """Replace a token's policy and/or change its expiry."""
+    if not policy and not expires:
+        raise CommandError("must provide --policy and/or --expires")
+    text = _validated_policy(policy) if policy else None
+    now = _now()
+    new_expiry = parse_expires(expires, now) if expires else None
+    store = ctx.open_existing_store()
+    if store is None:
+        raise _not_found("update token: token not found", hash)
+    try:
+        record = store.update(hash, text, new_expiry)
+    except NotFoundError as exc:
+        raise _not_found(exc.message, hash) from None
+    finally:
+        store.close()
+    if json:
+        print_json(ctx.stdout, _as_json(record, now))
+    else:
+        ctx.stdout.write("Token updated.\n")
+
+
+@app.command
+def delete(
+    *,
+    hash: Annotated[str, Parameter(help="The token hash.")],
+    json: Annotated[bool, Parameter(help="Print JSON.", negative="")] = False,
+    ctx: Ctx,
+) -> None:
+    """Delete a token; requests with it are refused from then on."""
+    store = ctx.open_existing_store()
+    if store is None:
+        raise _not_found("delete token: token not found", hash)
+    try:
+        store.delete(hash)
+    except NotFoundError:
+        raise _not_found("delete token: token not found", hash) from None
+    finally:
+        store.close()
+    if json:
+        print_json(ctx.stdout, {"token_hash": hash, "deleted": True})
+    else:
+        ctx.stdout.write("Token deleted.\n")
+
+
+def _block(record: TokenRecord, now: datetime) -> list[str]:
+    lines = [f"Hash:       {record.token_hash}", f"Created:    {record.created_at}"]
+    if record.expires_at:
+        lines.append(f"Expires:    {record.expires_at} ({_status(record, now)})")
+    p = record.policy
+    if p is None:
+        return [*lines, f"Error:      {record.error}", "---"]
+    lines.append(f"Key Env:    {p.base_key_env}")
+    lines += [f"Upstream:   {p.upstream_url}"] if p.upstream_url else []
+    lines += [f"Model:      {p.model}"] if p.model else []
+    lines += [f"Model Regex: {p.model_regex}"] if p.model_regex else []
+    lines += [f"Max Tokens: {p.max_tokens}"] if p.max_tokens > 0 else []
+    lines += [f"Max Cost:   ${p.max_cost_usd:g}"] if p.max_cost_usd > 0 else []
+    return [*lines, f"Prompts:    {len(p.prompts)}", f"Rules:      {len(p.rules)}", "---"]
+
+
+def _row(record: TokenRecord, now: datetime) -> list[str]:
+    p = record.policy
+    if p is None:
+        return [
+            record.token_hash,
+            record.created_at,
+            record.expires_at or "never",
+            "UNREADABLE",
+            record.error,
+            "",
+            "",
+        ]
+    limit = str(p.max_tokens) if p.max_tokens > 0 else "-"
+    model = p.model or p.model_regex or ", ".join(name for name, _ in p.providers) or "any"
+    status = _status(record, now) if record.expires_at else "active"
+    return [
+        record.token_hash,
+        record.created_at,
+        record.expires_at or "never",
+        status,
+        p.base_key_env,
+        model,
+        limit,
+    ]
+
+
+@app.command(name="list")
+def list_tokens(
+    *,
+    json: Annotated[bool, Parameter(help="Print JSON.", negative="")] = False,
+    ctx: Ctx,
+) -> None:
+    """List every token (expired ones too) by hash."""
+    store = ctx.open_existing_store()
+    records: list[TokenRecord] = []
+    if store is not None:
+        try:
+            records = store.list()
+        finally:
+            store.close()
+    now = _now()
+    if json:
+        print_json(ctx.stdout, [_as_json(r, now) for r in records])
+    elif not records:
+        ctx.stdout.write("No tokens found.\n")
+    elif is_terminal(ctx.stdout):
+        columns = ["HASH", "CREATED", "EXPIRES", "STATUS", "KEY ENV", "MODEL", "MAX TOKENS"]
+        print_table(ctx.stdout, f"{len(records)} tokens", columns, [_row(r, now) for r in records])
+    else:
+        ctx.stdout.write("\n".join(line for r in records for line in _block(r, now)) + "\n")
+    broken = [r for r in records if r.error]
+    if broken:
+        raise CommandError(
+            f"{len(broken)} of {len(records)} tokens could not be read: {broken[0].error}"
+        )
