@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -16,10 +18,12 @@ from tokenomics.domain.durations import format_rfc3339, is_expired, parse_expire
 from tokenomics.domain.errors import NotFoundError, PolicyError, TokenomicsError
 from tokenomics.domain.policy import parse_policy
 from tokenomics.domain.tokens import TOKEN_PREFIX, new_token
-from tokenomics.store.tokens import TokenRecord
+from tokenomics.store.tokens import TokenRecord, TokenStore
 
 app = App(name="token", help="Create, inspect, update and delete wrapper tokens.")
 Ctx = Annotated[Context, Parameter(parse=False)]
+Hash = Annotated[str, Parameter(help="The token hash.")]
+Json = Annotated[bool, Parameter(help="Print JSON.", negative="")]
 
 
 class CommandError(TokenomicsError):
@@ -54,6 +58,20 @@ def _not_found(message: str, value: str) -> CommandError:
     if value.startswith(TOKEN_PREFIX):
         message += " (--hash takes the 64-character hash printed at creation, not the raw token)"
     return CommandError(message)
+
+
+@contextmanager
+def _existing_store(ctx: Context, missing: str, value: str) -> Iterator[TokenStore]:
+    """The store for a command on one hash; a missing store or hash is `missing`."""
+    store = ctx.open_existing_store()
+    if store is None:
+        raise _not_found(missing, value)
+    try:
+        yield store
+    except NotFoundError:
+        raise _not_found(missing, value) from None
+    finally:
+        store.close()
 
 
 def _status(record: TokenRecord, now: datetime) -> str:
@@ -91,7 +109,7 @@ def create(
         str,
         Parameter(help="Expiry: 24h, 7d, 30d, 1y, or an RFC 3339 time.", allow_leading_hyphen=True),
     ] = "",
-    json: Annotated[bool, Parameter(help="Print JSON.", negative="")] = False,
+    json: Json = False,
     ctx: Ctx,
 ) -> None:
     """Create a wrapper token bound to a policy. The raw token is shown once."""
@@ -128,20 +146,13 @@ def create(
 @app.command
 def get(
     *,
-    hash: Annotated[str, Parameter(help="The token hash.")],
-    json: Annotated[bool, Parameter(help="Print JSON.", negative="")] = False,
+    hash: Hash,
+    json: Json = False,
     ctx: Ctx,
 ) -> None:
     """Show one token: hash, dates and its policy."""
-    store = ctx.open_existing_store()
-    if store is None:
-        raise _not_found("Token not found.", hash)
-    try:
+    with _existing_store(ctx, "Token not found.", hash) as store:
         record = store.get(hash)
-    except NotFoundError:
-        raise _not_found("Token not found.", hash) from None
-    finally:
-        store.close()
     now = _now()
     if json:
         print_json(ctx.stdout, _as_json(record, now))
@@ -163,12 +174,12 @@ def get(
 @app.command
 def update(
     *,
-    hash: Annotated[str, Parameter(help="The token hash.")],
+    hash: Hash,
     policy: Annotated[str, Parameter(help="New policy (replaces the whole policy).")] = "",
     expires: Annotated[
         str, Parameter(help="New expiry, or 'clear' to remove it.", allow_leading_hyphen=True)
     ] = "",
-    json: Annotated[bool, Parameter(help="Print JSON.", negative="")] = False,
+    json: Json = False,
     ctx: Ctx,
 ) -> None:
     """Replace a token's policy and/or change its expiry."""
@@ -177,15 +188,8 @@ def update(
     text = _validated_policy(policy) if policy else None
     now = _now()
     new_expiry = parse_expires(expires, now) if expires else None
-    store = ctx.open_existing_store()
-    if store is None:
-        raise _not_found("update token: token not found", hash)
-    try:
+    with _existing_store(ctx, "update token: token not found", hash) as store:
         record = store.update(hash, text, new_expiry)
-    except NotFoundError as exc:
-        raise _not_found(exc.message, hash) from None
-    finally:
-        store.close()
     if json:
         print_json(ctx.stdout, _as_json(record, now))
     else:
@@ -195,20 +199,13 @@ def update(
 @app.command
 def delete(
     *,
-    hash: Annotated[str, Parameter(help="The token hash.")],
-    json: Annotated[bool, Parameter(help="Print JSON.", negative="")] = False,
+    hash: Hash,
+    json: Json = False,
     ctx: Ctx,
 ) -> None:
     """Delete a token; requests with it are refused from then on."""
-    store = ctx.open_existing_store()
-    if store is None:
-        raise _not_found("delete token: token not found", hash)
-    try:
+    with _existing_store(ctx, "delete token: token not found", hash) as store:
         store.delete(hash)
-    except NotFoundError:
-        raise _not_found("delete token: token not found", hash) from None
-    finally:
-        store.close()
     if json:
         print_json(ctx.stdout, {"token_hash": hash, "deleted": True})
     else:
@@ -260,7 +257,7 @@ def _row(record: TokenRecord, now: datetime) -> list[str]:
 @app.command(name="list")
 def list_tokens(
     *,
-    json: Annotated[bool, Parameter(help="Print JSON.", negative="")] = False,
+    json: Json = False,
     ctx: Ctx,
 ) -> None:
     """List every token (expired ones too) by hash."""
