@@ -36,6 +36,16 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ) WITHOUT ROWID
     """,
     ),
+    (
+        """
+    CREATE TABLE usage (
+        hash       TEXT PRIMARY KEY,
+        tokens     INTEGER NOT NULL,
+        cost_usd   REAL NOT NULL,
+        updated_at TEXT NOT NULL
+    ) WITHOUT ROWID
+    """,
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -70,7 +80,9 @@ class Database:
                 f"cannot create the token store {path}: {exc.strerror or exc}"
             ) from None
         try:
-            conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+            conn = sqlite3.connect(
+                path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
+            )
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
