@@ -1,0 +1,118 @@
+"""Prices per model and the cost of a request in USD (decision D15).
+
+A model without a price has no cost (`None`), never a silent 0. Names are matched leniently:
+provider prefixes (`openai/gpt-4o`, `models/gemini-2.5-pro`), date and version suffixes
+(`gpt-4o-2024-08-06`, `claude-sonnet-4-5-20250929`, `-latest`, `-001`) and finally the longest
+known prefix ending at a separator (`gpt-4o-mini-search-preview` -> `gpt-4o-mini`).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Mapping
+
+    from tokenomics.domain.usage import Usage
+
+# Suffixes stripped one at a time from the end of a name, until a known name appears.
+_SUFFIXES = re.compile(
+    r"(?:[-@]\d{4}-?\d{2}-?\d{2}"  # -2024-08-06, -20250929, @20250929
+    r"|-\d{2}-\d{2,4}"  # -05-20 (preview dates), -03-2025
+    r"|-\d{3,4}"  # -001, -0613, -2411
+    r"|-latest|-preview|-exp|-v\d+(?::\d+)?|:\d+)$"
+)
+_VENDOR = re.compile(r"(?:[a-z]+\.)+")  # Bedrock: anthropic.claude-…, us.meta.llama…
+_SEPARATORS = ("-", "_", ":", "@", "/")
+
+
+@dataclass(frozen=True, slots=True, init=False)
+class Price:
+    """USD per million tokens. Cached input and cache writes default to the input price."""
+
+    input: float
+    output: float
+    cached_input: float
+    cache_write: float
+
+    def __init__(
+        self,
+        input: float,
+        output: float,
+        cached_input: float | None = None,
+        cache_write: float | None = None,
+    ) -> None:
+        values = {
+            "input": input,
+            "output": output,
+            "cached_input": input if cached_input is None else cached_input,
+            "cache_write": input if cache_write is None else cache_write,
+        }
+        for name, value in values.items():
+            if not math.isfinite(value) or value < 0:
+                raise ValueError(f"price field {name} must be a finite number >= 0, got {value}")
+            object.__setattr__(self, name, float(value))
+
+
+class PriceTable:
+    """Model name -> `Price`, with lenient lookup. Immutable after construction."""
+
+    __slots__ = ("_by_length", "_prices")
+
+    def __init__(self, prices: Mapping[str, Price]) -> None:
+        self._prices = {name.lower(): price for name, price in prices.items()}
+        self._by_length = sorted(self._prices, key=len, reverse=True)
+
+    def __len__(self) -> int:
+        return len(self._prices)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._prices)
+
+    def __contains__(self, model: object) -> bool:
+        return isinstance(model, str) and model.lower() in self._prices
+
+    def lookup(self, model: str) -> Price | None:
+        """The price of `model`: exact, without provider prefix, without suffixes, by prefix."""
+        forms = _name_forms(model.strip().lower())
+        dashed = forms[-1].replace(".", "-")  # openrouter's claude-sonnet-4.5; exact match only
+        for form in (*forms, dashed):
+            if form in self._prices:
+                return self._prices[form]
+        for known in self._by_length:  # longest first
+            for form in forms:
+                if form[len(known) : len(known) + 1] in _SEPARATORS and form.startswith(known):
+                    return self._prices[known]
+        return None
+
+
+def _name_forms(name: str) -> list[str]:
+    """`name`, then without provider prefix, then with each suffix stripped in turn."""
+    forms = [name]
+    bare = name.rsplit("/", 1)[-1]
+    bare = bare[vendor.end() :] if (vendor := _VENDOR.match(bare)) else bare
+    if bare != name:
+        forms.append(bare)
+    while bare and (match := _SUFFIXES.search(bare)) and match.start() > 0:
+        bare = bare[: match.start()]
+        forms.append(bare)
+    return forms
+
+
+def cost_usd(usage: Usage, price: Price | None) -> float | None:
+    """Cost of `usage` at `price` in USD (10 decimals); None when the price is unknown."""
+    if price is None:
+        return None
+    cached = usage.cached_input_tokens
+    written = usage.cache_creation_tokens
+    uncached = max(usage.input_tokens - cached - written, 0)
+    micro = (
+        uncached * price.input
+        + cached * price.cached_input
+        + written * price.cache_write
+        + usage.output_tokens * price.output
+    )
+    return round(micro / 1_000_000, 10)

@@ -1,0 +1,158 @@
+"""Incremental, sans-I/O Server-Sent-Events parser (WHATWG HTML, "event stream interpretation").
+
+Feed it the bytes of a response body as they arrive; it returns the events completed by each
+chunk. Line ends may be LF, CRLF or CR, split anywhere across chunks (a CR ending one chunk and
+an LF starting the next are one line end). UTF-8 sequences may be split too: lines are cut on
+bytes first (CR and LF never occur inside a multi-byte sequence) and decoded whole.
+
+Deviations from the browser algorithm, on purpose: an event without a name has `event=None`
+(not "message"), `retry:` is ignored, and `close()` dispatches a final event that lacks its
+blank line (a proxy wants the last usage chunk even from a sloppy upstream).
+
+Memory is bounded: a pending line or an event's data above `max_event_bytes` raises
+`SSETooLarge`. The work per chunk is a few C-level scans (`in`, `replace`, `split`) plus one
+Python step per line, never per byte.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DEFAULT_MAX_EVENT_BYTES = 8 * 1024 * 1024
+_BOM = b"\xef\xbb\xbf"
+
+
+class SSETooLarge(ValueError):
+    """A single line or event of the stream exceeds the parser's limit."""
+
+
+@dataclass(frozen=True, slots=True)
+class SSEEvent:
+    event: str | None  # the `event:` field; None when the event has none
+    data: str  # `data:` lines joined with "\n"
+    id: str | None  # the last event ID in effect when dispatched (it persists across events)
+
+
+class SSEParser:
+    """Bytes in, `SSEEvent`s out. One instance per stream; not thread-safe."""
+
+    __slots__ = (
+        "_data",
+        "_data_bytes",
+        "_event",
+        "_last_id",
+        "_limit",
+        "_pending",
+        "_pending_bytes",
+        "_skip_lf",
+        "_started",
+    )
+
+    def __init__(self, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
+        if max_event_bytes <= 0:
+            raise ValueError("max_event_bytes must be positive")
+        self._limit = max_event_bytes
+        self._pending: list[bytes] = []  # the unfinished last line, in pieces
+        self._pending_bytes = 0
+        self._skip_lf = False  # the previous chunk ended with CR: drop one leading LF
+        self._started = False  # the BOM check at the very start is done
+        self._data: list[str] = []
+        self._data_bytes = 0
+        self._event: str | None = None
+        self._last_id: str | None = None
+
+    def feed(self, chunk: bytes) -> list[SSEEvent]:
+        """Parse the next piece of the stream; return the events it completed."""
+        if not self._started:
+            chunk = self._strip_bom(chunk)
+            if not self._started:
+                return []
+        if self._skip_lf and chunk:
+            self._skip_lf = False
+            if chunk[:1] == b"\n":
+                chunk = chunk[1:]
+        if not chunk:
+            return []
+        has_cr = b"\r" in chunk
+        if not has_cr and b"\n" not in chunk:
+            self._hold(chunk)
+            return []
+        if self._pending:
+            chunk = b"".join((*self._pending, chunk))
+            self._pending.clear()
+            self._pending_bytes = 0
+        if has_cr:
+            self._skip_lf = chunk.endswith(b"\r")
+            chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        lines = chunk.split(b"\n")
+        rest = lines.pop()
+        events = self._lines(lines)
+        if rest:
+            self._hold(rest)
+        return events
+
+    def close(self) -> list[SSEEvent]:
+        """End of stream: finish a pending line and dispatch an event lacking its blank line."""
+        if not self._started and self._pending:
+            self._started = True  # a stream shorter than a BOM: the held bytes are a line
+        lines = [b"".join(self._pending)] if self._pending else []
+        lines.append(b"")
+        self._pending.clear()
+        self._pending_bytes = 0
+        self._skip_lf = False
+        return self._lines(lines)
+
+    # ── internals ────────────────────────────────────────────────────────────────────────────
+
+    def _strip_bom(self, chunk: bytes) -> bytes:
+        """Hold bytes until the first three are known; drop them if they are a UTF-8 BOM."""
+        head = b"".join((*self._pending, chunk))
+        if len(head) < len(_BOM) and _BOM.startswith(head):
+            self._pending = [head] if head else []
+            self._pending_bytes = len(head)
+            return b""
+        self._started = True
+        self._pending.clear()
+        self._pending_bytes = 0
+        return head[len(_BOM) :] if head.startswith(_BOM) else head
+
+    def _hold(self, piece: bytes) -> None:
+        self._pending_bytes += len(piece)
+        if self._pending_bytes > self._limit:
+            raise SSETooLarge(f"an event-stream line exceeds {self._limit} bytes")
+        self._pending.append(piece)
+
+    def _lines(self, lines: list[bytes]) -> list[SSEEvent]:
+        events: list[SSEEvent] = []
+        for line in lines:
+            if not line:
+                if self._data:
+                    events.append(self._dispatch())
+                else:
+                    self._event = None
+                continue
+            if line[0] == 0x3A:  # ":" starts a comment
+                continue
+            name, _, value = line.partition(b":")
+            if value[:1] == b" ":
+                value = value[1:]
+            if name == b"data":
+                self._add_data(value)
+            elif name == b"event":
+                self._event = value.decode("utf-8", "replace")
+            elif name == b"id" and b"\0" not in value:
+                self._last_id = value.decode("utf-8", "replace")
+        return events
+
+    def _add_data(self, value: bytes) -> None:
+        self._data_bytes += len(value) + 1
+        if self._data_bytes > self._limit:
+            raise SSETooLarge(f"an event-stream event exceeds {self._limit} bytes")
+        self._data.append(value.decode("utf-8", "replace"))
+
+    def _dispatch(self) -> SSEEvent:
+        event = SSEEvent(self._event or None, "\n".join(self._data), self._last_id)
+        self._data = []
+        self._data_bytes = 0
+        self._event = None
+        return event
