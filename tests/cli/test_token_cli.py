@@ -246,7 +246,9 @@ def test_version_layout(cli) -> None:
 
 
 def test_list_on_a_terminal_is_a_table(cli, monkeypatch) -> None:
-    _, token_hash = created(cli("token", "create", "--policy", '{"base_key_env":"K","max_tokens":9}'))
+    _, token_hash = created(
+        cli("token", "create", "--policy", '{"base_key_env":"K","max_tokens":9}')
+    )
     monkeypatch.setattr("tokenomics.cli.token.is_terminal", lambda out: True)
     table = cli("token", "list").out
     assert "HASH" in table and "MAX TOKENS" in table and "1 tokens" in table

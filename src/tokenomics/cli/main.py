@@ -15,7 +15,7 @@ from typing import Annotated
 import cyclopts
 from cyclopts import App, Parameter
 
-from tokenomics.cli import token, version
+from tokenomics.cli import serve, token, version
 from tokenomics.cli.context import Context
 from tokenomics.config.dotenv import load_dotenv_files
 from tokenomics.domain.errors import TokenomicsError
@@ -36,6 +36,7 @@ def build_app() -> App:
         result_action="return_value",
     )
     app.command(token.app)
+    app.command(serve.serve)
     app.command(version.version)
 
     @app.meta.default

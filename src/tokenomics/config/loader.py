@@ -240,6 +240,9 @@ _NON_NEGATIVE = (lambda v: v >= 0, "must not be negative")
 _RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "server.http_port": _PORT,
     "server.https_port": _PORT,
+    "server.max_request_mb": (lambda v: v > 0, "must be a positive number of MiB"),
+    "server.stream_idle_timeout": (lambda v: v > 0, "must be a positive number of seconds"),
+    "server.shutdown_grace": _NON_NEGATIVE,
     "session.redis.db": _NON_NEGATIVE,
     "remote.sync": _NON_NEGATIVE,
     "events.webhooks": (

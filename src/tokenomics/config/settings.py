@@ -31,6 +31,9 @@ class ServerSettings:
     http_port: int = 8080
     https_port: int = 8443
     upstream_url: str = "https://api.openai.com"
+    max_request_mb: int = 10  # larger request bodies are refused with 413
+    stream_idle_timeout: int = 300  # seconds without upstream data before a body read fails
+    shutdown_grace: int = 10  # seconds in-flight requests get to finish on SIGINT/SIGTERM
     tls: TLSSettings = field(default_factory=TLSSettings)
 
 

@@ -29,6 +29,9 @@ class UsageStore:
     def __init__(self, db: Database) -> None:
         self._db = db
 
+    def close(self) -> None:
+        self._db.close()
+
     def _error(self, exc: sqlite3.Error) -> StoreError:
         return StoreError(f"usage store {self._db.path}: {exc}")
 

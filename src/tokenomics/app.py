@@ -1,0 +1,157 @@
+"""The composition root: opens stores and clients, builds the dependencies, and is the only
+place that starts long-lived tasks (`design.md`).
+
+    run_server
+    ├── consumers nursery (outlive the producers, drain last)
+    │   ├── usage_writer     budget counters written through to the store
+    │   ├── token refresher  snapshot reloaded when the store changes
+    │   └── estimator warm-up
+    └── producers nursery (stopped first on shutdown)
+        └── http_server      hypercorn, HTTP and/or HTTPS
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import trio
+
+from tokenomics.config.prices import load_prices
+from tokenomics.config.providers import load_providers
+from tokenomics.domain.budget import Budgets
+from tokenomics.domain.durations import format_rfc3339
+from tokenomics.domain.ratelimit import RateLimiter
+from tokenomics.formats.estimate import TokenEstimator
+from tokenomics.pipeline.deps import Deps
+from tokenomics.services import token_cache, usage_writer
+from tokenomics.services.asgi import ProxyApp
+from tokenomics.services.http_server import serve, server_config
+from tokenomics.services.recorder import Recorder
+from tokenomics.services.stats import Stats
+from tokenomics.services.tls import resolve_tls
+from tokenomics.store.db import Database
+from tokenomics.store.encryption import Cipher
+from tokenomics.store.tokens import TokenStore
+from tokenomics.store.usage import UsageStore
+from tokenomics.upstream.client import Upstreams
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from tokenomics.config.settings import Settings
+    from tokenomics.domain.tokens import HashKey
+
+
+@dataclass
+class Server:
+    """A running server as seen by `serve`, `run` and the tests."""
+
+    urls: list[str]
+    stats: Stats
+    deps: Deps
+    _stop: trio.Event = field(default_factory=trio.Event)
+    stopped: trio.Event = field(default_factory=trio.Event)  # set once everything is flushed
+
+    def shutdown(self) -> None:
+        """Stop accepting, let in-flight requests finish (bounded), flush, and return."""
+        self._stop.set()
+
+
+def _now_text() -> str:
+    return format_rfc3339(datetime.now(UTC))
+
+
+def build_deps(
+    settings: Settings,
+    environ: Mapping[str, str],
+    hash_key: HashKey,
+    *,
+    cwd: Path,
+    home: Path | None,
+) -> tuple[Deps, TokenStore, UsageStore, Stats]:
+    db_path = Path(settings.storage.db_path)
+    secret = environ.get(settings.security.encryption_key_env, "")
+    cipher = Cipher.from_secret(secret) if secret else None
+    tokens = TokenStore.open(db_path, cipher, settings.security.encryption_key_env)
+    usage = UsageStore(Database.open(db_path))
+    stats = Stats()
+    deps = Deps(
+        settings=settings,
+        environ=environ,
+        tokens=token_cache.TokenCache(tokens),
+        hash_key=hash_key,
+        providers=load_providers(
+            cwd=cwd, home=home, data_dir=Path(settings.dir), inline=settings.providers
+        ),
+        limiter=RateLimiter(trio.current_time),
+        budgets=Budgets(usage.load()),
+        estimator=TokenEstimator(),
+        prices=load_prices(),
+        upstreams=Upstreams(),
+        recorder=Recorder(stats, settings.logging, trio.current_time),
+        now=time.time,
+    )
+    return deps, tokens, usage, stats
+
+
+async def run_server(
+    settings: Settings,
+    environ: Mapping[str, str],
+    hash_key: HashKey,
+    *,
+    cwd: Path,
+    home: Path | None,
+    ephemeral: bool = False,
+    task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve until `Server.shutdown()` (or cancellation); started with the bound URLs.
+
+    `ephemeral` listens on free ports (the `run` command and tests) instead of the configured ones.
+    """
+    deps, tokens, usage, stats = build_deps(settings, environ, hash_key, cwd=cwd, home=home)
+    cache = deps.tokens
+    assert isinstance(cache, token_cache.TokenCache)
+    server_settings = settings.server
+    tls = resolve_tls(
+        enabled=server_settings.tls.enabled, auto_gen=server_settings.tls.auto_gen,
+        cert_dir=Path(server_settings.tls.cert_dir), cert_file=server_settings.tls.cert_file,
+        key_file=server_settings.tls.key_file,
+        hosts=(server_settings.host, *server_settings.tls.hosts), now=datetime.now(UTC),
+    )  # fmt: skip
+    config = server_config(
+        host=server_settings.host, http_port=server_settings.http_port,
+        https_port=server_settings.https_port, tls=tls, grace=server_settings.shutdown_grace,
+        ephemeral=ephemeral,
+    )  # fmt: skip
+    app = ProxyApp(deps, stats, trio.current_time)
+    stopped: trio.Event | None = None
+    try:
+        await trio.to_thread.run_sync(cache.reload)
+        async with trio.open_nursery() as consumers:
+            await consumers.start(
+                partial(usage_writer.run, deps.budgets, usage, clock_now=_now_text)
+            )
+            await consumers.start(token_cache.run, cache)
+            consumers.start_soon(
+                partial(trio.to_thread.run_sync, deps.estimator.warm_up, abandon_on_cancel=True)
+            )
+            server = Server([], stats, deps)
+            stopped = server.stopped
+            async with trio.open_nursery() as producers:
+                server.urls = await producers.start(
+                    partial(serve, app, config, shutdown_trigger=server._stop.wait)
+                )
+                task_status.started(server)
+            consumers.cancel_scope.cancel()
+    finally:
+        with trio.CancelScope(shield=True):
+            await deps.upstreams.aclose()
+        tokens.close()
+        usage.close()
+        if stopped is not None:
+            stopped.set()

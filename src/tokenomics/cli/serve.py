@@ -1,0 +1,67 @@
+"""`tokenomics serve`: run the proxy in the foreground until SIGINT/SIGTERM."""
+
+from __future__ import annotations
+
+import signal
+import sys
+from functools import partial
+from typing import Annotated, TextIO
+
+import trio
+from cyclopts import Parameter
+
+from tokenomics.app import Server, run_server
+from tokenomics.cli.context import Context
+from tokenomics.domain.errors import TokenomicsError
+from tokenomics.services import logs
+
+
+def first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The first of our errors inside a (nested) exception group, else the group itself."""
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            inner = first_error(exc)
+            if inner is not exc:
+                return inner
+        elif isinstance(exc, TokenomicsError):
+            return exc
+    return group
+
+
+async def _watch_signals(server: Server, stderr: TextIO) -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            name = signal.Signals(signum).name
+            print(f"{name}: shutting down (send again to stop at once)", file=stderr, flush=True)
+            server.shutdown()
+            break
+        async for _ in signals:
+            raise KeyboardInterrupt
+
+
+async def _serve(ctx: Context) -> None:
+    settings = ctx.settings()
+    hash_key = ctx.hash_key()
+    async with trio.open_nursery() as nursery:
+        server: Server = await nursery.start(
+            partial(run_server, settings, ctx.environ, hash_key, cwd=ctx.cwd, home=ctx.home)
+        )
+        print(f"Tokenomics listening on {', '.join(server.urls)}", file=ctx.stderr, flush=True)
+        nursery.start_soon(_watch_signals, server, ctx.stderr)
+        await server.stopped.wait()
+        nursery.cancel_scope.cancel()
+
+
+def serve(*, ctx: Annotated[Context, Parameter(parse=False)]) -> None:
+    """Run the proxy in the foreground (Ctrl-C stops it gracefully)."""
+    ctx.hash_key()  # D7: refuse to start without the hash key, before anything else
+    handlers = logs.configure(ctx.settings().logging, stream=sys.stderr)
+    try:
+        trio.run(_serve, ctx)
+    except BaseExceptionGroup as group:
+        error = first_error(group)
+        if error is group:
+            raise
+        raise error from None
+    finally:
+        logs.remove(handlers)

@@ -1,0 +1,87 @@
+"""The one mutable per-request object, and the reply the pipeline hands back to the server."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from tokenomics.domain.errors import TokenomicsError
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncGenerator
+
+    from tokenomics.domain.budget import Reservation
+    from tokenomics.domain.policy import Policy
+    from tokenomics.domain.ratelimit import Permit
+    from tokenomics.domain.resolve import Resolved
+    from tokenomics.domain.usage import ResponseMeta, Usage
+    from tokenomics.formats.base import Route
+    from tokenomics.pipeline.target import Target
+    from tokenomics.upstream.client import UpstreamResponse
+
+Headers = list[tuple[str, str]]
+
+
+class ProxyError(TokenomicsError):
+    """An error the proxy answers itself, with its HTTP status (`Retry-After` when set)."""
+
+    def __init__(self, status: int, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after
+
+
+@dataclass(slots=True)
+class Reply:
+    """What goes back to the client: buffered `body`, or `stream` chunks relayed as they come."""
+
+    status: int
+    headers: Headers
+    body: bytes = b""
+    stream: AsyncGenerator[bytes, None] | None = None
+
+
+@dataclass(slots=True)
+class Exchange:
+    """One request on its way through the stages; `finish` records it exactly once."""
+
+    method: str
+    path: str
+    query: str
+    raw_headers: Headers  # as received, lower-case names
+    body_bytes: bytes
+    peer: str
+    started: float  # monotonic seconds
+    started_at: str  # RFC 3339 UTC
+    client_request_id: str
+    headers: dict[str, str] = field(default_factory=dict)
+    route: Route | None = None
+    body: dict[str, Any] | None = None
+    token_hash: str = ""
+    policy: Policy | None = None
+    resolved: Resolved | None = None
+    target: Target | None = None
+    model: str = ""
+    stream: bool = False
+    strip_usage: bool = False
+    permit: Permit | None = None
+    reservation: Reservation | None = None
+    input_estimate: int = 0
+    upstream: UpstreamResponse | None = None
+    attempt_model: str = ""
+    fallback_model: str = ""
+    retry_count: int = 0
+    status: int = 0
+    error: str = ""
+    usage: Usage | None = None
+    meta: ResponseMeta | None = None
+    cost_usd: float | None = None
+    rule_matches: list[dict[str, str]] = field(default_factory=list)
+    metadata: dict[str, str] = field(default_factory=dict)
+    reply: Reply | None = None
+    replied: bool = False  # the whole reply reached the server
+    finished: bool = False
+
+    @property
+    def hash16(self) -> str:
+        return self.token_hash[:16]

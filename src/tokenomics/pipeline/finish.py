@@ -1,0 +1,42 @@
+"""The end of every exchange, exactly once: settle the budget, feed token windows, release the
+parallel slot, price the request and hand it to the recorder."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from tokenomics.domain.pricing import cost_usd
+from tokenomics.domain.usage import Usage, merge_estimate
+from tokenomics.pipeline.stages import estimate_input
+
+if TYPE_CHECKING:
+    from tokenomics.pipeline.deps import Deps
+    from tokenomics.pipeline.exchange import Exchange
+
+
+def final_usage(ex: Exchange, deps: Deps) -> Usage:
+    """What the request consumed: provider figures, estimates where the provider said nothing."""
+    if ex.upstream is None:
+        return Usage()
+    if (ex.usage is None or ex.usage.input_tokens == 0) and not ex.input_estimate:
+        ex.input_estimate = estimate_input(ex, deps)
+    return merge_estimate(ex.usage, ex.input_estimate, 0)
+
+
+def finish(ex: Exchange, deps: Deps) -> None:
+    if ex.finished:
+        return
+    ex.finished = True
+    usage = ex.usage = final_usage(ex, deps)
+    model = (ex.meta.actual_model if ex.meta else "") or ex.attempt_model or ex.model
+    ex.cost_usd = cost_usd(usage, deps.prices.lookup(model)) if ex.upstream else 0.0
+    if ex.reservation is not None:
+        if ex.upstream is not None:
+            ex.reservation.settle(usage.total_tokens, ex.cost_usd or 0.0)
+        else:
+            ex.reservation.release()
+    if ex.policy is not None and usage.total_tokens:
+        deps.limiter.record_tokens(ex.token_hash, ex.policy.rate_limit, usage.total_tokens)
+    if ex.permit is not None:
+        ex.permit.release()
+    deps.recorder.record(ex)

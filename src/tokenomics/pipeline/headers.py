@@ -1,0 +1,67 @@
+"""Header hygiene in both directions (`proxy.md` §2.12 FIX, W-S9)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tokenomics.pipeline.exchange import Headers
+    from tokenomics.pipeline.target import Target
+
+HOP_BY_HOP = frozenset(
+    {"connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding",
+     "upgrade", "host", "content-length"}
+)  # fmt: skip
+CREDENTIALS = frozenset(
+    {"authorization", "x-api-key", "api-key", "x-goog-api-key", "proxy-authorization", "cookie"}
+)
+# Headers a client must not use to steer the operator's account or spoof its origin.
+DROPPED = frozenset(
+    {"accept-encoding", "content-encoding", "forwarded", "x-real-ip", "true-client-ip",
+     "openai-organization", "openai-project"}
+)  # fmt: skip
+RESPONSE_DROPPED = frozenset({"set-cookie", "content-encoding", "content-length"})
+
+
+def _connection_listed(headers: Headers) -> set[str]:
+    listed: set[str] = set()
+    for name, value in headers:
+        if name == "connection":
+            listed |= {token.strip().lower() for token in value.split(",")}
+    return listed
+
+
+def _auth(target: Target) -> tuple[str, str] | None:
+    """The auth header for the target's scheme (query auth and `none` add no header)."""
+    if not target.key:
+        return None
+    scheme = target.provider.auth_scheme if target.provider else "bearer"
+    if scheme == "bearer":
+        return ("authorization", f"Bearer {target.key}")
+    if scheme == "header" and target.provider is not None:
+        return (target.provider.auth_header.lower(), target.key)
+    return None
+
+
+def upstream_headers(client: Headers, target: Target, client_request_id: str) -> Headers:
+    """Client headers minus hop-by-hop, credentials and steering; then auth and provider headers."""
+    fixed = {k.lower(): v for k, v in (target.provider.headers if target.provider else {}).items()}
+    auth = _auth(target)
+    skip = {*HOP_BY_HOP, *CREDENTIALS, *DROPPED, *_connection_listed(client), *fixed}
+    if auth is not None:
+        skip.add(auth[0])
+    out = [
+        (name, value)
+        for name, value in client
+        if name not in skip and not name.startswith(("x-forwarded-", "proxy-"))
+    ]
+    out += ([auth] if auth else []) + list(fixed.items())
+    out += [("accept-encoding", "identity"), ("x-client-request-id", client_request_id)]
+    return out
+
+
+def client_headers(upstream: Headers) -> Headers:
+    """Upstream response headers safe to relay (the server sets its own framing)."""
+    listed = _connection_listed(upstream)
+    skip = HOP_BY_HOP | RESPONSE_DROPPED | listed
+    return [(name, value) for name, value in upstream if name not in skip]

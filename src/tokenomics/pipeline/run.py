@@ -1,0 +1,43 @@
+"""`run_pipeline`: the stages, the upstream call and the relay, with errors answered in the
+client's API family. The caller sends the reply and then calls `finish` (shielded)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from tokenomics.domain.errors import TokenomicsError
+from tokenomics.formats.classify import classify
+from tokenomics.formats.errors import error_body
+from tokenomics.pipeline.exchange import Reply
+from tokenomics.pipeline.forward import forward
+from tokenomics.pipeline.relay import relay
+from tokenomics.pipeline.stages import STAGES
+
+if TYPE_CHECKING:
+    from tokenomics.pipeline.deps import Deps
+    from tokenomics.pipeline.exchange import Exchange
+
+JSON = ("content-type", "application/json")
+
+
+def error_reply(ex: Exchange, error: TokenomicsError) -> Reply:
+    family = ex.route.family if ex.route else "openai"
+    headers = [JSON]
+    retry_after = getattr(error, "retry_after", None)
+    if retry_after is not None:
+        headers.append(("retry-after", str(max(1, round(retry_after + 0.499)))))
+    ex.error = error.message
+    return Reply(error.status, headers, body=error_body(family, error.status, error.message))
+
+
+async def run_pipeline(ex: Exchange, deps: Deps) -> Reply:
+    ex.route = classify(ex.method, ex.path, ex.headers)
+    try:
+        for stage in STAGES:
+            stage(ex, deps)
+        await forward(ex, deps)
+        reply = await relay(ex, deps)
+    except TokenomicsError as exc:
+        reply = error_reply(ex, exc)
+    ex.status, ex.reply = reply.status, reply
+    return reply

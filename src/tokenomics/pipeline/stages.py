@@ -1,0 +1,143 @@
+"""The request stages before the upstream call. Each takes `(exchange, deps)` and either adds
+to the exchange or raises an error with its HTTP status. The order lives in `STAGES`."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+from urllib.parse import parse_qsl, urlencode
+
+import orjson
+
+from tokenomics.domain.durations import is_expired
+from tokenomics.formats.classify import classify
+from tokenomics.pipeline.exchange import ProxyError
+from tokenomics.pipeline.target import resolve_target
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from tokenomics.pipeline.deps import Deps
+    from tokenomics.pipeline.exchange import Exchange
+
+MISSING_TOKEN = "missing or invalid token (use x-api-key header or Authorization bearer token)"
+
+
+def _credential(ex: Exchange) -> str:
+    """D6: x-api-key, Authorization (Bearer or raw), x-goog-api-key, then `?key=`."""
+    for name in ("x-api-key", "authorization", "x-goog-api-key"):
+        value = ex.headers.get(name, "")
+        if value:
+            return value.removeprefix("Bearer ") if name == "authorization" else value
+    pairs = parse_qsl(ex.query, keep_blank_values=True)
+    key = next((v for k, v in pairs if k == "key"), "")
+    if key:
+        ex.query = urlencode([(k, v) for k, v in pairs if k != "key"])
+    return key
+
+
+def authenticate(ex: Exchange, deps: Deps) -> None:
+    credential = _credential(ex).strip()
+    if not credential:
+        raise ProxyError(401, MISSING_TOKEN)
+    ex.token_hash = deps.hash_key.hash(credential)
+    record = deps.tokens.lookup(ex.token_hash)
+    now = datetime.fromtimestamp(deps.now(), UTC)
+    if record is None or record.policy is None or is_expired(record.expires_at, now):
+        raise ProxyError(401, "invalid token")
+    ex.policy = record.policy
+    ex.metadata = dict(record.policy.metadata)
+
+
+def parse_request(ex: Exchange, deps: Deps) -> None:
+    route = ex.route = ex.route or classify(ex.method, ex.path, ex.headers)
+    try:
+        body = orjson.loads(ex.body_bytes) if ex.body_bytes else None
+    except orjson.JSONDecodeError:
+        body = None
+    if route.adapter is None:
+        ex.body = body if isinstance(body, dict) else None
+        ex.model = (
+            ex.body.get("model", "") if ex.body and isinstance(ex.body.get("model"), str) else ""
+        )
+        return
+    if not isinstance(body, dict):
+        raise ProxyError(400, "invalid JSON body")
+    ex.body = body
+    ex.model = route.adapter.model(body, route)
+    ex.stream = route.adapter.stream(body, route)
+
+
+def resolve(ex: Exchange, deps: Deps) -> None:
+    assert ex.policy is not None and ex.route is not None
+    ex.target = resolve_target(
+        ex.policy,
+        ex.route,
+        ex.model,
+        providers=deps.providers,
+        default_provider=deps.settings.default_provider,
+        server_upstream=deps.settings.server.upstream_url,
+        environ=deps.environ,
+    )
+    ex.resolved = ex.target.resolved
+
+
+def check_rate_limit(ex: Exchange, deps: Deps) -> None:
+    assert ex.policy is not None
+    ex.permit = deps.limiter.acquire(ex.token_hash, ex.policy.rate_limit)
+
+
+def check_model(ex: Exchange, deps: Deps) -> None:
+    assert ex.route is not None and ex.resolved is not None
+    if ex.route.adapter is not None and ex.route.adapter.model_checked:
+        ex.resolved.check_model(ex.model)
+
+
+def apply_prompts(ex: Exchange, deps: Deps) -> None:
+    adapter = ex.route.adapter if ex.route else None
+    if adapter is None or ex.body is None or ex.resolved is None:
+        return
+    ex.body = adapter.add_prompts(ex.body, ex.resolved.prompts)
+    if ex.stream:
+        ex.body, ex.strip_usage = adapter.ask_for_usage(ex.body)
+
+
+def estimate_input(ex: Exchange, deps: Deps) -> int:
+    """Our token estimate of the request body (3 per message plus the texts, like the original)."""
+    adapter = ex.route.adapter if ex.route else None
+    if adapter is None or ex.body is None:
+        return 0
+    model = ex.attempt_model or ex.model
+    return 3 + sum(3 + deps.estimator.count(model, text) for text in adapter.texts(ex.body))
+
+
+def reserve_budget(ex: Exchange, deps: Deps) -> None:
+    """Check and reserve in one step (D14); estimates are made only when a limit needs them."""
+    assert ex.resolved is not None
+    adapter = ex.route.adapter if ex.route else None
+    enforced = adapter is not None and adapter.budgeted
+    max_tokens = ex.resolved.max_tokens if enforced else 0
+    max_cost = ex.resolved.max_cost_usd if enforced else 0.0
+    cost_estimate = 0.0
+    if max_tokens > 0 or max_cost > 0:
+        ex.input_estimate = estimate_input(ex, deps)
+        price = deps.prices.lookup(ex.model)
+        cost_estimate = ex.input_estimate * price.input / 1e6 if price is not None else 0.0
+    ex.reservation = deps.budgets.reserve(
+        ex.token_hash,
+        max_tokens=max_tokens,
+        max_cost_usd=max_cost,
+        input_tokens=ex.input_estimate,
+        cost_estimate_usd=cost_estimate,
+    )
+
+
+STAGES: tuple[Callable[[Exchange, Deps], None], ...] = (
+    authenticate,
+    parse_request,
+    resolve,
+    check_rate_limit,
+    check_model,
+    apply_prompts,
+    reserve_budget,
+)

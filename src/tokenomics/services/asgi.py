@@ -1,0 +1,203 @@
+"""The ASGI application: `/ping`, `/health`, `/stats`, `/metrics`, and the proxy for the rest.
+
+Request bodies are read up to `server.max_request_mb` (413 beyond). Each proxied request runs
+the pipeline while a watcher notices a client disconnect and cancels the upstream call; the
+exchange is finished (recorded) exactly once, shielded, whatever happened.
+"""
+
+from __future__ import annotations
+
+import base64
+import hmac
+import ipaddress
+import secrets
+from collections.abc import Awaitable, Callable, MutableMapping
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import orjson
+import trio
+
+from tokenomics.formats.classify import classify
+from tokenomics.formats.errors import error_body
+from tokenomics.pipeline.exchange import Exchange, Reply
+from tokenomics.pipeline.finish import finish
+from tokenomics.pipeline.run import run_pipeline
+
+if TYPE_CHECKING:
+    from tokenomics.pipeline.deps import Deps
+    from tokenomics.services.stats import Stats
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+JSON = [(b"content-type", b"application/json")]
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class _Disconnected(Exception):
+    pass
+
+
+def _is_loopback(scope: Scope) -> bool:
+    client = scope.get("client")
+    if not client:
+        return False
+    try:
+        return ipaddress.ip_address(client[0]).is_loopback
+    except ValueError:
+        return False
+
+
+async def _send(send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes:
+    parts: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise _Disconnected
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise _TooLarge
+        parts.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(parts)
+
+
+class ProxyApp:
+    def __init__(self, deps: Deps, stats: Stats, clock: Callable[[], float]) -> None:
+        self.deps = deps
+        self.stats = stats
+        self.clock = clock
+        auth = deps.settings.admin.auth
+        self._admin_auth = (
+            (auth.username, auth.password) if auth.username and auth.password else None
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        method, path = scope["method"], scope["path"]
+        if path == "/ping" and method in ("GET", "HEAD"):
+            await _send(send, 200, [(b"content-type", b"text/plain")], b".")
+        elif path == "/health" and method == "GET":
+            await _send(send, 200, JSON, b'{"status":"ok"}')
+        elif path in ("/stats", "/metrics") and method == "GET":
+            await self._admin(scope, send, path)
+        else:
+            await self._proxy(scope, receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    def _admin_denied(self, scope: Scope) -> tuple[int, list[tuple[bytes, bytes]], bytes] | None:
+        """D21: the real peer must be loopback, and basic auth must match when configured."""
+        if not _is_loopback(scope):
+            return 403, JSON, b'{"error":"admin UI/API is local-only"}'
+        if self._admin_auth is None:
+            return None
+        headers = dict(scope["headers"])
+        given = headers.get(b"authorization", b"").decode("latin-1")
+        expected = "Basic " + base64.b64encode(":".join(self._admin_auth).encode()).decode()
+        if hmac.compare_digest(given.encode(), expected.encode()):
+            return None
+        challenge = (b"www-authenticate", b'Basic realm="tokenomics-admin"')
+        return 401, [*JSON, challenge], b'{"error":"unauthorized"}'
+
+    async def _admin(self, scope: Scope, send: Send, path: str) -> None:
+        denied = self._admin_denied(scope)
+        if denied is not None:
+            await _send(send, *denied)
+        elif path == "/stats":
+            await _send(
+                send, 200, JSON, orjson.dumps(self.stats.snapshot(), option=orjson.OPT_INDENT_2)
+            )
+        else:
+            text = (b"content-type", b"text/plain; version=0.0.4; charset=utf-8")
+            await _send(send, 200, [text], self.stats.prometheus().encode())
+
+    def _exchange(self, scope: Scope, body: bytes) -> Exchange:
+        raw = [(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in scope["headers"]]
+        client = scope.get("client")
+        return Exchange(
+            method=scope["method"],
+            path=scope["path"],
+            query=scope.get("query_string", b"").decode("latin-1"),
+            raw_headers=raw,
+            body_bytes=body,
+            peer=client[0] if client else "",
+            started=self.clock(),
+            started_at=datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            client_request_id="req_" + secrets.token_hex(16),
+            headers=dict(raw),
+        )
+
+    async def _proxy(self, scope: Scope, receive: Receive, send: Send) -> None:
+        limit = self.deps.settings.server.max_request_mb * 1024 * 1024
+        try:
+            body = await _read_body(receive, limit)
+        except _Disconnected:
+            return
+        except _TooLarge:
+            headers = {
+                k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]
+            }
+            family = classify(scope["method"], scope["path"], headers).family
+            message = f"request body larger than {self.deps.settings.server.max_request_mb} MiB"
+            await _send(send, 413, JSON, error_body(family, 413, message))
+            return
+        ex = self._exchange(scope, body)
+        self.stats.in_flight += 1
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._watch_disconnect, receive, nursery.cancel_scope, ex)
+                reply = await run_pipeline(ex, self.deps)
+                await self._send_reply(send, reply)
+                ex.replied = True
+                nursery.cancel_scope.cancel()
+        finally:
+            self.stats.in_flight -= 1
+            finish(ex, self.deps)
+
+    @staticmethod
+    async def _watch_disconnect(receive: Receive, scope: trio.CancelScope, ex: Exchange) -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        if not ex.replied:
+            ex.error = ex.error or "client disconnected"
+            scope.cancel()
+
+    @staticmethod
+    async def _send_reply(send: Send, reply: Reply) -> None:
+        headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in reply.headers]
+        if reply.stream is None:
+            headers.append((b"content-length", str(len(reply.body)).encode()))
+            await _send(send, reply.status, headers, reply.body)
+            return
+        await send({"type": "http.response.start", "status": reply.status, "headers": headers})
+        stream = reply.stream
+        try:
+            async for chunk in stream:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        finally:
+            with trio.CancelScope(shield=True):
+                await stream.aclose()
+        await send({"type": "http.response.body", "body": b""})

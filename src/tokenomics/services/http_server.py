@@ -1,0 +1,80 @@
+"""The HTTP and HTTPS listeners: hypercorn's Trio worker serving the ASGI app."""
+
+from __future__ import annotations
+
+import errno
+import logging
+from typing import TYPE_CHECKING, Any
+
+import hypercorn.trio
+import trio
+from hypercorn.config import Config
+
+from tokenomics.domain.errors import ConfigError
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    from tokenomics.services.tls import CertPaths
+
+log = logging.getLogger("tokenomics.server")
+
+
+def _bind(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def server_config(
+    *,
+    host: str,
+    http_port: int,
+    https_port: int,
+    tls: CertPaths | None,
+    grace: float,
+    ephemeral: bool = False,
+) -> Config:
+    """Listeners per the settings; `ephemeral` binds free ports instead (for `run` and tests)."""
+    config = Config()
+    secure = [_bind(host, 0 if ephemeral else https_port)] if tls is not None else []
+    plain = [_bind(host, 0)] if ephemeral else [_bind(host, http_port)] if http_port else []
+    if tls is not None:
+        config.certfile, config.keyfile = str(tls.cert), str(tls.key)
+        config.bind, config.insecure_bind = secure, plain
+    else:
+        config.bind, config.insecure_bind = plain, []
+    if not config.bind:
+        raise ConfigError(
+            "no listener to start: server.http_port is 0 and TLS is disabled "
+            "(set server.http_port or server.tls.enabled)"
+        )
+    config.graceful_timeout = grace
+    config.accesslog = None
+    config.errorlog = log
+    config.keep_alive_timeout = 75
+    config.include_server_header = False
+    config.h11_max_incomplete_size = 64 * 1024
+    return config
+
+
+async def serve(
+    app: Any,
+    config: Config,
+    *,
+    shutdown_trigger: Callable[[], Awaitable[None]],
+    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve until `shutdown_trigger` returns; in-flight requests get the graceful period."""
+    try:
+        await hypercorn.trio.serve(
+            app, config, shutdown_trigger=shutdown_trigger, task_status=task_status
+        )
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            binds = ", ".join([*config.bind, *config.insecure_bind])
+            raise ConfigError(
+                f"cannot listen on {binds}: the port is already in use (is another Tokenomics "
+                "running? try `tokenomics status`), or choose another port"
+            ) from None
+        raise ConfigError(
+            f"cannot listen on {', '.join(config.bind)}: {exc.strerror or exc}"
+        ) from None

@@ -1,0 +1,74 @@
+"""Where a finished exchange goes: statistics, the request log (and, later, ledger and events).
+
+`record()` never blocks and never raises into the request: it is called from `finish`.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from tokenomics.services.logs import REQUEST_LOGGER
+from tokenomics.upstream.urls import redact
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from tokenomics.config.settings import LoggingSettings
+    from tokenomics.pipeline.exchange import Exchange
+    from tokenomics.services.stats import Stats
+
+log = logging.getLogger(REQUEST_LOGGER)
+BODY_SAMPLE = 64 * 1024
+
+
+def request_log(ex: Exchange, duration_ms: int, settings: LoggingSettings) -> dict[str, Any]:
+    """The request-log keys of the original, empty ones omitted, plus provider and cost."""
+    usage = ex.usage
+    target = ex.target
+    entry: dict[str, Any] = {
+        "timestamp": ex.started_at,
+        "method": ex.method,
+        "path": ex.path,
+        "token_hash": "****" if settings.hide_token_hash else ex.hash16,
+        "model": ex.model,
+        "provider": target.provider_name if target else "",
+        "base_key_env": target.key_env if target else "",
+        "upstream_url": redact(target.base_url) if target else "",
+        "status_code": ex.status,
+        "duration_ms": duration_ms,
+        "input_tokens": usage.input_tokens if usage else 0,
+        "output_tokens": usage.output_tokens if usage else 0,
+        "cost_usd": ex.cost_usd,
+        "stream": ex.stream,
+        "error": ex.error,
+        "remote_addr": ex.peer,
+        "user_agent": ex.headers.get("user-agent", ""),
+        "retry_count": ex.retry_count,
+        "fallback_model": ex.fallback_model,
+        "metadata": ex.metadata,
+        "rule_matches": ex.rule_matches,
+        "upstream_request_id": ex.meta.upstream_request_id if ex.meta else "",
+        "upstream_id": ex.meta.upstream_id if ex.meta else "",
+        "client_request_id": ex.client_request_id,
+    }
+    if settings.request_body:
+        entry["request_body"] = ex.body_bytes[:BODY_SAMPLE].decode("utf-8", "replace")
+    if settings.response_body and ex.reply is not None and ex.reply.stream is None:
+        entry["response_body"] = ex.reply.body[:BODY_SAMPLE].decode("utf-8", "replace")
+    keep = {"status_code", "token_hash", "timestamp", "method", "path"}
+    return {k: v for k, v in entry.items() if k in keep or v not in ("", 0, None, {}, [], False)}
+
+
+class Recorder:
+    def __init__(self, stats: Stats, settings: LoggingSettings, clock: Callable[[], float]) -> None:
+        self._stats = stats
+        self._settings = settings
+        self._clock = clock
+
+    def record(self, ex: Exchange) -> None:
+        seconds = max(0.0, self._clock() - ex.started)
+        self._stats.record(ex, seconds)
+        if not self._settings.disable_request:
+            entry = request_log(ex, int(seconds * 1000), self._settings)
+            log.info("request", extra={"fields": entry})

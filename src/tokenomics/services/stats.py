@@ -1,0 +1,167 @@
+"""Usage statistics for `/stats` (`proxy.md` §5.4 shape, plus cost) and `/metrics` (Prometheus)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from tokenomics.pipeline.exchange import Exchange
+
+BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+
+
+@dataclass(slots=True)
+class _Tally:
+    request_count: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    error_count: int = 0
+    cost_usd: float = 0.0
+
+    def add(self, inputs: int, outputs: int, error: bool, cost: float | None) -> None:
+        self.request_count += 1
+        self.input_tokens += inputs
+        self.output_tokens += outputs
+        self.error_count += int(error)
+        self.cost_usd += cost or 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "request_count": self.request_count,
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "total_tokens": self.input_tokens + self.output_tokens,
+            "error_count": self.error_count,
+            "cost_usd": round(self.cost_usd, 10),
+        }
+
+
+@dataclass(slots=True)
+class _TokenTally(_Tally):
+    last_model: str = ""
+    base_key_env: str = ""
+    first_seen: str = ""
+    last_seen: str = ""
+
+
+@dataclass(slots=True)
+class _Histogram:
+    counts: list[int] = field(default_factory=lambda: [0] * len(BUCKETS))
+    total: float = 0.0
+    n: int = 0
+
+    def observe(self, seconds: float) -> None:
+        self.n += 1
+        self.total += seconds
+        for i, bound in enumerate(BUCKETS):
+            if seconds <= bound:
+                self.counts[i] += 1
+
+
+_COUNTERS: tuple[tuple[str, str, Callable[[_Tally], list[tuple[str, object]]]], ...] = (
+    ("tokenomics_requests_total", "Requests finished, by model, provider and status.",
+     lambda t: [("", t.request_count)]),
+    ("tokenomics_tokens_total", "Tokens accounted, by direction.",
+     lambda t: [(',direction="input"', t.input_tokens), (',direction="output"', t.output_tokens)]),
+    ("tokenomics_cost_usd_total", "Cost in US dollars.", lambda t: [("", f"{t.cost_usd:.10f}")]),
+    ("tokenomics_errors_total", "Requests that ended in an error.",
+     lambda t: [("", t.error_count)]),
+)  # fmt: skip
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+class Stats:
+    """Counters fed by every finished exchange; read by `/stats`, `/metrics` and `status`."""
+
+    def __init__(self) -> None:
+        self.totals = _Tally()
+        self.by_model_and_key: dict[tuple[str, str], _Tally] = defaultdict(_Tally)
+        self.by_token: dict[str, _TokenTally] = {}
+        self.by_route: dict[tuple[str, str, int], _Tally] = defaultdict(
+            _Tally
+        )  # model, provider, status
+        self.latency: dict[str, _Histogram] = defaultdict(_Histogram)
+        self.in_flight = 0
+
+    def record(self, ex: Exchange, seconds: float) -> None:
+        usage = ex.usage
+        inputs, outputs = (usage.input_tokens, usage.output_tokens) if usage else (0, 0)
+        error = ex.status >= 400 or bool(ex.error)
+        model = ex.attempt_model or ex.model
+        provider = ex.target.provider_name if ex.target else ""
+        self.by_route[(model, provider, ex.status)].add(inputs, outputs, error, ex.cost_usd)
+        self.latency[provider].observe(seconds)
+        if not ex.token_hash:
+            return  # unauthenticated: metrics only
+        key_env = ex.target.key_env if ex.target else (ex.policy.base_key_env if ex.policy else "")
+        self.totals.add(inputs, outputs, error, ex.cost_usd)
+        self.by_model_and_key[(model, key_env)].add(inputs, outputs, error, ex.cost_usd)
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        token = self.by_token.setdefault(
+            ex.hash16, _TokenTally(base_key_env=key_env, first_seen=now)
+        )
+        token.add(inputs, outputs, error, ex.cost_usd)
+        token.last_model, token.last_seen = model, now
+
+    def snapshot(self) -> dict[str, Any]:
+        def by_total(item: dict[str, Any]) -> int:
+            return -int(item["total_tokens"])
+
+        models = [
+            {"model": m, "base_key_env": k, **t.as_dict()}
+            for (m, k), t in self.by_model_and_key.items()
+        ]
+        tokens = [
+            {"token_hash": h, **t.as_dict(), "last_model": t.last_model,
+             "base_key_env": t.base_key_env, "first_seen": t.first_seen, "last_seen": t.last_seen}
+            for h, t in self.by_token.items()
+        ]  # fmt: skip
+        return {
+            "totals": self.totals.as_dict(),
+            "by_model_and_key": sorted(models, key=by_total),
+            "by_token": sorted(tokens, key=by_total),
+        }
+
+    def prometheus(self) -> str:
+        lines: list[str] = []
+        series = sorted(self.by_route.items())
+        for name, text, values in _COUNTERS:
+            lines += [f"# HELP {name} {text}", f"# TYPE {name} counter"]
+            for (model, provider, status), tally in series:
+                labels = (
+                    f'model="{_escape(model)}",provider="{_escape(provider)}",status="{status}"'
+                )
+                lines += [f"{name}{{{labels}{extra}}} {value}" for extra, value in values(tally)]
+        lines += self._latency_lines()
+        lines += [
+            "# HELP tokenomics_in_flight Requests being served.",
+            "# TYPE tokenomics_in_flight gauge",
+            f"tokenomics_in_flight {self.in_flight}",
+        ]
+        return "\n".join(lines) + "\n"
+
+    def _latency_lines(self) -> list[str]:
+        lines = [
+            "# HELP tokenomics_request_duration_seconds Time from request to last byte.",
+            "# TYPE tokenomics_request_duration_seconds histogram",
+        ]
+        for provider, hist in sorted(self.latency.items()):
+            label = f'provider="{_escape(provider)}"'
+            for bound, count in zip(BUCKETS, hist.counts, strict=True):
+                lines.append(
+                    f'tokenomics_request_duration_seconds_bucket{{{label},le="{bound}"}} {count}'
+                )
+            lines.append(
+                f'tokenomics_request_duration_seconds_bucket{{{label},le="+Inf"}} {hist.n}'
+            )
+            lines.append(f"tokenomics_request_duration_seconds_sum{{{label}}} {hist.total:.6f}")
+            lines.append(f"tokenomics_request_duration_seconds_count{{{label}}} {hist.n}")
+        return lines
