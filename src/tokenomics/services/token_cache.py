@@ -34,6 +34,7 @@ class TokenCache:
         self._records: dict[str, TokenRecord] = {}
         self._unreadable = 0
         self._version = -1
+        self._generation = -1
         self._reloads = 0
 
     def lookup(self, token_hash: str) -> TokenRecord | None:
@@ -41,18 +42,23 @@ class TokenCache:
 
     def reload(self) -> None:
         """Read every token (blocking: call from a worker thread once serving)."""
-        version = self._store.db.data_version()
+        self._version = self._store.db.data_version()
+        self._generation = self._store.generation()
         records = self._store.list()
         readable = {r.token_hash: r for r in records if r.policy is not None}
         broken = [r for r in records if r.policy is None]
         for record in broken:
             log.warning("token %s… cannot be used: %s", record.token_hash[:16], record.error)
         self._records, self._unreadable = readable, len(broken)
-        self._version = version
         self._reloads += 1
 
     def refresh_if_changed(self) -> bool:
-        if self._store.db.data_version() == self._version:
+        """Reload when another connection changed the tokens (usage writes do not count)."""
+        version = self._store.db.data_version()
+        if version == self._version:
+            return False
+        self._version = version
+        if self._store.generation() == self._generation:
             return False
         self.reload()
         return True

@@ -46,6 +46,27 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ) WITHOUT ROWID
     """,
     ),
+    # A counter bumped by every token change, so a server can tell token edits apart from the
+    # usage writes that also change the database file.
+    (
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID",
+        "INSERT INTO meta (key, value) VALUES ('tokens_generation', 0)",
+        """
+    CREATE TRIGGER tokens_insert AFTER INSERT ON tokens BEGIN
+        UPDATE meta SET value = value + 1 WHERE key = 'tokens_generation';
+    END
+    """,
+        """
+    CREATE TRIGGER tokens_update AFTER UPDATE ON tokens BEGIN
+        UPDATE meta SET value = value + 1 WHERE key = 'tokens_generation';
+    END
+    """,
+        """
+    CREATE TRIGGER tokens_delete AFTER DELETE ON tokens BEGIN
+        UPDATE meta SET value = value + 1 WHERE key = 'tokens_generation';
+    END
+    """,
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

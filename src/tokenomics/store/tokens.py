@@ -102,6 +102,10 @@ class TokenStore:
         rows = self._db.query(f"SELECT {_COLUMNS} FROM tokens ORDER BY hash")
         return [self._record(row) for row in rows]
 
+    def generation(self) -> int:
+        """A number that changes whenever any token is created, updated or deleted."""
+        return int(self._db.query("SELECT value FROM meta WHERE key = 'tokens_generation'")[0][0])
+
     def count(self) -> int:
         return int(self._db.query("SELECT count(*) FROM tokens")[0][0])
 
