@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 
+import pytest
 import trio
 
 from tokenomics.domain.budget import Spend
 from tokenomics.services.token_cache import TokenCache, run
 from tokenomics.store.db import Database
-from tokenomics.store.tokens import TokenStore
+from tokenomics.store.tokens import TokenRecord, TokenStore
 from tokenomics.store.usage import UsageStore
 
 POLICY = '{"base_key_env":"K"}'
@@ -49,6 +52,36 @@ async def test_refresher_sees_a_new_token_within_its_interval(tmp_path: Path) ->
             lambda: TokenStore.open(path).create("c" * 64, POLICY, None, CREATED)
         )
         with trio.fail_after(5):
-            while cache.lookup("c" * 64) is None:
+            while cache.lookup("c" * 64) is None:  # noqa: ASYNC110 (a thread refreshes it)
                 await trio.sleep(0.01)
         nursery.cancel_scope.cancel()
+
+
+def test_a_slow_refresh_never_overwrites_a_newer_reload(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The refresher thread lists tokens before a new one is committed and is slow to finish;
+    a `reload()` made after the commit must still win."""
+    path = tmp_path / "t.db"
+    store = TokenStore.open(path)
+    cache = TokenCache(store)
+    cache.reload()
+    listed = threading.Event()
+    real_list = store.list
+
+    def slow_list() -> list[TokenRecord]:
+        records = real_list()
+        if threading.current_thread() is not threading.main_thread():
+            listed.set()
+            time.sleep(0.2)
+        return records
+
+    monkeypatch.setattr(store, "list", slow_list)
+    TokenStore.open(path).create("a" * 64, POLICY, None, CREATED)
+    refresher = threading.Thread(target=cache.refresh_if_changed)
+    refresher.start()
+    assert listed.wait(5)
+    TokenStore.open(path).create("b" * 64, POLICY, None, CREATED)
+    cache.reload()
+    refresher.join()
+    assert cache.lookup("a" * 64) is not None and cache.lookup("b" * 64) is not None

@@ -24,7 +24,7 @@ class Adapter:
 
     kind = "generic"
     family: Family = "openai"
-    budgeted = True  # count_tokens endpoints are rate-limited only
+    budgeted = True  # False for count_tokens endpoints: rate-limited only, never charged
     model_checked = True
 
     def model(self, body: Body, route: Route) -> str:

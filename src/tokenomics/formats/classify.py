@@ -35,13 +35,18 @@ def _passthrough_family(path: str, headers: dict[str, str]) -> Family:
 
 
 def classify(method: str, path: str, headers: dict[str, str]) -> Route:
-    """The route for a request; `headers` has lower-case names."""
+    """The route for a request; `headers` has lower-case names.
+
+    A trailing slash does not escape enforcement (W-S6): LLM routes are matched, and sent
+    upstream, without it.
+    """
     if method == "POST":
+        trimmed = path.rstrip("/") or path
         for suffix, adapter in _SUFFIXES:
-            if path.endswith(suffix):
-                return Route(adapter, adapter.family, path)
-        match = _GEMINI.search(path)
+            if trimmed.endswith(suffix):
+                return Route(adapter, adapter.family, trimmed)
+        match = _GEMINI.search(trimmed)
         if match:
             adapter = _GEMINI_COUNT if match.group(2) == "countTokens" else _GEMINI_GENERATE
-            return Route(adapter, "gemini", path, path_model=match.group(1))
+            return Route(adapter, "gemini", trimmed, path_model=match.group(1))
     return Route(None, _passthrough_family(path, headers), path)

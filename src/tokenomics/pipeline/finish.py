@@ -15,8 +15,12 @@ if TYPE_CHECKING:
 
 
 def final_usage(ex: Exchange, deps: Deps) -> Usage:
-    """What the request consumed: provider figures, estimates where the provider said nothing."""
-    if ex.upstream is None:
+    """What the request consumed: provider figures, estimates where the provider said nothing.
+
+    Token counting endpoints consume nothing (their answer is a count, not usage).
+    """
+    adapter = ex.route.adapter if ex.route else None
+    if ex.upstream is None or (adapter is not None and not adapter.budgeted):
         return Usage()
     if (ex.usage is None or ex.usage.input_tokens == 0) and not ex.input_estimate:
         ex.input_estimate = estimate_input(ex, deps)

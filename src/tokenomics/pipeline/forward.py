@@ -126,6 +126,7 @@ async def forward(ex: Exchange, deps: Deps) -> None:
     attempts = plan(ex, deps)
     retry_on = ex.policy.retry.retry_on if ex.policy.retry else DEFAULT_RETRY_ON
     last_error: UpstreamError | None = None
+    last_status = 0  # of the last retryable answer, named when a later attempt fails (W-D6)
     for index, attempt in enumerate(attempts):
         final = index == len(attempts) - 1
         if index:
@@ -144,11 +145,13 @@ async def forward(ex: Exchange, deps: Deps) -> None:
             wait = _retry_after(header(response.headers, "retry-after"))
             await response.aclose()
             last_error = UpstreamError(f"upstream answered {response.status}")
+            last_status = response.status
             await trio.sleep(_backoff(ex.retry_count, wait))
             continue
         ex.upstream, ex.target = response, attempt.target
         return
     assert last_error is not None
+    detail = f"{last_error} (last upstream status {last_status})" if last_status else last_error
     raise ProxyError(
-        last_error.status, f"upstream request failed after {len(attempts)} attempts: {last_error}"
+        last_error.status, f"upstream request failed after {len(attempts)} attempts: {detail}"
     )

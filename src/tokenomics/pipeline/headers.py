@@ -8,9 +8,10 @@ if TYPE_CHECKING:
     from tokenomics.pipeline.exchange import Headers
     from tokenomics.pipeline.target import Target
 
+# `expect`: the proxy has read the whole body already, so a 100-continue is settled here.
 HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding",
-     "upgrade", "host", "content-length"}
+     "upgrade", "host", "content-length", "expect"}
 )  # fmt: skip
 CREDENTIALS = frozenset(
     {"authorization", "x-api-key", "api-key", "x-goog-api-key", "proxy-authorization", "cookie"}
@@ -20,7 +21,8 @@ DROPPED = frozenset(
     {"accept-encoding", "content-encoding", "forwarded", "x-real-ip", "true-client-ip",
      "openai-organization", "openai-project"}
 )  # fmt: skip
-RESPONSE_DROPPED = frozenset({"set-cookie", "content-encoding", "content-length"})
+# `date`: the server adds its own, and two Date headers are invalid (RFC 9110 §6.6.1).
+RESPONSE_DROPPED = frozenset({"set-cookie", "content-encoding", "content-length", "date"})
 
 
 def _connection_listed(headers: Headers) -> set[str]:

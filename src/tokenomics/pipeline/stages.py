@@ -24,15 +24,19 @@ MISSING_TOKEN = "missing or invalid token (use x-api-key header or Authorization
 
 
 def _credential(ex: Exchange) -> str:
-    """D6: x-api-key, Authorization (Bearer or raw), x-goog-api-key, then `?key=`."""
+    """D6: x-api-key, Authorization (Bearer or raw), x-goog-api-key, then `?key=`.
+
+    `key=` leaves the query even when a header carried the token: no client credential is
+    ever forwarded (headers are dropped in `headers.py`).
+    """
+    pairs = parse_qsl(ex.query, keep_blank_values=True)
+    key = next((v for k, v in pairs if k == "key"), "")
+    if any(k == "key" for k, _ in pairs):
+        ex.query = urlencode([(k, v) for k, v in pairs if k != "key"])
     for name in ("x-api-key", "authorization", "x-goog-api-key"):
         value = ex.headers.get(name, "")
         if value:
             return value.removeprefix("Bearer ") if name == "authorization" else value
-    pairs = parse_qsl(ex.query, keep_blank_values=True)
-    key = next((v for k, v in pairs if k == "key"), "")
-    if key:
-        ex.query = urlencode([(k, v) for k, v in pairs if k != "key"])
     return key
 
 

@@ -35,6 +35,19 @@ class Target:
         return float(self.resolved.timeout or 30)
 
 
+def _passthrough_provider(
+    policy: Policy, route: Route, providers: Mapping[str, ProviderConfig]
+) -> str:
+    """Passthrough has no model to match: a policy with neither a global key nor a default
+    provider uses its first provider policy (document order) whose provider accepts the
+    request's API family, else its first one."""
+    if policy.base_key_env or policy.default_provider:
+        return ""
+    names = [name for name, entries in policy.providers if entries]
+    fitting = (n for n in names if (p := providers.get(n)) is None or route.family in p.formats)
+    return next(fitting, names[0] if names else "")
+
+
 def resolve_target(
     policy: Policy,
     route: Route,
@@ -47,7 +60,7 @@ def resolve_target(
 ) -> Target:
     """The resolved policy and connection details for `model` on this route."""
     if route.adapter is None:
-        resolved = resolve_provider(policy, "")
+        resolved = resolve_provider(policy, _passthrough_provider(policy, route, providers))
     else:
         resolved = resolve_for_model(policy, model)
     name = resolved.provider_name or policy.default_provider or default_provider
@@ -62,7 +75,9 @@ def resolve_target(
     base = resolved.upstream_url or (provider.upstream_url if provider else "") or server_upstream
     key_env = resolved.base_key_env or (provider.api_key_env if provider else "")
     key = environ.get(key_env, "") if key_env else ""
-    needs_key = provider is None or provider.auth_scheme != "none" or resolved.base_key_env
+    # A provider that takes no auth (the built-in mock, a local server) sends no key, so an
+    # unset key env is fine there: the policy still has to name one (D25: runs with no key).
+    needs_key = provider is None or provider.auth_scheme != "none"
     if needs_key and not key:
         raise ProxyError(500, f'base key env "{key_env}" is not set')
     return Target(resolved, name, provider, base, key_env, key)

@@ -47,9 +47,12 @@ def _is_loopback(scope: Scope) -> bool:
     if not client:
         return False
     try:
-        return ipaddress.ip_address(client[0]).is_loopback
+        address = ipaddress.ip_address(client[0])
     except ValueError:
         return False
+    # a dual-stack listener (`server.host: "::"`) sees IPv4 peers as ::ffff:a.b.c.d
+    mapped = address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else None
+    return (mapped or address).is_loopback
 
 
 async def _send(send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
@@ -170,8 +173,7 @@ class ProxyApp:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._watch_disconnect, receive, nursery.cancel_scope, ex)
                 reply = await run_pipeline(ex, self.deps)
-                await self._send_reply(send, reply)
-                ex.replied = True
+                await self._send_reply(send, reply, ex)
                 nursery.cancel_scope.cancel()
         finally:
             self.stats.in_flight -= 1
@@ -186,11 +188,15 @@ class ProxyApp:
             scope.cancel()
 
     @staticmethod
-    async def _send_reply(send: Send, reply: Reply) -> None:
+    async def _send_reply(send: Send, reply: Reply, ex: Exchange) -> None:
+        """Send the reply; `ex.replied` is set before the final send, because hypercorn reports
+        `http.disconnect` for every finished response while that send is under way."""
         headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in reply.headers]
         if reply.stream is None:
             headers.append((b"content-length", str(len(reply.body)).encode()))
-            await _send(send, reply.status, headers, reply.body)
+            await send({"type": "http.response.start", "status": reply.status, "headers": headers})
+            ex.replied = True
+            await send({"type": "http.response.body", "body": reply.body})
             return
         await send({"type": "http.response.start", "status": reply.status, "headers": headers})
         stream = reply.stream
@@ -200,4 +206,5 @@ class ProxyApp:
         finally:
             with trio.CancelScope(shield=True):
                 await stream.aclose()
+        ex.replied = True
         await send({"type": "http.response.body", "body": b""})

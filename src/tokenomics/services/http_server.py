@@ -56,6 +56,13 @@ def server_config(
     return config
 
 
+def _os_error(exc: BaseException) -> OSError | None:
+    """The OSError behind `exc`, also when hypercorn's nurseries wrapped it in groups."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc if isinstance(exc, OSError) else None
+
+
 async def serve(
     app: Any,
     config: Config,
@@ -68,7 +75,10 @@ async def serve(
         await hypercorn.trio.serve(
             app, config, shutdown_trigger=shutdown_trigger, task_status=task_status
         )
-    except OSError as exc:
+    except (OSError, BaseExceptionGroup) as caught:
+        exc = _os_error(caught)
+        if exc is None:
+            raise
         if exc.errno == errno.EADDRINUSE:
             binds = ", ".join([*config.bind, *config.insecure_bind])
             raise ConfigError(

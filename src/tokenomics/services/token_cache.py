@@ -8,6 +8,7 @@ remote sync — committed a change, so edits are seen within `interval` seconds.
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -36,32 +37,37 @@ class TokenCache:
         self._version = -1
         self._generation = -1
         self._reloads = 0
+        # reload() (startup, tests) and the refresher thread share one connection: one at a
+        # time, or a slow stale reload could overwrite a newer snapshot
+        self._lock = threading.RLock()
 
     def lookup(self, token_hash: str) -> TokenRecord | None:
         return self._records.get(token_hash)
 
     def reload(self) -> None:
         """Read every token (blocking: call from a worker thread once serving)."""
-        self._version = self._store.db.data_version()
-        self._generation = self._store.generation()
-        records = self._store.list()
-        readable = {r.token_hash: r for r in records if r.policy is not None}
-        broken = [r for r in records if r.policy is None]
-        for record in broken:
-            log.warning("token %s… cannot be used: %s", record.token_hash[:16], record.error)
-        self._records, self._unreadable = readable, len(broken)
-        self._reloads += 1
+        with self._lock:
+            self._version = self._store.db.data_version()
+            self._generation = self._store.generation()
+            records = self._store.list()
+            readable = {r.token_hash: r for r in records if r.policy is not None}
+            broken = [r for r in records if r.policy is None]
+            for record in broken:
+                log.warning("token %s… cannot be used: %s", record.token_hash[:16], record.error)
+            self._records, self._unreadable = readable, len(broken)
+            self._reloads += 1
 
     def refresh_if_changed(self) -> bool:
         """Reload when another connection changed the tokens (usage writes do not count)."""
-        version = self._store.db.data_version()
-        if version == self._version:
-            return False
-        self._version = version
-        if self._store.generation() == self._generation:
-            return False
-        self.reload()
-        return True
+        with self._lock:
+            version = self._store.db.data_version()
+            if version == self._version:
+                return False
+            self._version = version
+            if self._store.generation() == self._generation:
+                return False
+            self.reload()
+            return True
 
     def statistics(self) -> TokenCacheStatistics:
         return TokenCacheStatistics(len(self._records), self._unreadable, self._reloads)
