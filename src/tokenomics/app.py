@@ -80,18 +80,20 @@ def build_deps(
     tokens = TokenStore.open(db_path, cipher, settings.security.encryption_key_env)
     usage = UsageStore(Database.open(db_path))
     stats = Stats()
+    providers = load_providers(
+        cwd=cwd, home=home, data_dir=Path(settings.dir), inline=settings.providers
+    )
+    price_overrides = {m: f for p in providers.values() for m, f in p.prices.items()}
     deps = Deps(
         settings=settings,
         environ=environ,
         tokens=token_cache.TokenCache(tokens),
         hash_key=hash_key,
-        providers=load_providers(
-            cwd=cwd, home=home, data_dir=Path(settings.dir), inline=settings.providers
-        ),
+        providers=providers,
         limiter=RateLimiter(trio.current_time),
         budgets=Budgets(usage.load()),
         estimator=TokenEstimator(),
-        prices=load_prices(),
+        prices=load_prices(price_overrides),
         upstreams=Upstreams(),
         recorder=Recorder(stats, settings.logging, trio.current_time),
         now=time.time,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import textwrap
 from importlib import resources
 from pathlib import Path
@@ -323,3 +324,17 @@ def test_inline_errors_use_config_where(dirs: dict[str, Path]) -> None:
 def test_inline_errors_without_config_where(dirs: dict[str, Path]) -> None:
     with pytest.raises(ConfigError, match=r'^config\.yaml: provider "x": unknown field "url"'):
         load(dirs, {"x": {"url": "https://x"}})
+
+
+def test_prices_per_model_are_validated(tmp_path: Path) -> None:
+    from tokenomics.config.providers import parse_provider
+
+    ok = parse_provider("x", {"prices": {"m": {"input": 1, "output": 2.5}}}, lambda key: "f:1")
+    assert ok.prices == {"m": {"input": 1.0, "output": 2.5}}
+    for bad, fragment in [
+        ({"m": {"input": -1}}, "prices.m.input -1 must be a number"),
+        ({"m": {"inputs": 1}}, "prices.m.inputs 1 is not a price field"),
+        ({"m": 3}, "prices.m 3 must be a map"),
+    ]:
+        with pytest.raises(ConfigError, match=re.escape(fragment)):
+            parse_provider("x", {"prices": bad}, lambda key: "f:1")

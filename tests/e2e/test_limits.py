@@ -354,3 +354,39 @@ async def test_raised_request_limit_applies_at_once(proxy: Proxy) -> None:
         more = [await post(client, token, chat()) for _ in range(5)]
     assert [r.status_code for r in more[:4]] == [200] * 4
     assert rate_limited(more[4]) == "rate limit exceeded: 5 requests in 1m window (max 5)"
+
+
+async def test_cost_budget_refuses_a_model_without_a_price_instead_of_ignoring_it(
+    proxy: Proxy, mock_upstream_server: MockUpstream
+) -> None:
+    token = proxy.token({"base_key_env": "OPENAI_KEY", "max_cost_usd": 1.0})
+    async with proxy.client() as client:
+        response = await client.post(
+            "/v1/chat/completions", json=chat("my-unpriced-model"), headers={"x-api-key": token}
+        )
+    assert "has no known price, so its cost budget cannot be enforced" in error_message(
+        response, 403
+    )
+    assert mock_upstream_server.requests == []
+
+
+async def test_prices_from_providers_yaml_price_a_custom_model(
+    mock_upstream_server: MockUpstream, tmp_path: Path
+) -> None:
+    config = (
+        "providers:\n  custom:\n    upstream_url: " + mock_upstream_server.url + "\n"
+        "    api_key_env: OPENAI_KEY\n    prices:\n      my-model: {input: 1000000, output: 1000000}\n"
+    )
+    async with start_proxy(tmp_path, mock_upstream_server.url, config=config) as proxy:
+        token = proxy.token(
+            {"providers": {"custom": [{"base_key_env": "OPENAI_KEY"}]}, "max_cost_usd": 1000}
+        )
+        async with proxy.client() as client:
+            response = await client.post(
+                "/v1/chat/completions", json=chat("my-model"), headers={"x-api-key": token}
+            )
+        assert response.status_code == 200
+        await trio.testing.wait_all_tasks_blocked()
+        snapshot = proxy.server.stats.snapshot()
+        tokens = snapshot["totals"]["total_tokens"]
+        assert tokens > 0 and snapshot["totals"]["cost_usd"] == pytest.approx(tokens * 1.0)

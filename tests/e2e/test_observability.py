@@ -78,13 +78,13 @@ async def test_stats_has_the_original_shape_plus_cost_sorted_by_total_tokens(
     assert response.text.startswith("{\n  ")  # pretty-printed, like the original
     stats = response.json()
     assert set(stats) == {"totals", "by_model_and_key", "by_token"}
-    assert set(stats["totals"]) == TOTAL_KEYS | {"cost_usd"}
+    assert set(stats["totals"]) == TOTAL_KEYS | {"cost_usd", "unpriced_count"}
     assert stats["totals"]["request_count"] == 4 and stats["totals"]["error_count"] == 0
     assert stats["totals"]["total_tokens"] == 4 * (MOCK_INPUT + MOCK_OUTPUT)
     for row in stats["by_model_and_key"]:
-        assert set(row) == MODEL_KEYS | {"cost_usd"}
+        assert set(row) == MODEL_KEYS | {"cost_usd", "unpriced_count"}
     for row in stats["by_token"]:
-        assert set(row) == TOKEN_KEYS | {"cost_usd"}
+        assert set(row) == TOKEN_KEYS | {"cost_usd", "unpriced_count"}
         assert RFC3339_UTC.match(row["first_seen"]) and RFC3339_UTC.match(row["last_seen"])
         assert row["total_tokens"] == row["input_tokens"] + row["output_tokens"]
     by_model = {(r["model"], r["base_key_env"]): r for r in stats["by_model_and_key"]}
@@ -404,3 +404,17 @@ async def test_request_log_can_hide_the_hash_and_add_the_bodies(
     text = buffer.getvalue()
     for secret in (token, "sk-real", proxy.hash16(token)):
         assert secret not in text, secret
+
+
+async def test_a_model_without_a_price_is_counted_as_unpriced_not_free(proxy: Proxy) -> None:
+    token = proxy.token({"base_key_env": "OPENAI_KEY"})
+    async with proxy.client() as client:
+        response = await client.post(
+            "/v1/chat/completions",
+            json={"model": "no-such-priced-model", "messages": [{"role": "user", "content": "hi"}]},
+            headers={"x-api-key": token},
+        )
+    assert response.status_code == 200
+    await trio.testing.wait_all_tasks_blocked()
+    totals = proxy.server.stats.snapshot()["totals"]
+    assert totals["unpriced_count"] == 1 and totals["cost_usd"] == 0

@@ -353,4 +353,4 @@ async def test_idle_upstream_stream_is_cut_with_an_error_event_after_the_idle_ti
     payloads = data_payloads(response.content)
     assert "Mock" not in "".join(payloads[:-1])
     error = orjson.loads(payloads[-1])["error"]
-    assert error["code"] == 502 and "no data from upstream for 1s" in error["message"]
+    assert error["code"] == 504 and "no data from upstream for 1s" in error["message"]

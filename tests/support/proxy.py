@@ -93,6 +93,8 @@ async def start_proxy(
                 cwd=root / "work", home=root / "home", ephemeral=True,
             )
         )  # fmt: skip
+        # Estimates made while the vocabularies load are byte-based; tests want tiktoken's.
+        await trio.to_thread.run_sync(server.deps.estimator.warm_up)
         try:
             yield Proxy(server.urls[0], server, settings, environ)
         finally:

@@ -46,6 +46,9 @@ class ProviderConfig:
     models: tuple[str, ...] = ()
     chat_path: str = ""
     formats: tuple[ApiFormat, ...] = ("openai",)
+    # Per-model price overrides (USD per million tokens: input, output, cached_input,
+    # cache_write), layered over the bundled price table (D15).
+    prices: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(ProviderConfig))[1:]
@@ -139,6 +142,26 @@ def _str_list(raw: Any, allowed: tuple[str, ...] = ()) -> tuple[str, ...]:
     return tuple(out)
 
 
+_PRICE_FIELDS = ("input", "output", "cached_input", "cache_write")
+
+
+def _prices(raw: Any) -> dict[str, dict[str, float]]:
+    if not isinstance(raw, dict):
+        raise _Bad("must be a map of model names to prices")
+    out: dict[str, dict[str, float]] = {}
+    for model, fields in raw.items():
+        if not isinstance(fields, dict):
+            raise _Bad("must be a map of " + ", ".join(_PRICE_FIELDS), f".{model}", fields)
+        for key, value in fields.items():
+            if key not in _PRICE_FIELDS:
+                raise _Bad("is not a price field", f".{model}.{key}", value)
+            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+                raise _Bad("must be a number of USD per million tokens, not negative",
+                           f".{model}.{key}", value)  # fmt: skip
+        out[str(model)] = {str(k): float(v) for k, v in fields.items()}
+    return out
+
+
 _PARSERS: dict[str, Callable[[Any], Any]] = {
     "upstream_url": _url,
     "api_key_env": lambda raw: _text(raw).strip(),
@@ -150,6 +173,7 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "models": _str_list,
     "chat_path": _path,
     "formats": lambda raw: _str_list(raw, API_FORMATS),
+    "prices": _prices,
 }
 
 

@@ -150,7 +150,7 @@ class TokenEstimator:
     def warm_up(self, *names: str) -> None:
         """Load encodings now (default: both) instead of on the first count."""
         for name in names or ENCODINGS:
-            self._encoding(name)
+            self._encoding(name, wait=True)
 
     def count(self, model: str, text: str) -> int:
         if not text:
@@ -177,17 +177,24 @@ class TokenEstimator:
                 total += sum(_count(encoding, text) for text in _message_texts(message))
         return total
 
-    def _encoding(self, name: str) -> Encoding | None:
+    def _encoding(self, name: str, *, wait: bool = False) -> Encoding | None:
+        """The encoding, loading it on first use. While another thread is loading it (the
+        server's warm-up), return None at once unless `wait`: the event loop never waits, the
+        caller counts that text with the byte-based fallback instead."""
         encoding = self._encodings.get(name)
         if encoding is not None or name in self._failed:
             return encoding
-        with self._lock:
+        if not self._lock.acquire(blocking=wait):
+            return None
+        try:
             if name not in self._encodings and name not in self._failed:
                 try:
                     self._encodings[name] = self._load(name)
                 except (ImportError, OSError, EOFError, ValueError, KeyError):
                     self._failed.add(name)
             return self._encodings.get(name)
+        finally:
+            self._lock.release()
 
     def _load(self, name: str) -> Encoding:
         from tiktoken import Encoding

@@ -94,7 +94,8 @@ async def _sse(ex: Exchange, deps: Deps, response: UpstreamResponse) -> AsyncGen
             yield rest
     except (UpstreamError, SSETooLarge) as exc:
         ex.error = f"stream broken: {exc}"
-        yield stream_error_event(ex.route.family if ex.route else "openai", 502, ex.error)
+        status = exc.status if isinstance(exc, UpstreamError) else 502
+        yield stream_error_event(ex.route.family if ex.route else "openai", status, ex.error)
     finally:
         ex.usage = accounting.result(lambda text: deps.estimator.count(ex.attempt_model, text))
         ex.meta = accounting.meta(dict(response.headers))

@@ -126,6 +126,12 @@ def reserve_budget(ex: Exchange, deps: Deps) -> None:
     if max_tokens > 0 or max_cost > 0:
         ex.input_estimate = estimate_input(ex, deps)
         price = deps.prices.lookup(ex.model)
+        if price is None and max_cost > 0:
+            raise ProxyError(
+                403,
+                f'model "{ex.model}" has no known price, so its cost budget cannot be enforced; '
+                "add a price for it under prices: in providers.yaml",
+            )
         cost_estimate = ex.input_estimate * price.input / 1e6 if price is not None else 0.0
     ex.reservation = deps.budgets.reserve(
         ex.token_hash,

@@ -18,6 +18,9 @@ if TYPE_CHECKING:
     from tokenomics.services.tls import CertPaths
 
 log = logging.getLogger("tokenomics.server")
+# hypercorn's own messages ("Running on ...") duplicate ours; keep only its warnings and errors.
+hypercorn_log = logging.getLogger("tokenomics.server.hypercorn")
+hypercorn_log.setLevel(logging.WARNING)
 
 
 def _bind(host: str, port: int) -> str:
@@ -49,7 +52,7 @@ def server_config(
         )
     config.graceful_timeout = grace
     config.accesslog = None
-    config.errorlog = log
+    config.errorlog = hypercorn_log
     config.keep_alive_timeout = 75
     config.include_server_header = False
     config.h11_max_incomplete_size = 64 * 1024

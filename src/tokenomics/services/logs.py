@@ -86,7 +86,11 @@ def configure(settings: LoggingSettings, *, stream: Any = None) -> list[logging.
 
 
 def remove(handlers: list[logging.Handler]) -> None:
+    """Undo `configure`: remove and close the handlers, restore the loggers' defaults."""
     root = logging.getLogger("tokenomics")
     for handler in handlers:
         root.removeHandler(handler)
         handler.close()
+    root.setLevel(logging.NOTSET)
+    root.propagate = True
+    logging.getLogger(REQUEST_LOGGER).disabled = False

@@ -22,6 +22,7 @@ class _Tally:
     output_tokens: int = 0
     error_count: int = 0
     cost_usd: float = 0.0
+    unpriced_count: int = 0  # requests whose model has no price: their cost is unknown, not 0
 
     def add(self, inputs: int, outputs: int, error: bool, cost: float | None) -> None:
         self.request_count += 1
@@ -29,6 +30,7 @@ class _Tally:
         self.output_tokens += outputs
         self.error_count += int(error)
         self.cost_usd += cost or 0.0
+        self.unpriced_count += int(cost is None)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -38,6 +40,7 @@ class _Tally:
             "total_tokens": self.input_tokens + self.output_tokens,
             "error_count": self.error_count,
             "cost_usd": round(self.cost_usd, 10),
+            "unpriced_count": self.unpriced_count,
         }
 
 

@@ -48,6 +48,7 @@ def with_query(url: str, extra: dict[str, str], *, override: tuple[str, ...] = (
 
 
 def redact(url: str) -> str:
-    """The URL without its query string (which may carry a key) for logs and records."""
+    """The URL without credentials and query string (either may carry a key), for logs."""
     parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
