@@ -16,7 +16,9 @@ from tokenomics.domain.jailbreak import FAMILIES, detect_jailbreak
 from tokenomics.domain.pii import PII_LABELS, find_pii
 from tokenomics.domain.rules import PII_TYPES, compile_rule
 
-CORPUS: list[dict[str, Any]] = yaml.safe_load((Path(__file__).parent / "pii_corpus.yaml").read_text("utf-8"))
+CORPUS: list[dict[str, Any]] = yaml.safe_load(
+    (Path(__file__).parent / "pii_corpus.yaml").read_text("utf-8")
+)
 PII_ENTRIES = [entry for entry in CORPUS if "pii" in entry]
 JAILBREAK_ENTRIES = [entry for entry in CORPUS if "jailbreak" in entry]
 PII_RULE = compile_rule({"type": "pii", "detect": list(PII_TYPES), "action": "mask"})
@@ -49,12 +51,16 @@ def test_pii_masking(entry: dict[str, Any]) -> None:
     assert mask([PII_RULE], entry["text"], "input") == entry["masked"]
 
 
-@pytest.mark.parametrize("entry", JAILBREAK_ENTRIES, ids=[entry["id"] for entry in JAILBREAK_ENTRIES])
+@pytest.mark.parametrize(
+    "entry", JAILBREAK_ENTRIES, ids=[entry["id"] for entry in JAILBREAK_ENTRIES]
+)
 def test_jailbreak_detection(entry: dict[str, Any]) -> None:
     assert detect_jailbreak(entry["text"]) == entry["jailbreak"]
 
 
-@pytest.mark.parametrize("entry", JAILBREAK_ENTRIES, ids=[entry["id"] for entry in JAILBREAK_ENTRIES])
+@pytest.mark.parametrize(
+    "entry", JAILBREAK_ENTRIES, ids=[entry["id"] for entry in JAILBREAK_ENTRIES]
+)
 def test_jailbreak_masking(entry: dict[str, Any]) -> None:
     assert mask([JAILBREAK_RULE], entry["text"], "input") == entry["masked"]
 

@@ -3,8 +3,8 @@
 Boolean and pattern based, no scoring (`core.md` §2.6). The families keep their ids; what
 each fires on now follows one intent: *text that tries to take the model out of its own
 instructions or safety rules*. Ordinary talk about settings, configs or security work is
-not an attack. Every family is case-insensitive except the persona names, and never looks
-across a line break where a phrase is expected.
+not an attack. Every family is case-insensitive except the persona names; words may be
+separated by any whitespace, line breaks included, and `hypothetical_harm` stays on one line.
 
 * `ignore_previous`: "ignore" + a qualifier that points at the model's instructions (all,
   your, previous/prior/earlier/above/system …) + instructions/rules/prompt/…, or "ignore
@@ -50,17 +50,22 @@ from tokenomics.domain.regex import Pattern, compile_re2
 
 _NOUN = (
     r"(?:instructions?|rules?|guidelines?|directives?|directions|prompts?|commands?|orders"
-    r"|constraints?|restrictions?|programming|guidance|polic(?:y|ies)|context|training"
+    r"|constraints?|restrictions?|programming|guidance|polic(?:y|ies)|training"
     r"|limitations?|safeguards?|guardrails?)"
 )
-_PRIOR = r"(?:previous|prior|earlier|above|preceding|foregoing|former|initial|original|system|old)"
+_PRIOR = r"(?:previous|prior|earlier|above|preceding|foregoing|former|initial|original|system)"
 _ALL = r"(?:(?:all|any|each|every)\s+(?:of\s+)?)"
 _YOU_ARE = r"you(?:\s+are|['’]re)"
-# "the above" must close the clause: "ignore the above." / "… above and …" / "… above text".
+# A bare "all instructions" / "the above" must close the clause ("ignore all rules." /
+# "… the above and …" / "… rules you were given"), so "ignore the above warning" passes.
+_CLOSE = (
+    r"\s*(?:[.,;:!]|$|and\b|then\b|(?:this|that)\s+(?:line|point|message)|instructions?\b"
+    r"|prompt|text\b|rules\b|directions|(?:above|before|so\s+far)\b|(?:that\s+)?you\s+(?:were"
+    r"|have\s+been|['’]ve\s+been|got)\b)"
+)
 _ABOVE = (
     r"(?:all\s+(?:of\s+)?(?:the\s+)?|the\s+|everything\s+|anything\s+)(?:above|before|prior)"
-    r"\s*(?:[.,;:!]|$|and\b|(?:this|that)\s+(?:line|point|message)|instructions?|prompt|text"
-    r"|context|rules|directions)"
+    + _CLOSE
 )
 
 
@@ -69,7 +74,10 @@ def _override(verb: str, loose: str) -> str:
     return (
         rf"\b{verb}\s+{_ALL}?(?:(?:the|your|these|those)\s+)?(?:{_PRIOR}\s+)+{_NOUN}\b"
         rf"|\b{verb}\s+{_ALL}?your\s+(?:own\s+)?(?:{_PRIOR}\s+)?{_NOUN}\b"
-        rf"|\b{loose}\s+all\s+(?:the\s+)?{_NOUN}\b"
+        rf"|\b{verb}\s+{_ALL}?(?:the\s+|your\s+)?{_NOUN}\s+(?:above|before\s+this"
+        r"|(?:given|provided)\s+(?:above|before|earlier)|you\s+(?:were|have\s+been|['’]ve\s+been)"
+        r"\s+given)"
+        rf"|\b{loose}\s+all\s+(?:the\s+)?{_NOUN}{_CLOSE}"
         rf"|\b{loose}\s+{_ABOVE}"
     )
 
@@ -121,7 +129,8 @@ _FRAME = (
     r"|story|universe)|for\s+a\s+(?:novel|story|screenplay|movie|book))"
 )
 _HOWTO = (
-    r"(?:how\s+(?:to|do|does|would|could|can|might|should|one|someone|i|you)|step[- ]by[- ]step"
+    r"(?:how\s+(?:to|do|does|would|could|can|might|should|one|someone|i|you)|ways?\s+to"
+    r"|step[- ]by[- ]step"
     r"|detailed\s+(?:instructions|steps|guide)|instructions\s+(?:for|on|to)|explain\s+how"
     r"|tell\s+me\s+how|show\s+me\s+how|walk\s+me\s+through|write|create|build|make|give\s+me"
     r"|generate|provide|synthesi[sz]e|produce)"

@@ -13,10 +13,10 @@ Better than the Go original's patterns (`core.md` §2.5), deliberately, under th
   after "version"/"build"/"section"…) and IPv6 checked by `ipaddress` (not times, MACs,
   `std::` or `[1::2]`).
 * `aws_key`: access key ids, and a 40-character value assigned to `aws_secret_access_key`.
-* `api_key`: `sk-proj-`, `sk-svcacct-`, `sk-admin-`, `sk-ant-…-`, `sk-`, `AIza`, `xox?-`,
-  `glpat-`, `sk_live_`/`rk_test_`, `hf_`, the original's `(sk|key|api|token|secret)[-_]…`
-  (also after `_`), `Bearer` tokens and values assigned to `api_key`, `access_token`,
-  `client_secret`… that mix letters and digits (the value only).
+* `api_key`: `sk-proj-`, `sk-svcacct-`, `sk-admin-`, `sk-ant-…-`, `AIza`, `xox?-`, `glpat-`,
+  `sk_live_`/`rk_test_`, `hf_`; and, when they mix letters and digits, the original's
+  `(sk|key|api|token|secret)[-_]…` (also after `_`, as in `my_key_…`), `Bearer` tokens and
+  values assigned to `api_key`, `access_token`, `client_secret`… (the value only).
 * `jwt`: `eyJ…` with three (or five) base64url parts.
 * `private_key`: the whole PEM block, BEGIN through END, for every `… PRIVATE KEY` variant
   (RSA, EC, DSA, OPENSSH, ENCRYPTED, PGP … BLOCK); a lone BEGIN line still counts.
@@ -242,22 +242,18 @@ def _ip(data: bytes, m: Any) -> Span | None:
     return _ipv6(data, s, e) if b":" in data[s:e] else _ipv4(data, s, e)
 
 
-def _value(data: bytes, m: Any) -> Span | None:
-    """A secret: the captured value when it mixes letters and digits, else the whole match."""
-    s = e = -1
+def _secret(data: bytes, m: Any) -> Span | None:
+    """The captured group: group 1 is a key in a known format as is; a later group (generic
+    prefix, `Bearer`, `api_key=`) only when it mixes letters and digits."""
+    s = e = group = -1
     for group in range(1, m.re.groups + 1):
         s, e = m.span(group)
         if s >= 0:
             break
-    if s >= 0:
-        value = data[s:e]
-        if not (any(c in _DIGITS for c in value) and any(c in _ALPHA for c in value)):
-            return None
-    else:
-        s, e = m.span()
-        if _at(data, s - 1) in _ALNUM:
-            return None
-    if _at(data, e) in _ALNUM:
+    value = data[s:e]
+    if group > 1 and not (any(c in _DIGITS for c in value) and any(c in _ALPHA for c in value)):
+        return None
+    if _at(data, s - 1) in _ALNUM or _at(data, e) in _ALNUM:
         return None
     return s, e
 
@@ -291,24 +287,24 @@ _PATTERNS: dict[str, tuple[str, _Check]] = {
         _ip,
     ),
     "aws_key": (
-        r"\b(?:AKIA|ABIA|ACCA|ASIA)[0-9A-Z]{16}\b"
+        r"\b((?:AKIA|ABIA|ACCA|ASIA)[0-9A-Z]{16})\b"
         r"|(?i:\b(?:aws_?)?secret_?access_?key)[\"']?\s*[:=]\s*[\"']?([A-Za-z0-9/+]{40})",
-        _value,
+        _secret,
     ),
     "api_key": (
-        r"\b(?:sk-(?:proj|svcacct|admin)-[\w-]{20,}|sk-ant-[a-z]+\d*-[\w-]{20,}"
+        r"\b(sk-(?:proj|svcacct|admin)-[\w-]{20,}|sk-ant-[a-z]+\d*-[\w-]{20,}"
         r"|AIza[\w-]{35}|xox[abeoprs]-[0-9A-Za-z-]{10,}|glpat-[\w-]{20,}"
         r"|[rs]k_(?:live|test)_[0-9A-Za-z]{16,}|hf_[A-Za-z0-9]{30,})"
-        r"|(?:sk|key|api|token|secret)[-_][A-Za-z0-9]{20,}"
+        r"|((?:sk|key|api|token|secret)[-_][A-Za-z0-9]{20,})"
         r"|(?i:\bbearer\s+)([\w.~+/-]{20,}=*)"
         r"|(?i:\b(?:api[_-]?key|api[_-]?token|secret[_-]?key|access[_-]?token|auth[_-]?token"
         r"|client[_-]?secret|x-api-key)[\"']?\s*[:=]\s*[\"']?)([\w.~+/-]{16,})",
-        _value,
+        _secret,
     ),
-    "jwt": (r"\beyJ[\w-]{10,}\.[\w-]{10,}\.[\w-]*(?:\.[\w-]+\.[\w-]+)?", _whole),
+    "jwt": (r"\beyJ[\w-]{10,}\.[\w-]{2,}\.[\w-]*(?:\.[\w-]+\.[\w-]+)?", _whole),
     "private_key": (
-        r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----"
-        r"(?s:.*?-----END (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----)?",
+        r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----"  # the body stops at "-----"
+        r"(?:(?:[^-]|-{1,4}[^-])*-----END (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----)?",
         _whole,
     ),
     "connection_string": (
@@ -327,18 +323,14 @@ _DETECTORS: dict[str, tuple[Pattern, _Check]] = {
 
 
 def _scan(kind: str, data: bytes, rank: int) -> list[tuple[int, int, int, int]]:
-    """Accepted candidates as (start, end, weak, rank), left to right; a rejected candidate
-    is retried one byte later. `weak` marks a value found through context before it."""
+    """Accepted candidates as (start, end, weak, rank), left to right. `weak` marks a value
+    found through the context before it."""
     pattern, check = _DETECTORS[kind]
     found: list[tuple[int, int, int, int]] = []
-    pos = 0
-    while (m := pattern.search(data, pos)) is not None:
+    for m in pattern.finditer(data):
         span = check(data, m)
-        if span is None:
-            pos = m.start() + 1
-        else:
+        if span is not None:
             found.append((span[0], span[1], int(span[0] > m.start()), rank))
-            pos = max(span[1], m.start() + 1)
     return found
 
 
@@ -387,14 +379,12 @@ def find_pii(text: str, kinds: Sequence[str]) -> list[Finding]:
     candidates = [found for rank, kind in enumerate(order) for found in _scan(kind, data, rank)]
     if not candidates:
         return []
-    kept = _resolve(candidates)
+    kept = sorted(_resolve(candidates), key=lambda k: (k[2], k[0]))  # by kind, then position
     spans = char_spans(text, data, [(start, end) for start, end, _ in kept])
-    findings = [
+    return [
         Finding(order[rank], PII_LABELS[order[rank]], start, end)
         for (start, end), (_, _, rank) in zip(spans, kept, strict=True)
     ]
-    findings.sort(key=lambda f: (order.index(f.kind), f.start))
-    return findings
 
 
 def max_length(kind: str) -> int | None:
