@@ -4,22 +4,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
-from tokenomics.formats.base import Adapter, Body, prompt_texts, text_of
+from tokenomics.formats.base import Adapter, Body, Slot, content_slots, prompt_texts
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from tokenomics.domain.policy import Prompt
-
-
-def _block_texts(block: Any) -> list[str]:
-    if not isinstance(block, dict):
-        return []
-    if block.get("type") == "tool_use" and "input" in block:
-        return [orjson.dumps(block["input"]).decode()]
-    return text_of([block])
 
 
 class AnthropicMessages(Adapter):
@@ -37,21 +27,15 @@ class AnthropicMessages(Adapter):
         existing = [system] if isinstance(system, str) and system else []
         return {**body, "system": "\n\n".join(texts + existing)}
 
-    def texts(self, body: Body) -> list[str]:
-        system = body.get("system")
-        texts = text_of(system)
+    def slots(self, body: Body) -> list[Slot]:
+        found = content_slots(body, "system")
         for message in body.get("messages") or []:
-            if not isinstance(message, dict):
-                continue
-            content = message.get("content")
-            if isinstance(content, str):
-                texts.append(content)
-            elif isinstance(content, list):
-                for block in content:
-                    texts += _block_texts(block)
-        if body.get("tools"):
-            texts.append(orjson.dumps(body["tools"]).decode())
-        return texts
+            if isinstance(message, dict):
+                found += content_slots(message, "content")
+        return found
+
+    def response_slots(self, body: Body) -> list[Slot]:
+        return content_slots(body, "content")
 
 
 class AnthropicCountTokens(AnthropicMessages):

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
+import orjson
+
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
@@ -48,9 +50,81 @@ class Adapter:
         """For streams: make the upstream report usage; True when the client did not ask."""
         return body, False
 
-    def texts(self, body: Body) -> list[str]:
-        """Every text the model will see, for token estimates (and content rules)."""
+    def slots(self, body: Body) -> list[Slot]:
+        """Every text the model will see, as writable places in `body` (D12): content rules
+        read and mask them; estimates count them. Policy prompts are added later, unscanned."""
         return []
+
+    def response_slots(self, body: Body) -> list[Slot]:
+        """The texts of a buffered response the client will see (output rules scan these)."""
+        return []
+
+    def texts(self, body: Body) -> list[str]:
+        """The texts for token estimates: the slots, plus tool definitions as JSON."""
+        texts = [slot.text for slot in self.slots(body)]
+        tools = body.get("tools")
+        if tools:
+            texts.append(orjson.dumps(tools).decode())
+        return texts
+
+
+@dataclass(frozen=True, slots=True)
+class Slot:
+    """One string inside a JSON body: `container[key]`."""
+
+    container: Any
+    key: Any
+
+    @property
+    def text(self) -> str:
+        return str(self.container[self.key])
+
+    def set(self, value: str) -> None:
+        self.container[self.key] = value
+
+
+def string_slot(container: Any, key: Any) -> list[Slot]:
+    """The slot for `container[key]` when it holds a non-empty string."""
+    try:
+        value = container[key]
+    except (KeyError, IndexError, TypeError):
+        return []
+    return [Slot(container, key)] if isinstance(value, str) and value else []
+
+
+def leaf_slots(value: Any) -> list[Slot]:
+    """Every string inside nested dicts/lists (tool-call arguments given as objects)."""
+    found: list[Slot] = []
+    items = (
+        value.items()
+        if isinstance(value, dict)
+        else enumerate(value)
+        if isinstance(value, list)
+        else ()
+    )
+    for key, item in items:
+        if isinstance(item, str):
+            found += string_slot(value, key)
+        elif isinstance(item, dict | list):
+            found += leaf_slots(item)
+    return found
+
+
+def content_slots(container: Any, key: Any) -> list[Slot]:
+    """OpenAI/Anthropic content: a string, or a list of parts whose `text` (and nested tool
+    result `content`) are texts."""
+    value = container.get(key) if isinstance(container, dict) else None
+    if isinstance(value, str):
+        return string_slot(container, key)
+    found: list[Slot] = []
+    for part in value if isinstance(value, list) else []:
+        if isinstance(part, dict):
+            found += string_slot(part, "text")
+            if part.get("type") == "tool_use":
+                found += leaf_slots(part.get("input"))
+            if "content" in part:
+                found += content_slots(part, "content")
+    return found
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,24 +139,6 @@ class Route:
     @property
     def kind(self) -> str:
         return self.adapter.kind if self.adapter is not None else "passthrough"
-
-
-def text_of(content: Any) -> list[str]:
-    """Texts of OpenAI/Anthropic message content: a string, or a list of text parts."""
-    if isinstance(content, str):
-        return [content]
-    if not isinstance(content, list):
-        return []
-    texts = []
-    for part in content:
-        if isinstance(part, dict):
-            text = part.get("text")
-            if isinstance(text, str):
-                texts.append(text)
-            inner = part.get("content")  # tool results may nest content
-            if inner is not None and inner is not content:
-                texts += text_of(inner)
-    return texts
 
 
 def prompt_texts(prompts: Sequence[Prompt]) -> list[str]:

@@ -8,7 +8,15 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, Any
 
-from tokenomics.formats.base import Adapter, Body, Route, prompt_texts
+from tokenomics.formats.base import (
+    Adapter,
+    Body,
+    Route,
+    Slot,
+    leaf_slots,
+    prompt_texts,
+    string_slot,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -16,10 +24,15 @@ if TYPE_CHECKING:
     from tokenomics.domain.policy import Prompt
 
 
-def _parts_texts(parts: Any) -> list[str]:
-    if not isinstance(parts, list):
-        return []
-    return [p["text"] for p in parts if isinstance(p, dict) and isinstance(p.get("text"), str)]
+def _parts_slots(parts: Any) -> list[Slot]:
+    found: list[Slot] = []
+    for part in parts if isinstance(parts, list) else []:
+        if isinstance(part, dict):
+            found += string_slot(part, "text")
+            call = part.get("functionCall") or part.get("function_call")
+            if isinstance(call, dict):
+                found += leaf_slots(call.get("args"))
+    return found
 
 
 class Gemini(Adapter):
@@ -52,16 +65,24 @@ class Gemini(Adapter):
         instruction["parts"] = [{"text": t} for t in texts] + existing
         return {**body, key: instruction}
 
-    def texts(self, body: Body) -> list[str]:
-        texts: list[str] = []
+    def slots(self, body: Body) -> list[Slot]:
+        found: list[Slot] = []
         for key in ("systemInstruction", "system_instruction"):
             instruction = body.get(key)
             if isinstance(instruction, dict):
-                texts += _parts_texts(instruction.get("parts"))
+                found += _parts_slots(instruction.get("parts"))
         for content in body.get("contents") or []:
             if isinstance(content, dict):
-                texts += _parts_texts(content.get("parts"))
-        return texts
+                found += _parts_slots(content.get("parts"))
+        return found
+
+    def response_slots(self, body: Body) -> list[Slot]:
+        found: list[Slot] = []
+        for candidate in body.get("candidates") or []:
+            content = candidate.get("content") if isinstance(candidate, dict) else None
+            if isinstance(content, dict):
+                found += _parts_slots(content.get("parts"))
+        return found
 
 
 class GeminiCountTokens(Gemini):

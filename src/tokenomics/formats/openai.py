@@ -4,9 +4,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
-from tokenomics.formats.base import Adapter, Body, prompt_texts, text_of
+from tokenomics.formats.base import (
+    Adapter,
+    Body,
+    Slot,
+    content_slots,
+    leaf_slots,
+    prompt_texts,
+    string_slot,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -14,13 +20,12 @@ if TYPE_CHECKING:
     from tokenomics.domain.policy import Prompt
 
 
-def _tool_call_texts(message: dict[str, Any]) -> list[str]:
-    texts = []
+def _tool_call_slots(message: dict[str, Any]) -> list[Slot]:
+    found: list[Slot] = []
     for call in message.get("tool_calls") or []:
         function = call.get("function") if isinstance(call, dict) else None
-        if isinstance(function, dict) and isinstance(function.get("arguments"), str):
-            texts.append(function["arguments"])
-    return texts
+        found += string_slot(function, "arguments")
+    return found
 
 
 class OpenAIChat(Adapter):
@@ -43,15 +48,21 @@ class OpenAIChat(Adapter):
         merged = {**(options if isinstance(options, dict) else {}), "include_usage": True}
         return {**body, "stream_options": merged}, True
 
-    def texts(self, body: Body) -> list[str]:
-        texts: list[str] = []
+    def slots(self, body: Body) -> list[Slot]:
+        found: list[Slot] = []
         for message in body.get("messages") or []:
             if isinstance(message, dict):
-                texts += text_of(message.get("content")) + _tool_call_texts(message)
-        tools = body.get("tools")
-        if tools:
-            texts.append(orjson.dumps(tools).decode())
-        return texts
+                found += content_slots(message, "content") + _tool_call_slots(message)
+        return found
+
+    def response_slots(self, body: Body) -> list[Slot]:
+        found: list[Slot] = []
+        for choice in body.get("choices") or []:
+            message = choice.get("message") if isinstance(choice, dict) else None
+            if isinstance(message, dict):
+                found += content_slots(message, "content") + _tool_call_slots(message)
+            found += string_slot(choice, "text")
+        return found
 
 
 class OpenAICompletions(OpenAIChat):
@@ -63,11 +74,8 @@ class OpenAICompletions(OpenAIChat):
             return body
         return {**body, "prompt": "\n\n".join([*prompt_texts(prompts), prompt])}
 
-    def texts(self, body: Body) -> list[str]:
-        prompt = body.get("prompt")
-        if isinstance(prompt, str):
-            return [prompt]
-        return [p for p in prompt if isinstance(p, str)] if isinstance(prompt, list) else []
+    def slots(self, body: Body) -> list[Slot]:
+        return string_slot(body, "prompt") + leaf_slots(body.get("prompt"))
 
 
 class OpenAIResponses(Adapter):
@@ -80,21 +88,21 @@ class OpenAIResponses(Adapter):
         parts = prompt_texts(prompts) + ([current] if isinstance(current, str) and current else [])
         return {**body, "instructions": "\n\n".join(parts)}
 
-    def texts(self, body: Body) -> list[str]:
-        texts: list[str] = []
-        if isinstance(body.get("instructions"), str):
-            texts.append(body["instructions"])
+    def slots(self, body: Body) -> list[Slot]:
+        found = string_slot(body, "instructions") + string_slot(body, "input")
         items = body.get("input")
-        if isinstance(items, str):
-            return [*texts, items]
         for item in items if isinstance(items, list) else []:
             if isinstance(item, dict):
-                texts += text_of(item.get("content"))
-                if isinstance(item.get("arguments"), str):
-                    texts.append(item["arguments"])
-                if isinstance(item.get("output"), str):
-                    texts.append(item["output"])
-        return texts
+                found += content_slots(item, "content")
+                found += string_slot(item, "arguments") + string_slot(item, "output")
+        return found
+
+    def response_slots(self, body: Body) -> list[Slot]:
+        found: list[Slot] = []
+        for item in body.get("output") or []:
+            if isinstance(item, dict):
+                found += content_slots(item, "content") + string_slot(item, "arguments")
+        return found
 
 
 class OpenAIEmbeddings(Adapter):
@@ -103,8 +111,8 @@ class OpenAIEmbeddings(Adapter):
     def stream(self, body: Body, route: Any) -> bool:
         return False
 
-    def texts(self, body: Body) -> list[str]:
+    def slots(self, body: Body) -> list[Slot]:
         value = body.get("input")
-        if isinstance(value, str):
-            return [value]
-        return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
+        if isinstance(value, list):
+            return [Slot(value, i) for i, v in enumerate(value) if isinstance(v, str) and v]
+        return string_slot(body, "input")

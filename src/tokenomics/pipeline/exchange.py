@@ -77,6 +77,7 @@ class Exchange:
     meta: ResponseMeta | None = None
     cost_usd: float | None = None
     rule_matches: list[dict[str, str]] = field(default_factory=list)
+    events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # for the event sink
     metadata: dict[str, str] = field(default_factory=dict)
     reply: Reply | None = None
     replied: bool = False  # the whole reply reached the server

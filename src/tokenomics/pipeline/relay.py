@@ -13,10 +13,12 @@ from typing import TYPE_CHECKING, Any
 import orjson
 import trio
 
+from tokenomics.domain.engine import Blocked
 from tokenomics.domain.usage import StreamAccounting, meta_from_response, usage_from_body
 from tokenomics.formats.errors import stream_error_event
 from tokenomics.pipeline.exchange import ProxyError, Reply
 from tokenomics.pipeline.headers import client_headers
+from tokenomics.pipeline.rules import scan
 from tokenomics.upstream.client import UpstreamError, header, read_all
 from tokenomics.upstream.sse import SSEEvent, SSEParser, SSETooLarge
 
@@ -151,4 +153,19 @@ async def relay(ex: Exchange, deps: Deps) -> Reply:
     parsed = parsed if isinstance(parsed, dict) else None
     ex.usage = usage_from_body(parsed) if parsed else None
     ex.meta = meta_from_response(parsed, dict(response.headers))
+    if parsed is not None and response.status < 400:
+        body = _output_rules(ex, parsed, body)
     return Reply(response.status, headers, body=body)
+
+
+def _output_rules(ex: Exchange, parsed: dict[str, Any], body: bytes) -> bytes:
+    """Output rules on a buffered response: a `fail` replaces it with an error in the
+    client's API family, a `mask` rewrites the texts (D12)."""
+    adapter = ex.route.adapter if ex.route else None
+    if adapter is None or ex.resolved is None or not ex.resolved.rules:
+        return body
+    try:
+        masked = scan(ex, ex.resolved.rules, parsed, adapter.response_slots, "output")
+    except Blocked as blocked:
+        raise ProxyError(403, blocked.message.replace("request", "response", 1)) from None
+    return body if masked is parsed else orjson.dumps(masked)

@@ -26,7 +26,7 @@ def error_reply(ex: Exchange, error: TokenomicsError) -> Reply:
     retry_after = getattr(error, "retry_after", None)
     if retry_after is not None:
         headers.append(("retry-after", str(max(1, round(retry_after + 0.499)))))
-    ex.error = error.message
+    ex.error = ex.error or error.message
     return Reply(error.status, headers, body=error_body(family, error.status, error.message))
 
 

@@ -12,6 +12,7 @@ import orjson
 from tokenomics.domain.durations import is_expired
 from tokenomics.formats.classify import classify
 from tokenomics.pipeline.exchange import ProxyError
+from tokenomics.pipeline.rules import scan
 from tokenomics.pipeline.target import resolve_target
 
 if TYPE_CHECKING:
@@ -97,6 +98,14 @@ def check_model(ex: Exchange, deps: Deps) -> None:
         ex.resolved.check_model(ex.model)
 
 
+def apply_rules(ex: Exchange, deps: Deps) -> None:
+    """Input rules on every text the model will see (D12); prompts are added after, unscanned."""
+    adapter = ex.route.adapter if ex.route else None
+    if adapter is None or ex.body is None or ex.resolved is None or not ex.resolved.rules:
+        return
+    ex.body = scan(ex, ex.resolved.rules, ex.body, adapter.slots, "input")
+
+
 def apply_prompts(ex: Exchange, deps: Deps) -> None:
     adapter = ex.route.adapter if ex.route else None
     if adapter is None or ex.body is None or ex.resolved is None:
@@ -148,6 +157,7 @@ STAGES: tuple[Callable[[Exchange, Deps], None], ...] = (
     resolve,
     check_rate_limit,
     check_model,
+    apply_rules,
     apply_prompts,
     reserve_budget,
 )
