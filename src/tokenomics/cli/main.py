@@ -15,7 +15,7 @@ from typing import Annotated
 import cyclopts
 from cyclopts import App, Parameter
 
-from tokenomics.cli import serve, token, version
+from tokenomics.cli import completion, init, provider, serve, token, version
 from tokenomics.cli.context import Context
 from tokenomics.config.dotenv import load_dotenv_files
 from tokenomics.domain.errors import TokenomicsError
@@ -38,6 +38,9 @@ def build_app() -> App:
     app.command(token.app)
     app.command(serve.serve)
     app.command(version.version)
+    app.command(init.init)
+    app.command(provider.app)
+    app.command(completion.completion)
 
     @app.meta.default
     def meta(
