@@ -30,5 +30,10 @@ def compile_re2(pattern: str) -> Pattern:
         raise RegexError(str(detail)) from None
 
 
+_QUOTE_META = frozenset("\\.+*?()|[]{}^$")
+
+
 def escape(text: str) -> str:
-    return str(re2.escape(text))
+    """Go's `regexp.QuoteMeta`: only the metacharacters get a backslash, so a keyword rule's
+    compiled text reads like the original's (`(?i)\\bdrop table\\b`, not `drop\\ table`)."""
+    return "".join("\\" + ch if ch in _QUOTE_META else ch for ch in text)

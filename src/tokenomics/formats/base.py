@@ -112,7 +112,7 @@ def leaf_slots(value: Any) -> list[Slot]:
 
 def content_slots(container: Any, key: Any) -> list[Slot]:
     """OpenAI/Anthropic content: a string, or a list of parts whose `text` (and nested tool
-    result `content`) are texts."""
+    result `content`, and an Anthropic document's text `source`) are texts."""
     value = container.get(key) if isinstance(container, dict) else None
     if isinstance(value, str):
         return string_slot(container, key)
@@ -122,6 +122,11 @@ def content_slots(container: Any, key: Any) -> list[Slot]:
             found += string_slot(part, "text")
             if part.get("type") == "tool_use":
                 found += leaf_slots(part.get("input"))
+            source = part.get("source") if part.get("type") == "document" else None
+            if isinstance(source, dict) and source.get("type") == "text":
+                found += string_slot(source, "data")
+            elif isinstance(source, dict) and source.get("type") == "content":
+                found += content_slots(source, "content")
             if "content" in part:
                 found += content_slots(part, "content")
     return found

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 
 def _parts_slots(parts: Any) -> list[Slot]:
+    """Text parts, and the string leaves of function call `args` and function `response`s."""
     found: list[Slot] = []
     for part in parts if isinstance(parts, list) else []:
         if isinstance(part, dict):
@@ -32,6 +33,9 @@ def _parts_slots(parts: Any) -> list[Slot]:
             call = part.get("functionCall") or part.get("function_call")
             if isinstance(call, dict):
                 found += leaf_slots(call.get("args"))
+            result = part.get("functionResponse") or part.get("function_response")
+            if isinstance(result, dict):
+                found += leaf_slots(result.get("response"))
     return found
 
 
@@ -92,3 +96,8 @@ class GeminiCountTokens(Gemini):
 
     def stream(self, body: Body, route: Route) -> bool:
         return False
+
+    def slots(self, body: Body) -> list[Slot]:
+        """The request's texts, also when it is wrapped as `generateContentRequest`."""
+        wrapped = body.get("generateContentRequest")
+        return super().slots(body) + (super().slots(wrapped) if isinstance(wrapped, dict) else [])

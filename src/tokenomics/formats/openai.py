@@ -21,11 +21,12 @@ if TYPE_CHECKING:
 
 
 def _tool_call_slots(message: dict[str, Any]) -> list[Slot]:
+    """`tool_calls[].function.arguments`, and the deprecated single `function_call`'s."""
     found: list[Slot] = []
     for call in message.get("tool_calls") or []:
         function = call.get("function") if isinstance(call, dict) else None
         found += string_slot(function, "arguments")
-    return found
+    return found + string_slot(message.get("function_call"), "arguments")
 
 
 class OpenAIChat(Adapter):

@@ -3,6 +3,11 @@
 Streams are decided by the response content type. Bytes go to the client as they arrive;
 SSE is parsed on the side for usage. When the proxy added `stream_options.include_usage`, the
 usage-only chunk the client did not ask for is removed again (D13).
+
+Under output rules (D12) an SSE stream goes out event by event through the `StreamGuard`
+(each event parsed once, for the accounting and the guard); without them the guard is not on
+the path at all. A Gemini JSON-array stream under output rules is read whole and sent as one
+body, its chunks checked by the same guard.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from tokenomics.formats.errors import stream_error_event
 from tokenomics.pipeline.exchange import ProxyError, Reply
 from tokenomics.pipeline.headers import client_headers
 from tokenomics.pipeline.rules import scan
+from tokenomics.pipeline.stream_guard import StreamGuard, guard_for
 from tokenomics.upstream.client import UpstreamError, header, read_all
 from tokenomics.upstream.sse import SSEEvent, SSEParser, SSETooLarge
 
@@ -40,27 +46,42 @@ def _json(text: str) -> Any:
         return None
 
 
-class _UsageChunkFilter:
-    """Splits a byte stream into whole SSE events and drops OpenAI's usage-only chunk."""
+class _EventSplitter:
+    """Splits a byte stream into whole SSE events (each with its blank line)."""
 
     def __init__(self) -> None:
         self._pending = b""
 
-    def feed(self, chunk: bytes) -> bytes:
+    def feed(self, chunk: bytes) -> list[bytes]:
         data = self._pending + chunk
-        kept: list[bytes] = []
+        events: list[bytes] = []
         start = 0
         for match in _EVENT_END.finditer(data):
-            event = data[start : match.end()]
+            events.append(data[start : match.end()])
             start = match.end()
-            if not self._usage_only(event):
-                kept.append(event)
         self._pending = data[start:]
-        return b"".join(kept)
+        return events
 
     def flush(self) -> bytes:
         rest, self._pending = self._pending, b""
         return rest
+
+
+def _usage_only(payload: Any) -> bool:
+    return isinstance(payload, dict) and "usage" in payload and payload.get("choices") == []
+
+
+class _UsageChunkFilter:
+    """Splits a byte stream into whole SSE events and drops OpenAI's usage-only chunk."""
+
+    def __init__(self) -> None:
+        self._split = _EventSplitter()
+
+    def feed(self, chunk: bytes) -> bytes:
+        return b"".join(e for e in self._split.feed(chunk) if not self._usage_only(e))
+
+    def flush(self) -> bytes:
+        return self._split.flush()
 
     @staticmethod
     def _usage_only(event: bytes) -> bool:
@@ -68,8 +89,7 @@ class _UsageChunkFilter:
             return False
         for line in event.splitlines():
             if line.startswith(b"data:"):
-                payload = _json(line[5:].strip().decode("utf-8", "replace"))
-                return isinstance(payload, dict) and payload.get("choices") == []
+                return _usage_only(_json(line[5:].strip().decode("utf-8", "replace")))
         return False
 
 
@@ -81,24 +101,95 @@ def _account(accounting: StreamAccounting, events: list[SSEEvent]) -> None:
                 accounting.feed(event.event, payload)
 
 
+class _Relayed:
+    """Upstream bytes relayed as they arrive; SSE parsed on the side for the accounting."""
+
+    blocked: Blocked | None = None
+
+    def __init__(self, parser: SSEParser, accounting: StreamAccounting, strip: bool) -> None:
+        self._parser, self._accounting = parser, accounting
+        self._strip = _UsageChunkFilter() if strip else None
+
+    def feed(self, chunk: bytes) -> bytes:
+        _account(self._accounting, self._parser.feed(chunk))
+        return self._strip.feed(chunk) if self._strip else chunk
+
+    def close(self) -> bytes:
+        _account(self._accounting, self._parser.close())
+        return self._strip.flush() if self._strip else b""
+
+    def abort(self) -> bytes:
+        return b""
+
+
+class _Guarded:
+    """Output rules on the stream: whole events, each parsed once for the accounting and the
+    guard, which decides what goes out (`stream_guard`)."""
+
+    def __init__(
+        self, guard: StreamGuard, parser: SSEParser, accounting: StreamAccounting, strip: bool
+    ) -> None:
+        self._guard, self._parser, self._accounting = guard, parser, accounting
+        self._split = _EventSplitter()
+        self._strip = strip
+
+    @property
+    def blocked(self) -> Blocked | None:
+        return self._guard.blocked
+
+    def feed(self, chunk: bytes) -> bytes:
+        return b"".join(self._event(raw, self._parser.feed(raw)) for raw in self._split.feed(chunk))
+
+    def close(self) -> bytes:
+        rest = self._split.flush()
+        events = self._parser.feed(rest) + self._parser.close()
+        tail = self._event(rest, events) if rest or events else b""
+        return tail + self._guard.close()
+
+    def abort(self) -> bytes:
+        """The upstream broke: what was held goes out (checked and masked)."""
+        return self._guard.close()
+
+    def _event(self, raw: bytes, events: list[SSEEvent]) -> bytes:
+        parsed = [(e, None if e.data == "[DONE]" else _json(e.data)) for e in events if e.data]
+        for event, payload in parsed:
+            if isinstance(payload, dict):
+                self._accounting.feed(event.event, payload)
+        if len(parsed) != 1:  # comments and keep-alives
+            return self._guard.feed(raw, None, None)
+        event, payload = parsed[0]
+        if self._strip and _usage_only(payload):
+            return b""
+        return self._guard.feed(raw, event.event, event.data if payload is None else payload)
+
+
 async def _sse(ex: Exchange, deps: Deps, response: UpstreamResponse) -> AsyncGenerator[bytes, None]:
     parser, accounting = SSEParser(), StreamAccounting()
-    strip = _UsageChunkFilter() if ex.strip_usage else None
+    guard = guard_for(ex)
+    relayed = (
+        _Guarded(guard, parser, accounting, ex.strip_usage)
+        if guard is not None
+        else _Relayed(parser, accounting, ex.strip_usage)
+    )
     idle = float(deps.settings.server.stream_idle_timeout)
     try:
         async for chunk in response.chunks(idle):
-            _account(accounting, parser.feed(chunk))
-            out = strip.feed(chunk) if strip else chunk
-            if out:
+            if out := relayed.feed(chunk):
                 yield out
-        _account(accounting, parser.close())
-        if strip and (rest := strip.flush()):
-            yield rest
+            if relayed.blocked is not None:
+                return
+        if out := relayed.close():
+            yield out
     except (UpstreamError, SSETooLarge) as exc:
         ex.error = f"stream broken: {exc}"
         status = exc.status if isinstance(exc, UpstreamError) else 502
-        yield stream_error_event(ex.route.family if ex.route else "openai", status, ex.error)
+        held = relayed.abort()
+        if relayed.blocked is None:
+            held += stream_error_event(ex.route.family if ex.route else "openai", status, ex.error)
+        yield held
     finally:
+        if relayed.blocked is not None:
+            ex.error = relayed.blocked.log_message.replace("request", "response", 1)
         ex.usage = accounting.result(lambda text: deps.estimator.count(ex.attempt_model, text))
         ex.meta = accounting.meta(dict(response.headers))
         with trio.CancelScope(shield=True):
@@ -134,7 +225,8 @@ async def relay(ex: Exchange, deps: Deps) -> Reply:
     content_type = header(response.headers, "content-type")
     if "text/event-stream" in content_type:
         return Reply(response.status, headers, stream=_sse(ex, deps, response))
-    if ex.stream and response.status == 200:
+    guard = guard_for(ex) if ex.stream and response.status == 200 else None
+    if ex.stream and response.status == 200 and guard is None:
         return Reply(response.status, headers, stream=_raw(ex, deps, response))
     try:
         body = await read_all(
@@ -150,6 +242,8 @@ async def relay(ex: Exchange, deps: Deps) -> Reply:
         if "json" in content_type or body[:1] in b"{["
         else None
     )
+    if guard is not None and isinstance(parsed, list):
+        return Reply(response.status, headers, body=_guarded_array(ex, guard, parsed, response))
     parsed = parsed if isinstance(parsed, dict) else None
     ex.usage = usage_from_body(parsed) if parsed else None
     ex.meta = meta_from_response(parsed, dict(response.headers))
@@ -169,3 +263,20 @@ def _output_rules(ex: Exchange, parsed: dict[str, Any], body: bytes) -> bytes:
     except Blocked as blocked:
         raise ProxyError(403, blocked.message.replace("request", "response", 1)) from None
     return body if masked is parsed else orjson.dumps(masked)
+
+
+def _guarded_array(
+    ex: Exchange, guard: StreamGuard, items: list[Any], response: UpstreamResponse
+) -> bytes:
+    """A stream that is a JSON array (Gemini without `alt=sse`) under output rules: read
+    whole, its chunks go through the stream guard all the same (a secret split across two
+    chunks is still masked), and the array is sent as one body."""
+    last = items[-1] if items and isinstance(items[-1], dict) else None
+    ex.usage = usage_from_body(last) if last else None
+    ex.meta = meta_from_response(last, dict(response.headers))
+    frames = [guard.feed(b"data: " + orjson.dumps(item) + b"\n\n", None, item) for item in items]
+    frames.append(guard.close())
+    if guard.blocked is not None:
+        ex.error = guard.blocked.log_message.replace("request", "response", 1)
+        raise ProxyError(403, guard.blocked.message.replace("request", "response", 1))
+    return orjson.dumps([_json(e.data) for e in SSEParser().feed(b"".join(frames))])

@@ -18,6 +18,11 @@ if TYPE_CHECKING:
     from tokenomics.pipeline.exchange import Exchange
 
 _EVENT_BY_ACTION = {"warn": "rule.warning", "log": "rule.match", "mask": "rule.match"}
+# The `rule_matches` entry of a rewritten text (the input one is the original's wording).
+_MASKED = {
+    "input": "content redacted before forwarding",
+    "output": "content redacted before returning",
+}
 
 
 def _event_data(ex: Exchange, **fields: Any) -> dict[str, Any]:
@@ -49,6 +54,7 @@ def scan(
     if not any(applies(rule, scope) for rule in rules):
         return body
     masked: Body | None = None
+    masked_slots: list[Slot] = []
     for index, slot in enumerate(slots(body)):
         text = slot.text
         try:
@@ -56,15 +62,28 @@ def scan(
         except Blocked as blocked:
             _record(ex, blocked.matches, "rule.violation")
             ex.error = blocked.log_message
+            if scope == "output":
+                ex.error = ex.error.replace("request", "response", 1)
             raise
         _record(ex, matches)
         redacted = mask(rules, text, scope)
         if redacted != text:
             if masked is None:
                 masked = copy.deepcopy(body)
-            slots(masked)[index].set(redacted)
-            ex.rule_matches.append(
-                {"name": "", "action": "mask", "message": f"{scope} content redacted"}
-            )
+                masked_slots = slots(masked)
+            masked_slots[index].set(redacted)
+            ex.rule_matches.append({"name": "", "action": "mask", "message": _MASKED[scope]})
             ex.events.append(("rule.mask", _event_data(ex, scope=scope)))
     return masked if masked is not None else body
+
+
+def record_matches(ex: Exchange, matches: Sequence[Match], event: str | None = None) -> None:
+    """Record matches as `scan` does (`event` overrides the kind, e.g. `rule.violation`);
+    streamed output rules (`stream_guard`) use it."""
+    _record(ex, matches, event)
+
+
+def record_mask(ex: Exchange, scope: str) -> None:
+    """Record that a text of `scope` was rewritten, as `scan` does."""
+    ex.rule_matches.append({"name": "", "action": "mask", "message": _MASKED[scope]})
+    ex.events.append(("rule.mask", _event_data(ex, scope=scope)))

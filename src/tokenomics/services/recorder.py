@@ -6,7 +6,10 @@
 from __future__ import annotations
 
 import logging
+from collections import deque
 from typing import TYPE_CHECKING, Any
+
+import orjson
 
 from tokenomics.services.logs import REQUEST_LOGGER
 from tokenomics.upstream.urls import redact
@@ -20,6 +23,16 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(REQUEST_LOGGER)
 BODY_SAMPLE = 64 * 1024
+RECENT_EVENTS = 256
+
+
+def sent_body(ex: Exchange) -> bytes:
+    """The request body as it went upstream: an API family's body is re-encoded from the
+    parsed one (masked by rules, prompts added), like the upstream call; others as received."""
+    adapter = ex.route.adapter if ex.route else None
+    if adapter is None or ex.body is None:
+        return ex.body_bytes
+    return orjson.dumps(ex.body)
 
 
 def request_log(ex: Exchange, duration_ms: int, settings: LoggingSettings) -> dict[str, Any]:
@@ -53,7 +66,7 @@ def request_log(ex: Exchange, duration_ms: int, settings: LoggingSettings) -> di
         "client_request_id": ex.client_request_id,
     }
     if settings.request_body:
-        entry["request_body"] = ex.body_bytes[:BODY_SAMPLE].decode("utf-8", "replace")
+        entry["request_body"] = sent_body(ex)[:BODY_SAMPLE].decode("utf-8", "replace")
     if settings.response_body and ex.reply is not None and ex.reply.stream is None:
         entry["response_body"] = ex.reply.body[:BODY_SAMPLE].decode("utf-8", "replace")
     keep = {"status_code", "token_hash", "timestamp", "method", "path"}
@@ -65,9 +78,13 @@ class Recorder:
         self._stats = stats
         self._settings = settings
         self._clock = clock
+        # The latest exchanges' events (`rule.*`, …), newest last, until the event channel
+        # delivers them; read by `status` and tests.
+        self.recent_events: deque[tuple[str, dict[str, Any]]] = deque(maxlen=RECENT_EVENTS)
 
     def record(self, ex: Exchange) -> None:
         seconds = max(0.0, self._clock() - ex.started)
+        self.recent_events.extend(ex.events)
         self._stats.record(ex, seconds)
         if not self._settings.disable_request:
             entry = request_log(ex, int(seconds * 1000), self._settings)
