@@ -156,27 +156,33 @@ def _new_window(strategy: str, length: float) -> _Window:
 
 
 class _KeyState:
-    __slots__ = ("in_flight", "last_seen", "windows")
+    __slots__ = ("_limit", "in_flight", "last_seen", "rule_windows", "windows")
 
     def __init__(self, now: float) -> None:
         self.in_flight = 0
         self.last_seen = now
         self.windows: dict[_WindowKey, _Window] = {}
+        self.rule_windows: list[_Window] = []  # the window of each rule of `_limit`, in order
+        self._limit: RateLimit | None = None
 
     def windows_for(self, limit: RateLimit, now: float) -> dict[_WindowKey, _Window]:
-        """The windows `limit` needs, advanced to `now`; windows no rule uses are dropped."""
-        wanted: dict[_WindowKey, _Window] = {}
-        for rule in limit.rules:
-            key = _window_key(rule)
-            if key in wanted:
-                continue
-            window = self.windows.get(key)
-            if window is None:
-                window = _new_window(rule.strategy, key[0])
+        """The windows `limit` needs, advanced to `now`; windows no rule uses are dropped.
+
+        The mapping is rebuilt only when another `RateLimit` object comes (a policy edit)."""
+        if limit is not self._limit:
+            wanted: dict[_WindowKey, _Window] = {}
+            per_rule: list[_Window] = []
+            for rule in limit.rules:
+                key = _window_key(rule)
+                window = wanted.get(key) or self.windows.get(key)
+                if window is None:
+                    window = _new_window(rule.strategy, key[0])
+                wanted[key] = window
+                per_rule.append(window)
+            self.windows, self.rule_windows, self._limit = wanted, per_rule, limit
+        for window in self.windows.values():
             window.advance(now)
-            wanted[key] = window
-        self.windows = wanted
-        return wanted
+        return self.windows
 
     def idle(self, now: float, idle_seconds: float) -> bool:
         if self.in_flight or now - self.last_seen < idle_seconds:
@@ -213,17 +219,14 @@ class Permit:
         self.release()
 
 
-def _check(
-    state: _KeyState, limit: RateLimit, windows: dict[_WindowKey, _Window], now: float
-) -> None:
+def _check(state: _KeyState, limit: RateLimit, now: float) -> None:
     if limit.max_parallel > 0 and state.in_flight >= limit.max_parallel:
         raise RateLimited(
             f"rate limit exceeded: {state.in_flight} concurrent requests "
             f"(max {limit.max_parallel})",
             PARALLEL_RETRY_AFTER,
         )
-    for rule in limit.rules:
-        window = windows[_window_key(rule)]
+    for rule, window in zip(limit.rules, state.rule_windows, strict=True):
         if rule.requests > 0 and window.requests >= rule.requests:
             raise RateLimited(
                 f"rate limit exceeded: {window.requests} requests in {rule.window} window "
@@ -276,7 +279,7 @@ class RateLimiter:
         state = self._state(key, now)
         if limit is not None:
             windows = state.windows_for(limit, now)
-            _check(state, limit, windows, now)
+            _check(state, limit, now)
             for window in windows.values():
                 window.add(now, 1, 0)
         state.in_flight += 1

@@ -57,6 +57,9 @@ class Exchange:
     headers: dict[str, str] = field(default_factory=dict)
     route: Route | None = None
     body: dict[str, Any] | None = None
+    # The body as parsed from `body_bytes`. Stages replace `body` with a new dict when they
+    # change it, so `body is parsed_body` means `body_bytes` can be sent as they came.
+    parsed_body: dict[str, Any] | None = None
     token_hash: str = ""
     policy: Policy | None = None
     resolved: Resolved | None = None

@@ -89,14 +89,17 @@ def build_request(ex: Exchange, attempt: Attempt) -> UpstreamRequest:
         forced = {"key": target.key} if provider.auth_scheme == "query" and target.key else {}
         url = with_query(url, {**provider.query, **forced}, override=tuple(forced))
     body = ex.body_bytes
-    if attempt.body is not None and route.adapter is not None:
-        body = orjson.dumps(attempt.body)
+    if (
+        attempt.body is not None
+        and route.adapter is not None
+        and attempt.body is not ex.parsed_body
+    ):
+        body = orjson.dumps(attempt.body)  # a stage or the fallback model changed it
     headers = upstream_headers(ex.raw_headers, target, ex.client_request_id)
     if body:
-        headers.append(("content-type", ex.headers.get("content-type", "application/json")))
-        headers = [
-            h for i, h in enumerate(headers) if h[0] != "content-type" or i == len(headers) - 1
-        ]
+        content_type = ex.headers.get("content-type", "application/json")
+        headers = [h for h in headers if h[0] != "content-type"]
+        headers.append(("content-type", content_type))
     return UpstreamRequest(ex.method, url, headers, body)
 
 

@@ -11,8 +11,8 @@ import base64
 import hmac
 import ipaddress
 import secrets
+import time
 from collections.abc import Awaitable, Callable, MutableMapping
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -85,6 +85,17 @@ class ProxyApp:
         self._admin_auth = (
             (auth.username, auth.password) if auth.username and auth.password else None
         )
+        self._second = -1
+        self._second_text = ""
+
+    def _started_at(self) -> str:
+        """Now in RFC 3339 UTC with milliseconds; the part to the second is formatted once."""
+        now = time.time()
+        second = int(now)
+        if second != self._second:
+            self._second = second
+            self._second_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        return f"{self._second_text}.{int((now - second) * 1000):03d}Z"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -148,7 +159,7 @@ class ProxyApp:
             body_bytes=body,
             peer=client[0] if client else "",
             started=self.clock(),
-            started_at=datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            started_at=self._started_at(),
             client_request_id="req_" + secrets.token_hex(16),
             headers=dict(raw),
         )
@@ -177,6 +188,10 @@ class ProxyApp:
                 nursery.cancel_scope.cancel()
         finally:
             self.stats.in_flight -= 1
+            # The relay closes the upstream response; not when the reply never started.
+            if ex.upstream is not None and not ex.upstream.closed:
+                with trio.CancelScope(shield=True):
+                    await ex.upstream.aclose()
             finish(ex, self.deps)
 
     @staticmethod

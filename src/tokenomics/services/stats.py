@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import time
+from bisect import bisect_left
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -54,16 +55,22 @@ class _TokenTally(_Tally):
 
 @dataclass(slots=True)
 class _Histogram:
-    counts: list[int] = field(default_factory=lambda: [0] * len(BUCKETS))
+    counts: list[int] = field(default_factory=lambda: [0] * (len(BUCKETS) + 1))  # per bucket
     total: float = 0.0
     n: int = 0
 
     def observe(self, seconds: float) -> None:
         self.n += 1
         self.total += seconds
-        for i, bound in enumerate(BUCKETS):
-            if seconds <= bound:
-                self.counts[i] += 1
+        self.counts[bisect_left(BUCKETS, seconds)] += 1  # the first bucket with seconds <= le
+
+    def cumulative(self) -> list[int]:
+        """Prometheus' `le` counts: observations at or below each bound."""
+        running, out = 0, []
+        for count in self.counts[: len(BUCKETS)]:
+            running += count
+            out.append(running)
+        return out
 
 
 _COUNTERS: tuple[tuple[str, str, Callable[[_Tally], list[tuple[str, object]]]], ...] = (
@@ -93,6 +100,16 @@ class Stats:
         )  # model, provider, status
         self.latency: dict[str, _Histogram] = defaultdict(_Histogram)
         self.in_flight = 0
+        self._second = -1
+        self._now = ""
+
+    def _now_text(self) -> str:
+        """The wall-clock time to the second (RFC 3339 UTC), formatted once per second."""
+        now = time.time()
+        if int(now) != self._second:
+            self._second = int(now)
+            self._now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
+        return self._now
 
     def record(self, ex: Exchange, seconds: float) -> None:
         usage = ex.usage
@@ -107,10 +124,10 @@ class Stats:
         key_env = ex.target.key_env if ex.target else (ex.policy.base_key_env if ex.policy else "")
         self.totals.add(inputs, outputs, error, ex.cost_usd)
         self.by_model_and_key[(model, key_env)].add(inputs, outputs, error, ex.cost_usd)
-        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        token = self.by_token.setdefault(
-            ex.hash16, _TokenTally(base_key_env=key_env, first_seen=now)
-        )
+        now = self._now_text()
+        token = self.by_token.get(ex.hash16)
+        if token is None:
+            token = self.by_token[ex.hash16] = _TokenTally(base_key_env=key_env, first_seen=now)
         token.add(inputs, outputs, error, ex.cost_usd)
         token.last_model, token.last_seen = model, now
 
@@ -158,7 +175,7 @@ class Stats:
         ]
         for provider, hist in sorted(self.latency.items()):
             label = f'provider="{_escape(provider)}"'
-            for bound, count in zip(BUCKETS, hist.counts, strict=True):
+            for bound, count in zip(BUCKETS, hist.cumulative(), strict=True):
                 lines.append(
                     f'tokenomics_request_duration_seconds_bucket{{{label},le="{bound}"}} {count}'
                 )

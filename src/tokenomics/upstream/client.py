@@ -1,24 +1,32 @@
-"""Talking to upstream providers: the only user of httpx2.
+"""Talking to upstream providers: the only user of httpx2 and its transport, httpcore2.
 
-One pooled `httpx2.AsyncClient` serves every upstream (connections are pooled per origin).
-`open()` bounds connect + time to response headers (D9); reading the body then uses an idle
-timeout per chunk, never a cap on total duration. `mock://` URLs are answered in-process by the
-built-in mock provider. Transport errors become `UpstreamError` with a safe message: never a
-URL, a query string or a key.
+Requests go out on pooled httpcore2 connections (`pool.py`, per origin). When the environment
+names an HTTP(S) proxy, one `httpx2.AsyncClient` carries every request instead, since it honours
+`HTTP(S)_PROXY`, `ALL_PROXY` and `NO_PROXY`. `open()` bounds connect + time to response headers
+(D9); reading the body then uses an idle timeout per read, never a cap on total duration.
+Compressed replies (we ask for identity, but must cope) are decoded. `mock://` URLs are answered
+in-process by the built-in mock provider. Transport errors become `UpstreamError` with a safe
+message: never a URL, a query string or a key.
 """
 
 from __future__ import annotations
 
 import math
+import zlib
+from collections.abc import AsyncGenerator, AsyncIterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlsplit
+from urllib.request import getproxies
 
+import httpcore2
 import httpx2
 import trio
 
 from tokenomics.domain.errors import TokenomicsError
+from tokenomics.upstream.decoding import decoder_for
 from tokenomics.upstream.mock import MockProvider, MockReply
+from tokenomics.upstream.pool import Connection, ConnectionPool
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Mapping
@@ -51,6 +59,7 @@ class UpstreamRequest:
 class UpstreamResponse(Protocol):
     status: int
     headers: Headers  # lower-case names
+    closed: bool  # after `aclose()`
 
     def chunks(self, idle_timeout: float) -> AsyncIterator[bytes]: ...
 
@@ -73,9 +82,73 @@ async def read_all(response: UpstreamResponse, limit: int, idle_timeout: float) 
     return b"".join(parts)
 
 
-class _HttpResponse:
+def _idle_text(idle_timeout: float) -> str:
+    return f"no data from upstream for {idle_timeout:g}s"
+
+
+class _PooledResponse:
+    """A response on a pooled httpcore2 connection; `aclose()` hands the connection back.
+
+    The idle timeout is httpcore2's read timeout, which it applies to every socket read anyway:
+    `open()` leaves it unset (the headers deadline covers that phase) and `chunks()` sets it.
+    """
+
+    def __init__(
+        self,
+        pool: ConnectionPool,
+        connection: Connection,
+        response: httpcore2.Response,
+        timeouts: dict[str, float | None],
+    ) -> None:
+        self._pool, self._connection = pool, connection
+        self._response = response
+        self._timeouts = timeouts
+        self._body: AsyncIterator[bytes] | None = None
+        self.closed = False
+        self.status = response.status
+        self.headers = [
+            (k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in response.headers
+        ]
+
+    async def chunks(self, idle_timeout: float) -> AsyncIterator[bytes]:
+        self._timeouts["read"] = idle_timeout
+        decoder = decoder_for(header(self.headers, "content-encoding"))
+        stream = self._response.stream
+        assert isinstance(stream, AsyncIterable)
+        body = self._body = stream.__aiter__()
+        try:
+            async for chunk in body:
+                if decoder is not None and chunk:
+                    chunk = decoder.decode(chunk)
+                if chunk:
+                    yield chunk
+            if decoder is not None and (tail := decoder.flush()):
+                yield tail
+        except httpcore2.ReadTimeout:
+            raise UpstreamTimeout(_idle_text(idle_timeout)) from None
+        except (httpcore2.ProtocolError, httpcore2.NetworkError, httpcore2.TimeoutException) as exc:
+            raise UpstreamError(_core_reason(exc)) from None
+        except zlib.error:
+            raise UpstreamError("upstream response could not be decoded") from None
+
+    async def aclose(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            if isinstance(self._body, AsyncGenerator):  # stopped early: let httpcore2 clean up
+                await self._body.aclose()
+            await self._response.aclose()
+        finally:
+            await self._pool.checkin(self._connection)
+
+
+class _HttpxResponse:
+    """A response from the httpx2 client (used when the environment names a proxy)."""
+
     def __init__(self, response: httpx2.Response) -> None:
         self._response = response
+        self.closed = False
         self.status = response.status_code
         self.headers = [(k.lower(), v) for k, v in response.headers.multi_items()]
 
@@ -88,19 +161,21 @@ class _HttpResponse:
             except StopAsyncIteration:
                 return
             except trio.TooSlowError:
-                raise UpstreamTimeout(f"no data from upstream for {idle_timeout:g}s") from None
+                raise UpstreamTimeout(_idle_text(idle_timeout)) from None
             except httpx2.HTTPError as exc:
                 raise UpstreamError(_reason(exc)) from None
             if chunk:
                 yield chunk
 
     async def aclose(self) -> None:
+        self.closed = True
         await self._response.aclose()
 
 
 class _MockResponse:
     def __init__(self, reply: MockReply) -> None:
         self._reply = reply
+        self.closed = False
         self.status = reply.status
         self.headers = [(k.lower(), v) for k, v in reply.headers]
 
@@ -109,12 +184,12 @@ class _MockResponse:
             if index and self._reply.chunk_interval:
                 if self._reply.chunk_interval > idle_timeout:
                     await trio.sleep(idle_timeout)
-                    raise UpstreamTimeout(f"no data from upstream for {idle_timeout:g}s")
+                    raise UpstreamTimeout(_idle_text(idle_timeout))
                 await trio.sleep(self._reply.chunk_interval)
             yield chunk
 
     async def aclose(self) -> None:
-        return None
+        self.closed = True
 
 
 def _reason(exc: Exception) -> str:
@@ -129,30 +204,84 @@ def _reason(exc: Exception) -> str:
     return "upstream connection failed"
 
 
+def _core_reason(exc: Exception) -> str:
+    """The same texts as `_reason`, for httpcore2's errors."""
+    if isinstance(exc, httpcore2.TimeoutException):
+        return "upstream timed out"
+    if isinstance(exc, httpcore2.ConnectError):
+        return "could not connect to upstream"
+    if isinstance(exc, httpcore2.RemoteProtocolError):
+        return "upstream closed the connection or sent an invalid response"
+    return "upstream connection failed"
+
+
+def _environment_proxies() -> bool:
+    """Whether the environment names an HTTP(S) proxy (what httpx2's `trust_env` honours)."""
+    found = getproxies()
+    if "*" in (host.strip() for host in found.get("no", "").split(",")):
+        return False
+    return any(found.get(scheme) for scheme in ("http", "https", "all"))
+
+
 class Upstreams:
-    """The pooled client for every upstream, plus the in-process mock provider."""
+    """The pooled connections to every upstream, plus the in-process mock provider."""
 
     def __init__(self, mock: MockProvider | None = None, *, max_connections: int = 1000) -> None:
-        limits = httpx2.Limits(
-            max_connections=max_connections, max_keepalive_connections=256, keepalive_expiry=30
-        )
-        self._client = httpx2.AsyncClient(
-            timeout=httpx2.Timeout(None), limits=limits, follow_redirects=False
-        )
+        self._client: httpx2.AsyncClient | None = None
+        if _environment_proxies():
+            limits = httpx2.Limits(
+                max_connections=max_connections, max_keepalive_connections=256, keepalive_expiry=30
+            )
+            self._client = httpx2.AsyncClient(
+                timeout=httpx2.Timeout(None), limits=limits, follow_redirects=False
+            )
+        self._pool = ConnectionPool(httpx2.create_ssl_context(), max_connections=max_connections)
         self.mock = mock or MockProvider()
 
     async def open(self, request: UpstreamRequest, *, headers_timeout: float) -> UpstreamResponse:
         """Send the request; returns once response headers arrived (within `headers_timeout` s)."""
+        if request.url.startswith("mock:"):
+            return await self._open_mock(request, headers_timeout)
+        if self._client is not None:
+            return await self._open_httpx(request, headers_timeout)
+        try:
+            destination = self._pool.destination(request.url)
+        except httpx2.InvalidURL:
+            raise UpstreamError("invalid upstream URL") from None
+        timeouts: dict[str, float | None] = {"read": None}
+        outgoing = httpcore2.Request(
+            request.method.encode("ascii"),
+            destination.url,
+            headers=destination.headers(request.method, request.headers, request.body),
+            content=request.body,
+            extensions={"timeout": timeouts},
+        )
+        try:
+            with trio.move_on_after(headers_timeout) as deadline:  # cheaper than fail_after
+                sent = await self._pool.send(destination, outgoing, len(request.body))
+        except (httpcore2.ProtocolError, httpcore2.NetworkError, httpcore2.TimeoutException) as exc:
+            raise UpstreamError(_core_reason(exc)) from None
+        if deadline.cancelled_caught:
+            raise UpstreamTimeout(_timeout_text(headers_timeout))
+        return _PooledResponse(self._pool, *sent, timeouts)
+
+    async def _open_mock(
+        self, request: UpstreamRequest, headers_timeout: float
+    ) -> UpstreamResponse:
         parts = urlsplit(request.url)
-        if parts.scheme == "mock":
-            reply = self.mock.respond(
-                request.method, parts.path, parts.query, dict(request.headers), request.body
-            )
-            if reply.first_byte_delay > headers_timeout:
-                await trio.sleep(headers_timeout)
-                raise UpstreamTimeout(_timeout_text(headers_timeout))
-            await trio.sleep(reply.first_byte_delay)
-            return _MockResponse(reply)
+        reply = self.mock.respond(
+            request.method, parts.path, parts.query, dict(request.headers), request.body
+        )
+        if reply.first_byte_delay > headers_timeout:
+            await trio.sleep(headers_timeout)
+            raise UpstreamTimeout(_timeout_text(headers_timeout))
+        await trio.sleep(reply.first_byte_delay)
+        return _MockResponse(reply)
+
+    async def _open_httpx(
+        self, request: UpstreamRequest, headers_timeout: float
+    ) -> UpstreamResponse:
+        assert self._client is not None
         built = self._client.build_request(
             request.method, request.url, headers=request.headers, content=request.body
         )
@@ -163,10 +292,12 @@ class Upstreams:
             raise UpstreamTimeout(_timeout_text(headers_timeout)) from None
         except httpx2.HTTPError as exc:
             raise UpstreamError(_reason(exc)) from None
-        return _HttpResponse(response)
+        return _HttpxResponse(response)
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        await self._pool.aclose()
+        if self._client is not None:
+            await self._client.aclose()
 
 
 def _timeout_text(timeout: float) -> str:

@@ -1,0 +1,60 @@
+"""Undoing `content-encoding` on upstream replies: we ask for identity, but must cope.
+
+gzip and deflate (zlib-wrapped or raw), several in a row; other codings pass through unchanged,
+as httpx2 handles those it has no decoder for. Corrupt data raises `zlib.error`.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+
+class _Step:
+    __slots__ = ("_raw_fallback", "_z")
+
+    def __init__(self, coding: str) -> None:
+        self._raw_fallback = coding == "deflate"  # servers send both zlib and raw deflate
+        self._z = zlib.decompressobj(zlib.MAX_WBITS | 16 if coding == "gzip" else zlib.MAX_WBITS)
+
+    def decode(self, data: bytes) -> bytes:
+        try:
+            out = self._z.decompress(data)
+        except zlib.error:
+            if not self._raw_fallback:
+                raise
+            self._z = zlib.decompressobj(-zlib.MAX_WBITS)
+            out = self._z.decompress(data)
+        self._raw_fallback = False
+        return out
+
+    def flush(self) -> bytes:
+        return self._z.flush()
+
+
+class ContentDecoder:
+    """Decodes a body chunk by chunk; `flush()` at the end returns what is left."""
+
+    __slots__ = ("_steps",)
+
+    def __init__(self, codings: list[str]) -> None:
+        self._steps = [_Step(coding) for coding in reversed(codings)]  # applied last, undone first
+
+    def decode(self, data: bytes) -> bytes:
+        for step in self._steps:
+            data = step.decode(data)
+        return data
+
+    def flush(self) -> bytes:
+        data = b""
+        for step in self._steps:
+            data = step.decode(data) + step.flush() if data else step.flush()
+        return data
+
+
+def decoder_for(content_encoding: str) -> ContentDecoder | None:
+    """The decoder for a `content-encoding` header value, or None when there is nothing to undo."""
+    if not content_encoding:
+        return None
+    codings = [c.strip().lower() for c in content_encoding.split(",")]
+    codings = [c for c in codings if c in ("gzip", "deflate")]
+    return ContentDecoder(codings) if codings else None

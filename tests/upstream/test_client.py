@@ -1,0 +1,233 @@
+"""The upstream client against a raw in-process HTTP server: pooling, timeouts, errors, TLS,
+proxies from the environment. (Forwarding, compression and streaming through the whole proxy
+are covered end to end in `tests/e2e`.)"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
+
+import pytest
+import trio
+
+from tokenomics.services.tls import ensure_certificates, ssl_context
+from tokenomics.upstream.client import (
+    UpstreamError,
+    UpstreamRequest,
+    Upstreams,
+    UpstreamTimeout,
+    read_all,
+)
+
+BODY = b'{"model":"gpt-4o-mini","messages":[]}'
+REPLY = b'{"id":"x"}'
+OK = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 10\r\n\r\n" + REPLY
+PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
+
+
+@pytest.fixture(autouse=True)
+def no_proxy_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in PROXY_VARS:
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+
+
+@dataclass
+class RawUpstream:
+    """One canned reply per request; records what arrived and how many connections were open."""
+
+    reply: bytes = OK
+    close_after_reply: bool = False
+    stall_before_reply: bool = False
+    stall_after_reply: bool = False
+    requests: list[tuple[bytes, bytes]] = field(default_factory=list)  # head, body
+    reads: list[int] = field(default_factory=list)  # receive calls it took to get each request
+    connections: int = 0
+    open: int = 0
+    max_open: int = 0
+
+    async def handle(self, stream: trio.abc.Stream) -> None:
+        self.connections += 1
+        self.open += 1
+        self.max_open = max(self.max_open, self.open)
+        try:
+            await self._serve(stream)
+        except trio.BrokenResourceError:
+            pass
+        finally:
+            self.open -= 1
+            await stream.aclose()
+
+    async def _serve(self, stream: trio.abc.Stream) -> None:
+        buffer = b""
+        while True:
+            reads = 0
+            while b"\r\n\r\n" not in buffer:
+                data = await stream.receive_some(65536)
+                if not data:
+                    return
+                reads += 1
+                buffer += data
+            head, _, rest = buffer.partition(b"\r\n\r\n")
+            length = next(
+                (int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                 if line.lower().startswith(b"content-length:")),
+                0,
+            )  # fmt: skip
+            while len(rest) < length:
+                reads += 1
+                rest += await stream.receive_some(65536)
+            self.requests.append((head, rest[:length]))
+            self.reads.append(reads)
+            buffer = rest[length:]
+            if self.stall_before_reply:
+                await trio.sleep_forever()
+            await stream.send_all(self.reply)
+            if self.stall_after_reply:
+                await trio.sleep_forever()
+            if self.close_after_reply:
+                return
+
+
+@asynccontextmanager
+async def running(upstream: RawUpstream, tls: ssl.SSLContext | None = None) -> AsyncIterator[str]:
+    async with trio.open_nursery() as nursery:
+        if tls is None:
+            listeners = await nursery.start(
+                partial(trio.serve_tcp, upstream.handle, 0, host="127.0.0.1")
+            )
+        else:
+            listeners = await nursery.start(
+                partial(trio.serve_ssl_over_tcp, upstream.handle, 0, tls, host="127.0.0.1")
+            )
+        port = (
+            listeners[0].transport_listener.socket.getsockname()[1]
+            if tls
+            else (listeners[0].socket.getsockname()[1])
+        )
+        yield f"{'https' if tls else 'http'}://127.0.0.1:{port}"
+        nursery.cancel_scope.cancel()
+
+
+async def call(
+    upstreams: Upstreams, url: str, *, headers_timeout: float = 5, idle: float = 5
+) -> tuple[int, bytes]:
+    request = UpstreamRequest(
+        "POST", url + "/v1/chat/completions", [("content-type", "application/json")], BODY
+    )
+    response = await upstreams.open(request, headers_timeout=headers_timeout)
+    try:
+        return response.status, await read_all(response, 1 << 20, idle)
+    finally:
+        await response.aclose()
+
+
+async def test_requests_share_one_keepalive_connection_and_carry_httpx2s_headers() -> None:
+    upstream, upstreams = RawUpstream(), Upstreams()
+    async with running(upstream) as url:
+        assert await call(upstreams, url) == (200, REPLY)
+        assert await call(upstreams, url) == (200, REPLY)
+    await upstreams.aclose()
+    assert upstream.connections == 1
+    head, body = upstream.requests[0]
+    lines = head.lower().split(b"\r\n")
+    assert lines[0] == b"post /v1/chat/completions http/1.1"
+    assert lines[1] == b"host: 127.0.0.1:" + url.rsplit(":", 1)[1].encode()
+    assert b"content-length: %d" % len(BODY) in lines
+    assert b"accept: */*" in lines and b"connection: keep-alive" in lines
+    assert any(line.startswith(b"user-agent: python-httpx2/") for line in lines)
+    assert body == BODY
+    assert upstream.reads == [1, 1]  # head and body went out in one write
+
+
+async def test_an_idle_connection_the_server_closed_is_not_reused() -> None:
+    upstream, upstreams = RawUpstream(close_after_reply=True), Upstreams()
+    async with running(upstream) as url:
+        assert await call(upstreams, url) == (200, REPLY)
+        await trio.sleep(0.05)  # the server's close reaches the idle connection
+        assert await call(upstreams, url) == (200, REPLY)
+    await upstreams.aclose()
+    assert upstream.connections == 2
+
+
+async def test_no_response_headers_in_time_is_an_upstream_timeout() -> None:
+    upstream, upstreams = RawUpstream(stall_before_reply=True), Upstreams()
+    async with running(upstream) as url:
+        with pytest.raises(UpstreamTimeout, match=r"no response headers from upstream within 0.2s"):
+            await call(upstreams, url, headers_timeout=0.2)
+    await upstreams.aclose()
+
+
+async def test_a_body_that_stops_flowing_is_an_idle_timeout() -> None:
+    head = b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\npartial"
+    upstream, upstreams = RawUpstream(reply=head, stall_after_reply=True), Upstreams()
+    async with running(upstream) as url:
+        with pytest.raises(UpstreamTimeout, match=r"no data from upstream for 0.2s"):
+            await call(upstreams, url, idle=0.2)
+    await upstreams.aclose()
+
+
+async def test_a_connection_dropped_mid_body_is_an_upstream_error() -> None:
+    head = b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\npartial"
+    upstream, upstreams = RawUpstream(reply=head, close_after_reply=True), Upstreams()
+    async with running(upstream) as url:
+        with pytest.raises(UpstreamError, match="closed the connection") as caught:
+            await call(upstreams, url)
+    await upstreams.aclose()
+    assert not isinstance(caught.value, UpstreamTimeout)
+
+
+async def test_nothing_listening_is_a_connect_error() -> None:
+    with trio.socket.socket() as sock:
+        await sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # bound, never listening: refused
+        with pytest.raises(UpstreamError, match="could not connect to upstream"):
+            await call(Upstreams(), f"http://127.0.0.1:{port}")
+
+
+async def test_max_connections_makes_further_requests_wait_for_a_free_one() -> None:
+    upstream, upstreams = RawUpstream(), Upstreams(max_connections=1)
+    async with running(upstream) as url:
+        request = UpstreamRequest("POST", url + "/x", [], BODY)
+        first = await upstreams.open(request, headers_timeout=5)  # holds the only slot
+        with trio.move_on_after(0.2) as waited:
+            await call(upstreams, url)
+        assert waited.cancelled_caught
+        await first.aclose()  # unread body: the connection is dropped, its slot freed
+        assert await call(upstreams, url) == (200, REPLY)
+    await upstreams.aclose()
+    assert upstream.max_open == 1
+
+
+async def test_https_upstreams_are_verified_against_the_environments_ca(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    paths = ensure_certificates(tmp_path / "certs", ["127.0.0.1"], datetime.now(UTC))
+    assert paths.ca_cert is not None
+    upstream = RawUpstream()
+    async with running(upstream, ssl_context(paths)) as url:
+        with pytest.raises(UpstreamError, match="could not connect to upstream"):
+            await call(Upstreams(), url)  # the system store does not know our CA
+        monkeypatch.setenv("SSL_CERT_FILE", str(paths.ca_cert))
+        trusted = Upstreams()
+        assert await call(trusted, url) == (200, REPLY)
+        await trusted.aclose()
+    assert upstream.requests[-1][1] == BODY
+
+
+async def test_a_proxy_named_in_the_environment_carries_the_requests(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    proxy = RawUpstream()
+    async with running(proxy) as url:
+        monkeypatch.setenv("HTTP_PROXY", url)
+        upstreams = Upstreams()
+        assert await call(upstreams, "http://upstream.invalid") == (200, REPLY)
+        await upstreams.aclose()
+    request_line = proxy.requests[0][0].split(b"\r\n")[0]
+    assert request_line == b"POST http://upstream.invalid/v1/chat/completions HTTP/1.1"
