@@ -11,7 +11,10 @@ for line in sys.stdin:
         who, mode, conc, data = match.groups()
         rows[(who, mode, int(conc))] = json.loads(data)
 
-print("| mode | concurrency | direct req/s | proxy req/s | direct p50 | proxy p50 | added p50 | proxy p99 | errors |")
+print(
+    "| mode | concurrency | direct req/s | proxy req/s | direct p50 | proxy p50 | added p50 "
+    "| proxy p99 | errors |"
+)
 print("|---|---|---|---|---|---|---|---|---|")
 for mode in ("buffered", "streamed"):
     for conc in (1, 64):

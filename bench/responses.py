@@ -3,7 +3,9 @@
 import json
 
 MODEL = "gpt-4o-mini"
-WORDS = "Hello benchmark, this is a fixed answer from the upstream used to measure overhead.".split()
+ANSWER = "Hello benchmark, this is a fixed answer from the upstream used to measure overhead."
+WORDS = ANSWER.split(" ")
+USAGE = {"prompt_tokens": 14, "completion_tokens": len(WORDS), "total_tokens": 14 + len(WORDS)}
 
 
 def completion() -> str:
@@ -16,11 +18,11 @@ def completion() -> str:
             "choices": [
                 {
                     "index": 0,
-                    "message": {"role": "assistant", "content": " ".join(WORDS)},
+                    "message": {"role": "assistant", "content": ANSWER},
                     "finish_reason": "stop",
                 }
             ],
-            "usage": {"prompt_tokens": 14, "completion_tokens": len(WORDS), "total_tokens": 14 + len(WORDS)},
+            "usage": USAGE,
         }
     )
 
@@ -29,12 +31,22 @@ def stream() -> str:
     events = []
     for i, word in enumerate(WORDS):
         delta = {"content": (" " if i else "") + word}
-        chunk = {"id": "chatcmpl-bench", "object": "chat.completion.chunk", "created": 1700000000,
-                 "model": MODEL, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
+        chunk = {
+            "id": "chatcmpl-bench",
+            "object": "chat.completion.chunk",
+            "created": 1700000000,
+            "model": MODEL,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": None}],
+        }
         events.append("data: " + json.dumps(chunk))
-    usage = {"id": "chatcmpl-bench", "object": "chat.completion.chunk", "created": 1700000000,
-             "model": MODEL, "choices": [],
-             "usage": {"prompt_tokens": 14, "completion_tokens": len(WORDS), "total_tokens": 14 + len(WORDS)}}
+    usage = {
+        "id": "chatcmpl-bench",
+        "object": "chat.completion.chunk",
+        "created": 1700000000,
+        "model": MODEL,
+        "choices": [],
+        "usage": USAGE,
+    }
     events.append("data: " + json.dumps(usage))
     events.append("data: [DONE]")
     return "\n\n".join(events) + "\n\n"

@@ -10,7 +10,8 @@ from __future__ import annotations
 import base64
 import hmac
 import ipaddress
-import secrets
+import os
+import random
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
@@ -87,6 +88,8 @@ class ProxyApp:
         )
         self._second = -1
         self._second_text = ""
+        # Request ids only need to be unique: a PRNG seeded from the OS, not a syscall each.
+        self._ids = random.Random(os.urandom(32))
 
     def _started_at(self) -> str:
         """Now in RFC 3339 UTC with milliseconds; the part to the second is formatted once."""
@@ -160,7 +163,7 @@ class ProxyApp:
             peer=client[0] if client else "",
             started=self.clock(),
             started_at=self._started_at(),
-            client_request_id="req_" + secrets.token_hex(16),
+            client_request_id=f"req_{self._ids.getrandbits(128):032x}",
             headers=dict(raw),
         )
 
@@ -182,7 +185,9 @@ class ProxyApp:
         self.stats.in_flight += 1
         try:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._watch_disconnect, receive, nursery.cancel_scope, ex)
+                nursery.start_soon(
+                    self._watch_disconnect, receive, nursery.cancel_scope, ex, name="watcher"
+                )
                 reply = await run_pipeline(ex, self.deps)
                 await self._send_reply(send, reply, ex)
                 nursery.cancel_scope.cancel()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import gc
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +19,11 @@ if TYPE_CHECKING:
     from tokenomics.services.tls import CertPaths
 
 log = logging.getLogger("tokenomics.server")
+# Each request allocates a few hundred short-lived GC-tracked objects (coroutines, tasks, cancel
+# scopes, h11 events) that reference counting frees. At the default first threshold (700) the
+# cyclic collector ran every ~20-60 requests and found nothing, ~10% of the CPU per request on
+# the benchmark. Cycles are still collected, after 10,000 net allocations instead of 700.
+GC_THRESHOLDS = (10_000, 10, 10)
 # hypercorn's own messages ("Running on ...") duplicate ours; keep only its warnings and errors.
 hypercorn_log = logging.getLogger("tokenomics.server.hypercorn")
 hypercorn_log.setLevel(logging.WARNING)
@@ -74,6 +80,7 @@ async def serve(
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve until `shutdown_trigger` returns; in-flight requests get the graceful period."""
+    gc.set_threshold(*GC_THRESHOLDS)
     try:
         await hypercorn.trio.serve(
             app, config, shutdown_trigger=shutdown_trigger, task_status=task_status
