@@ -68,7 +68,7 @@ def parse_request(ex: Exchange, deps: Deps) -> None:
         return
     if not isinstance(body, dict):
         raise ProxyError(400, "invalid JSON body")
-    ex.body = body
+    ex.body = ex.parsed_body = body
     ex.model = route.adapter.model(body, route)
     ex.stream = route.adapter.stream(body, route)
 

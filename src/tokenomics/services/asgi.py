@@ -24,6 +24,7 @@ from tokenomics.formats.errors import error_body
 from tokenomics.pipeline.exchange import Exchange, Reply
 from tokenomics.pipeline.finish import finish
 from tokenomics.pipeline.run import run_pipeline
+from tokenomics.services.finished import BODY_LIMIT
 
 if TYPE_CHECKING:
     from tokenomics.pipeline.deps import Deps
@@ -59,6 +60,15 @@ def _is_loopback(scope: Scope) -> bool:
 async def _send(send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+def _capture(ex: Exchange, chunk: bytes, clock: Callable[[], float]) -> None:
+    """Keep what the client received of a stream, up to `BODY_LIMIT`, for memory and events."""
+    if ex.first_byte_ms is None:
+        ex.first_byte_ms = int((clock() - ex.started) * 1000)
+    if ex.sent_bytes < BODY_LIMIT:
+        ex.sent_chunks.append(chunk[: BODY_LIMIT - ex.sent_bytes])
+    ex.sent_bytes += len(chunk)
 
 
 async def _read_body(receive: Receive, limit: int) -> bytes:
@@ -189,7 +199,7 @@ class ProxyApp:
                     self._watch_disconnect, receive, nursery.cancel_scope, ex, name="watcher"
                 )
                 reply = await run_pipeline(ex, self.deps)
-                await self._send_reply(send, reply, ex)
+                await self._send_reply(send, reply, ex, self.clock)
                 nursery.cancel_scope.cancel()
         finally:
             self.stats.in_flight -= 1
@@ -208,12 +218,15 @@ class ProxyApp:
             scope.cancel()
 
     @staticmethod
-    async def _send_reply(send: Send, reply: Reply, ex: Exchange) -> None:
+    async def _send_reply(
+        send: Send, reply: Reply, ex: Exchange, clock: Callable[[], float]
+    ) -> None:
         """Send the reply; `ex.replied` is set before the final send, because hypercorn reports
         `http.disconnect` for every finished response while that send is under way."""
         headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in reply.headers]
         if reply.stream is None:
             headers.append((b"content-length", str(len(reply.body)).encode()))
+            ex.first_byte_ms = int((clock() - ex.started) * 1000)
             await send({"type": "http.response.start", "status": reply.status, "headers": headers})
             ex.replied = True
             await send({"type": "http.response.body", "body": reply.body})
@@ -222,6 +235,7 @@ class ProxyApp:
         stream = reply.stream
         try:
             async for chunk in stream:
+                _capture(ex, chunk, clock)
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
         finally:
             with trio.CancelScope(shield=True):

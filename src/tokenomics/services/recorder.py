@@ -1,4 +1,5 @@
-"""Where a finished exchange goes: statistics, the request log (and, later, ledger and events).
+"""Where a finished exchange goes: statistics, the request log, and the record consumers
+(ledger, memory, events) through `sink`, which hands a `Finished` over a channel.
 
 `record()` never blocks and never raises into the request: it is called from `finish`.
 """
@@ -9,8 +10,9 @@ import logging
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-import orjson
+import trio
 
+from tokenomics.services.finished import Finished, from_exchange, sent_body
 from tokenomics.services.logs import REQUEST_LOGGER
 from tokenomics.upstream.urls import redact
 
@@ -24,15 +26,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(REQUEST_LOGGER)
 BODY_SAMPLE = 64 * 1024
 RECENT_EVENTS = 256
-
-
-def sent_body(ex: Exchange) -> bytes:
-    """The request body as it went upstream: an API family's body is re-encoded from the
-    parsed one (masked by rules, prompts added), like the upstream call; others as received."""
-    adapter = ex.route.adapter if ex.route else None
-    if adapter is None or ex.body is None:
-        return ex.body_bytes
-    return orjson.dumps(ex.body)
 
 
 def request_log(ex: Exchange, duration_ms: int, settings: LoggingSettings) -> dict[str, Any]:
@@ -81,6 +74,9 @@ class Recorder:
         # The latest exchanges' events (`rule.*`, …), newest last, until the event channel
         # delivers them; read by `status` and tests.
         self.recent_events: deque[tuple[str, dict[str, Any]]] = deque(maxlen=RECENT_EVENTS)
+        # Set by the composition root to the record consumers' channel (`send_nowait` of an
+        # unbounded channel); None when nothing consumes records.
+        self.sink: Callable[[Finished], None] | None = None
 
     def record(self, ex: Exchange) -> None:
         seconds = max(0.0, self._clock() - ex.started)
@@ -89,3 +85,8 @@ class Recorder:
         if not self._settings.disable_request:
             entry = request_log(ex, int(seconds * 1000), self._settings)
             log.info("request", extra={"fields": entry})
+        if self.sink is not None:
+            try:
+                self.sink(from_exchange(ex, int(seconds * 1000)))
+            except trio.ClosedResourceError:
+                log.warning("request finished after the record consumers stopped; not recorded")

@@ -1,0 +1,135 @@
+"""A finished exchange as the record consumers see it (ledger, memory, communication events).
+
+Built on the request task by the recorder from the `Exchange` (plain values, no live objects),
+then handed over a channel, so the request never waits on disk. What it carries is what the
+client and the upstream actually saw: the request body as sent upstream (masked by rules,
+prompts added), the reply as the client received it (masked by output rules). Credential
+headers never enter it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from tokenomics.domain.usage import ResponseMeta, Usage
+from tokenomics.pipeline.headers import CREDENTIALS
+
+if TYPE_CHECKING:
+    from tokenomics.domain.policy import MemoryPolicy
+    from tokenomics.pipeline.exchange import Exchange
+
+Headers = tuple[tuple[str, str], ...]
+BODY_LIMIT = 512 * 1024  # bytes of a body kept for memory and events (`cli.md` §7.3, §7.6)
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    recorded_at: datetime  # end of the exchange, UTC
+    started_at: str  # RFC 3339 UTC with milliseconds
+    duration_ms: int
+    client_request_id: str
+    method: str
+    path: str  # without the query string
+    token_hash: str  # full HMAC; "" when the request was not authenticated
+    model: str  # the model actually attempted (the fallback when one was used)
+    provider: str  # resolved provider name, "" when none was resolved
+    status: int  # what the client got
+    stream: bool
+    error: str
+    usage: Usage
+    meta: ResponseMeta
+    cost_usd: float | None  # None: the model has no price
+    retry_count: int
+    fallback_model: str
+    rule_matches: tuple[dict[str, str], ...]
+    metadata: dict[str, str]
+    # The token policy's memory settings when its memory is enabled, else None.
+    memory: MemoryPolicy | None
+    forwarded: bool  # a request went upstream (False: rejected locally)
+    request_headers: Headers  # as received, lower-case names, credentials removed
+    request_content_type: str
+    request_body: bytes  # as sent upstream, up to BODY_LIMIT; b"" when nothing was sent
+    request_bytes: int  # full size of that body
+    response_headers: Headers  # as sent to the client
+    response_content_type: str
+    # A buffered reply's body, or the streamed chunks in order, both up to BODY_LIMIT bytes.
+    response_body: bytes = b""
+    response_chunks: tuple[bytes, ...] = ()
+    response_bytes: int = 0  # full size of what the client received
+    first_byte_ms: int | None = None  # from the start of the exchange to the reply's first byte
+    events: tuple[tuple[str, dict[str, Any]], ...] = field(default=())  # `rule.*` events
+
+    @property
+    def hash16(self) -> str:
+        return self.token_hash[:16]
+
+    @property
+    def estimated(self) -> bool:
+        return self.usage.estimated
+
+
+def _headers(pairs: list[tuple[str, str]]) -> Headers:
+    return tuple((k.lower(), v) for k, v in pairs if k.lower() not in CREDENTIALS)
+
+
+def _content_type(headers: Headers) -> str:
+    return next((v for k, v in headers if k == "content-type"), "")
+
+
+def sent_body(ex: Exchange) -> bytes:
+    """The request body as it went upstream: an API family's body is re-encoded from the
+    parsed one (masked by rules, prompts added), like the upstream call; others as received."""
+    if ex.route is None or ex.route.adapter is None or ex.body is None:
+        return ex.body_bytes
+    if ex.body is ex.parsed_body:
+        return ex.body_bytes
+    return orjson.dumps(ex.body)
+
+
+def from_exchange(ex: Exchange, duration_ms: int, now: datetime | None = None) -> Finished:
+    request_headers = _headers(ex.raw_headers)
+    sent = sent_body(ex) if ex.upstream is not None else b""
+    reply = ex.reply
+    response_headers = _headers(reply.headers) if reply is not None else ()
+    policy = ex.policy
+    memory = policy.memory if policy is not None and policy.memory.enabled else None
+    body = reply.body if reply is not None and reply.stream is None else b""
+    chunks = tuple(ex.sent_chunks)
+    return Finished(
+        recorded_at=now or datetime.now(UTC),
+        started_at=ex.started_at,
+        duration_ms=duration_ms,
+        client_request_id=ex.client_request_id,
+        method=ex.method,
+        path=ex.path,
+        token_hash=ex.token_hash,
+        model=ex.attempt_model or ex.model,
+        provider=ex.target.provider_name if ex.target else "",
+        status=ex.status,
+        stream=ex.stream or bool(reply is not None and reply.stream is not None),
+        error=ex.error,
+        usage=ex.usage or Usage(),
+        meta=ex.meta or ResponseMeta(),
+        cost_usd=ex.cost_usd,
+        retry_count=ex.retry_count,
+        fallback_model=ex.fallback_model,
+        rule_matches=tuple(ex.rule_matches),
+        metadata=dict(ex.metadata),
+        memory=memory,
+        forwarded=ex.upstream is not None,
+        request_headers=request_headers,
+        request_content_type=_content_type(request_headers),
+        request_body=sent[:BODY_LIMIT],
+        request_bytes=len(sent),
+        response_headers=response_headers,
+        response_content_type=_content_type(response_headers),
+        response_body=body[:BODY_LIMIT],
+        response_chunks=chunks,
+        response_bytes=len(body) if reply is not None and reply.stream is None else ex.sent_bytes,
+        first_byte_ms=ex.first_byte_ms,
+        events=tuple(ex.events),
+    )
