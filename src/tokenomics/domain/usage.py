@@ -71,11 +71,14 @@ _EMPTY_META = ResponseMeta()
 
 
 # ── small readers ────────────────────────────────────────────────────────────────────────────
+# They read parsed JSON, so objects are `dict`s: `isinstance(x, dict)` is a C-level check, while
+# `isinstance(x, Mapping)` goes through the ABC machinery (8% of a streamed request's CPU
+# on the benchmark, where every chunk is read field by field).
 
 
 def int_field(obj: Any, key: str) -> int | None:
     """`obj[key]` when `obj` is a mapping and the value is a non-negative int, else None."""
-    if not isinstance(obj, Mapping):
+    if not isinstance(obj, dict):
         return None
     value = obj.get(key)
     if type(value) is int and value >= 0:
@@ -85,7 +88,7 @@ def int_field(obj: Any, key: str) -> int | None:
 
 def str_field(obj: Any, key: str) -> str:
     """`obj[key]` when it is a string, else ""."""
-    if isinstance(obj, Mapping):
+    if isinstance(obj, dict):
         value = obj.get(key)
         if isinstance(value, str):
             return value
@@ -94,17 +97,17 @@ def str_field(obj: Any, key: str) -> str:
 
 def map_field(obj: Any, key: str) -> Mapping[str, Any] | None:
     """`obj[key]` when both are mappings, else None."""
-    if isinstance(obj, Mapping):
+    if isinstance(obj, dict):
         value = obj.get(key)
-        if isinstance(value, Mapping):
+        if isinstance(value, dict):
             return value
     return None
 
 
 def first_map(obj: Any, key: str) -> Mapping[str, Any] | None:
     """`obj[key][0]` when `obj[key]` is a non-empty list of mappings, else None."""
-    items = obj.get(key) if isinstance(obj, Mapping) else None
-    if isinstance(items, list) and items and isinstance(items[0], Mapping):
+    items = obj.get(key) if isinstance(obj, dict) else None
+    if isinstance(items, list) and items and isinstance(items[0], dict):
         return items[0]
     return None
 
@@ -473,10 +476,10 @@ class StreamAccounting:
 
 
 def _mappings(obj: Any, key: str) -> list[Mapping[str, Any]]:
-    items = obj.get(key) if isinstance(obj, Mapping) else None
+    items = obj.get(key) if isinstance(obj, dict) else None
     if not isinstance(items, list):
         return []
-    return [item for item in items if isinstance(item, Mapping)]
+    return [item for item in items if isinstance(item, dict)]
 
 
 def _chunk_usage(data: Mapping[str, Any]) -> Usage | None:
