@@ -1,0 +1,116 @@
+"""What of a captured exchange may be shown in memory files and communication events (sans-I/O).
+
+Headers lose every credential (the `Finished` record already dropped the known ones; this is
+the second fence, by name pattern too), bodies become a text sample or a binary marker, and all
+text is sanitised: invalid UTF-8 becomes `?`, control characters other than `\\n`, `\\r` and
+`\\t` (C0, DEL and C1) become a space (`cli.md` §7.3, §7.6).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from tokenomics.pipeline.headers import CREDENTIALS
+from tokenomics.upstream.sse import SSEEvent, SSEParser
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+SENSITIVE = CREDENTIALS | {"set-cookie", "x-auth-token", "x-amz-security-token", "x-csrf-token"}
+# Any other header that looks like it carries a secret (`x-goog-api-key`, `anthropic-api-key`,
+# `x-session-token`, …). `x-ratelimit-remaining-tokens` and friends stay.
+_SECRET_NAME = re.compile(r"api-?key|secret|passw|auth|cookie|(?:^|-)(?:access|session|id)-token$")
+_BINARY_TYPES = ("image/", "audio/", "video/", "application/octet-stream")
+_UTF8_TAIL = 3  # a body cut at its size limit may end inside a multi-byte sequence
+
+# One `str.translate` pass: lone surrogates from `surrogateescape` (the invalid bytes) → `?`,
+# control characters → space.
+_SANITISE = {c: " " for c in (*range(0x20), 0x7F, *range(0x80, 0xA0)) if c not in (9, 10, 13)}
+_SANITISE.update({c: "?" for c in range(0xDC80, 0xDD00)})
+
+
+def is_sensitive(name: str) -> bool:
+    lower = name.lower()
+    return lower in SENSITIVE or _SECRET_NAME.search(lower) is not None
+
+
+def canonical(name: str) -> str:
+    """`content-type` → `Content-Type`, like Go's canonical MIME header keys."""
+    return "-".join(part[:1].upper() + part[1:].lower() for part in name.split("-"))
+
+
+def safe_headers(headers: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
+    """Canonical name → values in arrival order, credentials removed."""
+    out: dict[str, list[str]] = {}
+    for name, value in headers:
+        if not is_sensitive(name):
+            out.setdefault(canonical(name), []).append(sanitise(value))
+    return out
+
+
+def header_lines(headers: Iterable[tuple[str, str]]) -> list[str]:
+    """`  Name: value` lines sorted by name (values of one name in arrival order)."""
+    safe = safe_headers(headers)
+    return [f"  {name}: {value}" for name in sorted(safe) for value in safe[name]]
+
+
+def sanitise(text: str) -> str:
+    return text.translate(_SANITISE)
+
+
+def decode(data: bytes) -> str:
+    """Bytes as sanitised text, each invalid UTF-8 byte as `?`."""
+    return sanitise(data.decode("utf-8", "surrogateescape"))
+
+
+def is_binary_type(content_type: str) -> bool:
+    return content_type.strip().lower().startswith(_BINARY_TYPES)
+
+
+def text_of(body: bytes, total: int, content_type: str) -> str | None:
+    """The body as sanitised text, or None when it is binary (a binary type or invalid UTF-8).
+
+    A body kept short of its `total` size may end in a cut multi-byte sequence; that tail is
+    dropped rather than taken for binary.
+    """
+    if is_binary_type(content_type):
+        return None
+    try:
+        return sanitise(body.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        cut = total > len(body) and exc.start >= len(body) - _UTF8_TAIL
+        if not cut or exc.reason != "unexpected end of data":
+            return None
+        return sanitise(body[: exc.start].decode("utf-8"))
+
+
+def parse_time(text: str, fallback: datetime) -> datetime:
+    """An RFC 3339 timestamp as an aware UTC datetime; `fallback` when it does not parse."""
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return fallback
+    return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def rfc3339_ms(moment: datetime) -> str:
+    return (
+        moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    )
+
+
+def rfc3339(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def is_event_stream(content_type: str) -> bool:
+    return "event-stream" in content_type.lower()
+
+
+def sse_events(chunks: Iterable[bytes]) -> list[SSEEvent]:
+    """The SSE events of captured stream chunks, a last one lacking its blank line included."""
+    parser = SSEParser()
+    events = [event for chunk in chunks for event in parser.feed(chunk)]
+    return events + parser.close()
