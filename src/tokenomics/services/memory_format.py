@@ -1,0 +1,148 @@
+"""Memory markdown entries of one finished exchange (`cli.md` §7.6, §7.7), sans-I/O.
+
+An entry is `## <RFC 3339 UTC> | <key> | <role> | <model>`, a blank line, the content, a blank
+line, `---` and a blank line. The key is the ledger session id (ledger memory) or the first 16
+hex characters of the token hash (policy memory). Roles: `request`, `response`, `event`.
+
+Only exchanges that went upstream are written: a request rejected locally sent nothing, and a
+request blocked by a `fail` rule must not leave its blocked text on disk (D12). What is written
+is what was sent upstream and what the client received, both masked by rules. Buffered replies
+with a status ≥ 400 are left out; streamed ones are written (`cli.md` §7.6).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from tokenomics.domain.usage import StreamAccounting
+from tokenomics.services.capture import (
+    header_lines,
+    is_event_stream,
+    parse_time,
+    rfc3339,
+    sanitise,
+    sse_events,
+    text_of,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from datetime import datetime
+
+    from tokenomics.services.finished import Finished, Headers
+
+TRUNCATED = "[assistant content truncated for memory]"
+_EVENT_FIELDS = (
+    ("status_code", "Status"),
+    ("content_type", "Content-Type"),
+    ("stream", "Stream"),
+    ("chunk_index", "Chunk-Index"),
+    ("retry_count", "Retry-Count"),
+    ("error", "Error"),
+)
+
+
+def entry(moment: datetime, key: str, role: str, model: str, content: str) -> str:
+    header = f"## {rfc3339(moment)} | {key} | {role} | {sanitise(model)}"
+    return f"{header}\n\n{content.rstrip(chr(10))}\n\n---\n\n"
+
+
+def exchange_entries(f: Finished, key: str, events: Iterable[dict[str, Any]] = ()) -> str:
+    """The request entry, the response entry (when kept), then one entry per event."""
+    if not f.forwarded:
+        return ""
+    started = parse_time(f.started_at, f.recorded_at)
+    parts = [entry(started, key, "request", f.model, request_content(f))]
+    response = response_content(f)
+    if response is not None:
+        parts.append(entry(f.recorded_at, key, "response", f.model, response))
+    for event in events:
+        moment = parse_time(str(event.get("timestamp", "")), f.recorded_at)
+        parts.append(entry(moment, key, "event", f.model, event_content(event)))
+    return "".join(parts)
+
+
+def request_content(f: Finished) -> str:
+    body = body_text(f.request_body, f.request_bytes, f.request_content_type)
+    return _message(f.request_content_type, "Request-Headers:", f.request_headers, body)
+
+
+def response_content(f: Finished) -> str | None:
+    """The response's content; None for a buffered reply with a status ≥ 400."""
+    if f.stream and is_event_stream(f.response_content_type):
+        body = stream_text(f.response_chunks, f.response_bytes)
+    elif f.stream:  # a stream that is not SSE (a Gemini JSON array): its bytes in order
+        body = body_text(b"".join(f.response_chunks), f.response_bytes, f.response_content_type)
+    elif f.status >= 400:
+        return None
+    else:
+        body = body_text(f.response_body, f.response_bytes, f.response_content_type)
+    return _message(f.response_content_type, "Response-Headers:", f.response_headers, body)
+
+
+def body_text(body: bytes, total: int, content_type: str) -> str:
+    """The body as text, `(empty)`, or `[binary, <n> bytes]`; a cut one says so."""
+    if not body:
+        return "(empty)"
+    text = text_of(body, total, content_type)
+    if text is None:
+        return f"[binary, {total} bytes]"
+    if total > len(body):
+        text += f"\n[body truncated for memory: {total} bytes in full]"
+    return text
+
+
+def stream_text(chunks: tuple[bytes, ...], total: int) -> str:
+    """`[streaming sse]`, the numbered `data:` payloads and the assistant text they carry.
+
+    The chunks are what the client received, so the text is the masked one.
+    """
+    accounting = StreamAccounting()
+    payloads = []
+    for event in sse_events(chunks):
+        if not event.data:
+            continue
+        payloads.append(sanitise(event.data.replace("\ufffd", "?")))
+        if event.data != "[DONE]":
+            parsed = _json(event.data)
+            if isinstance(parsed, dict):
+                accounting.feed(event.event, parsed)
+    lines = ["[streaming sse]", "", "SSE events:"]
+    lines += [f"{n}. {p}" for n, p in enumerate(payloads, start=1)] or ["(none captured)"]
+    lines += ["", "Captured assistant text:", sanitise(accounting.text) or "(none)"]
+    if accounting.text_truncated or total > sum(len(chunk) for chunk in chunks):
+        lines += ["", TRUNCATED]
+    return "\n".join(lines)
+
+
+def event_content(event: dict[str, Any]) -> str:
+    """`Event: <type>`, the event's fields one a line, its headers (sorted), and its body."""
+    lines = [f"Event: {event.get('type', '')}"]
+    if event.get("method"):
+        lines.append(f"Request: {event['method']} {sanitise(str(event.get('path', '')))}")
+    for key, label in _EVENT_FIELDS:
+        value = event.get(key)
+        if value:
+            lines.append(f"{label}: {'true' if value is True else sanitise(str(value))}")
+    headers = event.get("headers") or {}
+    if headers:
+        pairs = [(name, value) for name, values in headers.items() for value in values]
+        lines += ["Headers:", *header_lines(pairs)]
+    body = event.get("body")
+    lines += ["", "Body:", sanitise(body) if body else "(empty)"]
+    return "\n".join(lines)
+
+
+def _message(content_type: str, title: str, headers: Headers, body: str) -> str:
+    lines = [f"Content-Type: {sanitise(content_type) or '(none)'}", title]
+    lines += header_lines(headers) or ["  (none)"]
+    return "\n".join([*lines, "", "Body:", body])
+
+
+def _json(text: str) -> Any:
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return None

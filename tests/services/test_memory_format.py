@@ -1,0 +1,174 @@
+"""Memory markdown entries (`cli.md` §7.6, §7.7), without an event loop or a disk."""
+
+from __future__ import annotations
+
+from tests.support.finished import REPLY_BODY, REQUEST_BODY, finished, openai_deltas, sse, streamed
+
+from tokenomics.services.comm_events import communication_events
+from tokenomics.services.memory_format import (
+    TRUNCATED,
+    body_text,
+    event_content,
+    exchange_entries,
+    response_content,
+    stream_text,
+)
+
+KEY = "a1b2c3d4"
+
+
+def test_buffered_exchange_writes_exact_request_and_response_entries() -> None:
+    headers = (("user-agent", "sdk/1.0"), ("authorization", "Bearer tkn_x"), ("accept", "*/*"))
+
+    text = exchange_entries(finished(request_headers=headers), KEY)
+
+    assert text == (
+        f"## 2026-11-27T10:00:01Z | {KEY} | request | gpt-4o\n\n"
+        "Content-Type: application/json\n"
+        "Request-Headers:\n"
+        "  Accept: */*\n"
+        "  User-Agent: sdk/1.0\n"
+        "\n"
+        "Body:\n"
+        f"{REQUEST_BODY.decode()}\n\n---\n\n"
+        f"## 2026-11-27T10:00:02Z | {KEY} | response | gpt-4o\n\n"
+        "Content-Type: application/json\n"
+        "Response-Headers:\n"
+        "  Content-Type: application/json\n"
+        "  X-Request-Id: r1\n"
+        "\n"
+        "Body:\n"
+        f"{REPLY_BODY.decode()}\n\n---\n\n"
+    )
+    assert "tkn_x" not in text
+
+
+def test_streamed_exchange_renders_events_and_the_captured_text() -> None:
+    chunks = openai_deltas("Hello", " world")
+
+    assert response_content(streamed(chunks)) == (
+        "Content-Type: text/event-stream\n"
+        "Response-Headers:\n"
+        "  Content-Type: text/event-stream\n"
+        "\n"
+        "Body:\n"
+        "[streaming sse]\n"
+        "\n"
+        "SSE events:\n"
+        '1. {"choices":[{"index":0,"delta":{"content":"Hello"}}]}\n'
+        '2. {"choices":[{"index":0,"delta":{"content":" world"}}]}\n'
+        "3. [DONE]\n"
+        "\n"
+        "Captured assistant text:\n"
+        "Hello world"
+    )
+
+
+def test_stream_without_events_says_none_captured() -> None:
+    assert stream_text((), 0) == (
+        "[streaming sse]\n\nSSE events:\n(none captured)\n\nCaptured assistant text:\n(none)"
+    )
+
+
+def test_stream_cut_at_the_capture_limit_says_truncated() -> None:
+    chunks = openai_deltas("partial")
+
+    text = stream_text(chunks, total=sum(len(c) for c in chunks) + 10)
+
+    assert text.endswith(f"Captured assistant text:\npartial\n\n{TRUNCATED}")
+
+
+def test_anthropic_stream_text_is_captured_by_event_name() -> None:
+    chunks = (
+        b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,'
+        b'"delta":{"type":"text_delta","text":"Bonjour"}}\n\n',
+    )
+
+    assert stream_text(chunks, len(chunks[0])).endswith("Captured assistant text:\nBonjour")
+
+
+def test_buffered_error_reply_is_not_written_but_a_streamed_one_is() -> None:
+    buffered = finished(status=500, response_body=b'{"error":"boom"}')
+    stream = streamed(sse('{"error":{"message":"boom"}}'), status=500)
+
+    assert response_content(buffered) is None
+    assert "| response |" not in exchange_entries(buffered, KEY)
+    assert "| response |" in exchange_entries(stream, KEY)
+
+
+def test_request_rejected_locally_writes_nothing() -> None:
+    record = finished(forwarded=False, status=403, request_body=b"", request_bytes=0)
+
+    assert exchange_entries(record, KEY) == ""
+
+
+def test_binary_empty_and_cut_bodies() -> None:
+    assert body_text(b"", 0, "application/json") == "(empty)"
+    assert body_text(b"\x89PNG", 2048, "image/png") == "[binary, 2048 bytes]"
+    assert body_text(b"\xff\xfe", 2, "text/plain") == "[binary, 2 bytes]"
+    assert body_text(b"abc", 10, "text/plain") == (
+        "abc\n[body truncated for memory: 10 bytes in full]"
+    )
+
+
+def test_control_characters_become_spaces_and_invalid_bytes_question_marks() -> None:
+    chunks = (b'data: {"x":"a\x01b"}\n\n', b"data: caf\xe9\n\n")
+    text = stream_text(chunks, sum(len(c) for c in chunks))
+
+    assert '1. {"x":"a b"}' in text
+    assert "2. caf?" in text
+    record = finished(request_headers=(("x-note", "a\x07b"),), model="m\x00")
+    assert "  X-Note: a b\n" in exchange_entries(record, KEY)
+    assert f"| {KEY} | request | m \n" in exchange_entries(record, KEY)
+
+
+def test_missing_content_type_and_headers_say_none() -> None:
+    record = finished(request_headers=(), request_content_type="")
+
+    assert exchange_entries(record, KEY).startswith(
+        f"## 2026-11-27T10:00:01Z | {KEY} | request | gpt-4o\n\n"
+        "Content-Type: (none)\nRequest-Headers:\n  (none)\n\nBody:\n"
+    )
+
+
+def test_event_entry_lists_fields_sorted_headers_and_body() -> None:
+    events = communication_events(finished(retry_count=2))
+    received = dict(events[0], headers={"X-B": ["2"], "Authorization": ["x"], "A": ["1"]})
+
+    assert event_content(received) == (
+        "Event: request.received\n"
+        "Request: POST /v1/chat/completions\n"
+        "Content-Type: application/json\n"
+        "Headers:\n"
+        "  A: 1\n"
+        "  X-B: 2\n"
+        "\n"
+        "Body:\n"
+        f"{REQUEST_BODY.decode()}"
+    )
+    assert event_content(events[-1]) == (
+        "Event: response.completed\nStatus: 200\nRetry-Count: 2\n\nBody:\n(empty)"
+    )
+
+
+def test_chunk_event_entry_has_stream_and_index() -> None:
+    chunk = communication_events(streamed(sse("x")))[2]
+
+    assert event_content(chunk) == (
+        "Event: response.chunk\nStream: true\nChunk-Index: 1\n\nBody:\nx"
+    )
+
+
+def test_event_entries_follow_the_exchange_entries() -> None:
+    record = finished()
+    text = exchange_entries(record, KEY, communication_events(record))
+
+    headers = [line for line in text.splitlines() if line.startswith("## ")]
+    assert headers == [
+        f"## 2026-11-27T10:00:01Z | {KEY} | request | gpt-4o",
+        f"## 2026-11-27T10:00:02Z | {KEY} | response | gpt-4o",
+        f"## 2026-11-27T10:00:01Z | {KEY} | event | gpt-4o",
+        f"## 2026-11-27T10:00:02Z | {KEY} | event | gpt-4o",
+        f"## 2026-11-27T10:00:02Z | {KEY} | event | gpt-4o",
+        f"## 2026-11-27T10:00:02Z | {KEY} | event | gpt-4o",
+    ]
