@@ -1,0 +1,67 @@
+"""Git context of a ledger session (`cli.md` §7.2): branch, commits at open and close, and
+whether the working tree had uncommitted changes.
+
+Each `git` call runs as a subprocess with a time limit, at session open and close only (never on
+the request path). A failing or slow call leaves its key out; outside a repository the context
+is `{}`.
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+GIT_SECONDS = 3.0
+
+logger = logging.getLogger("tokenomics.ledger")
+
+
+async def _git(cwd: Path, *args: str) -> str | None:
+    """Stdout of `git args` (stripped), or None on failure, timeout or no git."""
+    with trio.move_on_after(GIT_SECONDS):
+        try:
+            done = await trio.run_process(
+                ["git", *args], cwd=cwd, check=False, capture_stdout=True,
+                capture_stderr=True, stdin=subprocess.DEVNULL,
+            )  # fmt: skip
+        except OSError:
+            return None
+        if done.returncode != 0:
+            return None
+        return bytes(done.stdout).decode("utf-8", "replace").strip()
+    logger.warning("git %s took longer than %.0f s; left out of the ledger", args[0], GIT_SECONDS)
+    return None
+
+
+async def _dirty(cwd: Path) -> bool:
+    status = await _git(cwd, "status", "--porcelain", "--untracked-files=no")
+    return bool(status)
+
+
+async def open_context(cwd: Path) -> dict[str, Any]:
+    """`branch`, `commit_start`, `repo_root`, and `dirty: true` when the tree had changes."""
+    root = await _git(cwd, "rev-parse", "--show-toplevel")
+    if not root:
+        return {}
+    context: dict[str, Any] = {
+        "branch": await _git(cwd, "rev-parse", "--abbrev-ref", "HEAD"),
+        "commit_start": await _git(cwd, "rev-parse", "--short", "HEAD"),
+        "repo_root": root,
+        "dirty": await _dirty(cwd),
+    }
+    return {k: v for k, v in context.items() if v}
+
+
+async def close_context(cwd: Path) -> dict[str, Any]:
+    """`commit_end`, and `dirty_end: true` when the tree had changes at close."""
+    context: dict[str, Any] = {
+        "commit_end": await _git(cwd, "rev-parse", "--short", "HEAD"),
+        "dirty_end": await _dirty(cwd),
+    }
+    return {k: v for k, v in context.items() if v}

@@ -1,0 +1,197 @@
+"""The ledger's files (decisions D17, D18): the journal a running session appends to, the
+session JSON written atomically at close, and the recovery of journals left by a crash.
+
+    {dir}/sessions/<date>_<id>.journal   line 1: {"session_id", "started_at", "git"}
+                                         then one {"request": entry, "events": [...]} per line
+    {dir}/sessions/<date>_<id>.json      the complete session (`cli.md` §7.3)
+
+The writer holds an exclusive `flock` on its journal while it lives, so recovery (a
+non-blocking `flock`) never touches the journal of a live process. Files are 0600, directories
+0700. Blocking I/O: call from a worker thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from tokenomics.domain.ledger import Entry, parse_time
+from tokenomics.domain.ledger_session import session_json
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+JOURNAL, SESSION = ".journal", ".json"
+logger = logging.getLogger("tokenomics.ledger")
+
+
+def ensure_dir(path: Path) -> None:
+    """Create `path` (and parents) with mode 0700; raises OSError."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write `data` to `path` via a 0600 temp file in the same directory, fsync, rename."""
+    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            temp.unlink()
+        raise
+    with contextlib.suppress(OSError):  # make the rename itself durable
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+def session_bytes(session: Entry) -> bytes:
+    return orjson.dumps(session, option=orjson.OPT_INDENT_2)
+
+
+class Journal:
+    """The open, locked journal of the running session."""
+
+    def __init__(self, path: Path, header: Entry) -> None:
+        self.path = path
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if os.fstat(fd).st_size == 0:
+                os.write(fd, orjson.dumps(header) + b"\n")
+                os.fsync(fd)
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd = fd
+
+    def append(self, lines: list[bytes]) -> None:
+        """Append whole lines and fsync; raises OSError after cutting a partly written batch
+        off again, so a retry never duplicates lines."""
+        size = os.fstat(self._fd).st_size
+        view = memoryview(b"".join(lines))
+        try:
+            while view:
+                view = view[os.write(self._fd, view) :]
+            os.fsync(self._fd)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, size)
+            raise
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)  # releases the lock
+            self._fd = -1
+
+
+@dataclass
+class JournalContent:
+    header: Entry
+    requests: list[Entry] = field(default_factory=list)
+    events: list[Entry] = field(default_factory=list)
+
+
+def read_journal(path: Path) -> JournalContent | None:
+    """The header and records of a journal; unparseable lines (a truncated last one) skipped.
+    None when the header cannot be read."""
+    lines = path.read_bytes().split(b"\n")
+    try:
+        header = orjson.loads(lines[0])
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(header, dict) or not isinstance(header.get("session_id"), str):
+        return None
+    content = JournalContent(header)
+    for line in lines[1:]:
+        try:
+            record = orjson.loads(line) if line.strip() else None
+        except orjson.JSONDecodeError:
+            continue
+        if isinstance(record, dict) and isinstance(record.get("request"), dict):
+            content.requests.append(record["request"])
+            content.events.extend(e for e in record.get("events") or () if isinstance(e, dict))
+    return content
+
+
+def build_session(content: JournalContent, ended_at: datetime, git_end: Entry) -> Entry:
+    header = content.header
+    started = parse_time(header.get("started_at", "")) or ended_at
+    git = header["git"] if isinstance(header.get("git"), dict) else {}
+    return session_json(
+        session_id=header["session_id"], started_at=started, ended_at=max(ended_at, started),
+        git={**git, **git_end}, requests=content.requests, events=content.events,
+    )  # fmt: skip
+
+
+def _locked_by_other(path: Path) -> bool:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def _complete(path: Path) -> bool:
+    try:
+        data = orjson.loads(path.read_bytes())
+    except (OSError, orjson.JSONDecodeError):
+        return False
+    return isinstance(data, dict) and "requests" in data
+
+
+def recover_journal(path: Path) -> bool:
+    """Turn one abandoned journal into its session JSON and remove it; False when it belongs
+    to a live process or cannot be read."""
+    if _locked_by_other(path):
+        return False
+    target = path.with_suffix(SESSION)
+    if not _complete(target):
+        content = read_journal(path)
+        if content is None:
+            logger.error("ledger journal %s has no readable header; left in place", path)
+            return False
+        last = parse_time(content.requests[-1].get("timestamp", "")) if content.requests else None
+        ended = last or datetime.fromtimestamp(path.stat().st_mtime, UTC)
+        write_atomic(target, session_bytes(build_session(content, ended, {})))
+        logger.warning(
+            "recovered ledger session %s (%d requests)", path.stem, len(content.requests)
+        )
+    path.unlink()
+    return True
+
+
+def recover_all(sessions: Path) -> int:
+    """Recover every abandoned journal in `sessions`; returns how many. Never raises OSError:
+    a journal that cannot be recovered is logged and kept for the next start."""
+    count = 0
+    for path in sorted(sessions.glob(f"*{JOURNAL}")):
+        try:
+            count += recover_journal(path)
+        except OSError as exc:
+            logger.error("could not recover ledger journal %s: %s", path, exc)
+    return count
+
+
+def records_line(request: Entry, events: list[dict[str, Any]]) -> bytes:
+    record: Entry = {"request": request}
+    if events:
+        record["events"] = events
+    return orjson.dumps(record) + b"\n"

@@ -1,0 +1,56 @@
+"""Git context of a session (`cli.md` §7.2, scenario 76): `{}` outside a repository; inside,
+branch, short commits at open and close, repo root, and the dirty flags."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+from tests.services.ledger_support import finished
+
+from tokenomics.services.git_context import close_context, open_context
+from tokenomics.services.ledger import Ledger
+
+
+def git(repo: Path, *args: str) -> str:
+    done = subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args],
+        cwd=repo, check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    return done.stdout.strip()
+
+
+def commit(repo: Path, name: str) -> str:
+    (repo / name).write_text(name)
+    git(repo, "add", name)
+    git(repo, "commit", "-q", "-m", name)
+    return git(repo, "rev-parse", "--short", "HEAD")
+
+
+async def test_outside_a_repository_the_context_is_empty(tmp_path: Path) -> None:
+    assert await open_context(tmp_path) == {}
+    assert await close_context(tmp_path) == {}
+
+
+async def test_a_session_in_a_repository_records_commits_made_during_it(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "feature/ledger")
+    first = commit(repo, "a.txt")
+    (repo / "a.txt").write_text("changed, not committed")
+    ledger = await Ledger.open(tmp_path / "sessions", repo)
+    assert ledger is not None
+    await ledger.write([finished(1)])
+    git(repo, "checkout", "-q", "--", "a.txt")
+    second = commit(repo, "b.txt")
+    await ledger.close()
+    session = json.loads(ledger.session_path.read_text())
+    assert session["git"] == {
+        "branch": "feature/ledger",
+        "commit_start": first,
+        "repo_root": str(repo.resolve()),
+        "dirty": True,
+        "commit_end": second,
+    }
+    assert first != second

@@ -1,0 +1,215 @@
+"""The ledger flusher (D17, D18): journal per batch, atomic session JSON at close, recovery of
+crashed sessions (never of a live one), write failures kept and retried, memory and events."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import trio
+from tests.services.ledger_support import A, finished
+
+from tokenomics.services import ledger as ledger_service
+from tokenomics.services.finished import Finished
+from tokenomics.services.ledger import Ledger
+from tokenomics.services.ledger_files import recover_all
+
+
+def journal_lines(ledger: Ledger) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in ledger.journal_path.read_text().splitlines()]
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+async def open_ledger(root: Path, **kwargs: Any) -> Ledger:
+    ledger = await Ledger.open(root / "data" / "sessions", root, **kwargs)
+    assert ledger is not None
+    return ledger
+
+
+async def test_each_batch_is_in_the_journal_after_the_header_with_private_modes(
+    tmp_path: Path,
+) -> None:
+    ledger = await open_ledger(tmp_path)
+    await ledger.write([finished(1), finished(2)])
+    header, *records = journal_lines(ledger)
+    assert header == {
+        "session_id": ledger.session_id,
+        "started_at": ledger.started_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "git": {},
+    }
+    assert [r["request"]["input_tokens"] for r in records] == [10, 20]
+    assert mode(ledger.journal_path) == 0o600
+    assert mode(tmp_path / "data" / "sessions") == 0o700
+    assert ledger.statistics().requests_recorded == 2
+    assert len(ledger.session_id) == 8 and int(ledger.session_id, 16) >= 0
+    await ledger.close()
+
+
+async def test_the_service_writes_the_session_atomically_and_removes_the_journal(
+    tmp_path: Path,
+) -> None:
+    ledger = await open_ledger(tmp_path)
+    send, receive = trio.open_memory_channel[Finished](float("inf"))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(ledger_service.run, ledger, receive)
+        for n in (1, 2, 3):
+            send.send_nowait(finished(n))
+        await send.aclose()
+    session = json.loads(ledger.session_path.read_text())
+    assert not ledger.journal_path.exists()
+    assert ledger.session_path.name == f"{ledger.started_at:%Y-%m-%d}_{ledger.session_id}.json"
+    assert mode(ledger.session_path) == 0o600
+    assert session["totals"]["request_count"] == 3
+    assert session["totals"]["input_tokens"] == 60
+    assert session["totals"]["cost_usd"] == pytest.approx(0.006)
+    assert session["by_token"][A]["models_used"] == ["gpt-4o"]
+    assert "communication_events" not in session
+    assert [p.name for p in ledger.session_path.parent.iterdir()] == [ledger.session_path.name]
+
+
+async def test_cancellation_still_writes_the_session(tmp_path: Path) -> None:
+    ledger = await open_ledger(tmp_path)
+    send, receive = trio.open_memory_channel[Finished](float("inf"))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(ledger_service.run, ledger, receive)
+        send.send_nowait(finished(1))
+        nursery.cancel_scope.cancel()
+    session = json.loads(ledger.session_path.read_text())
+    assert session["totals"]["request_count"] == 1
+
+
+async def test_an_empty_session_is_still_written(tmp_path: Path) -> None:
+    ledger = await open_ledger(tmp_path)
+    await ledger.close()
+    session = json.loads(ledger.session_path.read_text())
+    assert session["requests"] == [] and session["totals"]["request_count"] == 0
+
+
+async def test_a_crashed_journal_becomes_a_session_and_a_truncated_line_is_skipped(
+    tmp_path: Path,
+) -> None:
+    ledger = await open_ledger(tmp_path)
+    await ledger.write([finished(1), finished(2)])
+    assert ledger._journal is not None
+    ledger._journal.close()  # the process died: its lock is gone
+    with ledger.journal_path.open("ab") as journal:
+        journal.write(b'{"request": {"timestamp": "2026-')
+    last = journal_lines_text = ledger.journal_path.read_text().splitlines()[2]
+    assert journal_lines_text
+    assert await trio.to_thread.run_sync(recover_all, ledger.journal_path.parent) == 1
+    session = json.loads(ledger.session_path.read_text())
+    assert not ledger.journal_path.exists()
+    assert session["session_id"] == ledger.session_id
+    assert session["totals"]["request_count"] == 2
+    assert session["ended_at"] == json.loads(last)["request"]["timestamp"][:19] + "Z"
+
+
+async def test_the_next_open_recovers_and_a_live_locked_journal_is_left_alone(
+    tmp_path: Path,
+) -> None:
+    live = await open_ledger(tmp_path)
+    await live.write([finished(1)])
+    crashed = await open_ledger(tmp_path)
+    await crashed.write([finished(2)])
+    assert crashed._journal is not None
+    crashed._journal.close()
+    third = await open_ledger(tmp_path)  # recovers `crashed` only
+    assert crashed.session_path.exists() and not crashed.journal_path.exists()
+    assert live.journal_path.exists() and not live.session_path.exists()
+    assert journal_lines(live)[1]["request"]["input_tokens"] == 10
+    await live.close()
+    await third.close()
+    assert json.loads(live.session_path.read_text())["totals"]["request_count"] == 1
+
+
+async def test_a_journal_with_a_complete_session_is_only_removed(tmp_path: Path) -> None:
+    ledger = await open_ledger(tmp_path)
+    await ledger.write([finished(1)])
+    assert ledger._journal is not None
+    ledger._journal.close()
+    ledger.session_path.write_text(json.dumps({"session_id": "x", "requests": []}))
+    recover_all(ledger.journal_path.parent)
+    assert json.loads(ledger.session_path.read_text()) == {"session_id": "x", "requests": []}
+    assert not ledger.journal_path.exists()
+
+
+async def test_a_failing_write_is_counted_kept_and_retried(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    ledger = await open_ledger(tmp_path)
+    ledger.journal_path.mkdir()  # opening the journal fails like an unwritable directory
+    await ledger.write([finished(1)])
+    await ledger.write([finished(2)])
+    stats = ledger.statistics()
+    assert (stats.requests_recorded, stats.pending, stats.write_errors) == (0, 2, 2)
+    assert sum("cannot write" in r.message for r in caplog.records) == 1
+    ledger.journal_path.rmdir()
+    await ledger.write([finished(3)])
+    stats = ledger.statistics()
+    assert (stats.requests_recorded, stats.pending) == (3, 0)
+    assert [r["request"]["input_tokens"] for r in journal_lines(ledger)[1:]] == [10, 20, 30]
+    await ledger.close()
+
+
+async def test_requests_never_written_to_the_journal_still_reach_the_session(
+    tmp_path: Path,
+) -> None:
+    ledger = await open_ledger(tmp_path)
+    ledger.journal_path.mkdir()
+    await ledger.write([finished(1)])
+    await ledger.close()
+    assert json.loads(ledger.session_path.read_text())["totals"]["request_count"] == 1
+
+
+async def test_an_uncreatable_sessions_dir_disables_the_ledger(tmp_path: Path) -> None:
+    (tmp_path / "data").write_text("a file, not a directory")
+    assert await Ledger.open(tmp_path / "data" / "sessions", tmp_path) is None
+
+
+class Memory:
+    def __init__(self, fail: bool = False) -> None:
+        self.batches: list[tuple[int, str]] = []
+        self.closed = self.fail = False
+        self.fail = fail
+
+    def write(self, records: Sequence[Finished], session_id: str) -> None:
+        self.batches.append((len(records), session_id))
+        if self.fail:
+            raise OSError("disk full")
+
+    def close(self) -> None:
+        self.closed = True
+
+
+async def test_memory_is_written_per_batch_and_its_errors_are_contained(tmp_path: Path) -> None:
+    memory = Memory(fail=True)
+    ledger = await open_ledger(tmp_path, memory=memory)
+    await ledger.write([finished(1), finished(2)])
+    await ledger.close()
+    assert memory.batches == [(2, ledger.session_id)] and memory.closed
+    assert ledger.statistics().requests_recorded == 2
+
+
+async def test_communication_events_go_to_the_journal_and_the_session(tmp_path: Path) -> None:
+    def events(f: Finished) -> list[dict[str, Any]]:
+        return [{"timestamp": "t", "type": "request.received", "token_hash": f.hash16}]
+
+    ledger = await open_ledger(tmp_path, events=events)
+    await ledger.write([finished(1)])
+    assert journal_lines(ledger)[1]["events"][0]["type"] == "request.received"
+    await ledger.close()
+    session = orjson.loads(ledger.session_path.read_bytes())
+    assert session["communication_events"] == [
+        {"timestamp": "t", "type": "request.received", "token_hash": A[:16]}
+    ]
+    assert list(session)[-1] == "communication_events"
+    assert os.listdir(ledger.session_path.parent) == [ledger.session_path.name]
