@@ -33,27 +33,37 @@ Any other model name answers normally. Every reply carries `x-request-id: req_mo
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import re
-import struct
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs
 
 import orjson
+
+from tokenomics.upstream.mock_anthropic import anthropic, anthropic_count
+from tokenomics.upstream.mock_call import (
+    JSON_TYPE,
+    SSE_TYPE,
+    Call,
+    Chunks,
+    Json,
+    Prompt,
+    anthropic_prompt,
+    chat_prompt,
+    embedding_prompt,
+    gemini_prompt,
+    legacy_prompt,
+    make_call,
+    responses_prompt,
+)
+from tokenomics.upstream.mock_gemini import gemini, gemini_count, gemini_stream
+from tokenomics.upstream.mock_openai import chat, embeddings, legacy, models, responses
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
-CREATED = 1_700_000_000
-MOCK_MODELS = ("mock-gpt", "mock-claude", "mock-gemini", "echo")
-JSON_TYPE = "application/json"
-SSE_TYPE = "text/event-stream"
 _NUMBERED = frozenset({"fail", "flaky", "slow", "pace"})
 _FLAGS = frozenset({"echo", "nousage", "gzip", "garbage", "close_after_headers"})
 _GEMINI = re.compile(r"/models/([^/:]+):(generateContent|streamGenerateContent|countTokens)$")
-_WORD = re.compile(r"\s*\S+\s*$|\s*\S+")
 _ERROR_TYPES = {
     400: "invalid_request_error",
     401: "authentication_error",
@@ -75,9 +85,6 @@ _GOOGLE_STATUS = {
     503: "UNAVAILABLE",
     504: "DEADLINE_EXCEEDED",
 }
-
-Json = dict[str, Any]
-Chunks = tuple[bytes, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,377 +156,28 @@ def request_model(path: str, body: Mapping[str, Any] | None) -> str:
     return model if isinstance(model, str) else ""
 
 
-# --- reading requests ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class _Prompt:
-    texts: tuple[str, ...]
-    messages: int
-    last_user: str
-
-
-def _text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        parts = (p.get("text") for p in content if isinstance(p, dict))
-        return "\n".join(t for t in parts if isinstance(t, str))
-    return ""
-
-
-def _conversation(items: Any, system: str = "", content: str = "content") -> _Prompt:
-    messages = [m for m in items if isinstance(m, dict)] if isinstance(items, list) else []
-    texts = [_text(m.get(content)) for m in messages]
-    users = [t for m, t in zip(messages, texts, strict=True) if m.get("role", "user") == "user"]
-    extra = (system,) if system else ()
-    return _Prompt((*extra, *texts), len(messages) + len(extra), users[-1] if users else "")
-
-
-def _strings(value: Any) -> _Prompt:
-    items = [value] if isinstance(value, str) else value if isinstance(value, list) else []
-    texts = tuple(t for t in items if isinstance(t, str))
-    return _Prompt(texts, len(texts), texts[-1] if texts else "")
-
-
-def _chat_prompt(body: Json) -> _Prompt:
-    return _conversation(body.get("messages"))
-
-
-def _anthropic_prompt(body: Json) -> _Prompt:
-    return _conversation(body.get("messages"), _text(body.get("system")))
-
-
-def _responses_prompt(body: Json) -> _Prompt:
-    instructions = body.get("instructions")
-    system = instructions if isinstance(instructions, str) else ""
-    given = body.get("input")
-    items = [{"role": "user", "content": given}] if isinstance(given, str) else given
-    return _conversation(items, system)
-
-
-def _gemini_prompt(body: Json) -> _Prompt:
-    request = body.get("generateContentRequest", body)
-    request = request if isinstance(request, dict) else {}
-    system = request.get("systemInstruction", request.get("system_instruction"))
-    text = _text(system.get("parts")) if isinstance(system, dict) else ""
-    return _conversation(request.get("contents"), text, content="parts")
-
-
-def _legacy_prompt(body: Json) -> _Prompt:
-    return _strings(body.get("prompt"))
-
-
-def _embedding_prompt(body: Json) -> _Prompt:
-    return _strings(body.get("input"))
-
-
-# --- the answer ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class _Call:
-    n: int
-    model: str
-    body: Json
-    query: str
-    prompt: _Prompt
-    text: str
-    input_tokens: int
-    output_tokens: int
-    usage: bool
-
-    @property
-    def stream(self) -> bool:
-        return self.body.get("stream") is True
-
-    @property
-    def pieces(self) -> list[str]:
-        return _WORD.findall(self.text)
-
-
-def _call(n: int, model: str, body: Json, query: str, prompt: _Prompt, steer: Steering) -> _Call:
-    if "echo" in steer.flags:
-        text = prompt.last_user
-    else:
-        text = " ".join(["Mock reply to:", *prompt.last_user.split()[:12]])
-    words = sum(len(t.split()) for t in prompt.texts) + 3 * prompt.messages
-    usage = "nousage" not in steer.flags
-    return _Call(n, model, body, query, prompt, text, words, len(text.split()), usage)
-
-
-def _json(value: Any) -> tuple[str, Chunks]:
-    return JSON_TYPE, (orjson.dumps(value),)
-
-
-def _sse(events: list[Any], *, named: bool = False, end: str = "\n\n") -> tuple[str, Chunks]:
-    def one(event: Any) -> bytes:
-        head = f"event: {event['type']}\n" if named else ""
-        return f"{head}data: ".encode() + orjson.dumps(event) + end.encode()
-
-    return SSE_TYPE, tuple(one(e) for e in events)
-
-
-def _with_usage(value: Json, key: str, usage: Json, call: _Call) -> Json:
-    return {**value, key: usage} if call.usage else value
-
-
-# --- OpenAI ----------------------------------------------------------------------------------
-
-
-def _openai_usage(call: _Call) -> Json:
-    i, o = call.input_tokens, call.output_tokens
-    return {"prompt_tokens": i, "completion_tokens": o, "total_tokens": i + o}
-
-
-def _openai_stream(call: _Call, head: Json, choices: list[Json]) -> tuple[str, Chunks]:
-    include = (call.body.get("stream_options") or {}).get("include_usage") is True
-    extra = {"usage": None} if include and call.usage else {}
-    events: list[Any] = [{**head, "choices": [c], **extra} for c in choices]
-    if include and call.usage:
-        events.append({**head, "choices": [], "usage": _openai_usage(call)})
-    content_type, chunks = _sse(events)
-    return content_type, (*chunks, b"data: [DONE]\n\n")
-
-
-def _chat(call: _Call) -> tuple[str, Chunks]:
-    head = {
-        "id": f"chatcmpl-mock-{call.n}",
-        "object": "chat.completion",
-        "created": CREATED,
-        "model": call.model,
-        "system_fingerprint": "fp_mock",
-    }
-    if not call.stream:
-        message = {"role": "assistant", "content": call.text, "refusal": None}
-        choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": "stop"}
-        return _json(_with_usage({**head, "choices": [choice]}, "usage", _openai_usage(call), call))
-    head["object"] = "chat.completion.chunk"
-    deltas = [{"role": "assistant", "content": ""}, *({"content": p} for p in call.pieces), {}]
-    last = len(deltas) - 1
-    choices = [
-        {"index": 0, "delta": d, "logprobs": None, "finish_reason": "stop" if i == last else None}
-        for i, d in enumerate(deltas)
-    ]
-    return _openai_stream(call, head, choices)
-
-
-def _legacy(call: _Call) -> tuple[str, Chunks]:
-    head = {
-        "id": f"cmpl-mock-{call.n}",
-        "object": "text_completion",
-        "created": CREATED,
-        "model": call.model,
-    }
-    texts = [*call.pieces, ""] if call.stream else [call.text]
-    last = len(texts) - 1
-    choices = [
-        {"index": 0, "text": t, "logprobs": None, "finish_reason": "stop" if i == last else None}
-        for i, t in enumerate(texts)
-    ]
-    if call.stream:
-        return _openai_stream(call, head, choices)
-    return _json(_with_usage({**head, "choices": choices}, "usage", _openai_usage(call), call))
-
-
-def _vector(text: str, as_base64: bool) -> Any:
-    digest = hashlib.sha256(text.encode()).digest()
-    floats = [round(b / 127.5 - 1.0, 6) for b in digest[:8]]
-    return base64.b64encode(struct.pack("<8f", *floats)).decode() if as_base64 else floats
-
-
-def _embeddings(call: _Call) -> tuple[str, Chunks]:
-    as_base64 = call.body.get("encoding_format") == "base64"
-    data = [
-        {"object": "embedding", "index": i, "embedding": _vector(t, as_base64)}
-        for i, t in enumerate(call.prompt.texts)
-    ]
-    usage = {"prompt_tokens": call.input_tokens, "total_tokens": call.input_tokens}
-    return _json(
-        _with_usage({"object": "list", "data": data, "model": call.model}, "usage", usage, call)
-    )
-
-
-def _models() -> tuple[str, Chunks]:
-    data = [
-        {"id": m, "object": "model", "created": CREATED, "owned_by": "tokenomics-mock"}
-        for m in MOCK_MODELS
-    ]
-    return _json({"object": "list", "data": data})
-
-
-def _responses(call: _Call) -> tuple[str, Chunks]:
-    i, o = call.input_tokens, call.output_tokens
-    usage = {
-        "input_tokens": i,
-        "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
-        "output_tokens": o,
-        "output_tokens_details": {"reasoning_tokens": 0},
-        "total_tokens": i + o,
-    }
-    item_id = f"msg_mock_{call.n}"
-    part = {"type": "output_text", "text": call.text, "annotations": [], "logprobs": []}
-    item = {
-        "id": item_id,
-        "type": "message",
-        "role": "assistant",
-        "status": "completed",
-        "content": [part],
-    }
-    done = {
-        "id": f"resp_mock_{call.n}",
-        "object": "response",
-        "created_at": CREATED,
-        "status": "completed",
-        "model": call.model,
-        "output": [item],
-        "error": None,
-        "incomplete_details": None,
-        "instructions": None,
-        "metadata": {},
-        "parallel_tool_calls": True,
-        "tool_choice": "auto",
-        "tools": [],
-        "temperature": None,
-        "top_p": None,
-        "text": {"format": {"type": "text"}},
-    }
-    done = _with_usage(done, "usage", usage, call)
-    if not call.stream:
-        return _json(done)
-    started = {**done, "status": "in_progress", "output": []}
-    if call.usage:
-        started["usage"] = None
-    at = {"item_id": item_id, "output_index": 0, "content_index": 0}
-    events: list[Json] = [
-        {"type": "response.created", "response": started},
-        {"type": "response.in_progress", "response": started},
-        {
-            "type": "response.output_item.added",
-            "output_index": 0,
-            "item": {**item, "status": "in_progress", "content": []},
-        },
-        {"type": "response.content_part.added", **at, "part": {**part, "text": ""}},
-        *(
-            {"type": "response.output_text.delta", **at, "delta": p, "logprobs": []}
-            for p in call.pieces
-        ),
-        {"type": "response.output_text.done", **at, "text": call.text, "logprobs": []},
-        {"type": "response.content_part.done", **at, "part": part},
-        {"type": "response.output_item.done", "output_index": 0, "item": item},
-        {"type": "response.completed", "response": done},
-    ]
-    return _sse([{**e, "sequence_number": k} for k, e in enumerate(events)], named=True)
-
-
-# --- Anthropic -------------------------------------------------------------------------------
-
-
-def _anthropic(call: _Call) -> tuple[str, Chunks]:
-    usage = {
-        "input_tokens": call.input_tokens,
-        "output_tokens": call.output_tokens,
-        "cache_read_input_tokens": 0,
-        "cache_creation_input_tokens": 0,
-    }
-    message = {
-        "id": f"msg_mock_{call.n}",
-        "type": "message",
-        "role": "assistant",
-        "model": call.model,
-        "content": [{"type": "text", "text": call.text}],
-        "stop_reason": "end_turn",
-        "stop_sequence": None,
-    }
-    if not call.stream:
-        return _json(_with_usage(message, "usage", usage, call))
-    opening = {**message, "content": [], "stop_reason": None}
-    opening = _with_usage(opening, "usage", {**usage, "output_tokens": 1}, call)
-    stop = {"stop_reason": "end_turn", "stop_sequence": None}
-    events: list[Json] = [
-        {"type": "message_start", "message": opening},
-        {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
-        {"type": "ping"},
-        *(
-            {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": p}}
-            for p in call.pieces
-        ),
-        {"type": "content_block_stop", "index": 0},
-        _with_usage(
-            {"type": "message_delta", "delta": stop},
-            "usage",
-            {"output_tokens": call.output_tokens},
-            call,
-        ),
-        {"type": "message_stop"},
-    ]
-    return _sse(events, named=True)
-
-
-def _anthropic_count(call: _Call) -> tuple[str, Chunks]:
-    return _json({"input_tokens": call.input_tokens})
-
-
-# --- Gemini ----------------------------------------------------------------------------------
-
-
-def _gemini_chunk(call: _Call, text: str, output: int, final: bool) -> Json:
-    candidate: Json = {"content": {"parts": [{"text": text}], "role": "model"}, "index": 0}
-    if final:
-        candidate["finishReason"] = "STOP"
-    usage = {
-        "promptTokenCount": call.input_tokens,
-        "candidatesTokenCount": output,
-        "totalTokenCount": call.input_tokens + output,
-    }
-    chunk = {
-        "candidates": [candidate],
-        "modelVersion": call.model,
-        "responseId": f"gemini_mock_{call.n}",
-    }
-    return _with_usage(chunk, "usageMetadata", usage, call)
-
-
-def _gemini(call: _Call) -> tuple[str, Chunks]:
-    return _json(_gemini_chunk(call, call.text, call.output_tokens, final=True))
-
-
-def _gemini_stream(call: _Call) -> tuple[str, Chunks]:
-    pieces = call.pieces or [""]
-    last = len(pieces) - 1
-    chunks = [_gemini_chunk(call, p, i + 1 if p else 0, i == last) for i, p in enumerate(pieces)]
-    if "sse" in parse_qs(call.query).get("alt", []):
-        return _sse(chunks, end="\r\n\r\n")
-    encoded = [orjson.dumps(c) for c in chunks]
-    return JSON_TYPE, (b"[" + encoded[0], *(b",\r\n" + c for c in encoded[1:]), b"]")
-
-
-def _gemini_count(call: _Call) -> tuple[str, Chunks]:
-    return _json({"totalTokens": call.input_tokens})
-
-
 # --- routing ---------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
 class _Route:
     family: str  # openai | anthropic | gemini
-    read: Callable[[Json], _Prompt]
-    render: Callable[[_Call], tuple[str, Chunks]]
+    read: Callable[[Json], Prompt]
+    render: Callable[[Call], tuple[str, Chunks]]
 
 
 _SUFFIXES = (
-    ("/chat/completions", _Route("openai", _chat_prompt, _chat)),
-    ("/completions", _Route("openai", _legacy_prompt, _legacy)),
-    ("/responses", _Route("openai", _responses_prompt, _responses)),
-    ("/embeddings", _Route("openai", _embedding_prompt, _embeddings)),
-    ("/v1/messages/count_tokens", _Route("anthropic", _anthropic_prompt, _anthropic_count)),
-    ("/v1/messages", _Route("anthropic", _anthropic_prompt, _anthropic)),
+    ("/chat/completions", _Route("openai", chat_prompt, chat)),
+    ("/completions", _Route("openai", legacy_prompt, legacy)),
+    ("/responses", _Route("openai", responses_prompt, responses)),
+    ("/embeddings", _Route("openai", embedding_prompt, embeddings)),
+    ("/v1/messages/count_tokens", _Route("anthropic", anthropic_prompt, anthropic_count)),
+    ("/v1/messages", _Route("anthropic", anthropic_prompt, anthropic)),
 )
 _GEMINI_ROUTES = {
-    "generateContent": _Route("gemini", _gemini_prompt, _gemini),
-    "streamGenerateContent": _Route("gemini", _gemini_prompt, _gemini_stream),
-    "countTokens": _Route("gemini", _gemini_prompt, _gemini_count),
+    "generateContent": _Route("gemini", gemini_prompt, gemini),
+    "streamGenerateContent": _Route("gemini", gemini_prompt, gemini_stream),
+    "countTokens": _Route("gemini", gemini_prompt, gemini_count),
 }
 
 
@@ -559,7 +217,7 @@ class MockProvider:
         n = self._replies
         route = _route(path) if method.upper() == "POST" else None
         if method.upper() == "GET" and path.endswith("/models"):
-            return _reply(n, 200, _models())
+            return _reply(n, 200, models())
         if route is None:
             return _error(n, "openai", 404, f"the mock has no route for {method} {path}")
         try:
@@ -575,7 +233,7 @@ class MockProvider:
         if status is not None:
             message = f"mock failure {status} for model {model}"
             return _error(n, route.family, status, message, delay)
-        call = _call(n, model, parsed, query, route.read(parsed), steer)
+        call = make_call(n, model, parsed, query, route.read(parsed), steer.flags)
         return _reply(n, 200, route.render(call), delay, steer.pace_ms / 1000)
 
     def _failure(self, model: str, steer: Steering) -> int | None:
