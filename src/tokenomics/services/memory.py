@@ -1,0 +1,176 @@
+"""Conversation memory: markdown entries of finished exchanges appended to files (D12, D18).
+
+Two independent destinations per exchange:
+
+* ledger memory (`ledger.enabled` and `ledger.memory`): `{dir}/memory/<UTC date>_<session>.md`,
+  the date taken at write time (a session crossing midnight continues in a new file), entries
+  keyed by the session id, plus event entries when `ledger.event_ledger` is on; no rotation;
+* policy memory (the token policy's `memory` block, carried on `Finished.memory`): `file_path`
+  (default `~/.tokenomics/memory`, `~` against `home`) with the `file_name` pattern (default
+  `{token_hash}.md`), or `file_path` as one shared file when only it is set; entries keyed by
+  the token hash's first 16 characters; rotated by size (`cli.md` §7.7).
+
+`MemoryWriter.write` does blocking I/O: the ledger flusher calls it on a worker thread with each
+batch. A disk error does not stop the batch: everything else is written, then the first
+`OSError` is raised. Policy memory with `redis: true` is written to its file like the original
+(whose Redis memory was unreachable); the Redis backend comes later.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from tokenomics.services.comm_events import communication_events
+from tokenomics.services.memory_files import (
+    DEFAULT_DIR,
+    DEFAULT_PATTERN,
+    BadMemoryPath,
+    append,
+    expand_home,
+    limit_bytes,
+    pattern_path,
+    rotate,
+    size_of,
+)
+from tokenomics.services.memory_format import exchange_entries
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    from tokenomics.config.settings import Settings
+    from tokenomics.domain.policy import MemoryPolicy
+    from tokenomics.services.finished import Finished
+
+log = logging.getLogger(__name__)
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryStatistics:
+    entries_written: int  # exchanges written (to either destination)
+    bytes_written: int
+    rotations: int
+    errors: int
+
+
+class MemoryWriter:
+    def __init__(
+        self,
+        *,
+        ledger_dir: Path | None,
+        events: bool = False,
+        home: Path,
+        now: Callable[[], datetime] = _utc_now,
+    ) -> None:
+        self._ledger_dir = ledger_dir  # None: ledger memory is off
+        self._events = events
+        self._home = home
+        self._now = now
+        self._warned: set[str] = set()
+        self._closed = False
+        self._entries = self._bytes = self._rotations = self._errors = 0
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        *,
+        home: Path | None = None,
+        now: Callable[[], datetime] = _utc_now,
+    ) -> MemoryWriter:
+        """Always a writer: policy memory is per token, whatever the ledger settings say."""
+        ledger = settings.ledger
+        on = ledger.enabled and ledger.memory
+        return cls(
+            ledger_dir=settings.memory_dir if on else None,
+            events=on and ledger.event_ledger,
+            home=home if home is not None else Path.home(),
+            now=now,
+        )
+
+    def write(self, records: Sequence[Finished], session_id: str) -> None:
+        """Append the entries of `records`; raise the first `OSError` after writing the rest."""
+        if self._closed:
+            raise RuntimeError("the memory writer is closed")
+        errors: list[OSError] = []
+        ledger: dict[Path, list[str]] = {}
+        for record in records:
+            if not record.forwarded:
+                continue  # nothing was sent upstream: nothing to remember (D12)
+            if self._ledger_dir is not None:
+                self._add_ledger(ledger, record, session_id)
+            if record.memory is not None:
+                self._write_policy(record, record.memory, errors)
+        for path, texts in ledger.items():
+            self._append(path, "".join(texts), errors)
+        if errors:
+            raise errors[0]
+
+    def close(self) -> None:
+        """Nothing stays open between batches; later writes are refused."""
+        self._closed = True
+
+    def statistics(self) -> MemoryStatistics:
+        return MemoryStatistics(self._entries, self._bytes, self._rotations, self._errors)
+
+    # ── internals ────────────────────────────────────────────────────────────────────────────
+
+    def _add_ledger(self, out: dict[Path, list[str]], f: Finished, session_id: str) -> None:
+        assert self._ledger_dir is not None
+        events = communication_events(f) if self._events else ()
+        text = exchange_entries(f, session_id, events)
+        name = f"{self._now().strftime('%Y-%m-%d')}_{session_id}.md"
+        out.setdefault(self._ledger_dir / name, []).append(text)
+        self._entries += 1
+
+    def _write_policy(self, f: Finished, memory: MemoryPolicy, errors: list[OSError]) -> None:
+        try:
+            path = self.policy_path(memory, f.hash16)
+        except BadMemoryPath as exc:
+            self._warn_once(memory.file_name, str(exc))
+            return
+        if memory.redis:
+            self._warn_once("redis", "policy memory in Redis is not available yet; using files")
+        data = exchange_entries(f, f.hash16)
+        limit = limit_bytes(memory.max_size_mb, memory.compress_old)
+        try:
+            size = size_of(path)
+            if limit is not None and size > 0 and size + len(data.encode()) > limit:
+                rotate(path, self._now(), memory.compress_old)
+                self._rotations += 1
+        except OSError as exc:
+            errors.append(exc)
+            self._errors += 1
+            log.warning("memory file %s could not be rotated: %s", path, exc)
+        self._entries += 1
+        self._append(path, data, errors)
+
+    def policy_path(self, memory: MemoryPolicy, hash16: str) -> Path:
+        """The file a policy's memory goes to now (`cli.md` §7.7)."""
+        if memory.file_path and not memory.file_name:
+            return expand_home(memory.file_path, self._home)
+        base = expand_home(memory.file_path or DEFAULT_DIR, self._home)
+        return pattern_path(base, memory.file_name or DEFAULT_PATTERN, hash16, self._now())
+
+    def _append(self, path: Path, text: str, errors: list[OSError]) -> None:
+        data = text.encode()
+        try:
+            append(path, data)
+        except OSError as exc:
+            errors.append(exc)
+            self._errors += 1
+            log.warning("memory file %s could not be written: %s", path, exc)
+        else:
+            self._bytes += len(data)
+
+    def _warn_once(self, key: str, message: str) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            log.warning("%s", message)
