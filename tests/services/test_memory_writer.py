@@ -253,3 +253,11 @@ def test_closed_writer_refuses_writes(root: Path) -> None:
 
     with pytest.raises(RuntimeError):
         writer.write([finished()], SESSION)
+
+
+def test_redis_memory_falls_back_to_its_file_until_the_redis_backend_exists(root: Path) -> None:
+    memory = MemoryPolicy(enabled=True, file_path=str(root / "r.md"), redis=True)
+
+    policy_writer(root, Clock()).write([finished(memory=memory)], SESSION)
+
+    assert "| request | gpt-4o" in (root / "r.md").read_text()

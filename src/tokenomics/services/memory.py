@@ -61,6 +61,8 @@ class MemoryStatistics:
 
 
 class MemoryWriter:
+    """Appends memory entries; one batch at a time (the flusher's thread), not thread-safe."""
+
     def __init__(
         self,
         *,
@@ -109,7 +111,7 @@ class MemoryWriter:
             if record.memory is not None:
                 self._write_policy(record, record.memory, errors)
         for path, texts in ledger.items():
-            self._append(path, "".join(texts), errors)
+            self._append(path, "".join(texts).encode(), errors)
         if errors:
             raise errors[0]
 
@@ -134,15 +136,15 @@ class MemoryWriter:
         try:
             path = self.policy_path(memory, f.hash16)
         except BadMemoryPath as exc:
-            self._warn_once(memory.file_name, str(exc))
+            self._warn_once(f"pattern {memory.file_name}", str(exc))
             return
         if memory.redis:
             self._warn_once("redis", "policy memory in Redis is not available yet; using files")
-        data = exchange_entries(f, f.hash16)
+        data = exchange_entries(f, f.hash16).encode()
         limit = limit_bytes(memory.max_size_mb, memory.compress_old)
         try:
             size = size_of(path)
-            if limit is not None and size > 0 and size + len(data.encode()) > limit:
+            if limit is not None and size > 0 and size + len(data) > limit:
                 rotate(path, self._now(), memory.compress_old)
                 self._rotations += 1
         except OSError as exc:
@@ -159,8 +161,7 @@ class MemoryWriter:
         base = expand_home(memory.file_path or DEFAULT_DIR, self._home)
         return pattern_path(base, memory.file_name or DEFAULT_PATTERN, hash16, self._now())
 
-    def _append(self, path: Path, text: str, errors: list[OSError]) -> None:
-        data = text.encode()
+    def _append(self, path: Path, data: bytes, errors: list[OSError]) -> None:
         try:
             append(path, data)
         except OSError as exc:
