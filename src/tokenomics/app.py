@@ -3,6 +3,7 @@ place that starts long-lived tasks (`design.md`).
 
     run_server
     ├── consumers nursery (outlive the producers, drain last)
+    │   ├── ledger           finished exchanges -> session journal + JSON, memory files
     │   ├── usage_writer     budget counters written through to the store
     │   ├── token refresher  snapshot reloaded when the store changes
     │   └── estimator warm-up
@@ -28,9 +29,11 @@ from tokenomics.domain.durations import format_rfc3339
 from tokenomics.domain.ratelimit import RateLimiter
 from tokenomics.formats.estimate import TokenEstimator
 from tokenomics.pipeline.deps import Deps
-from tokenomics.services import token_cache, usage_writer
+from tokenomics.services import comm_events, ledger, token_cache, usage_writer
 from tokenomics.services.asgi import ProxyApp
+from tokenomics.services.finished import Finished
 from tokenomics.services.http_server import serve, server_config
+from tokenomics.services.memory import MemoryWriter
 from tokenomics.services.recorder import Recorder
 from tokenomics.services.stats import Stats
 from tokenomics.services.tls import resolve_tls
@@ -54,12 +57,28 @@ class Server:
     urls: list[str]
     stats: Stats
     deps: Deps
+    ledger: ledger.Ledger | None = None  # None when the session ledger is off
     _stop: trio.Event = field(default_factory=trio.Event)
     stopped: trio.Event = field(default_factory=trio.Event)  # set once everything is flushed
 
     def shutdown(self) -> None:
         """Stop accepting, let in-flight requests finish (bounded), flush, and return."""
         self._stop.set()
+
+    @property
+    def session_id(self) -> str:
+        """The ledger session of this process, "" without a ledger."""
+        return self.ledger.session_id if self.ledger and self.ledger.journaling else ""
+
+
+async def open_ledger(settings: Settings, cwd: Path, home: Path | None) -> ledger.Ledger | None:
+    """The session ledger (recovering crashed sessions first) with the memory files; when the
+    ledger is off, a consumer of the memory files only."""
+    options = settings.ledger
+    events = comm_events.communication_events if options.event_ledger else None
+    sessions = settings.sessions_dir if options.enabled else None
+    memory = MemoryWriter.from_settings(settings, home=home)
+    return await ledger.Ledger.open(sessions, cwd, events=events, memory=memory)
 
 
 def _now_text() -> str:
@@ -134,7 +153,13 @@ async def run_server(
     stopped: trio.Event | None = None
     try:
         await trio.to_thread.run_sync(cache.reload)
+        session = await open_ledger(settings, cwd, home)
+        send, receive = trio.open_memory_channel[Finished](float("inf"))
         async with trio.open_nursery() as consumers:
+            if session is not None:
+                assert isinstance(deps.recorder, Recorder)
+                deps.recorder.sink = send.send_nowait
+                await consumers.start(ledger.run, session, receive)
             await consumers.start(
                 partial(usage_writer.run, deps.budgets, usage, clock_now=_now_text)
             )
@@ -142,13 +167,14 @@ async def run_server(
             consumers.start_soon(
                 partial(trio.to_thread.run_sync, deps.estimator.warm_up, abandon_on_cancel=True)
             )
-            server = Server([], stats, deps)
+            server = Server([], stats, deps, session)
             stopped = server.stopped
             async with trio.open_nursery() as producers:
                 server.urls = await producers.start(
                     partial(serve, app, config, shutdown_trigger=server._stop.wait)
                 )
                 task_status.started(server)
+            send.close()  # the ledger drains what is left and writes the session
             consumers.cancel_scope.cancel()
     finally:
         with trio.CancelScope(shield=True):

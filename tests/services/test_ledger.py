@@ -213,3 +213,15 @@ async def test_communication_events_go_to_the_journal_and_the_session(tmp_path: 
     ]
     assert list(session)[-1] == "communication_events"
     assert os.listdir(ledger.session_path.parent) == [ledger.session_path.name]
+
+
+async def test_without_the_ledger_only_memory_is_written(tmp_path: Path) -> None:
+    assert await Ledger.open(None, tmp_path) is None
+    memory = Memory()
+    (tmp_path / "data").write_text("a file")
+    ledger = await Ledger.open(tmp_path / "data" / "sessions", tmp_path, memory=memory)
+    assert ledger is not None and not ledger.journaling
+    await ledger.write([finished(1)])
+    await ledger.close()
+    assert memory.batches == [(1, ledger.session_id)] and memory.closed
+    assert (tmp_path / "data").is_file()

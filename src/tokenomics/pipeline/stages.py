@@ -22,6 +22,15 @@ if TYPE_CHECKING:
     from tokenomics.pipeline.exchange import Exchange
 
 MISSING_TOKEN = "missing or invalid token (use x-api-key header or Authorization bearer token)"
+# OpenClaw agent headers recorded as request metadata (`cli.md` §7.5).
+OPENCLAW_HEADERS = {
+    "x-openclaw-agent-id": "agent_id",
+    "x-openclaw-agent-type": "agent_type",
+    "x-openclaw-team": "team",
+    "x-openclaw-channel": "channel",
+    "x-openclaw-skill": "skill",
+    "x-openclaw-environment": "environment",
+}
 
 
 def _credential(ex: Exchange) -> str:
@@ -42,6 +51,8 @@ def _credential(ex: Exchange) -> str:
 
 
 def authenticate(ex: Exchange, deps: Deps) -> None:
+    openclaw = {key: v for h, key in OPENCLAW_HEADERS.items() if (v := ex.headers.get(h, ""))}
+    ex.metadata = openclaw  # also on rejected requests
     credential = _credential(ex).strip()
     if not credential:
         raise ProxyError(401, MISSING_TOKEN)
@@ -51,7 +62,8 @@ def authenticate(ex: Exchange, deps: Deps) -> None:
     if record is None or record.policy is None or is_expired(record.expires_at, now):
         raise ProxyError(401, "invalid token")
     ex.policy = record.policy
-    ex.metadata = dict(record.policy.metadata)
+    if ex.route is None or ex.route.adapter is not None:  # passthrough: OpenClaw values only
+        ex.metadata = {**openclaw, **record.policy.metadata}  # the policy wins on a clash
 
 
 def parse_request(ex: Exchange, deps: Deps) -> None:

@@ -16,6 +16,7 @@ import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import trio
@@ -37,8 +38,6 @@ from tokenomics.services.ledger_files import (
 )
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     from tokenomics.services.finished import Finished
 
 FINAL_FLUSH_SECONDS = 10.0
@@ -92,12 +91,14 @@ class Ledger:
     """The running session. Its methods with a leading underscore block (worker thread)."""
 
     def __init__(
-        self, sessions: Path, cwd: Path, git: Entry, *, events: EventsOf | None = None,
+        self, sessions: Path | None, cwd: Path, git: Entry, *, events: EventsOf | None = None,
         memory: MemorySink | None = None, now: datetime | None = None,
     ) -> None:  # fmt: skip
+        # Without `sessions` only the memory files are written (the ledger is off).
+        self.journaling = sessions is not None
         self.session_id = secrets.token_hex(4)
         self.started_at = (now or datetime.now(UTC)).replace(microsecond=0)
-        self.base = sessions / f"{self.started_at:%Y-%m-%d}_{self.session_id}"
+        self.base = (sessions or Path()) / f"{self.started_at:%Y-%m-%d}_{self.session_id}"
         self._cwd = cwd
         self._header: Entry = {
             "session_id": self.session_id,
@@ -113,16 +114,19 @@ class Ledger:
 
     @classmethod
     async def open(
-        cls, sessions: Path, cwd: Path, *, events: EventsOf | None = None,
+        cls, sessions: Path | None, cwd: Path, *, events: EventsOf | None = None,
         memory: MemorySink | None = None,
     ) -> Ledger | None:  # fmt: skip
-        """Create the sessions directory and recover crashed sessions; None (logged) when the
-        directory cannot be created, so the proxy serves without a ledger."""
+        """Create the sessions directory and recover crashed sessions. When `sessions` is None
+        (ledger off) or cannot be created (logged), the proxy serves without a ledger: the
+        result then only writes `memory`, or is None without memory."""
         try:
+            if sessions is None:
+                return cls(None, cwd, {}, memory=memory) if memory is not None else None
             await trio.to_thread.run_sync(ensure_dir, sessions)
         except OSError as exc:
             logger.error("session ledger disabled: cannot create %s: %s", sessions, exc)
-            return None
+            return await cls.open(None, cwd, memory=memory)
         await trio.to_thread.run_sync(recover_all, sessions)
         git = await git_context.open_context(cwd)
         return cls(sessions, cwd, git, events=events, memory=memory)
@@ -148,7 +152,7 @@ class Ledger:
 
     def _write(self) -> None:
         batch, self._incoming = self._incoming, []
-        for f in batch:
+        for f in batch if self.journaling else ():
             self._pending.append((entry_of(f), self._events(f) if self._events else []))
         if self._pending:
             self._flush_pending()
@@ -180,12 +184,16 @@ class Ledger:
 
     async def close(self) -> None:
         """Write the session JSON (journal + anything still pending) and remove the journal."""
-        git_end = await git_context.close_context(self._cwd)
+        git_end = await git_context.close_context(self._cwd) if self.journaling else {}
         await trio.to_thread.run_sync(self._close, datetime.now(UTC), git_end)
 
     def _close(self, ended_at: datetime, git_end: Entry) -> None:
         if self._incoming:
             self._write()
+        if not self.journaling:
+            if self._memory is not None:
+                self._memory.close()
+            return
         if self._pending:
             self._flush_pending()
         try:
