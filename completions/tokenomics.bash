@@ -9,10 +9,10 @@ _tokenomics() {
   prev="${COMP_WORDS[COMP_CWORD-1]}"
 
   # Build list of options that take values (to skip their arguments)
-  local options_with_values='--agent --config --db --dir --dotenv --env-base-url --env-key --expires --hash --host --output --policy --port --provider --proxy-url --tls --token -o'
+  local options_with_values='--agent --config --db --dir --dotenv --env-base-url --env-key --expires --hash --host --log-file --output --pid-file --policy --port --provider --proxy-url --timeout --tls --token -o'
 
   # Build list of all valid command names (to distinguish from positionals)
-  local all_commands='completion create delete get init list models provider serve test token update version'
+  local all_commands='completion create delete doctor get init list models provider serve start status stop test token update version'
 
   # Detect command path by collecting valid command words only
   local -a cmd_path=()
@@ -89,7 +89,7 @@ _tokenomics() {
             COMPREPLY=()
             ;;
           *)
-            local -a _c=("token" "serve" "version" "init" "provider" "completion")
+            local -a _c=("token" "serve" "version" "init" "provider" "completion" "start" "stop" "status" "doctor")
             local _q
             COMPREPLY=()
             for _x in "${_c[@]}"; do
@@ -131,6 +131,35 @@ _tokenomics() {
                 for _x in "${_c[@]}"; do
                   [[ "$_x" == "${cur}"* ]] && { printf -v _q '%q' "$_x"; COMPREPLY+=("$_q"); }
                 done
+                ;;
+            esac
+          fi
+          ;;
+        "doctor")
+          if [[ ${cur} == -* ]]; then
+            local -a _c=("--config" "--db" "--dir" "--debug" "--help" "-h" "--version")
+            local _q
+            COMPREPLY=()
+            for _x in "${_c[@]}"; do
+              [[ "$_x" == "${cur}"* ]] && { printf -v _q '%q' "$_x"; COMPREPLY+=("$_q"); }
+            done
+          else
+            local _value_prev="${prev}"
+            if [[ "$_value_prev" == "=" && $COMP_CWORD -ge 2 ]]; then
+              _value_prev="${COMP_WORDS[COMP_CWORD-2]}"
+            fi
+            case "$_value_prev" in
+              --config)
+                COMPREPLY=()
+                ;;
+              --db)
+                COMPREPLY=()
+                ;;
+              --dir)
+                COMPREPLY=()
+                ;;
+              *)
+                COMPREPLY=()
                 ;;
             esac
           fi
@@ -245,6 +274,114 @@ _tokenomics() {
               _value_prev="${COMP_WORDS[COMP_CWORD-2]}"
             fi
             case "$_value_prev" in
+              --config)
+                COMPREPLY=()
+                ;;
+              --db)
+                COMPREPLY=()
+                ;;
+              --dir)
+                COMPREPLY=()
+                ;;
+              *)
+                COMPREPLY=()
+                ;;
+            esac
+          fi
+          ;;
+        "start")
+          if [[ ${cur} == -* ]]; then
+            local -a _c=("--host" "--port" "--tls" "--no-tls" "--insecure" "--pid-file" "--log-file" "--config" "--db" "--dir" "--debug" "--help" "-h" "--version")
+            local _q
+            COMPREPLY=()
+            for _x in "${_c[@]}"; do
+              [[ "$_x" == "${cur}"* ]] && { printf -v _q '%q' "$_x"; COMPREPLY+=("$_q"); }
+            done
+          else
+            local _value_prev="${prev}"
+            if [[ "$_value_prev" == "=" && $COMP_CWORD -ge 2 ]]; then
+              _value_prev="${COMP_WORDS[COMP_CWORD-2]}"
+            fi
+            case "$_value_prev" in
+              --host)
+                COMPREPLY=()
+                ;;
+              --port)
+                COMPREPLY=()
+                ;;
+              --tls)
+                COMPREPLY=()
+                ;;
+              --pid-file)
+                COMPREPLY=()
+                ;;
+              --log-file)
+                COMPREPLY=()
+                ;;
+              --config)
+                COMPREPLY=()
+                ;;
+              --db)
+                COMPREPLY=()
+                ;;
+              --dir)
+                COMPREPLY=()
+                ;;
+              *)
+                COMPREPLY=()
+                ;;
+            esac
+          fi
+          ;;
+        "status")
+          if [[ ${cur} == -* ]]; then
+            local -a _c=("--config" "--db" "--dir" "--debug" "--help" "-h" "--version")
+            local _q
+            COMPREPLY=()
+            for _x in "${_c[@]}"; do
+              [[ "$_x" == "${cur}"* ]] && { printf -v _q '%q' "$_x"; COMPREPLY+=("$_q"); }
+            done
+          else
+            local _value_prev="${prev}"
+            if [[ "$_value_prev" == "=" && $COMP_CWORD -ge 2 ]]; then
+              _value_prev="${COMP_WORDS[COMP_CWORD-2]}"
+            fi
+            case "$_value_prev" in
+              --config)
+                COMPREPLY=()
+                ;;
+              --db)
+                COMPREPLY=()
+                ;;
+              --dir)
+                COMPREPLY=()
+                ;;
+              *)
+                COMPREPLY=()
+                ;;
+            esac
+          fi
+          ;;
+        "stop")
+          if [[ ${cur} == -* ]]; then
+            local -a _c=("--pid-file" "--timeout" "--config" "--db" "--dir" "--debug" "--help" "-h" "--version")
+            local _q
+            COMPREPLY=()
+            for _x in "${_c[@]}"; do
+              [[ "$_x" == "${cur}"* ]] && { printf -v _q '%q' "$_x"; COMPREPLY+=("$_q"); }
+            done
+          else
+            local _value_prev="${prev}"
+            if [[ "$_value_prev" == "=" && $COMP_CWORD -ge 2 ]]; then
+              _value_prev="${COMP_WORDS[COMP_CWORD-2]}"
+            fi
+            case "$_value_prev" in
+              --pid-file)
+                COMPREPLY=()
+                ;;
+              --timeout)
+                COMPREPLY=()
+                ;;
               --config)
                 COMPREPLY=()
                 ;;

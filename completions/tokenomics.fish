@@ -5,8 +5,8 @@
 function __fish_tokenomics_using_command
     set -l cmd (commandline -opc)
     set -l subcommands
-    set -l options_with_values '--agent --config --db --dir --dotenv --env-base-url --env-key --expires --hash --host --output --policy --port --provider --proxy-url --tls --token -o'
-    set -l all_commands 'completion create delete get init list models provider serve test token update version'
+    set -l options_with_values '--agent --config --db --dir --dotenv --env-base-url --env-key --expires --hash --host --log-file --output --pid-file --policy --port --provider --proxy-url --timeout --tls --token -o'
+    set -l all_commands 'completion create delete doctor get init list models provider serve start status stop test token update version'
     set -l skip_next 0
     # Extract command words (only real subcommand names) from command line
     set -e cmd[1]
@@ -45,7 +45,7 @@ end
 function __fish_tokenomics_positional_index
     set -l cmd (commandline -opc)
     set -l path_len $argv[1]
-    set -l options_with_values '--agent --config --db --dir --dotenv --env-base-url --env-key --expires --hash --host --output --policy --port --provider --proxy-url --tls --token -o'
+    set -l options_with_values '--agent --config --db --dir --dotenv --env-base-url --env-key --expires --hash --host --log-file --output --pid-file --policy --port --provider --proxy-url --timeout --tls --token -o'
     set -l skip_next 0
     set -l consumed_path 0
     set -l count 0
@@ -77,6 +77,10 @@ complete -c tokenomics -n __fish_use_subcommand -a 'version' -d 'Print version, 
 complete -c tokenomics -n __fish_use_subcommand -a 'init' -d 'Print the environment variables that send a client tool through the proxy.'
 complete -c tokenomics -n __fish_use_subcommand -a 'provider' -d 'List the configured upstream providers, their models, and test them.'
 complete -c tokenomics -n __fish_use_subcommand -a 'completion' -d 'Print a shell completion script.'
+complete -c tokenomics -n __fish_use_subcommand -a 'start' -d 'Start the proxy in the background and print its URL on stdout.'
+complete -c tokenomics -n __fish_use_subcommand -a 'stop' -d 'Stop the proxy started by tokenomics start (graceful, then forced after --timeo…'
+complete -c tokenomics -n __fish_use_subcommand -a 'status' -d 'Show the background proxy, the providers'\'' environment variables and the token c…'
+complete -c tokenomics -n __fish_use_subcommand -a 'doctor' -d 'Check configuration, data directory, database, keys, providers, prices, TLS, Re…'
 # Root-level options
 complete -c tokenomics -n __fish_use_subcommand -l help -d 'Display this message and exit.'
 complete -c tokenomics -n __fish_use_subcommand -s h -d 'Display this message and exit.'
@@ -99,6 +103,15 @@ complete -c tokenomics -n '__fish_tokenomics_using_command completion' -l dir -r
 complete -c tokenomics -n '__fish_tokenomics_using_command completion' -l debug -d 'Show tracebacks for errors.'
 # Positionals for: completion
 complete -c tokenomics -n '__fish_tokenomics_using_command completion; and test (__fish_tokenomics_positional_index 1) = 0' -f -a 'bash zsh fish powershell'
+
+# Options for: doctor
+complete -c tokenomics -n '__fish_tokenomics_using_command doctor' -l help -d 'Display this message and exit.'
+complete -c tokenomics -n '__fish_tokenomics_using_command doctor' -s h -d 'Display this message and exit.'
+complete -c tokenomics -n '__fish_tokenomics_using_command doctor' -l version -d 'Display application version.'
+complete -c tokenomics -n '__fish_tokenomics_using_command doctor' -l config -r -d 'Config file (default: ./config.yaml, then ~/.tokenomics/config.yaml).'
+complete -c tokenomics -n '__fish_tokenomics_using_command doctor' -l db -r -d 'Token database path (overrides storage.db_path).'
+complete -c tokenomics -n '__fish_tokenomics_using_command doctor' -l dir -r -d 'Data directory for everything (default ~/.tokenomics).'
+complete -c tokenomics -n '__fish_tokenomics_using_command doctor' -l debug -d 'Show tracebacks for errors.'
 
 # Options for: init
 complete -c tokenomics -n '__fish_tokenomics_using_command init' -l help -d 'Display this message and exit.'
@@ -173,6 +186,42 @@ complete -c tokenomics -n '__fish_tokenomics_using_command serve' -l config -r -
 complete -c tokenomics -n '__fish_tokenomics_using_command serve' -l db -r -d 'Token database path (overrides storage.db_path).'
 complete -c tokenomics -n '__fish_tokenomics_using_command serve' -l dir -r -d 'Data directory for everything (default ~/.tokenomics).'
 complete -c tokenomics -n '__fish_tokenomics_using_command serve' -l debug -d 'Show tracebacks for errors.'
+
+# Options for: start
+complete -c tokenomics -n '__fish_tokenomics_using_command start' -l help -d 'Display this message and exit.'
+complete -c tokenomics -n '__fish_tokenomics_using_command start' -s h -d 'Display this message and exit.'
+complete -c tokenomics -n '__fish_tokenomics_using_command start' -l version -d 'Display application version.'
+complete -c tokenomics -n '__fish_tokenomics_using_command start' -l host -r -d 'Address to listen on (default: server.host, 127.0.0.1).'
+complete -c tokenomics -n '__fish_tokenomics_using_command start' -l port -r -d 'Port (default: server.http_port 8080, with --tls server.https_port).'
+complete -c tokenomics -n '__fish_tokenomics_using_command start' -l tls -r -d 'Serve HTTPS only (default: plain HTTP).'
+complete -c tokenomics -n '__fish_tokenomics_using_command start' -l no-tls -d 'Serve HTTPS only (default: plain HTTP).'
+complete -c tokenomics -n '__fish_tokenomics_using_command start' -l insecure -d 'Accepted for compatibility: readiness probes never verify TLS.'
+complete -c tokenomics -n '__fish_tokenomics_using_command start' -l pid-file -r -d 'PID file (default: {dir}/tokenomics.pid).'
+complete -c tokenomics -n '__fish_tokenomics_using_command start' -l log-file -r -d 'Log file for the server (default: {dir}/tokenomics.log).'
+complete -c tokenomics -n '__fish_tokenomics_using_command start' -l config -r -d 'Config file (default: ./config.yaml, then ~/.tokenomics/config.yaml).'
+complete -c tokenomics -n '__fish_tokenomics_using_command start' -l db -r -d 'Token database path (overrides storage.db_path).'
+complete -c tokenomics -n '__fish_tokenomics_using_command start' -l dir -r -d 'Data directory for everything (default ~/.tokenomics).'
+complete -c tokenomics -n '__fish_tokenomics_using_command start' -l debug -d 'Show tracebacks for errors.'
+
+# Options for: status
+complete -c tokenomics -n '__fish_tokenomics_using_command status' -l help -d 'Display this message and exit.'
+complete -c tokenomics -n '__fish_tokenomics_using_command status' -s h -d 'Display this message and exit.'
+complete -c tokenomics -n '__fish_tokenomics_using_command status' -l version -d 'Display application version.'
+complete -c tokenomics -n '__fish_tokenomics_using_command status' -l config -r -d 'Config file (default: ./config.yaml, then ~/.tokenomics/config.yaml).'
+complete -c tokenomics -n '__fish_tokenomics_using_command status' -l db -r -d 'Token database path (overrides storage.db_path).'
+complete -c tokenomics -n '__fish_tokenomics_using_command status' -l dir -r -d 'Data directory for everything (default ~/.tokenomics).'
+complete -c tokenomics -n '__fish_tokenomics_using_command status' -l debug -d 'Show tracebacks for errors.'
+
+# Options for: stop
+complete -c tokenomics -n '__fish_tokenomics_using_command stop' -l help -d 'Display this message and exit.'
+complete -c tokenomics -n '__fish_tokenomics_using_command stop' -s h -d 'Display this message and exit.'
+complete -c tokenomics -n '__fish_tokenomics_using_command stop' -l version -d 'Display application version.'
+complete -c tokenomics -n '__fish_tokenomics_using_command stop' -l pid-file -r -d 'PID file (default: {dir}/tokenomics.pid).'
+complete -c tokenomics -n '__fish_tokenomics_using_command stop' -l timeout -r -d 'Seconds to wait after SIGTERM before SIGKILL.'
+complete -c tokenomics -n '__fish_tokenomics_using_command stop' -l config -r -d 'Config file (default: ./config.yaml, then ~/.tokenomics/config.yaml).'
+complete -c tokenomics -n '__fish_tokenomics_using_command stop' -l db -r -d 'Token database path (overrides storage.db_path).'
+complete -c tokenomics -n '__fish_tokenomics_using_command stop' -l dir -r -d 'Data directory for everything (default ~/.tokenomics).'
+complete -c tokenomics -n '__fish_tokenomics_using_command stop' -l debug -d 'Show tracebacks for errors.'
 
 # Subcommands for: token
 complete -c tokenomics -n '__fish_tokenomics_using_command token' -a 'create' -d 'Create a wrapper token bound to a policy. The raw token is shown once.'

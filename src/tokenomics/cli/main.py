@@ -15,7 +15,18 @@ from typing import Annotated
 import cyclopts
 from cyclopts import App, Parameter
 
-from tokenomics.cli import completion, init, provider, serve, token, version
+from tokenomics.cli import (
+    completion,
+    doctor,
+    init,
+    provider,
+    serve,
+    start,
+    status,
+    stop,
+    token,
+    version,
+)
 from tokenomics.cli.context import Context
 from tokenomics.config.dotenv import load_dotenv_files
 from tokenomics.domain.errors import TokenomicsError
@@ -41,6 +52,10 @@ def build_app() -> App:
     app.command(init.init)
     app.command(provider.app)
     app.command(completion.completion)
+    app.command(start.start)
+    app.command(stop.stop)
+    app.command(status.status)
+    app.command(doctor.doctor)
 
     @app.meta.default
     def meta(

@@ -100,6 +100,8 @@ class ProxyApp:
         self._second_text = ""
         # Request ids only need to be unique: a PRNG seeded from the OS, not a syscall each.
         self._ids = random.Random(os.urandom(32))
+        # `start`/`stop` confirm that a port is served by this very process (D23).
+        self._health_headers = [*JSON, (b"x-tokenomics-pid", str(os.getpid()).encode())]
 
     def _started_at(self) -> str:
         """Now in RFC 3339 UTC with milliseconds; the part to the second is formatted once."""
@@ -120,7 +122,7 @@ class ProxyApp:
         if path == "/ping" and method in ("GET", "HEAD"):
             await _send(send, 200, [(b"content-type", b"text/plain")], b".")
         elif path == "/health" and method == "GET":
-            await _send(send, 200, JSON, b'{"status":"ok"}')
+            await _send(send, 200, self._health_headers, b'{"status":"ok"}')
         elif path in ("/stats", "/metrics") and method == "GET":
             await self._admin(scope, send, path)
         else:
