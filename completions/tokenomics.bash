@@ -12,7 +12,7 @@ _tokenomics() {
   local options_with_values='--agent --config --db --dir --dotenv --env-base-url --env-key --expires --hash --host --log-file --output --pid-file --policy --port --provider --proxy-url --timeout --tls --token -o'
 
   # Build list of all valid command names (to distinguish from positionals)
-  local all_commands='completion create delete doctor get init list models provider serve start status stop test token update version'
+  local all_commands='completion create delete doctor get init list models provider run serve start status stop test token update version'
 
   # Detect command path by collecting valid command words only
   local -a cmd_path=()
@@ -89,7 +89,7 @@ _tokenomics() {
             COMPREPLY=()
             ;;
           *)
-            local -a _c=("token" "serve" "version" "init" "provider" "completion" "start" "stop" "status" "doctor")
+            local -a _c=("token" "serve" "run" "version" "init" "provider" "completion" "start" "stop" "status" "doctor")
             local _q
             COMPREPLY=()
             for _x in "${_c[@]}"; do
@@ -256,6 +256,56 @@ _tokenomics() {
                 for _x in "${_c[@]}"; do
                   [[ "$_x" == "${cur}"* ]] && { printf -v _q '%q' "$_x"; COMPREPLY+=("$_q"); }
                 done
+                ;;
+            esac
+          fi
+          ;;
+        "run")
+          if [[ ${cur} == -* ]]; then
+            local -a _c=("--token" "--provider" "--env-key" "--env-base-url" "--host" "--port" "--tls" "--no-tls" "--insecure" "--no-insecure" "--admin" "--no-admin" "--proxy-url" "--print-env" "--no-print-env" "--show-secrets" "--no-show-secrets" "--config" "--db" "--dir" "--debug" "--help" "-h" "--version")
+            local _q
+            COMPREPLY=()
+            for _x in "${_c[@]}"; do
+              [[ "$_x" == "${cur}"* ]] && { printf -v _q '%q' "$_x"; COMPREPLY+=("$_q"); }
+            done
+          else
+            local _value_prev="${prev}"
+            if [[ "$_value_prev" == "=" && $COMP_CWORD -ge 2 ]]; then
+              _value_prev="${COMP_WORDS[COMP_CWORD-2]}"
+            fi
+            case "$_value_prev" in
+              --token)
+                COMPREPLY=()
+                ;;
+              --provider)
+                COMPREPLY=()
+                ;;
+              --env-key)
+                COMPREPLY=()
+                ;;
+              --env-base-url)
+                COMPREPLY=()
+                ;;
+              --host)
+                COMPREPLY=()
+                ;;
+              --port)
+                COMPREPLY=()
+                ;;
+              --proxy-url)
+                COMPREPLY=()
+                ;;
+              --config)
+                COMPREPLY=()
+                ;;
+              --db)
+                COMPREPLY=()
+                ;;
+              --dir)
+                COMPREPLY=()
+                ;;
+              *)
+                COMPREPLY=()
                 ;;
             esac
           fi

@@ -6,7 +6,7 @@ function __fish_tokenomics_using_command
     set -l cmd (commandline -opc)
     set -l subcommands
     set -l options_with_values '--agent --config --db --dir --dotenv --env-base-url --env-key --expires --hash --host --log-file --output --pid-file --policy --port --provider --proxy-url --timeout --tls --token -o'
-    set -l all_commands 'completion create delete doctor get init list models provider serve start status stop test token update version'
+    set -l all_commands 'completion create delete doctor get init list models provider run serve start status stop test token update version'
     set -l skip_next 0
     # Extract command words (only real subcommand names) from command line
     set -e cmd[1]
@@ -73,6 +73,7 @@ end
 # Root-level commands
 complete -c tokenomics -n __fish_use_subcommand -a 'token' -d 'Create, inspect, update and delete wrapper tokens.'
 complete -c tokenomics -n __fish_use_subcommand -a 'serve' -d 'Run the proxy in the foreground (Ctrl-C stops it gracefully).'
+complete -c tokenomics -n __fish_use_subcommand -a 'run' -d 'Run a command with its API client pointed at a Tokenomics proxy; exits with its…'
 complete -c tokenomics -n __fish_use_subcommand -a 'version' -d 'Print version, commit, build date, Python version and OS/arch.'
 complete -c tokenomics -n __fish_use_subcommand -a 'init' -d 'Print the environment variables that send a client tool through the proxy.'
 complete -c tokenomics -n __fish_use_subcommand -a 'provider' -d 'List the configured upstream providers, their models, and test them.'
@@ -177,6 +178,32 @@ complete -c tokenomics -n '__fish_tokenomics_using_command provider test' -l con
 complete -c tokenomics -n '__fish_tokenomics_using_command provider test' -l db -r -d 'Token database path (overrides storage.db_path).'
 complete -c tokenomics -n '__fish_tokenomics_using_command provider test' -l dir -r -d 'Data directory for everything (default ~/.tokenomics).'
 complete -c tokenomics -n '__fish_tokenomics_using_command provider test' -l debug -d 'Show tracebacks for errors.'
+
+# Options for: run
+complete -c tokenomics -n '__fish_tokenomics_using_command run' -l help -d 'Display this message and exit.'
+complete -c tokenomics -n '__fish_tokenomics_using_command run' -s h -d 'Display this message and exit.'
+complete -c tokenomics -n '__fish_tokenomics_using_command run' -l version -d 'Display application version.'
+complete -c tokenomics -n '__fish_tokenomics_using_command run' -l token -r -d 'Wrapper token (default: $TOKENOMICS_KEY).'
+complete -c tokenomics -n '__fish_tokenomics_using_command run' -l provider -r -d 'Client variables to inject (default: from cli_maps by command name).'
+complete -c tokenomics -n '__fish_tokenomics_using_command run' -l env-key -r -d 'Variable for the token (needs --env-base-url too).'
+complete -c tokenomics -n '__fish_tokenomics_using_command run' -l env-base-url -r -d 'Variable for the URL (needs --env-key too).'
+complete -c tokenomics -n '__fish_tokenomics_using_command run' -l host -r -d 'Loopback address of the proxy.'
+complete -c tokenomics -n '__fish_tokenomics_using_command run' -l port -r -d 'Proxy port (default: a free one); reuses a Tokenomics proxy found there.'
+complete -c tokenomics -n '__fish_tokenomics_using_command run' -l tls -d 'Serve HTTPS and point the child at the generated CA.'
+complete -c tokenomics -n '__fish_tokenomics_using_command run' -l no-tls -d 'Serve HTTPS and point the child at the generated CA.'
+complete -c tokenomics -n '__fish_tokenomics_using_command run' -l insecure -d 'Skip TLS verification of --proxy-url; adds NODE_TLS_REJECT_UNAUTHORIZED=0.'
+complete -c tokenomics -n '__fish_tokenomics_using_command run' -l no-insecure -d 'Skip TLS verification of --proxy-url; adds NODE_TLS_REJECT_UNAUTHORIZED=0.'
+complete -c tokenomics -n '__fish_tokenomics_using_command run' -l admin -d 'Enable the admin UI/API (if admin.enabled).'
+complete -c tokenomics -n '__fish_tokenomics_using_command run' -l no-admin -d 'Enable the admin UI/API (if admin.enabled).'
+complete -c tokenomics -n '__fish_tokenomics_using_command run' -l proxy-url -r -d 'Use this running proxy instead (default: $TOKENOMICS_PROXY_URL).'
+complete -c tokenomics -n '__fish_tokenomics_using_command run' -l print-env -d 'Print the injected variables to stderr.'
+complete -c tokenomics -n '__fish_tokenomics_using_command run' -l no-print-env -d 'Print the injected variables to stderr.'
+complete -c tokenomics -n '__fish_tokenomics_using_command run' -l show-secrets -d 'Print the token in clear with --print-env.'
+complete -c tokenomics -n '__fish_tokenomics_using_command run' -l no-show-secrets -d 'Print the token in clear with --print-env.'
+complete -c tokenomics -n '__fish_tokenomics_using_command run' -l config -r -d 'Config file (default: ./config.yaml, then ~/.tokenomics/config.yaml).'
+complete -c tokenomics -n '__fish_tokenomics_using_command run' -l db -r -d 'Token database path (overrides storage.db_path).'
+complete -c tokenomics -n '__fish_tokenomics_using_command run' -l dir -r -d 'Data directory for everything (default ~/.tokenomics).'
+complete -c tokenomics -n '__fish_tokenomics_using_command run' -l debug -d 'Show tracebacks for errors.'
 
 # Options for: serve
 complete -c tokenomics -n '__fish_tokenomics_using_command serve' -l help -d 'Display this message and exit.'

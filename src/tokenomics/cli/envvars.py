@@ -66,6 +66,10 @@ BUILTIN_CLI_MAPS: dict[str, str] = {
 # A base-URL variable -> further variables real clients read for the same URL.
 URL_ALIASES: dict[str, tuple[str, ...]] = {"GEMINI_BASE_URL": ("GOOGLE_GEMINI_BASE_URL",)}
 
+# A key variable -> further variables real clients read for the same token: Claude Code sends
+# ANTHROPIC_AUTH_TOKEN as a bearer token without asking to approve it (it asks for an API key).
+KEY_ALIASES: dict[str, tuple[str, ...]] = {"ANTHROPIC_API_KEY": ("ANTHROPIC_AUTH_TOKEN",)}
+
 # Node's switch for self-signed certificates (`--insecure`).
 NODE_INSECURE = ("NODE_TLS_REJECT_UNAUTHORIZED", "0")
 
@@ -118,6 +122,18 @@ def client_env(
         family = provider.casefold() if provider.casefold() in FAMILIES else GENERIC
         return _family_env(family, base, token)
     return _entry_env(entry, base, token)
+
+
+def token_aliases(pairs: EnvPairs, token: str) -> EnvPairs:
+    """The `KEY_ALIASES` of the token variables in `pairs` (for `run`'s child), not yet in it."""
+    names = {name for name, _ in pairs}
+    return [
+        (alias, token)
+        for name, value in pairs
+        if value == token
+        for alias in KEY_ALIASES.get(name, ())
+        if alias not in names
+    ]
 
 
 def mask_secret(value: str) -> str:

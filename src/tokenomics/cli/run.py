@@ -1,0 +1,241 @@
+"""`tokenomics run [options] COMMAND [ARGS...]`: run a tool through the proxy (`cli.md` §2, D22).
+
+    tokenomics run python app.py          # OPENAI_API_KEY=<token>, OPENAI_BASE_URL=<proxy>/v1
+    tokenomics run claude -p "hi"         # ANTHROPIC_API_KEY/_AUTH_TOKEN, ANTHROPIC_BASE_URL
+
+Options end at the first positional argument: everything after it belongs to the command
+(`main.run` inserts `--` there before cyclopts parses, see `mark_child_argv`). Our own proxy
+runs in this process, in the same Trio run as the child, and stops when the child exits; the
+exit status is the child's, and one summary line goes to stderr.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from functools import partial
+from pathlib import Path
+from typing import Annotated
+
+import trio
+from cyclopts import Parameter
+
+from tokenomics.app import Server, run_server
+from tokenomics.cli import envvars, run_proxy
+from tokenomics.cli.context import Context
+from tokenomics.cli.run_child import run_child
+from tokenomics.cli.serve import first_error
+from tokenomics.cli.token import CommandError
+from tokenomics.config.providers import ProviderConfig, load_providers
+from tokenomics.services import logs
+
+NO_COMMAND = (
+    "no command to execute\n\n"
+    "Usage: tokenomics run [flags] COMMAND [ARGS...]\n"
+    'Example: tokenomics run claude "your prompt"'
+)
+NO_TOKEN = "no token provided: use --token flag or set $TOKENOMICS_KEY"
+# `run`'s options that take a value (as a separate argument unless written `--name=value`).
+VALUE_OPTIONS = frozenset(
+    {"--token", "--provider", "--env-key", "--env-base-url", "--host", "--port", "--proxy-url"}
+)
+GLOBAL_VALUE_OPTIONS = frozenset({"--config", "--db", "--dir"})
+# Where a client finds the CA of our HTTPS listener: OpenSSL/Python, requests, Node.
+CA_VARIABLES = ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "NODE_EXTRA_CA_CERTS")
+Providers = Mapping[str, ProviderConfig]
+
+
+def _skip_options(args: Sequence[str], index: int, takes_value: frozenset[str]) -> int:
+    while index < len(args) and args[index].startswith("-") and args[index] not in ("-", "--"):
+        arg = args[index]
+        index += 2 if arg in takes_value else 1
+    return index
+
+
+def mark_child_argv(argv: Sequence[str]) -> list[str]:
+    """`argv` with `--` inserted before the command that `run` executes (if missing), so
+    that cyclopts reads no option after it: `run node app.js --port 9` -> `run -- node …`."""
+    args = list(argv)
+    at = _skip_options(args, 0, GLOBAL_VALUE_OPTIONS)
+    if at >= len(args) or args[at] != "run":
+        return args
+    at = _skip_options(args, at + 1, VALUE_OPTIONS)
+    if at < len(args) and args[at] != "--":
+        args.insert(at, "--")
+    return args
+
+
+def _opt(text: str, **more: object) -> Parameter:
+    return Parameter(help=text, show_default=False, **more)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What one `run` does, decided before anything starts."""
+
+    argv: tuple[str, ...]
+    token: str
+    provider: str
+    proxy_url: str  # remote mode when set
+    host: str
+    port: int
+    tls: bool
+    insecure: bool
+    admin: bool
+    env_key: str
+    env_base_url: str
+    print_env: bool
+    show_secrets: bool
+
+
+def run(
+    *command: Annotated[str, Parameter(help="The command to run, and its arguments.")],
+    token: Annotated[str, _opt("Wrapper token (default: $TOKENOMICS_KEY).")] = "",
+    provider: Annotated[
+        str, _opt("Client variables to inject (default: from cli_maps by command name).")
+    ] = "",
+    env_key: Annotated[str, _opt("Variable for the token (needs --env-base-url too).")] = "",
+    env_base_url: Annotated[str, _opt("Variable for the URL (needs --env-key too).")] = "",
+    host: Annotated[str, Parameter(help="Loopback address of the proxy.")] = "127.0.0.1",
+    port: Annotated[
+        int, _opt("Proxy port (default: a free one); reuses a Tokenomics proxy found there.")
+    ] = 0,
+    tls: Annotated[bool, _opt("Serve HTTPS and point the child at the generated CA.")] = False,
+    insecure: Annotated[
+        bool, _opt("Skip TLS verification of --proxy-url; adds NODE_TLS_REJECT_UNAUTHORIZED=0.")
+    ] = False,
+    admin: Annotated[bool, _opt("Enable the admin UI/API (if admin.enabled).")] = False,
+    proxy_url: Annotated[
+        str, _opt("Use this running proxy instead (default: $TOKENOMICS_PROXY_URL).")
+    ] = "",
+    print_env: Annotated[bool, _opt("Print the injected variables to stderr.")] = False,
+    show_secrets: Annotated[bool, _opt("Print the token in clear with --print-env.")] = False,
+    ctx: Annotated[Context, Parameter(parse=False)],
+) -> int:
+    """Run a command with its API client pointed at a Tokenomics proxy; exits with its status.
+
+    Options end at the first argument: `tokenomics run node app.js --port 9` passes --port to
+    node (`--` works too). Unless --proxy-url is given, a proxy starts in this process on a free
+    127.0.0.1 port and stops when the command exits; one summary line goes to stderr.
+    """
+    if not command:
+        raise CommandError(NO_COMMAND)
+    token = token or ctx.environ.get("TOKENOMICS_KEY", "")
+    if not token:
+        raise CommandError(NO_TOKEN)
+    for flag, name in (("--env-key", env_key), ("--env-base-url", env_base_url)):
+        if name and not envvars.ENV_NAME.fullmatch(name):
+            raise CommandError(f'{flag} "{name}" is not a valid environment variable name')
+    if not 0 <= port <= 65535:
+        raise CommandError(f"invalid port {port}: use --port with a value from 0 to 65535")
+    plan = Plan(
+        argv=command, token=token, provider=provider,
+        proxy_url=(proxy_url or ctx.environ.get("TOKENOMICS_PROXY_URL", "")).strip(),
+        host=host, port=port, tls=tls, insecure=insecure, admin=admin, env_key=env_key,
+        env_base_url=env_base_url, print_env=print_env, show_secrets=show_secrets,
+    )  # fmt: skip
+    if not plan.proxy_url and not plan.port:
+        ctx.hash_key()  # D7: our own proxy needs the hash key (with --port: unless reused)
+    settings = ctx.settings()
+    # The console is the child's stderr too: only our errors go there (files log as configured).
+    quiet = replace(settings.logging, level="debug" if ctx.debug else "error")
+    handlers = logs.configure(quiet, stream=ctx.stderr)
+    try:
+        return trio.run(_session, ctx, plan)
+    except BaseExceptionGroup as group:
+        error = first_error(group)
+        if error is group:
+            raise
+        raise error from None
+    finally:
+        logs.remove(handlers)
+
+
+def resolve_provider(plan: Plan, cli_maps: dict[str, str]) -> str:
+    """`--provider`, else the command's `cli_maps` entry (config, then built-in), else generic."""
+    if plan.provider:
+        return plan.provider
+    return envvars.provider_for_command(plan.argv[0], cli_maps) or envvars.GENERIC
+
+
+def child_env(
+    ctx: Context, plan: Plan, providers: Providers, provider: str, base: str, ca: Path | None
+) -> dict[str, str]:
+    """Our environment with the client variables replaced (exactly one of each name)."""
+    pairs = envvars.client_env(
+        providers, provider, base, plan.token, env_key=plan.env_key,
+        env_base_url=plan.env_base_url,
+    )  # fmt: skip
+    pairs += envvars.token_aliases(pairs, plan.token)
+    if plan.insecure:
+        pairs.append(envvars.NODE_INSECURE)
+    if ca is not None:
+        pairs += [(name, str(ca)) for name in CA_VARIABLES]
+    if plan.print_env:
+        shown = [
+            f"  {k}={v if plan.show_secrets or v != plan.token else envvars.mask_secret(v)}"
+            for k, v in pairs
+        ]
+        ctx.stderr.write("tokenomics run - injected environment:\n" + "\n".join(shown) + "\n")
+        ctx.stderr.flush()
+    env = {k: v for k, v in ctx.environ.items() if k not in dict(pairs)}
+    env.update(pairs)
+    return env
+
+
+async def _session(ctx: Context, plan: Plan) -> int:
+    settings = ctx.settings()
+    providers = load_providers(
+        cwd=ctx.cwd, home=ctx.home, data_dir=Path(settings.dir), inline=settings.providers
+    )
+    provider = resolve_provider(plan, settings.cli_maps)
+    env_for = partial(child_env, ctx, plan, providers, provider)
+    if plan.proxy_url:
+        await run_proxy.check_remote(plan.proxy_url, insecure=plan.insecure)
+        return await _with_running_proxy(ctx, plan, plan.proxy_url, env_for(plan.proxy_url, None))
+    if plan.port:
+        base = run_proxy.local_url(plan.host, plan.port, plan.tls)
+        if await run_proxy.is_tokenomics(base):
+            ca = run_proxy.ca_file(settings) if plan.tls else None
+            return await _with_running_proxy(ctx, plan, base, env_for(base, ca))
+    known = envvars.find_provider(providers, provider) is not None
+    default = provider if known and provider != envvars.GENERIC else ""
+    return await _with_own_proxy(ctx, plan, default, env_for)
+
+
+async def _with_running_proxy(ctx: Context, plan: Plan, base: str, env: dict[str, str]) -> int:
+    """Run the child against a proxy we did not start; the summary is that proxy's `/stats`
+    difference (every client's requests in the meantime), when it lets us read it."""
+    insecure = plan.insecure or not plan.proxy_url
+    before = await run_proxy.totals(base, insecure=insecure)
+    code = await run_child(plan.argv, env)
+    after = await run_proxy.totals(base, insecure=insecure) if before else None
+    if before and after:
+        difference = {k: after[k] - before[k] for k in run_proxy.SUMMED if k in before}
+        ctx.stderr.write(f"{run_proxy.summary(difference)} (all clients of {base})\n")
+        ctx.stderr.flush()
+    return code
+
+
+async def _with_own_proxy(
+    ctx: Context, plan: Plan, default_provider: str, env_for: Callable[..., dict[str, str]]
+) -> int:
+    settings = run_proxy.proxy_settings(
+        ctx.settings(), host=plan.host, port=plan.port, tls=plan.tls, admin=plan.admin,
+        provider=default_provider,
+    )  # fmt: skip
+    ca = await trio.to_thread.run_sync(run_proxy.ca_file, settings)
+    start = partial(
+        run_server, settings, ctx.environ, ctx.hash_key(), cwd=ctx.cwd, home=ctx.home,
+        ephemeral=plan.port == 0 and not plan.tls,
+    )  # fmt: skip
+    async with trio.open_nursery() as nursery:
+        server: Server = await nursery.start(start)
+        try:
+            base = run_proxy.bound_url(server.urls, plan.host, plan.tls)
+            code = await run_child(plan.argv, env_for(base, ca))
+        finally:
+            server.shutdown()  # graceful: in-flight requests finish, the ledger is flushed
+    ctx.stderr.write(run_proxy.summary(server.stats.snapshot()["totals"]) + "\n")
+    ctx.stderr.flush()
+    return code
