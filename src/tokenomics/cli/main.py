@@ -19,6 +19,7 @@ from tokenomics.cli import (
     completion,
     doctor,
     init,
+    ledger,
     provider,
     serve,
     start,
@@ -27,7 +28,6 @@ from tokenomics.cli import (
     token,
     version,
 )
-from tokenomics.cli import run as run_command
 from tokenomics.cli.context import Context
 from tokenomics.config.dotenv import load_dotenv_files
 from tokenomics.domain.errors import TokenomicsError
@@ -49,10 +49,10 @@ def build_app() -> App:
     )
     app.command(token.app)
     app.command(serve.serve)
-    app.command(run_command.run)
     app.command(version.version)
     app.command(init.init)
     app.command(provider.app)
+    app.command(ledger.app)
     app.command(completion.completion)
     app.command(start.start)
     app.command(stop.stop)
@@ -99,8 +99,7 @@ def run(argv: Sequence[str]) -> int:
     )
     app = build_app()
     try:
-        argv = run_command.mark_child_argv(argv)  # `run`'s options end at its command
-        code = app.meta(argv, exit_on_error=False, print_error=False)
+        code = app.meta(list(argv), exit_on_error=False, print_error=False)
     except cyclopts.CycloptsError as exc:
         sys.stderr.write(f"Error: {_parse_error(exc)}\nRun 'tokenomics --help' for usage.\n")
         return 1

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from tokenomics.domain.ledger import Entry, parse_time
-from tokenomics.domain.ledger_session import session_json
+from tokenomics.domain.ledger_session import is_session, session_json
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -157,6 +157,17 @@ def _complete(path: Path) -> bool:
     return isinstance(data, dict) and "requests" in data
 
 
+def abandoned_session(path: Path) -> Entry | None:
+    """The session a crashed process left in journal `path`, ended at its last request (or
+    the journal's modification time); None when the header is unreadable."""
+    content = read_journal(path)
+    if content is None:
+        return None
+    last = parse_time(content.requests[-1].get("timestamp", "")) if content.requests else None
+    ended = last or datetime.fromtimestamp(path.stat().st_mtime, UTC)
+    return build_session(content, ended, {})
+
+
 def recover_journal(path: Path) -> bool:
     """Turn one abandoned journal into its session JSON and remove it; False when it belongs
     to a live process or cannot be read."""
@@ -164,18 +175,39 @@ def recover_journal(path: Path) -> bool:
         return False
     target = path.with_suffix(SESSION)
     if not _complete(target):
-        content = read_journal(path)
-        if content is None:
+        session = abandoned_session(path)
+        if session is None:
             logger.error("ledger journal %s has no readable header; left in place", path)
             return False
-        last = parse_time(content.requests[-1].get("timestamp", "")) if content.requests else None
-        ended = last or datetime.fromtimestamp(path.stat().st_mtime, UTC)
-        write_atomic(target, session_bytes(build_session(content, ended, {})))
-        logger.warning(
-            "recovered ledger session %s (%d requests)", path.stem, len(content.requests)
-        )
+        write_atomic(target, session_bytes(session))
+        count = len(session["requests"])
+        logger.warning("recovered ledger session %s (%d requests)", path.stem, count)
     path.unlink()
     return True
+
+
+def read_sessions(sessions: Path) -> list[Entry]:
+    """Every session in `sessions`, by file name: the `*.json` files (unparseable or foreign
+    ones skipped) and, read-only, journals of crashed processes not yet recovered. Sessions
+    still running are not included. A missing directory has none."""
+    found: dict[str, Entry] = {}
+    try:
+        paths = sorted(sessions.iterdir())
+    except OSError:
+        return []
+    for path in paths:
+        try:
+            if path.suffix == SESSION and path.is_file():
+                data = orjson.loads(path.read_bytes())
+            elif path.suffix == JOURNAL and not path.with_suffix(SESSION).exists():
+                data = None if _locked_by_other(path) else abandoned_session(path)
+            else:
+                continue
+        except (OSError, orjson.JSONDecodeError):
+            continue
+        if is_session(data):
+            found[path.stem] = data
+    return [found[k] for k in sorted(found)]
 
 
 def recover_all(sessions: Path) -> int:
