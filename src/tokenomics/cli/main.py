@@ -28,6 +28,7 @@ from tokenomics.cli import (
     token,
     version,
 )
+from tokenomics.cli import run as run_command
 from tokenomics.cli.context import Context
 from tokenomics.config.dotenv import load_dotenv_files
 from tokenomics.domain.errors import TokenomicsError
@@ -49,6 +50,7 @@ def build_app() -> App:
     )
     app.command(token.app)
     app.command(serve.serve)
+    app.command(run_command.run)
     app.command(version.version)
     app.command(init.init)
     app.command(provider.app)
@@ -99,7 +101,8 @@ def run(argv: Sequence[str]) -> int:
     )
     app = build_app()
     try:
-        code = app.meta(list(argv), exit_on_error=False, print_error=False)
+        argv = run_command.mark_child_argv(argv)  # `run`'s options end at its command
+        code = app.meta(argv, exit_on_error=False, print_error=False)
     except cyclopts.CycloptsError as exc:
         sys.stderr.write(f"Error: {_parse_error(exc)}\nRun 'tokenomics --help' for usage.\n")
         return 1
