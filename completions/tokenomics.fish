@@ -6,7 +6,7 @@ function __fish_tokenomics_using_command
     set -l cmd (commandline -opc)
     set -l subcommands
     set -l options_with_values '--agent --config --db --dir --dotenv --env-base-url --env-key --expires --hash --host --log-file --output --pid-file --policy --port --provider --proxy-url --timeout --tls --token -o'
-    set -l all_commands 'completion create delete doctor get init list models provider run serve start status stop test token update version'
+    set -l all_commands 'completion create delete doctor get init ledger list models provider run serve sessions show start status stop summary test token update version'
     set -l skip_next 0
     # Extract command words (only real subcommand names) from command line
     set -e cmd[1]
@@ -77,6 +77,7 @@ complete -c tokenomics -n __fish_use_subcommand -a 'run' -d 'Run a command with 
 complete -c tokenomics -n __fish_use_subcommand -a 'version' -d 'Print version, commit, build date, Python version and OS/arch.'
 complete -c tokenomics -n __fish_use_subcommand -a 'init' -d 'Print the environment variables that send a client tool through the proxy.'
 complete -c tokenomics -n __fish_use_subcommand -a 'provider' -d 'List the configured upstream providers, their models, and test them.'
+complete -c tokenomics -n __fish_use_subcommand -a 'ledger' -d 'Token usage and cost recorded per proxy session.'
 complete -c tokenomics -n __fish_use_subcommand -a 'completion' -d 'Print a shell completion script.'
 complete -c tokenomics -n __fish_use_subcommand -a 'start' -d 'Start the proxy in the background and print its URL on stdout.'
 complete -c tokenomics -n __fish_use_subcommand -a 'stop' -d 'Stop the proxy started by tokenomics start (graceful, then forced after --timeo…'
@@ -135,6 +136,52 @@ complete -c tokenomics -n '__fish_tokenomics_using_command init' -l config -r -d
 complete -c tokenomics -n '__fish_tokenomics_using_command init' -l db -r -d 'Token database path (overrides storage.db_path).'
 complete -c tokenomics -n '__fish_tokenomics_using_command init' -l dir -r -d 'Data directory for everything (default ~/.tokenomics).'
 complete -c tokenomics -n '__fish_tokenomics_using_command init' -l debug -d 'Show tracebacks for errors.'
+
+# Subcommands for: ledger
+complete -c tokenomics -n '__fish_tokenomics_using_command ledger' -a 'summary' -d 'Totals over every session, by model and by provider.'
+complete -c tokenomics -n '__fish_tokenomics_using_command ledger' -a 'sessions' -d 'List the sessions, oldest first.'
+complete -c tokenomics -n '__fish_tokenomics_using_command ledger' -a 'show' -d 'Show one session; a unique prefix of its id is enough.'
+# Options for: ledger
+complete -c tokenomics -n '__fish_tokenomics_using_command ledger' -l help -d 'Display this message and exit.'
+complete -c tokenomics -n '__fish_tokenomics_using_command ledger' -s h -d 'Display this message and exit.'
+complete -c tokenomics -n '__fish_tokenomics_using_command ledger' -l version -d 'Display application version.'
+complete -c tokenomics -n '__fish_tokenomics_using_command ledger' -l config -r -d 'Config file (default: ./config.yaml, then ~/.tokenomics/config.yaml).'
+complete -c tokenomics -n '__fish_tokenomics_using_command ledger' -l db -r -d 'Token database path (overrides storage.db_path).'
+complete -c tokenomics -n '__fish_tokenomics_using_command ledger' -l dir -r -d 'Data directory for everything (default ~/.tokenomics).'
+complete -c tokenomics -n '__fish_tokenomics_using_command ledger' -l debug -d 'Show tracebacks for errors.'
+
+# Options for: ledger sessions
+complete -c tokenomics -n '__fish_tokenomics_using_command ledger sessions' -l help -d 'Display this message and exit.'
+complete -c tokenomics -n '__fish_tokenomics_using_command ledger sessions' -s h -d 'Display this message and exit.'
+complete -c tokenomics -n '__fish_tokenomics_using_command ledger sessions' -l version -d 'Display application version.'
+complete -c tokenomics -n '__fish_tokenomics_using_command ledger sessions' -l dir -r -d 'Ledger directory (default: the configured dir).'
+complete -c tokenomics -n '__fish_tokenomics_using_command ledger sessions' -l json -d 'Output as JSON.'
+complete -c tokenomics -n '__fish_tokenomics_using_command ledger sessions' -l config -r -d 'Config file (default: ./config.yaml, then ~/.tokenomics/config.yaml).'
+complete -c tokenomics -n '__fish_tokenomics_using_command ledger sessions' -l db -r -d 'Token database path (overrides storage.db_path).'
+complete -c tokenomics -n '__fish_tokenomics_using_command ledger sessions' -l dir -r -d 'Data directory for everything (default ~/.tokenomics).'
+complete -c tokenomics -n '__fish_tokenomics_using_command ledger sessions' -l debug -d 'Show tracebacks for errors.'
+
+# Options for: ledger show
+complete -c tokenomics -n '__fish_tokenomics_using_command ledger show' -l help -d 'Display this message and exit.'
+complete -c tokenomics -n '__fish_tokenomics_using_command ledger show' -s h -d 'Display this message and exit.'
+complete -c tokenomics -n '__fish_tokenomics_using_command ledger show' -l version -d 'Display application version.'
+complete -c tokenomics -n '__fish_tokenomics_using_command ledger show' -l dir -r -d 'Ledger directory (default: the configured dir).'
+complete -c tokenomics -n '__fish_tokenomics_using_command ledger show' -l json -d 'Output as JSON.'
+complete -c tokenomics -n '__fish_tokenomics_using_command ledger show' -l config -r -d 'Config file (default: ./config.yaml, then ~/.tokenomics/config.yaml).'
+complete -c tokenomics -n '__fish_tokenomics_using_command ledger show' -l db -r -d 'Token database path (overrides storage.db_path).'
+complete -c tokenomics -n '__fish_tokenomics_using_command ledger show' -l dir -r -d 'Data directory for everything (default ~/.tokenomics).'
+complete -c tokenomics -n '__fish_tokenomics_using_command ledger show' -l debug -d 'Show tracebacks for errors.'
+
+# Options for: ledger summary
+complete -c tokenomics -n '__fish_tokenomics_using_command ledger summary' -l help -d 'Display this message and exit.'
+complete -c tokenomics -n '__fish_tokenomics_using_command ledger summary' -s h -d 'Display this message and exit.'
+complete -c tokenomics -n '__fish_tokenomics_using_command ledger summary' -l version -d 'Display application version.'
+complete -c tokenomics -n '__fish_tokenomics_using_command ledger summary' -l dir -r -d 'Ledger directory (default: the configured dir).'
+complete -c tokenomics -n '__fish_tokenomics_using_command ledger summary' -l json -d 'Output as JSON.'
+complete -c tokenomics -n '__fish_tokenomics_using_command ledger summary' -l config -r -d 'Config file (default: ./config.yaml, then ~/.tokenomics/config.yaml).'
+complete -c tokenomics -n '__fish_tokenomics_using_command ledger summary' -l db -r -d 'Token database path (overrides storage.db_path).'
+complete -c tokenomics -n '__fish_tokenomics_using_command ledger summary' -l dir -r -d 'Data directory for everything (default ~/.tokenomics).'
+complete -c tokenomics -n '__fish_tokenomics_using_command ledger summary' -l debug -d 'Show tracebacks for errors.'
 
 # Subcommands for: provider
 complete -c tokenomics -n '__fish_tokenomics_using_command provider' -a 'list' -d 'List the configured providers: upstream URL, auth scheme, key variable, model c…'
