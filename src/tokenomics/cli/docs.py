@@ -10,6 +10,7 @@ date, no path, no docutils version; only the package version given by the caller
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -257,7 +258,15 @@ def man_pages(root: App, version: str) -> dict[str, str]:
 
 
 def generated_files(root: App, version: str) -> dict[str, str]:
-    """Every generated file (relative path -> text): completion scripts and man pages."""
-    files = {FILES[shell]: completion_script(root, shell) for shell in SHELLS}
-    files.update(man_pages(root, version))
+    """Every generated file (relative path -> text): completion scripts and man pages.
+
+    cyclopts names an app without an explicit name after the running program (`python -m
+    pytest` under the tests), so the program name is pinned while generating: the files
+    depend only on the command tree and the version."""
+    saved, sys.argv[0] = sys.argv[0], PROG
+    try:
+        files = {FILES[shell]: completion_script(root, shell) for shell in SHELLS}
+        files.update(man_pages(root, version))
+    finally:
+        sys.argv[0] = saved
     return files
