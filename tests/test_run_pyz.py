@@ -94,6 +94,23 @@ def run_pyz(
     )  # fmt: skip
 
 
+def sessions(pyz: Path, sandbox: Path, data: str) -> dict[str, dict]:  # noqa: F811
+    """Every ledger session of the data directory, by id (`ledger sessions --json`)."""
+    listed = subprocess.run(
+        [str(pyz), "--dir", data, "ledger", "sessions", "--json"],
+        cwd=sandbox / "work", env=clean_env(sandbox), capture_output=True, text=True,
+        timeout=120, check=False,
+    )  # fmt: skip
+    assert listed.returncode == 0, listed.stderr
+    return {session["session_id"]: session for session in json.loads(listed.stdout)}
+
+
+def new_session(pyz: Path, sandbox: Path, data: str, before: dict[str, dict]) -> dict:  # noqa: F811
+    """The one session written since `before`: the run's own ledger session."""
+    (session,) = [s for k, s in sessions(pyz, sandbox, data).items() if k not in before]
+    return session
+
+
 def summary(stderr: str) -> str:
     lines = [line for line in stderr.splitlines() if line.startswith("tokenomics: ")]
     assert len(lines) == 1, stderr
@@ -105,12 +122,17 @@ def test_python_openai_sdk(pyz: Path, sandbox: Path, data_and_token: tuple[str, 
     # python3 of the venv running the tests: it has the `openai` package
     python_dir = str(Path(sys.executable).parent)
     path = f"{python_dir}:{clean_env(sandbox)['PATH']}"
+    before = sessions(pyz, sandbox, data_and_token[0])
     result = run_pyz(
         pyz, sandbox, data_and_token, "--", "python3", "script.py", "hello pyz", PATH=path
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout == "Mock reply to: hello pyz\n"
     assert summary(result.stderr) == "tokenomics: 1 request, 10 tokens, $0.0000"
+    session = new_session(pyz, sandbox, data_and_token[0], before)
+    (entry,) = session["requests"]
+    assert (entry["model"], entry["provider"], entry["status_code"]) == ("mock-gpt", "mock", 200)
+    assert session["totals"]["total_tokens"] == 10
 
 
 def test_node_openai_package(
@@ -119,6 +141,7 @@ def test_node_openai_package(
     data_and_token: tuple[str, str],
     npm_clients: Path,
 ) -> None:
+    before = sessions(pyz, sandbox, data_and_token[0])
     result = run_pyz(
         pyz, sandbox, data_and_token, "node", "app.mjs", "hello node", "--port", "9",
         cwd=npm_clients,
@@ -128,6 +151,9 @@ def test_node_openai_package(
     assert reply == "Mock reply to: hello node"
     assert json.loads(extra) == ["--port", "9"]  # options after the command are node's
     assert summary(result.stderr) == "tokenomics: 1 request, 10 tokens, $0.0000"
+    session = new_session(pyz, sandbox, data_and_token[0], before)
+    assert [e["model"] for e in session["requests"]] == ["mock-gpt"]
+    assert session["totals"]["total_tokens"] == 10
 
 
 def test_claude_code(
@@ -138,10 +164,11 @@ def test_claude_code(
     tmp_path: Path,
 ) -> None:
     path = f"{npm_clients / 'node_modules' / '.bin'}:{clean_env(sandbox)['PATH']}"
+    before = sessions(pyz, sandbox, data_and_token[0])
     result = run_pyz(
         pyz, sandbox, data_and_token, "--print-env", "claude", "-p", "hi", "--model", "mock-claude",
         PATH=path, CLAUDE_CONFIG_DIR=str(tmp_path / "claude-config"), DISABLE_AUTOUPDATER="1",
-        CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC="1",
+        CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC="1", TOKENOMICS_LEDGER_EVENT_LEDGER="true",
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     # `claude` maps to anthropic: the key, the bearer token and the base URL without /v1
@@ -152,3 +179,12 @@ def test_claude_code(
     assert result.stdout.startswith("Mock reply to: ")
     requests = int(summary(result.stderr).split()[1])
     assert requests >= 1
+    # in the ledger: Claude Code's streamed /v1/messages calls, answered by the mock
+    session = new_session(pyz, sandbox, data_and_token[0], before)
+    # (Claude Code also probes `HEAD /` without a key: a 401, in the ledger, not in the summary)
+    authenticated = [e for e in session["requests"] if e["token_hash"]]
+    assert len(authenticated) == requests
+    streamed = [e for e in session["requests"] if e.get("stream") and e["status_code"] == 200]
+    assert streamed and all(e["provider"] == "mock" for e in streamed)
+    received = [e for e in session["communication_events"] if e["type"] == "request.received"]
+    assert any(e["path"] == "/v1/messages" and e["method"] == "POST" for e in received)

@@ -182,6 +182,8 @@ def test_unknown_command_cannot_start(token: str) -> None:
 def test_python_openai_sdk_reaches_the_mock_through_the_proxy(token: str, work: Path) -> None:
     (work / "script.py").write_text(OPENAI_SCRIPT)
     env = {"TOKENOMICS_KEY": token, "OPENAI_API_KEY": "sk-real", "OPENAI_BASE_URL": "https://x"}
+    # `python3` is the test venv's, which has the `openai` package
+    env["PATH"] = f"{Path(PY).parent}{os.pathsep}{os.environ['PATH']}"
     result = tokenomics("run", "--", "python3", "script.py", "hello from python", env=env)
     assert result.returncode == 0, result.stderr
     assert result.stdout == "Mock reply to: hello from python\n"  # nothing of ours on stdout

@@ -22,13 +22,18 @@ GIT_SECONDS = 3.0
 logger = logging.getLogger("tokenomics.ledger")
 
 
+async def _kill(process: trio.Process) -> None:
+    """On cancellation (shutdown, or the time limit) a read-only git call is simply killed."""
+    process.kill()
+
+
 async def _git(cwd: Path, *args: str) -> str | None:
     """Stdout of `git args` (stripped), or None on failure, timeout or no git."""
     with trio.move_on_after(GIT_SECONDS):
         try:
             done = await trio.run_process(
                 ["git", *args], cwd=cwd, check=False, capture_stdout=True,
-                capture_stderr=True, stdin=subprocess.DEVNULL,
+                capture_stderr=True, stdin=subprocess.DEVNULL, deliver_cancel=_kill,
             )  # fmt: skip
         except OSError:
             return None
