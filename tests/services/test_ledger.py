@@ -180,8 +180,11 @@ class Memory:
         self.closed = self.fail = False
         self.fail = fail
 
-    def write(self, records: Sequence[Finished], session_id: str) -> None:
-        self.batches.append((len(records), session_id))
+    def render(self, records: Sequence[Finished], session_id: str) -> list[tuple[int, str]]:
+        return [(len(records), session_id)]
+
+    def write_rendered(self, rendered: Sequence[tuple[int, str]]) -> None:
+        self.batches.extend(rendered)
         if self.fail:
             raise OSError("disk full")
 

@@ -1,12 +1,13 @@
 """The session ledger (`cli.md` §7.1, decision D17): one session per server process.
 
 `Ledger.open` (before serving) creates `{dir}/sessions`, recovers journals left by crashed
-processes and takes the git context. `run` then consumes `Finished` records from a channel and
-appends each batch to the journal in a worker thread, as soon as it arrives (fsync per batch);
-memory files are written in the same thread hop. When the channel closes or the service is
-cancelled, a shielded, time-bounded close writes the session JSON atomically and removes the
-journal. A failed write (disk full, unwritable directory) is logged once per run of failures,
-counted in `statistics()`, and retried with the next batch: the proxy never stops or waits on it.
+processes and takes the git context. `run` then consumes `Finished` records from a channel,
+gathers them for `BATCH_SECONDS`, formats the batch on the event loop and appends it to the
+journal in a worker thread (fsync per batch); memory files are written in the same thread hop.
+When the channel closes or the service is cancelled, a shielded, time-bounded close writes the
+session JSON atomically and removes the journal. A failed write (disk full, unwritable
+directory) is logged once per run of failures, counted in `statistics()`, and retried with the
+next batch: the proxy never stops or waits on it.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import trio
+import trio.lowlevel
 
 from tokenomics.domain.ledger import Entry, EntryValues, format_seconds, request_entry
 from tokenomics.services import git_context
@@ -40,6 +42,7 @@ from tokenomics.services.ledger_files import (
 if TYPE_CHECKING:
     from tokenomics.services.finished import Finished
 
+RENDER_SLICE = 32  # records formatted between two checkpoints of the event loop
 BATCH_SECONDS = 0.2  # records reach the journal within this plus one write (D17: 1 s)
 FINAL_FLUSH_SECONDS = 10.0
 logger = logging.getLogger("tokenomics.ledger")
@@ -47,9 +50,12 @@ EventsOf = Callable[["Finished"], list[dict[str, Any]]]
 
 
 class MemorySink(Protocol):
-    """Memory files (`services/memory.py`): blocking writes, called from the worker thread."""
+    """Memory files (`services/memory.py`): `render` formats on the event loop (no I/O),
+    `write_rendered` appends, blocking, on the worker thread."""
 
-    def write(self, records: Sequence[Finished], session_id: str) -> None: ...
+    def render(self, records: Sequence[Finished], session_id: str) -> list[Any]: ...
+
+    def write_rendered(self, rendered: Sequence[Any]) -> None: ...
 
     def close(self) -> None: ...
 
@@ -108,7 +114,8 @@ class Ledger:
         }
         self._events, self._memory = events, memory
         self._journal: Journal | None = None
-        self._incoming: list[Finished] = []
+        self._incoming: list[Finished] = []  # taken, not yet formatted
+        self._memory_pending: list[Any] = []  # memory entries formatted, not yet written
         self._pending: list[tuple[Entry, list[dict[str, Any]]]] = []
         self._recorded = self._errors = 0
         self._failing = False
@@ -147,19 +154,32 @@ class Ledger:
         )  # fmt: skip
 
     async def write(self, batch: Sequence[Finished]) -> None:
-        """Take `batch` (kept even if cancelled before the thread starts) and write it."""
+        """Take `batch`, format it on the event loop in slices (yielding between them), then
+        append it on a worker thread. The thread then mostly waits on syscalls, which release
+        the GIL: formatting there would hold it while requests wait (up to the 5 ms switch
+        interval each). Whatever was taken is kept if cancelled midway, for `close`."""
         self._incoming.extend(batch)
+        while self._incoming:
+            self._render(RENDER_SLICE)
+            await trio.lowlevel.checkpoint()
         await trio.to_thread.run_sync(self._write)
 
-    def _write(self) -> None:
-        batch, self._incoming = self._incoming, []
-        for f in batch if self.journaling else ():
+    def _render(self, count: int | None = None) -> None:
+        taken = self._incoming[:count] if count is not None else self._incoming
+        self._incoming = self._incoming[len(taken) :]
+        for f in taken if self.journaling else ():
             self._pending.append((entry_of(f), self._events(f) if self._events else []))
+        if self._memory is not None and taken:
+            self._memory_pending.extend(self._memory.render(taken, self.session_id))
+
+    def _write(self) -> None:
+        self._render()  # what a cancellation left unformatted (from `close`)
         if self._pending:
             self._flush_pending()
-        if self._memory is not None and batch:
+        if self._memory is not None and self._memory_pending:
+            rendered, self._memory_pending = self._memory_pending, []
             try:
-                self._memory.write(batch, self.session_id)
+                self._memory.write_rendered(rendered)
             except OSError as exc:
                 logger.error("could not write memory files: %s", exc)
 
@@ -189,7 +209,7 @@ class Ledger:
         await trio.to_thread.run_sync(self._close, datetime.now(UTC), git_end)
 
     def _close(self, ended_at: datetime, git_end: Entry) -> None:
-        if self._incoming:
+        if self._incoming or self._memory_pending:
             self._write()
         if not self.journaling:
             if self._memory is not None:

@@ -10,8 +10,9 @@ Two independent destinations per exchange:
   `{token_hash}.md`), or `file_path` as one shared file when only it is set; entries keyed by
   the token hash's first 16 characters; rotated by size (`cli.md` §7.7).
 
-`MemoryWriter.write` does blocking I/O: the ledger flusher calls it on a worker thread with each
-batch. A disk error does not stop the batch: everything else is written, then the first
+`MemoryWriter.render` formats a batch without I/O (the ledger flusher calls it on the event
+loop) and `write_rendered` appends it, blocking (on the flusher's worker thread); `write` does
+both. A disk error does not stop the batch: everything else is written, then the first
 `OSError` is raised. Policy memory with `redis: true` is written to its file like the original
 (whose Redis memory was unreachable); the Redis backend comes later.
 """
@@ -50,6 +51,16 @@ log = logging.getLogger(__name__)
 
 def _utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    """Entries for one file, ready to append; `limit` (bytes) when the file rotates by size."""
+
+    path: Path
+    data: bytes
+    limit: int | None = None
+    compress: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,19 +110,33 @@ class MemoryWriter:
 
     def write(self, records: Sequence[Finished], session_id: str) -> None:
         """Append the entries of `records`; raise the first `OSError` after writing the rest."""
+        self.write_rendered(self.render(records, session_id))
+
+    def render(self, records: Sequence[Finished], session_id: str) -> list[Rendered]:
+        """The entries of `records` by file, without I/O: CPU work the flusher does on the
+        event loop, so the thread that writes them holds the GIL only briefly."""
         if self._closed:
             raise RuntimeError("the memory writer is closed")
-        errors: list[OSError] = []
         ledger: dict[Path, list[str]] = {}
+        out: list[Rendered] = []
         for record in records:
             if not record.forwarded:
                 continue  # nothing was sent upstream: nothing to remember (D12)
             if self._ledger_dir is not None:
                 self._add_ledger(ledger, record, session_id)
             if record.memory is not None:
-                self._write_policy(record, record.memory, errors)
-        for path, texts in ledger.items():
-            self._append(path, "".join(texts).encode(), errors)
+                out.extend(self._policy_entry(record, record.memory))
+        ledger_files = [Rendered(path, "".join(t).encode()) for path, t in ledger.items()]
+        return ledger_files + out
+
+    def write_rendered(self, rendered: Sequence[Rendered]) -> None:
+        """Append rendered entries (rotating policy files first); blocking I/O. Raise the first
+        `OSError` after writing the rest."""
+        errors: list[OSError] = []
+        for item in rendered:
+            if item.limit is not None:
+                self._rotate_if_full(item, errors)
+            self._append(item.path, item.data, errors)
         if errors:
             raise errors[0]
 
@@ -132,27 +157,30 @@ class MemoryWriter:
         out.setdefault(self._ledger_dir / name, []).append(text)
         self._entries += 1
 
-    def _write_policy(self, f: Finished, memory: MemoryPolicy, errors: list[OSError]) -> None:
+    def _policy_entry(self, f: Finished, memory: MemoryPolicy) -> list[Rendered]:
         try:
             path = self.policy_path(memory, f.hash16)
         except BadMemoryPath as exc:
             self._warn_once(f"pattern {memory.file_name}", str(exc))
-            return
+            return []
         if memory.redis:
             self._warn_once("redis", "policy memory in Redis is not available yet; using files")
+        self._entries += 1
         data = exchange_entries(f, f.hash16).encode()
         limit = limit_bytes(memory.max_size_mb, memory.compress_old)
+        return [Rendered(path, data, limit, memory.compress_old)]
+
+    def _rotate_if_full(self, item: Rendered, errors: list[OSError]) -> None:
+        assert item.limit is not None
         try:
-            size = size_of(path)
-            if limit is not None and size > 0 and size + len(data) > limit:
-                rotate(path, self._now(), memory.compress_old)
+            size = size_of(item.path)
+            if size > 0 and size + len(item.data) > item.limit:
+                rotate(item.path, self._now(), item.compress)
                 self._rotations += 1
         except OSError as exc:
             errors.append(exc)
             self._errors += 1
-            log.warning("memory file %s could not be rotated: %s", path, exc)
-        self._entries += 1
-        self._append(path, data, errors)
+            log.warning("memory file %s could not be rotated: %s", item.path, exc)
 
     def policy_path(self, memory: MemoryPolicy, hash16: str) -> Path:
         """The file a policy's memory goes to now (`cli.md` §7.7)."""
