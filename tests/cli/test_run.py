@@ -238,6 +238,9 @@ def test_signals_are_forwarded_to_the_child(token: str, signum: int, status: int
     assert summary(stderr).startswith(SUMMARY_PREFIX)
     assert not is_listening(port)
     assert not is_alive(int(child["pid"]))
+    # the run's ledger session was written on the way out (scenario 48)
+    sessions = Path(os.environ["HOME"]) / ".tokenomics" / "sessions"
+    assert [p.suffix for p in sessions.iterdir()] == [".json"]
 
 
 def test_killed_run_leaves_no_proxy_behind(token: str) -> None:

@@ -1,5 +1,5 @@
 """The session ledger with the real in-process server and the built-in mock provider
-(`cli.md` §7, scenarios 72, 73, 77, 80, 82; D17): the session file after shutdown, the journal
+(`cli.md` §7, scenarios 72, 73, 77, 80, 81, 82; D17): the session file after shutdown, the journal
 while running, rejected requests with status and rule matches, OpenClaw metadata, cost, the
 ledger switched off, and a sessions directory that cannot be created."""
 
@@ -139,3 +139,12 @@ async def test_the_proxy_serves_when_the_sessions_dir_cannot_be_created(tmp_path
         assert response.status_code == 200
         assert proxy.server.session_id == ""
     assert sessions_dir(tmp_path).read_text() == "a file where the directory should be"
+
+
+async def test_duration_is_the_real_latency(tmp_path: Path) -> None:
+    """Scenario 81: the original recorded 0 for every chat completion."""
+    async with start_proxy(tmp_path) as proxy, proxy.client() as client:
+        slow = {**CHAT, "model": "slow-150-gpt-4o"}  # the mock waits 150 ms before answering
+        assert (await post(client, proxy.token(OPENAI), slow)).status_code == 200
+    (entry,) = only_session(tmp_path)["requests"]
+    assert entry["duration_ms"] >= 150
