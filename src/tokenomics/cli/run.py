@@ -24,7 +24,7 @@ from tokenomics.app import Server, run_server
 from tokenomics.cli import envvars, run_proxy
 from tokenomics.cli.context import Context
 from tokenomics.cli.run_child import run_child
-from tokenomics.cli.serve import first_error
+from tokenomics.cli.serve import run_trio
 from tokenomics.cli.token import CommandError
 from tokenomics.config.providers import ProviderConfig, load_providers
 from tokenomics.services import logs
@@ -141,12 +141,7 @@ def run(
     quiet = replace(settings.logging, level="debug" if ctx.debug else "error")
     handlers = logs.configure(quiet, stream=ctx.stderr)
     try:
-        return trio.run(_session, ctx, plan)
-    except BaseExceptionGroup as group:
-        error = first_error(group)
-        if error is group:
-            raise
-        raise error from None
+        return run_trio(_session, ctx, plan)
     finally:
         logs.remove(handlers)
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import signal
 import sys
+from collections.abc import Awaitable, Callable
 from functools import partial
-from typing import Annotated, TextIO
+from typing import Annotated, TextIO, TypeVar, TypeVarTuple
 
 import trio
 from cyclopts import Parameter
@@ -14,6 +15,9 @@ from tokenomics.app import Server, run_server
 from tokenomics.cli.context import Context
 from tokenomics.domain.errors import TokenomicsError
 from tokenomics.services import logs
+
+T = TypeVar("T")
+Args = TypeVarTuple("Args")
 
 
 def first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
@@ -26,6 +30,18 @@ def first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
         elif isinstance(exc, TokenomicsError):
             return exc
     return group
+
+
+def run_trio(main: Callable[[*Args], Awaitable[T]], *args: *Args) -> T:
+    """`trio.run(main, *args)`, with one of our errors raised out of the nursery groups it
+    arrives in, so the CLI prints it as one `Error:` line."""
+    try:
+        return trio.run(main, *args)
+    except BaseExceptionGroup as group:
+        error = first_error(group)
+        if error is group:
+            raise
+        raise error from None
 
 
 async def _watch_signals(server: Server, stderr: TextIO) -> None:
@@ -57,11 +73,6 @@ def serve(*, ctx: Annotated[Context, Parameter(parse=False)]) -> None:
     ctx.hash_key()  # D7: refuse to start without the hash key, before anything else
     handlers = logs.configure(ctx.settings().logging, stream=sys.stderr)
     try:
-        trio.run(_serve, ctx)
-    except BaseExceptionGroup as group:
-        error = first_error(group)
-        if error is group:
-            raise
-        raise error from None
+        run_trio(_serve, ctx)
     finally:
         logs.remove(handlers)
