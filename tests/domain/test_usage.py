@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
+from tokenomics.domain.stream_usage import StreamAccounting
 from tokenomics.domain.usage import (
     ResponseMeta,
-    StreamAccounting,
     Usage,
     merge_estimate,
     meta_from_response,

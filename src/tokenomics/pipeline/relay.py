@@ -19,7 +19,8 @@ import orjson
 import trio
 
 from tokenomics.domain.engine import Blocked
-from tokenomics.domain.usage import StreamAccounting, meta_from_response, usage_from_body
+from tokenomics.domain.stream_usage import StreamAccounting
+from tokenomics.domain.usage import meta_from_response, usage_from_body
 from tokenomics.formats.errors import stream_error_event
 from tokenomics.pipeline.exchange import ProxyError, Reply
 from tokenomics.pipeline.headers import client_headers

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from tokenomics.domain.usage import StreamAccounting
+from tokenomics.domain.stream_usage import StreamAccounting
 from tokenomics.services.capture import (
     header_lines,
     is_event_stream,

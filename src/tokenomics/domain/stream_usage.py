@@ -1,0 +1,215 @@
+"""Usage, assistant text and metadata of a streamed response, event by event (decision D13):
+OpenAI chat/completions and Responses, Anthropic, Gemini. Sans-I/O: fed parsed SSE payloads."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from tokenomics.domain.usage import (
+    ANTHROPIC_FIELDS,
+    ResponseMeta,
+    Usage,
+    anthropic_usage,
+    body_id,
+    body_model,
+    int_field,
+    map_field,
+    meta_with_headers,
+    str_field,
+    usage_from_gemini,
+    usage_from_usage,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
+DEFAULT_MAX_TEXT_BYTES = 512 * 1024  # assistant text kept from a stream (for memory capture)
+
+
+class _Capped:
+    """Text pieces kept up to `cap` UTF-8 bytes; the size of what did not fit is still counted."""
+
+    __slots__ = ("cap", "overflow", "parts", "size", "truncated")
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.parts: list[str] = []
+        self.size = 0
+        self.overflow = 0  # bytes seen but not kept
+        self.truncated = False
+
+    def add(self, piece: str) -> None:
+        if not piece:
+            return
+        size = len(piece) if piece.isascii() else len(piece.encode())
+        if self.size + size <= self.cap:
+            self.parts.append(piece)
+            self.size += size
+            return
+        self.truncated = True
+        kept = piece.encode()[: self.cap - self.size].decode("utf-8", "ignore")
+        if kept:
+            self.parts.append(kept)
+        kept_size = len(kept.encode())
+        self.size += kept_size
+        self.overflow += size - kept_size
+
+    def text(self) -> str:
+        return "".join(self.parts)
+
+
+class StreamAccounting:
+    """Usage, assistant text and metadata of one streamed response, whatever its API family.
+
+    Feed it every parsed JSON payload of the stream with its SSE event name. Usage comes from
+    OpenAI chat usage chunks, Responses `response.completed`, Anthropic `message_start` merged
+    with `message_delta`, and Gemini `usageMetadata` (cumulative; the last non-zero one wins).
+    """
+
+    __slots__ = (
+        "_anthropic",
+        "_anthropic_final",
+        "_extra",
+        "_reported",
+        "_text",
+        "actual_model",
+        "finish_reason",
+        "upstream_id",
+    )
+
+    def __init__(self, max_text_bytes: int = DEFAULT_MAX_TEXT_BYTES) -> None:
+        self._text = _Capped(max_text_bytes)  # the assistant text, for memory and estimates
+        self._extra = _Capped(max_text_bytes)  # tool-call arguments and reasoning: estimates only
+        self._reported: Usage | None = None
+        self._anthropic: dict[str, int] = {}  # raw Anthropic usage fields, merged across events
+        self._anthropic_final = False  # a message_delta carried the cumulative output
+        self.upstream_id = ""
+        self.actual_model = ""
+        self.finish_reason = ""
+
+    @property
+    def text(self) -> str:
+        return self._text.text()
+
+    @property
+    def text_truncated(self) -> bool:
+        return self._text.truncated
+
+    @property
+    def usage_seen(self) -> bool:
+        return self._reported is not None or bool(self._anthropic)
+
+    def feed(self, event_name: str | None, data: Mapping[str, Any]) -> None:
+        """Account for one parsed `data:` payload (`[DONE]` and non-JSON are the caller's)."""
+        if not self.upstream_id:
+            self.upstream_id = body_id(data)
+        if not self.actual_model:
+            self.actual_model = body_model(data)
+        kind = str_field(data, "type") or event_name or ""
+        if kind.startswith("response."):
+            self._responses_event(kind, data)
+        elif kind in ("message_start", "message_delta", "content_block_delta"):
+            self._anthropic_event(kind, data)
+        else:
+            self._chunk(data)
+
+    def result(self, estimate: Callable[[str], int]) -> Usage:
+        """Reported usage if any was seen, else the output estimated from the text (input 0)."""
+        reported = anthropic_usage(self._anthropic) if self._anthropic else self._reported
+        if reported is not None and (self._anthropic_final or not self._anthropic):
+            return reported
+        guess = self._estimate_output(estimate)
+        if reported is None:
+            return Usage(output_tokens=guess, estimated=True)
+        if guess > reported.output_tokens:  # cut off before message_delta: output is provisional
+            return replace(reported, output_tokens=guess, estimated=True)
+        return reported
+
+    def meta(self, headers: Mapping[str, str]) -> ResponseMeta:
+        return meta_with_headers(
+            headers,
+            upstream_id=self.upstream_id,
+            actual_model=self.actual_model,
+            finish_reason=self.finish_reason,
+        )
+
+    # ── per family ───────────────────────────────────────────────────────────────────────────
+
+    def _report(self, usage: Usage | None) -> None:
+        if usage is not None and (self._reported is None or usage.total_tokens > 0):
+            self._reported = usage
+
+    def _responses_event(self, kind: str, data: Mapping[str, Any]) -> None:
+        if kind == "response.output_text.delta":
+            self._text.add(str_field(data, "delta"))
+        elif kind in ("response.function_call_arguments.delta", "response.reasoning_text.delta"):
+            self._extra.add(str_field(data, "delta"))
+        elif (response := map_field(data, "response")) is not None:
+            self.finish_reason = str_field(response, "status") or self.finish_reason
+            if (usage := map_field(response, "usage")) is not None:
+                self._report(usage_from_usage(usage))
+
+    def _anthropic_event(self, kind: str, data: Mapping[str, Any]) -> None:
+        if kind == "content_block_delta":
+            delta = map_field(data, "delta")
+            sort = str_field(delta, "type")
+            if sort == "text_delta":
+                self._text.add(str_field(delta, "text"))
+            else:
+                self._extra.add(str_field(delta, "partial_json") or str_field(delta, "thinking"))
+            return
+        usage = map_field(map_field(data, "message"), "usage") or map_field(data, "usage")
+        for key in ANTHROPIC_FIELDS:
+            if (value := int_field(usage, key)) is not None:
+                self._anthropic[key] = value
+        if kind == "message_delta":
+            if int_field(usage, "output_tokens") is not None:
+                self._anthropic_final = True
+            stop = str_field(map_field(data, "delta"), "stop_reason")
+            self.finish_reason = stop or self.finish_reason
+
+    def _chunk(self, data: Mapping[str, Any]) -> None:
+        """OpenAI chat/completions chunks and Gemini stream chunks."""
+        for choice in _mappings(data, "choices"):
+            delta = map_field(choice, "delta")
+            self._text.add(str_field(delta, "content") or str_field(choice, "text"))
+            self._extra.add(str_field(delta, "reasoning_content") or str_field(delta, "reasoning"))
+            for call in _mappings(delta, "tool_calls"):
+                self._add_call(map_field(call, "function"))
+            self._add_call(map_field(delta, "function_call"))
+            self.finish_reason = str_field(choice, "finish_reason") or self.finish_reason
+        for candidate in _mappings(data, "candidates"):
+            for part in _mappings(map_field(candidate, "content"), "parts"):
+                thought = part.get("thought") is True
+                (self._extra if thought else self._text).add(str_field(part, "text"))
+                if (function_call := map_field(part, "functionCall")) is not None:
+                    self._extra.add(json.dumps(function_call, ensure_ascii=False))
+            self.finish_reason = str_field(candidate, "finishReason") or self.finish_reason
+        self._report(_chunk_usage(data))
+
+    def _add_call(self, function: Mapping[str, Any] | None) -> None:
+        name = str_field(function, "name")
+        self._extra.add(f"{name}\n" if name else "")
+        self._extra.add(str_field(function, "arguments"))
+
+    def _estimate_output(self, estimate: Callable[[str], int]) -> int:
+        tokens = estimate(self._text.text()) + estimate(self._extra.text())
+        return tokens + math.ceil((self._text.overflow + self._extra.overflow) / 4)
+
+
+def _mappings(obj: Any, key: str) -> list[Mapping[str, Any]]:
+    items = obj.get(key) if isinstance(obj, dict) else None
+    if not isinstance(items, list):
+        return []
+    return [item for item in items if isinstance(item, dict)]
+
+
+def _chunk_usage(data: Mapping[str, Any]) -> Usage | None:
+    usage = map_field(data, "usage") or map_field(map_field(data, "x_groq"), "usage")
+    if usage is not None:
+        return usage_from_usage(usage)
+    metadata = map_field(data, "usageMetadata")
+    return usage_from_gemini(metadata) if metadata is not None else None
