@@ -6,8 +6,9 @@ so Anthropic's figure is `input_tokens + cache_read_input_tokens + cache_creatio
 `output_tokens` includes reasoning (OpenAI counts it inside `completion_tokens`; Gemini reports
 `thoughtsTokenCount` beside `candidatesTokenCount`, so the two are added).
 
-Pure functions over parsed JSON; `stream_usage.StreamAccounting` follows a streamed response
-event by event with them. Only non-negative ints count: bools, floats, strings and negatives are ignored.
+Pure functions over parsed JSON (`stream_usage.StreamAccounting` follows a streamed response
+event by event with them). Only non-negative ints count: bools, floats, strings and negatives
+are ignored.
 """
 
 from __future__ import annotations
