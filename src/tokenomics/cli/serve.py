@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import signal
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import partial
 from typing import Annotated, TextIO, TypeVar, TypeVarTuple
 
@@ -44,28 +44,30 @@ def run_trio(main: Callable[[*Args], Awaitable[T]], *args: *Args) -> T:
         raise error from None
 
 
-async def _watch_signals(server: Server, stderr: TextIO) -> None:
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async for signum in signals:
-            name = signal.Signals(signum).name
-            print(f"{name}: shutting down (send again to stop at once)", file=stderr, flush=True)
-            server.shutdown()
-            break
-        async for _ in signals:
-            raise KeyboardInterrupt
+async def _watch_signals(signals: AsyncIterator[int], server: Server, stderr: TextIO) -> None:
+    async for signum in signals:
+        name = signal.Signals(signum).name
+        print(f"{name}: shutting down (send again to stop at once)", file=stderr, flush=True)
+        server.shutdown()
+        break
+    async for _ in signals:
+        raise KeyboardInterrupt
 
 
 async def _serve(ctx: Context) -> None:
     settings = ctx.settings()
     hash_key = ctx.hash_key()
-    async with trio.open_nursery() as nursery:
-        server: Server = await nursery.start(
-            partial(run_server, settings, ctx.environ, hash_key, cwd=ctx.cwd, home=ctx.home)
-        )
-        print(f"Tokenomics listening on {', '.join(server.urls)}", file=ctx.stderr, flush=True)
-        nursery.start_soon(_watch_signals, server, ctx.stderr)
-        await server.stopped.wait()
-        nursery.cancel_scope.cancel()
+    # Signals are caught from the start: one that arrives while the server is starting (or
+    # right after `listening` is printed) still shuts it down gracefully, after it started.
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+            server: Server = await nursery.start(
+                partial(run_server, settings, ctx.environ, hash_key, cwd=ctx.cwd, home=ctx.home)
+            )
+            nursery.start_soon(_watch_signals, signals, server, ctx.stderr)
+            print(f"Tokenomics listening on {', '.join(server.urls)}", file=ctx.stderr, flush=True)
+            await server.stopped.wait()
+            nursery.cancel_scope.cancel()
 
 
 def serve(*, ctx: Annotated[Context, Parameter(parse=False)]) -> None:
