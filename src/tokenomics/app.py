@@ -159,6 +159,7 @@ async def run_server(
             if session is not None:
                 assert isinstance(deps.recorder, Recorder)
                 deps.recorder.sink = send.send_nowait
+                stats.ledger = session.statistics if session.journaling else None
                 await consumers.start(ledger.run, session, receive)
             await consumers.start(
                 partial(usage_writer.run, deps.budgets, usage, clock_now=_now_text)

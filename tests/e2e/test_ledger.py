@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx2
 import trio
+from tests.e2e.test_observability import parse_metrics
 from tests.support.proxy import start_proxy
 
 OPENAI: dict[str, Any] = {"providers": {"mock": [{"base_key_env": "ANY"}]}}
@@ -148,3 +149,21 @@ async def test_duration_is_the_real_latency(tmp_path: Path) -> None:
         assert (await post(client, proxy.token(OPENAI), slow)).status_code == 200
     (entry,) = only_session(tmp_path)["requests"]
     assert entry["duration_ms"] >= 150
+
+
+async def test_metrics_show_what_the_ledger_has_written(tmp_path: Path) -> None:
+    async with start_proxy(tmp_path) as proxy, proxy.client() as client:
+        token = proxy.token(OPENAI)
+        for _ in range(2):
+            assert (await post(client, token)).status_code == 200
+
+        async def recorded() -> dict[str, float]:
+            text = (await client.get("/metrics")).text
+            return parse_metrics(text)
+
+        with trio.fail_after(5):
+            while (await recorded()).get("tokenomics_ledger_recorded") != 2:  # noqa: ASYNC110
+                await trio.sleep(0.05)
+        metrics = await recorded()
+        assert metrics["tokenomics_ledger_pending"] == 0
+        assert metrics["tokenomics_ledger_write_errors"] == 0

@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from tokenomics.pipeline.exchange import Exchange
+    from tokenomics.services.ledger import LedgerStatistics
 
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 
@@ -100,6 +101,8 @@ class Stats:
         )  # model, provider, status
         self.latency: dict[str, _Histogram] = defaultdict(_Histogram)
         self.in_flight = 0
+        # Set by the composition root when the session ledger runs: its `statistics()`.
+        self.ledger: Callable[[], LedgerStatistics] | None = None
         self._second = -1
         self._now = ""
 
@@ -166,7 +169,24 @@ class Stats:
             "# TYPE tokenomics_in_flight gauge",
             f"tokenomics_in_flight {self.in_flight}",
         ]
+        lines += self._ledger_lines()
         return "\n".join(lines) + "\n"
+
+    def _ledger_lines(self) -> list[str]:
+        if self.ledger is None:
+            return []
+        ledger = self.ledger()
+        lines = []
+        for name, kind, text, value in (
+            ("recorded", "counter", "Requests written to the session journal.",
+             ledger.requests_recorded),
+            ("pending", "gauge", "Requests waiting for the journal (a failing disk keeps them).",
+             ledger.pending),
+            ("write_errors", "counter", "Failed journal or session writes.", ledger.write_errors),
+        ):  # fmt: skip
+            metric = f"tokenomics_ledger_{name}"
+            lines += [f"# HELP {metric} {text}", f"# TYPE {metric} {kind}", f"{metric} {value}"]
+        return lines
 
     def _latency_lines(self) -> list[str]:
         lines = [
