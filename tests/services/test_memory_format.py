@@ -87,6 +87,14 @@ def test_anthropic_stream_text_is_captured_by_event_name() -> None:
     assert stream_text(chunks, len(chunks[0])).endswith("Captured assistant text:\nBonjour")
 
 
+def test_text_the_relay_already_read_is_used_as_is() -> None:
+    chunks = openai_deltas("Bon", "jour")
+    parsed = stream_text(chunks, sum(len(c) for c in chunks))
+    assert stream_text(chunks, sum(len(c) for c in chunks), ("Bonjour", False)) == parsed
+    cut = stream_text(chunks, sum(len(c) for c in chunks), ("Bon", True))
+    assert cut.endswith(f"Captured assistant text:\nBon\n\n{TRUNCATED}")
+
+
 def test_buffered_error_reply_is_not_written_but_a_streamed_one_is() -> None:
     buffered = finished(status=500, response_body=b'{"error":"boom"}')
     stream = streamed(sse('{"error":{"message":"boom"}}'), status=500)

@@ -88,6 +88,9 @@ class Exchange:
     sent_chunks: list[bytes] = field(default_factory=list)
     sent_bytes: int = 0
     first_byte_ms: int | None = None
+    # The assistant text of an SSE reply no output rule touched, as the relay read it (text,
+    # truncated): what the client received, so memory need not parse the stream again.
+    relayed_text: tuple[str, bool] | None = None
     replied: bool = False  # the whole reply reached the server
     finished: bool = False
 

@@ -193,6 +193,8 @@ async def _sse(ex: Exchange, deps: Deps, response: UpstreamResponse) -> AsyncGen
             ex.error = relayed.blocked.log_message.replace("request", "response", 1)
         ex.usage = accounting.result(lambda text: deps.estimator.count(ex.attempt_model, text))
         ex.meta = accounting.meta(dict(response.headers))
+        if guard is None:
+            ex.relayed_text = (accounting.text, accounting.text_truncated)
         with trio.CancelScope(shield=True):
             await response.aclose()
 

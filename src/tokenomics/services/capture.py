@@ -29,6 +29,7 @@ _UTF8_TAIL = 3  # a body cut at its size limit may end inside a multi-byte seque
 # control characters → space.
 _SANITISE = {c: " " for c in (*range(0x20), 0x7F, *range(0x80, 0xA0)) if c not in (9, 10, 13)}
 _SANITISE.update({c: "?" for c in range(0xDC80, 0xDD00)})
+_UNSAFE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\udc80-\udcff]")  # _SANITISE's keys
 
 
 def is_sensitive(name: str) -> bool:
@@ -57,7 +58,10 @@ def header_lines(headers: Iterable[tuple[str, str]]) -> list[str]:
 
 
 def sanitise(text: str) -> str:
-    return text.translate(_SANITISE)
+    """Control characters (but tab, CR, LF) to spaces, invalid bytes to `?`; a text with none
+    (the usual case) is returned as is, found by one C-level regex scan instead of a
+    character-by-character translation."""
+    return text.translate(_SANITISE) if _UNSAFE.search(text) else text
 
 
 def decode(data: bytes) -> str:

@@ -61,6 +61,9 @@ class Finished:
     response_chunks: tuple[bytes, ...] = ()
     response_bytes: int = 0  # full size of what the client received
     first_byte_ms: int | None = None  # from the start of the exchange to the reply's first byte
+    # The assistant text of a streamed reply as the client received it (text, truncated), when
+    # the relay already has it; None: read it from `response_chunks`.
+    response_text: tuple[str, bool] | None = None
     events: tuple[tuple[str, dict[str, Any]], ...] = field(default=())  # `rule.*` events
 
     @property
@@ -131,5 +134,6 @@ def from_exchange(ex: Exchange, duration_ms: int, now: datetime | None = None) -
         response_chunks=chunks,
         response_bytes=len(body) if reply is not None and reply.stream is None else ex.sent_bytes,
         first_byte_ms=ex.first_byte_ms,
+        response_text=ex.relayed_text,
         events=tuple(ex.events),
     )

@@ -42,7 +42,7 @@ from tokenomics.services.ledger_files import (
 if TYPE_CHECKING:
     from tokenomics.services.finished import Finished
 
-RENDER_SLICE = 32  # records formatted between two checkpoints of the event loop
+RENDER_SLICE = 8  # records formatted between two checkpoints (about 1 ms of the event loop)
 BATCH_SECONDS = 0.2  # records reach the journal within this plus one write (D17: 1 s)
 FINAL_FLUSH_SECONDS = 10.0
 logger = logging.getLogger("tokenomics.ledger")

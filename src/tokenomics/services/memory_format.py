@@ -72,7 +72,7 @@ def request_content(f: Finished) -> str:
 def response_content(f: Finished) -> str | None:
     """The response's content; None for a buffered reply with a status ≥ 400."""
     if f.stream and is_event_stream(f.response_content_type):
-        body = stream_text(f.response_chunks, f.response_bytes)
+        body = stream_text(f.response_chunks, f.response_bytes, f.response_text)
     elif f.stream:  # a stream that is not SSE (a Gemini JSON array): its bytes in order
         body = body_text(b"".join(f.response_chunks), f.response_bytes, f.response_content_type)
     elif f.status >= 400:
@@ -94,25 +94,32 @@ def body_text(body: bytes, total: int, content_type: str) -> str:
     return text
 
 
-def stream_text(chunks: tuple[bytes, ...], total: int) -> str:
+def stream_text(
+    chunks: tuple[bytes, ...], total: int, known: tuple[str, bool] | None = None
+) -> str:
     """`[streaming sse]`, the numbered `data:` payloads and the assistant text they carry.
 
-    The chunks are what the client received, so the text is the masked one.
+    The chunks are what the client received, so the text is the masked one; `known` is that
+    text (and whether it was cut) when the relay already read it, else it is read here.
     """
-    accounting = StreamAccounting()
+    accounting = None if known is not None else StreamAccounting()
     payloads = []
     for event in sse_events(chunks):
         if not event.data:
             continue
         payloads.append(sanitise(event.data.replace("\ufffd", "?")))
-        if event.data != "[DONE]":
+        if accounting is not None and event.data != "[DONE]":
             parsed = _json(event.data)
             if isinstance(parsed, dict):
                 accounting.feed(event.event, parsed)
+    if accounting is not None:
+        known = (accounting.text, accounting.text_truncated)
+    assert known is not None
+    text, truncated = known
     lines = ["[streaming sse]", "", "SSE events:"]
     lines += [f"{n}. {p}" for n, p in enumerate(payloads, start=1)] or ["(none captured)"]
-    lines += ["", "Captured assistant text:", sanitise(accounting.text) or "(none)"]
-    if accounting.text_truncated or total > sum(len(chunk) for chunk in chunks):
+    lines += ["", "Captured assistant text:", sanitise(text) or "(none)"]
+    if truncated or total > sum(len(chunk) for chunk in chunks):
         lines += ["", TRUNCATED]
     return "\n".join(lines)
 
