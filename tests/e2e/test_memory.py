@@ -15,6 +15,9 @@ from typing import Any
 import pytest
 from tests.support.proxy import Proxy, start_proxy
 
+from tokenomics.services.finished import Finished
+from tokenomics.services.recorder import Recorder
+
 SSN = "123-45-6789"
 EMAIL = "jane.doe@example.com"
 REDACTED = "[REDACTED]"
@@ -104,3 +107,32 @@ async def test_request_blocked_by_a_fail_rule_leaves_nothing_in_memory(tmp_path:
     # the ledger has it, as a rejected request
     (session_file,) = (tmp_path / "data" / "sessions").glob("*.json")
     assert '"status_code": 403' in session_file.read_text()
+
+
+@pytest.mark.parametrize(
+    ("env", "policy_memory", "captured"),
+    [
+        ({}, False, True),  # ledger memory is on by default
+        ({"TOKENOMICS_LEDGER_MEMORY": "false"}, False, False),  # nothing would read them
+        ({"TOKENOMICS_LEDGER_MEMORY": "false"}, True, True),  # the token's own memory
+        ({"TOKENOMICS_LEDGER_MEMORY": "false", "TOKENOMICS_LEDGER_EVENT_LEDGER": "true"}, False,
+         True),
+    ],
+)  # fmt: skip
+async def test_streams_are_kept_only_when_memory_or_events_will_read_them(
+    tmp_path: Path, env: dict[str, str], policy_memory: bool, captured: bool
+) -> None:
+    records: list[Finished] = []
+    async with start_proxy(tmp_path, env=env) as proxy:
+        recorder = proxy.server.deps.recorder
+        assert isinstance(recorder, Recorder) and recorder.sink is not None
+        forward = recorder.sink
+        recorder.sink = lambda f: (records.append(f), forward(f))[-1]
+        policy = memory_policy([], tmp_path / "mem")
+        policy["memory"]["enabled"] = policy_memory
+        status, reply = await exchange(proxy, proxy.token(policy), "hello there", stream=True)
+    assert status == 200, reply
+    (record,) = records
+    assert record.response_bytes == len(reply.encode())
+    assert (b"".join(record.response_chunks) == reply.encode()) is captured
+    assert bool(record.response_chunks) is captured

@@ -62,6 +62,7 @@ def authenticate(ex: Exchange, deps: Deps) -> None:
     if record is None or record.policy is None or is_expired(record.expires_at, now):
         raise ProxyError(401, "invalid token")
     ex.policy = record.policy
+    ex.capture = ex.capture or record.policy.memory.enabled
     if ex.route is None or ex.route.adapter is not None:  # passthrough: OpenClaw values only
         ex.metadata = {**openclaw, **record.policy.metadata}  # the policy wins on a clash
 

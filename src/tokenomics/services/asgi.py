@@ -66,7 +66,7 @@ def _capture(ex: Exchange, chunk: bytes, clock: Callable[[], float]) -> None:
     """Keep what the client received of a stream, up to `BODY_LIMIT`, for memory and events."""
     if ex.first_byte_ms is None:
         ex.first_byte_ms = int((clock() - ex.started) * 1000)
-    if ex.sent_bytes < BODY_LIMIT:
+    if ex.capture and ex.sent_bytes < BODY_LIMIT:
         ex.sent_chunks.append(chunk[: BODY_LIMIT - ex.sent_bytes])
     ex.sent_bytes += len(chunk)
 
@@ -100,6 +100,10 @@ class ProxyApp:
         self._second_text = ""
         # Request ids only need to be unique: a PRNG seeded from the OS, not a syscall each.
         self._ids = random.Random(os.urandom(32))
+        # Streamed replies are kept (bounded) for ledger memory and events; a token whose
+        # policy has memory turns it on for its own requests (`stages.authenticate`).
+        ledger = deps.settings.ledger
+        self._capture = ledger.enabled and (ledger.memory or ledger.event_ledger)
         # `start`/`stop` confirm that a port is served by this very process (D23).
         self._health_headers = [*JSON, (b"x-tokenomics-pid", str(os.getpid()).encode())]
 
@@ -177,6 +181,7 @@ class ProxyApp:
             started_at=self._started_at(),
             client_request_id=f"req_{self._ids.getrandbits(128):032x}",
             headers=dict(raw),
+            capture=self._capture,
         )
 
     async def _proxy(self, scope: Scope, receive: Receive, send: Send) -> None:
