@@ -14,6 +14,7 @@ import pytest
 import trio
 import trio.testing
 from tests.support.mock_upstream import MockUpstream
+from tests.support.providers import family_config
 from tests.support.proxy import Proxy, start_proxy
 
 ENV = {"GOOGLE_KEY": "g-real"}
@@ -25,30 +26,6 @@ MESSAGES = {
     "max_tokens": 64,
     "messages": [{"role": "user", "content": "hello there"}],
 }
-
-
-def family_config(url: str) -> str:
-    """The three families' providers, pointed at the mock."""
-    return f"""providers:
-  openai:
-    upstream_url: {url}
-    api_key_env: OPENAI_KEY
-  anthropic:
-    upstream_url: {url}
-    api_key_env: ANTHROPIC_KEY
-    auth_scheme: header
-    auth_header: x-api-key
-    headers:
-      anthropic-version: "2023-06-01"
-    formats: [anthropic, openai]
-  gemini:
-    upstream_url: {url}
-    api_key_env: GOOGLE_KEY
-    auth_scheme: header
-    auth_header: x-goog-api-key
-    chat_path: /v1beta/openai/chat/completions
-    formats: [gemini, openai]
-"""
 
 
 def policy(**extra: Any) -> dict[str, Any]:

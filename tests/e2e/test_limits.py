@@ -18,7 +18,7 @@ import pytest
 import trio
 import trio.testing
 from tests.support.mock_upstream import MockUpstream
-from tests.support.proxy import Proxy, start_proxy
+from tests.support.proxy import Proxy, openai_error_message, settled, start_proxy
 
 from tokenomics.domain.budget import format_usd
 from tokenomics.store.tokens import TokenStore
@@ -44,26 +44,11 @@ async def post(client: httpx2.AsyncClient, token: str, body: dict[str, Any]) -> 
     return await client.post("/v1/chat/completions", json=body, headers={"x-api-key": token})
 
 
-def error_message(response: httpx2.Response, status: int) -> str:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/json"
-    error = response.json()["error"]
-    assert (error["type"], error["code"]) == ("tokenomics_error", status)
-    return str(error["message"])
-
-
-async def settled(proxy: Proxy) -> None:
-    """Let the server finish the requests whose replies we have (budget settled, stats
-    recorded): `finish` runs just after the last byte went out, with no I/O wait."""
-    await trio.testing.wait_all_tasks_blocked()
-    assert proxy.server.stats.in_flight == 0
-
-
 async def input_estimate(proxy: Proxy, body: dict[str, Any]) -> int:
     """Our admission estimate E for `body`, read from the 429 of a 1-token budget."""
     async with proxy.client() as client:
         response = await post(client, proxy.token({**OPENAI, "max_tokens": 1}), body)
-    found = BUDGET_RE.fullmatch(error_message(response, 429))
+    found = BUDGET_RE.fullmatch(openai_error_message(response, 429))
     assert found is not None
     return int(found.group(2))
 
@@ -102,7 +87,7 @@ async def test_budget_smaller_than_one_request_is_429_without_upstream_call(
     async with proxy.client() as client:
         response = await post(client, token, chat())
     assert re.fullmatch(
-        r"budget exceeded: used 0 \+ input \d+ > limit 1", error_message(response, 429)
+        r"budget exceeded: used 0 \+ input \d+ > limit 1", openai_error_message(response, 429)
     )
     assert mock_upstream_server.requests == []
     await settled(proxy)
@@ -137,7 +122,9 @@ async def test_reservation_is_released_when_the_upstream_is_unreachable(proxy: P
     async with proxy.client() as client:
         for _ in range(2):  # the second would not fit if the first's reservation were kept
             response = await post(client, token, chat())
-            assert error_message(response, 502).startswith("upstream request failed after 1 ")
+            assert openai_error_message(response, 502).startswith(
+                "upstream request failed after 1 "
+            )
             await settled(proxy)
             assert proxy.server.deps.budgets.used(proxy.key.hash(token)).tokens == 0
     assert proxy.server.deps.budgets.statistics().reservations == 0
@@ -155,7 +142,7 @@ async def test_upstream_400_is_relayed_and_the_input_estimate_stays_charged(
         assert first.json()["error"]["type"] == "invalid_request_error"  # the mock's own body
         await settled(proxy)
         second = await post(client, token, body)
-    found = BUDGET_RE.fullmatch(error_message(second, 429))
+    found = BUDGET_RE.fullmatch(openai_error_message(second, 429))
     assert found is not None and int(found.group(1)) >= estimate
     assert len(mock_upstream_server.requests) == 1
 
@@ -200,7 +187,7 @@ async def test_fifty_concurrent_requests_never_exceed_a_ten_request_budget_which
         assert (statuses.count(200), statuses.count(429)) == (10, 40)
         for response in responses:
             if response.status_code == 429:
-                found = BUDGET_RE.fullmatch(error_message(response, 429))
+                found = BUDGET_RE.fullmatch(openai_error_message(response, 429))
                 assert found is not None, response.text
                 assert (int(found.group(2)), int(found.group(3))) == (estimate, limit)
         assert len(mock_upstream_server.requests) == 10
@@ -213,7 +200,7 @@ async def test_fifty_concurrent_requests_never_exceed_a_ten_request_budget_which
         assert restarted.server.deps.budgets.used(key).tokens == 10 * cost
         async with restarted.client() as client:
             response = await post(client, token, body)
-    message = error_message(response, 429)
+    message = openai_error_message(response, 429)
     assert message == f"budget exceeded: used {10 * cost} + input {estimate} > limit {limit}"
     assert mock_upstream_server.requests == []
 
@@ -234,7 +221,7 @@ async def test_cost_budget_refuses_the_request_that_would_pass_it_and_survives_r
             assert first.status_code == 200, first.text
             await settled(proxy)
             second = await post(client, token, body)
-        assert error_message(second, 429).startswith(
+        assert openai_error_message(second, 429).startswith(
             f"cost budget exceeded: used ${format_usd(cost)} + "
         )
         assert len(mock_upstream_server.requests) == 1
@@ -243,7 +230,7 @@ async def test_cost_budget_refuses_the_request_that_would_pass_it_and_survives_r
         assert restarted.server.deps.budgets.used(key).cost_usd == pytest.approx(cost)
         async with restarted.client() as client:
             again = await post(client, token, body)
-    assert error_message(again, 429).startswith("cost budget exceeded")
+    assert openai_error_message(again, 429).startswith("cost budget exceeded")
     assert len(mock_upstream_server.requests) == 1
 
 
@@ -252,7 +239,7 @@ async def test_cost_budget_refuses_the_request_that_would_pass_it_and_survives_r
 
 def rate_limited(response: httpx2.Response) -> str:
     """The 429 message of a rate limit, after checking its `Retry-After` (D8)."""
-    message = error_message(response, 429)
+    message = openai_error_message(response, 429)
     assert int(response.headers["retry-after"]) >= 1
     return message
 
@@ -364,7 +351,7 @@ async def test_cost_budget_refuses_a_model_without_a_price_instead_of_ignoring_i
         response = await client.post(
             "/v1/chat/completions", json=chat("my-unpriced-model"), headers={"x-api-key": token}
         )
-    assert "has no known price, so its cost budget cannot be enforced" in error_message(
+    assert "has no known price, so its cost budget cannot be enforced" in openai_error_message(
         response, 403
     )
     assert mock_upstream_server.requests == []

@@ -8,19 +8,18 @@ import hashlib
 import hmac
 import io
 import json
-import logging
 import re
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import httpx2
 import pytest
 import trio
+from tests.support.logs import request_lines
 from tests.support.mock_upstream import MockUpstream
 from tests.support.proxy import HASH_KEY, Proxy, start_proxy
 
-from tokenomics.services import logs
 from tokenomics.services.asgi import ProxyApp
 
 CHAT = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}
@@ -284,28 +283,6 @@ LOG_KEYS = {
     "upstream_url", "status_code", "duration_ms", "input_tokens", "output_tokens", "cost_usd",
     "remote_addr", "user_agent", "upstream_request_id", "upstream_id", "client_request_id",
 }  # fmt: skip
-
-
-@pytest.fixture
-def log_capture() -> Iterator[Callable[[Proxy], io.StringIO]]:
-    """Install the server's log handlers (as `serve` does) writing to a buffer; undo after."""
-    root, request = logging.getLogger("tokenomics"), logging.getLogger(logs.REQUEST_LOGGER)
-    saved = (root.level, root.propagate, request.disabled)
-    installed: list[logging.Handler] = []
-
-    def install(proxy: Proxy) -> io.StringIO:
-        buffer = io.StringIO()
-        installed.extend(logs.configure(proxy.settings.logging, stream=buffer))
-        return buffer
-
-    yield install
-    logs.remove(installed)
-    root.level, root.propagate, request.disabled = saved
-
-
-def request_lines(buffer: io.StringIO) -> list[dict[str, Any]]:
-    lines = [json.loads(line) for line in buffer.getvalue().splitlines()]
-    return [line for line in lines if line["logger"] == logs.REQUEST_LOGGER]
 
 
 @pytest.fixture

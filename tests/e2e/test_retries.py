@@ -22,7 +22,7 @@ import pytest
 import trio
 import trio.testing
 from tests.support.mock_upstream import GARBAGE, MockUpstream, mock_upstream
-from tests.support.proxy import Proxy, start_proxy
+from tests.support.proxy import Proxy, openai_error_message, settled, start_proxy
 
 OPENAI = {"base_key_env": "OPENAI_KEY"}
 
@@ -43,21 +43,6 @@ def retrying(**retry: Any) -> dict[str, Any]:
 async def post(proxy: Proxy, token: str, body: dict[str, Any]) -> httpx2.Response:
     async with proxy.client() as client:
         return await client.post("/v1/chat/completions", json=body, headers={"x-api-key": token})
-
-
-def error_message(response: httpx2.Response, status: int) -> str:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/json"
-    error = response.json()["error"]
-    assert (error["type"], error["code"]) == ("tokenomics_error", status)
-    return str(error["message"])
-
-
-async def settled(proxy: Proxy) -> None:
-    """Let the server finish the requests whose replies we have (budget settled, stats
-    recorded): `finish` runs just after the last byte went out, with no I/O wait."""
-    await trio.testing.wait_all_tasks_blocked()
-    assert proxy.server.stats.in_flight == 0
 
 
 def mock_error(status: int, kind: str, model: str) -> dict[str, Any]:
@@ -154,7 +139,7 @@ async def test_unreachable_query_auth_upstream_error_never_shows_the_key(
     async with start_proxy(tmp_path, mock_upstream_server.url, config=config) as proxy:
         token = proxy.token({**retrying(max_retries=1), "default_provider": "keyed"})
         response = await post(proxy, token, chat("gpt-4o"))
-    message = error_message(response, 502)
+    message = openai_error_message(response, 502)
     assert message.startswith("upstream request failed after 2 attempts: ")
     assert "sk-real" not in response.text and "key=" not in response.text
     assert "127.0.0.1" not in message
@@ -167,7 +152,9 @@ async def test_policy_timeout_ends_a_silent_upstream_with_504_in_time(
     start = trio.current_time()
     response = await post(proxy, token, chat("slow-3000"))
     elapsed = trio.current_time() - start
-    assert error_message(response, 504).startswith("upstream request failed after 1 attempts: ")
+    assert openai_error_message(response, 504).startswith(
+        "upstream request failed after 1 attempts: "
+    )
     assert 1 <= elapsed < 2
     assert len(mock_upstream_server.requests) == 1
     await settled(proxy)
@@ -258,7 +245,7 @@ async def test_connection_dropped_after_headers_is_a_502_json_error(
     token = proxy.token({**OPENAI, "timeout": 5})
     start = trio.current_time()
     response = await post(proxy, token, chat("close_after_headers-gpt"))
-    message = error_message(response, 502)
+    message = openai_error_message(response, 502)
     assert message.startswith("failed to read upstream response: ")
     assert trio.current_time() - start < 5
     assert len(mock_upstream_server.requests) == 1
@@ -284,7 +271,7 @@ async def test_unreachable_upstream_gives_502_after_every_attempt(
     token = proxy.token({**retrying(max_retries=2), "upstream_url": closed_port_url()})
     start = trio.current_time()
     response = await post(proxy, token, chat("gpt-4o"))
-    message = error_message(response, 502)
+    message = openai_error_message(response, 502)
     assert message == "upstream request failed after 3 attempts: could not connect to upstream"
     assert trio.current_time() - start < 2
 
@@ -299,7 +286,7 @@ async def test_retryable_answer_then_unreachable_fallback_is_a_502_naming_the_la
     }
     policy = {**retrying(fallbacks=["llama-3"]), "providers": {"down": [provider]}}
     response = await post(proxy, proxy.token(policy), chat("fail-503"))
-    message = error_message(response, 502)  # not the 503's headers with an empty body (W-D6)
+    message = openai_error_message(response, 502)  # not the 503's headers with an empty body (W-D6)
     assert message.startswith("upstream request failed after 2 attempts: ")
     assert "could not connect to upstream" in message and "503" in message
     assert models(mock_upstream_server) == ["fail-503"]
@@ -324,7 +311,9 @@ async def test_upstream_that_accepts_and_never_answers_times_out_every_attempt(
         response = await post(proxy, token, chat("gpt-4o"))
         elapsed = trio.current_time() - start
         nursery.cancel_scope.cancel()
-    assert error_message(response, 504).startswith("upstream request failed after 2 attempts: ")
+    assert openai_error_message(response, 504).startswith(
+        "upstream request failed after 2 attempts: "
+    )
     assert len(accepted) >= 1
     assert 4 <= elapsed < 5  # two 2 s attempts and at most 0.5 s of backoff
 
@@ -346,7 +335,7 @@ async def test_buffered_body_that_stops_mid_way_ends_after_the_policy_timeout(
         response = await post(proxy, token, chat("gpt-4o"))
         elapsed = trio.current_time() - start
         nursery.cancel_scope.cancel()
-    message = error_message(response, 504)
+    message = openai_error_message(response, 504)
     assert message == "failed to read upstream response: no data from upstream for 2s"
     assert 2 <= elapsed < 3
 

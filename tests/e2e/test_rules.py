@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import io
 import json
-import logging
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,10 +16,11 @@ import httpx2
 import orjson
 import pytest
 import trio.testing
+from tests.support.logs import request_lines
 from tests.support.mock_upstream import MockUpstream
+from tests.support.providers import family_config
 from tests.support.proxy import Proxy, start_proxy
 
-from tokenomics.services import logs
 from tokenomics.services.recorder import Recorder
 
 SSN = "123-45-6789"
@@ -31,30 +31,6 @@ ENV = {"GOOGLE_KEY": "g-real"}
 
 Body = dict[str, Any]
 Builder = Callable[[str, str], Body]  # (model, text) -> request body
-
-
-def family_config(url: str) -> str:
-    """The three families' providers, pointed at the mock."""
-    return f"""providers:
-  openai:
-    upstream_url: {url}
-    api_key_env: OPENAI_KEY
-  anthropic:
-    upstream_url: {url}
-    api_key_env: ANTHROPIC_KEY
-    auth_scheme: header
-    auth_header: x-api-key
-    headers:
-      anthropic-version: "2023-06-01"
-    formats: [anthropic, openai]
-  gemini:
-    upstream_url: {url}
-    api_key_env: GOOGLE_KEY
-    auth_scheme: header
-    auth_header: x-goog-api-key
-    chat_path: /v1beta/openai/chat/completions
-    formats: [gemini, openai]
-"""
 
 
 def policy(rules: list[Any], **extra: Any) -> dict[str, Any]:
@@ -791,28 +767,6 @@ async def test_32_and_core_41_array_content_is_scanned_and_blocked(
     response = await chat(proxy, token, chat_body([{"type": "text", "text": "drop table"}]))
     assert error_message(FAMILIES[0], response).startswith("request blocked by rule 0:")
     assert mock_upstream_server.requests == []
-
-
-@pytest.fixture
-def log_capture() -> Iterator[Callable[[Proxy], io.StringIO]]:
-    """Install the server's log handlers (as `serve` does) writing to a buffer; undo after."""
-    root, request = logging.getLogger("tokenomics"), logging.getLogger(logs.REQUEST_LOGGER)
-    saved = (root.level, root.propagate, request.disabled)
-    installed: list[logging.Handler] = []
-
-    def install(proxy: Proxy) -> io.StringIO:
-        buffer = io.StringIO()
-        installed.extend(logs.configure(proxy.settings.logging, stream=buffer))
-        return buffer
-
-    yield install
-    logs.remove(installed)
-    root.level, root.propagate, request.disabled = saved
-
-
-def request_lines(buffer: io.StringIO) -> list[dict[str, Any]]:
-    lines = [json.loads(line) for line in buffer.getvalue().splitlines()]
-    return [line for line in lines if line["logger"] == logs.REQUEST_LOGGER]
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ import pytest
 import trio
 import trio.testing
 from tests.support.mock_upstream import MockUpstream
+from tests.support.providers import family_config
 from tests.support.proxy import Proxy, start_proxy
 
 from tokenomics.services.recorder import Recorder
@@ -30,28 +31,6 @@ CARD_RULE = {"name": "cards", "type": "pii", "detect": ["credit_card"], "action"
 FAIL_RULE = {"name": "no-launch", "type": "keyword", "keywords": ["launch codes"], "action": "fail", "scope": "output"}  # fmt: skip
 
 Json = dict[str, Any]
-
-
-def family_config(url: str) -> str:
-    return f"""providers:
-  openai:
-    upstream_url: {url}
-    api_key_env: OPENAI_KEY
-  anthropic:
-    upstream_url: {url}
-    api_key_env: ANTHROPIC_KEY
-    auth_scheme: header
-    auth_header: x-api-key
-    headers:
-      anthropic-version: "2023-06-01"
-    formats: [anthropic, openai]
-  gemini:
-    upstream_url: {url}
-    api_key_env: GOOGLE_KEY
-    auth_scheme: header
-    auth_header: x-goog-api-key
-    formats: [gemini, openai]
-"""
 
 
 def policy(*rules: Json) -> Json:

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from tests.support.logs import log_capture  # noqa: F401  (a fixture, for every test)
 from tests.support.mock_upstream import MockUpstream, mock_upstream
 from tests.support.proxy import Proxy, start_proxy
 

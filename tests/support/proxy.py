@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx2
 import trio
+import trio.testing
 
 from tokenomics.app import Server, run_server
 from tokenomics.config.loader import load_settings
@@ -99,3 +100,18 @@ async def start_proxy(
             yield Proxy(server.urls[0], server, settings, environ)
         finally:
             server.shutdown()
+
+
+def openai_error_message(response: httpx2.Response, status: int) -> str:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/json"
+    error = response.json()["error"]
+    assert (error["type"], error["code"]) == ("tokenomics_error", status)
+    return str(error["message"])
+
+
+async def settled(proxy: Proxy) -> None:
+    """Let the server finish the requests whose replies we have (budget settled, stats
+    recorded): `finish` runs just after the last byte went out, with no I/O wait."""
+    await trio.testing.wait_all_tasks_blocked()
+    assert proxy.server.stats.in_flight == 0
