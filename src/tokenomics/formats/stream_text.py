@@ -29,6 +29,7 @@ Channels, by family:
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Any
@@ -79,8 +80,9 @@ def _dicts(value: Any) -> list[tuple[int, dict[str, Any]]]:
     return found
 
 
-class StreamText:
-    """A family's stream events; the base knows no text at all."""
+class StreamText(ABC):
+    """A family's stream events. Every family can write a synthetic event (`synthetic`); the
+    defaults of the others mean "no text here"."""
 
     has_snapshots = False  # True when `snapshots` can return anything
 
@@ -93,8 +95,9 @@ class StreamText:
     def snapshots(self, name: str | None, payload: Any) -> list[Piece]:
         return []
 
+    @abstractmethod
     def synthetic(self, template: dict[str, Any], channel: Channel, text: str) -> dict[str, Any]:
-        raise NotImplementedError
+        """An event of this family carrying `text` on `channel`, shaped after `template`."""
 
 
 # ── OpenAI chat completions and legacy completions ──────────────────────────────────────────
