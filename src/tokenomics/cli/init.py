@@ -18,7 +18,7 @@ from typing import Annotated, Any
 import orjson
 from cyclopts import Parameter
 
-from tokenomics.cli import envvars
+from tokenomics.cli import daemon, envvars
 from tokenomics.cli.context import Context
 from tokenomics.cli.token import CommandError
 from tokenomics.config.providers import load_providers
@@ -123,15 +123,11 @@ def proxy_base_url(
     """
     if url := proxy_url.strip():
         return url.rstrip("/")
-    server = settings.server
-    if tls is None:
-        tls = server.http_port == 0 and server.tls.enabled
-    port = port if port is not None else server.https_port if tls else server.http_port
-    if not 0 < port < 65536:
-        raise CommandError(f"invalid port {port}: use --port with a value from 1 to 65535")
+    listener = daemon.choose_listener(settings, host, port, tls)  # the one `start` uses
+    host = listener.host
     if ":" in host and not host.startswith("["):
         host = f"[{host}]"
-    return f"{'https' if tls else 'http'}://{host}:{port}"
+    return f"{'https' if listener.tls else 'http'}://{host}:{listener.port}"
 
 
 def _provider_for(cli_name: str, settings: Settings, agent: str) -> str:
