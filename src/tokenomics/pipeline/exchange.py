@@ -83,8 +83,9 @@ class Exchange:
     events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # for the event sink
     metadata: dict[str, str] = field(default_factory=dict)
     reply: Reply | None = None
-    # What the client received of a streamed reply: when `capture` (memory or events want it)
-    # the chunks up to `BODY_LIMIT` bytes; always the total size and when the first byte went out.
+    # `capture`: memory or events will read the bodies exchanged (the record then carries the
+    # body sent upstream, and the chunks of a streamed reply up to `BODY_LIMIT` bytes); the
+    # total size and when the first byte went out are always kept.
     capture: bool = False
     sent_chunks: list[bytes] = field(default_factory=list)
     sent_bytes: int = 0

@@ -52,7 +52,9 @@ class Finished:
     forwarded: bool  # a request went upstream (False: rejected locally)
     request_headers: Headers  # as received, lower-case names, credentials removed
     request_content_type: str
-    request_body: bytes  # as sent upstream, up to BODY_LIMIT; b"" when nothing was sent
+    # As sent upstream, up to BODY_LIMIT; b"" when nothing was sent or nothing reads it (memory
+    # and events are off: `Exchange.capture`), so a changed body is not encoded again for nobody.
+    request_body: bytes
     request_bytes: int  # full size of that body
     response_headers: Headers  # as sent to the client
     response_content_type: str
@@ -95,7 +97,7 @@ def sent_body(ex: Exchange) -> bytes:
 
 def from_exchange(ex: Exchange, duration_ms: int, now: datetime | None = None) -> Finished:
     request_headers = _headers(ex.raw_headers)
-    sent = sent_body(ex) if ex.upstream is not None else b""
+    sent = sent_body(ex) if ex.upstream is not None and ex.capture else b""
     reply = ex.reply
     response_headers = _headers(reply.headers) if reply is not None else ()
     policy = ex.policy
