@@ -18,6 +18,7 @@ import pytest
 import trio
 from tests.conftest import Result
 from tests.support.mock_upstream import mock_upstream
+from tests.support.proxy import start_proxy
 
 from tokenomics.cli import provider as provider_cli
 from tokenomics.config.providers import ProviderConfig
@@ -362,3 +363,20 @@ def test_probe_request_is_built_from_the_provider_config() -> None:
         "/v1/models"
     )
     assert provider_cli.models_path(ProviderConfig(name="x", chat_path="/custom")) == "/"
+
+
+async def test_insecure_skips_certificate_verification(
+    cli, work: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An HTTPS upstream with a certificate no system CA signed (our own proxy, auto-generated
+    certificate): verified, it is unreachable; with --insecure it answers (401: AUTH)."""
+    monkeypatch.setenv("STUB_KEY", SECRET)
+    (tmp_path / "tls").mkdir()
+    async with start_proxy(tmp_path / "tls", env={"TOKENOMICS_SERVER_TLS_ENABLED": "true"}) as up:
+        (https,) = [url for url in up.server.urls if url.startswith("https://")]
+        write_providers(work, stub_entry("stub", https))
+        verified = await run_cli(cli, "provider", "test", "stub")
+        insecure = await run_cli(cli, "provider", "test", "--insecure", "stub")
+    assert parse_line(verified.out, "stub").group("status") == "FAIL"
+    assert parse_line(insecure.out, "stub").group("status") == "AUTH"
+    assert "not supported" not in insecure.err

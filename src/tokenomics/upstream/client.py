@@ -29,6 +29,7 @@ from tokenomics.upstream.mock import MockProvider, MockReply
 from tokenomics.upstream.pool import Connection, ConnectionPool
 
 if TYPE_CHECKING:
+    import ssl
     from collections.abc import AsyncIterator, Mapping
 
 Headers = list[tuple[str, str]]
@@ -226,16 +227,26 @@ def _environment_proxies() -> bool:
 class Upstreams:
     """The pooled connections to every upstream, plus the in-process mock provider."""
 
-    def __init__(self, mock: MockProvider | None = None, *, max_connections: int = 1000) -> None:
+    def __init__(
+        self,
+        mock: MockProvider | None = None,
+        *,
+        max_connections: int = 1000,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        """`ssl_context`: how HTTPS upstreams are verified (default: httpx2's, the system's
+        CAs, `SSL_CERT_FILE`/`SSL_CERT_DIR` honoured)."""
+        context = ssl_context or httpx2.create_ssl_context()
         self._client: httpx2.AsyncClient | None = None
         if _environment_proxies():
             limits = httpx2.Limits(
                 max_connections=max_connections, max_keepalive_connections=256, keepalive_expiry=30
             )
             self._client = httpx2.AsyncClient(
-                timeout=httpx2.Timeout(None), limits=limits, follow_redirects=False
-            )
-        self._pool = ConnectionPool(httpx2.create_ssl_context(), max_connections=max_connections)
+                timeout=httpx2.Timeout(None), limits=limits, follow_redirects=False,
+                verify=context,
+            )  # fmt: skip
+        self._pool = ConnectionPool(context, max_connections=max_connections)
         self.mock = mock or MockProvider()
 
     async def open(self, request: UpstreamRequest, *, headers_timeout: float) -> UpstreamResponse:
