@@ -24,6 +24,15 @@ class ProbeError(Exception):
     """The probe got no usable HTTP answer; the message says why in a few words."""
 
 
+def unverified_context() -> ssl.SSLContext:
+    """TLS without certificate checks: `--insecure`, or asking our own loopback proxy (with
+    its self-signed certificate) whether it is there, never sending it a secret."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
 def join_url(base: str, path: str) -> str:
     return base.rstrip("/") + path
 

@@ -11,13 +11,14 @@ import contextlib
 import http.client
 import os
 import signal
-import ssl
 import subprocess
 import time
 from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
+
+from tokenomics.cli.probe import unverified_context
 
 if TYPE_CHECKING:
     from tokenomics.cli.pidfile import PidRecord
@@ -104,10 +105,9 @@ def health_pid(url: str, timeout: float = 1.0) -> int | None:
     host = probe_host(parts.hostname)
     conn: http.client.HTTPConnection
     if parts.scheme == "https":
-        context = ssl.create_default_context()
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE  # only asking "is it ours?", never sending secrets
-        conn = http.client.HTTPSConnection(host, parts.port, timeout=timeout, context=context)
+        conn = http.client.HTTPSConnection(
+            host, parts.port, timeout=timeout, context=unverified_context()
+        )
     else:
         conn = http.client.HTTPConnection(host, parts.port, timeout=timeout)
     try:

@@ -8,7 +8,6 @@ Keys are sent, never printed: URLs are shown without their query string.
 
 from __future__ import annotations
 
-import ssl
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -17,6 +16,7 @@ from cyclopts import App, Parameter
 
 from tokenomics.cli.context import Context
 from tokenomics.cli.output import print_json
+from tokenomics.cli.probe import unverified_context
 from tokenomics.cli.token import CommandError
 from tokenomics.config.providers import ProviderConfig, load_providers
 from tokenomics.upstream.client import UpstreamError, UpstreamRequest, Upstreams
@@ -219,10 +219,7 @@ def open_upstreams(*, insecure: bool) -> Upstreams:
     """The pooled client; with `insecure`, certificates are not verified."""
     if not insecure:
         return Upstreams()
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    return Upstreams(ssl_context=context)
+    return Upstreams(ssl_context=unverified_context())
 
 
 async def _run_tests(

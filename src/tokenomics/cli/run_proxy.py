@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import ssl
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,7 +16,7 @@ from urllib.parse import urlsplit
 import orjson
 import trio
 
-from tokenomics.cli.probe import ProbeError, http_get, join_url
+from tokenomics.cli.probe import ProbeError, http_get, join_url, unverified_context
 from tokenomics.domain.errors import TokenomicsError
 from tokenomics.services.tls import resolve_tls
 
@@ -44,13 +43,6 @@ def url_host(host: str) -> str:
 
 def local_url(host: str, port: int, tls: bool) -> str:
     return f"{'https' if tls else 'http'}://{url_host(host)}:{port}"
-
-
-def unverified_context() -> ssl.SSLContext:
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    return context
 
 
 async def check_remote(url: str, *, insecure: bool) -> None:
