@@ -1,7 +1,8 @@
 """What of a captured exchange may be shown in memory files and communication events (sans-I/O).
 
-Headers lose every credential (the `Finished` record already dropped the known ones; this is
-the second fence, by name pattern too), bodies become a text sample or a binary marker, and all
+Headers lose every credential (`is_sensitive`: the known names and any name that looks like
+one; the `Finished` record is built with it, and the renderers apply it again to whatever they
+are given), bodies become a text sample or a binary marker, and all
 text is sanitised: invalid UTF-8 becomes `?`, control characters other than `\\n`, `\\r` and
 `\\t` (C0, DEL and C1) become a space (`cli.md` §7.3, §7.6).
 """

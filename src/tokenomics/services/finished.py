@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from tokenomics.domain.usage import ResponseMeta, Usage
-from tokenomics.pipeline.headers import CREDENTIALS
+from tokenomics.services.capture import is_sensitive
 
 if TYPE_CHECKING:
     from tokenomics.domain.policy import MemoryPolicy
@@ -78,7 +78,7 @@ class Finished:
 
 
 def _headers(pairs: list[tuple[str, str]]) -> Headers:
-    return tuple((k.lower(), v) for k, v in pairs if k.lower() not in CREDENTIALS)
+    return tuple((k.lower(), v) for k, v in pairs if not is_sensitive(k))
 
 
 def _content_type(headers: Headers) -> str:
