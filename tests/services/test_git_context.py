@@ -41,6 +41,7 @@ async def test_a_session_in_a_repository_records_commits_made_during_it(tmp_path
     (repo / "a.txt").write_text("changed, not committed")
     ledger = await Ledger.open(tmp_path / "sessions", repo)
     assert ledger is not None
+    await ledger.take_git_context()  # what `run` does first
     await ledger.write([finished(1)])
     git(repo, "checkout", "-q", "--", "a.txt")
     second = commit(repo, "b.txt")

@@ -1,9 +1,10 @@
 """The session ledger (`cli.md` §7.1, decision D17): one session per server process.
 
-`Ledger.open` (before serving) creates `{dir}/sessions`, recovers journals left by crashed
-processes and takes the git context. `run` then consumes `Finished` records from a channel,
-gathers them for `BATCH_SECONDS`, formats the batch on the event loop and appends it to the
-journal in a worker thread (fsync per batch); memory files are written in the same thread hop.
+`Ledger.open` (before serving) creates `{dir}/sessions` and recovers journals left by crashed
+processes. `run` takes the git context (while the proxy already serves), then consumes
+`Finished` records from a channel, gathers them for `BATCH_SECONDS`, formats the batch on the
+event loop and appends it to the journal in a worker thread (fsync per batch); memory files are
+written in the same thread hop.
 When the channel closes or the service is cancelled, a shielded, time-bounded close writes the
 session JSON atomically and removes the journal. A failed write (disk full, unwritable
 directory) is logged once per run of failures, counted in `statistics()`, and retried with the
@@ -98,7 +99,7 @@ class Ledger:
     """The running session. Its methods with a leading underscore block (worker thread)."""
 
     def __init__(
-        self, sessions: Path | None, cwd: Path, git: Entry, *, events: EventsOf | None = None,
+        self, sessions: Path | None, cwd: Path, *, events: EventsOf | None = None,
         memory: MemorySink | None = None, now: datetime | None = None,
     ) -> None:  # fmt: skip
         # Without `sessions` only the memory files are written (the ledger is off).
@@ -110,7 +111,7 @@ class Ledger:
         self._header: Entry = {
             "session_id": self.session_id,
             "started_at": format_seconds(self.started_at),
-            "git": git,
+            "git": {},  # filled in by `take_git_context`
         }
         self._events, self._memory = events, memory
         self._journal: Journal | None = None
@@ -130,14 +131,20 @@ class Ledger:
         result then only writes `memory`, or is None without memory."""
         try:
             if sessions is None:
-                return cls(None, cwd, {}, memory=memory) if memory is not None else None
+                return cls(None, cwd, memory=memory) if memory is not None else None
             await trio.to_thread.run_sync(ensure_dir, sessions)
         except OSError as exc:
             logger.error("session ledger disabled: cannot create %s: %s", sessions, exc)
             return await cls.open(None, cwd, memory=memory)
         await trio.to_thread.run_sync(recover_all, sessions)
-        git = await git_context.open_context(cwd)
-        return cls(sessions, cwd, git, events=events, memory=memory)
+        return cls(sessions, cwd, events=events, memory=memory)
+
+    async def take_git_context(self) -> None:
+        """The git context at the start of the session, for the journal's header. `run` takes
+        it once serving has begun (git can take a while in a large repository), before its
+        first write."""
+        if self.journaling:
+            self._header["git"] = await git_context.open_context(self._cwd)
 
     @property
     def journal_path(self) -> Path:
@@ -267,6 +274,7 @@ async def run(
     task_status.started()
     gathering: list[Finished] = []  # received, not yet handed to the ledger
     try:
+        await ledger.take_git_context()
         async for first in receive:
             gathering.append(first)
             # Let a batch gather: one thread hop and one fsync per batch, not per request.
