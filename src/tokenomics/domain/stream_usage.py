@@ -27,6 +27,11 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
 DEFAULT_MAX_TEXT_BYTES = 512 * 1024  # assistant text kept from a stream (for memory capture)
+# Keys of a chunk and of a delta that carry nothing but text (or nothing we read): anything
+# else sends the chunk through the full field checks.
+_PLAIN_CHUNK = frozenset({"id", "object", "created", "model", "choices", "system_fingerprint",
+                          "service_tier", "obfuscation", "provider"})  # fmt: skip
+_PLAIN_DELTA = frozenset({"role", "content", "refusal"})
 
 
 class _Capped:
@@ -172,15 +177,33 @@ class StreamAccounting:
             self.finish_reason = stop or self.finish_reason
 
     def _chunk(self, data: Mapping[str, Any]) -> None:
-        """OpenAI chat/completions chunks and Gemini stream chunks."""
+        """OpenAI chat/completions chunks and Gemini stream chunks.
+
+        This runs for every chunk of every stream, so the rare fields are looked for only when
+        their key is there; a plain text delta is a handful of dict lookups."""
         for choice in _mappings(data, "choices"):
-            delta = map_field(choice, "delta")
-            self._text.add(str_field(delta, "content") or str_field(choice, "text"))
-            self._extra.add(str_field(delta, "reasoning_content") or str_field(delta, "reasoning"))
-            for call in _mappings(delta, "tool_calls"):
-                self._add_call(map_field(call, "function"))
-            self._add_call(map_field(delta, "function_call"))
-            self.finish_reason = str_field(choice, "finish_reason") or self.finish_reason
+            delta = choice.get("delta")
+            if isinstance(delta, dict):
+                self._text.add(str_field(delta, "content") or str_field(choice, "text"))
+                if not _PLAIN_DELTA.issuperset(delta):
+                    self._delta_extras(delta)
+            else:
+                self._text.add(str_field(choice, "text"))
+            reason = choice.get("finish_reason")
+            if reason and isinstance(reason, str):
+                self.finish_reason = reason
+        if "candidates" in data:
+            self._candidates(data)
+        if not _PLAIN_CHUNK.issuperset(data):
+            self._report(_chunk_usage(data))
+
+    def _delta_extras(self, delta: Mapping[str, Any]) -> None:
+        self._extra.add(str_field(delta, "reasoning_content") or str_field(delta, "reasoning"))
+        for call in _mappings(delta, "tool_calls"):
+            self._add_call(map_field(call, "function"))
+        self._add_call(map_field(delta, "function_call"))
+
+    def _candidates(self, data: Mapping[str, Any]) -> None:
         for candidate in _mappings(data, "candidates"):
             for part in _mappings(map_field(candidate, "content"), "parts"):
                 thought = part.get("thought") is True
@@ -188,7 +211,6 @@ class StreamAccounting:
                 if (function_call := map_field(part, "functionCall")) is not None:
                     self._extra.add(json.dumps(function_call, ensure_ascii=False))
             self.finish_reason = str_field(candidate, "finishReason") or self.finish_reason
-        self._report(_chunk_usage(data))
 
     def _add_call(self, function: Mapping[str, Any] | None) -> None:
         name = str_field(function, "name")

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 
 MAX_RESPONSE_BYTES = 32 * 1024 * 1024
 _EVENT_END = re.compile(rb"(?:\r\n|\r|\n)(?:\r\n|\r|\n)")
+_EMPTY_CHOICES = re.compile(rb'"choices"\s*:\s*\[\s*\]')  # in every usage-only chunk
 
 
 def _json(text: str) -> Any:
@@ -53,14 +54,28 @@ class _EventSplitter:
     def __init__(self) -> None:
         self._pending = b""
 
-    def feed(self, chunk: bytes) -> list[bytes]:
+    def whole(self, chunk: bytes) -> bytes:
+        """The whole events so far, as one piece; an unfinished last one waits for the rest."""
         data = self._pending + chunk
+        if b"\r" in data:
+            end = max((m.end() for m in _EVENT_END.finditer(data)), default=0)
+        else:  # the usual line ends: one scan from the right
+            end = data.rfind(b"\n\n") + 2 if b"\n\n" in data else 0
+        self._pending = data[end:]
+        return data[:end]
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        return self.events(self.whole(chunk))
+
+    @staticmethod
+    def events(whole: bytes) -> list[bytes]:
+        if b"\r" not in whole:
+            return [event + b"\n\n" for event in whole.split(b"\n\n")[:-1]]
         events: list[bytes] = []
         start = 0
-        for match in _EVENT_END.finditer(data):
-            events.append(data[start : match.end()])
+        for match in _EVENT_END.finditer(whole):
+            events.append(whole[start : match.end()])
             start = match.end()
-        self._pending = data[start:]
         return events
 
     def flush(self) -> bytes:
@@ -73,20 +88,26 @@ def _usage_only(payload: Any) -> bool:
 
 
 class _UsageChunkFilter:
-    """Splits a byte stream into whole SSE events and drops OpenAI's usage-only chunk."""
+    """Splits a byte stream into whole SSE events and drops OpenAI's usage-only chunk.
+
+    Only events that could be that chunk (`"choices": []` in their bytes, a C-level scan of
+    each piece) are split out and parsed; everything else passes as it came."""
 
     def __init__(self) -> None:
         self._split = _EventSplitter()
 
     def feed(self, chunk: bytes) -> bytes:
-        return b"".join(e for e in self._split.feed(chunk) if not self._usage_only(e))
+        whole = self._split.whole(chunk)
+        if _EMPTY_CHOICES.search(whole) is None:
+            return whole
+        return b"".join(e for e in self._split.events(whole) if not self._usage_only(e))
 
     def flush(self) -> bytes:
         return self._split.flush()
 
     @staticmethod
     def _usage_only(event: bytes) -> bool:
-        if b'"usage"' not in event:
+        if b'"usage"' not in event or _EMPTY_CHOICES.search(event) is None:
             return False
         for line in event.splitlines():
             if line.startswith(b"data:"):
