@@ -27,6 +27,7 @@ _SUFFIXES = re.compile(
 )
 _VENDOR = re.compile(r"(?:[a-z]+\.)+")  # Bedrock: anthropic.claude-…, us.meta.llama…
 _SEPARATORS = ("-", "_", ":", "@", "/")
+_MEMO_SIZE = 4096
 
 
 @dataclass(frozen=True, slots=True, init=False)
@@ -60,11 +61,12 @@ class Price:
 class PriceTable:
     """Model name -> `Price`, with lenient lookup. Immutable after construction."""
 
-    __slots__ = ("_by_length", "_prices")
+    __slots__ = ("_by_length", "_found", "_prices")
 
     def __init__(self, prices: Mapping[str, Price]) -> None:
         self._prices = {name.lower(): price for name, price in prices.items()}
         self._by_length = sorted(self._prices, key=len, reverse=True)
+        self._found: dict[str, Price | None] = {}  # lookups already made (twice per request)
 
     def __len__(self) -> int:
         return len(self._prices)
@@ -77,6 +79,16 @@ class PriceTable:
 
     def lookup(self, model: str) -> Price | None:
         """The price of `model`: exact, without provider prefix, without suffixes, by prefix."""
+        try:
+            return self._found[model]
+        except KeyError:
+            pass
+        if len(self._found) >= _MEMO_SIZE:
+            self._found.clear()
+        found = self._found[model] = self._search(model)
+        return found
+
+    def _search(self, model: str) -> Price | None:
         forms = _name_forms(model.strip().lower())
         dashed = forms[-1].replace(".", "-")  # openrouter's claude-sonnet-4.5; exact match only
         for form in (*forms, dashed):
