@@ -149,7 +149,6 @@ async def run_server(
         https_port=server_settings.https_port, tls=tls, grace=server_settings.shutdown_grace,
         ephemeral=ephemeral,
     )  # fmt: skip
-    app = ProxyApp(deps, stats, trio.current_time)
     stopped: trio.Event | None = None
     try:
         await trio.to_thread.run_sync(cache.reload)
@@ -170,11 +169,14 @@ async def run_server(
             )
             server = Server([], stats, deps, session)
             stopped = server.stopped
-            async with trio.open_nursery() as producers:
-                server.urls = await producers.start(
-                    partial(serve, app, config, shutdown_trigger=server._stop.wait)
-                )
-                task_status.started(server)
+            async with trio.open_nursery() as watchers:  # of client disconnects, per request
+                app = ProxyApp(deps, stats, trio.current_time, watchers.start_soon)
+                async with trio.open_nursery() as producers:
+                    server.urls = await producers.start(
+                        partial(serve, app, config, shutdown_trigger=server._stop.wait)
+                    )
+                    task_status.started(server)
+                watchers.cancel_scope.cancel()  # those of requests cut short by the shutdown
             send.close()  # the ledger drains what is left and writes the session
             consumers.cancel_scope.cancel()
     finally:
