@@ -61,8 +61,24 @@ def parse_rfc3339(text: str) -> datetime | None:
 
 
 def format_rfc3339(moment: datetime) -> str:
-    """UTC, whole seconds, `Z` suffix: `2025-01-02T03:04:05Z`."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """UTC, whole seconds, `Z` suffix: `2025-01-02T03:04:05Z`. (`isoformat` is about twice as
+    fast as `strftime`, and these run several times per recorded request.)"""
+    return _utc(moment).isoformat(timespec="seconds") + "Z"
+
+
+def format_rfc3339_ms(moment: datetime) -> str:
+    """UTC with milliseconds: `2025-01-02T03:04:05.678Z`."""
+    return _utc(moment).isoformat(timespec="milliseconds") + "Z"
+
+
+def format_rfc3339_nano(moment: datetime) -> str:
+    """UTC with nanoseconds, Go's RFC3339Nano width (Python keeps microseconds; the last 3
+    digits are 0): `2025-01-02T03:04:05.678901000Z`."""
+    return _utc(moment).isoformat(timespec="microseconds") + "000Z"
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(tzinfo=None)
 
 
 def _add_years(moment: datetime, years: int) -> datetime:

@@ -26,17 +26,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from tokenomics.domain.durations import format_rfc3339, format_rfc3339_nano
+
 Entry = dict[str, Any]
 _EXTRA_TOKENS = ("cached_input_tokens", "cache_creation_tokens", "reasoning_tokens")
-
-
-def format_nano(moment: datetime) -> str:
-    """RFC 3339 UTC with nanoseconds (Python keeps microseconds; the last 3 digits are 0)."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f000Z")
-
-
-def format_seconds(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def parse_time(text: str) -> datetime | None:
@@ -85,7 +78,7 @@ def request_entry(v: EntryValues) -> Entry:
     consumed = v.input_tokens + v.output_tokens > 0
     cost = v.cost_usd if v.cost_usd is not None or consumed else 0.0
     entry: Entry = {
-        "timestamp": format_nano(v.recorded_at),
+        "timestamp": format_rfc3339_nano(v.recorded_at),
         "token_hash": v.token_hash,
         "model": v.model,
         "provider": v.provider,
@@ -182,7 +175,7 @@ class TokenRollup(Rollup):
             self.models_used.append(model)
         moment = parse_time(entry.get("timestamp", ""))
         if moment is not None:
-            seen = format_seconds(moment)
+            seen = format_rfc3339(moment)
             self.first_seen = min(self.first_seen or seen, seen)
             self.last_seen = max(self.last_seen, seen)
 

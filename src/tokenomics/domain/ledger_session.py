@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from tokenomics.domain.ledger import Entry, format_seconds, rollups
+from tokenomics.domain.durations import format_rfc3339
+from tokenomics.domain.ledger import Entry, rollups
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
@@ -35,8 +36,8 @@ def session_json(
     duration = max(0, round((ended_at - started_at).total_seconds() * 1000))
     session: Entry = {
         "session_id": session_id,
-        "started_at": format_seconds(started_at),
-        "ended_at": format_seconds(ended_at),
+        "started_at": format_rfc3339(started_at),
+        "ended_at": format_rfc3339(ended_at),
         "duration_ms": duration,
         "git": {k: v for k, v in git.items() if v not in ("", None, False)},
         **rollups(requests),

@@ -24,10 +24,10 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from tokenomics.domain.durations import format_rfc3339_ms
 from tokenomics.services.capture import (
     is_event_stream,
     parse_time,
-    rfc3339_ms,
     safe_headers,
     sanitise,
     sse_events,
@@ -49,15 +49,15 @@ def communication_events(f: Finished, *, max_chunks: int = MAX_CHUNK_EVENTS) -> 
         if f.first_byte_ms is not None
         else f.recorded_at
     )
-    events = [_request(f, rfc3339_ms(started))]
-    events.append(_event(f, "response.started", rfc3339_ms(first_byte), _response_start(f)))
-    done = rfc3339_ms(f.recorded_at)
+    events = [_request(f, format_rfc3339_ms(started))]
+    events.append(_event(f, "response.started", format_rfc3339_ms(first_byte), _response_start(f)))
+    done = format_rfc3339_ms(f.recorded_at)
     final: Event = {}
     if f.stream and f.response_chunks:
         bodies = chunk_bodies(f.response_chunks, f.response_content_type)
         for index, body in enumerate(bodies[:max_chunks], start=1):
             fields = {"chunk_index": index, "body": body, "stream": True}
-            events.append(_event(f, "response.chunk", rfc3339_ms(first_byte), fields))
+            events.append(_event(f, "response.chunk", format_rfc3339_ms(first_byte), fields))
         final = {"chunk_count": len(bodies), "chunks_omitted": max(0, len(bodies) - max_chunks)}
     elif f.response_body:
         fields = {

@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 import trio
 import trio.lowlevel
 
-from tokenomics.domain.ledger import Entry, EntryValues, format_seconds, request_entry
+from tokenomics.domain.durations import format_rfc3339
+from tokenomics.domain.ledger import Entry, EntryValues, request_entry
 from tokenomics.services import git_context
 from tokenomics.services.ledger_files import (
     JOURNAL,
@@ -110,7 +111,7 @@ class Ledger:
         self._cwd = cwd
         self._header: Entry = {
             "session_id": self.session_id,
-            "started_at": format_seconds(self.started_at),
+            "started_at": format_rfc3339(self.started_at),
             "git": {},  # filled in by `take_git_context`
         }
         self._events, self._memory = events, memory

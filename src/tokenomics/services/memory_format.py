@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from tokenomics.domain.durations import format_rfc3339
 from tokenomics.domain.stream_usage import StreamAccounting
 from tokenomics.services.capture import (
     header_lines,
     is_event_stream,
     parse_time,
-    rfc3339,
     sanitise,
     sse_events,
     text_of,
@@ -45,7 +45,7 @@ _EVENT_FIELDS = (
 
 
 def entry(moment: datetime, key: str, role: str, model: str, content: str) -> str:
-    header = f"## {rfc3339(moment)} | {key} | {role} | {sanitise(model)}"
+    header = f"## {format_rfc3339(moment)} | {key} | {role} | {sanitise(model)}"
     return f"{header}\n\n{content.rstrip(chr(10))}\n\n---\n\n"
 
 
