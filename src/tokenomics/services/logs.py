@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tokenomics.domain.durations import format_rfc3339
 from tokenomics.domain.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -48,7 +49,7 @@ class TextFormatter(logging.Formatter):
         message = record.getMessage()
         if isinstance(fields, dict):
             message = " ".join(f"{k}={v}" for k, v in fields.items())
-        stamp = datetime.fromtimestamp(record.created, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        stamp = format_rfc3339(datetime.fromtimestamp(record.created, UTC))
         return f"{stamp} {record.levelname:<7} {record.name}: {message}"
 
 
