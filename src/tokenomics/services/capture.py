@@ -9,6 +9,7 @@ text is sanitised: invalid UTF-8 becomes `?`, control characters other than `\\n
 
 from __future__ import annotations
 
+import functools
 import re
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -23,6 +24,7 @@ SENSITIVE = CREDENTIALS | {"set-cookie", "x-auth-token", "x-amz-security-token",
 # Any other header that looks like it carries a secret (`x-goog-api-key`, `anthropic-api-key`,
 # `x-session-token`, …). `x-ratelimit-remaining-tokens` and friends stay.
 _SECRET_NAME = re.compile(r"api-?key|secret|passw|auth|cookie|(?:^|-)(?:access|session|id)-token$")
+_BOM = b"\xef\xbb\xbf"
 _BINARY_TYPES = ("image/", "audio/", "video/", "application/octet-stream")
 _UTF8_TAIL = 3  # a body cut at its size limit may end inside a multi-byte sequence
 
@@ -33,11 +35,13 @@ _SANITISE.update({c: "?" for c in range(0xDC80, 0xDD00)})
 _UNSAFE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\udc80-\udcff]")  # _SANITISE's keys
 
 
+@functools.lru_cache(maxsize=1024)  # header names repeat; the regex is the costly part
 def is_sensitive(name: str) -> bool:
     lower = name.lower()
     return lower in SENSITIVE or _SECRET_NAME.search(lower) is not None
 
 
+@functools.lru_cache(maxsize=1024)
 def canonical(name: str) -> str:
     """`content-type` → `Content-Type`, like Go's canonical MIME header keys."""
     return "-".join(part[:1].upper() + part[1:].lower() for part in name.split("-"))
@@ -102,6 +106,24 @@ def parse_time(text: str, fallback: datetime) -> datetime:
 
 def is_event_stream(content_type: str) -> bool:
     return "event-stream" in content_type.lower()
+
+
+def sse_data(chunks: Iterable[bytes]) -> list[str]:
+    """The `data` of each SSE event in captured chunks, as `sse_events` gives it.
+
+    Most streams (OpenAI's) are nothing but `data: …` events with LF line ends: those are cut
+    out directly; anything else (fields, comments, CR, a BOM) goes through the parser."""
+    raw = b"".join(chunks)
+    events = raw.split(b"\n\n")
+    if not events[-1]:
+        events.pop()
+    simple = not raw.startswith(_BOM) and b"\r" not in raw
+    if simple and all(event.startswith(b"data:") and b"\n" not in event for event in events):
+        return [
+            (event[6:] if event[5:6] == b" " else event[5:]).decode("utf-8", "replace")
+            for event in events
+        ]
+    return [event.data for event in sse_events([raw])]
 
 
 def sse_events(chunks: Iterable[bytes]) -> list[SSEEvent]:

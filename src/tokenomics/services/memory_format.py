@@ -23,6 +23,7 @@ from tokenomics.services.capture import (
     is_event_stream,
     parse_time,
     sanitise,
+    sse_data,
     sse_events,
     text_of,
 )
@@ -102,22 +103,22 @@ def stream_text(
     The chunks are what the client received, so the text is the masked one; `known` is that
     text (and whether it was cut) when the relay already read it, else it is read here.
     """
-    accounting = None if known is not None else StreamAccounting()
-    payloads = []
-    for event in sse_events(chunks):
-        if not event.data:
-            continue
-        payloads.append(sanitise(event.data.replace("\ufffd", "?")))
-        if accounting is not None and event.data != "[DONE]":
-            parsed = _json(event.data)
+    if known is None:
+        accounting = StreamAccounting()
+        events = sse_events(chunks)
+        for event in events:
+            parsed = _json(event.data) if event.data and event.data != "[DONE]" else None
             if isinstance(parsed, dict):
                 accounting.feed(event.event, parsed)
-    if accounting is not None:
         known = (accounting.text, accounting.text_truncated)
-    assert known is not None
+        payloads = [event.data for event in events]
+    else:
+        payloads = sse_data(chunks)
     text, truncated = known
+    # Sanitising maps character by character, so the numbered list is sanitised whole.
+    numbered = "\n".join(f"{n}. {p}" for n, p in enumerate(filter(None, payloads), 1))
     lines = ["[streaming sse]", "", "SSE events:"]
-    lines += [f"{n}. {p}" for n, p in enumerate(payloads, start=1)] or ["(none captured)"]
+    lines.append(sanitise(numbered.replace("\ufffd", "?")) if numbered else "(none captured)")
     lines += ["", "Captured assistant text:", sanitise(text) or "(none)"]
     if truncated or total > sum(len(chunk) for chunk in chunks):
         lines += ["", TRUNCATED]
