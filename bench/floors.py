@@ -21,7 +21,7 @@ import trio
 from hypercorn.config import Config
 from responses import completion  # bench/ is on sys.path when this file runs as a script
 
-from tokenomics.services.http_server import GC_THRESHOLDS
+from tokenomics.services.http_server import GC_THRESHOLDS, use_keep_alive_timer
 from tokenomics.upstream.client import UpstreamRequest, Upstreams, read_all
 
 BODY = (
@@ -93,6 +93,7 @@ def serve(app: Any, port: str) -> None:
     config.keep_alive_timeout = 75
     config.include_server_header = False
     gc.set_threshold(*GC_THRESHOLDS)  # as the proxy does
+    use_keep_alive_timer()
 
     async def terminated() -> None:
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:

@@ -1,0 +1,151 @@
+"""hypercorn with our keep-alive timer (`KeepAliveTimer`): idle connections still close after
+the keep-alive timeout, a request longer than that timeout is never cut, the timer restarts
+for each request of a connection, and a client leaving mid-request leaves nothing behind."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import hypercorn.trio.tcp_server
+import pytest
+import trio
+import trio.testing
+
+from tokenomics.services.http_server import (
+    KeepAliveTimer,
+    serve,
+    server_config,
+    use_keep_alive_timer,
+)
+
+KEEP_ALIVE = 5.0
+REQUEST = b"GET /slow HTTP/1.1\r\nhost: test\r\n\r\n"
+FAST = b"GET / HTTP/1.1\r\nhost: test\r\n\r\n"
+
+
+@pytest.fixture
+def autojump_clock() -> trio.testing.MockClock:
+    return trio.testing.MockClock(autojump_threshold=0)
+
+
+async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            else:
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+    await receive()
+    if scope["path"] == "/slow":
+        await trio.sleep(3 * KEEP_ALIVE)  # longer than the keep-alive timeout
+    headers = [(b"content-length", b"2")]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+class Server:
+    def __init__(self, url: str, stop: trio.Event) -> None:
+        self.port = int(url.rsplit(":", 1)[1])
+        self.stop = stop
+
+
+async def start(nursery: trio.Nursery) -> Server:
+    config = server_config(
+        host="127.0.0.1", http_port=0, https_port=0, tls=None, grace=1, ephemeral=True
+    )
+    config.keep_alive_timeout = KEEP_ALIVE
+    stop = trio.Event()
+    urls = await nursery.start(lambda task_status: serve(
+        app, config, shutdown_trigger=stop.wait, task_status=task_status
+    ))  # fmt: skip
+    return Server(urls[0], stop)
+
+
+async def response(stream: trio.SocketStream) -> bytes:
+    data = b""
+    while not data.endswith(b"ok"):
+        chunk = await stream.receive_some()
+        assert chunk, f"closed after {data!r}"
+        data += chunk
+    return data
+
+
+def test_hypercorn_takes_our_timer() -> None:
+    assert use_keep_alive_timer()
+    assert hypercorn.trio.tcp_server.TrioSingleTask is KeepAliveTimer  # type: ignore[attr-defined]
+
+
+async def test_an_idle_connection_closes_after_the_keep_alive_timeout(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    async with trio.open_nursery() as nursery:
+        server = await start(nursery)
+        stream = await trio.open_tcp_stream("127.0.0.1", server.port)
+        await stream.send_all(FAST)
+        assert (await response(stream)).startswith(b"HTTP/1.1 200")
+        answered = trio.current_time()
+        assert await stream.receive_some() == b""  # the server closed the idle connection
+        assert KEEP_ALIVE <= trio.current_time() - answered < KEEP_ALIVE + 1
+        server.stop.set()
+
+
+async def test_a_request_longer_than_the_timeout_is_answered_and_the_timer_restarts(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    async with trio.open_nursery() as nursery:
+        server = await start(nursery)
+        stream = await trio.open_tcp_stream("127.0.0.1", server.port)
+        for _ in range(3):  # slow, fast, slow on one connection: each timer is a fresh one
+            await stream.send_all(REQUEST)
+            assert (await response(stream)).startswith(b"HTTP/1.1 200")
+            await stream.send_all(FAST)
+            assert (await response(stream)).startswith(b"HTTP/1.1 200")
+        answered = trio.current_time()
+        assert await stream.receive_some() == b""
+        assert KEEP_ALIVE <= trio.current_time() - answered < KEEP_ALIVE + 1
+        server.stop.set()
+
+
+async def test_a_client_gone_mid_request_leaves_no_task_behind(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    with trio.fail_after(4 * KEEP_ALIVE):  # the server and its connection tasks all end
+        async with trio.open_nursery() as nursery:
+            server = await start(nursery)
+            stream = await trio.open_tcp_stream("127.0.0.1", server.port)
+            await stream.send_all(REQUEST)
+            await trio.sleep(1)
+            await stream.aclose()
+            await trio.sleep(4 * KEEP_ALIVE - 5)  # the slow answer is done, the timer too
+            server.stop.set()
+
+
+class _Group:
+    def __init__(self, nursery: trio.Nursery) -> None:
+        self._nursery = nursery  # the attribute hypercorn's task group has
+
+
+async def test_a_restart_replaces_the_running_timer_and_a_stop_ends_it() -> None:
+    ran: list[str] = []
+
+    def action(name: str) -> Any:
+        async def run() -> None:
+            ran.append(f"{name} started")
+            try:
+                await trio.sleep_forever()
+            finally:
+                ran.append(f"{name} ended")
+
+        return run
+
+    timer = KeepAliveTimer()
+    async with trio.open_nursery() as nursery:
+        await timer.restart(_Group(nursery), action("first"))
+        await trio.testing.wait_all_tasks_blocked()
+        await timer.restart(_Group(nursery), action("second"))
+        await timer.stop()
+        await timer.restart(_Group(nursery), action("third"))
+        await timer.stop()  # before it ever ran: it never starts
+    assert ran == ["first started", "first ended"]
