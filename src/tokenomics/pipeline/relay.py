@@ -37,7 +37,9 @@ if TYPE_CHECKING:
     from tokenomics.upstream.client import UpstreamResponse
 
 MAX_RESPONSE_BYTES = 32 * 1024 * 1024
-_EVENT_END = re.compile(rb"(?:\r\n|\r|\n)(?:\r\n|\r|\n)")
+# A line end, then an empty line. A CR before an LF is never a line end of its own: without
+# the lookahead, `a\r\nb` would read as `a`, CR, LF (a blank line) and split an event.
+_EVENT_END = re.compile(rb"(?:\r\n|\r(?!\n)|\n)(?:\r\n|\r(?!\n)|\n)")
 _EMPTY_CHOICES = re.compile(rb'"choices"\s*:\s*\[\s*\]')  # in every usage-only chunk
 
 
@@ -57,8 +59,9 @@ class _EventSplitter:
     def whole(self, chunk: bytes) -> bytes:
         """The whole events so far, as one piece; an unfinished last one waits for the rest."""
         data = self._pending + chunk
-        if b"\r" in data:
-            end = max((m.end() for m in _EVENT_END.finditer(data)), default=0)
+        if b"\r" in data:  # a CR at the very end may be half of a CRLF: it waits
+            scan = data[:-1] if data.endswith(b"\r") else data
+            end = max((m.end() for m in _EVENT_END.finditer(scan)), default=0)
         else:  # the usual line ends: one scan from the right
             end = data.rfind(b"\n\n") + 2 if b"\n\n" in data else 0
         self._pending = data[end:]
@@ -98,9 +101,22 @@ class _UsageChunkFilter:
 
     def feed(self, chunk: bytes) -> bytes:
         whole = self._split.whole(chunk)
-        if _EMPTY_CHOICES.search(whole) is None:
+        found = _EMPTY_CHOICES.search(whole)
+        if found is None:
             return whole
-        return b"".join(e for e in self._split.events(whole) if not self._usage_only(e))
+        if b"\r" in whole:
+            return b"".join(e for e in self._split.events(whole) if not self._usage_only(e))
+        kept, start = [], 0  # LF only: cut out just the events around the candidates
+        while found is not None:
+            before = whole.rfind(b"\n\n", start, found.start())
+            begin = before + 2 if before >= 0 else start
+            end = whole.find(b"\n\n", found.end()) + 2  # `whole` ends with a blank line
+            if self._usage_only(whole[begin:end]):
+                kept.append(whole[start:begin])
+                start = end
+            found = _EMPTY_CHOICES.search(whole, end)
+        kept.append(whole[start:])
+        return b"".join(kept)
 
     def flush(self) -> bytes:
         return self._split.flush()

@@ -1,0 +1,60 @@
+"""The relay's event splitting and its filter of OpenAI's usage-only chunk (D13): events stay
+whole whatever their line ends, only the usage-only event goes, and every other byte passes
+unchanged and in order, wherever the chunks of the stream are cut."""
+
+from __future__ import annotations
+
+import pytest
+
+from tokenomics.pipeline.relay import _EventSplitter, _UsageChunkFilter
+
+TEXT = b'data: {"choices":[{"index":0,"delta":{"content":"hi"}}],"usage":null}\n\n'
+USAGE = b'data: {"choices": [ ],"usage":{"prompt_tokens":2,"total_tokens":3}}\n\n'
+EMPTY_NO_USAGE = b'data: {"choices":[]}\n\n'  # no usage: not the chunk the proxy asked for
+DONE = b"data: [DONE]\n\n"
+
+
+def filtered(chunks: list[bytes]) -> bytes:
+    usage_filter = _UsageChunkFilter()
+    return b"".join(usage_filter.feed(chunk) for chunk in chunks) + usage_filter.flush()
+
+
+@pytest.mark.parametrize(
+    ("stream", "expected"),
+    [
+        (TEXT + TEXT + USAGE + DONE, TEXT + TEXT + DONE),
+        (USAGE + TEXT + USAGE + TEXT, TEXT + TEXT),
+        (TEXT + EMPTY_NO_USAGE + DONE, TEXT + EMPTY_NO_USAGE + DONE),
+        (b": ping\n\n" + USAGE + b"\n\n" + DONE, b": ping\n\n" + b"\n\n" + DONE),
+        (TEXT + DONE, TEXT + DONE),
+    ],
+)
+def test_only_the_usage_only_event_is_dropped(stream: bytes, expected: bytes) -> None:
+    assert filtered([stream]) == expected
+    crlf = stream.replace(b"\n", b"\r\n")
+    assert filtered([crlf]) == expected.replace(b"\n", b"\r\n")
+
+
+@pytest.mark.parametrize("end", [b"\n", b"\r\n"])
+def test_every_cut_of_the_stream_gives_the_same_bytes(end: bytes) -> None:
+    stream = (TEXT + USAGE + DONE).replace(b"\n", end)
+    expected = (TEXT + DONE).replace(b"\n", end)
+    for cut in range(len(stream) + 1):
+        assert filtered([stream[:cut], stream[cut:]]) == expected, cut
+
+
+def test_an_unfinished_last_event_comes_out_at_the_end() -> None:
+    usage_filter = _UsageChunkFilter()
+    assert usage_filter.feed(TEXT + b"data: {") == TEXT
+    assert usage_filter.flush() == b"data: {"
+
+
+@pytest.mark.parametrize("end", [b"\n", b"\r\n", b"\r"])
+def test_an_event_of_several_lines_stays_one_event(end: bytes) -> None:
+    event = b"event: message_delta" + end + b'data: {"type":"message_delta"}' + end + end
+    for cut in range(len(event * 2) + 1):
+        splitter = _EventSplitter()
+        stream = event * 2
+        events = splitter.feed(stream[:cut]) + splitter.feed(stream[cut:])
+        assert b"".join(events) + splitter.flush() == stream, cut
+        assert all(e == event for e in events), (cut, events)
