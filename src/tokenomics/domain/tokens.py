@@ -6,13 +6,14 @@ import hashlib
 import hmac
 import re
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from tokenomics.domain.errors import SecurityError
 
 TOKEN_PREFIX = "tkn_"
 TOKEN_RE = re.compile(r"tkn_[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
 HASH_RE = re.compile(r"[0-9a-f]{64}")
+_MEMO_SIZE = 4096
 
 
 def new_token() -> str:
@@ -24,7 +25,10 @@ def new_token() -> str:
 class HashKey:
     """The HMAC key for token hashes, read from the variable named by `security.hash_key_env`."""
 
-    secret: bytes
+    secret: bytes = field(repr=False)  # never in a log line or a traceback
+    # Credentials seen lately and their hashes: one HMAC per distinct credential, not per
+    # request (~3 us each). Bounded; the raw tokens are in the process's memory anyway.
+    _memo: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None, var_name: str) -> HashKey:
@@ -38,7 +42,12 @@ class HashKey:
         return cls(value.encode("utf-8"))
 
     def hash(self, token: str) -> str:
-        return hash_token(self.secret, token)
+        found = self._memo.get(token)
+        if found is None:
+            if len(self._memo) >= _MEMO_SIZE:
+                self._memo.clear()
+            found = self._memo[token] = hash_token(self.secret, token)
+        return found
 
 
 def hash_token(key: bytes, token: str) -> str:
