@@ -35,3 +35,11 @@ def test_hash_key_comes_from_the_named_variable() -> None:
 def test_missing_hash_key_is_refused_with_instructions(environ: dict[str, str]) -> None:
     with pytest.raises(SecurityError, match="export TOKENOMICS_HASH_KEY"):
         HashKey.from_env(environ, "TOKENOMICS_HASH_KEY")
+
+
+def test_remembered_hashes_stay_right_past_the_memo_bound_and_hide_in_repr() -> None:
+    key = HashKey(b"memo-secret")
+    tokens = [new_token() for _ in range(5000)]  # more than the memo holds
+    for _ in range(2):
+        assert all(key.hash(t) == hash_token(b"memo-secret", t) for t in tokens)
+    assert "memo-secret" not in repr(key) and tokens[-1] not in repr(key)
