@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from tokenomics.pipeline.relay import _EventSplitter, _UsageChunkFilter
+from tokenomics.domain.stream_usage import StreamAccounting
+from tokenomics.pipeline.relay import _Relayed
+from tokenomics.upstream.sse import EventSplitter
 
 TEXT = b'data: {"choices":[{"index":0,"delta":{"content":"hi"}}],"usage":null}\n\n'
 USAGE = b'data: {"choices": [ ],"usage":{"prompt_tokens":2,"total_tokens":3}}\n\n'
@@ -15,8 +17,8 @@ DONE = b"data: [DONE]\n\n"
 
 
 def filtered(chunks: list[bytes]) -> bytes:
-    usage_filter = _UsageChunkFilter()
-    return b"".join(usage_filter.feed(chunk) for chunk in chunks) + usage_filter.flush()
+    relayed = _Relayed(StreamAccounting(), strip=True)
+    return b"".join(relayed.feed(chunk) for chunk in chunks) + relayed.close()
 
 
 @pytest.mark.parametrize(
@@ -44,16 +46,26 @@ def test_every_cut_of_the_stream_gives_the_same_bytes(end: bytes) -> None:
 
 
 def test_an_unfinished_last_event_comes_out_at_the_end() -> None:
-    usage_filter = _UsageChunkFilter()
-    assert usage_filter.feed(TEXT + b"data: {") == TEXT
-    assert usage_filter.flush() == b"data: {"
+    relayed = _Relayed(StreamAccounting(), strip=True)
+    assert relayed.feed(TEXT + b"data: {") == TEXT
+    assert relayed.close() == b"data: {"
+
+
+def test_without_the_filter_bytes_go_out_as_they_arrive_and_are_still_accounted() -> None:
+    accounting = StreamAccounting()
+    relayed = _Relayed(accounting, strip=False)
+    stream = TEXT + USAGE + DONE
+    assert [relayed.feed(stream[:30]), relayed.feed(stream[30:])] == [stream[:30], stream[30:]]
+    assert relayed.close() == b""
+    assert accounting.text == "hi"
+    assert accounting.result(len).input_tokens == 2
 
 
 @pytest.mark.parametrize("end", [b"\n", b"\r\n", b"\r"])
 def test_an_event_of_several_lines_stays_one_event(end: bytes) -> None:
     event = b"event: message_delta" + end + b'data: {"type":"message_delta"}' + end + end
     for cut in range(len(event * 2) + 1):
-        splitter = _EventSplitter()
+        splitter = EventSplitter()
         stream = event * 2
         events = splitter.feed(stream[:cut]) + splitter.feed(stream[cut:])
         assert b"".join(events) + splitter.flush() == stream, cut

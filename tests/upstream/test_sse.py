@@ -6,7 +6,13 @@ import json
 
 import pytest
 
-from tokenomics.upstream.sse import SSEEvent, SSEParser, SSETooLarge
+from tokenomics.upstream.sse import (
+    EventSplitter,
+    SSEEvent,
+    SSEParser,
+    SSETooLarge,
+    event_fields,
+)
 
 OPENAI_STREAM = (
     b'data: {"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"gpt-4o-2024-08-06",'
@@ -232,3 +238,37 @@ def test_too_large_is_a_value_error() -> None:
     assert issubclass(SSETooLarge, ValueError)
     with pytest.raises(ValueError, match="positive"):
         SSEParser(max_event_bytes=0)
+
+
+# ── whole events for the relay (EventSplitter, event_fields) ─────────────────────────────────
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        OPENAI_STREAM,
+        ANTHROPIC_STREAM_CRLF,
+        b"data:no-space\n\ndata:  two\n\ndata:\n\n",
+        b": comment\n\nevent: named\ndata: a\ndata: b\nid: 3\n\n",
+        b"\xef\xbb\xbfdata: bom\n\n",
+        b"event: x\rdata: cr only\r\r",
+        b"field-without-colon\ndata\n\n",
+        b"data: tail without blank line",
+    ],
+)
+def test_event_fields_of_whole_events_match_the_parser(raw: bytes) -> None:
+    for cut in range(len(raw) + 1):
+        splitter = EventSplitter()
+        events = splitter.feed(raw[:cut]) + splitter.feed(raw[cut:])
+        rest = splitter.flush()
+        assert b"".join(events) + rest == raw
+        fields = [f for f in map(event_fields, [*events, rest] if rest else events) if f]
+        expected = [(e.event, e.data) for e in parse(raw)]
+        assert [(name, data.decode("utf-8", "replace")) for name, data in fields] == expected, cut
+
+
+def test_an_unfinished_event_past_the_limit_raises() -> None:
+    splitter = EventSplitter(max_event_bytes=1000)
+    splitter.feed(b"data: " + b"x" * 900)
+    with pytest.raises(SSETooLarge):
+        splitter.feed(b"x" * 200)

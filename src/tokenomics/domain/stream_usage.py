@@ -113,7 +113,9 @@ class StreamAccounting:
             self.upstream_id = body_id(data)
         if not self.actual_model:
             self.actual_model = body_model(data)
-        kind = str_field(data, "type") or event_name or ""
+        kind = data.get("type")
+        if not (kind and isinstance(kind, str)):
+            kind = event_name or ""
         if kind.startswith("response."):
             self._responses_event(kind, data)
         elif kind in ("message_start", "message_delta", "content_block_delta"):
@@ -181,10 +183,17 @@ class StreamAccounting:
 
         This runs for every chunk of every stream, so the rare fields are looked for only when
         their key is there; a plain text delta is a handful of dict lookups."""
-        for choice in _mappings(data, "choices"):
+        choices = data.get("choices")
+        for choice in choices if isinstance(choices, list) else ():
+            if not isinstance(choice, dict):
+                continue
             delta = choice.get("delta")
             if isinstance(delta, dict):
-                self._text.add(str_field(delta, "content") or str_field(choice, "text"))
+                content = delta.get("content")
+                if content and isinstance(content, str):
+                    self._text.add(content)
+                else:
+                    self._text.add(str_field(choice, "text"))
                 if not _PLAIN_DELTA.issuperset(delta):
                     self._delta_extras(delta)
             else:

@@ -12,7 +12,6 @@ body, its chunks checked by the same guard.
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -27,7 +26,13 @@ from tokenomics.pipeline.headers import client_headers
 from tokenomics.pipeline.rules import scan
 from tokenomics.pipeline.stream_guard import StreamGuard, guard_for
 from tokenomics.upstream.client import UpstreamError, header, read_all
-from tokenomics.upstream.sse import SSEEvent, SSEParser, SSETooLarge
+from tokenomics.upstream.sse import (
+    EventSplitter,
+    SSEParser,
+    SSETooLarge,
+    event_fields,
+    split_events,
+)
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator
@@ -37,10 +42,6 @@ if TYPE_CHECKING:
     from tokenomics.upstream.client import UpstreamResponse
 
 MAX_RESPONSE_BYTES = 32 * 1024 * 1024
-# A line end, then an empty line. A CR before an LF is never a line end of its own: without
-# the lookahead, `a\r\nb` would read as `a`, CR, LF (a blank line) and split an event.
-_EVENT_END = re.compile(rb"(?:\r\n|\r(?!\n)|\n)(?:\r\n|\r(?!\n)|\n)")
-_EMPTY_CHOICES = re.compile(rb'"choices"\s*:\s*\[\s*\]')  # in every usage-only chunk
 
 
 def _json(text: str) -> Any:
@@ -50,125 +51,66 @@ def _json(text: str) -> Any:
         return None
 
 
-class _EventSplitter:
-    """Splits a byte stream into whole SSE events (each with its blank line)."""
-
-    def __init__(self) -> None:
-        self._pending = b""
-
-    def whole(self, chunk: bytes) -> bytes:
-        """The whole events so far, as one piece; an unfinished last one waits for the rest."""
-        data = self._pending + chunk
-        if b"\r" in data:  # a CR at the very end may be half of a CRLF: it waits
-            scan = data[:-1] if data.endswith(b"\r") else data
-            end = max((m.end() for m in _EVENT_END.finditer(scan)), default=0)
-        else:  # the usual line ends: one scan from the right
-            end = data.rfind(b"\n\n") + 2 if b"\n\n" in data else 0
-        self._pending = data[end:]
-        return data[:end]
-
-    def feed(self, chunk: bytes) -> list[bytes]:
-        return self.events(self.whole(chunk))
-
-    @staticmethod
-    def events(whole: bytes) -> list[bytes]:
-        if b"\r" not in whole:
-            return [event + b"\n\n" for event in whole.split(b"\n\n")[:-1]]
-        events: list[bytes] = []
-        start = 0
-        for match in _EVENT_END.finditer(whole):
-            events.append(whole[start : match.end()])
-            start = match.end()
-        return events
-
-    def flush(self) -> bytes:
-        rest, self._pending = self._pending, b""
-        return rest
+def _payload(data: bytes) -> Any:
+    """An event's `data` as JSON (None for `[DONE]` and anything else that is not JSON)."""
+    if data == b"[DONE]":
+        return None
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:  # not JSON, or invalid UTF-8 inside it: read as replaced
+        return _json(data.decode("utf-8", "replace"))
 
 
 def _usage_only(payload: Any) -> bool:
     return isinstance(payload, dict) and "usage" in payload and payload.get("choices") == []
 
 
-class _UsageChunkFilter:
-    """Splits a byte stream into whole SSE events and drops OpenAI's usage-only chunk.
-
-    Only events that could be that chunk (`"choices": []` in their bytes, a C-level scan of
-    each piece) are split out and parsed; everything else passes as it came."""
-
-    def __init__(self) -> None:
-        self._split = _EventSplitter()
-
-    def feed(self, chunk: bytes) -> bytes:
-        whole = self._split.whole(chunk)
-        found = _EMPTY_CHOICES.search(whole)
-        if found is None:
-            return whole
-        if b"\r" in whole:
-            return b"".join(e for e in self._split.events(whole) if not self._usage_only(e))
-        kept, start = [], 0  # LF only: cut out just the events around the candidates
-        while found is not None:
-            before = whole.rfind(b"\n\n", start, found.start())
-            begin = before + 2 if before >= 0 else start
-            end = whole.find(b"\n\n", found.end()) + 2  # `whole` ends with a blank line
-            if self._usage_only(whole[begin:end]):
-                kept.append(whole[start:begin])
-                start = end
-            found = _EMPTY_CHOICES.search(whole, end)
-        kept.append(whole[start:])
-        return b"".join(kept)
-
-    def flush(self) -> bytes:
-        return self._split.flush()
-
-    @staticmethod
-    def _usage_only(event: bytes) -> bool:
-        if b'"usage"' not in event or _EMPTY_CHOICES.search(event) is None:
-            return False
-        for line in event.splitlines():
-            if line.startswith(b"data:"):
-                return _usage_only(_json(line[5:].strip().decode("utf-8", "replace")))
-        return False
-
-
-def _account(accounting: StreamAccounting, events: list[SSEEvent]) -> None:
-    for event in events:
-        if event.data and event.data != "[DONE]":
-            payload = _json(event.data)
-            if isinstance(payload, dict):
-                accounting.feed(event.event, payload)
-
-
 class _Relayed:
-    """Upstream bytes relayed as they arrive; SSE parsed on the side for the accounting."""
+    """Upstream bytes relayed as they arrive, each whole event parsed once on the side for the
+    accounting; when the proxy asked for usage (D13) whole events go out, minus OpenAI's
+    usage-only chunk."""
 
     blocked: Blocked | None = None
 
-    def __init__(self, parser: SSEParser, accounting: StreamAccounting, strip: bool) -> None:
-        self._parser, self._accounting = parser, accounting
-        self._strip = _UsageChunkFilter() if strip else None
+    def __init__(self, accounting: StreamAccounting, strip: bool) -> None:
+        self._accounting, self._strip = accounting, strip
+        self._split = EventSplitter()
 
     def feed(self, chunk: bytes) -> bytes:
-        _account(self._accounting, self._parser.feed(chunk))
-        return self._strip.feed(chunk) if self._strip else chunk
+        whole = self._split.whole(chunk)
+        events = split_events(whole) if whole else []
+        kept = [raw for raw in events if self._keep(raw)]
+        if not self._strip:
+            return chunk
+        return whole if len(kept) == len(events) else b"".join(kept)
 
     def close(self) -> bytes:
-        _account(self._accounting, self._parser.close())
-        return self._strip.flush() if self._strip else b""
+        rest = self._split.flush()
+        keep = self._keep(rest) if rest else False
+        return rest if self._strip and keep else b""
 
     def abort(self) -> bytes:
         return b""
+
+    def _keep(self, raw: bytes) -> bool:
+        """Account for one event; whether it goes to the client."""
+        fields = event_fields(raw)
+        if fields is None:
+            return True
+        payload = _payload(fields[1])
+        if not isinstance(payload, dict):
+            return True
+        self._accounting.feed(fields[0], payload)
+        return not (self._strip and _usage_only(payload))
 
 
 class _Guarded:
     """Output rules on the stream: whole events, each parsed once for the accounting and the
     guard, which decides what goes out (`stream_guard`)."""
 
-    def __init__(
-        self, guard: StreamGuard, parser: SSEParser, accounting: StreamAccounting, strip: bool
-    ) -> None:
-        self._guard, self._parser, self._accounting = guard, parser, accounting
-        self._split = _EventSplitter()
+    def __init__(self, guard: StreamGuard, accounting: StreamAccounting, strip: bool) -> None:
+        self._guard, self._accounting = guard, accounting
+        self._split = EventSplitter()
         self._strip = strip
 
     @property
@@ -176,38 +118,38 @@ class _Guarded:
         return self._guard.blocked
 
     def feed(self, chunk: bytes) -> bytes:
-        return b"".join(self._event(raw, self._parser.feed(raw)) for raw in self._split.feed(chunk))
+        return b"".join(self._event(raw) for raw in self._split.feed(chunk))
 
     def close(self) -> bytes:
         rest = self._split.flush()
-        events = self._parser.feed(rest) + self._parser.close()
-        tail = self._event(rest, events) if rest or events else b""
+        tail = self._event(rest) if rest else b""
         return tail + self._guard.close()
 
     def abort(self) -> bytes:
         """The upstream broke: what was held goes out (checked and masked)."""
         return self._guard.close()
 
-    def _event(self, raw: bytes, events: list[SSEEvent]) -> bytes:
-        parsed = [(e, None if e.data == "[DONE]" else _json(e.data)) for e in events if e.data]
-        for event, payload in parsed:
-            if isinstance(payload, dict):
-                self._accounting.feed(event.event, payload)
-        if len(parsed) != 1:  # comments and keep-alives
+    def _event(self, raw: bytes) -> bytes:
+        fields = event_fields(raw)
+        if fields is None or not fields[1]:  # comments and keep-alives
             return self._guard.feed(raw, None, None)
-        event, payload = parsed[0]
+        name, data = fields
+        payload = _payload(data)
+        if isinstance(payload, dict):
+            self._accounting.feed(name, payload)
         if self._strip and _usage_only(payload):
             return b""
-        return self._guard.feed(raw, event.event, event.data if payload is None else payload)
+        text = data.decode("utf-8", "replace")
+        return self._guard.feed(raw, name, text if payload is None else payload)
 
 
 async def _sse(ex: Exchange, deps: Deps, response: UpstreamResponse) -> AsyncGenerator[bytes, None]:
-    parser, accounting = SSEParser(), StreamAccounting()
+    accounting = StreamAccounting()
     guard = guard_for(ex)
     relayed = (
-        _Guarded(guard, parser, accounting, ex.strip_usage)
+        _Guarded(guard, accounting, ex.strip_usage)
         if guard is not None
-        else _Relayed(parser, accounting, ex.strip_usage)
+        else _Relayed(accounting, ex.strip_usage)
     )
     idle = float(deps.settings.server.stream_idle_timeout)
     try:

@@ -16,10 +16,14 @@ Python step per line, never per byte.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 DEFAULT_MAX_EVENT_BYTES = 8 * 1024 * 1024
 _BOM = b"\xef\xbb\xbf"
+# A line end, then an empty line. A CR before an LF is never a line end of its own: without
+# the lookahead, `a\r\nb` would read as `a`, CR, LF (a blank line) and split an event.
+_EVENT_END = re.compile(rb"(?:\r\n|\r(?!\n)|\n)(?:\r\n|\r(?!\n)|\n)")
 
 
 class SSETooLarge(ValueError):
@@ -156,3 +160,76 @@ class SSEParser:
         self._data_bytes = 0
         self._event = None
         return event
+
+
+# ── whole events, for a proxy that relays them ───────────────────────────────────────────────
+
+
+class EventSplitter:
+    """Cuts a byte stream into whole events, each with its blank line, bytes as received.
+
+    For relaying event by event (`split_events`, `event_fields`); an unfinished event waits
+    for the rest, up to `max_event_bytes` (then `SSETooLarge`)."""
+
+    def __init__(self, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
+        self._pending = b""
+        self._limit = max_event_bytes
+
+    def whole(self, chunk: bytes) -> bytes:
+        """The whole events so far, as one piece."""
+        data = self._pending + chunk
+        if b"\r" in data:  # a CR at the very end may be half of a CRLF: it waits
+            scan = data[:-1] if data.endswith(b"\r") else data
+            end = max((m.end() for m in _EVENT_END.finditer(scan)), default=0)
+        else:  # the usual line ends: one scan from the right
+            end = data.rfind(b"\n\n") + 2 if b"\n\n" in data else 0
+        self._pending = data[end:]
+        if len(self._pending) > self._limit:
+            raise SSETooLarge(f"an event-stream event exceeds {self._limit} bytes")
+        return data[:end]
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        return split_events(self.whole(chunk))
+
+    def flush(self) -> bytes:
+        """The end of the stream: what is left (an event lacking its blank line)."""
+        rest, self._pending = self._pending, b""
+        return rest
+
+
+def split_events(whole: bytes) -> list[bytes]:
+    """The events of `EventSplitter.whole`, each with its blank line."""
+    if b"\r" not in whole:
+        return [event + b"\n\n" for event in whole.split(b"\n\n")[:-1]]
+    events: list[bytes] = []
+    start = 0
+    for match in _EVENT_END.finditer(whole):
+        events.append(whole[start : match.end()])
+        start = match.end()
+    return events
+
+
+def event_fields(raw: bytes) -> tuple[str | None, bytes] | None:
+    """The `event` name and the `data` (lines joined with LF) of one whole event, by the
+    field rules of `SSEParser`; None when it has no `data` line (comments, keep-alives).
+
+    The usual event, one `data:` line, is cut out directly. A BOM opening the event is
+    dropped (it can only be the stream's own)."""
+    body = raw.rstrip(b"\r\n")  # the data itself never ends with a line end
+    if body.startswith(_BOM):
+        body = body[len(_BOM) :]
+    if body[:5] == b"data:" and b"\n" not in body and b"\r" not in body:
+        return None, body[6:] if body[5:6] == b" " else body[5:]
+    name: str | None = None
+    data: list[bytes] = []
+    for line in body.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n"):
+        if not line or line[:1] == b":":
+            continue
+        field, _, value = line.partition(b":")
+        if value[:1] == b" ":
+            value = value[1:]
+        if field == b"data":
+            data.append(value)
+        elif field == b"event":
+            name = value.decode("utf-8", "replace") or None
+    return (name, b"\n".join(data)) if data else None
