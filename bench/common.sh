@@ -16,7 +16,7 @@ cleanup() {
 }
 trap cleanup EXIT
 free_port() { .venv/bin/python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_for() { for _ in $(seq 100); do curl -sf "$1" >/dev/null 2>&1 && return; sleep 0.1; done; }
+wait_for() { for _ in $(seq "${2:-100}"); do curl -sf "$1" >/dev/null 2>&1 && return; sleep 0.1; done; }
 
 start_nginx() {  # sets NGINX_PORT
     NGINX_PORT=$(free_port)
@@ -29,6 +29,7 @@ start_nginx() {  # sets NGINX_PORT
 }
 
 start_proxy() {  # tree name stream -> sets PORT and TOKEN; policy as in bench/run.sh
+    # (PROXY_WRAPPER, e.g. a valgrind command line, runs in front of the proxy's python)
     local tree=$1 name=$2 path=""
     [ "$3" = 1 ] && path=/stream
     local policy
@@ -39,10 +40,10 @@ start_proxy() {  # tree name stream -> sets PORT and TOKEN; policy as in bench/r
         | .venv/bin/python -c 'import json,sys; print(json.load(sys.stdin)["token"])')
     env PYTHONPATH="$tree" TOKENOMICS_DIR="$work/$name" TOKENOMICS_HASH_KEY=bench-hash-key \
         BENCH_KEY=sk-bench TOKENOMICS_SERVER_HTTP_PORT="$PORT" TOKENOMICS_SERVER_TLS_ENABLED=false \
-        taskset -c 0 .venv/bin/python -m tokenomics serve >"$work/$name.log" 2>&1 &
+        taskset -c 0 ${PROXY_WRAPPER:-} .venv/bin/python -m tokenomics serve >"$work/$name.log" 2>&1 &
     server_pids+=($!)
     PID=$!
-    wait_for "http://127.0.0.1:$PORT/health"
+    wait_for "http://127.0.0.1:$PORT/health" "${WAIT_TRIES:-100}"
 }
 
 # measure PID URL TOKEN STREAM CONC SECONDS -> "requests req/s cpu_ms/req p50_ms errors"

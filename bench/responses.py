@@ -52,6 +52,12 @@ def stream() -> str:
     return "\n\n".join(events) + "\n\n"
 
 
+def request_body(stream: bool) -> str:
+    """The request bench/post.lua sends."""
+    prefix = '{"model":"gpt-4o-mini",' + ('"stream":true,' if stream else "")
+    return prefix + '"messages":[{"role":"user","content":"Say hello to the benchmark."}]}'
+
+
 def nginx_literal(text: str) -> str:
     """Quote a string for an nginx `return` directive."""
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'").replace("\n", "\\n") + "'"
