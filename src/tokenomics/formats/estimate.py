@@ -16,6 +16,7 @@ estimator falls back to `ceil(utf8_bytes / 4)` and sets `fallback_used`; it neve
 
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 import math
@@ -102,6 +103,7 @@ def parse_ranks(compressed: bytes, expected_sha256: str) -> dict[bytes, int]:
     return {a2b_base64(token): int(rank) for token, rank in pairs}
 
 
+@functools.lru_cache(maxsize=1024)  # asked for every text of every estimate
 def encoding_name(model: str) -> str:
     """`o200k_base` or `cl100k_base` for a model name (provider prefixes are ignored)."""
     name = model.strip().lower().rsplit("/", 1)[-1]
