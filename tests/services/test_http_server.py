@@ -4,6 +4,8 @@ for each request of a connection, and a client leaving mid-request leaves nothin
 
 from __future__ import annotations
 
+import time
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import hypercorn.trio.tcp_server
@@ -149,3 +151,18 @@ async def test_a_restart_replaces_the_running_timer_and_a_stop_ends_it() -> None
         await timer.restart(_Group(nursery), action("third"))
         await timer.stop()  # before it ever ran: it never starts
     assert ran == ["first started", "first ended"]
+
+
+async def test_every_response_has_one_date_header_in_http_date_format() -> None:
+    async with trio.open_nursery() as nursery:
+        server = await start(nursery)
+        stream = await trio.open_tcp_stream("127.0.0.1", server.port)
+        for _ in range(2):
+            await stream.send_all(FAST)
+            head = (await response(stream)).split(b"\r\n\r\n")[0].decode()
+            dates = [line for line in head.split("\r\n") if line.lower().startswith("date:")]
+            assert len(dates) == 1, head
+            parsed = parsedate_to_datetime(dates[0].split(":", 1)[1].strip())
+            assert abs(parsed.timestamp() - time.time()) < 5
+        await stream.aclose()
+        server.stop.set()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import errno
 import gc
 import logging
+import time
+from email.utils import formatdate
 from typing import TYPE_CHECKING, Any
 
 import hypercorn.trio
@@ -72,6 +74,20 @@ def use_keep_alive_timer() -> bool:
     return True
 
 
+class ServerConfig(Config):
+    """hypercorn's `Config` with the `Date` header formatted once a second rather than for
+    every response (hypercorn's own is off: `include_date_header = False`)."""
+
+    _date_second = -1
+    _date = b""
+
+    def response_headers(self, protocol: str) -> list[tuple[bytes, bytes]]:
+        now = time.time()
+        if int(now) != self._date_second:
+            self._date_second, self._date = int(now), formatdate(now, usegmt=True).encode()
+        return [(b"date", self._date), *super().response_headers(protocol)]
+
+
 def _bind(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
@@ -86,7 +102,8 @@ def server_config(
     ephemeral: bool = False,
 ) -> Config:
     """Listeners per the settings; `ephemeral` binds free ports instead (for `run` and tests)."""
-    config = Config()
+    config = ServerConfig()
+    config.include_date_header = False  # ServerConfig adds it
     secure = [_bind(host, 0 if ephemeral else https_port)] if tls is not None else []
     plain = [_bind(host, 0)] if ephemeral else [_bind(host, http_port)] if http_port else []
     if tls is not None:
