@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx2
 import orjson
 import trio
 from tests.support.mock_upstream import MockUpstream
@@ -354,3 +355,38 @@ async def test_idle_upstream_stream_is_cut_with_an_error_event_after_the_idle_ti
     assert "Mock" not in "".join(payloads[:-1])
     error = orjson.loads(payloads[-1])["error"]
     assert error["code"] == 504 and "no data from upstream for 1s" in error["message"]
+
+
+async def test_shutdown_cuts_a_stream_longer_than_the_grace_period_and_returns(
+    tmp_path: Path,
+) -> None:
+    """The server stops within its grace period even with a stream still running: the request
+    is cut, its disconnect watcher (in the server's own nursery) is cancelled, and the
+    exchange is still recorded once."""
+    async with start_proxy(tmp_path, env={"TOKENOMICS_SERVER_SHUTDOWN_GRACE": "1"}) as proxy:
+        token = proxy.token(OPENAI)
+        received: list[bytes] = []
+
+        async def stream_forever() -> None:
+            async with proxy.client() as client:
+                request = chat("pace-1000-gpt")  # 8 events a second apart: ~7 s
+                try:
+                    async with client.stream(
+                        "POST", "/v1/chat/completions", json=request,
+                        headers={"x-api-key": token},
+                    ) as response:  # fmt: skip
+                        async for part in response.aiter_raw():
+                            received.append(part)
+                except httpx2.TransportError:  # cut by the shutdown: expected
+                    pass
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(stream_forever)
+            await eventually(lambda: bool(received))  # the stream is under way
+            asked = trio.current_time()
+            proxy.server.shutdown()
+            with trio.fail_after(5):
+                await proxy.server.stopped.wait()
+            assert trio.current_time() - asked < 3  # the 1 s grace, not the ~7 s stream
+    assert b"[DONE]" not in b"".join(received)
+    assert proxy.server.stats.snapshot()["totals"]["request_count"] == 1
