@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from tokenomics.pipeline.headers import CREDENTIALS
-from tokenomics.upstream.sse import SSEEvent, SSEParser
+from tokenomics.upstream.sse import EventSplitter, SSEEvent, SSEParser, event_fields
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -24,7 +24,6 @@ SENSITIVE = CREDENTIALS | {"set-cookie", "x-auth-token", "x-amz-security-token",
 # Any other header that looks like it carries a secret (`x-goog-api-key`, `anthropic-api-key`,
 # `x-session-token`, …). `x-ratelimit-remaining-tokens` and friends stay.
 _SECRET_NAME = re.compile(r"api-?key|secret|passw|auth|cookie|(?:^|-)(?:access|session|id)-token$")
-_BOM = b"\xef\xbb\xbf"
 _BINARY_TYPES = ("image/", "audio/", "video/", "application/octet-stream")
 _UTF8_TAIL = 3  # a body cut at its size limit may end inside a multi-byte sequence
 
@@ -119,21 +118,13 @@ def is_event_stream(content_type: str) -> bool:
 
 
 def sse_data(chunks: Iterable[bytes]) -> list[str]:
-    """The `data` of each SSE event in captured chunks, as `sse_events` gives it.
-
-    Most streams (OpenAI's) are nothing but `data: …` events with LF line ends: those are cut
-    out directly; anything else (fields, comments, CR, a BOM) goes through the parser."""
-    raw = b"".join(chunks)
-    events = raw.split(b"\n\n")
-    if not events[-1]:
-        events.pop()
-    simple = not raw.startswith(_BOM) and b"\r" not in raw
-    if simple and all(event.startswith(b"data:") and b"\n" not in event for event in events):
-        return [
-            (event[6:] if event[5:6] == b" " else event[5:]).decode("utf-8", "replace")
-            for event in events
-        ]
-    return [event.data for event in sse_events([raw])]
+    """The `data` of each SSE event in captured chunks, as `sse_events` gives it, read the
+    relay's way (whole events, the usual one-line event cut out directly): no event objects."""
+    splitter = EventSplitter()
+    events = splitter.feed(b"".join(chunks))
+    events.append(splitter.flush())  # a last event lacking its blank line
+    found = (event_fields(event) for event in events if event)
+    return [fields[1].decode("utf-8", "replace") for fields in found if fields is not None]
 
 
 def sse_events(chunks: Iterable[bytes]) -> list[SSEEvent]:
