@@ -74,6 +74,18 @@ async def response(stream: trio.SocketStream) -> bytes:
     return data
 
 
+async def ask(stream: trio.SocketStream, request: bytes) -> None:
+    await stream.send_all(request)
+    assert (await response(stream)).startswith(b"HTTP/1.1 200")
+
+
+async def closed_after_keep_alive(stream: trio.SocketStream) -> None:
+    """The server closes the idle connection once the keep-alive timeout has passed."""
+    answered = trio.current_time()
+    assert await stream.receive_some() == b""
+    assert KEEP_ALIVE <= trio.current_time() - answered < KEEP_ALIVE + 1
+
+
 def test_hypercorn_takes_our_timer() -> None:
     assert use_keep_alive_timer()
     assert hypercorn.trio.tcp_server.TrioSingleTask is KeepAliveTimer  # type: ignore[attr-defined]
@@ -85,11 +97,8 @@ async def test_an_idle_connection_closes_after_the_keep_alive_timeout(
     async with trio.open_nursery() as nursery:
         server = await start(nursery)
         stream = await trio.open_tcp_stream("127.0.0.1", server.port)
-        await stream.send_all(FAST)
-        assert (await response(stream)).startswith(b"HTTP/1.1 200")
-        answered = trio.current_time()
-        assert await stream.receive_some() == b""  # the server closed the idle connection
-        assert KEEP_ALIVE <= trio.current_time() - answered < KEEP_ALIVE + 1
+        await ask(stream, FAST)
+        await closed_after_keep_alive(stream)
         server.stop.set()
 
 
@@ -100,13 +109,9 @@ async def test_a_request_longer_than_the_timeout_is_answered_and_the_timer_resta
         server = await start(nursery)
         stream = await trio.open_tcp_stream("127.0.0.1", server.port)
         for _ in range(3):  # slow, fast, slow on one connection: each timer is a fresh one
-            await stream.send_all(REQUEST)
-            assert (await response(stream)).startswith(b"HTTP/1.1 200")
-            await stream.send_all(FAST)
-            assert (await response(stream)).startswith(b"HTTP/1.1 200")
-        answered = trio.current_time()
-        assert await stream.receive_some() == b""
-        assert KEEP_ALIVE <= trio.current_time() - answered < KEEP_ALIVE + 1
+            await ask(stream, REQUEST)
+            await ask(stream, FAST)
+        await closed_after_keep_alive(stream)
         server.stop.set()
 
 

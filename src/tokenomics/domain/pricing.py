@@ -59,7 +59,8 @@ class Price:
 
 
 class PriceTable:
-    """Model name -> `Price`, with lenient lookup. Immutable after construction."""
+    """Model name -> `Price`, with lenient lookup. The prices never change after construction;
+    only a memo of the lookups made grows (bounded)."""
 
     __slots__ = ("_by_length", "_found", "_prices")
 

@@ -79,21 +79,21 @@ class _Relayed:
     def feed(self, chunk: bytes) -> bytes:
         whole = self._split.whole(chunk)
         events = split_events(whole) if whole else []
-        kept = [raw for raw in events if self._keep(raw)]
+        kept = [raw for raw in events if self._account(raw)]
         if not self._strip:
-            return chunk
+            return chunk  # as it came, whole events or not
         return whole if len(kept) == len(events) else b"".join(kept)
 
     def close(self) -> bytes:
         rest = self._split.flush()
-        keep = self._keep(rest) if rest else False
+        keep = self._account(rest) if rest else False
         return rest if self._strip and keep else b""
 
     def abort(self) -> bytes:
         return b""
 
-    def _keep(self, raw: bytes) -> bool:
-        """Account for one event; whether it goes to the client."""
+    def _account(self, raw: bytes) -> bool:
+        """Account for one event; return whether it goes to the client (when filtering)."""
         fields = event_fields(raw)
         if fields is None:
             return True
