@@ -76,8 +76,9 @@ def use_keep_alive_timer() -> bool:
 
 class ServerConfig(Config):
     """hypercorn's `Config` with the `Date` header formatted once a second rather than for
-    every response (hypercorn's own is off: `include_date_header = False`)."""
+    every response (in place of hypercorn's own, turned off here)."""
 
+    include_date_header = False
     _date_second = -1
     _date = b""
 
@@ -103,7 +104,6 @@ def server_config(
 ) -> Config:
     """Listeners per the settings; `ephemeral` binds free ports instead (for `run` and tests)."""
     config = ServerConfig()
-    config.include_date_header = False  # ServerConfig adds it
     secure = [_bind(host, 0 if ephemeral else https_port)] if tls is not None else []
     plain = [_bind(host, 0)] if ephemeral else [_bind(host, http_port)] if http_port else []
     if tls is not None:
