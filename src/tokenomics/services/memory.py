@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -89,8 +89,6 @@ class MemoryWriter:
         self._warned: set[str] = set()
         self._closed = False
         self._entries = self._bytes = self._rotations = self._errors = 0
-        self._ledger_key: tuple[date, str] | None = None
-        self._ledger_path = Path()
 
     @classmethod
     def from_settings(
@@ -155,17 +153,9 @@ class MemoryWriter:
         assert self._ledger_dir is not None
         events = communication_events(f) if self._events else ()
         text = exchange_entries(f, session_id, events)
-        out.setdefault(self._ledger_file(session_id), []).append(text)
+        name = f"{self._now().date().isoformat()}_{session_id}.md"
+        out.setdefault(self._ledger_dir / name, []).append(text)
         self._entries += 1
-
-    def _ledger_file(self, session_id: str) -> Path:
-        """`<UTC date>_<session>.md`, the path made once a day (it is asked for per record)."""
-        assert self._ledger_dir is not None
-        key = (self._now().date(), session_id)
-        if key != self._ledger_key:
-            self._ledger_key = key
-            self._ledger_path = self._ledger_dir / f"{key[0].isoformat()}_{session_id}.md"
-        return self._ledger_path
 
     def _policy_entry(self, f: Finished, memory: MemoryPolicy) -> list[Rendered]:
         try:
