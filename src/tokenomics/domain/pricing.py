@@ -8,6 +8,7 @@ known prefix ending at a separator (`gpt-4o-mini-search-preview` -> `gpt-4o-mini
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from dataclasses import dataclass
@@ -62,12 +63,13 @@ class PriceTable:
     """Model name -> `Price`, with lenient lookup. The prices never change after construction;
     only a memo of the lookups made grows (bounded)."""
 
-    __slots__ = ("_by_length", "_found", "_prices")
+    __slots__ = ("_by_length", "_lookup", "_prices")
 
     def __init__(self, prices: Mapping[str, Price]) -> None:
         self._prices = {name.lower(): price for name, price in prices.items()}
         self._by_length = sorted(self._prices, key=len, reverse=True)
-        self._found: dict[str, Price | None] = {}  # lookups already made (twice per request)
+        # Lookups already made (twice per request; an unpriced model scans the whole table).
+        self._lookup = functools.lru_cache(maxsize=_MEMO_SIZE)(self._search)
 
     def __len__(self) -> int:
         return len(self._prices)
@@ -80,14 +82,7 @@ class PriceTable:
 
     def lookup(self, model: str) -> Price | None:
         """The price of `model`: exact, without provider prefix, without suffixes, by prefix."""
-        try:
-            return self._found[model]
-        except KeyError:
-            pass
-        if len(self._found) >= _MEMO_SIZE:
-            self._found.clear()
-        found = self._found[model] = self._search(model)
-        return found
+        return self._lookup(model)
 
     def _search(self, model: str) -> Price | None:
         forms = _name_forms(model.strip().lower())

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import re
 import uuid
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from tokenomics.domain.errors import SecurityError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 TOKEN_PREFIX = "tkn_"
 TOKEN_RE = re.compile(r"tkn_[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
@@ -28,7 +33,11 @@ class HashKey:
     secret: bytes = field(repr=False)  # never in a log line or a traceback
     # Credentials seen lately and their hashes: one HMAC per distinct credential, not per
     # request (~3 us each). Bounded; the raw tokens are in the process's memory anyway.
-    _memo: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+    _memo: Callable[[str], str] = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        memo = functools.lru_cache(maxsize=_MEMO_SIZE)(functools.partial(hash_token, self.secret))
+        object.__setattr__(self, "_memo", memo)
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None, var_name: str) -> HashKey:
@@ -42,12 +51,7 @@ class HashKey:
         return cls(value.encode("utf-8"))
 
     def hash(self, token: str) -> str:
-        found = self._memo.get(token)
-        if found is None:
-            if len(self._memo) >= _MEMO_SIZE:
-                self._memo.clear()
-            found = self._memo[token] = hash_token(self.secret, token)
-        return found
+        return self._memo(token)
 
 
 def hash_token(key: bytes, token: str) -> str:
