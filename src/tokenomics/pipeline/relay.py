@@ -27,6 +27,7 @@ from tokenomics.pipeline.rules import scan
 from tokenomics.pipeline.stream_guard import StreamGuard, guard_for
 from tokenomics.upstream.client import UpstreamError, header, read_all
 from tokenomics.upstream.sse import (
+    EventFields,
     EventSplitter,
     SSEParser,
     SSETooLarge,
@@ -65,6 +66,17 @@ def _usage_only(payload: Any) -> bool:
     return isinstance(payload, dict) and "usage" in payload and payload.get("choices") == []
 
 
+def _read(raw: bytes, accounting: StreamAccounting) -> tuple[EventFields | None, Any]:
+    """One whole event's fields and JSON payload (or None), fed to the accounting."""
+    fields = event_fields(raw)
+    if fields is None:
+        return None, None
+    payload = _payload(fields[1])
+    if isinstance(payload, dict):
+        accounting.feed(fields[0], payload)
+    return fields, payload
+
+
 class _Relayed:
     """Upstream bytes relayed as they arrive, each whole event parsed once on the side for the
     accounting; when the proxy asked for usage (D13) whole events go out, minus OpenAI's
@@ -94,13 +106,7 @@ class _Relayed:
 
     def _account(self, raw: bytes) -> bool:
         """Account for one event; return whether it goes to the client (when filtering)."""
-        fields = event_fields(raw)
-        if fields is None:
-            return True
-        payload = _payload(fields[1])
-        if not isinstance(payload, dict):
-            return True
-        self._accounting.feed(fields[0], payload)
+        _, payload = _read(raw, self._accounting)
         return not (self._strip and _usage_only(payload))
 
 
@@ -130,13 +136,10 @@ class _Guarded:
         return self._guard.close()
 
     def _event(self, raw: bytes) -> bytes:
-        fields = event_fields(raw)
+        fields, payload = _read(raw, self._accounting)
         if fields is None or not fields[1]:  # comments and keep-alives
             return self._guard.feed(raw, None, None)
         name, data = fields
-        payload = _payload(data)
-        if isinstance(payload, dict):
-            self._accounting.feed(name, payload)
         if self._strip and _usage_only(payload):
             return b""
         text = data.decode("utf-8", "replace")

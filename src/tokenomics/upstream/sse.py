@@ -209,7 +209,10 @@ def split_events(whole: bytes) -> list[bytes]:
     return events
 
 
-def event_fields(raw: bytes) -> tuple[str | None, bytes] | None:
+EventFields = tuple[str | None, bytes]  # the `event` name (or None) and the `data`
+
+
+def event_fields(raw: bytes) -> EventFields | None:
     """The `event` name and the `data` (lines joined with LF) of one whole event, by the
     field rules of `SSEParser`; None when it has no `data` line (comments, keep-alives).
 
