@@ -193,3 +193,11 @@ def test_a_crashed_journal_is_listed_read_only(cli: Cli, data: Path) -> None:
     out = json.loads(cli("ledger", "sessions", "--json").out)
     assert [(s["session_id"], s["totals"]["total_tokens"]) for s in out] == [("dddd4444", 3)]
     assert path.exists()
+
+
+def test_sessions_started_in_one_second_are_listed_by_their_end(cli: Cli, data: Path) -> None:
+    """Times are whole seconds; a crashed session and the restart after it often share one."""
+    for sid, ms in (("zzzz9999", 400), ("aaaa0000", 2_000), ("mmmm5555", 1_100)):
+        write_session(data, sid, T0, ms, [])
+    out = json.loads(cli("ledger", "sessions", "--json").out)
+    assert [s["session_id"] for s in out] == ["zzzz9999", "mmmm5555", "aaaa0000"]

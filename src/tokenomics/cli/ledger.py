@@ -109,6 +109,12 @@ def _branch(session: Mapping[str, Any]) -> str:
     return branch[:27] + "..." if len(branch) > 30 else branch
 
 
+def _oldest_first(session: Mapping[str, Any]) -> tuple[str, str]:
+    """Times are whole seconds: two sessions started in one second go by their end."""
+    ended = session.get("ended_at")
+    return _started(session), ended if isinstance(ended, str) else ""
+
+
 def _started(session: Mapping[str, Any]) -> str:
     started = session.get("started_at")
     return started if isinstance(started, str) else ""
@@ -117,7 +123,7 @@ def _started(session: Mapping[str, Any]) -> str:
 @app.command
 def sessions(*, dir: Dir = "", json: Json = False, ctx: Ctx) -> None:
     """List the sessions, oldest first."""
-    found = sorted(load(ctx, dir), key=_started)
+    found = sorted(load(ctx, dir), key=_oldest_first)
     if json:
         print_json(ctx.stdout, found)
         return
