@@ -1,6 +1,6 @@
-"""Talking to upstream providers: the only user of httpx2 and its transport, httpcore2.
+"""Talking to upstream providers: the only user of httpx2 (URLs, TLS defaults, proxies).
 
-Requests go out on pooled httpcore2 connections (`pool.py`, per origin). When the environment
+Requests go out on pooled keep-alive connections (`pool.py`, per origin). When the environment
 names an HTTP(S) proxy, one `httpx2.AsyncClient` carries every request instead, since it honours
 `HTTP(S)_PROXY`, `ALL_PROXY` and `NO_PROXY`. `open()` bounds connect + time to response headers
 (D9); reading the body then uses an idle timeout per read, never a cap on total duration.
@@ -13,20 +13,19 @@ from __future__ import annotations
 
 import math
 import zlib
-from collections.abc import AsyncGenerator, AsyncIterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlsplit
 from urllib.request import getproxies
 
-import httpcore2
 import httpx2
 import trio
 
 from tokenomics.domain.errors import TokenomicsError
 from tokenomics.upstream.decoding import decoder_for
+from tokenomics.upstream.http11 import Head, ProtocolError
 from tokenomics.upstream.mock import MockProvider, MockReply
-from tokenomics.upstream.pool import Connection, ConnectionPool
+from tokenomics.upstream.pool import ConnectError, Connection, ConnectionPool, TransportError
 
 if TYPE_CHECKING:
     import ssl
@@ -88,59 +87,43 @@ def _idle_text(idle_timeout: float) -> str:
 
 
 class _PooledResponse:
-    """A response on a pooled httpcore2 connection; `aclose()` hands the connection back.
+    """A response on a pooled connection; `aclose()` hands the connection back (or closes it,
+    when the body was not read to its end)."""
 
-    The idle timeout is httpcore2's read timeout, which it applies to every socket read anyway:
-    `open()` leaves it unset (the headers deadline covers that phase) and `chunks()` sets it.
-    """
-
-    def __init__(
-        self,
-        pool: ConnectionPool,
-        connection: Connection,
-        response: httpcore2.Response,
-        timeouts: dict[str, float | None],
-    ) -> None:
+    def __init__(self, pool: ConnectionPool, connection: Connection, head: Head) -> None:
         self._pool, self._connection = pool, connection
-        self._response = response
-        self._timeouts = timeouts
-        self._body: AsyncIterator[bytes] | None = None
         self.closed = False
-        self.status = response.status
-        self.headers = [
-            (k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in response.headers
-        ]
+        self.status = head.status
+        self.headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in head.headers]
 
     async def chunks(self, idle_timeout: float) -> AsyncIterator[bytes]:
-        self._timeouts["read"] = idle_timeout
         decoder = decoder_for(header(self.headers, "content-encoding"))
-        stream = self._response.stream
-        assert isinstance(stream, AsyncIterable)
-        body = self._body = stream.__aiter__()
+        connection = self._connection
+        reader = connection.reader
+        assert reader is not None
         try:
-            async for chunk in body:
+            while True:
+                chunk = reader.body()
                 if decoder is not None and chunk:
                     chunk = decoder.decode(chunk)
                 if chunk:
                     yield chunk
+                if reader.done:
+                    break
+                with trio.move_on_after(idle_timeout):
+                    reader.feed(await connection.receive())
+                    continue
+                raise UpstreamTimeout(_idle_text(idle_timeout))
             if decoder is not None and (tail := decoder.flush()):
                 yield tail
-        except httpcore2.ReadTimeout:
-            raise UpstreamTimeout(_idle_text(idle_timeout)) from None
-        except (httpcore2.ProtocolError, httpcore2.NetworkError, httpcore2.TimeoutException) as exc:
+        except (ProtocolError, TransportError) as exc:
             raise UpstreamError(_core_reason(exc)) from None
         except zlib.error:
             raise UpstreamError("upstream response could not be decoded") from None
 
     async def aclose(self) -> None:
-        if self.closed:
-            return
-        self.closed = True
-        try:
-            if isinstance(self._body, AsyncGenerator):  # stopped early: let httpcore2 clean up
-                await self._body.aclose()
-            await self._response.aclose()
-        finally:
+        if not self.closed:
+            self.closed = True
             await self._pool.checkin(self._connection)
 
 
@@ -206,12 +189,10 @@ def _reason(exc: Exception) -> str:
 
 
 def _core_reason(exc: Exception) -> str:
-    """The same texts as `_reason`, for httpcore2's errors."""
-    if isinstance(exc, httpcore2.TimeoutException):
-        return "upstream timed out"
-    if isinstance(exc, httpcore2.ConnectError):
+    """The same texts as `_reason`, for the pool's errors."""
+    if isinstance(exc, ConnectError):
         return "could not connect to upstream"
-    if isinstance(exc, httpcore2.RemoteProtocolError):
+    if isinstance(exc, ProtocolError):
         return "upstream closed the connection or sent an invalid response"
     return "upstream connection failed"
 
@@ -259,22 +240,18 @@ class Upstreams:
             destination = self._pool.destination(request.url)
         except httpx2.InvalidURL:
             raise UpstreamError("invalid upstream URL") from None
-        timeouts: dict[str, float | None] = {"read": None}
-        outgoing = httpcore2.Request(
-            request.method.encode("ascii"),
-            destination.url,
-            headers=destination.headers(request.method, request.headers, request.body),
-            content=request.body,
-            extensions={"timeout": timeouts},
-        )
+        try:
+            data = destination.encode(request.method, request.headers, request.body)
+        except ValueError:
+            raise UpstreamError("invalid header or method for the upstream request") from None
         try:
             with trio.move_on_after(headers_timeout) as deadline:  # cheaper than fail_after
-                sent = await self._pool.send(destination, outgoing, len(request.body))
-        except (httpcore2.ProtocolError, httpcore2.NetworkError, httpcore2.TimeoutException) as exc:
+                sent = await self._pool.send(destination, data, request.body, request.method)
+        except (ProtocolError, TransportError) as exc:
             raise UpstreamError(_core_reason(exc)) from None
         if deadline.cancelled_caught:
             raise UpstreamTimeout(_timeout_text(headers_timeout))
-        return _PooledResponse(self._pool, *sent, timeouts)
+        return _PooledResponse(self._pool, *sent)
 
     async def _open_mock(
         self, request: UpstreamRequest, headers_timeout: float

@@ -1,13 +1,12 @@
-"""Keep-alive HTTP/1.1 connections to upstreams, on httpcore2 (httpx2's own transport) directly.
+"""Keep-alive HTTP/1.1 connections to upstreams: a stack of idle ones per origin.
 
-An `httpx2.AsyncClient` cost ~0.6-0.7 ms CPU per request on the benchmark machine (request and
-response models, a pool that scans every connection, probing each idle socket, twice per
-request, cancel scopes per read); this module ~0.2 ms: `httpcore2.AsyncHTTP11Connection`s kept
-in a stack of idle ones per origin, on a lean network stream (`_Stream`) that opens no cancel
-scope when there is no timeout and sends the request head together with the body (one syscall).
-Behaviour is httpx2's: its default TLS context (`SSL_CERT_FILE`/`SSL_CERT_DIR` honoured),
-HTTP/1.1, the same automatic headers, keep-alive for 30 s, an idle connection the server has
-closed is dropped before use, at most `max_connections` open (further requests wait).
+Requests are written and responses read by `http11` (our own HTTP/1.1: httpcore2's connection
+on h11 cost ~0.18 ms of CPU per request, this ~0.02 ms) over trio TCP or TLS streams, the
+request head and body in one write. Behaviour is httpx2's: its default TLS context
+(`SSL_CERT_FILE`/`SSL_CERT_DIR` honoured), the same automatic headers, keep-alive for 30 s, an
+idle connection the server has closed is dropped before use, at most `max_connections` open
+(further requests wait). A connection goes back to the pool only after a whole response that
+allows keep-alive; anything else (an unread body, an error, a cancellation) closes it.
 """
 
 from __future__ import annotations
@@ -16,9 +15,10 @@ import base64
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import httpcore2
 import httpx2
 import trio
+
+from tokenomics.upstream.http11 import Head, ProtocolError, ResponseReader, encode_request
 
 if TYPE_CHECKING:
     import ssl
@@ -28,7 +28,8 @@ _Key = tuple[bytes, bytes, int]
 _USER_AGENT = f"python-httpx2/{httpx2.__version__}".encode()
 _EMPTY_BODY_LENGTH = frozenset({"POST", "PUT", "PATCH", "QUERY"})  # httpx2 sends length 0 there
 _URL_CACHE_SIZE = 1024
-COALESCE_LIMIT = 64 * 1024
+COALESCE_LIMIT = 64 * 1024  # a larger body is written after the head, not copied behind it
+READ_SIZE = 64 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +37,7 @@ class Destination:
     """One upstream URL, parsed and normalised once (httpx2's percent-encoding and IDNA)."""
 
     key: _Key
-    url: httpcore2.URL
+    target: bytes  # path and query, percent-encoded
     host: bytes  # the Host header
     basic_auth: bytes | None  # from user:password@ in the URL, as httpx2 would send it
 
@@ -49,8 +50,12 @@ class Destination:
         if parsed.username or parsed.password:
             pair = f"{parsed.username}:{parsed.password}".encode()
             auth = b"Basic " + base64.b64encode(pair)
-        target = httpcore2.URL(scheme=scheme, host=host, port=port, target=parsed.raw_path)
-        return cls((scheme, host, port), target, parsed.netloc, auth)
+        return cls((scheme, host, port), parsed.raw_path, parsed.netloc, auth)
+
+    def encode(self, method: str, headers: list[tuple[str, str]], body: bytes) -> bytes:
+        """The request's bytes, the body joined when it is small (ValueError: `encode_request`)."""
+        joined = body if len(body) <= COALESCE_LIMIT else b""
+        return encode_request(method, self.target, self.headers(method, headers, body), joined)
 
     def headers(self, method: str, headers: list[tuple[str, str]], body: bytes) -> RawHeaders:
         """The request headers as httpx2 sends them: Host first, its defaults where absent."""
@@ -74,72 +79,70 @@ class Destination:
         return out
 
 
-class _Stream(httpcore2.AsyncNetworkStream):
-    """httpcore2's network stream over a trio socket or TLS stream.
+class TransportError(Exception):
+    """The connection failed: reset, closed while writing, or no TLS."""
 
-    Like httpcore2's `TrioStream`, minus a cancel scope and two context managers per read and
-    write when no timeout is set (most of them). It can also hold one write back and send it
-    with the next: the request head waits for the body. (The `timeout` parameters are
-    httpcore2's interface.)
-    """
 
-    def __init__(self, stream: trio.abc.Stream, socket: trio.socket.SocketType) -> None:
-        self._stream = stream
-        self._socket = socket
-        self.hold_next = False
-        self._held = b""
+class ConnectError(TransportError):
+    """No connection could be made (refused, unresolvable, TLS handshake failed)."""
 
-    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:  # noqa: ASYNC109
+
+class Connection:
+    """One HTTP/1.1 connection over a trio socket or TLS stream, one request at a time."""
+
+    __slots__ = ("_idle_since", "_socket", "_stream", "key", "reader")
+
+    def __init__(self, stream: trio.abc.Stream, socket: trio.socket.SocketType, key: _Key) -> None:
+        self._stream, self._socket, self.key = stream, socket, key
+        self._idle_since = 0.0
+        self.reader: ResponseReader | None = None  # of the current or last response
+
+    async def request(self, data: bytes, body: bytes, method: str) -> Head:
+        """Write the request (`data`, then `body` when it was too large to join it); return
+        the response head. A server may answer before reading the whole request (a 413) and
+        close: its answer is read all the same."""
+        reader = self.reader = ResponseReader(method)
         try:
-            if timeout is None:
-                return bytes(await self._stream.receive_some(max_bytes))  # no copy for bytes
-            with trio.move_on_after(timeout):
-                return bytes(await self._stream.receive_some(max_bytes))
-        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-            raise httpcore2.ReadError(exc) from exc
-        raise httpcore2.ReadTimeout(f"no data within {timeout}s")
+            await self._write(data)
+            if body:
+                await self._write(body)
+        except TransportError as exc:
+            try:
+                return await self._head(reader)
+            except (TransportError, ProtocolError):
+                raise exc from None
+        return await self._head(reader)
 
-    async def write(self, buffer: bytes, timeout: float | None = None) -> None:  # noqa: ASYNC109
-        if self.hold_next:
-            self.hold_next, self._held = False, buffer
-            return
-        if self._held:
-            buffer, self._held = self._held + buffer, b""
-        if not buffer:
-            return
+    async def _head(self, reader: ResponseReader) -> Head:
+        while (head := reader.head()) is None:
+            reader.feed(await self.receive())
+        return head
+
+    async def _write(self, data: bytes) -> None:
         try:
-            if timeout is None:
-                await self._stream.send_all(buffer)
-                return
-            with trio.move_on_after(timeout):
-                await self._stream.send_all(buffer)
-                return
+            await self._stream.send_all(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-            raise httpcore2.WriteError(exc) from exc
-        raise httpcore2.WriteTimeout(f"could not write within {timeout}s")
+            raise TransportError("write failed") from exc
+
+    async def receive(self) -> bytes:
+        try:
+            return bytes(await self._stream.receive_some(READ_SIZE))  # no copy for bytes
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            raise TransportError("read failed") from exc
+
+    @property
+    def reusable(self) -> bool:
+        return self.reader is not None and self.reader.done and self.reader.keep_alive
+
+    def idle(self) -> None:
+        self._idle_since = trio.current_time()
+
+    def expired(self, expiry: float) -> bool:
+        """Idle too long, or readable while idle: the server closed it (or sent junk)."""
+        return trio.current_time() - self._idle_since > expiry or self._socket.is_readable()
 
     async def aclose(self) -> None:
-        await self._stream.aclose()
-
-    def get_extra_info(self, info: str) -> object:
-        if info == "is_readable":  # an idle connection that is readable was closed by the server
-            return self._socket.is_readable()
-        if info == "ssl_object" and isinstance(self._stream, trio.SSLStream):
-            return self._stream._ssl_object  # as httpcore2 does
-        if info == "socket":
-            return self._socket
-        if info == "client_addr":
-            return self._socket.getsockname()
-        if info == "server_addr":
-            return self._socket.getpeername()
-        return None
-
-
-@dataclass(slots=True)
-class Connection:
-    http: httpcore2.AsyncHTTP11Connection
-    stream: _Stream
-    key: _Key
+        await trio.aclose_forcefully(self._stream)
 
 
 class ConnectionPool:
@@ -170,45 +173,45 @@ class ConnectionPool:
         return found
 
     async def send(
-        self, destination: Destination, request: httpcore2.Request, body_size: int
-    ) -> tuple[Connection, httpcore2.Response]:
-        """Send on a pooled or new connection; returns once the response headers arrived.
+        self, destination: Destination, data: bytes, body: bytes, method: str
+    ) -> tuple[Connection, Head]:
+        """Send `data` (from `Destination.encode`; then `body` unless it is joined) on a pooled
+        or new connection; returns once the response head arrived.
 
-        The connection (and its slot) is the caller's until `checkin`, also on failure here.
-        """
+        The connection (and its slot) is the caller's until `checkin`; on failure here it is
+        closed and its slot freed."""
         try:
             self._slots.acquire_nowait()
         except trio.WouldBlock:
             await self._slots.acquire()
+        connection = None
         try:
             connection = await self._checkout(destination)
-            connection.stream.hold_next = 0 < body_size <= COALESCE_LIMIT  # the head waits
-            return connection, await connection.http.handle_async_request(request)
+            rest = body if len(body) > COALESCE_LIMIT else b""
+            return connection, await connection.request(data, rest, method)
         except BaseException:
-            self._slots.release()  # httpcore2 closed the connection already
+            self._slots.release()
+            if connection is not None:
+                await connection.aclose()
             raise
 
     async def checkin(self, connection: Connection) -> None:
-        """Take a connection back after its response was closed; reusable ones are kept."""
+        """Take a connection back after its response; one that can carry another is kept."""
         self._slots.release()
-        http = connection.http
-        if not http.is_idle():
-            if not http.is_closed():
-                await http.aclose()
-            return
         idle = self._idle.setdefault(connection.key, [])
-        if len(idle) < self._max_idle:
+        if connection.reusable and len(idle) < self._max_idle:
+            connection.idle()
             idle.append(connection)
         else:
-            await http.aclose()
+            await connection.aclose()
 
     async def _checkout(self, destination: Destination) -> Connection:
         idle = self._idle.get(destination.key)
         while idle:
             connection = idle.pop()
-            if not connection.http.has_expired():  # keep-alive over, or the server closed it
+            if not connection.expired(self._keepalive_expiry):
                 return connection
-            await connection.http.aclose()
+            await connection.aclose()
         return await self._connect(destination.key)
 
     async def _connect(self, key: _Key) -> Connection:
@@ -217,7 +220,7 @@ class ConnectionPool:
         try:
             tcp = await trio.open_tcp_stream(hostname, port)  # TCP_NODELAY is trio's default
         except OSError as exc:
-            raise httpcore2.ConnectError(exc) from exc
+            raise ConnectError("connect failed") from exc
         stream: trio.abc.Stream = tcp
         if scheme == b"https":
             tls = trio.SSLStream(
@@ -226,19 +229,15 @@ class ConnectionPool:
             try:
                 await tls.do_handshake()
             except BaseException as exc:
-                with trio.CancelScope(shield=True):
-                    await tcp.aclose()
+                await trio.aclose_forcefully(tcp)
                 if isinstance(exc, trio.BrokenResourceError):
-                    raise httpcore2.ConnectError(exc) from exc
+                    raise ConnectError("TLS handshake failed") from exc
                 raise
             stream = tls
-        wrapped = _Stream(stream, tcp.socket)
-        origin = httpcore2.Origin(scheme, host, port)
-        http = httpcore2.AsyncHTTP11Connection(origin, wrapped, self._keepalive_expiry)
-        return Connection(http, wrapped, key)
+        return Connection(stream, tcp.socket, key)
 
     async def aclose(self) -> None:
         idle, self._idle = self._idle, {}
         for connections in idle.values():
             for connection in connections:
-                await connection.http.aclose()
+                await connection.aclose()
