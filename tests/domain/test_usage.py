@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tokenomics.domain.stream_usage import StreamAccounting
+from tokenomics.domain.stream_usage import LazyStreamAccounting, StreamAccounting, marks
 from tokenomics.domain.usage import (
     ResponseMeta,
     Usage,
@@ -637,3 +637,79 @@ def test_merge_of_a_stream_estimate_fills_the_input() -> None:
 def test_merge_keeps_a_reported_zero_output_when_no_estimate_is_given() -> None:
     embeddings = Usage(input_tokens=8)
     assert merge_estimate(embeddings, 9, 0) == embeddings
+
+
+# ── the lazy accounting: marks, late reading ──────────────────────────────────────────────
+
+
+def events_of(stream: bytes) -> list[tuple[str | None, bytes]]:
+    parser = SSEParser()
+    return [(e.event, e.data.encode()) for e in parser.feed(stream) + parser.close()]
+
+
+OPENAI_WITHOUT_USAGE = sse(
+    (None, openai_chunk({"role": "assistant", "content": ""})),
+    (None, openai_chunk({"content": "one two"})),
+    (None, openai_chunk({"tool_calls": [{"index": 0, "function": {"arguments": '{"a": 1}'}}]})),
+    (None, {**openai_chunk({}), "choices": [{"index": 0, "delta": {}, "finish_reason": "length"}]}),
+    (None, "[DONE]"),
+)
+
+ANTHROPIC_CUT = ANTHROPIC_STREAM[: ANTHROPIC_STREAM.index(b"event: message_delta")]
+
+
+@pytest.mark.parametrize(
+    ("data", "marked"),
+    [
+        (b'{"choices":[{"delta":{"content":"hi"},"finish_reason":null}],"usage":null}', False),
+        (b'{"choices":[],"usage" : {"prompt_tokens":1}}', True),
+        (b'{"choices":[{"delta":{},"finish_reason" :  "stop"}]}', True),
+        (b'{"x_groq":{"usage":{"prompt_tokens":3}}}', True),
+        (b'{"candidates":[],"usageMetadata":{"totalTokenCount":3}}', True),
+        (b'{"type":"message_delta","delta":{"stop_reason":"end_turn"}}', True),
+        (b'{"type":"response.completed","response":{"status":"completed"}}', True),
+        (b'{"type":"response.output_text.delta","delta":"Hi"}', False),
+        (b'{"type":"content_block_delta","delta":{"type":"text_delta","text":"Hi"}}', False),
+    ],
+)
+def test_marks_find_what_may_carry_more_than_text(data: bytes, marked: bool) -> None:
+    assert bool(marks(data)) is marked
+    assert bool(marks(b"\n\n".join([b"data: {}", data, b"data: {}"]))) is marked
+
+
+def test_marks_are_positions_in_the_block() -> None:
+    block = b'data: {"usage":null}\n\ndata: {"usage":{"a":1}}\n\n'
+    assert marks(block) == [block.index(b'usage":{')]
+
+
+def lazy_of(stream: bytes, max_kept: int = 1 << 20) -> LazyStreamAccounting:
+    """Fed like the relay does, one event a block: read now when marked or meta is missing."""
+    lazy = LazyStreamAccounting(events_of, max_kept=max_kept)
+    for name, data in events_of(stream):
+        raw = sse((name, data.decode()))
+        if lazy.eager or lazy.needs_meta or marks(raw):
+            lazy.feed_data(name, data)
+        if not lazy.eager:
+            lazy.keep(raw)
+    return lazy
+
+
+def test_with_final_usage_reported_the_kept_text_is_never_read() -> None:
+    lazy = lazy_of(OPENAI_STREAM)
+    assert lazy.result(words) == account(OPENAI_STREAM).result(words)
+    assert lazy.meta({}) == account(OPENAI_STREAM).meta({})
+    assert lazy.text() is None
+
+
+def test_without_usage_the_kept_events_are_read_for_the_estimate() -> None:
+    lazy = lazy_of(OPENAI_WITHOUT_USAGE)
+    assert lazy.result(words) == Usage(output_tokens=2 + 2, estimated=True)
+    assert lazy.text() == ("one two", False)
+    assert lazy.meta({}).finish_reason == "length"
+
+
+def test_past_its_limit_the_lazy_accounting_reads_everything_and_turns_eager() -> None:
+    lazy = lazy_of(OPENAI_STREAM, max_kept=400)
+    assert lazy.eager
+    assert lazy.text() == ("Hello there, friend", False)
+    assert lazy.result(words) == account(OPENAI_STREAM).result(words)

@@ -1,13 +1,24 @@
 """The relay's event splitting and its filter of OpenAI's usage-only chunk (D13): events stay
 whole whatever their line ends, only the usage-only event goes, and every other byte passes
-unchanged and in order, wherever the chunks of the stream are cut."""
+unchanged and in order, wherever the chunks of the stream are cut. Its lazy accounting gives
+the answers of the full one, wherever the stream is cut."""
 
 from __future__ import annotations
 
 import pytest
+from tests.domain.test_usage import (
+    ANTHROPIC_CUT,
+    ANTHROPIC_STREAM,
+    GEMINI_STREAM,
+    OPENAI_STREAM,
+    OPENAI_WITHOUT_USAGE,
+    RESPONSES_STREAM,
+    events_of,
+    words,
+)
 
-from tokenomics.domain.stream_usage import StreamAccounting
-from tokenomics.pipeline.relay import _Relayed
+from tokenomics.domain.stream_usage import LazyStreamAccounting, StreamAccounting
+from tokenomics.pipeline.relay import _events, _Relayed
 from tokenomics.upstream.sse import EventSplitter
 
 TEXT = b'data: {"choices":[{"index":0,"delta":{"content":"hi"}}],"usage":null}\n\n'
@@ -17,7 +28,7 @@ DONE = b"data: [DONE]\n\n"
 
 
 def filtered(chunks: list[bytes]) -> bytes:
-    relayed = _Relayed(StreamAccounting(), strip=True)
+    relayed = _Relayed(LazyStreamAccounting(_events), strip=True)
     return b"".join(relayed.feed(chunk) for chunk in chunks) + relayed.close()
 
 
@@ -46,19 +57,19 @@ def test_every_cut_of_the_stream_gives_the_same_bytes(end: bytes) -> None:
 
 
 def test_an_unfinished_last_event_comes_out_at_the_end() -> None:
-    relayed = _Relayed(StreamAccounting(), strip=True)
+    relayed = _Relayed(LazyStreamAccounting(_events), strip=True)
     assert relayed.feed(TEXT + b"data: {") == TEXT
     assert relayed.close() == b"data: {"
 
 
 def test_without_the_filter_bytes_go_out_as_they_arrive_and_are_still_accounted() -> None:
-    accounting = StreamAccounting()
+    accounting = LazyStreamAccounting(_events)
     relayed = _Relayed(accounting, strip=False)
     stream = TEXT + USAGE + DONE
     assert [relayed.feed(stream[:30]), relayed.feed(stream[30:])] == [stream[:30], stream[30:]]
     assert relayed.close() == b""
-    assert accounting.text == "hi"
     assert accounting.result(len).input_tokens == 2
+    assert accounting.text() is None  # usage was reported: the text was never read
 
 
 @pytest.mark.parametrize("end", [b"\n", b"\r\n", b"\r"])
@@ -70,3 +81,33 @@ def test_an_event_of_several_lines_stays_one_event(end: bytes) -> None:
         events = splitter.feed(stream[:cut]) + splitter.feed(stream[cut:])
         assert b"".join(events) + splitter.flush() == stream, cut
         assert all(e == event for e in events), (cut, events)
+
+
+STREAMS = [
+    OPENAI_STREAM,
+    RESPONSES_STREAM,
+    ANTHROPIC_STREAM,
+    GEMINI_STREAM,
+    OPENAI_WITHOUT_USAGE,
+    ANTHROPIC_CUT,
+    TEXT + b"data: not json\n\n" + TEXT + DONE,
+    TEXT + TEXT + b'data: {"choices":[{"delta":{"content":"x"}}]}',  # unfinished last event
+]
+
+
+@pytest.mark.parametrize("stream", STREAMS)
+@pytest.mark.parametrize("max_kept", [1 << 20, 300])
+def test_the_lazy_accounting_answers_like_the_full_one_at_every_cut(
+    stream: bytes, max_kept: int
+) -> None:
+    whole = StreamAccounting.of_events(events_of(stream))
+    expected = (whole.result(words), whole.meta({}))
+    for cut in range(0, len(stream) + 1, 7):
+        accounting = LazyStreamAccounting(_events, max_kept=max_kept)
+        relayed = _Relayed(accounting, strip=False)
+        relayed.feed(stream[:cut])
+        relayed.feed(stream[cut:])
+        relayed.close()
+        assert (accounting.result(words), accounting.meta({})) == expected, cut
+        text = accounting.text()
+        assert text is None or text == (whole.text, whole.text_truncated), cut

@@ -1,11 +1,12 @@
-"""`capture.sse_data`, the fast way to the payloads of a captured stream, agrees with the full
-SSE parser on every shape, the usual one and the ones it hands over to the parser."""
+"""`capture.sse_fields`, the fast way to the names and payloads of a captured stream, agrees
+with the full SSE parser on every shape, the usual one and the ones it hands over to the
+parser."""
 
 from __future__ import annotations
 
 import pytest
 
-from tokenomics.services.capture import canonical, is_sensitive, sanitise, sse_data, sse_events
+from tokenomics.services.capture import canonical, is_sensitive, sanitise, sse_events, sse_fields
 
 OPENAI = (
     b'data: {"choices":[{"delta":{"content":"Bonjour, \xc3\xa7a va"}}]}\n\n'
@@ -31,17 +32,21 @@ SHAPES = [
 ]
 
 
-def parser_data(chunks: list[bytes]) -> list[str]:
-    return [event.data for event in sse_events(chunks)]
+def sse_data(chunks: list[bytes]) -> list[tuple[str | None, str]]:
+    return [(name, data.decode("utf-8", "replace")) for name, data in sse_fields(chunks)]
+
+
+def parser_data(chunks: list[bytes]) -> list[tuple[str | None, str]]:
+    return [(event.event, event.data) for event in sse_events(chunks)]
 
 
 @pytest.mark.parametrize("raw", SHAPES)
-def test_sse_data_matches_the_parser(raw: bytes) -> None:
+def test_sse_fields_match_the_parser(raw: bytes) -> None:
     assert sse_data([raw]) == parser_data([raw])
 
 
 @pytest.mark.parametrize("raw", [OPENAI, SHAPES[5], SHAPES[8]])
-def test_sse_data_matches_the_parser_at_every_split(raw: bytes) -> None:
+def test_sse_fields_match_the_parser_at_every_split(raw: bytes) -> None:
     for cut in range(len(raw) + 1):
         chunks = [raw[:cut], raw[cut:]]
         assert sse_data(chunks) == parser_data(chunks), cut
@@ -49,10 +54,10 @@ def test_sse_data_matches_the_parser_at_every_split(raw: bytes) -> None:
 
 def test_the_usual_stream_yields_each_payload_decoded() -> None:
     assert sse_data([OPENAI]) == [
-        '{"choices":[{"delta":{"content":"Bonjour, ça va"}}]}',
-        '{"choices":[{"delta":{"content":"🎉"}}]}',
-        '{"choices":[],"usage":{"total_tokens":3}}',
-        "[DONE]",
+        (None, '{"choices":[{"delta":{"content":"Bonjour, ça va"}}]}'),
+        (None, '{"choices":[{"delta":{"content":"🎉"}}]}'),
+        (None, '{"choices":[],"usage":{"total_tokens":3}}'),
+        (None, "[DONE]"),
     ]
 
 

@@ -12,13 +12,15 @@ body, its chunks checked by the same guard.
 
 from __future__ import annotations
 
+from bisect import bisect_right
+from itertools import accumulate
 from typing import TYPE_CHECKING, Any
 
 import orjson
 import trio
 
 from tokenomics.domain.engine import Blocked
-from tokenomics.domain.stream_usage import StreamAccounting
+from tokenomics.domain.stream_usage import LazyStreamAccounting, StreamAccounting, marks
 from tokenomics.domain.usage import meta_from_response, usage_from_body
 from tokenomics.formats.errors import stream_error_event
 from tokenomics.pipeline.exchange import ProxyError, Reply
@@ -52,62 +54,80 @@ def _json(text: str) -> Any:
         return None
 
 
-def _payload(data: bytes) -> Any:
-    """An event's `data` as JSON (None for `[DONE]` and anything else that is not JSON)."""
-    if data == b"[DONE]":
-        return None
-    try:
-        return orjson.loads(data)
-    except orjson.JSONDecodeError:  # not JSON, or invalid UTF-8 inside it: read as replaced
-        return _json(data.decode("utf-8", "replace"))
-
-
 def _usage_only(payload: Any) -> bool:
     return isinstance(payload, dict) and "usage" in payload and payload.get("choices") == []
 
 
 def _read(raw: bytes, accounting: StreamAccounting) -> tuple[EventFields | None, Any]:
-    """One whole event's fields and JSON payload (or None), fed to the accounting."""
+    """One whole event's fields, fed to the accounting, and its JSON when that was parsed."""
     fields = event_fields(raw)
     if fields is None:
         return None, None
-    payload = _payload(fields[1])
-    if isinstance(payload, dict):
-        accounting.feed(fields[0], payload)
-    return fields, payload
+    return fields, accounting.feed_data(*fields)
+
+
+def _events(block: bytes) -> list[EventFields]:
+    """The fields of a block of whole events, or of the stream's unfinished last event (for
+    the lazy accounting's late reading)."""
+    raws = split_events(block) or [block]
+    return [fields for raw in raws if (fields := event_fields(raw)) is not None]
+
+
+def _to_read(block: bytes, events: list[bytes], meta: bool) -> list[int]:
+    """Which of a block's events to read now: those with marks, and while the response id
+    and model are unknown (`meta`), the first ones up to one with data."""
+    positions = marks(block)
+    if not positions and not meta:
+        return []
+    ends = list(accumulate(map(len, events)))
+    picked = {bisect_right(ends, position) for position in positions}
+    if meta:
+        first = next((i for i, raw in enumerate(events) if b"data" in raw), len(events) - 1)
+        picked.update(range(first + 1))
+    return sorted(picked)
 
 
 class _Relayed:
-    """Upstream bytes relayed as they arrive, each whole event parsed once on the side for the
-    accounting; when the proxy asked for usage (D13) whole events go out, minus OpenAI's
-    usage-only chunk."""
+    """Upstream bytes relayed as they arrive. The lazy accounting reads on the side only the
+    events that may carry more than text (usage, finish reasons); the others wait, unread, in
+    case the text is needed. When the proxy asked for usage (D13) whole events go out, minus
+    OpenAI's usage-only chunk (read: it carries usage)."""
 
     blocked: Blocked | None = None
 
-    def __init__(self, accounting: StreamAccounting, strip: bool) -> None:
+    def __init__(self, accounting: LazyStreamAccounting, strip: bool) -> None:
         self._accounting, self._strip = accounting, strip
         self._split = EventSplitter()
 
     def feed(self, chunk: bytes) -> bytes:
         whole = self._split.whole(chunk)
-        events = split_events(whole) if whole else []
-        kept = [raw for raw in events if self._account(raw)]
-        if not self._strip:
-            return chunk  # as it came, whole events or not
-        return whole if len(kept) == len(events) else b"".join(kept)
+        out = self._account(whole, split_events(whole)) if whole else b""
+        return out if self._strip else chunk  # unfiltered: as it came, whole events or not
 
     def close(self) -> bytes:
         rest = self._split.flush()
-        keep = self._account(rest) if rest else False
-        return rest if self._strip and keep else b""
+        return self._account(rest, [rest]) if rest else b""
 
     def abort(self) -> bytes:
         return b""
 
-    def _account(self, raw: bytes) -> bool:
-        """Account for one event; return whether it goes to the client (when filtering)."""
-        _, payload = _read(raw, self._accounting)
-        return not (self._strip and _usage_only(payload))
+    def _account(self, block: bytes, events: list[bytes]) -> bytes:
+        """Account for a block of whole events; returns it minus what the client did not ask
+        for."""
+        accounting = self._accounting
+        eager = accounting.eager
+        picked = range(len(events)) if eager else _to_read(block, events, accounting.needs_meta)
+        dropped = set()
+        for index in picked:
+            fields = event_fields(events[index])
+            payload = accounting.feed_data(*fields) if fields is not None else None
+            if self._strip and _usage_only(payload):
+                dropped.add(index)
+        if not eager:
+            accounting.keep(block)
+        if not dropped:
+            return block
+        return b"".join(raw for index, raw in enumerate(events) if index not in dropped)
 
 
 class _Guarded:
@@ -147,13 +167,15 @@ class _Guarded:
 
 
 async def _sse(ex: Exchange, deps: Deps, response: UpstreamResponse) -> AsyncGenerator[bytes, None]:
-    accounting = StreamAccounting()
     guard = guard_for(ex)
-    relayed = (
-        _Guarded(guard, accounting, ex.strip_usage)
-        if guard is not None
-        else _Relayed(accounting, ex.strip_usage)
-    )
+    accounting: StreamAccounting | LazyStreamAccounting
+    relayed: _Guarded | _Relayed
+    if guard is not None:
+        accounting = StreamAccounting()
+        relayed = _Guarded(guard, accounting, ex.strip_usage)
+    else:
+        accounting = LazyStreamAccounting(_events)
+        relayed = _Relayed(accounting, ex.strip_usage)
     idle = float(deps.settings.server.stream_idle_timeout)
     try:
         async for chunk in response.chunks(idle):
@@ -175,8 +197,8 @@ async def _sse(ex: Exchange, deps: Deps, response: UpstreamResponse) -> AsyncGen
             ex.error = relayed.blocked.log_message.replace("request", "response", 1)
         ex.usage = accounting.result(lambda text: deps.estimator.count(ex.attempt_model, text))
         ex.meta = accounting.meta(dict(response.headers))
-        if guard is None:
-            ex.relayed_text = (accounting.text, accounting.text_truncated)
+        if isinstance(accounting, LazyStreamAccounting):  # the text as relayed, if it was read
+            ex.relayed_text = accounting.text()
         with trio.CancelScope(shield=True):
             await response.aclose()
 

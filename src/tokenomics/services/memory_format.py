@@ -23,8 +23,7 @@ from tokenomics.services.capture import (
     is_event_stream,
     parse_time,
     sanitise,
-    sse_data,
-    sse_events,
+    sse_fields,
     text_of,
 )
 
@@ -103,17 +102,11 @@ def stream_text(
     The chunks are what the client received, so the text is the masked one; `known` is that
     text (and whether it was cut) when the relay already read it, else it is read here.
     """
+    events = sse_fields(chunks)
     if known is None:
-        accounting = StreamAccounting()
-        events = sse_events(chunks)
-        for event in events:
-            parsed = _json(event.data) if event.data and event.data != "[DONE]" else None
-            if isinstance(parsed, dict):
-                accounting.feed(event.event, parsed)
+        accounting = StreamAccounting.of_events(events)
         known = (accounting.text, accounting.text_truncated)
-        payloads = [event.data for event in events]
-    else:
-        payloads = sse_data(chunks)
+    payloads = [data.decode("utf-8", "replace") for _, data in events]
     text, truncated = known
     # Sanitising maps character by character, so the numbered list is sanitised whole.
     numbered = "\n".join(f"{n}. {p}" for n, p in enumerate(filter(None, payloads), 1))
