@@ -21,7 +21,11 @@ import trio
 from hypercorn.config import Config
 from responses import completion  # bench/ is on sys.path when this file runs as a script
 
-from tokenomics.services.http_server import GC_THRESHOLDS, use_keep_alive_timer
+from tokenomics.services.http_server import (
+    GC_THRESHOLDS,
+    use_coalescing_writes,
+    use_keep_alive_timer,
+)
 from tokenomics.upstream.client import UpstreamRequest, Upstreams, read_all
 
 BODY = (
@@ -94,6 +98,7 @@ def serve(app: Any, port: str) -> None:
     config.include_server_header = False
     gc.set_threshold(*GC_THRESHOLDS)  # as the proxy does
     use_keep_alive_timer()
+    use_coalescing_writes()
 
     async def terminated() -> None:
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:

@@ -1,6 +1,8 @@
 """hypercorn with our keep-alive timer (`KeepAliveTimer`): idle connections still close after
 the keep-alive timeout, a request longer than that timeout is never cut, the timer restarts
-for each request of a connection, and a client leaving mid-request leaves nothing behind."""
+for each request of a connection, and a client leaving mid-request leaves nothing behind.
+With our protocol (`CoalescingH11Protocol`): a sized reply is one write, a stream's head
+still goes out before its first chunk."""
 
 from __future__ import annotations
 
@@ -8,15 +10,18 @@ import time
 from email.utils import parsedate_to_datetime
 from typing import Any
 
+import hypercorn.protocol
 import hypercorn.trio.tcp_server
 import pytest
 import trio
 import trio.testing
 
 from tokenomics.services.http_server import (
+    CoalescingH11Protocol,
     KeepAliveTimer,
     serve,
     server_config,
+    use_coalescing_writes,
     use_keep_alive_timer,
 )
 
@@ -40,9 +45,18 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
     await receive()
+    if scope["path"] == "/stream":  # no length: chunked, its first chunk comes late
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await trio.sleep(KEEP_ALIVE / 2)
+        await send({"type": "http.response.body", "body": b"ok", "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+        return
     if scope["path"] == "/slow":
         await trio.sleep(3 * KEEP_ALIVE)  # longer than the keep-alive timeout
     headers = [(b"content-length", b"2")]
+    if scope["path"] == "/headless":  # a sized head, then the app ends without its body
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        return
     await send({"type": "http.response.start", "status": 200, "headers": headers})
     await send({"type": "http.response.body", "body": b"ok"})
 
@@ -84,6 +98,59 @@ async def closed_after_keep_alive(stream: trio.SocketStream) -> None:
     answered = trio.current_time()
     assert await stream.receive_some() == b""
     assert KEEP_ALIVE <= trio.current_time() - answered < KEEP_ALIVE + 1
+
+
+def test_hypercorn_takes_our_protocol() -> None:
+    assert use_coalescing_writes()
+    assert hypercorn.protocol.H11Protocol is CoalescingH11Protocol  # type: ignore[attr-defined]
+
+
+async def test_a_sized_reply_is_one_write_and_a_head_reply_still_gets_its_head() -> None:
+    async with trio.open_nursery() as nursery:
+        server = await start(nursery)
+        stream = await trio.open_tcp_stream("127.0.0.1", server.port)
+        await stream.send_all(FAST)
+        first = await stream.receive_some(65536)
+        assert first.startswith(b"HTTP/1.1 200") and first.endswith(b"\r\n\r\nok")
+        await stream.send_all(b"HEAD / HTTP/1.1\r\nhost: test\r\n\r\n")
+        head = await stream.receive_some(65536)
+        assert head.startswith(b"HTTP/1.1 200") and head.endswith(b"\r\n\r\n")
+        assert b"content-length: 2\r\n" in head
+        await ask(stream, FAST)  # the connection is still in step
+        await stream.aclose()
+        server.stop.set()
+
+
+async def test_a_held_head_still_goes_out_when_the_app_ends_without_its_body() -> None:
+    async with trio.open_nursery() as nursery:
+        server = await start(nursery)
+        stream = await trio.open_tcp_stream("127.0.0.1", server.port)
+        await stream.send_all(b"GET /headless HTTP/1.1\r\nhost: test\r\n\r\n")
+        received = b""
+        while chunk := await stream.receive_some(65536):
+            received += chunk
+        assert received.startswith(b"HTTP/1.1 200") and received.endswith(b"\r\n\r\n")
+        await stream.aclose()
+        server.stop.set()
+
+
+async def test_a_streams_head_goes_out_before_its_first_chunk(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    async with trio.open_nursery() as nursery:
+        server = await start(nursery)
+        stream = await trio.open_tcp_stream("127.0.0.1", server.port)
+        await stream.send_all(b"GET /stream HTTP/1.1\r\nhost: test\r\n\r\n")
+        started = trio.current_time()
+        head = await stream.receive_some(65536)
+        assert head.startswith(b"HTTP/1.1 200") and head.endswith(b"\r\n\r\n")
+        assert trio.current_time() - started < KEEP_ALIVE / 2  # not held for the chunk
+        rest = b""
+        while not rest.endswith(b"0\r\n\r\n"):
+            rest += await stream.receive_some(65536)
+        assert rest == b"2\r\nok\r\n0\r\n\r\n"
+        await stream.aclose()
+        server.stop.set()
 
 
 def test_hypercorn_takes_our_timer() -> None:
