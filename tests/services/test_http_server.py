@@ -1,8 +1,8 @@
 """hypercorn with our keep-alive timer (`KeepAliveTimer`): idle connections still close after
 the keep-alive timeout, a request longer than that timeout is never cut, the timer restarts
 for each request of a connection, and a client leaving mid-request leaves nothing behind.
-With our protocol (`CoalescingH11Protocol`): a sized reply is one write, a stream's head
-still goes out before its first chunk."""
+With our protocol (`CoalescingH11Protocol`): a reply whose parts are ready is one write, a
+stream's head and chunks still go out while it waits for more."""
 
 from __future__ import annotations
 
@@ -45,10 +45,16 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
     await receive()
-    if scope["path"] == "/stream":  # no length: chunked, its first chunk comes late
+    if scope["path"] == "/ready":  # no length: chunked, every part ready at once
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok", "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+        return
+    if scope["path"] == "/stream":  # no length: chunked, its chunks come late
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await trio.sleep(KEEP_ALIVE / 2)
         await send({"type": "http.response.body", "body": b"ok", "more_body": True})
+        await trio.sleep(KEEP_ALIVE / 2)
         await send({"type": "http.response.body", "body": b""})
         return
     if scope["path"] == "/slow":
@@ -134,7 +140,18 @@ async def test_a_held_head_still_goes_out_when_the_app_ends_without_its_body() -
         server.stop.set()
 
 
-async def test_a_streams_head_goes_out_before_its_first_chunk(
+async def test_a_stream_ready_at_once_is_one_write() -> None:
+    async with trio.open_nursery() as nursery:
+        server = await start(nursery)
+        stream = await trio.open_tcp_stream("127.0.0.1", server.port)
+        await stream.send_all(b"GET /ready HTTP/1.1\r\nhost: test\r\n\r\n")
+        first = await stream.receive_some(65536)
+        assert first.startswith(b"HTTP/1.1 200") and first.endswith(b"2\r\nok\r\n0\r\n\r\n")
+        await stream.aclose()
+        server.stop.set()
+
+
+async def test_a_waiting_streams_head_and_chunks_go_out_without_waiting_for_more(
     autojump_clock: trio.abc.Clock,
 ) -> None:
     async with trio.open_nursery() as nursery:
@@ -145,10 +162,9 @@ async def test_a_streams_head_goes_out_before_its_first_chunk(
         head = await stream.receive_some(65536)
         assert head.startswith(b"HTTP/1.1 200") and head.endswith(b"\r\n\r\n")
         assert trio.current_time() - started < KEEP_ALIVE / 2  # not held for the chunk
-        rest = b""
-        while not rest.endswith(b"0\r\n\r\n"):
-            rest += await stream.receive_some(65536)
-        assert rest == b"2\r\nok\r\n0\r\n\r\n"
+        assert await stream.receive_some(65536) == b"2\r\nok\r\n"
+        assert trio.current_time() - started < KEEP_ALIVE  # not held for the end
+        assert await stream.receive_some(65536) == b"0\r\n\r\n"
         await stream.aclose()
         server.stop.set()
 
