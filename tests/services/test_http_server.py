@@ -7,6 +7,8 @@ stream's head and chunks still go out while it waits for more."""
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -111,11 +113,21 @@ def test_hypercorn_takes_our_protocol() -> None:
     assert hypercorn.protocol.H11Protocol is CoalescingH11Protocol  # type: ignore[attr-defined]
 
 
-async def test_a_sized_reply_is_one_write_and_a_head_reply_still_gets_its_head() -> None:
+@asynccontextmanager
+async def requested(path: str) -> AsyncIterator[trio.SocketStream]:
+    """A connection to a new server that has asked for `path`; closed, and the server stopped,
+    after."""
     async with trio.open_nursery() as nursery:
         server = await start(nursery)
         stream = await trio.open_tcp_stream("127.0.0.1", server.port)
-        await stream.send_all(FAST)
+        await stream.send_all(f"GET {path} HTTP/1.1\r\nhost: test\r\n\r\n".encode())
+        yield stream
+        await stream.aclose()
+        server.stop.set()
+
+
+async def test_a_sized_reply_is_one_write_and_a_head_reply_still_gets_its_head() -> None:
+    async with requested("/") as stream:
         first = await stream.receive_some(65536)
         assert first.startswith(b"HTTP/1.1 200") and first.endswith(b"\r\n\r\nok")
         await stream.send_all(b"HEAD / HTTP/1.1\r\nhost: test\r\n\r\n")
@@ -123,41 +135,26 @@ async def test_a_sized_reply_is_one_write_and_a_head_reply_still_gets_its_head()
         assert head.startswith(b"HTTP/1.1 200") and head.endswith(b"\r\n\r\n")
         assert b"content-length: 2\r\n" in head
         await ask(stream, FAST)  # the connection is still in step
-        await stream.aclose()
-        server.stop.set()
 
 
 async def test_a_held_head_still_goes_out_when_the_app_ends_without_its_body() -> None:
-    async with trio.open_nursery() as nursery:
-        server = await start(nursery)
-        stream = await trio.open_tcp_stream("127.0.0.1", server.port)
-        await stream.send_all(b"GET /headless HTTP/1.1\r\nhost: test\r\n\r\n")
+    async with requested("/headless") as stream:
         received = b""
         while chunk := await stream.receive_some(65536):
             received += chunk
         assert received.startswith(b"HTTP/1.1 200") and received.endswith(b"\r\n\r\n")
-        await stream.aclose()
-        server.stop.set()
 
 
 async def test_a_stream_ready_at_once_is_one_write() -> None:
-    async with trio.open_nursery() as nursery:
-        server = await start(nursery)
-        stream = await trio.open_tcp_stream("127.0.0.1", server.port)
-        await stream.send_all(b"GET /ready HTTP/1.1\r\nhost: test\r\n\r\n")
+    async with requested("/ready") as stream:
         first = await stream.receive_some(65536)
         assert first.startswith(b"HTTP/1.1 200") and first.endswith(b"2\r\nok\r\n0\r\n\r\n")
-        await stream.aclose()
-        server.stop.set()
 
 
 async def test_a_waiting_streams_head_and_chunks_go_out_without_waiting_for_more(
     autojump_clock: trio.abc.Clock,
 ) -> None:
-    async with trio.open_nursery() as nursery:
-        server = await start(nursery)
-        stream = await trio.open_tcp_stream("127.0.0.1", server.port)
-        await stream.send_all(b"GET /stream HTTP/1.1\r\nhost: test\r\n\r\n")
+    async with requested("/stream") as stream:
         started = trio.current_time()
         head = await stream.receive_some(65536)
         assert head.startswith(b"HTTP/1.1 200") and head.endswith(b"\r\n\r\n")
@@ -165,8 +162,6 @@ async def test_a_waiting_streams_head_and_chunks_go_out_without_waiting_for_more
         assert await stream.receive_some(65536) == b"2\r\nok\r\n"
         assert trio.current_time() - started < KEEP_ALIVE  # not held for the end
         assert await stream.receive_some(65536) == b"0\r\n\r\n"
-        await stream.aclose()
-        server.stop.set()
 
 
 def test_hypercorn_takes_our_timer() -> None:
