@@ -90,11 +90,12 @@ class ConnectError(TransportError):
 class Connection:
     """One HTTP/1.1 connection over a trio socket or TLS stream, one request at a time."""
 
-    __slots__ = ("_idle_since", "_socket", "_stream", "key", "reader")
+    __slots__ = ("_idle_since", "_socket", "_stream", "_unsent", "key", "reader")
 
     def __init__(self, stream: trio.abc.Stream, socket: trio.socket.SocketType, key: _Key) -> None:
         self._stream, self._socket, self.key = stream, socket, key
         self._idle_since = 0.0
+        self._unsent = False  # a request was not written whole: never reuse the connection
         self.reader: ResponseReader | None = None  # of the current or last response
 
     async def request(self, data: bytes, body: bytes, method: str) -> Head:
@@ -107,6 +108,7 @@ class Connection:
             if body:
                 await self._write(body)
         except TransportError as exc:
+            self._unsent = True
             try:
                 return await self._head(reader)
             except (TransportError, ProtocolError):
@@ -132,7 +134,8 @@ class Connection:
 
     @property
     def reusable(self) -> bool:
-        return self.reader is not None and self.reader.done and self.reader.keep_alive
+        reader = self.reader
+        return reader is not None and reader.done and reader.keep_alive and not self._unsent
 
     def idle(self) -> None:
         self._idle_since = trio.current_time()
