@@ -105,9 +105,8 @@ def test_the_lazy_accounting_answers_like_the_full_one_at_every_cut(
     for cut in range(0, len(stream) + 1, 7):
         accounting = LazyStreamAccounting(_events, max_kept=max_kept)
         relayed = _Relayed(accounting, strip=False)
-        relayed.feed(stream[:cut])
-        relayed.feed(stream[cut:])
-        relayed.close()
+        out = relayed.feed(stream[:cut]) + relayed.feed(stream[cut:]) + relayed.close()
+        assert out == stream, cut  # unfiltered: every byte once, as it came
         assert (accounting.result(words), accounting.meta({})) == expected, cut
         text = accounting.text()
         assert text is None or text == (whole.text, whole.text_truncated), cut

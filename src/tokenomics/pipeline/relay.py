@@ -106,7 +106,8 @@ class _Relayed:
 
     def close(self) -> bytes:
         rest = self._split.flush()
-        return self._account(rest, [rest]) if rest else b""
+        out = self._account(rest, [rest]) if rest else b""
+        return out if self._strip else b""  # unfiltered: it went out as it came
 
     def abort(self) -> bytes:
         return b""
