@@ -150,9 +150,12 @@ class StreamAccounting:
             self.feed(name, payload)
         return payload
 
+    def _reported_usage(self) -> Usage | None:
+        return anthropic_usage(self._anthropic) if self._anthropic else self._reported
+
     def final_usage(self) -> Usage | None:
         """The usage as reported, when it needs no estimate from the text."""
-        reported = anthropic_usage(self._anthropic) if self._anthropic else self._reported
+        reported = self._reported_usage()
         if reported is not None and (self._anthropic_final or not self._anthropic):
             return reported
         return None
@@ -162,7 +165,7 @@ class StreamAccounting:
         final = self.final_usage()
         if final is not None:
             return final
-        reported = anthropic_usage(self._anthropic) if self._anthropic else self._reported
+        reported = self._reported_usage()
         guess = self._estimate_output(estimate)
         if reported is None:
             return Usage(output_tokens=guess, estimated=True)
