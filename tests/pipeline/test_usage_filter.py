@@ -18,8 +18,8 @@ from tests.domain.test_usage import (
 )
 
 from tokenomics.domain.stream_usage import LazyStreamAccounting, StreamAccounting
-from tokenomics.pipeline.relay import _events, _Relayed
-from tokenomics.upstream.sse import EventSplitter
+from tokenomics.pipeline.relay import _Relayed
+from tokenomics.upstream.sse import EventSplitter, all_event_fields
 
 TEXT = b'data: {"choices":[{"index":0,"delta":{"content":"hi"}}],"usage":null}\n\n'
 USAGE = b'data: {"choices": [ ],"usage":{"prompt_tokens":2,"total_tokens":3}}\n\n'
@@ -28,7 +28,7 @@ DONE = b"data: [DONE]\n\n"
 
 
 def filtered(chunks: list[bytes]) -> bytes:
-    relayed = _Relayed(LazyStreamAccounting(_events), strip=True)
+    relayed = _Relayed(LazyStreamAccounting(all_event_fields), strip=True)
     return b"".join(relayed.feed(chunk) for chunk in chunks) + relayed.close()
 
 
@@ -57,13 +57,13 @@ def test_every_cut_of_the_stream_gives_the_same_bytes(end: bytes) -> None:
 
 
 def test_an_unfinished_last_event_comes_out_at_the_end() -> None:
-    relayed = _Relayed(LazyStreamAccounting(_events), strip=True)
+    relayed = _Relayed(LazyStreamAccounting(all_event_fields), strip=True)
     assert relayed.feed(TEXT + b"data: {") == TEXT
     assert relayed.close() == b"data: {"
 
 
 def test_without_the_filter_bytes_go_out_as_they_arrive_and_are_still_accounted() -> None:
-    accounting = LazyStreamAccounting(_events)
+    accounting = LazyStreamAccounting(all_event_fields)
     relayed = _Relayed(accounting, strip=False)
     stream = TEXT + USAGE + DONE
     assert [relayed.feed(stream[:30]), relayed.feed(stream[30:])] == [stream[:30], stream[30:]]
@@ -103,7 +103,7 @@ def test_the_lazy_accounting_answers_like_the_full_one_at_every_cut(
     whole = StreamAccounting.of_events(events_of(stream))
     expected = (whole.result(words), whole.meta({}))
     for cut in range(0, len(stream) + 1, 7):
-        accounting = LazyStreamAccounting(_events, max_kept=max_kept)
+        accounting = LazyStreamAccounting(all_event_fields, max_kept=max_kept)
         relayed = _Relayed(accounting, strip=False)
         out = relayed.feed(stream[:cut]) + relayed.feed(stream[cut:]) + relayed.close()
         assert out == stream, cut  # unfiltered: every byte once, as it came

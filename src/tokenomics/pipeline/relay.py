@@ -33,6 +33,7 @@ from tokenomics.upstream.sse import (
     EventSplitter,
     SSEParser,
     SSETooLarge,
+    all_event_fields,
     event_fields,
     split_events,
 )
@@ -64,13 +65,6 @@ def _read(raw: bytes, accounting: StreamAccounting) -> tuple[EventFields | None,
     if fields is None:
         return None, None
     return fields, accounting.feed_data(*fields)
-
-
-def _events(block: bytes) -> list[EventFields]:
-    """The fields of a block of whole events, or of the stream's unfinished last event (for
-    the lazy accounting's late reading)."""
-    raws = split_events(block) or [block]
-    return [fields for raw in raws if (fields := event_fields(raw)) is not None]
 
 
 def _to_read(block: bytes, events: list[bytes], meta: bool) -> list[int]:
@@ -175,7 +169,7 @@ async def _sse(ex: Exchange, deps: Deps, response: UpstreamResponse) -> AsyncGen
         accounting = StreamAccounting()
         relayed = _Guarded(guard, accounting, ex.strip_usage)
     else:
-        accounting = LazyStreamAccounting(_events)
+        accounting = LazyStreamAccounting(all_event_fields)
         relayed = _Relayed(accounting, ex.strip_usage)
     idle = float(deps.settings.server.stream_idle_timeout)
     try:

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from tokenomics.pipeline.headers import CREDENTIALS
-from tokenomics.upstream.sse import EventFields, EventSplitter, SSEEvent, SSEParser, event_fields
+from tokenomics.upstream.sse import EventFields, SSEEvent, SSEParser, all_event_fields
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -120,11 +120,7 @@ def is_event_stream(content_type: str) -> bool:
 def sse_fields(chunks: Iterable[bytes]) -> list[EventFields]:
     """The name and `data` of each SSE event in captured chunks, as `sse_events` gives them,
     read the relay's way (whole events, the usual one-line event cut out directly)."""
-    splitter = EventSplitter()
-    events = splitter.feed(b"".join(chunks))
-    events.append(splitter.flush())  # a last event lacking its blank line
-    found = (event_fields(event) for event in events if event)
-    return [fields for fields in found if fields is not None]
+    return all_event_fields(b"".join(chunks))
 
 
 def sse_events(chunks: Iterable[bytes]) -> list[SSEEvent]:

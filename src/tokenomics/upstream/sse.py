@@ -137,9 +137,7 @@ class SSEParser:
                 continue
             if line[0] == 0x3A:  # ":" starts a comment
                 continue
-            name, _, value = line.partition(b":")
-            if value[:1] == b" ":
-                value = value[1:]
+            name, value = _field(line)
             if name == b"data":
                 self._add_data(value)
             elif name == b"event":
@@ -160,6 +158,12 @@ class SSEParser:
         self._data_bytes = 0
         self._event = None
         return event
+
+
+def _field(line: bytes) -> tuple[bytes, bytes]:
+    """A field line's name and value (one space after the colon dropped)."""
+    name, _, value = line.partition(b":")
+    return name, value[1:] if value[:1] == b" " else value
 
 
 # ── whole events, for a proxy that relays them ───────────────────────────────────────────────
@@ -212,6 +216,15 @@ def split_events(whole: bytes) -> list[bytes]:
 EventFields = tuple[str | None, bytes]  # the `event` name (or None) and the `data`
 
 
+def all_event_fields(data: bytes) -> list[EventFields]:
+    """The fields of every event with data in `data`, the stream's unfinished last event
+    (lacking its blank line) included."""
+    splitter = EventSplitter()
+    raws = splitter.feed(data)
+    raws.append(splitter.flush())
+    return [fields for raw in raws if raw and (fields := event_fields(raw)) is not None]
+
+
 def event_fields(raw: bytes) -> EventFields | None:
     """The `event` name and the `data` (lines joined with LF) of one whole event, by the
     field rules of `SSEParser`; None when it has no `data` line (comments, keep-alives).
@@ -228,9 +241,7 @@ def event_fields(raw: bytes) -> EventFields | None:
     for line in body.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n"):
         if not line or line[:1] == b":":
             continue
-        field, _, value = line.partition(b":")
-        if value[:1] == b" ":
-            value = value[1:]
+        field, value = _field(line)
         if field == b"data":
             data.append(value)
         elif field == b"event":
