@@ -231,3 +231,16 @@ async def test_a_proxy_named_in_the_environment_carries_the_requests(
         await upstreams.aclose()
     request_line = proxy.requests[0][0].split(b"\r\n")[0]
     assert request_line == b"POST http://upstream.invalid/v1/chat/completions HTTP/1.1"
+
+
+async def test_a_body_too_large_to_join_to_its_head_arrives_whole() -> None:
+    upstream, upstreams = RawUpstream(), Upstreams()
+    body = bytes(range(256)) * 400  # 100 KiB: written after the head, not copied behind it
+    async with running(upstream) as url:
+        request = UpstreamRequest("POST", url + "/v1/files", [], body)
+        response = await upstreams.open(request, headers_timeout=5)
+        assert (response.status, await read_all(response, 1 << 20, 5)) == (200, REPLY)
+        await response.aclose()
+    await upstreams.aclose()
+    assert upstream.requests[0][1] == body
+    assert b"content-length: 102400" in upstream.requests[0][0].lower()

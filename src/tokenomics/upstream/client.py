@@ -241,12 +241,12 @@ class Upstreams:
         except httpx2.InvalidURL:
             raise UpstreamError("invalid upstream URL") from None
         try:
-            data = destination.encode(request.method, request.headers, request.body)
+            data, rest = destination.encode(request.method, request.headers, request.body)
         except ValueError:
             raise UpstreamError("invalid header or method for the upstream request") from None
         try:
             with trio.move_on_after(headers_timeout) as deadline:  # cheaper than fail_after
-                sent = await self._pool.send(destination, data, request.body, request.method)
+                sent = await self._pool.send(destination, data, rest, request.method)
         except (ProtocolError, TransportError) as exc:
             raise UpstreamError(_core_reason(exc)) from None
         if deadline.cancelled_caught:

@@ -1,8 +1,9 @@
 """Keep-alive HTTP/1.1 connections to upstreams: a stack of idle ones per origin.
 
-Requests are written and responses read by `http11` (our own HTTP/1.1: httpcore2's connection
-on h11 cost ~0.18 ms of CPU per request, this ~0.02 ms) over trio TCP or TLS streams, the
-request head and body in one write. Behaviour is httpx2's: its default TLS context
+Requests are written and responses read by `http11` (our own HTTP/1.1: with httpcore2's
+connection on h11 the client cost ~0.18 ms of CPU per request on the benchmark machine, with it
+~0.08 ms, `bench/floors.sh`) over trio TCP or TLS streams, the request head and a small body in
+one write. Behaviour is httpx2's: its default TLS context
 (`SSL_CERT_FILE`/`SSL_CERT_DIR` honoured), the same automatic headers, keep-alive for 30 s, an
 idle connection the server has closed is dropped before use, at most `max_connections` open
 (further requests wait). A connection goes back to the pool only after a whole response that
@@ -52,10 +53,15 @@ class Destination:
             auth = b"Basic " + base64.b64encode(pair)
         return cls((scheme, host, port), parsed.raw_path, parsed.netloc, auth)
 
-    def encode(self, method: str, headers: list[tuple[str, str]], body: bytes) -> bytes:
-        """The request's bytes, the body joined when it is small (ValueError: `encode_request`)."""
-        joined = body if len(body) <= COALESCE_LIMIT else b""
-        return encode_request(method, self.target, self.headers(method, headers, body), joined)
+    def encode(
+        self, method: str, headers: list[tuple[str, str]], body: bytes
+    ) -> tuple[bytes, bytes]:
+        """The request's bytes to write: the head with a small body joined to it, and a body
+        too large to copy behind it (else b""). ValueError: see `encode_request`."""
+        large = len(body) > COALESCE_LIMIT
+        head_headers = self.headers(method, headers, body)
+        data = encode_request(method, self.target, head_headers, b"" if large else body)
+        return data, body if large else b""
 
     def headers(self, method: str, headers: list[tuple[str, str]], body: bytes) -> RawHeaders:
         """The request headers as httpx2 sends them: Host first, its defaults where absent."""
@@ -176,10 +182,10 @@ class ConnectionPool:
         return found
 
     async def send(
-        self, destination: Destination, data: bytes, body: bytes, method: str
+        self, destination: Destination, data: bytes, rest: bytes, method: str
     ) -> tuple[Connection, Head]:
-        """Send `data` (from `Destination.encode`; then `body` unless it is joined) on a pooled
-        or new connection; returns once the response head arrived.
+        """Write `data` then `rest` (from `Destination.encode`) on a pooled or new connection;
+        returns once the response head arrived.
 
         The connection (and its slot) is the caller's until `checkin`; on failure here it is
         closed and its slot freed."""
@@ -190,7 +196,6 @@ class ConnectionPool:
         connection = None
         try:
             connection = await self._checkout(destination)
-            rest = body if len(body) > COALESCE_LIMIT else b""
             return connection, await connection.request(data, rest, method)
         except BaseException:
             self._slots.release()
