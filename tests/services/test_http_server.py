@@ -114,16 +114,22 @@ def test_hypercorn_takes_our_protocol() -> None:
 
 
 @asynccontextmanager
-async def requested(path: str) -> AsyncIterator[trio.SocketStream]:
-    """A connection to a new server that has asked for `path`; closed, and the server stopped,
-    after."""
+async def connected() -> AsyncIterator[trio.SocketStream]:
+    """A connection to a new server; closed, and the server stopped, after."""
     async with trio.open_nursery() as nursery:
         server = await start(nursery)
         stream = await trio.open_tcp_stream("127.0.0.1", server.port)
-        await stream.send_all(f"GET {path} HTTP/1.1\r\nhost: test\r\n\r\n".encode())
         yield stream
         await stream.aclose()
         server.stop.set()
+
+
+@asynccontextmanager
+async def requested(path: str) -> AsyncIterator[trio.SocketStream]:
+    """A connection to a new server that has asked for `path`."""
+    async with connected() as stream:
+        await stream.send_all(f"GET {path} HTTP/1.1\r\nhost: test\r\n\r\n".encode())
+        yield stream
 
 
 async def test_a_sized_reply_is_one_write_and_a_head_reply_still_gets_its_head() -> None:
@@ -172,25 +178,19 @@ def test_hypercorn_takes_our_timer() -> None:
 async def test_an_idle_connection_closes_after_the_keep_alive_timeout(
     autojump_clock: trio.abc.Clock,
 ) -> None:
-    async with trio.open_nursery() as nursery:
-        server = await start(nursery)
-        stream = await trio.open_tcp_stream("127.0.0.1", server.port)
+    async with connected() as stream:
         await ask(stream, FAST)
         await closed_after_keep_alive(stream)
-        server.stop.set()
 
 
 async def test_a_request_longer_than_the_timeout_is_answered_and_the_timer_restarts(
     autojump_clock: trio.abc.Clock,
 ) -> None:
-    async with trio.open_nursery() as nursery:
-        server = await start(nursery)
-        stream = await trio.open_tcp_stream("127.0.0.1", server.port)
+    async with connected() as stream:
         for _ in range(3):  # slow, fast, slow on one connection: each timer is a fresh one
             await ask(stream, REQUEST)
             await ask(stream, FAST)
         await closed_after_keep_alive(stream)
-        server.stop.set()
 
 
 async def test_a_client_gone_mid_request_leaves_no_task_behind(
