@@ -552,7 +552,7 @@ _tokenomics() {
       case "${cmd_path[@]}" in
         "ledger sessions")
           if [[ ${cur} == -* ]]; then
-            local -a _c=("--dir" "--json" "--config" "--db" "--dir" "--debug" "--help" "-h" "--version")
+            local -a _c=("--dir" "--json" "--all" "--config" "--db" "--dir" "--debug" "--help" "-h" "--version")
             local _q
             COMPREPLY=()
             for _x in "${_c[@]}"; do
@@ -584,7 +584,7 @@ _tokenomics() {
           ;;
         "ledger show")
           if [[ ${cur} == -* ]]; then
-            local -a _c=("--dir" "--json" "--config" "--db" "--dir" "--debug" "--help" "-h" "--version")
+            local -a _c=("--dir" "--json" "--requests" "--config" "--db" "--dir" "--debug" "--help" "-h" "--version")
             local _q
             COMPREPLY=()
             for _x in "${_c[@]}"; do

@@ -139,7 +139,7 @@ complete -c tokenomics -n '__fish_tokenomics_using_command init' -l debug -d 'Sh
 
 # Subcommands for: ledger
 complete -c tokenomics -n '__fish_tokenomics_using_command ledger' -a 'summary' -d 'Totals over every session, by model and by provider.'
-complete -c tokenomics -n '__fish_tokenomics_using_command ledger' -a 'sessions' -d 'List the sessions, oldest first.'
+complete -c tokenomics -n '__fish_tokenomics_using_command ledger' -a 'sessions' -d 'List the sessions, oldest first (running ones marked; empty ended ones only wit…'
 complete -c tokenomics -n '__fish_tokenomics_using_command ledger' -a 'show' -d 'Show one session; a unique prefix of its id is enough.'
 # Options for: ledger
 complete -c tokenomics -n '__fish_tokenomics_using_command ledger' -l help -d 'Display this message and exit.'
@@ -156,6 +156,7 @@ complete -c tokenomics -n '__fish_tokenomics_using_command ledger sessions' -s h
 complete -c tokenomics -n '__fish_tokenomics_using_command ledger sessions' -l version -d 'Display application version.'
 complete -c tokenomics -n '__fish_tokenomics_using_command ledger sessions' -l dir -r -d 'Ledger directory (default: the configured dir).'
 complete -c tokenomics -n '__fish_tokenomics_using_command ledger sessions' -l json -d 'Output as JSON.'
+complete -c tokenomics -n '__fish_tokenomics_using_command ledger sessions' -l all -d 'Include ended sessions without requests.'
 complete -c tokenomics -n '__fish_tokenomics_using_command ledger sessions' -l config -r -d 'Config file (default: ./config.yaml, then ~/.tokenomics/config.yaml).'
 complete -c tokenomics -n '__fish_tokenomics_using_command ledger sessions' -l db -r -d 'Token database path (overrides storage.db_path).'
 complete -c tokenomics -n '__fish_tokenomics_using_command ledger sessions' -l dir -r -d 'Data directory for everything (default ~/.tokenomics).'
@@ -167,6 +168,7 @@ complete -c tokenomics -n '__fish_tokenomics_using_command ledger show' -s h -d 
 complete -c tokenomics -n '__fish_tokenomics_using_command ledger show' -l version -d 'Display application version.'
 complete -c tokenomics -n '__fish_tokenomics_using_command ledger show' -l dir -r -d 'Ledger directory (default: the configured dir).'
 complete -c tokenomics -n '__fish_tokenomics_using_command ledger show' -l json -d 'Output as JSON.'
+complete -c tokenomics -n '__fish_tokenomics_using_command ledger show' -l requests -d 'List each request (with --json: the requests array).'
 complete -c tokenomics -n '__fish_tokenomics_using_command ledger show' -l config -r -d 'Config file (default: ./config.yaml, then ~/.tokenomics/config.yaml).'
 complete -c tokenomics -n '__fish_tokenomics_using_command ledger show' -l db -r -d 'Token database path (overrides storage.db_path).'
 complete -c tokenomics -n '__fish_tokenomics_using_command ledger show' -l dir -r -d 'Data directory for everything (default ~/.tokenomics).'

@@ -177,7 +177,7 @@ def test_show_not_found_and_ambiguous(cli: Cli, two: Path, data: Path) -> None:
 def test_dir_flag_reads_only_that_directory(cli: Cli, two: Path, tmp_path: Path) -> None:
     other = tmp_path / "other"
     write_session(other, "cccc3333", T0, 1000, [])
-    out = json.loads(cli("ledger", "sessions", "--json", "--dir", str(other)).out)
+    out = json.loads(cli("ledger", "sessions", "--json", "--all", "--dir", str(other)).out)
     assert [s["session_id"] for s in out] == ["cccc3333"]
 
 
@@ -192,6 +192,7 @@ def test_a_crashed_journal_is_listed_read_only(cli: Cli, data: Path) -> None:
     journal.close()
     out = json.loads(cli("ledger", "sessions", "--json").out)
     assert [(s["session_id"], s["totals"]["total_tokens"]) for s in out] == [("dddd4444", 3)]
+    assert "running" not in out[0]  # no process holds its lock: it crashed
     assert path.exists()
 
 
@@ -199,5 +200,5 @@ def test_sessions_started_in_one_second_are_listed_by_their_end(cli: Cli, data: 
     """Times are whole seconds; a crashed session and the restart after it often share one."""
     for sid, ms in (("zzzz9999", 400), ("aaaa0000", 2_000), ("mmmm5555", 1_100)):
         write_session(data, sid, T0, ms, [])
-    out = json.loads(cli("ledger", "sessions", "--json").out)
+    out = json.loads(cli("ledger", "sessions", "--json", "--all").out)
     assert [s["session_id"] for s in out] == ["zzzz9999", "mmmm5555", "aaaa0000"]

@@ -7,10 +7,13 @@ import json
 import subprocess
 from pathlib import Path
 
+import trio
 from tests.services.ledger_support import finished
 
+from tokenomics.services.finished import Finished
 from tokenomics.services.git_context import close_context, open_context
 from tokenomics.services.ledger import Ledger
+from tokenomics.services.ledger import run as ledger_run
 
 
 def git(repo: Path, *args: str) -> str:
@@ -55,3 +58,22 @@ async def test_a_session_in_a_repository_records_commits_made_during_it(tmp_path
         "commit_end": second,
     }
     assert first != second
+
+
+async def test_a_session_stopped_at_once_still_has_its_branch(tmp_path: Path) -> None:
+    """A `run` whose command ends in under a second: the server closes the channel and cancels
+    the ledger while it may still be taking the git context; the close takes it then."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "quick")
+    first = commit(repo, "a.txt")
+    ledger = await Ledger.open(tmp_path / "sessions", repo)
+    assert ledger is not None
+    send, receive = trio.open_memory_channel[Finished](float("inf"))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(ledger_run, ledger, receive)
+        send.close()  # what `run_server` does when it stops: close, then cancel the consumers
+        nursery.cancel_scope.cancel()
+    session = json.loads(ledger.session_path.read_text())
+    assert session["git"]["branch"] == "quick"
+    assert session["git"]["commit_start"] == session["git"]["commit_end"] == first

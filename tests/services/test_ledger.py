@@ -45,6 +45,7 @@ async def test_each_batch_is_in_the_journal_after_the_header_with_private_modes(
         "session_id": ledger.session_id,
         "started_at": ledger.started_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "git": {},
+        "pid": os.getpid(),
     }
     assert [r["request"]["input_tokens"] for r in records] == [10, 20]
     assert mode(ledger.journal_path) == 0o600

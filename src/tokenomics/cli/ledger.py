@@ -5,6 +5,10 @@ crashed proxies not yet recovered. Tables are aligned like Go's tabwriter (each 
 the widest in its column plus two spaces). Costs: `$0.0123`; `$0.0123+` when requests without a
 price make the figure a lower bound; `n/a` when none had a price. `--json` always prints JSON
 (`[]` for no sessions).
+
+The journal of a running proxy is listed too, marked running (`"running": true` and its `pid` in
+JSON). `sessions` leaves out ended sessions without a request (a `run` whose command made none)
+unless `--all`; `show --requests` lists the requests of one session.
 """
 
 from __future__ import annotations
@@ -15,9 +19,15 @@ from typing import TYPE_CHECKING, Annotated, Any
 from cyclopts import App, Parameter
 
 from tokenomics.cli.context import Context
+from tokenomics.cli.ledger_requests import request_rows
 from tokenomics.cli.output import print_json
 from tokenomics.cli.token import CommandError
-from tokenomics.domain.ledger_session import format_cost, format_duration, summary
+from tokenomics.domain.ledger_session import (
+    format_cost,
+    format_duration,
+    session_requests,
+    summary,
+)
 from tokenomics.services.ledger_files import read_sessions
 
 if TYPE_CHECKING:
@@ -27,6 +37,10 @@ app = App(name="ledger", help="Token usage and cost recorded per proxy session."
 Ctx = Annotated[Context, Parameter(parse=False)]
 Dir = Annotated[str, Parameter(help="Ledger directory (default: the configured dir).")]
 Json = Annotated[bool, Parameter(help="Output as JSON.", negative="")]
+All = Annotated[bool, Parameter(help="Include ended sessions without requests.", negative="")]
+Requests = Annotated[
+    bool, Parameter(help="List each request (with --json: the requests array).", negative="")
+]
 
 NONE = "No sessions found.\n"
 ROLLUP_HEADER = ("NAME", "REQUESTS", "INPUT", "OUTPUT", "TOTAL", "COST")
@@ -120,10 +134,19 @@ def _started(session: Mapping[str, Any]) -> str:
     return started if isinstance(started, str) else ""
 
 
+def _listed(session: Mapping[str, Any], everything: bool) -> bool:
+    return everything or bool(session.get("running")) or bool(session_requests(session))
+
+
+def _duration(session: Mapping[str, Any]) -> str:
+    text = format_duration(_n(session, "duration_ms"))
+    return f"{text} (running)" if session.get("running") else text
+
+
 @app.command
-def sessions(*, dir: Dir = "", json: Json = False, ctx: Ctx) -> None:
-    """List the sessions, oldest first."""
-    found = sorted(load(ctx, dir), key=_oldest_first)
+def sessions(*, dir: Dir = "", json: Json = False, all: All = False, ctx: Ctx) -> None:
+    """List the sessions, oldest first (running ones marked; empty ended ones only with --all)."""
+    found = sorted((s for s in load(ctx, dir) if _listed(s, all)), key=_oldest_first)
     if json:
         print_json(ctx.stdout, found)
         return
@@ -135,7 +158,7 @@ def sessions(*, dir: Dir = "", json: Json = False, ctx: Ctx) -> None:
         totals = s.get("totals") if isinstance(s.get("totals"), dict) else {}
         assert isinstance(totals, dict)
         rows.append((
-            s["session_id"], _started(s)[:19], format_duration(_n(s, "duration_ms")),
+            s["session_id"], _started(s)[:19], _duration(s),
             str(_n(totals, "request_count")), str(_n(totals, "total_tokens")), _branch(s),
             format_cost(totals),
         ))  # fmt: skip
@@ -166,18 +189,28 @@ def _git_lines(session: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+def _ended(session: Mapping[str, Any]) -> str:
+    if session.get("running"):
+        pid = session.get("pid")
+        return f"(running, pid {pid})" if isinstance(pid, int) else "(running)"
+    ended = session.get("ended_at")
+    return ended if isinstance(ended, str) else ""
+
+
 @app.command
-def show(id: str, /, *, dir: Dir = "", json: Json = False, ctx: Ctx) -> None:
+def show(
+    id: str, /, *, dir: Dir = "", json: Json = False, requests: Requests = False, ctx: Ctx
+) -> None:
     """Show one session; a unique prefix of its id is enough."""
     session = find(load(ctx, dir), id)
     if json:
-        print_json(ctx.stdout, session)
+        print_json(ctx.stdout, session_requests(session) if requests else session)
         return
     lines = [
         f"Session: {session['session_id']}",
         f"Started: {_started(session)}",
-        f"Ended:   {session.get('ended_at', '')}",
-        f"Duration: {format_duration(_n(session, 'duration_ms'))}",
+        f"Ended:   {_ended(session)}",
+        f"Duration: {_duration(session)}",
         *_git_lines(session),
         "",
     ]
@@ -186,4 +219,10 @@ def show(id: str, /, *, dir: Dir = "", json: Json = False, ctx: Ctx) -> None:
     for title, key in (("By Model", "by_model"), ("By Provider", "by_provider")):
         rollups = session.get(key)
         lines += rollup_table(title, rollups if isinstance(rollups, dict) else {})
+    if requests:
+        lines += [
+            "",
+            "Requests:",
+            *tabwrite(request_rows(session_requests(session), format_cost), "  "),
+        ]
     _write(ctx, lines)

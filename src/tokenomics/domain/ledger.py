@@ -15,8 +15,9 @@ Cost (D15) — how a price that is unknown never turns into a silent 0:
 * `"estimated": true` on an entry means some of its token figures were estimated by us, not
   reported by the provider (D13); rollups count those in `estimated_count` (omitted when 0).
 
-Beyond the original schema, TokenRollup also accumulates cached/creation/reasoning tokens
-(omitted when 0; the original never did).
+Beyond the original schema, an entry has the request's `path` (omitted when empty), and
+TokenRollup also accumulates cached/creation/reasoning tokens (omitted when 0; the original never
+did).
 """
 
 from __future__ import annotations
@@ -71,6 +72,7 @@ class EntryValues:
     metadata: Mapping[str, str] = field(default_factory=dict)
     provider_meta: Mapping[str, Any] = field(default_factory=dict)
     estimated: bool = False
+    path: str = ""  # the request's path, without the query string
 
 
 def request_entry(v: EntryValues) -> Entry:
@@ -89,6 +91,7 @@ def request_entry(v: EntryValues) -> Entry:
         "cost_usd": cost,
     }
     optional: Entry = {
+        "path": v.path,
         "stream": v.stream,
         "error": v.error,
         "upstream_id": v.upstream_id,

@@ -2,19 +2,22 @@
 whether the working tree had uncommitted changes.
 
 Each `git` call runs as a subprocess with a time limit, at session open and close only (never on
-the request path). A failing or slow call leaves its key out; outside a repository the context
-is `{}`.
+the request path); the calls of one context run at the same time, so taking it costs about one
+call (a few milliseconds). A failing or slow call leaves its key out; outside a repository the
+context is `{}`.
 """
 
 from __future__ import annotations
 
 import logging
 import subprocess
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import trio
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
     from pathlib import Path
 
 GIT_SECONDS = 3.0
@@ -49,24 +52,33 @@ async def _dirty(cwd: Path) -> bool:
     return bool(status)
 
 
+async def _gather(calls: dict[str, Callable[[], Awaitable[Any]]]) -> dict[str, Any]:
+    """The results of `calls`, run concurrently, by key; empty results left out."""
+    results: dict[str, Any] = {}
+
+    async def one(key: str) -> None:
+        results[key] = await calls[key]()
+
+    async with trio.open_nursery() as nursery:
+        for key in calls:
+            nursery.start_soon(one, key)
+    return {key: results[key] for key in calls if results.get(key)}
+
+
 async def open_context(cwd: Path) -> dict[str, Any]:
     """`branch`, `commit_start`, `repo_root`, and `dirty: true` when the tree had changes."""
-    root = await _git(cwd, "rev-parse", "--show-toplevel")
-    if not root:
-        return {}
-    context: dict[str, Any] = {
-        "branch": await _git(cwd, "rev-parse", "--abbrev-ref", "HEAD"),
-        "commit_start": await _git(cwd, "rev-parse", "--short", "HEAD"),
-        "repo_root": root,
-        "dirty": await _dirty(cwd),
-    }
-    return {k: v for k, v in context.items() if v}
+    context = await _gather({
+        "branch": partial(_git, cwd, "rev-parse", "--abbrev-ref", "HEAD"),
+        "commit_start": partial(_git, cwd, "rev-parse", "--short", "HEAD"),
+        "repo_root": partial(_git, cwd, "rev-parse", "--show-toplevel"),
+        "dirty": partial(_dirty, cwd),
+    })  # fmt: skip
+    return context if "repo_root" in context else {}
 
 
 async def close_context(cwd: Path) -> dict[str, Any]:
     """`commit_end`, and `dirty_end: true` when the tree had changes at close."""
-    context: dict[str, Any] = {
-        "commit_end": await _git(cwd, "rev-parse", "--short", "HEAD"),
-        "dirty_end": await _dirty(cwd),
-    }
-    return {k: v for k, v in context.items() if v}
+    return await _gather({
+        "commit_end": partial(_git, cwd, "rev-parse", "--short", "HEAD"),
+        "dirty_end": partial(_dirty, cwd),
+    })  # fmt: skip

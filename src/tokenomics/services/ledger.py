@@ -1,12 +1,15 @@
 """The session ledger (`cli.md` §7.1, decision D17): one session per server process.
 
 `Ledger.open` (before serving) creates `{dir}/sessions` and recovers journals left by crashed
-processes. `run` takes the git context (while the proxy already serves), then consumes
+processes. `run` takes the git context (while the proxy already serves) and creates the journal,
+so `tokenomics ledger` lists the live session from then on (`running`: its writer holds the
+journal's lock), then consumes
 `Finished` records from a channel, gathers them for `BATCH_SECONDS`, formats the batch on the
 event loop and appends it to the journal in a worker thread (fsync per batch); memory files are
 written in the same thread hop.
-When the channel closes or the service is cancelled, a shielded, time-bounded close writes the
-session JSON atomically and removes the journal. A failed write (disk full, unwritable
+When the channel closes or the service is cancelled, a shielded, time-bounded close takes the git
+context if it was cut short (a run of under a second still has its branch), writes the session
+JSON atomically and removes the journal. A failed write (disk full, unwritable
 directory) is logged once per run of failures, counted in `statistics()`, and retried with the
 next batch: the proxy never stops or waits on it.
 """
@@ -14,6 +17,7 @@ next batch: the proxy never stops or waits on it.
 from __future__ import annotations
 
 import logging
+import os
 import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -91,7 +95,7 @@ def entry_of(f: Finished) -> Entry:
             cost_usd=f.cost_usd, stream=f.stream, error=f.error, upstream_id=meta.upstream_id,
             upstream_request_id=meta.upstream_request_id, retry_count=f.retry_count,
             fallback_model=f.fallback_model, rule_matches=f.rule_matches, metadata=f.metadata,
-            provider_meta=provider_meta, estimated=usage.estimated,
+            provider_meta=provider_meta, estimated=usage.estimated, path=f.path,
         )
     )  # fmt: skip
 
@@ -113,7 +117,9 @@ class Ledger:
             "session_id": self.session_id,
             "started_at": format_rfc3339(self.started_at),
             "git": {},  # filled in by `take_git_context`
+            "pid": os.getpid(),  # shown for a running session
         }
+        self._git_taken = False
         self._events, self._memory = events, memory
         self._journal: Journal | None = None
         self._incoming: list[Finished] = []  # taken, not yet formatted
@@ -143,9 +149,10 @@ class Ledger:
     async def take_git_context(self) -> None:
         """The git context at the start of the session, for the journal's header. `run` takes
         it once serving has begun (git can take a while in a large repository), before its
-        first write."""
-        if self.journaling:
+        first write, or at close when a short session was stopped before it had it."""
+        if self.journaling and not self._git_taken:
             self._header["git"] = await git_context.open_context(self._cwd)
+            self._git_taken = True
 
     @property
     def journal_path(self) -> Path:
@@ -182,8 +189,8 @@ class Ledger:
 
     def _write(self) -> None:
         self._render()  # what a cancellation left unformatted (from `close`)
-        if self._pending:
-            self._flush_pending()
+        if self.journaling and (self._pending or self._journal is None):
+            self._flush_pending()  # the first write creates the journal, even with no record
         if self._memory is not None and self._memory_pending:
             rendered, self._memory_pending = self._memory_pending, []
             try:
@@ -276,6 +283,7 @@ async def run(
     gathering: list[Finished] = []  # received, not yet handed to the ledger
     try:
         await ledger.take_git_context()
+        await ledger.write([])  # the journal: the session is listed as running from now on
         async for first in receive:
             gathering.append(first)
             # Let a batch gather: one thread hop and one fsync per batch, not per request.
@@ -284,6 +292,7 @@ async def run(
             await ledger.write(batch)
     finally:
         with trio.move_on_after(final_seconds, shield=True) as scope:
+            await ledger.take_git_context()  # when the session ended before it had it
             await ledger.write([*gathering, *_drain(receive)])
             await ledger.close()
         if scope.cancelled_caught:

@@ -1,12 +1,14 @@
 """The ledger's files (decisions D17, D18): the journal a running session appends to, the
 session JSON written atomically at close, and the recovery of journals left by a crash.
 
-    {dir}/sessions/<date>_<id>.journal   line 1: {"session_id", "started_at", "git"}
+    {dir}/sessions/<date>_<id>.journal   line 1: {"session_id", "started_at", "git", "pid"}
                                          then one {"request": entry, "events": [...]} per line
     {dir}/sessions/<date>_<id>.json      the complete session (`cli.md` §7.3)
 
 The writer holds an exclusive `flock` on its journal while it lives, so recovery (a
-non-blocking `flock`) never touches the journal of a live process. Files are 0600, directories
+non-blocking `flock`) never touches the journal of a live process, and readers tell a running
+session (locked) from a crashed one (unlocked: the kernel drops the lock of a dead process, even
+after SIGKILL, and a PID reused by another process cannot fool it). Files are 0600, directories
 0700. Blocking I/O: call from a worker thread.
 """
 
@@ -168,6 +170,19 @@ def abandoned_session(path: Path) -> Entry | None:
     return build_session(content, ended, {})
 
 
+def journal_session(path: Path) -> Entry | None:
+    """The session in journal `path` without touching it: a live one up to now, marked
+    `"running": true` with its writer's `pid`; a crashed one as `abandoned_session`."""
+    if not _locked_by_other(path):
+        return abandoned_session(path)
+    content = read_journal(path)
+    if content is None:
+        return None
+    session = build_session(content, datetime.now(UTC), {})
+    pid = content.header.get("pid")
+    return {**session, "running": True, **({"pid": pid} if isinstance(pid, int) else {})}
+
+
 def recover_journal(path: Path) -> bool:
     """Turn one abandoned journal into its session JSON and remove it; False when it belongs
     to a live process or cannot be read."""
@@ -188,8 +203,8 @@ def recover_journal(path: Path) -> bool:
 
 def read_sessions(sessions: Path) -> list[Entry]:
     """Every session in `sessions`, by file name: the `*.json` files (unparseable or foreign
-    ones skipped) and, read-only, journals of crashed processes not yet recovered. Sessions
-    still running are not included. A missing directory has none."""
+    ones skipped) and, read-only, the journals of running sessions and of crashed processes not
+    yet recovered (`journal_session`). A missing directory has none."""
     found: dict[str, Entry] = {}
     try:
         paths = sorted(sessions.iterdir())
@@ -200,7 +215,7 @@ def read_sessions(sessions: Path) -> list[Entry]:
             if path.suffix == SESSION and path.is_file():
                 data = orjson.loads(path.read_bytes())
             elif path.suffix == JOURNAL and not path.with_suffix(SESSION).exists():
-                data = None if _locked_by_other(path) else abandoned_session(path)
+                data = journal_session(path)
             else:
                 continue
         except (OSError, orjson.JSONDecodeError):
