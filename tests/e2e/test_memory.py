@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from tests.support.proxy import Proxy, start_proxy
 
@@ -136,3 +137,75 @@ async def test_streams_are_kept_only_when_memory_or_events_will_read_them(
     assert record.response_bytes == len(reply.encode())
     assert (b"".join(record.response_chunks) == reply.encode()) is captured
     assert bool(record.response_chunks) is captured
+
+
+def claude_code_say_hi() -> tuple[dict[str, Any], dict[str, str]]:
+    """The shape of what Claude Code sends for "say hi": a long system prompt, a few dozen tool
+    schemas, a reminder block before the user's words, and a crowd of SDK headers."""
+    prose = "Use the tools to read, edit and run code in the user's project carefully. " * 8
+    tools = [
+        {
+            "name": f"Tool{n}",
+            "description": prose,
+            "input_schema": {
+                "type": "object",
+                "properties": {f"arg{k}": {"type": "string", "description": prose[:200]}
+                               for k in range(6)},
+            },
+        }
+        for n in range(20)
+    ]  # fmt: skip
+    body = {
+        "model": "claude-sonnet-4-5",
+        "messages": [{"role": "user", "content": [
+            {"type": "text", "text": "<system-reminder>" + prose * 4 + "</system-reminder>"},
+            {"type": "text", "text": "say hi"},
+        ]}],
+        "system": [{"type": "text", "text": "You are Claude Code. " + prose * 25}],
+        "tools": tools,
+        "metadata": {"user_id": "user_0123abcd"},
+        "max_tokens": 32000,
+        "stream": True,
+    }  # fmt: skip
+    headers = {
+        "user-agent": "claude-cli/2.0.14 (external, cli)",
+        "anthropic-version": "2023-06-01",
+        "anthropic-beta": "claude-code-20250219,interleaved-thinking-2025-05-14",
+        "anthropic-dangerous-direct-browser-access": "true",
+        "x-app": "cli",
+        "x-openclaw-agent-id": "coder-1",
+        **{f"x-stainless-{name}": "value" for name in (
+            "lang", "package-version", "os", "arch", "runtime", "runtime-version", "retry-count",
+            "timeout", "helper-method",
+        )},
+    }  # fmt: skip
+    return body, headers
+
+
+async def test_a_claude_code_say_hi_leaves_a_small_memory_without_credentials(
+    tmp_path: Path,
+) -> None:
+    """The ledger memory of one "say hi" was 88 KB of tool schemas, system prompt and SDK
+    headers; it keeps the exchange and the headers that matter, each body cut to a size."""
+    body, headers = claude_code_say_hi()
+    async with start_proxy(tmp_path) as proxy, proxy.client() as client:
+        token = proxy.token({"providers": {"mock": [{"base_key_env": "ANY"}]}})
+        sent = {"x-api-key": token, "authorization": f"Bearer {token}", **headers}
+        response = await client.post("/v1/messages", json=body, headers=sent)
+        assert response.status_code == 200, response.text
+    ledger, _ = remembered(tmp_path)
+    size = len(ledger.encode())
+    assert len(orjson.dumps(body)) > 50_000 and size < 8 * 1024, size
+    assert "say hi" in ledger and "Captured assistant text:\nMock reply to: " in ledger
+    assert "[left out for memory: 20 items" in ledger  # the tool schemas
+    for kept in (
+        "User-Agent: claude-cli",
+        "Anthropic-Version: ",
+        "Anthropic-Beta: ",
+        "X-Openclaw-Agent-Id: coder-1",
+        "Content-Type: text/event-stream",
+    ):
+        assert kept in ledger, kept  # fmt: skip
+    assert token not in ledger and "tkn_" not in ledger
+    for dropped in ("X-Stainless", "X-App", "Authorization", "X-Api-Key", "Dangerous"):
+        assert dropped.lower() not in ledger.lower(), dropped

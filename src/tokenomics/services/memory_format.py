@@ -4,6 +4,7 @@ An entry is `## <RFC 3339 UTC> | <key> | <role> | <model>`, a blank line, the co
 line, `---` and a blank line. The key is the ledger session id (ledger memory) or the first 16
 hex characters of the token hash (policy memory). Roles: `request`, `response`, `event`.
 
+Headers are the few that matter and each body section is cut to a size (`memory_limits`).
 Only exchanges that went upstream are written: a request rejected locally sent nothing, and a
 request blocked by a `fail` rule must not leave its blocked text on disk (D12). What is written
 is what was sent upstream and what the client received, both masked by rules. Buffered replies
@@ -26,9 +27,10 @@ from tokenomics.services.capture import (
     sse_fields,
     text_of,
 )
+from tokenomics.services.memory_limits import clip, kept_headers, request_text
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Callable, Iterable
     from datetime import datetime
 
     from tokenomics.services.finished import Finished, Headers
@@ -65,7 +67,7 @@ def exchange_entries(f: Finished, key: str, events: Iterable[dict[str, Any]] = (
 
 
 def request_content(f: Finished) -> str:
-    body = body_text(f.request_body, f.request_bytes, f.request_content_type)
+    body = body_text(f.request_body, f.request_bytes, f.request_content_type, request_text)
     return _message(f.request_content_type, "Request-Headers:", f.request_headers, body)
 
 
@@ -82,13 +84,17 @@ def response_content(f: Finished) -> str | None:
     return _message(f.response_content_type, "Response-Headers:", f.response_headers, body)
 
 
-def body_text(body: bytes, total: int, content_type: str) -> str:
-    """The body as text, `(empty)`, or `[binary, <n> bytes]`; a cut one says so."""
+def body_text(
+    body: bytes, total: int, content_type: str, shorten: Callable[[str], str] = clip
+) -> str:
+    """The body as text (`shorten`ed for memory), `(empty)`, or `[binary, <n> bytes]`; a body
+    cut at the capture limit says so."""
     if not body:
         return "(empty)"
     text = text_of(body, total, content_type)
     if text is None:
         return f"[binary, {total} bytes]"
+    text = shorten(text)
     if total > len(body):
         text += f"\n[body truncated for memory: {total} bytes in full]"
     return text
@@ -111,8 +117,8 @@ def stream_text(
     # Sanitising maps character by character, so the numbered list is sanitised whole.
     numbered = "\n".join(f"{n}. {p}" for n, p in enumerate(filter(None, payloads), 1))
     lines = ["[streaming sse]", "", "SSE events:"]
-    lines.append(sanitise(numbered.replace("\ufffd", "?")) if numbered else "(none captured)")
-    lines += ["", "Captured assistant text:", sanitise(text) or "(none)"]
+    lines.append(clip(sanitise(numbered.replace("\ufffd", "?"))) if numbered else "(none captured)")
+    lines += ["", "Captured assistant text:", clip(sanitise(text)) or "(none)"]
     if truncated or total > sum(len(chunk) for chunk in chunks):
         lines += ["", TRUNCATED]
     return "\n".join(lines)
@@ -130,15 +136,15 @@ def event_content(event: dict[str, Any]) -> str:
     headers = event.get("headers") or {}
     if headers:
         pairs = [(name, value) for name, values in headers.items() for value in values]
-        lines += ["Headers:", *header_lines(pairs)]
+        lines += ["Headers:", *header_lines(kept_headers(pairs))]
     body = event.get("body")
-    lines += ["", "Body:", sanitise(body) if body else "(empty)"]
+    lines += ["", "Body:", clip(sanitise(body)) if body else "(empty)"]
     return "\n".join(lines)
 
 
 def _message(content_type: str, title: str, headers: Headers, body: str) -> str:
     lines = [f"Content-Type: {sanitise(content_type) or '(none)'}", title]
-    lines += header_lines(headers) or ["  (none)"]
+    lines += header_lines(kept_headers(headers)) or ["  (none)"]
     return "\n".join([*lines, "", "Body:", body])
 
 
