@@ -1,6 +1,8 @@
 """D17 and scenario 78 with real processes: `tokenomics serve` answers 20 requests, is killed
 with SIGKILL, and started again; the ledger CLI then accounts for every one of the 20 requests,
-with token totals equal to the usage the mock upstream reported."""
+with token totals equal to the usage the mock upstream reported. While the server lives, its
+session is listed as running (with its pid); once killed, as ended (the lock on its journal died
+with it)."""
 
 from __future__ import annotations
 
@@ -49,9 +51,14 @@ async def test_a_killed_server_loses_no_recorded_request(home: Path, work: Path)
         with trio.fail_after(3):  # header + 20 records, appended within about a second
             while journal_lines(data / "sessions") < 21:  # noqa: ASYNC110 - another process
                 await trio.sleep(0.05)
+        (live,) = await trio.to_thread.run_sync(ledger, env, work, "sessions")
+        assert (live["running"], live["pid"]) == (True, served.process.pid)
+        assert live["totals"]["request_count"] == 20
         served.process.kill()
         assert await served.wait(10) == -signal.SIGKILL
     assert not list((data / "sessions").glob("*.json"))
+    (dead,) = ledger(env, work, "sessions")
+    assert "running" not in dead and dead["totals"]["request_count"] == 20
     async with serving(env, work) as again:
         async with httpx2.AsyncClient(base_url=again.urls[0], timeout=10) as client:
             assert (await client.get("/ping")).status_code == 200  # signal handlers are set
