@@ -8,8 +8,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from tests.support.finished import finished, openai_deltas, streamed
 
+from tokenomics.services.capture import is_sensitive
 from tokenomics.services.memory_format import exchange_entries, response_content
 from tokenomics.services.memory_limits import (
+    KEPT_HEADERS,
     SECTION_LIMIT,
     STANDING_LIMIT,
     clip,
@@ -75,3 +77,24 @@ def test_every_section_of_an_entry_is_cut() -> None:
     assert stream is not None
     assert stream.count("characters left out for memory") == 2  # the events and the text
     assert len(stream) < 2 * SECTION_LIMIT + 1000
+
+
+@given(
+    st.sampled_from(["x-openclaw-", "X-OpenClaw-", "x-", ""]),
+    st.from_regex(r"[a-z-]{1,20}", fullmatch=True),
+)
+def test_only_the_allowed_headers_reach_memory_and_never_a_credential(
+    prefix: str, name: str
+) -> None:
+    header, secret = prefix + name, "s3cr3t-value"
+    text = exchange_entries(finished(request_headers=((header, secret),)), "k")
+    assert (secret in text) is (header.lower() in KEPT_HEADERS)
+    assert not (secret in text and is_sensitive(header))
+
+
+def test_credential_headers_are_never_written() -> None:
+    secret = "s3cr3t-value"
+    for name in ("authorization", "x-api-key", "x-openclaw-token", "x-openclaw-api-key", "cookie"):
+        pairs = ((name, secret),)
+        text = exchange_entries(finished(request_headers=pairs, response_headers=pairs), "k")
+        assert secret not in text and name not in text.lower()

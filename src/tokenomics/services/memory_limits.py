@@ -1,10 +1,11 @@
 """How much of an exchange a memory entry keeps (sans-I/O): the headers that matter, and each
 body section cut to `SECTION_LIMIT` characters.
 
-Headers: only the names in `KEPT_HEADERS` and those starting with a `KEPT_PREFIXES` entry, with
-their values; credentials are never among them (and `capture.header_lines` drops any that look
-like one). The transport and SDK telemetry headers a client sends by the dozen (`x-stainless-*`,
-`accept-encoding`, `connection`, …) and a provider's rate-limit and tracing headers are left out.
+Headers: only the names in `KEPT_HEADERS` (the OpenClaw ones by name: a prefix would let an
+`X-OpenClaw-Token` through), with their values; credentials are never among them (and
+`capture.header_lines` drops any that look like one). The transport and SDK telemetry headers
+a client sends by the dozen (`x-stainless-*`, `accept-encoding`, `connection`, …) and a
+provider's rate-limit and tracing headers are left out.
 
 Bodies: a memory entry is for reading back what was said, so a section longer than
 `SECTION_LIMIT` characters keeps its first quarter and its last three quarters of that limit
@@ -30,9 +31,10 @@ if TYPE_CHECKING:
 SECTION_LIMIT = 8 * 1024
 KEPT_HEADERS = frozenset({
     "content-type", "user-agent", "anthropic-version", "anthropic-beta", "openai-beta",
-    "x-request-id", "request-id", "x-client-request-id",
+    "x-request-id", "request-id", "x-client-request-id", "x-openclaw-agent-id",
+    "x-openclaw-agent-type", "x-openclaw-team", "x-openclaw-channel", "x-openclaw-skill",
+    "x-openclaw-environment",
 })  # fmt: skip
-KEPT_PREFIXES = ("x-openclaw-",)
 # Top-level keys of a request body that repeat on every call (tool schemas, system prompts):
 # noted when their JSON is longer than STANDING_LIMIT bytes.
 STANDING_LIMIT = 1024
@@ -43,11 +45,7 @@ STANDING_KEYS = (
 
 def kept_headers(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
     """The headers worth remembering, in their order."""
-    return [
-        (name, value)
-        for name, value in headers
-        if name.lower() in KEPT_HEADERS or name.lower().startswith(KEPT_PREFIXES)
-    ]
+    return [(name, value) for name, value in headers if name.lower() in KEPT_HEADERS]
 
 
 def clip(text: str, limit: int = SECTION_LIMIT) -> str:
