@@ -23,7 +23,7 @@ VERDICT = {
     "required": ["reasoning", "next_speaker"],
 }
 VERDICT_VALUE = {
-    "reasoning": REPLY, "next_speaker": "user", "score": 0, "tags": [REPLY], "ok": False,
+    "reasoning": REPLY, "next_speaker": "user", "score": 1, "tags": [REPLY], "ok": False,
 }  # fmt: skip
 
 
@@ -83,7 +83,7 @@ def test_gemini_json_schema_with_refs() -> None:
     config = {"responseMimeType": "application/json", "responseJsonSchema": schema}
     reply = decoded(post("/v1beta/models/g:generateContent", {**GEMINI, "generationConfig": config}))
     assert orjson.loads(reply["candidates"][0]["content"]["parts"][0]["text"]) == {
-        "item": {"n": 0}
+        "item": {"n": 1}
     }
 
 
@@ -123,3 +123,15 @@ def test_any_request_body_gives_serialisable_json_or_text(schema: Any, extra: An
         found = json_request(body)
         if found is not None:
             orjson.dumps(shaped(found, "reply"))
+
+
+def test_numbers_respect_their_bounds() -> None:
+    schema = {
+        "type": "object",
+        "properties": {
+            "complexity_score": {"type": "integer", "minimum": 1, "maximum": 100},
+            "ratio": {"type": "number", "exclusiveMaximum": -2},
+            "count": {"type": "INTEGER", "minimum": 2.5},
+        },
+    }
+    assert shaped(schema, "x") == {"complexity_score": 1, "ratio": -3, "count": 3}

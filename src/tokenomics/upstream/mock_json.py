@@ -21,6 +21,7 @@ The schema is client input: `shaped` follows at most `MAX_DEPTH` levels (and `$r
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 Json = dict[str, Any]
@@ -28,7 +29,8 @@ Json = dict[str, Any]
 MAX_DEPTH = 8
 MAX_PROPERTIES = 64
 _JSON_TYPES = ("json_object", "json_schema")
-_SCALARS: dict[str, Any] = {"integer": 0, "number": 0, "boolean": False, "null": None}
+_SCALARS: dict[str, Any] = {"boolean": False, "null": None}
+_BOUNDS = ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum")
 
 
 def _dict(value: Any) -> Json:
@@ -118,7 +120,23 @@ def _value(schema: Json, text: str, root: Json, depth: int) -> Any:
         minimum = schema.get("minItems", schema.get("min_items"))
         wanted = 1 if isinstance(minimum, int | str) and str(minimum) not in ("0", "") else 0
         return [_value(_dict(schema.get("items")), text, root, depth + 1)] * wanted
+    if kind in ("integer", "number"):
+        return _number(schema, kind)
     return _SCALARS[kind] if kind in _SCALARS else text
+
+
+def _number(schema: Json, kind: str) -> float | int:
+    """1, or the nearest value `minimum`/`maximum` (also exclusive ones) allow."""
+    bounds = {k: v for k in _BOUNDS if isinstance(v := schema.get(k), int | float)}
+    bounds = {k: v for k, v in bounds.items() if not isinstance(v, bool) and abs(v) < 2**53}
+    value: float = 1  # a count or a score: 0 is often out of range
+    if "minimum" in bounds or "exclusiveMinimum" in bounds:
+        low = bounds.get("minimum", bounds.get("exclusiveMinimum", 0) + 1)
+        value = max(value, low)
+    if "maximum" in bounds or "exclusiveMaximum" in bounds:
+        high = bounds.get("maximum", bounds.get("exclusiveMaximum", 0) - 1)
+        value = min(value, high)
+    return math.ceil(value) if kind == "integer" else value
 
 
 def shaped(schema: Json, text: str) -> Any:
