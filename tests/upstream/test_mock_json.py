@@ -66,7 +66,9 @@ def test_gemini_response_schema_with_upper_case_types_and_code_assist_wrapper() 
         "properties": {"next_speaker": {"type": "STRING", "enum": ["user", "model"]}},
     }
     config = {"responseMimeType": "application/json", "responseSchema": schema}
-    plain = decoded(post("/v1beta/models/g:generateContent", {**GEMINI, "generationConfig": config}))
+    plain = decoded(
+        post("/v1beta/models/g:generateContent", {**GEMINI, "generationConfig": config})
+    )
     wrapped = {"model": "g", "request": {**GEMINI, "generationConfig": config}}
     assist = decoded(post("/v1beta/models/g:generateContent", wrapped))
     for reply in (plain, assist):
@@ -81,10 +83,10 @@ def test_gemini_json_schema_with_refs() -> None:
         "$defs": {"Item": {"type": "object", "properties": {"n": {"type": "number"}}}},
     }
     config = {"responseMimeType": "application/json", "responseJsonSchema": schema}
-    reply = decoded(post("/v1beta/models/g:generateContent", {**GEMINI, "generationConfig": config}))
-    assert orjson.loads(reply["candidates"][0]["content"]["parts"][0]["text"]) == {
-        "item": {"n": 1}
-    }
+    reply = decoded(
+        post("/v1beta/models/g:generateContent", {**GEMINI, "generationConfig": config})
+    )
+    assert orjson.loads(reply["candidates"][0]["content"]["parts"][0]["text"]) == {"item": {"n": 1}}
 
 
 def test_a_recursive_schema_ends_at_the_depth_limit() -> None:

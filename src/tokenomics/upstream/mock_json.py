@@ -122,7 +122,7 @@ def _value(schema: Json, text: str, root: Json, depth: int) -> Any:
         return [_value(_dict(schema.get("items")), text, root, depth + 1)] * wanted
     if kind in ("integer", "number"):
         return _number(schema, kind)
-    return _SCALARS[kind] if kind in _SCALARS else text
+    return _SCALARS.get(kind, text)
 
 
 def _number(schema: Json, kind: str) -> float | int:
