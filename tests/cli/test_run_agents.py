@@ -45,7 +45,7 @@ def test_codex_override_quotes_the_url() -> None:
 def test_gemini_gets_a_home_of_its_own_with_the_users_files(tmp_path: Path) -> None:
     user = tmp_path / "home" / ".gemini"
     user.mkdir(parents=True)
-    (user / "settings.json").write_text('{"ui": {"theme": "X"}, "security": {"auth": 3}}')
+    (user / "settings.json").write_text('{"ui": {"theme": "X"}, "security": {"auth": {}}}')
     (user / "GEMINI.md").write_text("memory")
     found = launch(["gemini", "-p", "hi"], tmp_path)
     assert found.argv == ("gemini", "-p", "hi")
@@ -58,7 +58,7 @@ def test_gemini_gets_a_home_of_its_own_with_the_users_files(tmp_path: Path) -> N
         "security": {"auth": {"selectedType": "gemini-api-key"}},
     }
     assert (ours / "GEMINI.md").read_text() == "memory"  # linked, so writes reach the user's
-    assert json.loads((user / "settings.json").read_text())["security"] == {"auth": 3}
+    assert json.loads((user / "settings.json").read_text())["security"] == {"auth": {}}
     assert found.notes == ()
 
 

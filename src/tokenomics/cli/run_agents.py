@@ -68,6 +68,19 @@ def _codex(argv: Sequence[str], base_url: str, token: str) -> AgentLaunch:
     return AgentLaunch((argv[0], *codex_overrides(base_url), *argv[1:]), [(CODEX_KEY_ENV, token)])
 
 
+def set_gemini_auth(settings: Any) -> bool:
+    """Set `security.auth.selectedType` in gemini-cli settings; False if they are not shaped
+    for it (not an object, or `security`/`auth` not objects)."""
+    if not isinstance(settings, dict):
+        return False
+    auth = settings.setdefault("security", {})
+    auth = auth.setdefault("auth", {}) if isinstance(auth, dict) else None
+    if not isinstance(auth, dict):
+        return False
+    auth["selectedType"] = GEMINI_AUTH
+    return True
+
+
 def _gemini_settings(source: Path) -> tuple[dict[str, Any], str]:
     """The user's gemini-cli settings with our auth type, and a note if they were unusable."""
     settings: Any = {}
@@ -78,15 +91,10 @@ def _gemini_settings(source: Path) -> tuple[dict[str, Any], str]:
         pass
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         note = f"tokenomics: {source} is not plain JSON ({exc}): gemini runs without it"
-    if not isinstance(settings, dict):
+    if not set_gemini_auth(settings):
+        note = note or f"tokenomics: {source} is not a settings object: gemini runs without it"
         settings = {}
-    security = settings.setdefault("security", {})
-    if not isinstance(security, dict):
-        security = settings["security"] = {}
-    auth = security.setdefault("auth", {})
-    if not isinstance(auth, dict):
-        auth = security["auth"] = {}
-    auth["selectedType"] = GEMINI_AUTH
+        set_gemini_auth(settings)
     return settings, note
 
 
