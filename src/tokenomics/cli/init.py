@@ -54,11 +54,13 @@ def init(
     env_key: Annotated[str, _opt("Variable for the token (needs --env-base-url too).")] = "",
     env_base_url: Annotated[str, _opt("Variable for the URL (needs --env-key too).")] = "",
     provider: Annotated[
-        str, _opt("Provider, or all (default: generic; claude-code: anthropic).")
+        str, _opt("Provider, or all (default: generic; --agent claude-code, gemini: theirs).")
     ] = "",
     output: Annotated[str, Parameter(help="shell, dotenv or json.")] = "shell",
     dotenv: Annotated[str, _opt("File for --output dotenv (default: ./.env).")] = "",
-    agent: Annotated[str, _opt("Write an agent's own config instead: claude-code, codex.")] = "",
+    agent: Annotated[
+        str, _opt("Write an agent's own config instead: claude-code, codex, gemini.")
+    ] = "",
     ctx: Annotated[Context, Parameter(parse=False)],
 ) -> None:
     """Print the environment variables that send a client tool through the proxy.
