@@ -99,7 +99,7 @@ def tokenomics(
 ) -> subprocess.CompletedProcess[str]:
     done = subprocess.run(
         [str(BIN / "tokenomics"), *argv], cwd=cwd or env["WORK"], env=env,
-        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=300, check=False,
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     return done

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import tomllib
 from pathlib import Path
 
@@ -83,3 +84,12 @@ def test_other_commands_are_left_alone(tmp_path: Path) -> None:
     found = launch(["python", "codex.py"], tmp_path)
     assert (found.argv, found.env, dict(found.rename)) == (("python", "codex.py"), [], {})
     assert not (tmp_path / "scratch" / "gemini-home").exists()
+
+
+def test_removing_the_run_home_keeps_the_users_files(tmp_path: Path) -> None:
+    user = tmp_path / "home" / ".gemini"
+    (user / "tmp").mkdir(parents=True)
+    (user / "tmp" / "chat.json").write_text("{}")
+    launch(["gemini"], tmp_path)
+    shutil.rmtree(tmp_path / "scratch")  # what `run` does when the command ends
+    assert (user / "tmp" / "chat.json").read_text() == "{}"
