@@ -12,7 +12,7 @@ import pytest
 from tokenomics.cli.main import run
 
 HASH_KEY = "test-hash-key"
-pytest_plugins = ["tests.support.fixtures"]
+pytest_plugins = ["tests.support.fixtures", "tests.support.npm"]
 
 
 @dataclass

@@ -1,14 +1,13 @@
 """`tokenomics.pyz run` with real clients: the `openai` Python SDK, the `openai` npm package and
 Claude Code (`@anthropic-ai/claude-code`), all answered by the built-in mock provider (D22, D25).
 
-The npm packages are installed once per session into a temporary directory (needs `npm` and the
-registry); the pyz is built once for this module, like `test_build_pyz.py` does.
+The npm packages are installed once per session (`tests/support/npm.py`); the pyz is built once
+for this module, like `test_build_pyz.py` does.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -46,23 +45,6 @@ NODE_CLIENT = textwrap.dedent(
     console.log(JSON.stringify(process.argv.slice(3)));
     """
 )
-
-
-@pytest.fixture(scope="session")
-def npm_clients(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A directory with `node_modules` holding `openai` and `@anthropic-ai/claude-code`."""
-    npm = shutil.which("npm")
-    if npm is None or shutil.which("node") is None:
-        pytest.skip("node and npm are needed for the npm clients")
-    root = tmp_path_factory.mktemp("npm")
-    (root / "package.json").write_text('{"name": "run-clients", "private": true}\n')
-    installed = subprocess.run(
-        [npm, "install", "--no-audit", "--no-fund", "openai", "@anthropic-ai/claude-code"],
-        cwd=root, capture_output=True, text=True, timeout=600, check=False,
-    )  # fmt: skip
-    assert installed.returncode == 0, installed.stdout + installed.stderr
-    (root / "app.mjs").write_text(NODE_CLIENT)
-    return root
 
 
 @pytest.fixture(scope="module")
@@ -141,6 +123,7 @@ def test_node_openai_package(
     data_and_token: tuple[str, str],
     npm_clients: Path,
 ) -> None:
+    (npm_clients / "app.mjs").write_text(NODE_CLIENT)
     before = sessions(pyz, sandbox, data_and_token[0])
     result = run_pyz(
         pyz, sandbox, data_and_token, "node", "app.mjs", "hello node", "--port", "9",
@@ -171,8 +154,8 @@ def test_claude_code(
         CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC="1", TOKENOMICS_LEDGER_EVENT_LEDGER="true",
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
-    # `claude` maps to anthropic: the key, the bearer token and the base URL without /v1
-    assert "  ANTHROPIC_API_KEY=tkn_…" in result.stderr
+    # `claude` maps to anthropic: the bearer token (not the key too) and the URL without /v1
+    assert "  ANTHROPIC_API_KEY=" not in result.stderr
     assert "  ANTHROPIC_AUTH_TOKEN=tkn_…" in result.stderr
     assert "  ANTHROPIC_BASE_URL=http://127.0.0.1:" in result.stderr
     # the mock echoes the start of the last user text (Claude Code prepends a system reminder)

@@ -108,9 +108,11 @@ def test_provider_names_match_case_insensitively_and_empty_key_env_is_derived(cl
     assert ollama == [("OLLAMA_API_KEY", "T"), ("OLLAMA_BASE_URL", "http://localhost:8080")]
 
 
-def test_unknown_provider_gets_the_generic_variables(cli) -> None:
-    out = exports(cli("init", "--token", "T", "--provider", "custom").out)
-    assert out == [("OPENAI_API_KEY", "T"), ("OPENAI_BASE_URL", "http://localhost:8080/v1")]
+def test_unknown_provider_is_an_error_naming_the_valid_ones(cli) -> None:
+    result = cli("init", "--token", "T", "--provider", "custom")
+    assert result.code == 1 and result.out == ""
+    assert result.err.startswith('Error: unknown provider "custom" (valid: ')
+    assert all(f" {name}," in result.err for name in ("all", "anthropic", "gemini", "openai"))
 
 
 def test_config_override_of_a_provider_changes_its_variables(cli, work) -> None:
@@ -332,7 +334,8 @@ def test_builtin_cli_map_matches_the_basename_and_config_overrides_it(cli, work)
 
 
 def test_provider_for_command() -> None:
-    assert provider_for_command("/usr/bin/node", {}) == "generic"
+    assert provider_for_command("/usr/bin/codex", {}) == "generic"
+    assert provider_for_command("/usr/bin/node", {}) is None  # `run`: every family
     assert provider_for_command("C:\\tools\\claude.exe", {}) == "anthropic"
     assert provider_for_command("./claude", {"./claude": "x"}) == "x"
     assert provider_for_command("claude", {"claude": "gemini"}) == "gemini"
@@ -372,7 +375,10 @@ def test_scenario_31_claude_code_keeps_other_keys_and_writes_0600(cli, work) -> 
     result = cli("init", "--agent", "claude-code", "--provider", "anthropic", "--token", TOKEN)
     assert result.code == 0, result.err
     assert result.out == ""
-    assert result.err.startswith("Wrote .claude/settings.local.json\n")
+    assert result.err.startswith(
+        "Wrote .claude/settings.local.json (mode 0600)\n"
+        "It holds your wrapper token in clear: keep it private and out of version control\n"
+    )
     assert TOKEN not in result.err and "ANTHROPIC_API_KEY=tkn_…a427" in result.err
     data = json.loads(path.read_text())
     assert data["allowedTools"] == ["Bash"]
@@ -407,7 +413,7 @@ def test_claude_code_refuses_to_replace_invalid_json(cli, work) -> None:
 def test_scenario_32_unknown_agent(cli) -> None:
     result = cli("init", "--token", "T", "--agent", "foo")
     assert result.code == 1
-    assert result.err == "Error: unknown agent: foo (supported: claude-code, codex)\n"
+    assert result.err == "Error: unknown agent: foo (supported: claude-code, codex, gemini)\n"
 
 
 CODEX_CONFIG = """\
@@ -509,3 +515,31 @@ def test_codex_rewrites_when_providers_are_an_inline_table(cli, home) -> None:
 def test_init_writes_nothing_but_its_output(cli, work, home) -> None:
     assert cli("init", "--token", "T").code == 0
     assert list(work.iterdir()) == [] and list(home.iterdir()) == []
+
+
+def test_gemini_agent_sets_the_auth_type_and_prints_the_variables(cli, home) -> None:
+    settings = home / ".gemini" / "settings.json"
+    settings.parent.mkdir()
+    settings.write_text('{"ui": {"theme": "GitHub"}}')
+    result = cli("init", "--agent", "gemini", "--token", TOKEN)
+    assert result.code == 0, result.err
+    assert exports(result.out) == [
+        ("GEMINI_API_KEY", TOKEN),
+        ("GEMINI_BASE_URL", "http://localhost:8080"),
+        ("GOOGLE_GEMINI_BASE_URL", "http://localhost:8080"),
+    ]
+    assert json.loads(settings.read_text()) == {
+        "ui": {"theme": "GitHub"}, "security": {"auth": {"selectedType": "gemini-api-key"}},
+    }  # fmt: skip
+    assert TOKEN not in settings.read_text() and TOKEN not in result.err
+    assert result.err.startswith(f"Wrote {settings} (security.auth.selectedType = gemini-api-key)")
+
+
+def test_gemini_agent_refuses_settings_it_cannot_read(cli, home) -> None:
+    settings = home / ".gemini" / "settings.json"
+    settings.parent.mkdir()
+    for text, error in (("{// c\n}", "is not plain JSON"), ('{"security": 1}', "expected")):
+        settings.write_text(text)
+        result = cli("init", "--agent", "gemini", "--token", TOKEN)
+        assert result.code == 1 and error in result.err
+        assert settings.read_text() == text

@@ -260,11 +260,12 @@ def test_killed_run_leaves_no_proxy_behind(token: str) -> None:
 def test_print_env_masks_the_token(token: str) -> None:
     result = tokenomics("run", "--token", token, "--print-env", "--insecure", "true")
     assert result.returncode == 0, result.stderr
-    header, key, url, insecure, *_ = result.stderr.splitlines()
+    header, key, url, *rest = result.stderr.splitlines()
     assert header == "tokenomics run - injected environment:"
     assert key == f"  OPENAI_API_KEY=tkn_…{token[-4:]}"
     assert url.startswith("  OPENAI_BASE_URL=http://127.0.0.1:") and url.endswith("/v1")
-    assert insecure == "  NODE_TLS_REJECT_UNAUTHORIZED=0"
+    assert f"  ANTHROPIC_API_KEY=tkn_…{token[-4:]}" in rest  # `true`: every family
+    assert "  NODE_TLS_REJECT_UNAUTHORIZED=0" in rest
     assert token not in result.stderr
 
     shown = tokenomics("run", "--token", token, "--print-env", "--show-secrets", "true")
@@ -285,7 +286,8 @@ def test_cli_maps_from_config_override_the_built_ins(token: str, work: Path) -> 
     # `.../bin/python` matches `python` by its base name; the config beats python -> generic
     result = tokenomics("run", "--token", token, str(Path(PY).parent / "python"), "-c", SHOW_ENV)
     child = seen(result.stdout)
-    assert child["ANTHROPIC_API_KEY"] == child["ANTHROPIC_AUTH_TOKEN"] == token
+    assert child["ANTHROPIC_API_KEY"] == token
+    assert "ANTHROPIC_AUTH_TOKEN" not in child  # never both: the SDK warns on every call
     assert child["ANTHROPIC_BASE_URL"].startswith("http://127.0.0.1:")
     assert "OPENAI_API_KEY" not in child
 
@@ -299,7 +301,54 @@ def test_cli_maps_from_config_override_the_built_ins(token: str, work: Path) -> 
 
 def test_explicit_provider_wins(token: str) -> None:
     result = tokenomics("run", "--token", token, "--provider", "gemini", PY, "-c", SHOW_ENV)
-    assert seen(result.stdout)["GEMINI_API_KEY"] == token
+    child = seen(result.stdout)
+    assert child["GEMINI_API_KEY"] == token
+    assert "OPENAI_API_KEY" not in child and "ANTHROPIC_API_KEY" not in child
+
+
+def test_unknown_provider_is_an_error_naming_the_valid_ones(token: str) -> None:
+    result = tokenomics("run", "--token", token, "--provider", "opnai", PY, "-c", SHOW_ENV)
+    assert result.returncode == 1
+    assert result.stdout == ""  # the command did not run
+    assert 'unknown provider "opnai" (valid: ' in result.stderr
+    assert all(name in result.stderr for name in ("anthropic", "gemini", "generic", "openai"))
+
+
+def test_a_command_of_no_known_family_gets_every_family(token: str, work: Path) -> None:
+    """`run python my_script.py`: the OpenAI, Anthropic and Gemini SDKs all find the proxy,
+    and inherited variables that would compete with ours are not passed on."""
+    inherited = {"ANTHROPIC_AUTH_TOKEN": "sk-ant-real", "GOOGLE_API_KEY": "real-google-key"}
+    result = tokenomics("run", "--token", token, PY, "-c", SHOW_ENV, env=inherited)
+    child = seen(result.stdout)
+    base = child["ANTHROPIC_BASE_URL"]
+    assert base.startswith("http://127.0.0.1:")
+    assert child["OPENAI_BASE_URL"] == base + "/v1"
+    assert child["GOOGLE_GEMINI_BASE_URL"] == child["GEMINI_BASE_URL"] == base
+    assert child["OPENAI_API_KEY"] == child["ANTHROPIC_API_KEY"] == child["GEMINI_API_KEY"]
+    assert child["OPENAI_API_KEY"] == token
+    assert "ANTHROPIC_AUTH_TOKEN" not in child and "GOOGLE_API_KEY" not in child
+
+
+def test_anthropic_sdk_under_a_generic_command(token: str, work: Path) -> None:
+    script = textwrap.dedent(
+        """
+        import sys, warnings
+        import anthropic
+
+        warnings.simplefilter("error")  # the SDK's "both key and token" warning fails this
+        client = anthropic.Anthropic()  # ANTHROPIC_API_KEY and ANTHROPIC_BASE_URL only
+        reply = client.messages.create(
+            model="mock-claude", max_tokens=20,
+            messages=[{"role": "user", "content": sys.argv[1]}],
+        )
+        print(reply.content[0].text)
+        """
+    )
+    (work / "claude_script.py").write_text(script)
+    result = tokenomics("run", "--token", token, PY, "claude_script.py", "hello anthropic")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "Mock reply to: hello anthropic\n"
+    assert summary(result.stderr).startswith("tokenomics: 1 request, 10 tokens, ")
 
 
 def test_tls_points_the_child_at_the_generated_ca(token: str, work: Path) -> None:
@@ -307,7 +356,11 @@ def test_tls_points_the_child_at_the_generated_ca(token: str, work: Path) -> Non
         """
         import json, os, ssl, urllib.request
         ca = os.environ["SSL_CERT_FILE"]
-        assert os.environ["REQUESTS_CA_BUNDLE"] == os.environ["NODE_EXTRA_CA_CERTS"] == ca
+        assert os.environ["REQUESTS_CA_BUNDLE"] == ca
+        # the system's CAs and ours in one bundle; Node adds its extra CAs to its own store
+        ours = open(os.environ["NODE_EXTRA_CA_CERTS"]).read()
+        bundle = open(ca).read()
+        assert bundle.endswith(ours) and bundle.count("BEGIN CERTIFICATE") > 1
         base = os.environ["OPENAI_BASE_URL"]
         # verified against the CA from the environment (OpenSSL reads SSL_CERT_FILE)
         with urllib.request.urlopen(base.removesuffix("/v1") + "/ping") as r:

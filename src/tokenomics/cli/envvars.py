@@ -19,6 +19,9 @@ Resolution, in order:
 Besides the catalogue's own variables, a few that the official clients read are added: the
 Google GenAI SDKs and the Gemini CLI read `GOOGLE_GEMINI_BASE_URL` (never `GEMINI_BASE_URL`),
 and the `AzureOpenAI` clients refuse to start without `OPENAI_API_VERSION`.
+
+`run` gives a command of no known family the variables of every family (`every_family_env`),
+and removes the inherited variables a client would read instead of ours (`shadowed`).
 """
 
 from __future__ import annotations
@@ -53,9 +56,7 @@ FAMILIES: dict[str, tuple[str, str, bool]] = {
 BUILTIN_CLI_MAPS: dict[str, str] = {
     "claude": "anthropic",
     "anthropic": "anthropic",
-    "python": GENERIC,
-    "node": GENERIC,
-    "curl": GENERIC,
+    "codex": GENERIC,
     "openai": GENERIC,
     "openai-cli": GENERIC,
     "azure": "azure",
@@ -66,9 +67,18 @@ BUILTIN_CLI_MAPS: dict[str, str] = {
 # A base-URL variable -> further variables real clients read for the same URL.
 URL_ALIASES: dict[str, tuple[str, ...]] = {"GEMINI_BASE_URL": ("GOOGLE_GEMINI_BASE_URL",)}
 
-# A key variable -> further variables real clients read for the same token: Claude Code sends
-# ANTHROPIC_AUTH_TOKEN as a bearer token without asking to approve it (it asks for an API key).
-KEY_ALIASES: dict[str, tuple[str, ...]] = {"ANTHROPIC_API_KEY": ("ANTHROPIC_AUTH_TOKEN",)}
+# The families a command of no known family gets (`every_family_env`): one token, and the
+# proxy routes each request by its model.
+EVERY_FAMILY = (GENERIC, "anthropic", "gemini")
+
+# An injected variable -> inherited ones the same client would read instead or as well, which
+# the child must not see: the Anthropic SDK warns on every call when it has both a key and a
+# bearer token; the Google GenAI SDK prefers GOOGLE_API_KEY to GEMINI_API_KEY.
+SHADOWED: dict[str, tuple[str, ...]] = {
+    "ANTHROPIC_API_KEY": ("ANTHROPIC_AUTH_TOKEN",),
+    "ANTHROPIC_AUTH_TOKEN": ("ANTHROPIC_API_KEY",),
+    "GEMINI_API_KEY": ("GOOGLE_API_KEY",),
+}
 
 # Node's switch for self-signed certificates (`--insecure`).
 NODE_INSECURE = ("NODE_TLS_REJECT_UNAUTHORIZED", "0")
@@ -76,17 +86,39 @@ NODE_INSECURE = ("NODE_TLS_REJECT_UNAUTHORIZED", "0")
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
+def command_names(command: str) -> tuple[str, ...]:
+    """The names an executable is known by: as given, its base name, without `.exe`."""
+    name = PureWindowsPath(PurePosixPath(command).name).name
+    stem = name[:-4] if name.lower().endswith(".exe") else name
+    return tuple(dict.fromkeys((command, name, stem)))
+
+
 def provider_for_command(command: str, cli_maps: Mapping[str, str]) -> str | None:
     """The provider for an executable: config `cli_maps` first, then the built-in table.
 
-    Matching uses the executable's base name too, so `/usr/bin/node` counts as `node`.
+    Matching uses the executable's base name too, so `/usr/bin/claude` counts as `claude`.
     """
-    name = PureWindowsPath(PurePosixPath(command).name).name
-    stem = name[:-4] if name.lower().endswith(".exe") else name
-    for key in dict.fromkeys((command, name, stem)):
+    names = command_names(command)
+    for key in names:
         if key in cli_maps:
             return cli_maps[key]
-    return BUILTIN_CLI_MAPS.get(stem)
+    return BUILTIN_CLI_MAPS.get(names[-1])
+
+
+def provider_names(providers: Mapping[str, ProviderConfig], *, with_all: bool) -> list[str]:
+    """The valid values of `--provider`: the families and the catalogue (and `all`)."""
+    names = {*FAMILIES, *providers, *((ALL,) if with_all else ())}
+    return sorted(names, key=str.casefold)
+
+
+def check_provider(providers: Mapping[str, ProviderConfig], name: str, *, with_all: bool) -> None:
+    """Raise `ConfigError` naming the valid providers when `name` is none of them."""
+    if name.casefold() in FAMILIES or find_provider(providers, name) is not None:
+        return
+    if with_all and name.casefold() == ALL:
+        return
+    valid = ", ".join(provider_names(providers, with_all=with_all))
+    raise ConfigError(f'unknown provider "{name}" (valid: {valid})')
 
 
 def find_provider(providers: Mapping[str, ProviderConfig], name: str) -> ProviderConfig | None:
@@ -124,16 +156,16 @@ def client_env(
     return _entry_env(entry, base, token)
 
 
-def token_aliases(pairs: EnvPairs, token: str) -> EnvPairs:
-    """The `KEY_ALIASES` of the token variables in `pairs` (for `run`'s child), not yet in it."""
+def every_family_env(base_url: str, token: str) -> EnvPairs:
+    """The variables of every family in `EVERY_FAMILY` (for a command of unknown family)."""
+    base = base_url.rstrip("/")
+    return [pair for family in EVERY_FAMILY for pair in _family_env(family, base, token)]
+
+
+def shadowed(pairs: EnvPairs) -> set[str]:
+    """The inherited variables to remove from a child given `pairs` (see `SHADOWED`)."""
     names = {name for name, _ in pairs}
-    return [
-        (alias, token)
-        for name, value in pairs
-        if value == token
-        for alias in KEY_ALIASES.get(name, ())
-        if alias not in names
-    ]
+    return {other for name in names for other in SHADOWED.get(name, ()) if other not in names}
 
 
 def mask_secret(value: str) -> str:

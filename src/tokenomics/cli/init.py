@@ -8,10 +8,7 @@ on stderr mask it.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -20,15 +17,21 @@ from cyclopts import Parameter
 
 from tokenomics.cli import daemon, envvars
 from tokenomics.cli.context import Context
+from tokenomics.cli.init_agents import (
+    AGENTS,
+    CODEX_KEY_ENV,
+    read_text,
+    shell_quote,
+    write_atomic,
+    write_claude_code,
+    write_codex,
+    write_gemini,
+)
 from tokenomics.cli.token import CommandError
 from tokenomics.config.providers import load_providers
 from tokenomics.config.settings import Settings
 
 OUTPUTS = ("shell", "dotenv", "json")
-AGENTS = ("claude-code", "codex")
-CLAUDE_SETTINGS = Path(".claude") / "settings.local.json"
-CODEX_PROVIDER = "tokenomics"
-CODEX_KEY_ENV = "TOKENOMICS_KEY"
 
 
 def _opt(text: str, **more: Any) -> Parameter:
@@ -51,11 +54,13 @@ def init(
     env_key: Annotated[str, _opt("Variable for the token (needs --env-base-url too).")] = "",
     env_base_url: Annotated[str, _opt("Variable for the URL (needs --env-key too).")] = "",
     provider: Annotated[
-        str, _opt("Provider, or all (default: generic; claude-code: anthropic).")
+        str, _opt("Provider, or all (default: generic; --agent claude-code, gemini: theirs).")
     ] = "",
     output: Annotated[str, Parameter(help="shell, dotenv or json.")] = "shell",
     dotenv: Annotated[str, _opt("File for --output dotenv (default: ./.env).")] = "",
-    agent: Annotated[str, _opt("Write an agent's own config instead: claude-code, codex.")] = "",
+    agent: Annotated[
+        str, _opt("Write an agent's own config instead: claude-code, codex, gemini.")
+    ] = "",
     ctx: Annotated[Context, Parameter(parse=False)],
 ) -> None:
     """Print the environment variables that send a client tool through the proxy.
@@ -83,6 +88,8 @@ def init(
     providers = load_providers(
         cwd=ctx.cwd, home=ctx.home, data_dir=Path(settings.dir), inline=settings.providers
     )
+    if provider:
+        envvars.check_provider(providers, provider, with_all=True)
     name = provider or _provider_for(cli_name, settings, agent_name)
     pairs = envvars.client_env(
         providers, name, base, token, env_key=env_key, env_base_url=env_base_url
@@ -93,6 +100,8 @@ def init(
         write_claude_code(ctx, pairs, token, base)
     elif agent_name == "codex":
         write_codex(ctx, base, token, env_key or CODEX_KEY_ENV)
+    elif agent_name == "gemini":
+        write_gemini(ctx, pairs, token)
     else:
         emit(ctx, output, dotenv, pairs)
 
@@ -107,7 +116,7 @@ def emit(ctx: Context, output: str, dotenv: str, pairs: list[tuple[str, str]]) -
     elif output == "dotenv":
         target = dotenv or ".env"
         path = ctx.cwd / Path(target).expanduser()
-        _write_atomic(path, merge_dotenv(_read(path), pairs))
+        write_atomic(path, merge_dotenv(read_text(path), pairs))
         ctx.stderr.write(f"Updated {target}\n")
     else:
         raise CommandError(f"unknown output format: {output} (supported: {', '.join(OUTPUTS)})")
@@ -133,15 +142,10 @@ def proxy_base_url(
 def _provider_for(cli_name: str, settings: Settings, agent: str) -> str:
     if cli_name and (mapped := envvars.provider_for_command(cli_name, settings.cli_maps)):
         return mapped
-    return "anthropic" if agent == "claude-code" else envvars.GENERIC
+    return {"claude-code": "anthropic", "gemini": "gemini"}.get(agent, envvars.GENERIC)
 
 
 # ── formats ──────────────────────────────────────────────────────────────────────────────────
-
-
-def shell_quote(value: str) -> str:
-    """POSIX single quotes: nothing inside is expanded; `'` becomes `'\\''`."""
-    return "'" + value.replace("'", "'\\''") + "'"
 
 
 _DOTENV_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
@@ -167,146 +171,3 @@ def merge_dotenv(text: str, pairs: list[tuple[str, str]]) -> str:
             done.add(name)
     lines += [f"{k}={dotenv_quote(v)}" for k, v in values.items() if k not in done]
     return "\n".join(lines) + "\n"
-
-
-# ── agents ───────────────────────────────────────────────────────────────────────────────────
-
-
-def write_claude_code(ctx: Context, pairs: list[tuple[str, str]], token: str, base: str) -> None:
-    """Merge `pairs` into the `env` of `./.claude/settings.local.json` (0600), keeping the rest."""
-    path = ctx.cwd / CLAUDE_SETTINGS
-    data: dict[str, Any] = {}
-    if path.exists():
-        try:
-            data = orjson.loads(_read(path) or "{}")
-        except orjson.JSONDecodeError as exc:
-            raise CommandError(
-                f"{CLAUDE_SETTINGS} is not valid JSON ({exc}); fix it or move it away"
-            ) from None
-    env = data.setdefault("env", {}) if isinstance(data, dict) else None
-    if not isinstance(env, dict):
-        raise CommandError(f'{CLAUDE_SETTINGS}: expected a JSON object with an "env" object')
-    env.update(pairs)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n"
-    _write_atomic(path, text, force_mode=True)  # it holds a credential: always 0600
-    shown = [f"  {k}={envvars.mask_secret(v) if v == token else v}" for k, v in pairs]
-    ctx.stderr.write(
-        "\n".join(
-            [
-                f"Wrote {CLAUDE_SETTINGS.as_posix()}",
-                "",
-                "Environment variables configured:",
-                *shown,
-                "",
-                f"Claude Code reaches the proxy at {base} only while it runs (`tokenomics start`).",
-                "",
-                "To point other tools at it too, add to your shell profile:",
-                f"  export TOKENOMICS_PROXY_URL={shell_quote(base)}",
-                "",
-            ]
-        )
-    )
-
-
-def write_codex(ctx: Context, base: str, token: str, key_env: str) -> None:
-    """Write `[model_providers.tokenomics]` into Codex's `config.toml`, keeping everything else.
-
-    Codex (`codex-rs/model-provider-info`) reads `name`, `base_url` (OpenAI-style, with /v1),
-    `env_key` (the variable holding the key, sent as a Bearer token), `env_key_instructions`
-    and `wire_api`; current releases accept only `wire_api = "responses"` and refuse to start
-    with the older "chat". The token itself is not written: Codex reads it from `env_key`.
-    """
-    codex_home = ctx.environ.get("CODEX_HOME", "")
-    if not codex_home and ctx.home is None:
-        raise CommandError("cannot find Codex's config.toml: set $CODEX_HOME or $HOME")
-    path = Path(codex_home).expanduser() if codex_home else Path(ctx.home or "") / ".codex"
-    path = path / "config.toml"
-    entry = {
-        "name": "Tokenomics",
-        "base_url": f"{base}/v1",
-        "env_key": key_env,
-        "env_key_instructions": f"Set {key_env} to your Tokenomics wrapper token (tkn_...).",
-        "wire_api": "responses",
-    }
-    text = _read(path)
-    updated = _with_codex_provider(path, text, entry)
-    if updated != text:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        _write_atomic(path, updated)
-    has_key = ctx.environ.get(key_env) == token
-    key_note = "" if has_key else f" (export it with your token, {envvars.mask_secret(token)})"
-    ctx.stderr.write(
-        f"Wrote {path}\n\n"
-        f'Codex model provider "{CODEX_PROVIDER}":\n'
-        f"  base_url = {entry['base_url']}\n"
-        f"  env_key  = {key_env}{key_note}\n\n"
-        f"Use it with:  codex -c model_provider={CODEX_PROVIDER}\n"
-        f'  (or put model_provider = "{CODEX_PROVIDER}" at the top of {path.name})\n'
-        f"Codex reaches the proxy at {base} only while it runs (`tokenomics start`).\n"
-    )
-
-
-def _with_codex_provider(path: Path, text: str, entry: dict[str, str]) -> str:
-    """`text` with the provider entry set (its other keys kept); appended when that keeps the
-    rest of the file byte for byte, else the whole document is rewritten (comments are lost)."""
-    import tomllib
-
-    import tomli_w
-
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise CommandError(f"{path} is not valid TOML ({exc}); fix it or move it away") from None
-    providers = data.get("model_providers", {})
-    old = providers.get(CODEX_PROVIDER) if isinstance(providers, dict) else None
-    if not isinstance(providers, dict) or not isinstance(old, dict | None):
-        raise CommandError(f"{path}: model_providers.{CODEX_PROVIDER} must be a table")
-    new = {**(old or {}), **entry}
-    if new == old:
-        return text
-    expected = {**data, "model_providers": {**providers, CODEX_PROVIDER: new}}
-    if old is None:
-        snippet = tomli_w.dumps({"model_providers": {CODEX_PROVIDER: entry}})
-        appended = (text.rstrip("\n") + "\n\n" if text.strip() else "") + snippet
-        try:
-            if tomllib.loads(appended) == expected:
-                return appended
-        except tomllib.TOMLDecodeError:
-            pass  # e.g. model_providers written as an inline table: rewrite below
-    return tomli_w.dumps(expected)
-
-
-# ── files ────────────────────────────────────────────────────────────────────────────────────
-
-
-def _read(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return ""
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CommandError(f"cannot read {path}: {exc}") from None
-
-
-def _write_atomic(path: Path, text: str, *, mode: int = 0o600, force_mode: bool = False) -> None:
-    """Replace `path` in one step (temporary file + rename, symlinks followed).
-
-    A new file gets `mode`; an existing one keeps its own mode unless `force_mode`.
-    """
-    path = path.resolve()
-    if not force_mode:
-        with contextlib.suppress(FileNotFoundError):
-            mode = path.stat().st_mode & 0o777
-    try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as out:
-                out.write(text)
-            os.chmod(tmp, mode)
-            os.replace(tmp, path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
-    except OSError as exc:
-        raise CommandError(f"cannot write {path}: {exc.strerror or exc}") from None

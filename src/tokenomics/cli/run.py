@@ -1,7 +1,8 @@
 """`tokenomics run [options] COMMAND [ARGS...]`: run a tool through the proxy (`cli.md` §2, D22).
 
-    tokenomics run python app.py          # OPENAI_API_KEY=<token>, OPENAI_BASE_URL=<proxy>/v1
-    tokenomics run claude -p "hi"         # ANTHROPIC_API_KEY/_AUTH_TOKEN, ANTHROPIC_BASE_URL
+    tokenomics run node app.js            # OPENAI_*, ANTHROPIC_*, GEMINI_* (routing by model)
+    tokenomics run claude -p "hi"         # ANTHROPIC_AUTH_TOKEN, ANTHROPIC_BASE_URL
+    tokenomics run codex exec "hi"        # + `-c` options selecting a tokenomics provider
 
 Options end at the first positional argument: everything after it belongs to the command
 (`main.run` inserts `--` there before cyclopts parses, see `mark_child_argv`). Our own proxy
@@ -11,7 +12,8 @@ exit status is the child's, and one summary line goes to stderr.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import tempfile
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
@@ -21,7 +23,7 @@ import trio
 from cyclopts import Parameter
 
 from tokenomics.app import Server, run_server
-from tokenomics.cli import envvars, run_proxy
+from tokenomics.cli import envvars, run_agents, run_proxy
 from tokenomics.cli.context import Context
 from tokenomics.cli.run_child import run_child
 from tokenomics.cli.serve import run_trio
@@ -40,8 +42,10 @@ VALUE_OPTIONS = frozenset(
     {"--token", "--provider", "--env-key", "--env-base-url", "--host", "--port", "--proxy-url"}
 )
 GLOBAL_VALUE_OPTIONS = frozenset({"--config", "--db", "--dir"})
-# Where a client finds the CA of our HTTPS listener: OpenSSL/Python, requests, Node.
-CA_VARIABLES = ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "NODE_EXTRA_CA_CERTS")
+# Where a client finds the CAs it trusts (OpenSSL/Python, requests): the system's and ours.
+CA_BUNDLE_VARIABLES = ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")
+# Node's extra CAs, added to its built-in ones: ours alone.
+NODE_CA_VARIABLE = "NODE_EXTRA_CA_CERTS"
 Providers = Mapping[str, ProviderConfig]
 
 
@@ -147,35 +151,61 @@ def run(
 
 
 def resolve_provider(plan: Plan, cli_maps: dict[str, str]) -> str:
-    """`--provider`, else the command's `cli_maps` entry (config, then built-in), else generic."""
+    """`--provider`, else the command's `cli_maps` entry (config, then built-in), else "" (a
+    command of no known family: the variables of every family)."""
     if plan.provider:
         return plan.provider
-    return envvars.provider_for_command(plan.argv[0], cli_maps) or envvars.GENERIC
+    return envvars.provider_for_command(plan.argv[0], cli_maps) or ""
 
 
-def child_env(
-    ctx: Context, plan: Plan, providers: Providers, provider: str, base: str, ca: Path | None
-) -> dict[str, str]:
-    """Our environment with the client variables replaced (exactly one of each name)."""
-    pairs = envvars.client_env(
-        providers, provider, base, plan.token, env_key=plan.env_key,
+@dataclass(frozen=True, slots=True)
+class Launch:
+    """The child's command line and environment."""
+
+    argv: tuple[str, ...]
+    env: dict[str, str]
+
+
+def _client_pairs(plan: Plan, providers: Providers, provider: str, base: str) -> envvars.EnvPairs:
+    if not provider and not (plan.env_key and plan.env_base_url):
+        return envvars.every_family_env(base, plan.token)
+    return envvars.client_env(
+        providers, provider or envvars.GENERIC, base, plan.token, env_key=plan.env_key,
         env_base_url=plan.env_base_url,
     )  # fmt: skip
-    pairs += envvars.token_aliases(pairs, plan.token)
+
+
+def child_launch(
+    ctx: Context, plan: Plan, providers: Providers, provider: str, scratch: Path,
+    base: str, ca: Path | None,
+) -> Launch:  # fmt: skip
+    """The child's argv, and our environment with the client variables replaced (exactly one
+    of each name; the inherited variables they would shadow removed)."""
+    agent = run_agents.agent_launch(
+        plan.argv, base, plan.token, environ=ctx.environ, home=ctx.home, scratch=scratch
+    )
+    pairs = [(agent.rename.get(k, k), v) for k, v in _client_pairs(plan, providers, provider, base)]
+    pairs += agent.env
     if plan.insecure:
         pairs.append(envvars.NODE_INSECURE)
     if ca is not None:
-        pairs += [(name, str(ca)) for name in CA_VARIABLES]
+        bundle = run_proxy.ca_bundle(ca, ctx.environ, scratch)
+        pairs += [(name, str(bundle)) for name in CA_BUNDLE_VARIABLES]
+        pairs.append((NODE_CA_VARIABLE, str(ca)))  # Node adds it to its own trust store
+    pairs = list(dict(pairs).items())
+    for note in agent.notes:
+        ctx.stderr.write(note + "\n")
     if plan.print_env:
         shown = [
             f"  {k}={v if plan.show_secrets or v != plan.token else envvars.mask_secret(v)}"
             for k, v in pairs
         ]
         ctx.stderr.write("tokenomics run - injected environment:\n" + "\n".join(shown) + "\n")
-        ctx.stderr.flush()
-    env = {k: v for k, v in ctx.environ.items() if k not in dict(pairs)}
+    ctx.stderr.flush()
+    dropped = dict(pairs).keys() | envvars.shadowed(pairs)
+    env = {k: v for k, v in ctx.environ.items() if k not in dropped}
     env.update(pairs)
-    return env
+    return Launch(agent.argv, env)
 
 
 async def _session(ctx: Context, plan: Plan) -> int:
@@ -183,27 +213,32 @@ async def _session(ctx: Context, plan: Plan) -> int:
     providers = load_providers(
         cwd=ctx.cwd, home=ctx.home, data_dir=Path(settings.dir), inline=settings.providers
     )
+    if plan.provider:
+        envvars.check_provider(providers, plan.provider, with_all=True)
     provider = resolve_provider(plan, settings.cli_maps)
-    env_for = partial(child_env, ctx, plan, providers, provider)
-    if plan.proxy_url:
-        await run_proxy.check_remote(plan.proxy_url, insecure=plan.insecure)
-        return await _with_running_proxy(ctx, plan, plan.proxy_url, env_for(plan.proxy_url, None))
-    if plan.port:
-        base = run_proxy.local_url(plan.host, plan.port, plan.tls)
-        if await run_proxy.is_tokenomics(base):
-            ca = run_proxy.ca_file(settings) if plan.tls else None
-            return await _with_running_proxy(ctx, plan, base, env_for(base, ca))
-    known = envvars.find_provider(providers, provider) is not None
-    default = provider if known and provider != envvars.GENERIC else ""
-    return await _with_own_proxy(ctx, plan, default, env_for)
+    with tempfile.TemporaryDirectory(prefix="tokenomics-run-") as scratch:
+        prepare = partial(child_launch, ctx, plan, providers, provider, Path(scratch))
+        launch_for = partial(trio.to_thread.run_sync, prepare)
+        if plan.proxy_url:
+            await run_proxy.check_remote(plan.proxy_url, insecure=plan.insecure)
+            launch = await launch_for(plan.proxy_url, None)
+            return await _with_running_proxy(ctx, plan, plan.proxy_url, launch)
+        if plan.port:
+            base = run_proxy.local_url(plan.host, plan.port, plan.tls)
+            if await run_proxy.is_tokenomics(base):
+                ca = run_proxy.ca_file(settings) if plan.tls else None
+                return await _with_running_proxy(ctx, plan, base, await launch_for(base, ca))
+        known = provider and envvars.find_provider(providers, provider) is not None
+        default = provider if known and provider != envvars.GENERIC else ""
+        return await _with_own_proxy(ctx, plan, default, launch_for)
 
 
-async def _with_running_proxy(ctx: Context, plan: Plan, base: str, env: dict[str, str]) -> int:
+async def _with_running_proxy(ctx: Context, plan: Plan, base: str, launch: Launch) -> int:
     """Run the child against a proxy we did not start; the summary is that proxy's `/stats`
     difference (every client's requests in the meantime), when it lets us read it."""
     insecure = plan.insecure or not plan.proxy_url
     before = await run_proxy.totals(base, insecure=insecure)
-    code = await run_child(plan.argv, env)
+    code = await run_child(launch.argv, launch.env)
     after = await run_proxy.totals(base, insecure=insecure) if before else None
     if before and after:
         difference = {k: after[k] - before[k] for k in run_proxy.SUMMED if k in before}
@@ -213,7 +248,7 @@ async def _with_running_proxy(ctx: Context, plan: Plan, base: str, env: dict[str
 
 
 async def _with_own_proxy(
-    ctx: Context, plan: Plan, default_provider: str, env_for: Callable[..., dict[str, str]]
+    ctx: Context, plan: Plan, default_provider: str, launch_for: Callable[..., Awaitable[Launch]]
 ) -> int:
     settings = run_proxy.proxy_settings(
         ctx.settings(), host=plan.host, port=plan.port, tls=plan.tls, admin=plan.admin,
@@ -228,7 +263,8 @@ async def _with_own_proxy(
         server: Server = await nursery.start(start)
         try:
             base = run_proxy.bound_url(server.urls, plan.host, plan.tls)
-            code = await run_child(plan.argv, env_for(base, ca))
+            launch = await launch_for(base, ca)
+            code = await run_child(launch.argv, launch.env)
         finally:
             server.shutdown()  # graceful: in-flight requests finish, the ledger is flushed
     ctx.stderr.write(run_proxy.summary(server.stats.snapshot()["totals"]) + "\n")

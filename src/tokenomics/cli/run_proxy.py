@@ -7,6 +7,8 @@
 
 from __future__ import annotations
 
+import ssl
+from collections.abc import Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -160,3 +162,24 @@ def summary(counts: dict[str, Any]) -> str:
     if unpriced := int(counts.get("unpriced_count", 0)):
         text += f" ({unpriced:,} without a price)"
     return text
+
+
+def trust_store(environ: Mapping[str, str]) -> Path | None:
+    """The CA file the child would trust without us: its own `SSL_CERT_FILE` or
+    `REQUESTS_CA_BUNDLE`, else OpenSSL's default file; None when there is none."""
+    paths = ssl.get_default_verify_paths()
+    candidates = (
+        environ.get("SSL_CERT_FILE"), environ.get("REQUESTS_CA_BUNDLE"),
+        paths.cafile, paths.openssl_cafile,
+    )  # fmt: skip
+    return next((Path(c) for c in candidates if c and Path(c).is_file()), None)
+
+
+def ca_bundle(ca: Path, environ: Mapping[str, str], scratch: Path) -> Path:
+    """A CA file with the system's (or the child's own) trust store and our CA, in `scratch`:
+    the child still reaches every other HTTPS host (pip, git, web pages) as before."""
+    system = trust_store(environ)
+    base = system.read_bytes() if system is not None else b""
+    bundle = scratch / "ca-bundle.pem"
+    bundle.write_bytes(base.rstrip(b"\n") + b"\n" + ca.read_bytes() if base else ca.read_bytes())
+    return bundle

@@ -10,7 +10,9 @@ headers, body chunks, delays). Paths match by suffix, so base paths work
          JSON array of chunks) | :countTokens
     GET  …/models             (OpenAI-style list of the mock models)
 
-The answer is `Mock reply to: <first 12 words of the last user text>`. Usage is deterministic:
+The answer is `Mock reply to: <first 12 words of the last user text>`; a request for JSON
+(`response_format`, `text.format`, `output_format`, Gemini's `responseMimeType`) gets valid JSON
+instead, shaped by its schema (`mock_json`). Usage is deterministic:
 input = whitespace-separated words of every input text (system/instructions included) + 3 per
 message (a top-level system prompt, a legacy prompt and an embedding input each count as one);
 output = words of the answer. Streams send one delta per word; Gemini stream chunks each carry

@@ -9,6 +9,8 @@ from typing import Any
 
 import orjson
 
+from tokenomics.upstream.mock_json import json_request, shaped
+
 CREATED = 1_700_000_000
 MOCK_MODELS = ("mock-gpt", "mock-claude", "mock-gemini", "echo")
 JSON_TYPE = "application/json"
@@ -111,11 +113,14 @@ class Call:
 def make_call(
     n: int, model: str, body: Json, query: str, prompt: Prompt, flags: frozenset[str]
 ) -> Call:
-    """The call to answer; `flags` are the model name's steering flags (`echo`, `nousage`)."""
+    """The call to answer; `flags` are the model name's steering flags (`echo`, `nousage`).
+    A request for JSON gets JSON (`mock_json`), unless `echo` asks for the text verbatim."""
     if "echo" in flags:
         text = prompt.last_user
     else:
         text = " ".join(["Mock reply to:", *prompt.last_user.split()[:12]])
+        if (schema := json_request(body)) is not None:
+            text = orjson.dumps(shaped(schema, text)).decode()
     words = sum(len(t.split()) for t in prompt.texts) + 3 * prompt.messages
     usage = "nousage" not in flags
     return Call(n, model, body, query, prompt, text, words, len(text.split()), usage)
