@@ -191,6 +191,7 @@ AZURE_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_the_azure_sdk_works_as_the_child_of_run(cli: Callable[..., Result], work: Path) -> None:
     """Issue 21: `run --provider azure_openai` and the `AzureOpenAI` client, end to end."""
     created = cli("token", "create", "--policy", MOCK_POLICY, "--json")
