@@ -157,3 +157,13 @@ async def test_a_non_string_model_is_400(proxy: Proxy, mock_upstream_server: Moc
             }
         }
     assert mock_upstream_server.requests == []
+
+
+async def test_a_tuned_gemini_model_is_model_checked(
+    proxy: Proxy, mock_upstream_server: MockUpstream
+) -> None:
+    token = proxy.token(REFUSING)
+    for action in ("generateContent", "embedContent"):
+        reply = await post(proxy, f"/v1beta/tunedModels/my-tune:{action}", token, GEMINI)
+        assert reply.status == 403, reply.body
+    assert mock_upstream_server.requests == []

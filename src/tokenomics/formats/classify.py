@@ -1,7 +1,8 @@
 """Which adapter serves a request: by method and path (D5). Anything else is passthrough.
 
-A model named in the path is the request's model: Gemini's `models/{model}:action`, and Azure's
-`deployments/{deployment}/…` (Azure serves the deployment, whatever the body's `model` says).
+A model named in the path is the request's model: Gemini's `models/{model}:action` (and
+`tunedModels/…`), and Azure's `deployments/{deployment}/…` (Azure serves the deployment,
+whatever the body's `model` says).
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from tokenomics.formats.openai import (
 )
 from tokenomics.formats.paths import BadPath, canonical_path
 
-_GEMINI = re.compile(r"/models/([^/:]+):(generateContent|streamGenerateContent|countTokens)$")
+_GEMINI = re.compile(
+    r"/(?:models|tunedModels)/([^/:]+):(generateContent|streamGenerateContent|countTokens)$"
+)
 _SUFFIXES: tuple[tuple[str, Adapter], ...] = (
     ("/chat/completions", OpenAIChat()),
     ("/completions", OpenAICompletions()),
@@ -30,8 +33,8 @@ _SUFFIXES: tuple[tuple[str, Adapter], ...] = (
     ("/v1/messages", AnthropicMessages()),
 )
 _GEMINI_GENERATE, _GEMINI_COUNT = Gemini(), GeminiCountTokens()
-# A model in a path: an Azure deployment, or a Gemini model followed by any action.
-_PATH_MODEL = re.compile(r"/deployments/([^/]+)/|/models/([^/:]+):")
+# A model in a path: an Azure deployment, or a Gemini (tuned) model followed by any action.
+_PATH_MODEL = re.compile(r"/deployments/([^/]+)/|/(?:models|tunedModels)/([^/:]+):")
 
 
 class RefusedPath(BadPath):

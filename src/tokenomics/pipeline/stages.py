@@ -4,7 +4,7 @@ to the exchange or raises an error with its HTTP status. The order lives in `STA
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 from urllib.parse import parse_qsl, urlencode
 
 import orjson
@@ -98,7 +98,7 @@ def parse_request(ex: Exchange, deps: Deps) -> None:
     ex.stream = route.adapter.stream(body, route)
 
 
-def enforced(ex: Exchange, check: str) -> bool:
+def enforced(ex: Exchange, check: Literal["model_checked", "budgeted"]) -> bool:
     """Whether the adapter's `check` (`model_checked`, `budgeted`) applies; a passthrough
     request gets every check when it names a model."""
     adapter = ex.route.adapter if ex.route else None
