@@ -7,6 +7,7 @@ never branch on provider or format names: they ask the adapter.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -30,6 +31,9 @@ class Adapter:
     model_checked = True
 
     def model(self, body: Body, route: Route) -> str:
+        """The path's model when it names one (the upstream serves that), else the body's."""
+        if route.path_model:
+            return route.path_model
         value = body.get("model")
         return value if isinstance(value, str) else ""
 
@@ -38,6 +42,7 @@ class Adapter:
 
     def with_model(self, body: Body, route: Route, model: str) -> tuple[Body, Route]:
         """The body (and route) to send for `model`; the input is not mutated."""
+        route = route.for_model(model)
         if body.get("model") == model:
             return body, route
         return {**body, "model": model}, route
@@ -139,11 +144,20 @@ class Route:
     adapter: Adapter | None
     family: Family
     path: str
-    path_model: str = ""  # Gemini native paths carry the model
+    path_model: str = ""  # the model a path names (Gemini `models/…:`, Azure `deployments/…/`)
+    model_start: int = 0  # where `path_model` starts in `path`
 
     @property
     def kind(self) -> str:
         return self.adapter.kind if self.adapter is not None else "passthrough"
+
+    def for_model(self, model: str) -> Route:
+        """This route with `model` in its path in place of `path_model` (the same without)."""
+        if not self.path_model or model == self.path_model:
+            return self
+        end = self.model_start + len(self.path_model)
+        path = self.path[: self.model_start] + model + self.path[end:]
+        return dataclasses.replace(self, path=path, path_model=model)
 
 
 def prompt_texts(prompts: Sequence[Prompt]) -> list[str]:

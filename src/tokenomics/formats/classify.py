@@ -1,8 +1,14 @@
-"""Which adapter serves a request: by method and path (D5). Anything else is passthrough."""
+"""Which adapter serves a request: by method and path (D5). Anything else is passthrough.
+
+A model named in the path is the request's model: Gemini's `models/{model}:action` (and
+`tunedModels/…`), and Azure's `deployments/{deployment}/…` (Azure serves the deployment,
+whatever the body's `model` says).
+"""
 
 from __future__ import annotations
 
 import re
+from urllib.parse import unquote
 
 from tokenomics.formats.anthropic import AnthropicCountTokens, AnthropicMessages
 from tokenomics.formats.base import Adapter, Family, Route
@@ -13,8 +19,11 @@ from tokenomics.formats.openai import (
     OpenAIEmbeddings,
     OpenAIResponses,
 )
+from tokenomics.formats.paths import BadPath, canonical_path
 
-_GEMINI = re.compile(r"/models/([^/:]+):(generateContent|streamGenerateContent|countTokens)$")
+_GEMINI = re.compile(
+    r"/(?:models|tunedModels)/([^/:]+):(generateContent|streamGenerateContent|countTokens)$"
+)
 _SUFFIXES: tuple[tuple[str, Adapter], ...] = (
     ("/chat/completions", OpenAIChat()),
     ("/completions", OpenAICompletions()),
@@ -24,6 +33,16 @@ _SUFFIXES: tuple[tuple[str, Adapter], ...] = (
     ("/v1/messages", AnthropicMessages()),
 )
 _GEMINI_GENERATE, _GEMINI_COUNT = Gemini(), GeminiCountTokens()
+# A model in a path: an Azure deployment, or a Gemini (tuned) model followed by any action.
+_PATH_MODEL = re.compile(r"/deployments/([^/]+)/|/(?:models|tunedModels)/([^/:]+):")
+
+
+class RefusedPath(BadPath):
+    """A `BadPath` with the API family its error is shaped for."""
+
+    def __init__(self, message: str, family: Family) -> None:
+        super().__init__(message)
+        self.family = family
 
 
 def _passthrough_family(path: str, headers: dict[str, str]) -> Family:
@@ -34,8 +53,16 @@ def _passthrough_family(path: str, headers: dict[str, str]) -> Family:
     return "openai"
 
 
+def _with_path_model(route: Route, path: str) -> Route:
+    match = _PATH_MODEL.search(path)
+    if match is None:
+        return route
+    group = 1 if match.group(1) is not None else 2
+    return Route(route.adapter, route.family, path, match.group(group), match.start(group))
+
+
 def classify(method: str, path: str, headers: dict[str, str]) -> Route:
-    """The route for a request; `headers` has lower-case names.
+    """The route for a decoded request path; `headers` has lower-case names.
 
     A trailing slash does not escape enforcement (W-S6): LLM routes are matched, and sent
     upstream, without it.
@@ -44,9 +71,22 @@ def classify(method: str, path: str, headers: dict[str, str]) -> Route:
         trimmed = path.rstrip("/") or path
         for suffix, adapter in _SUFFIXES:
             if trimmed.endswith(suffix):
-                return Route(adapter, adapter.family, trimmed)
+                return _with_path_model(Route(adapter, adapter.family, trimmed), trimmed)
         match = _GEMINI.search(trimmed)
         if match:
             adapter = _GEMINI_COUNT if match.group(2) == "countTokens" else _GEMINI_GENERATE
-            return Route(adapter, "gemini", trimmed, path_model=match.group(1))
-    return Route(None, _passthrough_family(path, headers), path)
+            return Route(adapter, "gemini", trimmed, match.group(1), match.start(1))
+    return _with_path_model(Route(None, _passthrough_family(path, headers), path), path)
+
+
+def route_request(method: str, raw_path: str, headers: dict[str, str]) -> Route:
+    """The route for a path as the client sent it (percent-encoded): decoded once by
+    `canonical_path`, whose result is both classified and sent upstream. Raises `RefusedPath`,
+    shaped for the family the path looks like, when the path is ambiguous."""
+    try:
+        path = canonical_path(raw_path)
+    except BadPath as exc:
+        looks_like = re.split(r"[?#;]", unquote(raw_path))[0]
+        family = classify(method, looks_like, headers).family
+        raise RefusedPath(exc.message, family) from None
+    return classify(method, path, headers)

@@ -5,7 +5,6 @@ The model lives in the path; prompts go into `systemInstruction.parts`.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import TYPE_CHECKING, Any
 
 from tokenomics.formats.base import (
@@ -43,19 +42,12 @@ class Gemini(Adapter):
     kind = "gemini_generate"
     family = "gemini"
 
-    def model(self, body: Body, route: Route) -> str:
-        return route.path_model
-
     def stream(self, body: Body, route: Route) -> bool:
         return route.path.endswith(":streamGenerateContent")
 
     def with_model(self, body: Body, route: Route, model: str) -> tuple[Body, Route]:
-        if model == route.path_model:
-            return body, route
-        prefix, _, action = route.path.rpartition(":")
-        head = prefix[: len(prefix) - len(route.path_model)]
-        path = f"{head}{model}:{action}"
-        return body, dataclasses.replace(route, path=path, path_model=model)
+        """The model is the path's only: the body stays as it is."""
+        return body, route.for_model(model)
 
     def add_prompts(self, body: Body, prompts: Sequence[Prompt]) -> Body:
         texts = prompt_texts(prompts)

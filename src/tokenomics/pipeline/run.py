@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from tokenomics.domain.errors import TokenomicsError
-from tokenomics.formats.classify import classify
+from tokenomics.formats.classify import RefusedPath, route_request
 from tokenomics.formats.errors import error_body
 from tokenomics.pipeline.exchange import Reply
 from tokenomics.pipeline.forward import forward
@@ -21,7 +21,10 @@ JSON = ("content-type", "application/json")
 
 
 def error_reply(ex: Exchange, error: TokenomicsError) -> Reply:
-    family = ex.route.family if ex.route else "openai"
+    if isinstance(error, RefusedPath):
+        family = error.family
+    else:
+        family = ex.route.family if ex.route else "openai"
     headers = [JSON]
     retry_after = getattr(error, "retry_after", None)
     if retry_after is not None:
@@ -31,8 +34,10 @@ def error_reply(ex: Exchange, error: TokenomicsError) -> Reply:
 
 
 async def run_pipeline(ex: Exchange, deps: Deps) -> Reply:
-    ex.route = classify(ex.method, ex.path, ex.headers)
+    """`ex.path` comes as the client sent it and becomes the path that goes upstream."""
     try:
+        ex.route = route_request(ex.method, ex.path, ex.headers)
+        ex.path = ex.route.path
         for stage in STAGES:
             stage(ex, deps)
         await forward(ex, deps)

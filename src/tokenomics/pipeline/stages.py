@@ -4,7 +4,7 @@ to the exchange or raises an error with its HTTP status. The order lives in `STA
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 from urllib.parse import parse_qsl, urlencode
 
 import orjson
@@ -34,7 +34,8 @@ OPENCLAW_HEADERS = {
 
 
 def _credential(ex: Exchange) -> str:
-    """D6: x-api-key, Authorization (Bearer or raw), x-goog-api-key, then `?key=`.
+    """D6: x-api-key, Authorization (Bearer or raw), api-key (Azure's clients), x-goog-api-key,
+    then `?key=`.
 
     `key=` leaves the query even when a header carried the token: no client credential is
     ever forwarded (headers are dropped in `headers.py`).
@@ -43,7 +44,7 @@ def _credential(ex: Exchange) -> str:
     key = next((v for k, v in pairs if k == "key"), "")
     if any(k == "key" for k, _ in pairs):
         ex.query = urlencode([(k, v) for k, v in pairs if k != "key"])
-    for name in ("x-api-key", "authorization", "x-goog-api-key"):
+    for name in ("x-api-key", "authorization", "api-key", "x-goog-api-key"):
         value = ex.headers.get(name, "")
         if value:
             return value.removeprefix("Bearer ") if name == "authorization" else value
@@ -67,7 +68,19 @@ def authenticate(ex: Exchange, deps: Deps) -> None:
         ex.metadata = {**openclaw, **record.policy.metadata}  # the policy wins on a clash
 
 
+def _body_model(body: object) -> str:
+    """The body's `model`: "" when there is none; a 400 when it is not a string."""
+    if not isinstance(body, dict) or "model" not in body:
+        return ""
+    model = body["model"]
+    if not isinstance(model, str):
+        raise ProxyError(400, '"model" must be a string')
+    return model
+
+
 def parse_request(ex: Exchange, deps: Deps) -> None:
+    """The body and model; a passthrough request that names a model, in its path or its JSON
+    body, is model-checked and budgeted like an LLM route (`enforced`)."""
     route = ex.route = ex.route or classify(ex.method, ex.path, ex.headers)
     try:
         body = orjson.loads(ex.body_bytes) if ex.body_bytes else None
@@ -75,15 +88,21 @@ def parse_request(ex: Exchange, deps: Deps) -> None:
         body = None
     if route.adapter is None:
         ex.body = body if isinstance(body, dict) else None
-        ex.model = (
-            ex.body.get("model", "") if ex.body and isinstance(ex.body.get("model"), str) else ""
-        )
+        ex.model = route.path_model or _body_model(body)
         return
     if not isinstance(body, dict):
         raise ProxyError(400, "invalid JSON body")
+    _body_model(body)
     ex.body = ex.parsed_body = body
     ex.model = route.adapter.model(body, route)
     ex.stream = route.adapter.stream(body, route)
+
+
+def enforced(ex: Exchange, check: Literal["model_checked", "budgeted"]) -> bool:
+    """Whether the adapter's `check` (`model_checked`, `budgeted`) applies; a passthrough
+    request gets every check when it names a model."""
+    adapter = ex.route.adapter if ex.route else None
+    return bool(getattr(adapter, check)) if adapter is not None else bool(ex.model)
 
 
 def resolve(ex: Exchange, deps: Deps) -> None:
@@ -106,8 +125,8 @@ def check_rate_limit(ex: Exchange, deps: Deps) -> None:
 
 
 def check_model(ex: Exchange, deps: Deps) -> None:
-    assert ex.route is not None and ex.resolved is not None
-    if ex.route.adapter is not None and ex.route.adapter.model_checked:
+    assert ex.resolved is not None
+    if enforced(ex, "model_checked"):
         ex.resolved.check_model(ex.model)
 
 
@@ -129,21 +148,24 @@ def apply_prompts(ex: Exchange, deps: Deps) -> None:
 
 
 def estimate_input(ex: Exchange, deps: Deps) -> int:
-    """Our token estimate of the request body (3 per message plus the texts, like the original)."""
+    """Our token estimate of the request body (3 per message plus the texts, like the original);
+    a passthrough body that names a model counts as one text."""
     adapter = ex.route.adapter if ex.route else None
-    if adapter is None or ex.body is None:
-        return 0
     model = ex.attempt_model or ex.model
+    if adapter is None:
+        body = ex.body_bytes.decode(errors="replace") if ex.model else ""
+        return 3 + deps.estimator.count(model, body) if body else 0
+    if ex.body is None:
+        return 0
     return 3 + sum(3 + deps.estimator.count(model, text) for text in adapter.texts(ex.body))
 
 
 def reserve_budget(ex: Exchange, deps: Deps) -> None:
     """Check and reserve in one step (D14); estimates are made only when a limit needs them."""
     assert ex.resolved is not None
-    adapter = ex.route.adapter if ex.route else None
-    enforced = adapter is not None and adapter.budgeted
-    max_tokens = ex.resolved.max_tokens if enforced else 0
-    max_cost = ex.resolved.max_cost_usd if enforced else 0.0
+    budgeted = enforced(ex, "budgeted")
+    max_tokens = ex.resolved.max_tokens if budgeted else 0
+    max_cost = ex.resolved.max_cost_usd if budgeted else 0.0
     cost_estimate = 0.0
     if max_tokens > 0 or max_cost > 0:
         ex.input_estimate = estimate_input(ex, deps)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from tokenomics.domain.resolve import resolve_for_model, resolve_provider
+from tokenomics.domain.resolve import ModelNotAllowed, resolve_for_model, resolve_provider
 from tokenomics.pipeline.exchange import ProxyError
 
 if TYPE_CHECKING:
@@ -48,6 +48,17 @@ def _passthrough_provider(
     return next(fitting, names[0] if names else "")
 
 
+def _refuse_unroutable(policy: Policy, route: Route, model: str, resolved: Resolved) -> None:
+    """A model the policy does not allow is the client's error (403), not a missing key: the
+    model check, and a policy of provider policies only that none of them matches."""
+    if route.adapter is None or route.adapter.model_checked:
+        resolved.check_model(model)
+    if policy.providers and not resolved.provider_name:
+        raise ModelNotAllowed(
+            f'model "{model}" not allowed; no provider policy of this token matches it'
+        )
+
+
 def resolve_target(
     policy: Policy,
     route: Route,
@@ -58,8 +69,10 @@ def resolve_target(
     server_upstream: str,
     environ: Mapping[str, str],
 ) -> Target:
-    """The resolved policy and connection details for `model` on this route."""
-    if route.adapter is None:
+    """The resolved policy and connection details for `model` on this route (a passthrough
+    request that names no model has none to match)."""
+    by_model = route.adapter is not None or bool(model)
+    if not by_model:
         resolved = resolve_provider(policy, _passthrough_provider(policy, route, providers))
     else:
         resolved = resolve_for_model(policy, model)
@@ -79,5 +92,7 @@ def resolve_target(
     # unset key env is fine there: the policy still has to name one (D25: runs with no key).
     needs_key = provider is None or provider.auth_scheme != "none"
     if needs_key and not key:
+        if by_model:
+            _refuse_unroutable(policy, route, model, resolved)
         raise ProxyError(500, f'base key env "{key_env}" is not set')
     return Target(resolved, name, provider, base, key_env, key)

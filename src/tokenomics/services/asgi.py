@@ -15,6 +15,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 import orjson
 import trio
@@ -55,6 +56,13 @@ def _is_loopback(scope: Scope) -> bool:
     # a dual-stack listener (`server.host: "::"`) sees IPv4 peers as ::ffff:a.b.c.d
     mapped = address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else None
     return (mapped or address).is_loopback
+
+
+def _raw_path(scope: Scope) -> str:
+    """The path as the client sent it, still percent-encoded: the pipeline decodes it once
+    and classifies what it sends upstream (`formats/paths.py`). `raw_path` is optional in ASGI."""
+    raw = scope.get("raw_path")
+    return raw.decode("latin-1") if raw is not None else quote(scope["path"], safe="/")
 
 
 async def _send(send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
@@ -183,7 +191,7 @@ class ProxyApp:
         client = scope.get("client")
         return Exchange(
             method=scope["method"],
-            path=scope["path"],
+            path=_raw_path(scope),
             query=scope.get("query_string", b"").decode("latin-1"),
             raw_headers=raw,
             body_bytes=body,
