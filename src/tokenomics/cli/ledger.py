@@ -167,7 +167,14 @@ def _git_lines(session: Mapping[str, Any]) -> list[str]:
 
 
 @app.command
-def show(id: str, /, *, dir: Dir = "", json: Json = False, ctx: Ctx) -> None:
+def show(
+    id: Annotated[str, Parameter(allow_leading_hyphen=False)],
+    /,
+    *,
+    dir: Dir = "",
+    json: Json = False,
+    ctx: Ctx,
+) -> None:
     """Show one session; a unique prefix of its id is enough."""
     session = find(load(ctx, dir), id)
     if json:

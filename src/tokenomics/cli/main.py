@@ -47,6 +47,10 @@ def build_app() -> App:
         help_on_error=False,
         version_format="plaintext",
         result_action="return_value",
+        # An option's value may start with a hyphen (`--policy -` is stdin, `--port -1` gets
+        # its own range error), as with getopt: the word after a value-taking option is its
+        # value. Positional arguments keep refusing unknown options (`_strict_positionals`).
+        default_parameter=Parameter(allow_leading_hyphen=True),
     )
     app.command(token.app)
     app.command(serve.serve)

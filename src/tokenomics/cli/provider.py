@@ -109,7 +109,9 @@ def list_(
 
 @app.command
 def models(
-    name: Annotated[str, Parameter(help="Provider name (default: every provider).")] = "",
+    name: Annotated[
+        str, Parameter(help="Provider name (default: every provider).", allow_leading_hyphen=False)
+    ] = "",
     /,
     *,
     ctx: Ctx,
@@ -260,7 +262,10 @@ async def _run_tests(
 
 @app.command
 def test(
-    *names: Annotated[str, Parameter(help="Providers to test (default: every provider).")],
+    *names: Annotated[
+        str,
+        Parameter(help="Providers to test (default: every provider).", allow_leading_hyphen=False),
+    ],
     insecure: Annotated[
         bool, Parameter(help="Do not verify upstream TLS certificates.", negative="")
     ] = False,
