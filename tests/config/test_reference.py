@@ -10,7 +10,9 @@ from tokenomics.config.loader import env_name, iter_keys
 
 ROOT = Path(__file__).resolve().parents[2]
 # Every key of the seed configuration reference (the contract), webhook fields included.
-SEED_KEYS = """
+SEED_KEYS = re.findall(
+    r"\S+",
+    """
 dir server.http_port server.https_port server.upstream_url server.tls.enabled
 server.tls.auto_gen server.tls.cert_dir server.tls.cert_file server.tls.key_file admin.enabled
 admin.auth.username admin.auth.password storage.db_path session.backend session.redis.addr
@@ -23,7 +25,8 @@ remote.api_key remote.sync remote.insecure remote.webhook.enabled remote.webhook
 remote.webhook.secret remote.webhook.signing_key remote.webhook.auto_register
 remote.webhook.callback_url remote.webhook.insecure cli_maps default_provider ledger.enabled
 ledger.memory ledger.event_ledger
-""".split()
+""",
+)
 
 
 def rows(text: str) -> dict[str, list[str]]:
