@@ -850,7 +850,7 @@ _tokenomics() {
           ;;
         "token list")
           if [[ ${cur} == -* ]]; then
-            local -a _c=("--json" "--config" "--db" "--dir" "--debug" "--help" "-h" "--version")
+            local -a _c=("--json" "--wide" "--config" "--db" "--dir" "--debug" "--help" "-h" "--version")
             local _q
             COMPREPLY=()
             for _x in "${_c[@]}"; do
