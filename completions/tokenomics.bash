@@ -346,7 +346,7 @@ _tokenomics() {
           ;;
         "serve")
           if [[ ${cur} == -* ]]; then
-            local -a _c=("--config" "--db" "--dir" "--debug" "--help" "-h" "--version")
+            local -a _c=("--host" "--port" "--config" "--db" "--dir" "--debug" "--help" "-h" "--version")
             local _q
             COMPREPLY=()
             for _x in "${_c[@]}"; do
@@ -358,6 +358,12 @@ _tokenomics() {
               _value_prev="${COMP_WORDS[COMP_CWORD-2]}"
             fi
             case "$_value_prev" in
+              --host)
+                COMPREPLY=()
+                ;;
+              --port)
+                COMPREPLY=()
+                ;;
               --config)
                 COMPREPLY=()
                 ;;

@@ -256,6 +256,8 @@ complete -c tokenomics -n '__fish_tokenomics_using_command run' -l debug -d 'Sho
 complete -c tokenomics -n '__fish_tokenomics_using_command serve' -l help -d 'Display this message and exit.'
 complete -c tokenomics -n '__fish_tokenomics_using_command serve' -s h -d 'Display this message and exit.'
 complete -c tokenomics -n '__fish_tokenomics_using_command serve' -l version -d 'Display application version.'
+complete -c tokenomics -n '__fish_tokenomics_using_command serve' -l host -r -d 'Address to listen on (default: server.host, 127.0.0.1).'
+complete -c tokenomics -n '__fish_tokenomics_using_command serve' -l port -r -d 'Port of the HTTP listener (default: server.http_port, 8080).'
 complete -c tokenomics -n '__fish_tokenomics_using_command serve' -l config -r -d 'Config file (default: ./config.yaml, then ~/.tokenomics/config.yaml).'
 complete -c tokenomics -n '__fish_tokenomics_using_command serve' -l db -r -d 'Token database path (overrides storage.db_path).'
 complete -c tokenomics -n '__fish_tokenomics_using_command serve' -l dir -r -d 'Data directory for everything (default ~/.tokenomics).'
