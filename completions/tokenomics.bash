@@ -425,7 +425,7 @@ _tokenomics() {
           ;;
         "status")
           if [[ ${cur} == -* ]]; then
-            local -a _c=("--config" "--db" "--dir" "--debug" "--help" "-h" "--version")
+            local -a _c=("--all" "--json" "--config" "--db" "--dir" "--debug" "--help" "-h" "--version")
             local _q
             COMPREPLY=()
             for _x in "${_c[@]}"; do

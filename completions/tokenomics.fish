@@ -81,7 +81,7 @@ complete -c tokenomics -n __fish_use_subcommand -a 'ledger' -d 'Token usage and 
 complete -c tokenomics -n __fish_use_subcommand -a 'completion' -d 'Print a shell completion script.'
 complete -c tokenomics -n __fish_use_subcommand -a 'start' -d 'Start the proxy in the background and print its URL on stdout.'
 complete -c tokenomics -n __fish_use_subcommand -a 'stop' -d 'Stop the proxy started by tokenomics start (graceful, then forced after --timeo…'
-complete -c tokenomics -n __fish_use_subcommand -a 'status' -d 'Show the background proxy, the providers'\'' environment variables and the token c…'
+complete -c tokenomics -n __fish_use_subcommand -a 'status' -d 'Show the background proxy, the providers'\'' environment variables that are set (-…'
 complete -c tokenomics -n __fish_use_subcommand -a 'doctor' -d 'Check configuration, data directory, database, keys, providers, prices, TLS, Re…'
 # Root-level options
 complete -c tokenomics -n __fish_use_subcommand -l help -d 'Display this message and exit.'
@@ -283,6 +283,8 @@ complete -c tokenomics -n '__fish_tokenomics_using_command start' -l debug -d 'S
 complete -c tokenomics -n '__fish_tokenomics_using_command status' -l help -d 'Display this message and exit.'
 complete -c tokenomics -n '__fish_tokenomics_using_command status' -s h -d 'Display this message and exit.'
 complete -c tokenomics -n '__fish_tokenomics_using_command status' -l version -d 'Display application version.'
+complete -c tokenomics -n '__fish_tokenomics_using_command status' -l all -d 'Also list the providers whose variables are not set.'
+complete -c tokenomics -n '__fish_tokenomics_using_command status' -l json -d 'Print JSON (every provider).'
 complete -c tokenomics -n '__fish_tokenomics_using_command status' -l config -r -d 'Config file (default: ./config.yaml, then ~/.tokenomics/config.yaml).'
 complete -c tokenomics -n '__fish_tokenomics_using_command status' -l db -r -d 'Token database path (overrides storage.db_path).'
 complete -c tokenomics -n '__fish_tokenomics_using_command status' -l dir -r -d 'Data directory for everything (default ~/.tokenomics).'
