@@ -137,7 +137,7 @@ _tokenomics() {
           ;;
         "doctor")
           if [[ ${cur} == -* ]]; then
-            local -a _c=("--config" "--db" "--dir" "--debug" "--help" "-h" "--version")
+            local -a _c=("--json" "--config" "--db" "--dir" "--debug" "--help" "-h" "--version")
             local _q
             COMPREPLY=()
             for _x in "${_c[@]}"; do
@@ -654,7 +654,7 @@ _tokenomics() {
           ;;
         "provider list")
           if [[ ${cur} == -* ]]; then
-            local -a _c=("--output" "-o" "--config" "--db" "--dir" "--debug" "--help" "-h" "--version")
+            local -a _c=("--output" "-o" "--json" "--config" "--db" "--dir" "--debug" "--help" "-h" "--version")
             local _q
             COMPREPLY=()
             for _x in "${_c[@]}"; do
@@ -699,7 +699,7 @@ _tokenomics() {
           ;;
         "provider models")
           if [[ ${cur} == -* ]]; then
-            local -a _c=("--config" "--db" "--dir" "--debug" "--help" "-h" "--version")
+            local -a _c=("--json" "--config" "--db" "--dir" "--debug" "--help" "-h" "--version")
             local _q
             COMPREPLY=()
             for _x in "${_c[@]}"; do
@@ -728,7 +728,7 @@ _tokenomics() {
           ;;
         "provider test")
           if [[ ${cur} == -* ]]; then
-            local -a _c=("--insecure" "--config" "--db" "--dir" "--debug" "--help" "-h" "--version")
+            local -a _c=("--insecure" "--json" "--config" "--db" "--dir" "--debug" "--help" "-h" "--version")
             local _q
             COMPREPLY=()
             for _x in "${_c[@]}"; do
