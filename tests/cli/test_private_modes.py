@@ -99,5 +99,8 @@ def test_helpers_narrow_what_exists_and_create_private(tmp_path: Path) -> None:
         private_dir(mine, owned=True)
         assert stat.S_IMODE(mine.stat().st_mode) == 0o700
         assert stat.S_IMODE(touch_private(tmp_path / "new").stat().st_mode) == 0o600
+        with pytest.raises(NotADirectoryError):
+            private_dir(loose, owned=True)
+        assert stat.S_IMODE(loose.stat().st_mode) == 0o600
     finally:
         os.umask(previous)

@@ -12,6 +12,7 @@ its `sessions/`, `memory/`, `certs/`), never a parent the user chose (such as `/
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import stat
 import tempfile
@@ -46,10 +47,11 @@ def private_dir(path: Path, *, owned: bool = False) -> Path:
         with contextlib.suppress(FileExistsError):  # another process was quicker
             level.mkdir(mode=DIR_MODE)
             os.chmod(level, DIR_MODE)  # exact, whatever the umask
-    if owned and not missing:
-        info = path.stat()
-        if info.st_uid == os.geteuid():
-            _narrow(path, info.st_mode, DIR_MODE)
+    info = path.stat()
+    if not stat.S_ISDIR(info.st_mode):
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(path))
+    if owned and not missing and info.st_uid == os.geteuid():
+        _narrow(path, info.st_mode, DIR_MODE)
     return path
 
 
