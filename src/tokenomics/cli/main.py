@@ -49,7 +49,8 @@ def build_app() -> App:
         result_action="return_value",
         # An option's value may start with a hyphen (`--policy -` is stdin, `--port -1` gets
         # its own range error), as with getopt: the word after a value-taking option is its
-        # value. Positional arguments keep refusing unknown options (`_strict_positionals`).
+        # value. Positional parameters say allow_leading_hyphen=False: they keep refusing
+        # unknown options and leave global ones (`run --dir D cmd`) to the meta app.
         default_parameter=Parameter(allow_leading_hyphen=True),
     )
     app.command(token.app)
