@@ -137,7 +137,7 @@ _tokenomics() {
           ;;
         "doctor")
           if [[ ${cur} == -* ]]; then
-            local -a _c=("--config" "--db" "--dir" "--debug" "--help" "-h" "--version")
+            local -a _c=("--json" "--config" "--db" "--dir" "--debug" "--help" "-h" "--version")
             local _q
             COMPREPLY=()
             for _x in "${_c[@]}"; do
@@ -346,7 +346,7 @@ _tokenomics() {
           ;;
         "serve")
           if [[ ${cur} == -* ]]; then
-            local -a _c=("--config" "--db" "--dir" "--debug" "--help" "-h" "--version")
+            local -a _c=("--host" "--port" "--config" "--db" "--dir" "--debug" "--help" "-h" "--version")
             local _q
             COMPREPLY=()
             for _x in "${_c[@]}"; do
@@ -358,6 +358,12 @@ _tokenomics() {
               _value_prev="${COMP_WORDS[COMP_CWORD-2]}"
             fi
             case "$_value_prev" in
+              --host)
+                COMPREPLY=()
+                ;;
+              --port)
+                COMPREPLY=()
+                ;;
               --config)
                 COMPREPLY=()
                 ;;
@@ -419,7 +425,7 @@ _tokenomics() {
           ;;
         "status")
           if [[ ${cur} == -* ]]; then
-            local -a _c=("--config" "--db" "--dir" "--debug" "--help" "-h" "--version")
+            local -a _c=("--all" "--json" "--config" "--db" "--dir" "--debug" "--help" "-h" "--version")
             local _q
             COMPREPLY=()
             for _x in "${_c[@]}"; do
@@ -648,7 +654,7 @@ _tokenomics() {
           ;;
         "provider list")
           if [[ ${cur} == -* ]]; then
-            local -a _c=("--output" "-o" "--config" "--db" "--dir" "--debug" "--help" "-h" "--version")
+            local -a _c=("--output" "-o" "--json" "--config" "--db" "--dir" "--debug" "--help" "-h" "--version")
             local _q
             COMPREPLY=()
             for _x in "${_c[@]}"; do
@@ -693,7 +699,7 @@ _tokenomics() {
           ;;
         "provider models")
           if [[ ${cur} == -* ]]; then
-            local -a _c=("--config" "--db" "--dir" "--debug" "--help" "-h" "--version")
+            local -a _c=("--json" "--config" "--db" "--dir" "--debug" "--help" "-h" "--version")
             local _q
             COMPREPLY=()
             for _x in "${_c[@]}"; do
@@ -722,7 +728,7 @@ _tokenomics() {
           ;;
         "provider test")
           if [[ ${cur} == -* ]]; then
-            local -a _c=("--insecure" "--config" "--db" "--dir" "--debug" "--help" "-h" "--version")
+            local -a _c=("--insecure" "--json" "--config" "--db" "--dir" "--debug" "--help" "-h" "--version")
             local _q
             COMPREPLY=()
             for _x in "${_c[@]}"; do
@@ -850,7 +856,7 @@ _tokenomics() {
           ;;
         "token list")
           if [[ ${cur} == -* ]]; then
-            local -a _c=("--json" "--config" "--db" "--dir" "--debug" "--help" "-h" "--version")
+            local -a _c=("--json" "--wide" "--config" "--db" "--dir" "--debug" "--help" "-h" "--version")
             local _q
             COMPREPLY=()
             for _x in "${_c[@]}"; do

@@ -11,7 +11,7 @@ export TOKENOMICS_HASH_KEY="${TOKENOMICS_HASH_KEY:-quickstart-only-hash-key}"
 
 echo "== a wrapper token bound to the built-in mock provider (no real key needed):"
 TOKENOMICS_KEY=$("$PYZ" token create --json \
-    --policy '{"providers":{"mock":[{"base_key_env":"NO_KEY_NEEDED"}]},"max_tokens":10000,"rate_limit":{"rules":[{"requests":60,"window":"1m"}]}}' \
+    --policy '{"default_provider":"mock","max_tokens":10000,"rate_limit":{"rules":[{"requests":60,"window":"1m"}]}}' \
     | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
 export TOKENOMICS_KEY
 echo "   ${TOKENOMICS_KEY%"${TOKENOMICS_KEY#????????}"}..."

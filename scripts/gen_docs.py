@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
-"""Regenerate the shell completion scripts (`completions/`) and man pages (`man/`) from the CLI.
+"""Regenerate the shell completion scripts (`completions/`) and man pages (`man/`) from the CLI,
+and the configuration reference (`docs/CONFIGURATION.md`) from the settings declarations.
 
     python scripts/gen_docs.py            # rewrite completions/ and man/ in the repository
     python scripts/gen_docs.py --out DIR  # write them under DIR instead (the docs test does)
     python scripts/gen_docs.py --check    # exit 1 and list the files that are out of date
 
-Run it after changing a command, an option or a help text, and commit the result. The output
+Run it after changing a command, an option, a help text or a configuration key, and commit the
+result. The output
 depends only on the command tree and the version in pyproject.toml (no dates, no paths).
 """
 
@@ -18,6 +20,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 GENERATED_DIRS = ("completions", "man")
+GENERATED_FILES = ("docs/CONFIGURATION.md",)  # in a folder that also holds hand-written files
 
 
 def project_version(root: Path = ROOT) -> str:
@@ -31,8 +34,11 @@ def render(root: Path = ROOT) -> dict[str, str]:
         sys.path.insert(0, str(root / "src"))
     from tokenomics.cli.docs import generated_files
     from tokenomics.cli.main import build_app
+    from tokenomics.config import reference
 
-    return generated_files(build_app(), project_version(root))
+    files = generated_files(build_app(), project_version(root))
+    files[reference.PATH] = reference.configuration_reference()
+    return files
 
 
 def existing(out: Path) -> dict[str, str]:
@@ -43,6 +49,9 @@ def existing(out: Path) -> dict[str, str]:
         if folder.is_dir():
             for path in sorted(p for p in folder.rglob("*") if p.is_file()):
                 found[path.relative_to(out).as_posix()] = path.read_text(encoding="utf-8")
+    for name in GENERATED_FILES:
+        if (out / name).is_file():
+            found[name] = (out / name).read_text(encoding="utf-8")
     return found
 
 

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from tokenomics.config.prices import load_prices
+from tokenomics.config.private_files import private_dir
 from tokenomics.config.providers import load_providers
 from tokenomics.domain.budget import Budgets
 from tokenomics.domain.durations import format_rfc3339
@@ -85,6 +86,13 @@ def _now_text() -> str:
     return format_rfc3339(datetime.now(UTC))
 
 
+def narrow_data_dir(settings: Settings) -> None:
+    """`{dir}` and its `memory/` become 0700 (created, or narrowed when they are wider)."""
+    private_dir(settings.data_dir, owned=True)
+    if settings.memory_dir.is_dir():
+        private_dir(settings.memory_dir, owned=True)
+
+
 def build_deps(
     settings: Settings,
     environ: Mapping[str, str],
@@ -93,6 +101,7 @@ def build_deps(
     cwd: Path,
     home: Path | None,
 ) -> tuple[Deps, TokenStore, UsageStore, Stats]:
+    narrow_data_dir(settings)
     db_path = Path(settings.storage.db_path)
     secret = environ.get(settings.security.encryption_key_env, "")
     cipher = Cipher.from_secret(secret) if secret else None

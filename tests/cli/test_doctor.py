@@ -3,6 +3,7 @@ fix on every failing check, and no side effects."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import sqlite3
@@ -199,3 +200,17 @@ def test_redis_with_a_wrong_password_fails(
 
 def test_redis_is_not_checked_with_the_memory_backend(cli: Cli) -> None:
     assert "] redis " not in cli("doctor").out
+
+
+def test_doctor_json_has_every_check_and_the_same_exit_status(
+    cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    text = cli("doctor")
+    monkeypatch.delenv("TOKENOMICS_HASH_KEY")
+    result = cli("doctor", "--json")
+    assert result.code == 1
+    report = json.loads(result.out)
+    assert report["ok"] is False and report["summary"] == "1 check(s) failed, 4 warning(s)"
+    (failed,) = [c for c in report["checks"] if c["level"] == "fail"]
+    assert failed["name"] == "hash key" and failed["fix"].startswith("export TOKENOMICS_HASH_KEY")
+    assert len(report["checks"]) == len(text.out.strip().splitlines()) - 2  # blank + summary

@@ -380,3 +380,16 @@ async def test_insecure_skips_certificate_verification(
     assert parse_line(verified.out, "stub").group("status") == "FAIL"
     assert parse_line(insecure.out, "stub").group("status") == "AUTH"
     assert "not supported" not in insecure.err
+
+
+def test_list_models_and_test_print_json(cli) -> None:
+    assert cli("provider", "list", "--json").out == cli("provider", "list", "-o", "json").out
+    one = json.loads(cli("provider", "models", "mock", "--json").out)
+    assert one == {"mock": ["mock-gpt", "mock-claude", "mock-gemini"]}
+    every = json.loads(cli("provider", "models", "--json").out)
+    assert every["mock"] == one["mock"] and "openai" in every
+    tested = cli("provider", "test", "mock", "nope", "--json")
+    assert tested.code == 0, tested.err
+    mock, nope = json.loads(tested.out)
+    assert (mock["name"], mock["status"]) == ("mock", "OK") and mock["detail"].endswith("ms")
+    assert nope == {"name": "nope", "status": "UNKNOWN", "detail": "(not in config)"}

@@ -75,9 +75,9 @@ class Served:
 
 
 @asynccontextmanager
-async def spawn(env: dict[str, str], cwd: Path) -> AsyncIterator[Served]:
+async def spawn(env: dict[str, str], cwd: Path, *args: str) -> AsyncIterator[Served]:
     process = await trio.lowlevel.open_process(
-        SERVE, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        [*SERVE, *args], env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )  # fmt: skip
     try:
@@ -190,6 +190,23 @@ async def test_busy_port_is_one_clear_error_and_exit_1(home: Path, work: Path) -
     assert code == 1
     (line,) = served.stderr.splitlines()
     assert line.startswith(f"Error: cannot listen on 127.0.0.1:{port}: the port is already in use")
+
+
+async def test_host_and_port_flags_win_over_the_configuration(home: Path, work: Path) -> None:
+    env = serve_env(home)
+    port = free_port()
+    async with spawn(env, work, "--host", "127.0.0.1", f"--port={port}") as served:
+        urls = (await served.read_until(LISTENING)).group(1).split(", ")
+        assert urls == [f"http://127.0.0.1:{port}"]
+        served.process.terminate()
+        assert await served.wait(30) == 0
+
+
+async def test_a_bad_port_flag_is_named_in_the_error(home: Path, work: Path) -> None:
+    async with spawn(serve_env(home), work, "--port", "70000") as served:
+        assert await served.wait(30) == 1
+    assert "server.http_port: 70000 must be a port number" in served.stderr
+    assert "(flag --port)" in served.stderr
 
 
 async def test_missing_hash_key_is_one_clear_error_and_exit_1(home: Path, work: Path) -> None:

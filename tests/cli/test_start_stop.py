@@ -214,7 +214,7 @@ def test_pid_file_round_trip_and_the_original_plain_format(tmp_path: Path) -> No
     pidfile.write(path, record)
     assert path.read_text().splitlines()[0] == "1234"
     assert pidfile.read(path) == record
-    assert path.stat().st_mode & 0o777 == 0o644
+    assert path.stat().st_mode & 0o777 == 0o600
     assert list(path.parent.iterdir()) == [path]  # no temporary file left
     path.write_text("4321")
     assert pidfile.read(path) == PidRecord(4321)

@@ -3,6 +3,7 @@ providers' variables with secrets masked, the token count; always exit 0."""
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -52,7 +53,7 @@ def test_status_tells_proxy_tokens_from_direct_keys(
 ) -> None:
     if value is not None:
         monkeypatch.setenv("OPENAI_API_KEY", value)
-    out = cli("status").out
+    out = cli("status", "--all").out
     assert line_of(out, "OPENAI_API_KEY") == f"OPENAI_API_KEY {shown}"
     assert "sk-123" not in out
     assert line_of(out, "OPENAI_BASE_URL") == "OPENAI_BASE_URL not set (will use provider default)"
@@ -90,6 +91,38 @@ def test_status_shows_the_running_background_proxy(cli: Cli, daemons: Daemons) -
     assert f"  Status:  running (PID {record.pid})\n  URL:     http://127.0.0.1:{port}\n" in out
     assert daemons.run("stop").err == f"Proxy stopped (PID {record.pid})\n"
     assert "  Status:  stopped\n" in cli("status").out
+
+
+def test_status_shows_only_providers_with_a_variable_set_unless_all(
+    cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-secret")
+    out = cli("status").out
+    section = out[out.index("Environment Variables") : out.index("\nTokens")]
+    assert re.findall(r"^  (\S+) *$", section, re.M) == ["anthropic"]
+    assert section.count("not set") == 1  # anthropic's base URL, not 30 providers' variables
+    assert re.search(r"^  \(\d+ providers have no variable set; --all lists them\)$", section, re.M)
+    assert "openai" in cli("status", "--all").out
+    assert len(out.splitlines()) < 15
+
+
+def test_status_json_has_every_provider_and_no_secret(
+    cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-123456789")
+    monkeypatch.setenv("TOKENOMICS_KEY", "tkn_abcdef123456")
+    result = cli("status", "--json")
+    assert result.code == 0 and "sk-123456789" not in result.out and "abcdef" not in result.out
+    report = json.loads(result.out)
+    assert report["proxy"] == {
+        "state": "stopped", "detail": "stopped", "pid": None, "url": "", "remote": "",
+        "token": "tkn_...3456",
+    }  # fmt: skip
+    openai = next(p for p in report["providers"] if p["name"] == "openai")
+    assert openai["key"] == "set" and openai["configured"] is True
+    assert openai["api_key_env"] == "OPENAI_API_KEY"
+    assert len(report["providers"]) > 5
+    assert (report["tokens"], report["database_exists"]) == (0, False)
 
 
 def test_masking_never_shows_short_secrets() -> None:

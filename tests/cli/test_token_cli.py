@@ -11,6 +11,7 @@ import pytest
 from tests.conftest import HASH_KEY, Result
 
 from tokenomics.domain.tokens import TOKEN_RE
+from tokenomics.store.tokens import TokenStore
 
 POLICY = '{"base_key_env":"OPENAI_API_KEY"}'
 
@@ -252,4 +253,49 @@ def test_list_on_a_terminal_is_a_table(cli, monkeypatch) -> None:
     monkeypatch.setattr("tokenomics.cli.token.is_terminal", lambda out: True)
     table = cli("token", "list").out
     assert "HASH" in table and "MAX TOKENS" in table and "1 tokens" in table
-    assert token_hash[:16] in table and "Key Env:" not in table
+    assert token_hash[:12] in table and "Key Env:" not in table
+
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def test_list_table_fits_80_columns_and_wide_shows_everything(cli, monkeypatch) -> None:
+    policy = '{"base_key_env":"OPENAI_API_KEY","model_regex":"^(gpt-4o|gpt-4.1|o3)-.*$"}'
+    _, token_hash = created(cli("token", "create", "--policy", policy, "--expires", "30d"))
+    monkeypatch.setattr("tokenomics.cli.token.is_terminal", lambda out: True)
+    narrow = ANSI.sub("", cli("token", "list").out)
+    assert max(len(line) for line in narrow.splitlines()) <= 80, narrow
+    assert token_hash[:12] in narrow and token_hash not in narrow
+    wide = ANSI.sub("", cli("token", "list", "--wide").out)
+    assert token_hash in wide and "OPENAI_API_KEY" in wide
+
+
+def store_with(home: Path, *hashes: str) -> None:
+    store = TokenStore.open(home / ".tokenomics" / "tokenomics.db")
+    try:
+        for token_hash in hashes:
+            store.create(token_hash, POLICY, None, "2026-01-01T00:00:00Z")
+    finally:
+        store.close()
+
+
+def test_hash_commands_take_a_unique_prefix(cli, home: Path) -> None:
+    first, second = "ab12" + "0" * 60, "ab34" + "0" * 60
+    store_with(home, first, second)
+    shown = cli("token", "get", "--hash", "ab12", "--json")
+    assert shown.code == 0, shown.err
+    assert json.loads(shown.out)["token_hash"] == first
+    updated = cli("token", "update", "--hash=ab34", "--expires", "7d")
+    assert updated.code == 0, updated.err
+    deleted = cli("token", "delete", "--hash", "ab3", "--json")
+    assert json.loads(deleted.out) == {"token_hash": second, "deleted": True}
+
+
+def test_an_ambiguous_or_unknown_prefix_is_an_error(cli, home: Path) -> None:
+    store_with(home, "ab12" + "0" * 60, "ab34" + "0" * 60)
+    ambiguous = cli("token", "delete", "--hash", "ab")
+    assert ambiguous.code == 1
+    assert ambiguous.err.startswith('Error: hash prefix "ab" is ambiguous: ab1200000000…, ab34')
+    assert cli("token", "list", "--json").out.count("token_hash") == 2  # nothing deleted
+    unknown = cli("token", "get", "--hash", "ff")
+    assert (unknown.code, unknown.err) == (1, "Error: Token not found.\n")

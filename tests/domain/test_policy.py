@@ -68,6 +68,16 @@ def test_provider_policy_needs_its_own_key_env() -> None:
     assert error_of(doc) == 'provider "openai" policy 0: base_key_env is required'
 
 
+def test_the_builtin_mock_needs_no_key_env_other_providers_do() -> None:
+    assert parse_policy('{"providers": {"mock": [{}]}}').providers[0][0] == "mock"
+    assert parse_policy('{"default_provider": "mock"}').default_provider == "mock"
+    assert error_of({"default_provider": "openai"}) == (
+        "base_key_env is required (or at least one provider)"
+    )
+    doc = {"providers": {"mock": [{}], "openai": [{}]}}
+    assert error_of(doc) == 'provider "openai" policy 0: base_key_env is required'
+
+
 def test_bad_model_regex() -> None:
     assert error_of({"base_key_env": "K", "model_regex": "[bad"}).startswith(
         'invalid model_regex "[bad"'

@@ -589,6 +589,22 @@ async def test_builtin_mock_provider_answers_with_no_api_key_at_all(tmp_path: Pa
     assert totals["error_count"] == 0 and totals["output_tokens"] > 0
 
 
+@pytest.mark.parametrize(
+    "policy",
+    [{"providers": {"mock": [{}]}}, {"default_provider": "mock"}],
+    ids=["mock-entry", "default-provider"],
+)
+async def test_a_policy_for_the_builtin_mock_needs_no_base_key_env(
+    tmp_path: Path, policy: dict[str, Any]
+) -> None:
+    async with start_proxy(tmp_path, "http://127.0.0.1:9") as proxy:
+        token = proxy.token(policy)
+        async with proxy.client() as client:
+            reply = await client.post("/v1/chat/completions", json=CHAT, headers=auth(token))
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["choices"][0]["message"]["content"] == "Mock reply to: hello there"
+
+
 async def test_default_provider_of_policy_routes_unmatched_models(
     mock_upstream_server: MockUpstream, tmp_path: Path
 ) -> None:

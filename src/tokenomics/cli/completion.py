@@ -32,7 +32,10 @@ def completion_script(app: App, shell: Shell) -> str:
 
 
 def completion(
-    shell: Annotated[Shell, Parameter(help="The shell: bash, zsh, fish or powershell.")],
+    shell: Annotated[
+        Shell,
+        Parameter(help="The shell: bash, zsh, fish or powershell.", allow_leading_hyphen=False),
+    ],
     /,
     *,
     ctx: Annotated[Context, Parameter(parse=False)],

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import tokenomics
 from tokenomics.cli import process
+from tokenomics.config.private_files import open_private, private_dir
 from tokenomics.domain.errors import TokenomicsError
 
 if TYPE_CHECKING:
@@ -63,7 +64,8 @@ def program() -> list[str]:
 def spawn(argv: list[str], environ: dict[str, str], log_path: Path) -> tuple[int, int]:
     """Start `argv` detached with output appended to `log_path`; (pid, log size before)."""
     try:
-        log_fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        private_dir(log_path.parent)
+        log_fd = open_private(log_path, os.O_WRONLY | os.O_APPEND)
     except OSError as exc:
         raise StartError(f"open log file {log_path}: {exc.strerror or exc}") from None
     try:

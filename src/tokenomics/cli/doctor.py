@@ -14,6 +14,7 @@ from cyclopts import Parameter
 from tokenomics.cli import checks
 from tokenomics.cli.checks import Check
 from tokenomics.cli.context import Context
+from tokenomics.cli.output import print_json
 from tokenomics.config.loader import find_config_file
 from tokenomics.config.providers import load_providers
 from tokenomics.domain.errors import TokenomicsError
@@ -39,15 +40,29 @@ def summary(results: list[Check]) -> str:
     return f"All checks passed with {warned} warning(s)" if warned else "All checks passed"
 
 
-def doctor(*, ctx: Annotated[Context, Parameter(parse=False)]) -> int:
+def doctor(
+    *,
+    json: Annotated[bool, Parameter(help="Print JSON.", negative="")] = False,
+    ctx: Annotated[Context, Parameter(parse=False)],
+) -> int:
     """Check configuration, data directory, database, keys, providers, prices, TLS, Redis and
     the background proxy; exit 1 when a check fails."""
     results: list[Check] = []
     for check in run_checks(ctx):
         results.append(check)
-        ctx.stdout.write(format_check(check) + "\n")
-    ctx.stdout.write("\n" + summary(results) + "\n")
-    return 1 if any(c.level == "fail" for c in results) else 0
+        if not json:
+            ctx.stdout.write(format_check(check) + "\n")
+    failed = any(c.level == "fail" for c in results)
+    if json:
+        checks_json = [
+            {"level": c.level, "name": c.name, "detail": c.detail, "fix": c.fix} for c in results
+        ]
+        print_json(
+            ctx.stdout, {"ok": not failed, "summary": summary(results), "checks": checks_json}
+        )
+    else:
+        ctx.stdout.write("\n" + summary(results) + "\n")
+    return 1 if failed else 0
 
 
 def _config_file(ctx: Context) -> Check:

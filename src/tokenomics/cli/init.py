@@ -40,7 +40,9 @@ def _opt(text: str, **more: Any) -> Parameter:
 
 
 def init(
-    cli_name: Annotated[str, _opt("Client executable to configure for (see cli_maps).")] = "",
+    cli_name: Annotated[
+        str, _opt("Client executable to configure for (see cli_maps).", allow_leading_hyphen=False)
+    ] = "",
     /,
     *,
     token: Annotated[str, _opt("Wrapper token (default: $TOKENOMICS_KEY).")] = "",

@@ -199,7 +199,13 @@ def _ended(session: Mapping[str, Any]) -> str:
 
 @app.command
 def show(
-    id: str, /, *, dir: Dir = "", json: Json = False, requests: Requests = False, ctx: Ctx
+    id: Annotated[str, Parameter(allow_leading_hyphen=False)],
+    /,
+    *,
+    dir: Dir = "",
+    json: Json = False,
+    requests: Requests = False,
+    ctx: Ctx,
 ) -> None:
     """Show one session; a unique prefix of its id is enough."""
     session = find(load(ctx, dir), id)

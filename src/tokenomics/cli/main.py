@@ -47,6 +47,11 @@ def build_app() -> App:
         help_on_error=False,
         version_format="plaintext",
         result_action="return_value",
+        # An option's value may start with a hyphen (`--policy -` is stdin, `--port -1` gets
+        # its own range error), as with getopt: the word after a value-taking option is its
+        # value. Positional parameters say allow_leading_hyphen=False: they keep refusing
+        # unknown options and leave global ones (`run --dir D cmd`) to the meta app.
+        default_parameter=Parameter(allow_leading_hyphen=True),
     )
     app.command(token.app)
     app.command(serve.serve)

@@ -18,8 +18,14 @@ def is_terminal(out: TextIO) -> bool:
 
 
 def print_table(
-    out: TextIO, title: str, columns: Sequence[str], rows: Sequence[Sequence[str]]
+    out: TextIO,
+    title: str,
+    columns: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    *,
+    width: int | None = None,
 ) -> None:
+    """A rich table; at most `width` columns wide when given (else the terminal's width)."""
     from rich.console import Console
     from rich.table import Table
 
@@ -28,6 +34,5 @@ def print_table(
         table.add_column(column, overflow="fold")
     for row in rows:
         table.add_row(*row)
-    Console(
-        file=out, force_terminal=is_terminal(out), width=None if is_terminal(out) else 200
-    ).print(table)
+    width = width or (None if is_terminal(out) else 200)
+    Console(file=out, force_terminal=is_terminal(out), width=width).print(table)

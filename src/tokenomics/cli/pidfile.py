@@ -12,12 +12,12 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from tokenomics.config.private_files import open_private, private_dir, replace_private
 from tokenomics.domain.errors import TokenomicsError
 
 if TYPE_CHECKING:
@@ -67,19 +67,10 @@ def read(path: Path) -> PidRecord | None:
 
 
 def write(path: Path, record: PidRecord) -> None:
-    """Atomically replace `path` (0644, like the original) with `record`."""
+    """Atomically replace `path` (0600) with `record`."""
     try:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as file:
-                file.write(format_record(record))
-            os.chmod(temp, 0o644)
-            os.replace(temp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(temp)
-            raise
+        private_dir(path.parent)
+        replace_private(path, format_record(record).encode())
     except OSError as exc:
         raise PidFileError(f"write PID file {path}: {exc.strerror or exc}") from None
 
@@ -96,8 +87,8 @@ def locked(path: Path, timeout: float = LOCK_TIMEOUT) -> Iterator[None]:
     """Hold the exclusive lock that guards `path` (waiting up to `timeout` seconds)."""
     lock_path = path.with_name(path.name + ".lock")
     try:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        private_dir(path.parent)
+        fd = open_private(lock_path, os.O_RDWR)
     except OSError as exc:
         raise PidFileError(f"open lock file {lock_path}: {exc.strerror or exc}") from None
     try:

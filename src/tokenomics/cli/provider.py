@@ -29,6 +29,7 @@ app = App(
     name="provider", help="List the configured upstream providers, their models, and test them."
 )
 Ctx = Annotated[Context, Parameter(parse=False)]
+Json = Annotated[bool, Parameter(help="Print JSON.", negative="")]
 
 TIMEOUT = 10.0
 PARALLEL = 16
@@ -81,13 +82,14 @@ def _as_json(provider: ProviderConfig, environ: Mapping[str, str]) -> dict[str, 
 def list_(
     *,
     output: Annotated[
-        Literal["table", "json"], Parameter(help="Output format.", alias="-o")
+        Literal["table", "json"], Parameter(help="Output format (--json: json).", alias="-o")
     ] = "table",
+    json: Json = False,
     ctx: Ctx,
 ) -> None:
     """List the configured providers: upstream URL, auth scheme, key variable, model count."""
     providers = load(ctx)
-    if output == "json":
+    if json or output == "json":
         print_json(ctx.stdout, [_as_json(p, ctx.environ) for p in providers.values()])
         return
     if not providers:
@@ -109,16 +111,25 @@ def list_(
 
 @app.command
 def models(
-    name: Annotated[str, Parameter(help="Provider name (default: every provider).")] = "",
+    name: Annotated[
+        str, Parameter(help="Provider name (default: every provider).", allow_leading_hyphen=False)
+    ] = "",
     /,
     *,
+    json: Json = False,
     ctx: Ctx,
 ) -> None:
-    """List the models each provider declares (informational; any model name can be used)."""
+    """List the models each provider declares (informational; any model name can be used).
+
+    --json prints an object of provider name to its list of models."""
     providers = load(ctx)
+    if name and name not in providers:
+        raise CommandError(f'provider "{name}" not found in config')
+    if json:
+        chosen = [name] if name else list(providers)
+        print_json(ctx.stdout, {n: list(providers[n].models) for n in chosen})
+        return
     if name:
-        if name not in providers:
-            raise CommandError(f'provider "{name}" not found in config')
         found = providers[name].models
         ctx.stdout.write("".join(f"{m}\n" for m in found) or f"{name}: no models configured\n")
         return
@@ -260,9 +271,16 @@ async def _run_tests(
 
 @app.command
 def test(
-    *names: Annotated[str, Parameter(help="Providers to test (default: every provider).")],
+    *names: Annotated[
+        str,
+        Parameter(help="Providers to test (default: every provider).", allow_leading_hyphen=False),
+    ],
     insecure: Annotated[
         bool, Parameter(help="Do not verify upstream TLS certificates.", negative="")
+    ] = False,
+    json: Annotated[
+        bool,
+        Parameter(help="Print JSON: [{name, status, detail}], once all are done.", negative=""),
     ] = False,
     ctx: Ctx,
 ) -> int:
@@ -272,12 +290,18 @@ def test(
     providers = load(ctx)
     chosen = list(dict.fromkeys(names)) or list(providers)
     targets = [(name, providers.get(name)) for name in chosen]
+    results: list[dict[str, str]] = []
 
     def report(name: str, outcome: Outcome) -> None:
+        if json:
+            results.append({"name": name, "status": outcome.status, "detail": outcome.detail})
+            return
         ctx.stdout.write(format_line(name, outcome) + "\n")
         ctx.stdout.flush()
 
     outcomes = trio.run(_run_tests, targets, dict(ctx.environ), insecure, report)
+    if json:
+        print_json(ctx.stdout, results)
     if any(o.failed for o in outcomes):
         raise CommandError("one or more providers failed connectivity test")
     return 0

@@ -37,7 +37,8 @@ NO_COMMAND = (
     'Example: tokenomics run claude "your prompt"'
 )
 NO_TOKEN = "no token provided: use --token flag or set $TOKENOMICS_KEY"
-# `run`'s options that take a value (as a separate argument unless written `--name=value`).
+# `run`'s options that take a value (as a separate argument unless written `--name=value`);
+# the global ones may follow `run` too. tests/cli/test_option_forms.py checks both lists.
 VALUE_OPTIONS = frozenset(
     {"--token", "--provider", "--env-key", "--env-base-url", "--host", "--port", "--proxy-url"}
 )
@@ -63,7 +64,7 @@ def mark_child_argv(argv: Sequence[str]) -> list[str]:
     at = _skip_options(args, 0, GLOBAL_VALUE_OPTIONS)
     if at >= len(args) or args[at] != "run":
         return args
-    at = _skip_options(args, at + 1, VALUE_OPTIONS)
+    at = _skip_options(args, at + 1, VALUE_OPTIONS | GLOBAL_VALUE_OPTIONS)
     if at < len(args) and args[at] != "--":
         args.insert(at, "--")
     return args
@@ -93,7 +94,10 @@ class Plan:
 
 
 def run(
-    *command: Annotated[str, Parameter(help="The command to run, and its arguments.")],
+    *command: Annotated[
+        str,  # words after `--` are the command's whatever they look like
+        Parameter(help="The command to run, and its arguments.", allow_leading_hyphen=False),
+    ],
     token: Annotated[str, _opt("Wrapper token (default: $TOKENOMICS_KEY).")] = "",
     provider: Annotated[
         str, _opt("Client variables to inject (default: from cli_maps by command name).")

@@ -70,8 +70,24 @@ async def _serve(ctx: Context) -> None:
             nursery.cancel_scope.cancel()
 
 
-def serve(*, ctx: Annotated[Context, Parameter(parse=False)]) -> None:
+def serve(
+    *,
+    host: Annotated[
+        str, Parameter(help="Address to listen on (default: server.host, 127.0.0.1).")
+    ] = "",
+    port: Annotated[
+        int | None,
+        Parameter(help="Port of the HTTP listener (default: server.http_port, 8080)."),
+    ] = None,
+    ctx: Annotated[Context, Parameter(parse=False)],
+) -> None:
     """Run the proxy in the foreground (Ctrl-C stops it gracefully)."""
+    flags: dict[str, tuple[object, str]] = {}
+    if host:
+        flags["server__host"] = (host, "--host")
+    if port is not None:
+        flags["server__http_port"] = (port, "--port")
+    ctx.settings(**flags)  # the flags win over environment and config file
     ctx.hash_key()  # D7: refuse to start without the hash key, before anything else
     handlers = logs.configure(ctx.settings().logging, stream=sys.stderr)
     try:

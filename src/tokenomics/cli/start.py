@@ -18,6 +18,7 @@ from tokenomics.cli import daemon, pidfile, process
 from tokenomics.cli.context import Context
 from tokenomics.cli.pidfile import PidRecord
 from tokenomics.cli.process import Identity
+from tokenomics.config.private_files import private_dir
 
 
 def _opt(text: str, **more: Any) -> Parameter:
@@ -58,7 +59,7 @@ def start(
             ctx.stdout.write(running + "\n")
             return
         if not log_file:
-            Path(settings.dir).mkdir(mode=0o700, parents=True, exist_ok=True)
+            private_dir(Path(settings.dir), owned=True)
         _launch(ctx, listener, pid_path, log_path)
     ctx.stderr.write(f"Proxy started: {listener.url}\n")
     ctx.stdout.write(listener.url + "\n")

@@ -22,8 +22,11 @@ from tokenomics.store.tokens import TokenRecord, TokenStore
 
 app = App(name="token", help="Create, inspect, update and delete wrapper tokens.")
 Ctx = Annotated[Context, Parameter(parse=False)]
-Hash = Annotated[str, Parameter(help="The token hash.")]
+Hash = Annotated[str, Parameter(help="The token hash, or a unique prefix of it.")]
 Json = Annotated[bool, Parameter(help="Print JSON.", negative="")]
+
+
+SHORT_HASH = 12  # characters of a hash in `token list` (`--wide` shows all 64)
 
 
 class CommandError(TokenomicsError):
@@ -56,18 +59,31 @@ def _validated_policy(value: str) -> str:
 
 def _not_found(message: str, value: str) -> CommandError:
     if value.startswith(TOKEN_PREFIX):
-        message += " (--hash takes the 64-character hash printed at creation, not the raw token)"
+        message += " (--hash takes the hash printed at creation or its prefix, not the raw token)"
     return CommandError(message)
 
 
+def full_hash(store: TokenStore, value: str) -> str:
+    """The stored hash that is `value` or the only one starting with it (`NotFoundError` when
+    none does; an ambiguous prefix is an error naming the candidates)."""
+    found = store.hashes_starting_with(value) if value else []
+    if value in found or len(found) == 1:
+        return value if value in found else found[0]
+    if not found:
+        raise NotFoundError("token not found")
+    shown = ", ".join(h[:SHORT_HASH] + "…" for h in found)
+    raise CommandError(f'hash prefix "{value}" is ambiguous: {shown}; give more characters')
+
+
 @contextmanager
-def _existing_store(ctx: Context, missing: str, value: str) -> Iterator[TokenStore]:
-    """The store for a command on one hash; a missing store or hash is `missing`."""
+def _existing_store(ctx: Context, missing: str, value: str) -> Iterator[tuple[TokenStore, str]]:
+    """The store and the full hash for a command on one hash (or unique prefix); a missing
+    store or hash is `missing`."""
     store = ctx.open_existing_store()
     if store is None:
         raise _not_found(missing, value)
     try:
-        yield store
+        yield store, full_hash(store, value)
     except NotFoundError:
         raise _not_found(missing, value) from None
     finally:
@@ -151,8 +167,8 @@ def get(
     ctx: Ctx,
 ) -> None:
     """Show one token: hash, dates and its policy."""
-    with _existing_store(ctx, "Token not found.", hash) as store:
-        record = store.get(hash)
+    with _existing_store(ctx, "Token not found.", hash) as (store, token_hash):
+        record = store.get(token_hash)
     now = _now()
     if json:
         print_json(ctx.stdout, _as_json(record, now))
@@ -188,8 +204,8 @@ def update(
     text = _validated_policy(policy) if policy else None
     now = _now()
     new_expiry = parse_expires(expires, now) if expires else None
-    with _existing_store(ctx, "update token: token not found", hash) as store:
-        record = store.update(hash, text, new_expiry)
+    with _existing_store(ctx, "update token: token not found", hash) as (store, token_hash):
+        record = store.update(token_hash, text, new_expiry)
     if json:
         print_json(ctx.stdout, _as_json(record, now))
     else:
@@ -204,10 +220,10 @@ def delete(
     ctx: Ctx,
 ) -> None:
     """Delete a token; requests with it are refused from then on."""
-    with _existing_store(ctx, "delete token: token not found", hash) as store:
-        store.delete(hash)
+    with _existing_store(ctx, "delete token: token not found", hash) as (store, token_hash):
+        store.delete(token_hash)
     if json:
-        print_json(ctx.stdout, {"token_hash": hash, "deleted": True})
+        print_json(ctx.stdout, {"token_hash": token_hash, "deleted": True})
     else:
         ctx.stdout.write("Token deleted.\n")
 
@@ -228,39 +244,42 @@ def _block(record: TokenRecord, now: datetime) -> list[str]:
     return [*lines, f"Prompts:    {len(p.prompts)}", f"Rules:      {len(p.rules)}", "---"]
 
 
-def _row(record: TokenRecord, now: datetime) -> list[str]:
+WIDE_COLUMNS = ("HASH", "CREATED", "EXPIRES", "STATUS", "KEY ENV", "MODEL", "MAX TOKENS")
+NARROW_COLUMNS = ("HASH", "CREATED", "EXPIRES", "STATUS", "MODEL", "MAX TOKENS")
+
+
+def _row(record: TokenRecord, now: datetime, *, wide: bool) -> list[str]:
+    """One table row; narrow rows (80 columns) have a short hash, dates without time and no
+    key variable, and cut a long model selector."""
     p = record.policy
+    created, expires = record.created_at, record.expires_at or "never"
+    if not wide:
+        created, expires = created[:10], expires[:10]
     if p is None:
-        return [
-            record.token_hash,
-            record.created_at,
-            record.expires_at or "never",
-            "UNREADABLE",
-            record.error,
-            "",
-            "",
-        ]
-    limit = str(p.max_tokens) if p.max_tokens > 0 else "-"
-    model = p.model or p.model_regex or ", ".join(name for name, _ in p.providers) or "any"
-    status = _status(record, now) if record.expires_at else "active"
-    return [
-        record.token_hash,
-        record.created_at,
-        record.expires_at or "never",
-        status,
-        p.base_key_env,
-        model,
-        limit,
-    ]
+        status, key_env, model, limit = "UNREADABLE", record.error, "", ""
+    else:
+        limit = str(p.max_tokens) if p.max_tokens > 0 else "-"
+        model = p.model or p.model_regex or ", ".join(name for name, _ in p.providers) or "any"
+        status = _status(record, now) if record.expires_at else "active"
+        key_env = p.base_key_env
+    if wide:
+        return [record.token_hash, created, expires, status, key_env, model, limit]
+    model = model if len(model) <= 16 else model[:15] + "…"
+    return [record.token_hash[:SHORT_HASH], created, expires, status, model, limit]
 
 
 @app.command(name="list")
 def list_tokens(
     *,
     json: Json = False,
+    wide: Annotated[
+        bool, Parameter(help="Full hashes and times, and the key variable.", negative="")
+    ] = False,
     ctx: Ctx,
 ) -> None:
-    """List every token (expired ones too) by hash."""
+    """List every token (expired ones too) by hash; the table fits 80 columns unless --wide.
+
+    Hashes are shown by their first 12 characters: any unique prefix works for --hash."""
     store = ctx.open_existing_store()
     records: list[TokenRecord] = []
     if store is not None:
@@ -274,8 +293,9 @@ def list_tokens(
     elif not records:
         ctx.stdout.write("No tokens found.\n")
     elif is_terminal(ctx.stdout):
-        columns = ["HASH", "CREATED", "EXPIRES", "STATUS", "KEY ENV", "MODEL", "MAX TOKENS"]
-        print_table(ctx.stdout, f"{len(records)} tokens", columns, [_row(r, now) for r in records])
+        columns = WIDE_COLUMNS if wide else NARROW_COLUMNS
+        rows = [_row(r, now, wide=wide) for r in records]
+        print_table(ctx.stdout, f"{len(records)} tokens", columns, rows, width=None if wide else 80)
     else:
         ctx.stdout.write("\n".join(line for r in records for line in _block(r, now)) + "\n")
     broken = [r for r in records if r.error]

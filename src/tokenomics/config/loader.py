@@ -7,6 +7,7 @@ Loading never writes anything; directories are created by whoever first writes i
 from __future__ import annotations
 
 import dataclasses
+import functools
 import types
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -28,12 +29,14 @@ _NOT_KEYS = ("config_file",)  # Settings fields that are not configuration keys
 
 @dataclass(frozen=True, slots=True)
 class Key:
-    """One configuration key: its dotted name, environment variable, type and default."""
+    """One configuration key: its dotted name, environment variable, type, default and the
+    description declared with it (`Annotated[type, "text"]` in `config.settings`)."""
 
     name: str
     env: str
     type: Any
     default: Any
+    doc: str = ""
 
 
 def env_name(key: str) -> str:
@@ -42,6 +45,15 @@ def env_name(key: str) -> str:
 
 def _hints(cls: type) -> dict[str, Any]:
     return get_type_hints(cls)
+
+
+@functools.cache
+def field_docs(cls: type) -> dict[str, str]:
+    """The description declared with each field of a settings class ("" when it has none)."""
+    return {
+        name: next((m for m in getattr(hint, "__metadata__", ()) if isinstance(m, str)), "")
+        for name, hint in get_type_hints(cls, include_extras=True).items()
+    }
 
 
 def _is_settings_class(tp: Any) -> bool:
@@ -63,7 +75,7 @@ def iter_keys(cls: type = Settings, prefix: str = "") -> Iterator[Key]:
             default = f.default
         else:
             default = cast("Callable[[], Any]", f.default_factory)()
-        yield Key(name, env_name(name), tp, default)
+        yield Key(name, env_name(name), tp, default, field_docs(cls)[f.name])
 
 
 # ── conversion of one raw value to a field's type ───────────────────────────────────────────

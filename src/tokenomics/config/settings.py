@@ -3,140 +3,221 @@
 The dotted key of a field is its path through these dataclasses (`server.tls.cert_dir`); its
 environment variable is `TOKENOMICS_` + the key upper-cased with dots as underscores. The one
 loader (`config.loader`) fills them from flags > environment > file > defaults. Path fields hold
-absolute, resolved paths after loading.
+absolute, resolved paths after loading. Each key's description is its `Annotated` text: the
+configuration reference (docs/CONFIGURATION.md, `config.reference`) is generated from them.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 LogLevel = Literal["debug", "info", "warn", "error"]
 
 
 @dataclass(frozen=True, slots=True)
 class TLSSettings:
-    enabled: bool = True
-    auto_gen: bool = True
-    cert_dir: str = ""
-    cert_file: str = ""
-    key_file: str = ""
-    hosts: tuple[str, ...] = ()  # extra names/IPs for the generated server certificate
+    enabled: Annotated[bool, "Start the HTTPS listener."] = True
+    auto_gen: Annotated[
+        bool,
+        "Generate a local CA and a server certificate on first run (when no "
+        "cert_file/key_file is set).",
+    ] = True
+    cert_dir: Annotated[str, "Directory of the generated certificates (default: {dir}/certs)."] = ""
+    cert_file: Annotated[
+        str,
+        "A server certificate of your own (PEM); with key_file it replaces the generated one.",
+    ] = ""
+    key_file: Annotated[str, "The private key (PEM) of cert_file."] = ""
+    hosts: Annotated[
+        tuple[str, ...],
+        "Extra names or IP addresses for the generated server certificate.",
+    ] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class ServerSettings:
-    host: str = "127.0.0.1"
-    http_port: int = 8080
-    https_port: int = 8443
-    upstream_url: str = "https://api.openai.com"
-    max_request_mb: int = 10  # larger request bodies are refused with 413
-    stream_idle_timeout: int = 300  # seconds without upstream data before a body read fails
-    shutdown_grace: int = 10  # seconds in-flight requests get to finish on SIGINT/SIGTERM
+    host: Annotated[
+        str,
+        "Address the listeners bind to (use 0.0.0.0 to listen on every interface).",
+    ] = "127.0.0.1"
+    http_port: Annotated[int, "Port of the HTTP listener (0 disables it)."] = 8080
+    https_port: Annotated[int, "Port of the HTTPS listener."] = 8443
+    upstream_url: Annotated[
+        str,
+        "Upstream for requests whose policy and provider name none.",
+    ] = "https://api.openai.com"
+    max_request_mb: Annotated[
+        int,
+        "Largest request body in MiB; larger ones are refused with 413.",
+    ] = 10
+    stream_idle_timeout: Annotated[
+        int,
+        "Seconds without upstream data before a response read fails.",
+    ] = 300
+    shutdown_grace: Annotated[
+        int,
+        "Seconds in-flight requests get to finish on SIGINT/SIGTERM.",
+    ] = 10
     tls: TLSSettings = field(default_factory=TLSSettings)
 
 
 @dataclass(frozen=True, slots=True)
 class AdminAuthSettings:
-    username: str = ""
-    password: str = ""
+    username: Annotated[
+        str, "Basic auth user for /stats and /metrics (loopback only; empty: no auth)."
+    ] = ""
+    password: Annotated[str, "Basic auth password for /stats and /metrics."] = ""
 
 
 @dataclass(frozen=True, slots=True)
 class AdminSettings:
-    enabled: bool = True
+    enabled: Annotated[
+        bool,
+        "Admin UI/API switch; the proxy of `run` has it only with --admin.",
+    ] = True
     auth: AdminAuthSettings = field(default_factory=AdminAuthSettings)
 
 
 @dataclass(frozen=True, slots=True)
 class StorageSettings:
-    db_path: str = ""
+    db_path: Annotated[str, "The SQLite token store (default: {dir}/tokenomics.db)."] = ""
 
 
 @dataclass(frozen=True, slots=True)
 class RedisSettings:
-    addr: str = "localhost:6379"
-    password: str = ""
-    db: int = 0
+    addr: Annotated[
+        str,
+        "Redis address (host:port), when session.backend is redis.",
+    ] = "localhost:6379"
+    password: Annotated[str, "Redis password."] = ""
+    db: Annotated[int, "Redis database number."] = 0
 
 
 @dataclass(frozen=True, slots=True)
 class SessionSettings:
-    backend: Literal["memory", "redis"] = "memory"
+    backend: Annotated[
+        Literal["memory", "redis"],
+        "Where rate-limit and budget counters live: memory, or redis to share them across proxies.",
+    ] = "memory"
     redis: RedisSettings = field(default_factory=RedisSettings)
 
 
 @dataclass(frozen=True, slots=True)
 class SecuritySettings:
-    hash_key_env: str = "TOKENOMICS_HASH_KEY"
-    encryption_key_env: str = "TOKENOMICS_ENCRYPTION_KEY"
+    hash_key_env: Annotated[
+        str,
+        "Name of the environment variable holding the HMAC key of token hashes.",
+    ] = "TOKENOMICS_HASH_KEY"
+    encryption_key_env: Annotated[
+        str,
+        "Name of the environment variable holding the key that encrypts policies at rest "
+        "(AES-256-GCM); unset: stored in clear.",
+    ] = "TOKENOMICS_ENCRYPTION_KEY"
 
 
 @dataclass(frozen=True, slots=True)
 class LogFileSettings:
-    enabled: bool = False
-    level: LogLevel = "info"
-    path: str = ""
+    enabled: Annotated[bool, "Also write the application log to a file."] = False
+    level: Annotated[LogLevel, "Level of the log file: debug, info, warn or error."] = "info"
+    path: Annotated[str, "The log file (default: {dir}/tokenomics.log)."] = ""
 
 
 @dataclass(frozen=True, slots=True)
 class LoggingSettings:
-    level: LogLevel = "info"
-    format: Literal["json", "text"] = "json"
-    request_body: bool = False
-    response_body: bool = False
-    hide_token_hash: bool = False
-    disable_request: bool = True
-    proxy_log_file: str = "proxy.log"
+    level: Annotated[
+        LogLevel,
+        "Console log level: debug, info, warn or error (debug also writes proxy_log_file).",
+    ] = "info"
+    format: Annotated[Literal["json", "text"], "Log line format: json or text."] = "json"
+    request_body: Annotated[bool, "Log request bodies."] = False
+    response_body: Annotated[bool, "Log response bodies."] = False
+    hide_token_hash: Annotated[bool, "Print token hashes as `****` in logs."] = False
+    disable_request: Annotated[
+        bool,
+        "No per-request log line (false: one structured line per request).",
+    ] = True
+    proxy_log_file: Annotated[
+        str,
+        "Debug log file, relative to {dir}, written when logging.level is debug.",
+    ] = "proxy.log"
     file: LogFileSettings = field(default_factory=LogFileSettings)
 
 
 @dataclass(frozen=True, slots=True)
 class WebhookSettings:
-    url: str = ""
-    secret: str = ""
-    signing_key: str = ""
-    events: tuple[str, ...] = ()
-    timeout: int = 10
-    insecure: bool = False
+    url: Annotated[str, "Endpoint the events are POSTed to (required)."] = ""
+    secret: Annotated[str, "Shared secret sent as X-Webhook-Secret."] = ""
+    signing_key: Annotated[str, "HMAC-SHA256 key of the X-Webhook-Signature header."] = ""
+    events: Annotated[
+        tuple[str, ...],
+        "Event types to send (empty: all); a trailing * matches a prefix (token.*).",
+    ] = ()
+    timeout: Annotated[int, "Delivery timeout in seconds."] = 10
+    insecure: Annotated[bool, "Skip TLS certificate verification of the endpoint."] = False
 
 
 @dataclass(frozen=True, slots=True)
 class EventsSettings:
-    webhooks: tuple[WebhookSettings, ...] = ()
+    webhooks: Annotated[
+        tuple[WebhookSettings, ...],
+        "Webhooks that receive events (a list of the keys below).",
+    ] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class RemoteWebhookSettings:
-    enabled: bool = False
-    path: str = "/v1/webhook"
-    secret: str = ""
-    signing_key: str = ""
-    auto_register: bool = False
-    callback_url: str = ""
-    insecure: bool = False
+    enabled: Annotated[bool, "Accept pushed token updates on an inbound webhook endpoint."] = False
+    path: Annotated[str, "URL path of the inbound webhook endpoint."] = "/v1/webhook"
+    secret: Annotated[str, "Expected X-Webhook-Secret of inbound webhooks."] = ""
+    signing_key: Annotated[
+        str,
+        "HMAC-SHA256 key that verifies X-Webhook-Signature of inbound webhooks.",
+    ] = ""
+    auto_register: Annotated[
+        bool,
+        "Register this proxy's webhook with the central server at startup.",
+    ] = False
+    callback_url: Annotated[
+        str,
+        "URL the central server posts to (required with auto_register).",
+    ] = ""
+    insecure: Annotated[
+        bool,
+        "Ask the central server to skip TLS verification when it calls back.",
+    ] = False
 
 
 @dataclass(frozen=True, slots=True)
 class RemoteSettings:
-    url: str = ""
-    api_key: str = ""
-    sync: int = 0
-    insecure: bool = False
+    url: Annotated[str, "Central configuration server to sync tokens from."] = ""
+    api_key: Annotated[str, "API key for the central server."] = ""
+    sync: Annotated[int, "Seconds between syncs (0: at startup only)."] = 0
+    insecure: Annotated[bool, "Skip TLS certificate verification of the central server."] = False
     webhook: RemoteWebhookSettings = field(default_factory=RemoteWebhookSettings)
 
 
 @dataclass(frozen=True, slots=True)
 class LedgerSettings:
-    enabled: bool = True
-    memory: bool = True
-    event_ledger: bool = False
+    enabled: Annotated[
+        bool,
+        "Record every request in the session ledger under {dir}/sessions.",
+    ] = True
+    memory: Annotated[bool, "Keep the conversations as markdown under {dir}/memory."] = True
+    event_ledger: Annotated[
+        bool,
+        "Add communication_events (sanitised headers, bounded bodies) to the session files.",
+    ] = False
 
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    dir: str = ""
+    dir: Annotated[
+        str,
+        "Data directory: token store, sessions/, memory/, certs/, logs and the PID file "
+        "(default: ~/.tokenomics).",
+    ] = ""
     server: ServerSettings = field(default_factory=ServerSettings)
     admin: AdminSettings = field(default_factory=AdminSettings)
     storage: StorageSettings = field(default_factory=StorageSettings)
@@ -145,10 +226,21 @@ class Settings:
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     events: EventsSettings = field(default_factory=EventsSettings)
     remote: RemoteSettings = field(default_factory=RemoteSettings)
-    cli_maps: dict[str, str] = field(default_factory=dict)
-    default_provider: str = ""
+    cli_maps: Annotated[
+        dict[str, str],
+        "Executable name to provider, for `tokenomics run` (e.g. {aider: openai}); the "
+        "built-in table fills the rest.",
+    ] = field(default_factory=dict)
+    default_provider: Annotated[
+        str,
+        "Provider for models that no policy entry routes (e.g. openai).",
+    ] = ""
     ledger: LedgerSettings = field(default_factory=LedgerSettings)
-    providers: dict[str, Any] = field(default_factory=dict)  # inline entries, see config.providers
+    providers: Annotated[
+        dict[str, Any],
+        "Inline provider entries (same shape as providers.yaml); they replace entries of the "
+        "same name.",
+    ] = field(default_factory=dict)
     config_file: str = ""  # the file that was loaded, "" when none
 
     # Paths derived from `dir` (all absolute once loaded).

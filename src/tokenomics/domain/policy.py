@@ -19,6 +19,9 @@ from tokenomics.domain.regex import Pattern, RegexError, compile_re2
 from tokenomics.domain.rules import Rule, RuleError, RuleShapeError, compile_rule, parse_rule_list
 
 DEFAULT_RETRY_ON = (429, 500, 502, 503)
+# The built-in in-process mock provider (`upstream/mock.py`) takes no key: a policy that sends
+# its models there needs no `base_key_env` (neither in its entries nor as default_provider).
+KEYLESS_PROVIDER = "mock"
 
 
 @dataclass(frozen=True, slots=True)
@@ -320,7 +323,7 @@ def _provider(name: str, index: int, draft: _Draft | None) -> ProviderPolicy:
     prefix = f'provider "{name}" policy {index}: '
     if draft is None:
         raise PolicyError(prefix + "must be an object")
-    if not draft.fields["base_key_env"]:
+    if not draft.fields["base_key_env"] and name != KEYLESS_PROVIDER:
         raise PolicyError(prefix + "base_key_env is required")
     try:
         pattern = _model_pattern(draft.fields["model_regex"])
@@ -372,7 +375,8 @@ def parse_policy(text: str | bytes) -> Policy:
     except _SchemaError as exc:
         raise PolicyError(f"invalid policy JSON: {exc}") from None
     fields = draft.fields
-    if not fields["base_key_env"] and not providers:
+    keyless = extra["default_provider"] == KEYLESS_PROVIDER
+    if not fields["base_key_env"] and not providers and not keyless:
         raise PolicyError("base_key_env is required (or at least one provider)")
     pattern = _model_pattern(fields["model_regex"])
     rules = _rules(draft.rules, "global ", "rule")

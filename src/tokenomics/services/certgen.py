@@ -7,16 +7,15 @@ writing PEM pairs atomically (0600), and the checks that decide whether a pair i
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
 import os
 import re
 import secrets
-import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+from tokenomics.config.private_files import replace_private
 from tokenomics.domain.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -274,21 +273,5 @@ def write_pair(pair: Pair, cert_path: Path, key_path: Path) -> None:
     )
 
     key_pem = pair.key.private_bytes(Encoding.PEM, PrivateFormat.TraditionalOpenSSL, NoEncryption())
-    _write_private(key_path, key_pem)
-    _write_private(cert_path, pair.cert.public_bytes(Encoding.PEM))
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    """Write `data` to `path` with mode 0600 via a temporary file and `os.replace`."""
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            os.chmod(temp, 0o600)
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
-        raise
+    replace_private(key_path, key_pem)
+    replace_private(cert_path, pair.cert.public_bytes(Encoding.PEM))

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from tokenomics.config.private_files import open_private, private_dir, replace_private
 from tokenomics.domain.ledger import Entry, parse_time
 from tokenomics.domain.ledger_session import is_session, session_json
 
@@ -35,24 +36,13 @@ logger = logging.getLogger("tokenomics.ledger")
 
 
 def ensure_dir(path: Path) -> None:
-    """Create `path` (and parents) with mode 0700; raises OSError."""
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    """Create `path` (and parents) with mode 0700, or narrow it to 0700; raises OSError."""
+    private_dir(path, owned=True)
 
 
 def write_atomic(path: Path, data: bytes) -> None:
     """Write `data` to `path` via a 0600 temp file in the same directory, fsync, rename."""
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            temp.unlink()
-        raise
+    replace_private(path, data)
     with contextlib.suppress(OSError):  # make the rename itself durable
         dir_fd = os.open(path.parent, os.O_RDONLY)
         try:
@@ -70,7 +60,7 @@ class Journal:
 
     def __init__(self, path: Path, header: Entry) -> None:
         self.path = path
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        fd = open_private(path, os.O_WRONLY | os.O_APPEND)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             if os.fstat(fd).st_size == 0:

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tokenomics.config.private_files import private_dir, touch_private
 from tokenomics.domain.durations import format_rfc3339
 from tokenomics.domain.errors import ConfigError
 
@@ -53,10 +54,25 @@ class TextFormatter(logging.Formatter):
         return f"{stamp} {record.levelname:<7} {record.name}: {message}"
 
 
+class PrivateRotatingFileHandler(logging.handlers.RotatingFileHandler):
+    """A rotating log whose files are 0600 whatever the umask: the file is created (or
+    narrowed) by us before the handler opens it, and again right after each rotation moves it
+    away, so the handler only ever appends to a file that exists with our mode."""
+
+    def __init__(self, path: Path, max_bytes: int, backups: int) -> None:
+        private_dir(path.parent)
+        touch_private(path)
+        super().__init__(path, maxBytes=max_bytes, backupCount=backups)
+
+    def rotate(self, source: str, dest: str) -> None:
+        super().rotate(source, dest)
+        if source == self.baseFilename:
+            touch_private(Path(source))
+
+
 def _file_handler(path: Path, level: int, formatter: logging.Formatter) -> logging.Handler:
     try:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        handler = logging.handlers.RotatingFileHandler(path, maxBytes=20 * 2**20, backupCount=3)
+        handler = PrivateRotatingFileHandler(path, 20 * 2**20, 3)
     except OSError as exc:
         raise ConfigError(f"cannot open log file {path}: {exc.strerror or exc}") from None
     handler.setLevel(level)

@@ -13,6 +13,8 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from tokenomics.config.private_files import open_private, private_dir
+
 if TYPE_CHECKING:
     from datetime import datetime
 
@@ -46,27 +48,10 @@ def pattern_path(base: Path, pattern: str, hash16: str, moment: datetime) -> Pat
     return base.joinpath(*parts)
 
 
-def ensure_dir(path: Path) -> None:
-    """Create `path` and its missing parents as 0700; existing ones are not touched."""
-    missing = []
-    current = path
-    while not current.exists():
-        missing.append(current)
-        if current.parent == current:
-            break
-        current = current.parent
-    for directory in reversed(missing):
-        try:
-            directory.mkdir(mode=0o700)
-        except FileExistsError:
-            continue  # created meanwhile by someone else: theirs, not ours
-        os.chmod(directory, 0o700)  # the umask may have taken bits we want exact
-
-
 def append(path: Path, data: bytes) -> None:
     """Append `data` to `path`, creating it 0600 (and its directories 0700) when missing."""
-    ensure_dir(path.parent)
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    private_dir(path.parent)
+    fd = open_private(path, os.O_WRONLY | os.O_APPEND)
     try:
         view = memoryview(data)
         while view:

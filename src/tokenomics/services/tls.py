@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from tokenomics.config.private_files import private_dir
 from tokenomics.domain.errors import ConfigError
 from tokenomics.services.certgen import (
     CA_LABELS,
@@ -93,7 +94,7 @@ def ensure_certificates(cert_dir: Path, hosts: Sequence[str], now: datetime) -> 
     paths = CertPaths(cert_dir / "ca.crt", cert_dir / "server.crt", cert_dir / "server.key")
     made: dict[str, str] = {}
     try:
-        cert_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        private_dir(cert_dir, owned=True)
         ca, ca_reason = _ensure_ca(cert_dir, now)
         if ca_reason is not None:
             made["ca"] = ca_reason

@@ -7,11 +7,11 @@ run beside one writer, `BEGIN IMMEDIATE` plus a busy timeout serialises writers.
 
 from __future__ import annotations
 
-import os
 import sqlite3
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
+from tokenomics.config.private_files import private_dir, touch_private
 from tokenomics.domain.errors import StoreError
 
 if TYPE_CHECKING:
@@ -93,9 +93,10 @@ class Database:
     def open(cls, path: Path) -> Database:
         """Open (creating the file 0600 and its directory 0700) and migrate to the latest schema."""
         try:
-            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            if not path.exists():
-                os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+            private_dir(path.parent)
+            for name in (path, *(path.with_name(path.name + s) for s in ("-wal", "-shm"))):
+                if name == path or name.exists():  # SQLite gives -wal/-shm the db file's mode
+                    touch_private(name)
         except OSError as exc:
             raise StoreError(
                 f"cannot create the token store {path}: {exc.strerror or exc}"

@@ -102,6 +102,14 @@ class TokenStore:
         rows = self._db.query(f"SELECT {_COLUMNS} FROM tokens ORDER BY hash")
         return [self._record(row) for row in rows]
 
+    def hashes_starting_with(self, prefix: str, limit: int = 10) -> tuple[str, ...]:
+        """Up to `limit` stored hashes that start with `prefix`, in order."""
+        rows = self._db.query(
+            "SELECT hash FROM tokens WHERE substr(hash, 1, ?) = ? ORDER BY hash LIMIT ?",
+            (len(prefix), prefix, limit),
+        )
+        return tuple(str(row[0]) for row in rows)
+
     def generation(self) -> int:
         """A number that changes whenever any token is created, updated or deleted."""
         return int(self._db.query("SELECT value FROM meta WHERE key = 'tokens_generation'")[0][0])

@@ -1,0 +1,91 @@
+"""Files and directories only their owner can read: 0600 files in 0700 directories.
+
+Every file Tokenomics writes (token store, SQLite's -wal/-shm, ledger, memory, logs, PID and
+lock files, TLS keys and certificates) goes through these helpers, so its mode never depends
+on the umask: new files are created 0600 (`O_CREAT` with 0600 can only lose bits to a umask,
+never gain them), and a file or directory we own that is wider (from an older version, or
+created by hand) is narrowed when we open it. Directories we create, parents included, are
+0700; a directory that already exists is narrowed only when it is ours to own (`{dir}` and
+its `sessions/`, `memory/`, `certs/`), never a parent the user chose (such as `/var/log`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import stat
+import tempfile
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+FILE_MODE = 0o600
+DIR_MODE = 0o700
+
+
+def _narrow(path: Path | int, mode: int, wanted: int) -> None:
+    """Drop the group/other bits of a file or directory we own (others' are left alone)."""
+    if stat.S_IMODE(mode) & ~wanted & 0o777:
+        if isinstance(path, int):
+            os.fchmod(path, stat.S_IMODE(mode) & wanted)
+        else:
+            os.chmod(path, stat.S_IMODE(mode) & wanted)
+
+
+def private_dir(path: Path, *, owned: bool = False) -> Path:
+    """`path` as a directory, creating it and its missing parents 0700.
+
+    With `owned`, an existing `path` that we own is narrowed to 0700 too."""
+    missing: list[Path] = []
+    at = path
+    while not at.exists() and at != at.parent:
+        missing.append(at)
+        at = at.parent
+    for level in reversed(missing):
+        with contextlib.suppress(FileExistsError):  # another process was quicker
+            level.mkdir(mode=DIR_MODE)
+            os.chmod(level, DIR_MODE)  # exact, whatever the umask
+    info = path.stat()
+    if not stat.S_ISDIR(info.st_mode):
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(path))
+    if owned and not missing and info.st_uid == os.geteuid():
+        _narrow(path, info.st_mode, DIR_MODE)
+    return path
+
+
+def open_private(path: Path, flags: int) -> int:
+    """`os.open(path, flags | O_CREAT)` as a 0600 file; an existing file of ours is narrowed."""
+    fd = os.open(path, flags | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
+    try:
+        info = os.fstat(fd)
+        if info.st_uid == os.geteuid():
+            _narrow(fd, info.st_mode, FILE_MODE)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def touch_private(path: Path) -> Path:
+    """Create `path` (0600) if missing, or narrow it; for files others open after us."""
+    os.close(open_private(path, os.O_WRONLY))
+    return path
+
+
+def replace_private(path: Path, data: bytes) -> None:
+    """Replace `path` at once with a 0600 file holding `data` (written and fsynced first).
+
+    The temporary file (`mkstemp`, 0600) lives next to `path`; on error it is removed."""
+    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise
