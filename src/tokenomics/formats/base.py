@@ -8,7 +8,7 @@ never branch on provider or format names: they ask the adapter.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -16,8 +16,8 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from tokenomics.domain.policy import Prompt
+    from tokenomics.domain.usage import Family
 
-Family = Literal["openai", "anthropic", "gemini"]
 Body = dict[str, Any]
 
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
 from tokenomics.formats.anthropic import AnthropicCountTokens, AnthropicMessages
-from tokenomics.formats.base import Adapter, Family, Route
+from tokenomics.formats.base import Adapter, Route
 from tokenomics.formats.gemini import Gemini, GeminiCountTokens
 from tokenomics.formats.openai import (
     OpenAIChat,
@@ -13,6 +14,9 @@ from tokenomics.formats.openai import (
     OpenAIEmbeddings,
     OpenAIResponses,
 )
+
+if TYPE_CHECKING:
+    from tokenomics.domain.usage import Family
 
 _GEMINI = re.compile(r"/models/([^/:]+):(generateContent|streamGenerateContent|countTokens)$")
 _SUFFIXES: tuple[tuple[str, Adapter], ...] = (
