@@ -1,0 +1,185 @@
+"""Billing truth end to end (issue 19): the real SDKs through the proxy to the in-process mock
+upstream, which reports the full current usage shapes (`tests/support/usage_shapes.py`) with
+cache reads, cache writes and reasoning/thinking. The session ledger must hold every bucket and
+the exact cost, buffered and streamed, for every family; the default route names its provider.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import anthropic
+import openai
+import orjson
+import pytest
+from tests.e2e.test_ledger import only_session
+from tests.support import usage_shapes as shapes
+from tests.support.mock_upstream import MockUpstream, mock_upstream
+from tests.support.proxy import Proxy, start_proxy
+
+from tokenomics.domain.usage import Usage
+from tokenomics.upstream.mock import MockProvider, MockReply
+
+HI: Any = [{"role": "user", "content": "hi"}]
+
+
+def _reported(payload: dict[str, Any]) -> dict[str, Any]:
+    """One JSON body or event of the mock, with the usage of `usage_shapes` in place of its own."""
+    kind, obj = payload.get("type"), payload.get("object")
+    if kind == "message":
+        return {**payload, "usage": shapes.ANTHROPIC_USAGE}
+    if kind == "message_start":
+        return {**payload, "message": {**payload["message"], "usage": shapes.ANTHROPIC_START_USAGE}}
+    if kind == "message_delta":
+        return {**payload, "usage": shapes.ANTHROPIC_DELTA_USAGE}
+    if obj in ("chat.completion", "chat.completion.chunk") and payload.get("usage"):
+        return {**payload, "usage": shapes.CHAT_USAGE}
+    if obj == "response":
+        return {**payload, "usage": shapes.RESPONSES_USAGE}
+    if kind == "response.completed":
+        return {**payload, "response": _reported(payload["response"])}
+    if "usageMetadata" in payload:
+        return {**payload, "usageMetadata": shapes.GEMINI_USAGE}
+    return payload
+
+
+def _chunk(chunk: bytes) -> bytes:
+    if chunk.startswith(b"{"):
+        return orjson.dumps(_reported(orjson.loads(chunk)))
+    head, sep, rest = chunk.partition(b"data: ")
+    data = rest.rstrip(b"\r\n")
+    if not sep or not data.startswith(b"{"):
+        return chunk
+    return head + sep + orjson.dumps(_reported(orjson.loads(data))) + rest[len(data) :]
+
+
+class ReportingProvider(MockProvider):
+    """The mock, reporting the full usage shapes of today's SDKs instead of its own figures."""
+
+    def respond(self, method: str, path: str, query: str, headers: Any, body: bytes) -> MockReply:
+        reply = super().respond(method, path, query, headers, body)
+        return replace(reply, chunks=tuple(_chunk(chunk) for chunk in reply.chunks))
+
+
+@asynccontextmanager
+async def reporting_proxy(root: Path) -> AsyncIterator[Proxy]:
+    """The proxy in front of the reporting mock; its session file is written on exit."""
+    async with (
+        mock_upstream(ReportingProvider()) as upstream,
+        start_proxy(root, upstream.url) as proxy,
+    ):
+        yield proxy
+
+
+def buckets(entry: dict[str, Any]) -> tuple[int, ...]:
+    meta = entry.get("provider_meta", {})
+    return (
+        entry["input_tokens"],
+        entry["output_tokens"],
+        meta.get("cached_input_tokens", 0),
+        meta.get("cache_creation_tokens", 0),
+        meta.get("reasoning_tokens", 0),
+    )
+
+
+def expected(usage: Usage) -> tuple[int, ...]:
+    return (
+        usage.input_tokens,
+        usage.output_tokens,
+        usage.cached_input_tokens,
+        usage.cache_creation_tokens,
+        usage.reasoning_tokens,
+    )
+
+
+async def test_anthropic_with_thinking_and_caching_is_billed_whole_buffered_and_streamed(
+    tmp_path: Path,
+) -> None:
+    async with reporting_proxy(tmp_path) as proxy:
+        token = proxy.token({"base_key_env": "ANTHROPIC_KEY"})
+        async with anthropic.AsyncAnthropic(
+            base_url=proxy.url, api_key=token, max_retries=0, timeout=30
+        ) as claude:
+            message = await claude.messages.create(
+                model=shapes.ANTHROPIC_MODEL, max_tokens=50, messages=HI
+            )
+            async with claude.messages.stream(
+                model=shapes.ANTHROPIC_MODEL, max_tokens=50, messages=HI
+            ) as stream:
+                final = await stream.get_final_message()
+    assert message.usage.cache_read_input_tokens == final.usage.cache_read_input_tokens == 1800
+    assert final.usage.output_tokens_details is not None
+    session = only_session(tmp_path)
+    assert [e.get("stream", False) for e in session["requests"]] == [False, True]
+    for entry in session["requests"]:
+        assert buckets(entry) == expected(shapes.ANTHROPIC_EXPECTED), entry
+        assert entry["cost_usd"] == shapes.ANTHROPIC_COST
+    totals = session["totals"]
+    assert totals["cost_usd"] == pytest.approx(2 * shapes.ANTHROPIC_COST, abs=1e-10)
+    assert (totals["cached_input_tokens"], totals["reasoning_tokens"]) == (3600, 120)
+
+
+async def test_openai_chat_and_responses_are_billed_whole_buffered_and_streamed(
+    tmp_path: Path,
+) -> None:
+    async with reporting_proxy(tmp_path) as proxy:
+        token = proxy.token({"base_key_env": "OPENAI_KEY"})
+        async with openai.AsyncOpenAI(
+            base_url=f"{proxy.url}/v1", api_key=token, max_retries=0, timeout=30
+        ) as oai:
+            chat = await oai.chat.completions.create(model=shapes.OPENAI_MODEL, messages=HI)
+            stream = await oai.chat.completions.create(
+                model=shapes.OPENAI_MODEL, messages=HI, stream=True
+            )
+            assert [chunk.usage async for chunk in stream][-1] is None  # the client did not ask
+            response = await oai.responses.create(model=shapes.OPENAI_MODEL, input="hi")
+            async with oai.responses.stream(model=shapes.OPENAI_MODEL, input="hi") as events:
+                streamed = await events.get_final_response()
+    assert chat.usage is not None and chat.usage.prompt_tokens_details is not None
+    assert chat.usage.prompt_tokens_details.cache_write_tokens == 300
+    assert response.usage == streamed.usage
+    session = only_session(tmp_path)
+    assert len(session["requests"]) == 4
+    for entry in session["requests"]:
+        assert buckets(entry) == expected(shapes.OPENAI_EXPECTED), entry
+        assert entry["cost_usd"] == pytest.approx(shapes.OPENAI_COST, abs=1e-10)
+
+
+async def test_gemini_is_billed_whole_buffered_and_streamed(
+    tmp_path: Path,
+) -> None:
+    body = {"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}
+    base = f"/v1beta/models/{shapes.GEMINI_MODEL}"
+    async with reporting_proxy(tmp_path) as proxy:
+        token = proxy.token({"base_key_env": "OPENAI_KEY"})
+        async with proxy.client(headers={"x-goog-api-key": token}) as client:
+            assert (await client.post(f"{base}:generateContent", json=body)).status_code == 200
+            sse = await client.post(f"{base}:streamGenerateContent?alt=sse", json=body)
+            assert sse.status_code == 200 and b"usageMetadata" in sse.content
+    session = only_session(tmp_path)
+    assert len(session["requests"]) == 2
+    for entry in session["requests"]:
+        assert buckets(entry) == expected(shapes.GEMINI_EXPECTED), entry
+        assert entry["cost_usd"] == pytest.approx(shapes.GEMINI_COST, abs=1e-10)
+
+
+async def test_the_default_openai_route_is_in_by_provider(
+    mock_upstream_server: MockUpstream, tmp_path: Path
+) -> None:
+    async with start_proxy(tmp_path, mock_upstream_server.url) as proxy:
+        token = proxy.token({"base_key_env": "OPENAI_KEY"})
+        async with proxy.client() as client:
+            reply = await client.post(
+                "/v1/chat/completions",
+                json={"model": "gpt-4o", "messages": HI},
+                headers={"authorization": f"Bearer {token}"},
+            )
+            assert reply.status_code == 200
+    session = only_session(tmp_path)
+    host = mock_upstream_server.url.split("//", 1)[1]
+    assert session["requests"][0]["provider"] == host
+    assert session["by_provider"][host]["request_count"] == 1
