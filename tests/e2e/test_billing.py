@@ -19,7 +19,7 @@ import pytest
 from tests.e2e.test_ledger import only_session
 from tests.support import usage_shapes as shapes
 from tests.support.mock_upstream import MockUpstream, mock_upstream
-from tests.support.proxy import Proxy, start_proxy
+from tests.support.proxy import Proxy, settled, start_proxy
 
 from tokenomics.domain.usage import Usage
 from tokenomics.upstream.mock import MockProvider, MockReply
@@ -66,13 +66,18 @@ class ReportingProvider(MockProvider):
 
 
 @asynccontextmanager
-async def reporting_proxy(root: Path) -> AsyncIterator[Proxy]:
-    """The proxy in front of the reporting mock; its session file is written on exit."""
-    async with (
-        mock_upstream(ReportingProvider()) as upstream,
-        start_proxy(root, upstream.url) as proxy,
-    ):
-        yield proxy
+async def reporting_proxy(root: Path, priced: str = "") -> AsyncIterator[Proxy]:
+    """The proxy in front of the reporting mock (a provider `reporting` with the price of
+    claude-sonnet-4-5 for the model `priced`); its session file is written on exit."""
+    async with mock_upstream(ReportingProvider()) as upstream:
+        config = (
+            f"providers:\n  reporting:\n    upstream_url: {upstream.url}\n"
+            "    formats: [openai, anthropic, gemini]\n"
+            f"    prices:\n      {priced}: {{input: 3, cached_input: 0.3, cache_write: 3.75, "
+            "output: 15}\n"
+        )
+        async with start_proxy(root, upstream.url, config=config if priced else "") as proxy:
+            yield proxy
 
 
 def buckets(entry: dict[str, Any]) -> tuple[int, ...]:
@@ -100,7 +105,7 @@ async def test_anthropic_with_thinking_and_caching_is_billed_whole_buffered_and_
     tmp_path: Path,
 ) -> None:
     async with reporting_proxy(tmp_path) as proxy:
-        token = proxy.token({"base_key_env": "ANTHROPIC_KEY"})
+        token = proxy.token({"base_key_env": "ANTHROPIC_KEY", "max_cost_usd": 1})
         async with anthropic.AsyncAnthropic(
             base_url=proxy.url, api_key=token, max_retries=0, timeout=30
         ) as claude:
@@ -111,6 +116,11 @@ async def test_anthropic_with_thinking_and_caching_is_billed_whole_buffered_and_
                 model=shapes.ANTHROPIC_MODEL, max_tokens=50, messages=HI
             ) as stream:
                 final = await stream.get_final_message()
+        await settled(proxy)
+        spent = proxy.server.deps.budgets.used(proxy.key.hash(token))
+    # the budgets are settled with the same figures as the ledger
+    assert spent.tokens == 2 * (2121 + 91)
+    assert spent.cost_usd == pytest.approx(2 * shapes.ANTHROPIC_COST, abs=1e-9)
     assert message.usage.cache_read_input_tokens == final.usage.cache_read_input_tokens == 1800
     assert final.usage.output_tokens_details is not None
     session = only_session(tmp_path)
@@ -183,3 +193,32 @@ async def test_the_default_openai_route_is_in_by_provider(
     host = mock_upstream_server.url.split("//", 1)[1]
     assert session["requests"][0]["provider"] == host
     assert session["by_provider"][host]["request_count"] == 1
+
+
+async def test_an_abandoned_anthropic_stream_keeps_its_cache_figures_and_estimates_the_output(
+    tmp_path: Path,
+) -> None:
+    """The client leaves after three text deltas: the input figures of `message_start` stand,
+    the output is estimated from the text relayed, the entry is marked estimated and priced."""
+    model = "pace-300-claude"
+    body = {"model": model, "max_tokens": 50, "messages": HI, "stream": True}
+    async with reporting_proxy(tmp_path, priced=model) as proxy:
+        token = proxy.token({"base_key_env": "ANTHROPIC_KEY"})
+        async with (
+            proxy.client() as client,
+            client.stream(
+                "POST", "/v1/messages", json=body, headers={"x-api-key": token}
+            ) as response,
+        ):
+            deltas = 0
+            async for part in response.aiter_raw():
+                deltas += part.count(b"text_delta")
+                if deltas >= 3:  # "Mock", " reply", " to:"
+                    break
+    (entry,) = only_session(tmp_path)["requests"]
+    assert entry["provider"] == "reporting"  # the default route, named after its upstream
+    assert entry["estimated"] is True and 1 < entry["output_tokens"] < 10
+    assert buckets(entry)[2:] == (1800, 300, 0)
+    assert entry["input_tokens"] == 2121
+    price = 21 * 3 + 1800 * 0.3 + 300 * 3.75 + entry["output_tokens"] * 15
+    assert entry["cost_usd"] == pytest.approx(price / 1e6, abs=1e-10)
