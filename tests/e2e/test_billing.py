@@ -91,14 +91,18 @@ def buckets(entry: dict[str, Any]) -> tuple[int, ...]:
     )
 
 
-def expected(usage: Usage) -> tuple[int, ...]:
-    return (
-        usage.input_tokens,
-        usage.output_tokens,
-        usage.cached_input_tokens,
-        usage.cache_creation_tokens,
-        usage.reasoning_tokens,
-    )
+def billed(root: Path, streams: list[bool], usage: Usage, cost: float) -> dict[str, Any]:
+    """The session file: one entry per request (streamed or not, in order), each with every
+    bucket of `usage` and the cost `cost`."""
+    session = only_session(root)
+    assert [e.get("stream", False) for e in session["requests"]] == streams
+    for entry in session["requests"]:
+        assert buckets(entry) == (
+            usage.input_tokens, usage.output_tokens, usage.cached_input_tokens,
+            usage.cache_creation_tokens, usage.reasoning_tokens,
+        ), entry  # fmt: skip
+        assert entry["cost_usd"] == pytest.approx(cost, abs=1e-10)
+    return session
 
 
 async def test_anthropic_with_thinking_and_caching_is_billed_whole_buffered_and_streamed(
@@ -123,11 +127,7 @@ async def test_anthropic_with_thinking_and_caching_is_billed_whole_buffered_and_
     assert spent.cost_usd == pytest.approx(2 * shapes.ANTHROPIC_COST, abs=1e-9)
     assert message.usage.cache_read_input_tokens == final.usage.cache_read_input_tokens == 1800
     assert final.usage.output_tokens_details is not None
-    session = only_session(tmp_path)
-    assert [e.get("stream", False) for e in session["requests"]] == [False, True]
-    for entry in session["requests"]:
-        assert buckets(entry) == expected(shapes.ANTHROPIC_EXPECTED), entry
-        assert entry["cost_usd"] == shapes.ANTHROPIC_COST
+    session = billed(tmp_path, [False, True], shapes.ANTHROPIC_EXPECTED, shapes.ANTHROPIC_COST)
     totals = session["totals"]
     assert totals["cost_usd"] == pytest.approx(2 * shapes.ANTHROPIC_COST, abs=1e-10)
     assert (totals["cached_input_tokens"], totals["reasoning_tokens"]) == (3600, 120)
@@ -152,11 +152,7 @@ async def test_openai_chat_and_responses_are_billed_whole_buffered_and_streamed(
     assert chat.usage is not None and chat.usage.prompt_tokens_details is not None
     assert chat.usage.prompt_tokens_details.cache_write_tokens == 300
     assert response.usage == streamed.usage
-    session = only_session(tmp_path)
-    assert len(session["requests"]) == 4
-    for entry in session["requests"]:
-        assert buckets(entry) == expected(shapes.OPENAI_EXPECTED), entry
-        assert entry["cost_usd"] == pytest.approx(shapes.OPENAI_COST, abs=1e-10)
+    billed(tmp_path, [False, True] * 2, shapes.OPENAI_EXPECTED, shapes.OPENAI_COST)
 
 
 async def test_gemini_is_billed_whole_buffered_and_streamed(
@@ -170,11 +166,7 @@ async def test_gemini_is_billed_whole_buffered_and_streamed(
             assert (await client.post(f"{base}:generateContent", json=body)).status_code == 200
             sse = await client.post(f"{base}:streamGenerateContent?alt=sse", json=body)
             assert sse.status_code == 200 and b"usageMetadata" in sse.content
-    session = only_session(tmp_path)
-    assert len(session["requests"]) == 2
-    for entry in session["requests"]:
-        assert buckets(entry) == expected(shapes.GEMINI_EXPECTED), entry
-        assert entry["cost_usd"] == pytest.approx(shapes.GEMINI_COST, abs=1e-10)
+    billed(tmp_path, [False, True], shapes.GEMINI_EXPECTED, shapes.GEMINI_COST)
 
 
 async def test_the_default_openai_route_is_in_by_provider(
