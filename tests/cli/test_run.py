@@ -477,6 +477,12 @@ def test_detected_provider_is_the_default_only_when_none_is_configured() -> None
 
 def test_summary_line() -> None:
     counts = {"request_count": 3, "total_tokens": 1234, "cost_usd": 0.00123, "unpriced_count": 0}
-    assert run_summary(counts) == "tokenomics: 3 requests, 1,234 tokens, $0.0012"
-    one = {"request_count": 1, "total_tokens": 5, "cost_usd": 0.0, "unpriced_count": 1}
-    assert run_summary(one) == "tokenomics: 1 request, 5 tokens, $0.0000 (1 without a price)"
+    assert run_summary(counts) == "tokenomics: 3 requests, 1,234 tokens, $0.00123"
+    # issue 13: nothing priced reads `n/a` as in `ledger`, never `$0.0000`; some priced: `+`
+    one = {"request_count": 6, "total_tokens": 5, "cost_usd": 0.0, "unpriced_count": 6}
+    assert run_summary(one) == "tokenomics: 6 requests, 5 tokens, n/a (6 requests without a price)"
+    part = {"request_count": 3.0, "total_tokens": 9.0, "cost_usd": 0.5, "unpriced_count": 1.0}
+    assert (
+        run_summary(part)
+        == "tokenomics: 3 requests, 9 tokens, $0.5000+ (1 request without a price)"
+    )

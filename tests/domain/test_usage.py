@@ -9,6 +9,7 @@ import pytest
 
 from tokenomics.domain.stream_usage import LazyStreamAccounting, StreamAccounting, marks
 from tokenomics.domain.usage import (
+    Family,
     ResponseMeta,
     Usage,
     merge_estimate,
@@ -16,6 +17,8 @@ from tokenomics.domain.usage import (
     usage_from_body,
 )
 from tokenomics.upstream.sse import SSEParser
+
+FAMILIES: tuple[Family, ...] = ("openai", "anthropic", "gemini")
 
 
 def words(text: str) -> int:
@@ -206,8 +209,8 @@ GEMINI_STREAM = sse(
 )
 
 
-def account(stream: bytes, chunks: list[bytes] | None = None) -> StreamAccounting:
-    acc = StreamAccounting()
+def account(stream: bytes, family: Family, chunks: list[bytes] | None = None) -> StreamAccounting:
+    acc = StreamAccounting(family)
     parser = SSEParser()
     events = []
     for chunk in chunks if chunks is not None else [stream]:
@@ -219,7 +222,7 @@ def account(stream: bytes, chunks: list[bytes] | None = None) -> StreamAccountin
 
 
 def test_openai_chat_stream_with_include_usage() -> None:
-    acc = account(OPENAI_STREAM)
+    acc = account(OPENAI_STREAM, "openai")
     assert acc.result(words) == Usage(
         input_tokens=1117, output_tokens=46, cached_input_tokens=1024, reasoning_tokens=0
     )
@@ -232,7 +235,7 @@ def test_openai_chat_stream_with_include_usage() -> None:
 
 
 def test_responses_api_stream() -> None:
-    acc = account(RESPONSES_STREAM)
+    acc = account(RESPONSES_STREAM, "openai")
     assert acc.result(words) == Usage(
         input_tokens=2000, output_tokens=300, cached_input_tokens=1500, reasoning_tokens=256
     )
@@ -242,7 +245,7 @@ def test_responses_api_stream() -> None:
 
 
 def test_anthropic_stream_merges_message_start_and_message_delta() -> None:
-    acc = account(ANTHROPIC_STREAM)
+    acc = account(ANTHROPIC_STREAM, "anthropic")
     assert acc.result(words) == Usage(
         input_tokens=25 + 2000 + 100,
         output_tokens=15,
@@ -255,7 +258,7 @@ def test_anthropic_stream_merges_message_start_and_message_delta() -> None:
 
 
 def test_gemini_stream_usage_is_cumulative_and_thoughts_are_output() -> None:
-    acc = account(GEMINI_STREAM)
+    acc = account(GEMINI_STREAM, "gemini")
     assert acc.result(words) == Usage(
         input_tokens=8, output_tokens=45, cached_input_tokens=4, reasoning_tokens=40
     )
@@ -268,18 +271,26 @@ def test_gemini_stream_usage_is_cumulative_and_thoughts_are_output() -> None:
 
 
 @pytest.mark.parametrize(
-    "stream", [OPENAI_STREAM, RESPONSES_STREAM, ANTHROPIC_STREAM, GEMINI_STREAM]
+    ("stream", "family"),
+    [
+        (OPENAI_STREAM, "openai"),
+        (RESPONSES_STREAM, "openai"),
+        (ANTHROPIC_STREAM, "anthropic"),
+        (GEMINI_STREAM, "gemini"),
+    ],
 )
-def test_every_split_point_of_a_stream_gives_the_same_accounting(stream: bytes) -> None:
-    whole = account(stream)
+def test_every_split_point_of_a_stream_gives_the_same_accounting(
+    stream: bytes, family: Family
+) -> None:
+    whole = account(stream, family)
     expected = (whole.result(words), whole.text, whole.upstream_id, whole.finish_reason)
     for cut in range(len(stream) + 1):
-        acc = account(stream, [stream[:cut], stream[cut:]])
+        acc = account(stream, family, [stream[:cut], stream[cut:]])
         assert (acc.result(words), acc.text, acc.upstream_id, acc.finish_reason) == expected, cut
 
 
 def test_newer_anthropic_message_delta_may_carry_input_and_cache_figures() -> None:
-    acc = StreamAccounting()
+    acc = StreamAccounting("anthropic")
     acc.feed("message_start", {"type": "message_start", "message": {"usage": {"input_tokens": 10}}})
     acc.feed(
         "message_delta",
@@ -299,7 +310,7 @@ def test_anthropic_stream_cut_before_message_delta_estimates_the_output() -> Non
         "message": {"id": "m", "usage": {"input_tokens": 10, "output_tokens": 1}},
     }
     delta = {"type": "content_block_delta", "delta": {"type": "text_delta", "text": "a b c d"}}
-    acc = StreamAccounting()
+    acc = StreamAccounting("anthropic")
     acc.feed("message_start", start)
     acc.feed("content_block_delta", delta)
     assert acc.result(words) == Usage(input_tokens=10, output_tokens=4, estimated=True)
@@ -309,7 +320,7 @@ def test_anthropic_stream_cut_before_message_delta_estimates_the_output() -> Non
 
 
 def test_stream_without_usage_estimates_output_from_text_and_tool_arguments() -> None:
-    acc = StreamAccounting()
+    acc = StreamAccounting("openai")
     acc.feed(None, openai_chunk({"content": "one two three"}))
     tool = {
         "index": 0,
@@ -328,7 +339,7 @@ def test_stream_without_usage_estimates_output_from_text_and_tool_arguments() ->
 
 
 def test_anthropic_tool_json_and_thinking_deltas_count_for_estimates_only() -> None:
-    acc = StreamAccounting()
+    acc = StreamAccounting("anthropic")
     for delta in (
         {"type": "thinking_delta", "thinking": "let me think\n"},
         {"type": "input_json_delta", "partial_json": '{"q": "x y"}'},
@@ -340,7 +351,7 @@ def test_anthropic_tool_json_and_thinking_deltas_count_for_estimates_only() -> N
 
 
 def test_responses_function_call_arguments_count_for_estimates() -> None:
-    acc = StreamAccounting()
+    acc = StreamAccounting("openai")
     acc.feed(
         "response.function_call_arguments.delta",
         {"type": "response.function_call_arguments.delta", "delta": '{"a": 1, "b": 2}'},
@@ -349,7 +360,7 @@ def test_responses_function_call_arguments_count_for_estimates() -> None:
 
 
 def test_gemini_thought_parts_are_not_assistant_text() -> None:
-    acc = StreamAccounting()
+    acc = StreamAccounting("gemini")
     parts = [{"text": "pondering deeply", "thought": True}, {"text": "answer"}]
     acc.feed(None, {"candidates": [{"content": {"parts": parts}}]})
     assert acc.text == "answer"
@@ -357,7 +368,7 @@ def test_gemini_thought_parts_are_not_assistant_text() -> None:
 
 
 def test_captured_text_is_capped_in_utf8_bytes_and_flagged() -> None:
-    acc = StreamAccounting(max_text_bytes=10)
+    acc = StreamAccounting("openai", max_text_bytes=10)
     acc.feed(None, openai_chunk({"content": "abcdefgh"}))
     assert not acc.text_truncated
     acc.feed(None, openai_chunk({"content": "ééé"}))  # 6 bytes, room for 2: one é
@@ -369,7 +380,7 @@ def test_captured_text_is_capped_in_utf8_bytes_and_flagged() -> None:
 
 
 def test_first_id_wins_and_last_nonzero_usage_wins() -> None:
-    acc = StreamAccounting()
+    acc = StreamAccounting("openai")
     acc.feed(None, {"id": "first", "choices": []})
     acc.feed(
         None, {"id": "second", "choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 2}}
@@ -382,7 +393,7 @@ def test_first_id_wins_and_last_nonzero_usage_wins() -> None:
 
 
 def test_groq_usage_in_x_groq_is_read() -> None:
-    acc = StreamAccounting()
+    acc = StreamAccounting("openai")
     acc.feed(
         None,
         {
@@ -395,7 +406,7 @@ def test_groq_usage_in_x_groq_is_read() -> None:
 
 
 def test_stream_meta_combines_body_fields_and_headers() -> None:
-    acc = account(ANTHROPIC_STREAM)
+    acc = account(ANTHROPIC_STREAM, "anthropic")
     meta = acc.meta({"Request-Id": "req_1", "anthropic-ratelimit-requests-remaining": "49"})
     assert meta == ResponseMeta(
         upstream_id="msg_01XFDUDYJgAACzvnptvVoYEL",
@@ -429,7 +440,9 @@ def test_openai_chat_completion_body() -> None:
             "completion_tokens_details": {"reasoning_tokens": 8},
         },
     }
-    assert usage_from_body(body) == Usage(input_tokens=19, output_tokens=10, reasoning_tokens=8)
+    assert usage_from_body(body, "openai") == Usage(
+        input_tokens=19, output_tokens=10, reasoning_tokens=8
+    )
     meta = meta_from_response(body, {})
     assert (meta.upstream_id, meta.actual_model, meta.finish_reason) == (
         "chatcmpl-1",
@@ -451,7 +464,7 @@ def test_openai_responses_body() -> None:
             "output_tokens_details": {"reasoning_tokens": 40},
         },
     }
-    assert usage_from_body(body) == Usage(
+    assert usage_from_body(body, "openai") == Usage(
         input_tokens=328, output_tokens=52, cached_input_tokens=128, reasoning_tokens=40
     )
     assert meta_from_response(body, {}).finish_reason == "incomplete"
@@ -464,7 +477,7 @@ def test_embeddings_body_has_input_only() -> None:
         "model": "text-embedding-3-small",
         "usage": {"prompt_tokens": 8, "total_tokens": 8},
     }
-    assert usage_from_body(body) == Usage(input_tokens=8)
+    assert usage_from_body(body, "openai") == Usage(input_tokens=8)
 
 
 def test_anthropic_message_body_totals_input_with_cache_reads_and_writes() -> None:
@@ -482,14 +495,14 @@ def test_anthropic_message_body_totals_input_with_cache_reads_and_writes() -> No
             "service_tier": "standard",
         },
     }
-    assert usage_from_body(body) == Usage(
+    assert usage_from_body(body, "anthropic") == Usage(
         input_tokens=4050, output_tokens=200, cached_input_tokens=3000, cache_creation_tokens=1000
     )
     assert meta_from_response(body, {}).finish_reason == "max_tokens"
 
 
 def test_anthropic_count_tokens_body() -> None:
-    assert usage_from_body({"input_tokens": 2095}) == Usage(input_tokens=2095)
+    assert usage_from_body({"input_tokens": 2095}, "anthropic") == Usage(input_tokens=2095)
 
 
 def test_gemini_body_adds_thoughts_to_output() -> None:
@@ -505,7 +518,7 @@ def test_gemini_body_adds_thoughts_to_output() -> None:
         "modelVersion": "gemini-2.5-pro",
         "responseId": "r-1",
     }
-    assert usage_from_body(body) == Usage(
+    assert usage_from_body(body, "gemini") == Usage(
         input_tokens=100, output_tokens=320, cached_input_tokens=64, reasoning_tokens=300
     )
     meta = meta_from_response(body, {})
@@ -523,7 +536,7 @@ def test_deepseek_cache_hits_count_as_cached_input() -> None:
         "prompt_cache_hit_tokens": 64,
         "prompt_cache_miss_tokens": 36,
     }
-    assert usage_from_body({"usage": usage}) == Usage(
+    assert usage_from_body({"usage": usage}, "openai") == Usage(
         input_tokens=100, output_tokens=5, cached_input_tokens=64
     )
 
@@ -542,7 +555,8 @@ def test_deepseek_cache_hits_count_as_cached_input() -> None:
     ],
 )
 def test_bodies_without_usable_usage_give_none(body: dict[str, Any]) -> None:
-    assert usage_from_body(body) is None
+    for family in FAMILIES:
+        assert usage_from_body(body, family) is None
 
 
 def test_non_int_figures_are_ignored_next_to_valid_ones() -> None:
@@ -553,7 +567,7 @@ def test_non_int_figures_are_ignored_next_to_valid_ones() -> None:
             "prompt_tokens_details": {"cached_tokens": True},
         }
     }
-    assert usage_from_body(body) == Usage(input_tokens=10)
+    assert usage_from_body(body, "openai") == Usage(input_tokens=10)
 
 
 def test_total_tokens_adds_input_and_output_once() -> None:
@@ -682,9 +696,11 @@ def test_marks_are_positions_in_the_block() -> None:
     assert marks(block) == [block.index(b'usage":{')]
 
 
-def lazy_of(stream: bytes, max_kept: int = 1 << 20) -> LazyStreamAccounting:
+def lazy_of(
+    stream: bytes, family: Family = "openai", max_kept: int = 1 << 20
+) -> LazyStreamAccounting:
     """Fed like the relay does, one event a block: read now when marked or meta is missing."""
-    lazy = LazyStreamAccounting(events_of, max_kept=max_kept)
+    lazy = LazyStreamAccounting(family, events_of, max_kept=max_kept)
     for name, data in events_of(stream):
         raw = sse((name, data.decode()))
         if lazy.eager or lazy.needs_meta or marks(raw):
@@ -696,8 +712,8 @@ def lazy_of(stream: bytes, max_kept: int = 1 << 20) -> LazyStreamAccounting:
 
 def test_with_final_usage_reported_the_kept_text_is_never_read() -> None:
     lazy = lazy_of(OPENAI_STREAM)
-    assert lazy.result(words) == account(OPENAI_STREAM).result(words)
-    assert lazy.meta({}) == account(OPENAI_STREAM).meta({})
+    assert lazy.result(words) == account(OPENAI_STREAM, "openai").result(words)
+    assert lazy.meta({}) == account(OPENAI_STREAM, "openai").meta({})
     assert lazy.text() is None
 
 
@@ -709,7 +725,7 @@ def test_without_usage_the_kept_events_are_read_for_the_estimate() -> None:
 
 
 def test_past_its_limit_the_lazy_accounting_reads_everything_and_turns_eager() -> None:
-    lazy = lazy_of(OPENAI_STREAM, max_kept=400)
+    lazy = lazy_of(OPENAI_STREAM, "openai", max_kept=400)
     assert lazy.eager
     assert lazy.text() == ("Hello there, friend", False)
-    assert lazy.result(words) == account(OPENAI_STREAM).result(words)
+    assert lazy.result(words) == account(OPENAI_STREAM, "openai").result(words)

@@ -16,7 +16,7 @@ from tokenomics.domain.engine import REDACTED, Match, mask
 from tokenomics.domain.policy import parse_policy
 from tokenomics.domain.resolve import resolve_for_model
 from tokenomics.domain.rules import Rule, compile_rule, parse_rule_list
-from tokenomics.formats.base import Family as ApiFamily
+from tokenomics.domain.usage import Family as ApiFamily
 from tokenomics.formats.classify import classify
 from tokenomics.formats.stream_text import stream_text
 from tokenomics.pipeline.exchange import Exchange

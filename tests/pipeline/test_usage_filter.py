@@ -18,6 +18,7 @@ from tests.domain.test_usage import (
 )
 
 from tokenomics.domain.stream_usage import LazyStreamAccounting, StreamAccounting
+from tokenomics.domain.usage import Family
 from tokenomics.pipeline.relay import _Relayed
 from tokenomics.upstream.sse import EventSplitter, all_event_fields
 
@@ -28,7 +29,7 @@ DONE = b"data: [DONE]\n\n"
 
 
 def filtered(chunks: list[bytes]) -> bytes:
-    relayed = _Relayed(LazyStreamAccounting(all_event_fields), strip=True)
+    relayed = _Relayed(LazyStreamAccounting("openai", all_event_fields), strip=True)
     return b"".join(relayed.feed(chunk) for chunk in chunks) + relayed.close()
 
 
@@ -57,13 +58,13 @@ def test_every_cut_of_the_stream_gives_the_same_bytes(end: bytes) -> None:
 
 
 def test_an_unfinished_last_event_comes_out_at_the_end() -> None:
-    relayed = _Relayed(LazyStreamAccounting(all_event_fields), strip=True)
+    relayed = _Relayed(LazyStreamAccounting("openai", all_event_fields), strip=True)
     assert relayed.feed(TEXT + b"data: {") == TEXT
     assert relayed.close() == b"data: {"
 
 
 def test_without_the_filter_bytes_go_out_as_they_arrive_and_are_still_accounted() -> None:
-    accounting = LazyStreamAccounting(all_event_fields)
+    accounting = LazyStreamAccounting("openai", all_event_fields)
     relayed = _Relayed(accounting, strip=False)
     stream = TEXT + USAGE + DONE
     assert [relayed.feed(stream[:30]), relayed.feed(stream[30:])] == [stream[:30], stream[30:]]
@@ -83,27 +84,27 @@ def test_an_event_of_several_lines_stays_one_event(end: bytes) -> None:
         assert all(e == event for e in events), (cut, events)
 
 
-STREAMS = [
-    OPENAI_STREAM,
-    RESPONSES_STREAM,
-    ANTHROPIC_STREAM,
-    GEMINI_STREAM,
-    OPENAI_WITHOUT_USAGE,
-    ANTHROPIC_CUT,
-    TEXT + b"data: not json\n\n" + TEXT + DONE,
-    TEXT + TEXT + b'data: {"choices":[{"delta":{"content":"x"}}]}',  # unfinished last event
+STREAMS: list[tuple[Family, bytes]] = [
+    ("openai", OPENAI_STREAM),
+    ("openai", RESPONSES_STREAM),
+    ("anthropic", ANTHROPIC_STREAM),
+    ("gemini", GEMINI_STREAM),
+    ("openai", OPENAI_WITHOUT_USAGE),
+    ("anthropic", ANTHROPIC_CUT),
+    ("openai", TEXT + b"data: not json\n\n" + TEXT + DONE),
+    ("openai", TEXT + TEXT + b'data: {"choices":[{"delta":{"content":"x"}}]}'),  # unfinished
 ]
 
 
-@pytest.mark.parametrize("stream", STREAMS)
+@pytest.mark.parametrize(("family", "stream"), STREAMS)
 @pytest.mark.parametrize("max_kept", [1 << 20, 300])
 def test_the_lazy_accounting_answers_like_the_full_one_at_every_cut(
-    stream: bytes, max_kept: int
+    family: Family, stream: bytes, max_kept: int
 ) -> None:
-    whole = StreamAccounting.of_events(events_of(stream))
+    whole = StreamAccounting.of_events(events_of(stream), family)
     expected = (whole.result(words), whole.meta({}))
     for cut in range(0, len(stream) + 1, 7):
-        accounting = LazyStreamAccounting(all_event_fields, max_kept=max_kept)
+        accounting = LazyStreamAccounting(family, all_event_fields, max_kept=max_kept)
         relayed = _Relayed(accounting, strip=False)
         out = relayed.feed(stream[:cut]) + relayed.feed(stream[cut:]) + relayed.close()
         assert out == stream, cut  # unfiltered: every byte once, as it came

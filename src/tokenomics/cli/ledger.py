@@ -2,8 +2,9 @@
 
 Sessions are the `*.json` files (unreadable ones skipped) plus, read-only, the journals of
 crashed proxies not yet recovered. Tables are aligned like Go's tabwriter (each cell padded to
-the widest in its column plus two spaces). Costs: `$0.0123`; `$0.0123+` when requests without a
-price make the figure a lower bound; `n/a` when none had a price. `--json` always prints JSON
+the widest in its column plus two spaces). Costs are shown by `domain.money`: `$0.0123`;
+`$0.0123+` when requests without a price make the figure a lower bound; `n/a` when none had a
+price. `--json` always prints JSON
 (`[]` for no sessions).
 
 The journal of a running proxy is listed too, marked running (`"running": true` and its `pid` in
@@ -22,12 +23,8 @@ from tokenomics.cli.context import Context
 from tokenomics.cli.ledger_requests import request_rows
 from tokenomics.cli.output import print_json
 from tokenomics.cli.token import CommandError
-from tokenomics.domain.ledger_session import (
-    format_cost,
-    format_duration,
-    session_requests,
-    summary,
-)
+from tokenomics.domain.ledger_session import format_duration, session_requests, summary
+from tokenomics.domain.money import describe_cost, format_cost
 from tokenomics.services.ledger_files import read_sessions
 
 if TYPE_CHECKING:
@@ -78,10 +75,7 @@ def totals_block(totals: Mapping[str, Any], *, full: bool) -> list[str]:
     optional += [("Retries", "retry_count")] if full else []
     shown = lines + [(label, key) for label, key in optional if _n(totals, key) > 0]
     out = ["Totals:", *(f"  {label:<{LABEL}}{_n(totals, key)}" for label, key in shown)]
-    cost = format_cost(totals)
-    unpriced = _n(totals, "unpriced_count")
-    note = f" ({unpriced} request{'s' * (unpriced != 1)} without a price)" if unpriced else ""
-    return [*out, f"  {'Cost':<{LABEL}}{cost}{note}"]
+    return [*out, f"  {'Cost':<{LABEL}}{describe_cost(totals)}"]
 
 
 def rollup_table(title: str, rollups: Mapping[str, Mapping[str, Any]]) -> list[str]:

@@ -20,6 +20,7 @@ import trio
 
 from tokenomics.cli.probe import ProbeError, http_get, join_url, unverified_context
 from tokenomics.domain.errors import TokenomicsError
+from tokenomics.domain.money import describe_cost
 from tokenomics.services.tls import resolve_tls
 
 if TYPE_CHECKING:
@@ -152,16 +153,14 @@ async def totals(base: str, *, insecure: bool) -> dict[str, float] | None:
 
 
 def summary(counts: dict[str, Any]) -> str:
-    """`tokenomics: 3 requests, 1,234 tokens, $0.0012` (plus how many had no price)."""
+    """`tokenomics: 3 requests, 1,234 tokens, $0.00123`; the cost as `ledger` shows it
+    (`domain.money`), with how many requests had no price."""
     count = int(counts["request_count"])
     tokens = int(counts["total_tokens"])
-    text = (
+    return (
         f"tokenomics: {count:,} request{'' if count == 1 else 's'}, {tokens:,} tokens, "
-        f"${float(counts['cost_usd']):,.4f}"
+        f"{describe_cost(counts)}"
     )
-    if unpriced := int(counts.get("unpriced_count", 0)):
-        text += f" ({unpriced:,} without a price)"
-    return text
 
 
 def trust_store(environ: Mapping[str, str]) -> Path | None:

@@ -11,7 +11,9 @@ Cost (D15) — how a price that is unknown never turns into a silent 0:
 * Every rollup (totals, by_model, by_provider, by_token) has `cost_usd` = the sum over its
   *priced* requests (rounded to 10 decimals), and `unpriced_count` = how many of its requests had
   no price (omitted when 0). `cost_usd` is therefore complete only when `unpriced_count` is
-  absent; readers show it as a lower bound otherwise (the CLI prints `$0.0123+`).
+  absent; readers show it as a lower bound otherwise (the CLI prints `$0.0123+`). A rollup in
+  which nothing was priced has `cost_usd: null`, so an unpriced model never reads as free
+  (`domain.money` shows it `n/a`); an empty one costs `0.0`.
 * `"estimated": true` on an entry means some of its token figures were estimated by us, not
   reported by the provider (D13); rollups count those in `estimated_count` (omitted when 0).
 
@@ -154,7 +156,8 @@ class Rollup:
         return out
 
     def cost(self) -> Entry:
-        out: Entry = {"cost_usd": round(self.cost_usd, 10)}
+        priced = self.unpriced_count < self.request_count or not self.request_count
+        out: Entry = {"cost_usd": round(self.cost_usd, 10) if priced else None}
         if self.unpriced_count:
             out["unpriced_count"] = self.unpriced_count
         if self.estimated_count:

@@ -80,15 +80,3 @@ def format_duration(duration_ms: int) -> str:
     if duration_ms <= 60_000:
         return f"{seconds}s"
     return f"{seconds // 60}m{seconds % 60}s"
-
-
-def format_cost(rollup: Mapping[str, Any]) -> str:
-    """`$0.0123`; `$0.0123+` when unpriced requests make it a lower bound; `n/a` when nothing
-    in the rollup had a price."""
-    cost = rollup.get("cost_usd")
-    unpriced = rollup.get("unpriced_count", 0)
-    requests = rollup.get("request_count", 0)
-    if not isinstance(cost, int | float) or (unpriced and unpriced >= requests and not cost):
-        return "n/a"
-    text = f"${cost:.4f}" if cost >= 0.0001 or cost == 0 else f"${cost:.6f}"
-    return text + ("+" if unpriced else "")

@@ -111,7 +111,10 @@ def _name_forms(name: str) -> list[str]:
 
 
 def cost_usd(usage: Usage, price: Price | None) -> float | None:
-    """Cost of `usage` at `price` in USD (10 decimals); None when the price is unknown."""
+    """Cost of `usage` at `price` in USD (10 decimals); None when the price is unknown and
+    tokens were used (a request that used none costs nothing, priced or not)."""
+    if usage.total_tokens == 0:
+        return 0.0
     if price is None:
         return None
     cached = usage.cached_input_tokens

@@ -25,13 +25,15 @@ from tokenomics.domain.usage import (
     int_field,
     map_field,
     meta_with_headers,
+    openai_usage,
     str_field,
     usage_from_gemini,
-    usage_from_usage,
 )
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping
+
+    from tokenomics.domain.usage import Family
 
 Event = tuple[str | None, bytes]  # an SSE event's name (or None) and its `data`
 
@@ -79,15 +81,18 @@ class _Capped:
 class StreamAccounting:
     """Usage, assistant text and metadata of one streamed response, whatever its API family.
 
-    Feed it every parsed JSON payload of the stream with its SSE event name. Usage comes from
-    OpenAI chat usage chunks, Responses `response.completed`, Anthropic `message_start` merged
-    with `message_delta`, and Gemini `usageMetadata` (cumulative; the last non-zero one wins).
+    Feed it every parsed JSON payload of the stream with its SSE event name. The texts are
+    read from each event's own structure; the usage as the stream's API family (`family`)
+    reports it: OpenAI chat usage chunks and Responses `response.completed`, Anthropic
+    `message_start` merged with `message_delta`, Gemini `usageMetadata` (cumulative; the last
+    non-zero one wins). With `family` None only the texts and metadata are read (memory).
     """
 
     __slots__ = (
         "_anthropic",
         "_anthropic_final",
         "_extra",
+        "_family",
         "_reported",
         "_text",
         "actual_model",
@@ -95,11 +100,13 @@ class StreamAccounting:
         "upstream_id",
     )
 
-    def __init__(self, max_text_bytes: int = DEFAULT_MAX_TEXT_BYTES) -> None:
+    def __init__(self, family: Family | None, max_text_bytes: int = DEFAULT_MAX_TEXT_BYTES) -> None:
+        self._family = family
         self._text = _Capped(max_text_bytes)  # the assistant text, for memory and estimates
         self._extra = _Capped(max_text_bytes)  # tool-call arguments and reasoning: estimates only
         self._reported: Usage | None = None
-        self._anthropic: dict[str, int] = {}  # raw Anthropic usage fields, merged across events
+        # Raw Anthropic usage fields, merged across events (`output_tokens_details` whole).
+        self._anthropic: dict[str, Any] = {}
         self._anthropic_final = False  # a message_delta carried the cumulative output
         self.upstream_id = ""
         self.actual_model = ""
@@ -135,10 +142,13 @@ class StreamAccounting:
 
     @classmethod
     def of_events(
-        cls, events: Iterable[Event], max_text_bytes: int = DEFAULT_MAX_TEXT_BYTES
+        cls,
+        events: Iterable[Event],
+        family: Family | None,
+        max_text_bytes: int = DEFAULT_MAX_TEXT_BYTES,
     ) -> StreamAccounting:
         """The accounting of a whole stream's events."""
-        accounting = cls(max_text_bytes)
+        accounting = cls(family, max_text_bytes)
         for name, data in events:
             accounting.feed_data(name, data)
         return accounting
@@ -194,8 +204,9 @@ class StreamAccounting:
             self._extra.add(str_field(data, "delta"))
         elif (response := map_field(data, "response")) is not None:
             self.finish_reason = str_field(response, "status") or self.finish_reason
-            if (usage := map_field(response, "usage")) is not None:
-                self._report(usage_from_usage(usage))
+            usage = map_field(response, "usage")
+            if usage is not None and self._family == "openai":
+                self._report(openai_usage(usage))
 
     def _anthropic_event(self, kind: str, data: Mapping[str, Any]) -> None:
         if kind == "content_block_delta":
@@ -207,14 +218,21 @@ class StreamAccounting:
                 self._extra.add(str_field(delta, "partial_json") or str_field(delta, "thinking"))
             return
         usage = map_field(map_field(data, "message"), "usage") or map_field(data, "usage")
-        for key in ANTHROPIC_FIELDS:
-            if (value := int_field(usage, key)) is not None:
-                self._anthropic[key] = value
+        if self._family == "anthropic":
+            self._merge_anthropic(usage)
         if kind == "message_delta":
             if int_field(usage, "output_tokens") is not None:
                 self._anthropic_final = True
             stop = str_field(map_field(data, "delta"), "stop_reason")
             self.finish_reason = stop or self.finish_reason
+
+    def _merge_anthropic(self, usage: Mapping[str, Any] | None) -> None:
+        """Later events repeat or update the figures of earlier ones (they are cumulative)."""
+        for key in ANTHROPIC_FIELDS:
+            if (value := int_field(usage, key)) is not None:
+                self._anthropic[key] = value
+        if (details := map_field(usage, "output_tokens_details")) is not None:
+            self._anthropic["output_tokens_details"] = details
 
     def _chunk(self, data: Mapping[str, Any]) -> None:
         """OpenAI chat/completions chunks and Gemini stream chunks.
@@ -242,7 +260,7 @@ class StreamAccounting:
         if "candidates" in data:
             self._candidates(data)
         if not _PLAIN_CHUNK.issuperset(data):
-            self._report(_chunk_usage(data))
+            self._report(_chunk_usage(data, self._family))
 
     def _delta_extras(self, delta: Mapping[str, Any]) -> None:
         self._extra.add(str_field(delta, "reasoning_content") or str_field(delta, "reasoning"))
@@ -277,17 +295,20 @@ class LazyStreamAccounting:
     a caller asks for it) they are all read then, with `read_events`. Past `max_kept` bytes
     it reads them at once and becomes `eager`: from then on the relay feeds every event."""
 
-    __slots__ = ("_blocks", "_full", "_max_kept", "_max_text", "_read_events", "_seen", "_size")
+    __slots__ = (
+        "_blocks", "_family", "_full", "_max_kept", "_max_text", "_read_events", "_seen", "_size",
+    )  # fmt: skip
 
     def __init__(
         self,
+        family: Family,
         read_events: Callable[[bytes], Iterable[Event]],
         max_text_bytes: int = DEFAULT_MAX_TEXT_BYTES,
         max_kept: int = MAX_KEPT_BYTES,
     ) -> None:
-        self._read_events = read_events
+        self._family, self._read_events = family, read_events
         self._max_text, self._max_kept = max_text_bytes, max_kept
-        self._seen = StreamAccounting(max_text_bytes)  # fed the events read now only
+        self._seen = StreamAccounting(family, max_text_bytes)  # fed the events read now only
         self._blocks: list[bytes] = []
         self._size = 0
         self._full: StreamAccounting | None = None  # fed every event, once it was needed
@@ -328,7 +349,7 @@ class LazyStreamAccounting:
     def _read_all(self) -> StreamAccounting:
         if self._full is None:
             events = (event for block in self._blocks for event in self._read_events(block))
-            self._full = StreamAccounting.of_events(events, self._max_text)
+            self._full = StreamAccounting.of_events(events, self._family, self._max_text)
             self._blocks = []
         return self._full
 
@@ -375,9 +396,12 @@ def _mappings(obj: Any, key: str) -> list[Mapping[str, Any]]:
     return [item for item in items if isinstance(item, dict)]
 
 
-def _chunk_usage(data: Mapping[str, Any]) -> Usage | None:
-    usage = map_field(data, "usage") or map_field(map_field(data, "x_groq"), "usage")
-    if usage is not None:
-        return usage_from_usage(usage)
-    metadata = map_field(data, "usageMetadata")
-    return usage_from_gemini(metadata) if metadata is not None else None
+def _chunk_usage(data: Mapping[str, Any], family: Family | None) -> Usage | None:
+    """The usage of an OpenAI chat/completions chunk (Groq's in `x_groq`) or a Gemini chunk."""
+    if family == "openai":
+        usage = map_field(data, "usage") or map_field(map_field(data, "x_groq"), "usage")
+        return openai_usage(usage) if usage is not None else None
+    if family == "gemini":
+        metadata = map_field(data, "usageMetadata")
+        return usage_from_gemini(metadata) if metadata is not None else None
+    return None

@@ -1,9 +1,13 @@
 """Token usage as the providers report it, normalised across API families (decision D13).
 
+The route's API family (`Family`, from the format adapter) decides how usage is read. Every
+field of every family, and the price each bucket gets: docs/ACCOUNTING.md.
+
 `Usage.input_tokens` is always the TOTAL input, cache reads and writes included: OpenAI's
-`prompt_tokens`/`input_tokens` already include cached tokens, Anthropic's `input_tokens` does not,
-so Anthropic's figure is `input_tokens + cache_read_input_tokens + cache_creation_input_tokens`.
-`output_tokens` includes reasoning (OpenAI counts it inside `completion_tokens`; Gemini reports
+`prompt_tokens`/`input_tokens` already include cached tokens and cache writes, Anthropic's
+`input_tokens` does not, so Anthropic's figure is `input_tokens + cache_read_input_tokens +
+cache_creation_input_tokens`. `output_tokens` includes reasoning (OpenAI counts it inside
+`completion_tokens`, Anthropic its `thinking_tokens` inside `output_tokens`; Gemini reports
 `thoughtsTokenCount` beside `candidatesTokenCount`, so the two are added).
 
 Pure functions over parsed JSON (`stream_usage.StreamAccounting` follows a streamed response
@@ -15,8 +19,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
+Family = Literal["openai", "anthropic", "gemini"]  # the API family of a route
 ANTHROPIC_FIELDS = (
     "input_tokens",
     "output_tokens",
@@ -111,19 +116,41 @@ def first_map(obj: Any, key: str) -> Mapping[str, Any] | None:
 
 
 # ── usage objects ────────────────────────────────────────────────────────────────────────────
+# The route's API family decides how a usage object is read (never the keys it happens to
+# hold: Anthropic's usage has `output_tokens_details` too, like a Responses usage).
 
 
-def usage_from_usage(usage: Mapping[str, Any]) -> Usage | None:
-    """A provider `usage` object (OpenAI chat/completions/embeddings, Responses, Anthropic)."""
-    if "prompt_tokens" in usage or "completion_tokens" in usage:
-        return _openai_chat(usage)
-    if "input_tokens_details" in usage or "output_tokens_details" in usage:
-        return _openai_responses(usage)
-    return anthropic_usage(usage)
+def usage_from_usage(usage: Mapping[str, Any], family: Family) -> Usage | None:
+    """A provider `usage` object (Gemini: `usageMetadata`) of the given API family."""
+    if family == "anthropic":
+        return anthropic_usage(usage)
+    if family == "gemini":
+        return usage_from_gemini(usage)
+    return openai_usage(usage)
+
+
+def openai_usage(usage: Mapping[str, Any]) -> Usage | None:
+    """OpenAI: chat, completions and embeddings name the figures `prompt_tokens` and
+    `completion_tokens`; the Responses API `input_tokens` and `output_tokens`."""
+    chat = _openai_chat(usage)
+    return chat if chat is not None else _openai_responses(usage)
 
 
 def _detail(usage: Mapping[str, Any], details: str, key: str) -> int:
     return int_field(map_field(usage, details), key) or 0
+
+
+def _openai(given: int, output: int, cached: int, written: int, reasoning: int) -> Usage:
+    """OpenAI's input includes the cache reads and writes, its output the reasoning: the
+    parts are kept within their totals (a hostile upstream cannot make the cost grow)."""
+    cached = min(cached, given)
+    return Usage(
+        input_tokens=given,
+        output_tokens=output,
+        cached_input_tokens=cached,
+        cache_creation_tokens=min(written, given - cached),
+        reasoning_tokens=min(reasoning, output),
+    )
 
 
 def _openai_chat(usage: Mapping[str, Any]) -> Usage | None:
@@ -134,11 +161,12 @@ def _openai_chat(usage: Mapping[str, Any]) -> Usage | None:
     cached = int_field(map_field(usage, "prompt_tokens_details"), "cached_tokens")
     if cached is None:  # DeepSeek reports its cache hits beside prompt_tokens
         cached = int_field(usage, "prompt_cache_hit_tokens")
-    return Usage(
-        input_tokens=prompt or 0,
-        output_tokens=completion or 0,
-        cached_input_tokens=cached or 0,
-        reasoning_tokens=_detail(usage, "completion_tokens_details", "reasoning_tokens"),
+    return _openai(
+        prompt or 0,
+        completion or 0,
+        cached or 0,
+        _detail(usage, "prompt_tokens_details", "cache_write_tokens"),
+        _detail(usage, "completion_tokens_details", "reasoning_tokens"),
     )
 
 
@@ -147,15 +175,18 @@ def _openai_responses(usage: Mapping[str, Any]) -> Usage | None:
     output = int_field(usage, "output_tokens")
     if given is None and output is None:
         return None
-    return Usage(
-        input_tokens=given or 0,
-        output_tokens=output or 0,
-        cached_input_tokens=_detail(usage, "input_tokens_details", "cached_tokens"),
-        reasoning_tokens=_detail(usage, "output_tokens_details", "reasoning_tokens"),
+    return _openai(
+        given or 0,
+        output or 0,
+        _detail(usage, "input_tokens_details", "cached_tokens"),
+        _detail(usage, "input_tokens_details", "cache_write_tokens"),
+        _detail(usage, "output_tokens_details", "reasoning_tokens"),
     )
 
 
 def anthropic_usage(usage: Mapping[str, Any]) -> Usage | None:
+    """Anthropic's `input_tokens` leaves out the cache reads and writes: they are added. Its
+    `output_tokens` includes the thinking (`output_tokens_details.thinking_tokens`)."""
     figures = [int_field(usage, key) for key in ANTHROPIC_FIELDS]
     if all(value is None for value in figures):
         return None
@@ -165,6 +196,7 @@ def anthropic_usage(usage: Mapping[str, Any]) -> Usage | None:
         output_tokens=output,
         cached_input_tokens=cache_read,
         cache_creation_tokens=cache_write,
+        reasoning_tokens=min(_detail(usage, "output_tokens_details", "thinking_tokens"), output),
     )
 
 
@@ -175,31 +207,32 @@ def usage_from_gemini(metadata: Mapping[str, Any]) -> Usage | None:
     thoughts = int_field(metadata, "thoughtsTokenCount") or 0
     if prompt is None and candidates is None and not thoughts:
         return None
+    given = (prompt or 0) + (int_field(metadata, "toolUsePromptTokenCount") or 0)
     return Usage(
-        input_tokens=(prompt or 0) + (int_field(metadata, "toolUsePromptTokenCount") or 0),
+        input_tokens=given,
         output_tokens=(candidates or 0) + thoughts,
-        cached_input_tokens=int_field(metadata, "cachedContentTokenCount") or 0,
+        cached_input_tokens=min(int_field(metadata, "cachedContentTokenCount") or 0, given),
         reasoning_tokens=thoughts,
     )
 
 
-def usage_from_body(body: Mapping[str, Any]) -> Usage | None:
-    """Usage of a parsed JSON response of any family; None when it carries none.
+def usage_from_body(body: Mapping[str, Any], family: Family) -> Usage | None:
+    """Usage of a parsed JSON response of `family`; None when it carries none.
 
-    Looks at `usage`, Gemini `usageMetadata`, the `response.usage` of a Responses event, the
-    `message.usage` of an Anthropic `message_start`, then a top-level `input_tokens`
-    (Anthropic count_tokens).
+    OpenAI: `usage`, else the `response.usage` of a Responses event (or stored response).
+    Anthropic: `usage`, else the `message.usage` of a `message_start`, else a top-level
+    `input_tokens` (count_tokens). Gemini: `usageMetadata`.
     """
-    usage = map_field(body, "usage")
-    found = usage_from_usage(usage) if usage is not None else None
-    if found is None and (metadata := map_field(body, "usageMetadata")) is not None:
-        found = usage_from_gemini(metadata)
-    for outer in ("response", "message"):
-        if found is None and (nested := map_field(map_field(body, outer), "usage")) is not None:
-            found = usage_from_usage(nested)
-    if found is None and (given := int_field(body, "input_tokens")) is not None:
-        found = Usage(input_tokens=given)
-    return found
+    if family == "gemini":
+        metadata = map_field(body, "usageMetadata")
+        return usage_from_gemini(metadata) if metadata is not None else None
+    outer = "message" if family == "anthropic" else "response"
+    for usage in (map_field(body, "usage"), map_field(map_field(body, outer), "usage")):
+        if usage is not None and (found := usage_from_usage(usage, family)) is not None:
+            return found
+    if family == "anthropic" and (given := int_field(body, "input_tokens")) is not None:
+        return Usage(input_tokens=given)
+    return None
 
 
 def merge_estimate(reported: Usage | None, input_estimate: int, output_estimate: int) -> Usage:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -17,8 +17,8 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from tokenomics.domain.policy import Prompt
+    from tokenomics.domain.usage import Family
 
-Family = Literal["openai", "anthropic", "gemini"]
 Body = dict[str, Any]
 
 

@@ -8,10 +8,11 @@ whatever the body's `model` says).
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
 from tokenomics.formats.anthropic import AnthropicCountTokens, AnthropicMessages
-from tokenomics.formats.base import Adapter, Family, Route
+from tokenomics.formats.base import Adapter, Route
 from tokenomics.formats.gemini import Gemini, GeminiCountTokens
 from tokenomics.formats.openai import (
     OpenAIChat,
@@ -20,6 +21,9 @@ from tokenomics.formats.openai import (
     OpenAIResponses,
 )
 from tokenomics.formats.paths import BadPath, canonical_path
+
+if TYPE_CHECKING:
+    from tokenomics.domain.usage import Family
 
 _GEMINI = re.compile(
     r"/(?:models|tunedModels)/([^/:]+):(generateContent|streamGenerateContent|countTokens)$"

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import orjson
 
 if TYPE_CHECKING:
-    from tokenomics.formats.base import Family
+    from tokenomics.domain.usage import Family
 
 _ANTHROPIC_TYPES = {
     400: "invalid_request_error",

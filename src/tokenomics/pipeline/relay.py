@@ -41,6 +41,7 @@ from tokenomics.upstream.sse import (
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator
 
+    from tokenomics.domain.usage import Family
     from tokenomics.pipeline.deps import Deps
     from tokenomics.pipeline.exchange import Exchange
     from tokenomics.upstream.client import UpstreamResponse
@@ -53,6 +54,11 @@ def _json(text: str) -> Any:
         return orjson.loads(text)
     except orjson.JSONDecodeError:
         return None
+
+
+def _family(ex: Exchange) -> Family:
+    """The API family of the request's route: it decides how the response's usage is read."""
+    return ex.route.family if ex.route else "openai"
 
 
 def _usage_only(payload: Any) -> bool:
@@ -163,13 +169,14 @@ class _Guarded:
 
 async def _sse(ex: Exchange, deps: Deps, response: UpstreamResponse) -> AsyncGenerator[bytes, None]:
     guard = guard_for(ex)
+    family = _family(ex)
     accounting: StreamAccounting | LazyStreamAccounting
     relayed: _Guarded | _Relayed
     if guard is not None:
-        accounting = StreamAccounting()
+        accounting = StreamAccounting(family)
         relayed = _Guarded(guard, accounting, ex.strip_usage)
     else:
-        accounting = LazyStreamAccounting(all_event_fields)
+        accounting = LazyStreamAccounting(family, all_event_fields)
         relayed = _Relayed(accounting, ex.strip_usage)
     idle = float(deps.settings.server.stream_idle_timeout)
     try:
@@ -185,7 +192,7 @@ async def _sse(ex: Exchange, deps: Deps, response: UpstreamResponse) -> AsyncGen
         status = exc.status if isinstance(exc, UpstreamError) else 502
         held = relayed.abort()
         if relayed.blocked is None:
-            held += stream_error_event(ex.route.family if ex.route else "openai", status, ex.error)
+            held += stream_error_event(family, status, ex.error)
         yield held
     finally:
         if relayed.blocked is not None:
@@ -214,7 +221,7 @@ async def _raw(ex: Exchange, deps: Deps, response: UpstreamResponse) -> AsyncGen
         parsed = _json(b"".join(captured).decode("utf-8", "replace"))
         last = parsed[-1] if isinstance(parsed, list) and parsed else parsed
         body = last if isinstance(last, dict) else None
-        ex.usage = usage_from_body(body) if body else None
+        ex.usage = usage_from_body(body, _family(ex)) if body else None
         ex.meta = meta_from_response(body, dict(response.headers))
         with trio.CancelScope(shield=True):
             await response.aclose()
@@ -247,7 +254,7 @@ async def relay(ex: Exchange, deps: Deps) -> Reply:
     if guard is not None and isinstance(parsed, list):
         return Reply(response.status, headers, body=_guarded_array(ex, guard, parsed, response))
     parsed = parsed if isinstance(parsed, dict) else None
-    ex.usage = usage_from_body(parsed) if parsed else None
+    ex.usage = usage_from_body(parsed, _family(ex)) if parsed else None
     ex.meta = meta_from_response(parsed, dict(response.headers))
     if parsed is not None and response.status < 400:
         body = _output_rules(ex, parsed, body)
@@ -274,7 +281,7 @@ def _guarded_array(
     whole, its chunks go through the stream guard all the same (a secret split across two
     chunks is still masked), and the array is sent as one body."""
     last = items[-1] if items and isinstance(items[-1], dict) else None
-    ex.usage = usage_from_body(last) if last else None
+    ex.usage = usage_from_body(last, _family(ex)) if last else None
     ex.meta = meta_from_response(last, dict(response.headers))
     frames = [guard.feed(b"data: " + orjson.dumps(item) + b"\n\n", None, item) for item in items]
     frames.append(guard.close())

@@ -69,7 +69,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from tokenomics.domain.rules import Rule
-    from tokenomics.formats.base import Family
+    from tokenomics.domain.usage import Family
     from tokenomics.pipeline.exchange import Exchange
 
 OUTPUT = "output"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from tokenomics.domain.resolve import ModelNotAllowed, resolve_for_model, resolve_provider
 from tokenomics.pipeline.exchange import ProxyError
@@ -59,6 +60,17 @@ def _refuse_unroutable(policy: Policy, route: Route, model: str, resolved: Resol
         )
 
 
+def provider_at(base: str, providers: Mapping[str, ProviderConfig]) -> str:
+    """The name for a request no policy or config named a provider for (the default OpenAI
+    route): the configured provider whose upstream it went to (of several, the one named in
+    the host: `openai`, not its alias `generic`), else that upstream's host, so the ledger's
+    `by_provider` leaves no request out. Only the name: no provider settings apply."""
+    wanted = base.rstrip("/").lower()
+    host = urlsplit(wanted).netloc.rpartition("@")[2]  # never the userinfo
+    found = [n for n, p in providers.items() if p.upstream_url.rstrip("/").lower() == wanted]
+    return next((name for name in found if name in host), found[0] if found else host)
+
+
 def resolve_target(
     policy: Policy,
     route: Route,
@@ -95,4 +107,4 @@ def resolve_target(
         if by_model:
             _refuse_unroutable(policy, route, model, resolved)
         raise ProxyError(500, f'base key env "{key_env}" is not set')
-    return Target(resolved, name, provider, base, key_env, key)
+    return Target(resolved, name or provider_at(base, providers), provider, base, key_env, key)

@@ -110,7 +110,7 @@ def stream_text(
     """
     events = sse_fields(chunks)
     if known is None:
-        accounting = StreamAccounting.of_events(events)
+        accounting = StreamAccounting.of_events(events, None)  # the text only
         known = (accounting.text, accounting.text_truncated)
     payloads = [data.decode("utf-8", "replace") for _, data in events]
     text, truncated = known
