@@ -32,6 +32,12 @@ class ServerSettings:
     https_port: int = 8443
     upstream_url: str = "https://api.openai.com"
     max_request_mb: int = 10  # larger request bodies are refused with 413
+    # The request bodies all requests hold in memory at once; past it 503 with Retry-After.
+    max_buffered_mb: int = 256
+    body_timeout: int = 60  # seconds for a whole request body after its head; 408 beyond
+    # Seconds a connection stays open with no request under way: idle between requests, or
+    # still sending its request line and headers.
+    idle_timeout: int = 75
     stream_idle_timeout: int = 300  # seconds without upstream data before a body read fails
     shutdown_grace: int = 10  # seconds in-flight requests get to finish on SIGINT/SIGTERM
     tls: TLSSettings = field(default_factory=TLSSettings)

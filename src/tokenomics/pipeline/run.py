@@ -1,5 +1,6 @@
-"""`run_pipeline`: the stages, the upstream call and the relay, with errors answered in the
-client's API family. The caller sends the reply and then calls `finish` (shielded)."""
+"""`admit`: the stages on the request's head, before its body is read; `run_pipeline`: the
+other stages, the upstream call and the relay, with errors answered in the client's API
+family. The caller sends the reply and then calls `finish` (shielded)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from tokenomics.formats.errors import error_body
 from tokenomics.pipeline.exchange import Reply
 from tokenomics.pipeline.forward import forward
 from tokenomics.pipeline.relay import relay
-from tokenomics.pipeline.stages import STAGES
+from tokenomics.pipeline.stages import HEAD_STAGES, STAGES
 
 if TYPE_CHECKING:
     from tokenomics.pipeline.deps import Deps
@@ -30,8 +31,15 @@ def error_reply(ex: Exchange, error: TokenomicsError) -> Reply:
     return Reply(error.status, headers, body=error_body(family, error.status, error.message))
 
 
-async def run_pipeline(ex: Exchange, deps: Deps) -> Reply:
+def admit(ex: Exchange, deps: Deps) -> None:
+    """Classify the request and run the head stages (framing, token); raises their error."""
     ex.route = classify(ex.method, ex.path, ex.headers)
+    for stage in HEAD_STAGES:
+        stage(ex, deps)
+
+
+async def run_pipeline(ex: Exchange, deps: Deps) -> Reply:
+    """The rest, once `admit` passed and the body was read."""
     try:
         for stage in STAGES:
             stage(ex, deps)

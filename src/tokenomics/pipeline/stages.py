@@ -67,6 +67,13 @@ def authenticate(ex: Exchange, deps: Deps) -> None:
         ex.metadata = {**openclaw, **record.policy.metadata}  # the policy wins on a clash
 
 
+def check_framing(ex: Exchange, deps: Deps) -> None:
+    """RFC 9112 §6.1: both Content-Length and Transfer-Encoding is how requests are smuggled
+    past another proxy; such a request is refused (and its connection closed after)."""
+    if "transfer-encoding" in ex.headers and "content-length" in ex.headers:
+        raise ProxyError(400, "request has both Content-Length and Transfer-Encoding")
+
+
 def parse_request(ex: Exchange, deps: Deps) -> None:
     route = ex.route = ex.route or classify(ex.method, ex.path, ex.headers)
     try:
@@ -164,8 +171,9 @@ def reserve_budget(ex: Exchange, deps: Deps) -> None:
     )
 
 
+# On the request's head alone, before any body byte is read (`run.admit`).
+HEAD_STAGES: tuple[Callable[[Exchange, Deps], None], ...] = (check_framing, authenticate)
 STAGES: tuple[Callable[[Exchange, Deps], None], ...] = (
-    authenticate,
     parse_request,
     resolve,
     check_rate_limit,
