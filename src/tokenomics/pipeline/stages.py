@@ -1,5 +1,6 @@
 """The request stages before the upstream call. Each takes `(exchange, deps)` and either adds
-to the exchange or raises an error with its HTTP status. The order lives in `STAGES`."""
+to the exchange or raises an error with its HTTP status. The order lives in `HEAD_STAGES`
+(run before the body is read) and `STAGES`."""
 
 from __future__ import annotations
 

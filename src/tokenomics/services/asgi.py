@@ -196,17 +196,19 @@ class ProxyApp:
         )
 
     async def _proxy(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """A proxied request's life: its head is checked, then its body read (`_admit`); the
+        pipeline runs unless that refused it; the reply is sent; the exchange is finished."""
         ex = self._exchange(scope)
         try:
-            refused = await self._admit(ex, receive)
+            reply = await self._admit(ex, receive)
         except ClientGone:  # before the request was whole: nothing to record
             return
         self.stats.in_flight += 1
         try:
             with trio.CancelScope() as request:
-                if refused is None:
+                if reply is None:
                     self._spawn(self._watch_disconnect, receive, request, ex)
-                reply = refused or await run_pipeline(ex, self.deps)
+                    reply = await run_pipeline(ex, self.deps)
                 await self._send_reply(send, reply, ex, self.clock)
         finally:
             self.stats.in_flight -= 1
