@@ -59,6 +59,7 @@ class Server:
     stats: Stats
     deps: Deps
     ledger: ledger.Ledger | None = None  # None when the session ledger is off
+    app: ProxyApp | None = None  # once serving
     _stop: trio.Event = field(default_factory=trio.Event)
     stopped: trio.Event = field(default_factory=trio.Event)  # set once everything is flushed
 
@@ -156,7 +157,7 @@ async def run_server(
     config = server_config(
         host=server_settings.host, http_port=server_settings.http_port,
         https_port=server_settings.https_port, tls=tls, grace=server_settings.shutdown_grace,
-        ephemeral=ephemeral,
+        idle_timeout=server_settings.idle_timeout, ephemeral=ephemeral,
     )  # fmt: skip
     stopped: trio.Event | None = None
     try:
@@ -179,7 +180,7 @@ async def run_server(
             server = Server([], stats, deps, session)
             stopped = server.stopped
             async with trio.open_nursery() as watchers:  # of client disconnects, per request
-                app = ProxyApp(deps, stats, trio.current_time, watchers.start_soon)
+                app = server.app = ProxyApp(deps, stats, trio.current_time, watchers.start_soon)
                 async with trio.open_nursery() as producers:
                     server.urls = await producers.start(
                         partial(serve, app, config, shutdown_trigger=server._stop.wait)

@@ -15,6 +15,7 @@ import pytest
 from tests.support.logs import log_capture  # noqa: F401  (a fixture, for every test)
 from tests.support.mock_upstream import MockUpstream, mock_upstream
 from tests.support.proxy import Proxy, start_proxy
+from tests.support.raw_wire import start_limited
 
 
 @pytest.fixture
@@ -28,4 +29,11 @@ async def mock_upstream_server() -> AsyncIterator[MockUpstream]:
 async def proxy(mock_upstream_server: MockUpstream, tmp_path: Path) -> AsyncIterator[Proxy]:
     """The real server, in-process on a free port, with the mock upstream as its default upstream."""
     async with start_proxy(tmp_path, mock_upstream_server.url) as running:
+        yield running
+
+
+@pytest.fixture
+async def limited(mock_upstream_server: MockUpstream, tmp_path: Path) -> AsyncIterator[Proxy]:
+    """The real server with small limits and timeouts (`raw_wire.LIMITS`)."""
+    async with start_limited(tmp_path, mock_upstream_server.url) as running:
         yield running

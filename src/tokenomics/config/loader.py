@@ -249,11 +249,15 @@ def _pick(
 
 _PORT = (lambda v: 0 <= v <= 65535, "must be a port number from 0 to 65535")
 _NON_NEGATIVE = (lambda v: v >= 0, "must not be negative")
+_SECONDS = (lambda v: v > 0, "must be a positive number of seconds")
 _RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "server.http_port": _PORT,
     "server.https_port": _PORT,
     "server.max_request_mb": (lambda v: v > 0, "must be a positive number of MiB"),
-    "server.stream_idle_timeout": (lambda v: v > 0, "must be a positive number of seconds"),
+    "server.max_buffered_mb": (lambda v: v > 0, "must be a positive number of MiB"),
+    "server.body_timeout": _SECONDS,
+    "server.idle_timeout": _SECONDS,
+    "server.stream_idle_timeout": _SECONDS,
     "server.shutdown_grace": _NON_NEGATIVE,
     "session.redis.db": _NON_NEGATIVE,
     "remote.sync": _NON_NEGATIVE,

@@ -52,6 +52,20 @@ class ServerSettings:
         int,
         "Largest request body in MiB; larger ones are refused with 413.",
     ] = 10
+    max_buffered_mb: Annotated[
+        int,
+        "Request bodies all requests may hold in memory at once, in MiB; past it 503 with "
+        "Retry-After.",
+    ] = 256
+    body_timeout: Annotated[
+        int,
+        "Seconds a whole request body may take to arrive after its head; 408 beyond.",
+    ] = 60
+    idle_timeout: Annotated[
+        int,
+        "Seconds a connection stays open with no request under way (idle between requests, "
+        "or still sending its request line and headers).",
+    ] = 75
     stream_idle_timeout: Annotated[
         int,
         "Seconds without upstream data before a response read fails.",

@@ -1,5 +1,6 @@
-"""`run_pipeline`: the stages, the upstream call and the relay, with errors answered in the
-client's API family. The caller sends the reply and then calls `finish` (shielded)."""
+"""`admit`: the stages on the request's head, before its body is read; `run_pipeline`: the
+other stages, the upstream call and the relay, with errors answered in the client's API
+family. The caller sends the reply and then calls `finish` (shielded)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from tokenomics.formats.errors import error_body
 from tokenomics.pipeline.exchange import Reply
 from tokenomics.pipeline.forward import forward
 from tokenomics.pipeline.relay import relay
-from tokenomics.pipeline.stages import STAGES
+from tokenomics.pipeline.stages import HEAD_STAGES, STAGES
 
 if TYPE_CHECKING:
     from tokenomics.pipeline.deps import Deps
@@ -33,11 +34,18 @@ def error_reply(ex: Exchange, error: TokenomicsError) -> Reply:
     return Reply(error.status, headers, body=error_body(family, error.status, error.message))
 
 
+def admit(ex: Exchange, deps: Deps) -> None:
+    """Route the request and run the head stages (framing, token); raises their error.
+    `ex.path` comes as the client sent it and becomes the path that goes upstream."""
+    ex.route = route_request(ex.method, ex.path, ex.headers)
+    ex.path = ex.route.path
+    for stage in HEAD_STAGES:
+        stage(ex, deps)
+
+
 async def run_pipeline(ex: Exchange, deps: Deps) -> Reply:
-    """`ex.path` comes as the client sent it and becomes the path that goes upstream."""
+    """The rest, once `admit` passed and the body was read."""
     try:
-        ex.route = route_request(ex.method, ex.path, ex.headers)
-        ex.path = ex.route.path
         for stage in STAGES:
             stage(ex, deps)
         await forward(ex, deps)

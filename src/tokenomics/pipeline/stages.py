@@ -1,5 +1,6 @@
 """The request stages before the upstream call. Each takes `(exchange, deps)` and either adds
-to the exchange or raises an error with its HTTP status. The order lives in `STAGES`."""
+to the exchange or raises an error with its HTTP status. The order lives in `HEAD_STAGES`
+(run before the body is read) and `STAGES`."""
 
 from __future__ import annotations
 
@@ -76,6 +77,13 @@ def _body_model(body: object) -> str:
     if not isinstance(model, str):
         raise ProxyError(400, '"model" must be a string')
     return model
+
+
+def check_framing(ex: Exchange, deps: Deps) -> None:
+    """RFC 9112 §6.1: both Content-Length and Transfer-Encoding is how requests are smuggled
+    past another proxy; such a request is refused (and its connection closed after)."""
+    if "transfer-encoding" in ex.headers and "content-length" in ex.headers:
+        raise ProxyError(400, "request has both Content-Length and Transfer-Encoding")
 
 
 def parse_request(ex: Exchange, deps: Deps) -> None:
@@ -186,8 +194,9 @@ def reserve_budget(ex: Exchange, deps: Deps) -> None:
     )
 
 
+# On the request's head alone, before any body byte is read (`run.admit`).
+HEAD_STAGES: tuple[Callable[[Exchange, Deps], None], ...] = (check_framing, authenticate)
 STAGES: tuple[Callable[[Exchange, Deps], None], ...] = (
-    authenticate,
     parse_request,
     resolve,
     check_rate_limit,

@@ -1,8 +1,11 @@
-"""The ASGI application: `/ping`, `/health`, `/stats`, `/metrics`, and the proxy for the rest.
+"""The ASGI application: `/ping`, `/health`, `/stats`, `/metrics` (when `admin.enabled`), and
+the proxy for the rest, over HTTP/1.x only.
 
-Request bodies are read up to `server.max_request_mb` (413 beyond). Each proxied request runs
-the pipeline while a watcher notices a client disconnect and cancels the upstream call; the
-exchange is finished (recorded) exactly once, shielded, whatever happened.
+A proxied request's life is `ProxyApp._proxy`: its head is checked (framing, then the token)
+before any body byte is read; the body is read under a deadline, a size limit and the
+process-wide cap on bodies in memory (`body.py`); the pipeline runs while a watcher notices a
+client disconnect and cancels the upstream call; the exchange is finished (recorded) exactly
+once, shielded, whatever happened.
 """
 
 from __future__ import annotations
@@ -20,11 +23,13 @@ from urllib.parse import quote
 import orjson
 import trio
 
+from tokenomics.domain.errors import TokenomicsError
 from tokenomics.formats.classify import classify
 from tokenomics.formats.errors import error_body
 from tokenomics.pipeline.exchange import Exchange, Reply
 from tokenomics.pipeline.finish import finish
-from tokenomics.pipeline.run import run_pipeline
+from tokenomics.pipeline.run import admit, error_reply, run_pipeline
+from tokenomics.services.body import Bodies, ClientGone, close_after
 from tokenomics.services.finished import BODY_LIMIT
 
 if TYPE_CHECKING:
@@ -35,14 +40,7 @@ Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 JSON = [(b"content-type", b"application/json")]
-
-
-class _TooLarge(Exception):
-    pass
-
-
-class _Disconnected(Exception):
-    pass
+HTTP1 = ("1.0", "1.1")
 
 
 def _is_loopback(scope: Scope) -> bool:
@@ -79,22 +77,6 @@ def _capture(ex: Exchange, chunk: bytes, clock: Callable[[], float]) -> None:
     ex.sent_bytes += len(chunk)
 
 
-async def _read_body(receive: Receive, limit: int) -> bytes:
-    parts: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise _Disconnected
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise _TooLarge
-        parts.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(parts)
-
-
 class ProxyApp:
     def __init__(
         self,
@@ -125,6 +107,13 @@ class ProxyApp:
         self._capture = ledger.enabled and (ledger.memory or ledger.event_ledger)
         # `start`/`stop` confirm that a port is served by this very process (D23).
         self._health_headers = [*JSON, (b"x-tokenomics-pid", str(os.getpid()).encode())]
+        self._admin_enabled = deps.settings.admin.enabled
+        server = deps.settings.server
+        self.bodies = Bodies(
+            max_request_mb=server.max_request_mb,
+            max_buffered_mb=server.max_buffered_mb,
+            timeout=server.body_timeout,
+        )
 
     def _started_at(self) -> str:
         """Now in RFC 3339 UTC with milliseconds; the part to the second is formatted once."""
@@ -142,14 +131,25 @@ class ProxyApp:
         if scope["type"] != "http":
             return
         method, path = scope["method"], scope["path"]
-        if path == "/ping" and method in ("GET", "HEAD"):
+        if scope.get("http_version") not in HTTP1:
+            await self._refuse_version(scope, send)
+        elif path == "/ping" and method in ("GET", "HEAD"):
             await _send(send, 200, [(b"content-type", b"text/plain")], b".")
         elif path == "/health" and method == "GET":
             await _send(send, 200, self._health_headers, b'{"status":"ok"}')
-        elif path in ("/stats", "/metrics") and method == "GET":
+        elif path in ("/stats", "/metrics") and method == "GET" and self._admin_enabled:
             await self._admin(scope, send, path)
-        else:
+        else:  # with admin off, its paths are the proxy's (`cli.md` §8.1)
             await self._proxy(scope, receive, send)
+
+    @staticmethod
+    async def _refuse_version(scope: Scope, send: Send) -> None:
+        """HTTP/2 is not served (only HTTP/1.1 is documented): hypercorn answers an
+        `Upgrade: h2c` itself, before the app, so the upgraded request is refused here."""
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        family = classify(scope["method"], scope["path"], headers).family
+        message = "HTTP/2 is not served; use HTTP/1.1"
+        await _send(send, 505, JSON, error_body(family, 505, message))
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -186,7 +186,7 @@ class ProxyApp:
             text = (b"content-type", b"text/plain; version=0.0.4; charset=utf-8")
             await _send(send, 200, [text], self.stats.prometheus().encode())
 
-    def _exchange(self, scope: Scope, body: bytes) -> Exchange:
+    def _exchange(self, scope: Scope) -> Exchange:
         raw = [(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in scope["headers"]]
         client = scope.get("client")
         return Exchange(
@@ -194,7 +194,7 @@ class ProxyApp:
             path=_raw_path(scope),
             query=scope.get("query_string", b"").decode("latin-1"),
             raw_headers=raw,
-            body_bytes=body,
+            body_bytes=b"",
             peer=client[0] if client else "",
             started=self.clock(),
             started_at=self._started_at(),
@@ -204,33 +204,42 @@ class ProxyApp:
         )
 
     async def _proxy(self, scope: Scope, receive: Receive, send: Send) -> None:
-        limit = self.deps.settings.server.max_request_mb * 1024 * 1024
+        """A proxied request's life: its head is checked, then its body read (`_admit`); the
+        pipeline runs unless that refused it; the reply is sent; the exchange is finished."""
+        ex = self._exchange(scope)
         try:
-            body = await _read_body(receive, limit)
-        except _Disconnected:
+            reply = await self._admit(ex, receive)
+        except ClientGone:  # before the request was whole: nothing to record
             return
-        except _TooLarge:
-            headers = {
-                k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]
-            }
-            family = classify(scope["method"], scope["path"], headers).family
-            message = f"request body larger than {self.deps.settings.server.max_request_mb} MiB"
-            await _send(send, 413, JSON, error_body(family, 413, message))
-            return
-        ex = self._exchange(scope, body)
         self.stats.in_flight += 1
         try:
             with trio.CancelScope() as request:
-                self._spawn(self._watch_disconnect, receive, request, ex)
-                reply = await run_pipeline(ex, self.deps)
+                if reply is None:
+                    self._spawn(self._watch_disconnect, receive, request, ex)
+                    reply = await run_pipeline(ex, self.deps)
                 await self._send_reply(send, reply, ex, self.clock)
         finally:
             self.stats.in_flight -= 1
+            self.bodies.release(len(ex.body_bytes))
             # The relay closes the upstream response; not when the reply never started.
             if ex.upstream is not None and not ex.upstream.closed:
                 with trio.CancelScope(shield=True):
                     await ex.upstream.aclose()
             finish(ex, self.deps)
+
+    async def _admit(self, ex: Exchange, receive: Receive) -> Reply | None:
+        """The checks on the request's head (framing, token), then its body: the error reply
+        when one fails (closing the connection when the body stays unread), else None."""
+        try:
+            admit(ex, self.deps)
+            ex.body_bytes = await self.bodies.read(receive, ex.headers)
+        except TokenomicsError as exc:
+            reply = error_reply(ex, exc)
+            if close_after(ex.headers):
+                reply.headers.append(("connection", "close"))
+            ex.status, ex.reply = reply.status, reply
+            return reply
+        return None
 
     @staticmethod
     async def _watch_disconnect(receive: Receive, scope: trio.CancelScope, ex: Exchange) -> None:

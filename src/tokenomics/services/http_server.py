@@ -156,9 +156,16 @@ def server_config(
     https_port: int,
     tls: CertPaths | None,
     grace: float,
+    idle_timeout: float = 75,
     ephemeral: bool = False,
 ) -> Config:
-    """Listeners per the settings; `ephemeral` binds free ports instead (for `run` and tests)."""
+    """Listeners per the settings; `ephemeral` binds free ports instead (for `run` and tests).
+
+    HTTP/1.1 only, as documented: TLS offers no other protocol (ALPN), and an HTTP/2
+    connection opened with prior knowledge may open no stream (it is refused with GOAWAY).
+    hypercorn answers an `Upgrade: h2c` itself before the app sees it; the app refuses such a
+    request (`asgi.py`). A connection with no request under way (idle, or still sending its
+    head) is closed after `idle_timeout` seconds."""
     config = ServerConfig()
     secure = [_bind(host, 0 if ephemeral else https_port)] if tls is not None else []
     plain = [_bind(host, 0)] if ephemeral else [_bind(host, http_port)] if http_port else []
@@ -175,7 +182,9 @@ def server_config(
     config.graceful_timeout = grace
     config.accesslog = None
     config.errorlog = hypercorn_log
-    config.keep_alive_timeout = 75
+    config.keep_alive_timeout = idle_timeout
+    config.alpn_protocols = ["http/1.1"]
+    config.h2_max_concurrent_streams = 0
     config.include_server_header = False
     config.h11_max_incomplete_size = 64 * 1024
     return config

@@ -1,0 +1,101 @@
+"""A proxied request's body: read only once its head has passed (framing, token), within
+`server.body_timeout`, up to `server.max_request_mb`, and while all requests together hold at
+most `server.max_buffered_mb` of bodies in memory.
+
+So a client without a valid token costs no memory for its body, a client sending its body too
+slowly gets 408 when the time is up, and a burst of large bodies gets 503 with `Retry-After`
+instead of growing the process. A reply sent before the whole body was read closes the
+connection (`close_after`): the rest of the body is never read. (hypercorn ends a connection
+as soon as a reply is sent while its request's body is unread.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import trio
+
+from tokenomics.pipeline.exchange import ProxyError
+
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+MIB = 1024 * 1024
+RETRY_BUSY = 1.0  # seconds; bodies are let go as their requests end
+
+
+class ClientGone(Exception):
+    """The client disconnected before its whole body arrived."""
+
+
+def _declared(headers: dict[str, str]) -> int | None:
+    """The Content-Length (hypercorn's h11 has checked it is one number), if any."""
+    value = headers.get("content-length")
+    return int(value) if value is not None and value.strip().isdigit() else None
+
+
+def close_after(headers: dict[str, str]) -> bool:
+    """Whether a reply sent before the body was read must close the connection: the request
+    has a body, which stays unread (or a framing that was refused, `stages.check_framing`)."""
+    return "transfer-encoding" in headers or bool(_declared(headers))
+
+
+class Bodies:
+    """Reads request bodies, and counts the body bytes that requests hold in memory."""
+
+    def __init__(self, *, max_request_mb: int, max_buffered_mb: int, timeout: float) -> None:
+        self.max_request_mb = max_request_mb
+        self.max_buffered_mb = max_buffered_mb
+        self.timeout = timeout
+        self.held = 0  # bytes of bodies read or being read, until `release`
+
+    def _take(self, size: int) -> None:
+        if self.held + size > self.max_buffered_mb * MIB:
+            raise ProxyError(
+                503,
+                f"too many request bodies in memory at once (limit {self.max_buffered_mb} MiB); "
+                "retry later",
+                retry_after=RETRY_BUSY,
+            )
+        self.held += size
+
+    def release(self, size: int) -> None:
+        self.held -= size
+
+    def _too_large(self) -> ProxyError:
+        return ProxyError(413, f"request body larger than {self.max_request_mb} MiB")
+
+    async def read(self, receive: Receive, headers: dict[str, str]) -> bytes:
+        """The whole body; the caller releases `len(body)` when its request ends. Raises
+        ProxyError 413, 503 or 408, or ClientGone; nothing stays held then."""
+        declared = _declared(headers)
+        limit = self.max_request_mb * MIB
+        if declared is not None and declared > limit:
+            raise self._too_large()
+        taken = 0
+        try:
+            with trio.move_on_after(self.timeout):
+                if declared:  # the whole length at once: refused before a byte is read
+                    self._take(declared)
+                    taken = declared
+                parts: list[bytes] = []
+                size = 0
+                while True:
+                    message = await receive()
+                    if message["type"] == "http.disconnect":
+                        raise ClientGone
+                    chunk = message.get("body", b"")
+                    size += len(chunk)
+                    if size > limit:
+                        raise self._too_large()
+                    if size > taken:  # chunked, or more than declared
+                        self._take(size - taken)
+                        taken = size
+                    parts.append(chunk)
+                    if not message.get("more_body", False):
+                        self.release(taken - size)
+                        return b"".join(parts)
+        except BaseException:
+            self.release(taken)
+            raise
+        self.release(taken)
+        raise ProxyError(408, f"request body not received within {self.timeout:g} s")
