@@ -44,7 +44,8 @@ def assert_clean(text: str) -> None:
 
 
 def written(root: Path) -> str:
-    """Every file the stopped server wrote: session ledger, journal, memory files."""
+    """Every file the stopped server wrote: session ledger (with its communication events),
+    memory files."""
     files = [p for p in root.rglob("*") if p.is_file() and "work" not in p.parts]
     return "".join(p.read_text("utf-8", "replace") for p in files)
 
@@ -59,7 +60,7 @@ async def through_proxy(
     headers: dict[str, str] | None = None,
 ) -> tuple[httpx2.Response, str, str]:
     """One request through a proxy that then stops: (response, what it wrote, its log)."""
-    env = {"OPENAI_KEY": KEY}
+    env = {"OPENAI_KEY": KEY, "TOKENOMICS_LEDGER_EVENT_LEDGER": "true"}
     async with start_proxy(root, mock.url, env=env, config=CONFIG.format(url=mock.url)) as proxy:
         log = log_capture(proxy)
         token = proxy.token(policy(root, **(policy_extra or {})))
@@ -78,6 +79,7 @@ def assert_reflected_and_scrubbed(response: httpx2.Response, files: str, log: st
     assert response.headers["x-echo-authorization"] == "Bearer [REDACTED]"
     if response.status_code == 200:
         assert "| response |" in files  # memory has the reply, scrubbed
+        assert "Bearer [REDACTED]" in files
     assert_clean(files)
     assert_clean(log)
 
