@@ -302,6 +302,7 @@ def test_accepted_status_lines_content_lengths_and_transfer_codings(
         TE_CHUNKED + ZZ[:-2] + b" folded: x\r\n\r\n",
         TE_CHUNKED + ZZ[:-2] + b"X-A: a\x00\r\n\r\n",
         TE_CHUNKED + ZZ[:-2] + b"X-A: a\rb\r\n\r\n",
+        TE_CHUNKED + ZZ[:-2] + b"X-A: a\r\r\nX-B: b\r\n\r\n",
         TE_CHUNKED + ZZ[:-2] + b"Transfer-Encoding: gzip\r\n\r\n",
         TE_CHUNKED + ZZ[:-2] + b"Content-Length: 1, 2\r\n\r\n",
     ],

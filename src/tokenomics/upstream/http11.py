@@ -321,6 +321,6 @@ class ResponseReader:
                 raise ProtocolError("trailers too large")
             return
         if self._trailers:
-            _check_bytes(b"\n".join(self._trailers))
+            _check_bytes(b"".join(self._trailers))  # no LF in them: any CR left is lone
             _framing_fields(_parse_fields(self._trailers))
         self._chunk = _END
