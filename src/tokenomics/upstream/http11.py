@@ -101,7 +101,7 @@ def _tokens(headers: RawHeaders, name: bytes, *, empty: bool = False) -> list[by
 def _check_bytes(raw: bytes) -> None:
     """No NUL, VT, FF or CR outside a CRLF in a head or trailer (h11 refuses them too)."""
     if b"\x00" in raw or b"\x0b" in raw or b"\x0c" in raw or b"\r" in raw.replace(b"\r\n", b""):
-        raise ProtocolError("NUL, VT, FF or a lone CR in the response head")
+        raise ProtocolError("NUL, VT, FF or a lone CR in the response head or trailers")
 
 
 def _parse_fields(lines: list[bytes]) -> RawHeaders:
