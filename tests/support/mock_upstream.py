@@ -6,6 +6,10 @@
 On top of the provider's steering (see `tokenomics.upstream.mock`) the server handles:
 
     gzip-…                  buffered JSON replies are gzip-encoded (`content-encoding: gzip`)
+    br-…                    buffered replies say `content-encoding: br` (the body unchanged)
+    reflect-…               echoes the request like a careless proxy: its path and headers in
+                            `x-echo-*` headers and in the body (a JSON object; streamed, an SSE
+                            event sent one byte per chunk, before the stream's own events)
     close_after_headers-…   sends the status and headers, then drops the connection
     garbage-…               200 with a body that is not JSON
 
@@ -16,6 +20,7 @@ Every request except `/_requests` is recorded (`mock.requests`, and `GET /_reque
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
@@ -30,6 +35,7 @@ from hypercorn.trio import serve
 
 from tokenomics.upstream.mock import (
     JSON_TYPE,
+    SSE_TYPE,
     MockProvider,
     MockReply,
     parse_steering,
@@ -143,6 +149,8 @@ class MockUpstream:
         try:
             reply = self.provider.respond(scope["method"], scope["path"], query, headers, body)
             flags = parse_steering(request_model(scope["path"], _as_dict(record.json))).flags
+            if "reflect" in flags:
+                reply = _reflected(reply, record)
             send_reply = partial(_send_reply, send, reply, flags, leave)
             await _watching(record, receive, send, send_reply)
         finally:
@@ -156,6 +164,20 @@ class MockUpstream:
             await _send_json(send, 200, [r.to_json() for r in self.requests])
         else:
             await _send_json(send, 405, {"error": {"message": "use GET or DELETE"}})
+
+
+def _reflected(reply: MockReply, record: RecordedRequest) -> MockReply:
+    """`reply` with the request echoed in headers and body (see the module docstring)."""
+    echo = orjson.dumps({"path": record.path, "headers": record.headers})
+    headers = (
+        *reply.headers, ("x-echo-path", record.path),
+        *((f"x-echo-{name}", value) for name, value in record.headers.items()),
+    )  # fmt: skip
+    if dict(reply.headers).get("content-type") != SSE_TYPE:
+        return dataclasses.replace(reply, headers=headers, chunks=(echo,))
+    event = b"data: " + echo + b"\n\n"
+    split = tuple(event[i : i + 1] for i in range(len(event)))
+    return dataclasses.replace(reply, headers=headers, chunks=(*split, *reply.chunks))
 
 
 def _as_dict(value: Any) -> dict[str, Any] | None:
@@ -226,6 +248,8 @@ async def _send_reply(
     if buffered and "gzip" in flags and dict(reply.headers).get("content-type") == JSON_TYPE:
         chunks = (gzip.compress(chunks[0], mtime=0),)
         headers.append((b"content-encoding", b"gzip"))
+    if buffered and "br" in flags:
+        headers.append((b"content-encoding", b"br"))
     if buffered:
         headers.append((b"content-length", b"%d" % len(chunks[0])))
     await send({"type": "http.response.start", "status": status, "headers": headers})

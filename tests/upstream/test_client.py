@@ -4,6 +4,7 @@ are covered end to end in `tests/e2e`.)"""
 
 from __future__ import annotations
 
+import gzip
 import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -244,3 +245,29 @@ async def test_a_body_too_large_to_join_to_its_head_arrives_whole() -> None:
     await upstreams.aclose()
     assert upstream.requests[0][1] == body
     assert b"content-length: 102400" in upstream.requests[0][0].lower()
+
+
+@pytest.mark.parametrize("via_proxy", [False, True], ids=["pooled", "environment-proxy"])
+async def test_codings_we_can_undo_are_undone_the_others_stay_named_and_secrets_are_scrubbed(
+    monkeypatch: pytest.MonkeyPatch, via_proxy: bool
+) -> None:
+    key = b"sk-proj-0123456789abcdef"
+    body = gzip.compress(b'{"echo":"Bearer ' + key + b'"}')
+    head = (
+        b"HTTP/1.1 200 OK\r\ncontent-encoding: br, gzip\r\nx-echo: Bearer " + key + b"\r\n"
+        b"content-length: %d\r\n\r\n" % len(body)
+    )
+    upstream = RawUpstream(reply=head + body)
+    async with running(upstream) as url:
+        if via_proxy:
+            monkeypatch.setenv("HTTP_PROXY", url)
+            url = "http://upstream.invalid"
+        upstreams = Upstreams()
+        request = UpstreamRequest("POST", url + "/v1/x", [], BODY, (key.decode(),))
+        response = await upstreams.open(request, headers_timeout=5)
+        received = await read_all(response, 1 << 20, 5)
+        await response.aclose()
+        await upstreams.aclose()
+    assert received == b'{"echo":"Bearer [REDACTED]"}'
+    assert ("content-encoding", "br") in response.headers  # gzip undone, br left to the client
+    assert ("x-echo", "Bearer [REDACTED]") in response.headers

@@ -13,8 +13,8 @@ TEXT = b'{"choices":[{"message":{"content":"hello"}}]}' * 50
 
 
 def feed(encoding: str, data: bytes, size: int = 7) -> bytes:
-    decoder = decoder_for(encoding)
-    assert decoder is not None
+    decoder, rest = decoder_for(encoding)
+    assert decoder is not None and rest == ""
     out = b"".join(decoder.decode(data[i : i + size]) for i in range(0, len(data), size))
     return out + decoder.flush()
 
@@ -39,13 +39,29 @@ def test_several_codings_are_undone_in_reverse_order() -> None:
     assert feed("GZIP , gzip", gzip.compress(gzip.compress(TEXT)), size=3) == TEXT
 
 
-@pytest.mark.parametrize("encoding", ["", "identity", "br", "zstd, identity"])
-def test_nothing_to_undo_means_no_decoder(encoding: str) -> None:
-    assert decoder_for(encoding) is None
+@pytest.mark.parametrize("encoding", ["", "br", "zstd, identity", "gzip, br", "Gzip, ZSTD"])
+def test_nothing_to_undo_means_no_decoder_and_the_value_unchanged(encoding: str) -> None:
+    assert decoder_for(encoding) == (None, encoding)
+
+
+def test_identity_alone_is_nothing_to_undo() -> None:
+    assert decoder_for("identity") == (None, "identity")
+
+
+@pytest.mark.parametrize(
+    ("encoding", "left"),
+    [("br, gzip", "br"), ("zstd, identity, gzip", "zstd"), ("br,deflate", "br")],
+)
+def test_codings_applied_before_one_we_cannot_undo_stay_named(encoding: str, left: str) -> None:
+    inner = b"\x8b\x00brotli bytes we do not decode"
+    decoder, rest = decoder_for(encoding)
+    assert decoder is not None and rest == left
+    compressed = gzip.compress(inner) if "gzip" in encoding else zlib.compress(inner)
+    assert decoder.decode(compressed) + decoder.flush() == inner
 
 
 def test_corrupt_data_raises_zlib_error() -> None:
-    decoder = decoder_for("gzip")
+    decoder, _ = decoder_for("gzip")
     assert decoder is not None
     with pytest.raises(zlib.error):
         decoder.decode(b"this is not gzip at all")

@@ -61,6 +61,7 @@ class Exchange:
     # change it, so `body is parsed_body` means `body_bytes` can be sent as they came.
     parsed_body: dict[str, Any] | None = None
     token_hash: str = ""
+    credential: str = ""  # the client's wrapper token, scrubbed from upstream replies
     policy: Policy | None = None
     resolved: Resolved | None = None
     target: Target | None = None

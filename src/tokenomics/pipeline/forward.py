@@ -100,7 +100,7 @@ def build_request(ex: Exchange, attempt: Attempt) -> UpstreamRequest:
         content_type = ex.headers.get("content-type", "application/json")
         headers = [h for h in headers if h[0] != "content-type"]
         headers.append(("content-type", content_type))
-    return UpstreamRequest(ex.method, url, headers, body)
+    return UpstreamRequest(ex.method, url, headers, body, (target.key, ex.credential))
 
 
 def _retry_after(value: str) -> float | None:

@@ -22,7 +22,8 @@ DROPPED = frozenset(
      "openai-organization", "openai-project"}
 )  # fmt: skip
 # `date`: the server adds its own, and two Date headers are invalid (RFC 9110 §6.6.1).
-RESPONSE_DROPPED = frozenset({"set-cookie", "content-encoding", "content-length", "date"})
+# `content-encoding` is relayed: the client names only the codings we could not undo.
+RESPONSE_DROPPED = frozenset({"set-cookie", "content-length", "date"})
 
 
 def _connection_listed(headers: Headers) -> set[str]:

@@ -55,7 +55,7 @@ def _credential(ex: Exchange) -> str:
 def authenticate(ex: Exchange, deps: Deps) -> None:
     openclaw = {key: v for h, key in OPENCLAW_HEADERS.items() if (v := ex.headers.get(h, ""))}
     ex.metadata = openclaw  # also on rejected requests
-    credential = _credential(ex).strip()
+    credential = ex.credential = _credential(ex).strip()
     if not credential:
         raise ProxyError(401, MISSING_TOKEN)
     ex.token_hash = deps.hash_key.hash(credential)

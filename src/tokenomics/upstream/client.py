@@ -4,9 +4,11 @@ Requests go out on pooled keep-alive connections (`pool.py`, per origin). When t
 names an HTTP(S) proxy, one `httpx2.AsyncClient` carries every request instead, since it honours
 `HTTP(S)_PROXY`, `ALL_PROXY` and `NO_PROXY`. `open()` bounds connect + time to response headers
 (D9); reading the body then uses an idle timeout per read, never a cap on total duration.
-Compressed replies (we ask for identity, but must cope) are decoded. `mock://` URLs are answered
-in-process by the built-in mock provider. Transport errors become `UpstreamError` with a safe
-message: never a URL, a query string or a key.
+Compressed replies (we ask for identity, but must cope) are decoded where we can: what we cannot
+undo stays named in `content-encoding`. The request's `secrets` are scrubbed from the response's
+headers and body as they arrive (`scrub.py`). `mock://` URLs are answered in-process by the
+built-in mock provider. Transport errors become `UpstreamError` with a safe message: never a
+URL, a query string or a key.
 """
 
 from __future__ import annotations
@@ -22,16 +24,18 @@ import httpx2
 import trio
 
 from tokenomics.domain.errors import TokenomicsError
-from tokenomics.upstream.decoding import decoder_for
+from tokenomics.upstream.decoding import ContentDecoder, decoder_for
 from tokenomics.upstream.http11 import Head, ProtocolError
 from tokenomics.upstream.mock import MockProvider, MockReply
 from tokenomics.upstream.pool import ConnectError, Connection, ConnectionPool, TransportError
+from tokenomics.upstream.scrub import Scrubber
 
 if TYPE_CHECKING:
     import ssl
     from collections.abc import AsyncIterator, Mapping
 
 Headers = list[tuple[str, str]]
+_UNDECODABLE = "upstream response could not be decoded"
 
 
 class UpstreamError(TokenomicsError):
@@ -54,6 +58,7 @@ class UpstreamRequest:
     url: str
     headers: Headers
     body: bytes
+    secrets: tuple[str, ...] = ()  # scrubbed from the response (the key we injected)
 
 
 class UpstreamResponse(Protocol):
@@ -86,27 +91,62 @@ def _idle_text(idle_timeout: float) -> str:
     return f"no data from upstream for {idle_timeout:g}s"
 
 
+def _decoding(headers: Headers) -> tuple[ContentDecoder | None, Headers]:
+    """The decoder for the content codings we can undo, and the headers naming those left."""
+    decoder, rest = decoder_for(", ".join(v for k, v in headers if k == "content-encoding"))
+    if decoder is None:
+        return None, headers
+    kept = [(k, v) for k, v in headers if k != "content-encoding"]
+    return decoder, [*kept, ("content-encoding", rest)] if rest else kept
+
+
+class _Body:
+    """How a response is read: content codings undone, then secrets scrubbed; `headers` are
+    the response's headers to match (scrubbed, naming only the codings left)."""
+
+    __slots__ = ("_decoder", "_scrubber", "headers")
+
+    def __init__(self, headers: Headers, scrubber: Scrubber | None) -> None:
+        self._decoder, headers = _decoding(headers)
+        self._scrubber = scrubber
+        self.headers = scrubber.headers(headers) if scrubber is not None else headers
+
+    def feed(self, chunk: bytes) -> bytes:
+        if self._decoder is not None and chunk:
+            chunk = self._decoder.decode(chunk)
+        if self._scrubber is not None and chunk:
+            chunk = self._scrubber.feed(chunk)
+        return chunk
+
+    def end(self) -> bytes:
+        """What is left at the end of the body (zlib.error: it was cut short)."""
+        tail = self._decoder.flush() if self._decoder is not None else b""
+        if self._scrubber is not None:
+            tail = self._scrubber.feed(tail) + self._scrubber.flush()
+        return tail
+
+
 class _PooledResponse:
     """A response on a pooled connection; `aclose()` hands the connection back (or closes it,
     when the body was not read to its end)."""
 
-    def __init__(self, pool: ConnectionPool, connection: Connection, head: Head) -> None:
+    def __init__(
+        self, pool: ConnectionPool, connection: Connection, head: Head, scrubber: Scrubber | None
+    ) -> None:
         self._pool, self._connection = pool, connection
         self.closed = False
         self.status = head.status
-        self.headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in head.headers]
+        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in head.headers]
+        self._body = _Body(headers, scrubber)
+        self.headers = self._body.headers
 
     async def chunks(self, idle_timeout: float) -> AsyncIterator[bytes]:
-        decoder = decoder_for(header(self.headers, "content-encoding"))
-        connection = self._connection
+        body, connection = self._body, self._connection
         reader = connection.reader
         assert reader is not None
         try:
             while True:
-                chunk = reader.body()
-                if decoder is not None and chunk:
-                    chunk = decoder.decode(chunk)
-                if chunk:
+                if chunk := body.feed(reader.body()):
                     yield chunk
                 if reader.done:
                     break
@@ -114,12 +154,12 @@ class _PooledResponse:
                     reader.feed(await connection.receive())
                     continue
                 raise UpstreamTimeout(_idle_text(idle_timeout))
-            if decoder is not None and (tail := decoder.flush()):
+            if tail := body.end():
                 yield tail
         except (ProtocolError, TransportError) as exc:
             raise UpstreamError(_core_reason(exc)) from None
         except zlib.error:
-            raise UpstreamError("upstream response could not be decoded") from None
+            raise UpstreamError(_UNDECODABLE) from None
 
     async def aclose(self) -> None:
         if not self.closed:
@@ -128,28 +168,35 @@ class _PooledResponse:
 
 
 class _HttpxResponse:
-    """A response from the httpx2 client (used when the environment names a proxy)."""
+    """A response from the httpx2 client (used when the environment names a proxy), its body
+    read raw and decoded like a pooled one's."""
 
-    def __init__(self, response: httpx2.Response) -> None:
+    def __init__(self, response: httpx2.Response, scrubber: Scrubber | None) -> None:
         self._response = response
         self.closed = False
         self.status = response.status_code
-        self.headers = [(k.lower(), v) for k, v in response.headers.multi_items()]
+        self._body = _Body([(k.lower(), v) for k, v in response.headers.multi_items()], scrubber)
+        self.headers = self._body.headers
 
     async def chunks(self, idle_timeout: float) -> AsyncIterator[bytes]:
-        iterator = self._response.aiter_bytes().__aiter__()
-        while True:
-            try:
-                with trio.fail_after(idle_timeout):
-                    chunk = await iterator.__anext__()
-            except StopAsyncIteration:
-                return
-            except trio.TooSlowError:
-                raise UpstreamTimeout(_idle_text(idle_timeout)) from None
-            except httpx2.HTTPError as exc:
-                raise UpstreamError(_reason(exc)) from None
-            if chunk:
-                yield chunk
+        iterator = self._response.aiter_raw().__aiter__()
+        try:
+            while True:
+                try:
+                    with trio.fail_after(idle_timeout):
+                        chunk = await iterator.__anext__()
+                except StopAsyncIteration:
+                    break
+                except trio.TooSlowError:
+                    raise UpstreamTimeout(_idle_text(idle_timeout)) from None
+                except httpx2.HTTPError as exc:
+                    raise UpstreamError(_reason(exc)) from None
+                if chunk := self._body.feed(chunk):
+                    yield chunk
+            if tail := self._body.end():
+                yield tail
+        except zlib.error:
+            raise UpstreamError(_UNDECODABLE) from None
 
     async def aclose(self) -> None:
         self.closed = True
@@ -157,11 +204,12 @@ class _HttpxResponse:
 
 
 class _MockResponse:
-    def __init__(self, reply: MockReply) -> None:
+    def __init__(self, reply: MockReply, scrubber: Scrubber | None) -> None:
         self._reply = reply
         self.closed = False
         self.status = reply.status
-        self.headers = [(k.lower(), v) for k, v in reply.headers]
+        self._body = _Body([(k.lower(), v) for k, v in reply.headers], scrubber)
+        self.headers = self._body.headers
 
     async def chunks(self, idle_timeout: float) -> AsyncIterator[bytes]:
         for index, chunk in enumerate(self._reply.chunks):
@@ -170,7 +218,10 @@ class _MockResponse:
                     await trio.sleep(idle_timeout)
                     raise UpstreamTimeout(_idle_text(idle_timeout))
                 await trio.sleep(self._reply.chunk_interval)
-            yield chunk
+            if scrubbed := self._body.feed(chunk):
+                yield scrubbed
+        if tail := self._body.end():
+            yield tail
 
     async def aclose(self) -> None:
         self.closed = True
@@ -183,8 +234,6 @@ def _reason(exc: Exception) -> str:
         return "could not connect to upstream"
     if isinstance(exc, httpx2.RemoteProtocolError):
         return "upstream closed the connection or sent an invalid response"
-    if isinstance(exc, httpx2.DecodingError):
-        return "upstream response could not be decoded"
     return "upstream connection failed"
 
 
@@ -232,10 +281,11 @@ class Upstreams:
 
     async def open(self, request: UpstreamRequest, *, headers_timeout: float) -> UpstreamResponse:
         """Send the request; returns once response headers arrived (within `headers_timeout` s)."""
+        scrubber = Scrubber.of(request.secrets) if request.secrets else None
         if request.url.startswith("mock:"):
-            return await self._open_mock(request, headers_timeout)
+            return await self._open_mock(request, headers_timeout, scrubber)
         if self._client is not None:
-            return await self._open_httpx(request, headers_timeout)
+            return await self._open_httpx(request, headers_timeout, scrubber)
         try:
             destination = self._pool.destination(request.url)
         except httpx2.InvalidURL:
@@ -251,10 +301,10 @@ class Upstreams:
             raise UpstreamError(_core_reason(exc)) from None
         if deadline.cancelled_caught:
             raise UpstreamTimeout(_timeout_text(headers_timeout))
-        return _PooledResponse(self._pool, *sent)
+        return _PooledResponse(self._pool, *sent, scrubber)
 
     async def _open_mock(
-        self, request: UpstreamRequest, headers_timeout: float
+        self, request: UpstreamRequest, headers_timeout: float, scrubber: Scrubber | None
     ) -> UpstreamResponse:
         parts = urlsplit(request.url)
         reply = self.mock.respond(
@@ -264,10 +314,10 @@ class Upstreams:
             await trio.sleep(headers_timeout)
             raise UpstreamTimeout(_timeout_text(headers_timeout))
         await trio.sleep(reply.first_byte_delay)
-        return _MockResponse(reply)
+        return _MockResponse(reply, scrubber)
 
     async def _open_httpx(
-        self, request: UpstreamRequest, headers_timeout: float
+        self, request: UpstreamRequest, headers_timeout: float, scrubber: Scrubber | None
     ) -> UpstreamResponse:
         assert self._client is not None
         built = self._client.build_request(
@@ -280,7 +330,7 @@ class Upstreams:
             raise UpstreamTimeout(_timeout_text(headers_timeout)) from None
         except httpx2.HTTPError as exc:
             raise UpstreamError(_reason(exc)) from None
-        return _HttpxResponse(response)
+        return _HttpxResponse(response, scrubber)
 
     async def aclose(self) -> None:
         await self._pool.aclose()

@@ -1,7 +1,9 @@
 """Undoing `content-encoding` on upstream replies: we ask for identity, but must cope.
 
-gzip and deflate (zlib-wrapped or raw), several in a row; other codings pass through unchanged,
-as httpx2 handles those it has no decoder for. Corrupt data raises `zlib.error`.
+gzip and deflate (zlib-wrapped or raw), several in a row, undone from the one applied last. A
+coding we have no decoder for (br, zstd) ends that: it and the codings applied before it stay
+on the body, and stay named in the `content-encoding` the client gets, so it can undo them (a
+body relayed without its coding would be garbage). Corrupt data raises `zlib.error`.
 """
 
 from __future__ import annotations
@@ -51,10 +53,16 @@ class ContentDecoder:
         return data
 
 
-def decoder_for(content_encoding: str) -> ContentDecoder | None:
-    """The decoder for a `content-encoding` header value, or None when there is nothing to undo."""
-    if not content_encoding:
-        return None
-    codings = [c.strip().lower() for c in content_encoding.split(",")]
-    codings = [c for c in codings if c in ("gzip", "deflate")]
-    return ContentDecoder(codings) if codings else None
+def decoder_for(content_encoding: str) -> tuple[ContentDecoder | None, str]:
+    """The decoder for what we can undo of a `content-encoding` value, and the value naming
+    the codings left (`br, gzip`: a gzip decoder, and `br`); (None, the value) when there is
+    nothing to undo."""
+    codings = [c.strip().lower() for c in content_encoding.split(",") if c.strip()]
+    undone: list[str] = []
+    while codings and codings[-1] in ("gzip", "deflate", "identity"):
+        coding = codings.pop()
+        if coding != "identity":
+            undone.append(coding)
+    if not undone:
+        return None, content_encoding
+    return ContentDecoder(undone[::-1]), ", ".join(codings)

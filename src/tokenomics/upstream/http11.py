@@ -9,9 +9,19 @@ time), so this module does the RFC 9112 parts it needs directly:
   value, token names): a header can never be smuggled into another;
 - the response: the status line and headers (bare LF line ends and obsolete folds tolerated,
   a size limit on the head), 1xx responses skipped, then the body framing of RFC 9112 §6.3 -
-  none for HEAD, 204 and 304, chunked when Transfer-Encoding ends in it, Content-Length
-  (several equal values accepted, different ones refused), else until the connection closes;
+  none for HEAD, 204 and 304, chunked, Content-Length (several equal values accepted,
+  different ones refused), else until the connection closes;
 - whether the connection can carry another request (`keep_alive`).
+
+It is at least as strict as h11 (0.16, the parser httpcore2 used; `tests/upstream/
+test_http11_hostile.py` checks it on generated hostile responses): no NUL, lone CR, VT or FF
+in a head or trailer; a space after the version and after the status code; a status of 100
+or more; at most one Transfer-Encoding, and only `chunked` (h11 supports no other; an empty
+one is not "absent"); a valid Content-Length even beside Transfer-Encoding; a chunk-size line
+of hex digits, then optional extensions and trailing blanks, ended by CRLF; chunk data
+followed by exactly CRLF (a bare LF there is how CVE-2025-43859 smuggled a request); trailers
+checked like headers. Stricter than h11: only HTTP/1.0 and 1.1; a 64 KiB head (httpcore2
+gave h11 100 KiB); a 16-digit chunk size; no CR or NUL in a chunk extension.
 """
 
 from __future__ import annotations
@@ -29,9 +39,9 @@ MAX_CHUNK_LINE: Final = 1024  # a chunk-size line with its extensions
 _TOKEN: Final = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _BAD_VALUE: Final = re.compile(rb"[\x00\r\n]")
 _BAD_TARGET: Final = re.compile(rb"[\x00-\x20\x7f]")
-_STATUS_LINE: Final = re.compile(rb"HTTP/1\.([01]) ([0-9]{3})(?:[ \t][^\r\n]*)?")
+_STATUS_LINE: Final = re.compile(rb"HTTP/1\.([01]) ([0-9]{3})(?: [^\r\n]*)?")
 _HEAD_END: Final = re.compile(rb"\n\r?\n")
-_HEX: Final = re.compile(rb"[0-9A-Fa-f]{1,16}")
+_CHUNK_SIZE: Final = re.compile(rb"([0-9A-Fa-f]{1,16})(?:;[^\r\n\x00]*)?[ \t]*\r\n")
 
 # Body framing
 _NONE, _LENGTH, _CHUNKED, _UNTIL_EOF = range(4)
@@ -88,16 +98,16 @@ def _tokens(headers: RawHeaders, name: bytes, *, empty: bool = False) -> list[by
     ]
 
 
-def _parse_head(raw: bytes) -> tuple[int, bool, RawHeaders]:
-    """Status line and headers of one head (without its blank line): status, HTTP/1.1?, headers."""
-    if b"\x00" in raw or b"\r" in raw.replace(b"\r\n", b""):
-        raise ProtocolError("NUL or a lone CR in the response head")
-    lines = raw.replace(b"\r\n", b"\n").split(b"\n")
-    status_line = _STATUS_LINE.fullmatch(lines[0])
-    if status_line is None:
-        raise ProtocolError("invalid status line")
+def _check_bytes(raw: bytes) -> None:
+    """No NUL, VT, FF or CR outside a CRLF in a head or trailer (h11 refuses them too)."""
+    if b"\x00" in raw or b"\x0b" in raw or b"\x0c" in raw or b"\r" in raw.replace(b"\r\n", b""):
+        raise ProtocolError("NUL, VT, FF or a lone CR in the response head or trailers")
+
+
+def _parse_fields(lines: list[bytes]) -> RawHeaders:
+    """Header (or trailer) lines: names lower-cased, values stripped, folds joined."""
     headers: RawHeaders = []
-    for line in lines[1:]:
+    for line in lines:
         if line[:1] in (b" ", b"\t"):  # obsolete line folding: continues the previous value
             if not headers:
                 raise ProtocolError("folded line before the first header")
@@ -108,7 +118,32 @@ def _parse_head(raw: bytes) -> tuple[int, bool, RawHeaders]:
         if not colon or not _valid_name(name):
             raise ProtocolError("invalid header line")
         headers.append((name.lower(), value.strip(b" \t")))
-    return int(status_line[2]), status_line[1] == b"1", headers
+    return headers
+
+
+def _framing_fields(headers: RawHeaders) -> tuple[bool, int | None]:
+    """(chunked?, Content-Length) of a head or trailers, checked whether or not they frame a
+    body: at most one Transfer-Encoding, and only `chunked`; one Content-Length of digits."""
+    codings = [value for name, value in headers if name == b"transfer-encoding"]
+    if len(codings) > 1 or (codings and codings[0].lower() != b"chunked"):
+        raise ProtocolError("unsupported Transfer-Encoding")
+    lengths = set(_tokens(headers, b"content-length", empty=True))
+    if not lengths:
+        return bool(codings), None
+    length = lengths.pop()
+    if lengths or not length.isdigit() or len(length) > 18:
+        raise ProtocolError("invalid Content-Length")
+    return bool(codings), int(length)
+
+
+def _parse_head(raw: bytes) -> tuple[int, bool, RawHeaders]:
+    """Status line and headers of one head (without its blank line): status, HTTP/1.1?, headers."""
+    _check_bytes(raw)
+    lines = raw.replace(b"\r\n", b"\n").split(b"\n")
+    status_line = _STATUS_LINE.fullmatch(lines[0])
+    if status_line is None or status_line[2] < b"100":
+        raise ProtocolError("invalid status line")
+    return int(status_line[2]), status_line[1] == b"1", _parse_fields(lines[1:])
 
 
 class ResponseReader:
@@ -131,6 +166,7 @@ class ResponseReader:
         "_remaining",
         "_scanned",
         "_trailer_bytes",
+        "_trailers",
     )
 
     def __init__(self, method: str, max_head_bytes: int = MAX_HEAD_BYTES) -> None:
@@ -146,6 +182,7 @@ class ResponseReader:
         self._remaining = 0  # of a Content-Length body, or of the current chunk
         self._chunk = _SIZE
         self._trailer_bytes = 0
+        self._trailers: list[bytes] = []
         self._extra = False  # bytes arrived after the end of the response
 
     def feed(self, data: bytes) -> None:
@@ -193,29 +230,25 @@ class ResponseReader:
             status, http11, headers = _parse_head(raw)
             if status == 101:
                 raise ProtocolError("unexpected 101 Switching Protocols")
+            chunked, length = _framing_fields(headers)  # checked on 1xx heads too, as h11 does
             if status >= 200:
-                self._frame(status, http11, headers)
+                self._frame(status, http11, headers, chunked, length)
                 self._head = Head(status, headers)
         return self._head
 
-    def _frame(self, status: int, http11: bool, headers: RawHeaders) -> None:
+    def _frame(
+        self, status: int, http11: bool, headers: RawHeaders, chunked: bool, length: int | None
+    ) -> None:
         self._keep_alive = http11 and b"close" not in _tokens(headers, b"connection")
         if self._method_head or status in (204, 304):
             return
-        codings = _tokens(headers, b"transfer-encoding")
-        if codings:
-            self._keep_alive = self._keep_alive and codings[-1] == b"chunked"
-            self._keep_alive = self._keep_alive and not _tokens(headers, b"content-length")
-            self._framing = _CHUNKED if codings[-1] == b"chunked" else _UNTIL_EOF
-            return
-        lengths = set(_tokens(headers, b"content-length", empty=True))
-        if not lengths:
+        if chunked:  # a Content-Length beside it is ignored, and the connection not reused
+            self._framing = _CHUNKED
+            self._keep_alive = self._keep_alive and length is None
+        elif length is None:
             self._framing, self._keep_alive = _UNTIL_EOF, False
-            return
-        length = lengths.pop()
-        if lengths or not length.isdigit() or len(length) > 18:
-            raise ProtocolError("invalid Content-Length")
-        self._framing, self._remaining = _LENGTH, int(length)
+        else:
+            self._framing, self._remaining = _LENGTH, length
 
     def body(self) -> bytes:
         if self._framing == _LENGTH:
@@ -252,8 +285,8 @@ class ResponseReader:
                     self._chunk = _DATA_END
                 continue
             if self._chunk == _DATA_END:
-                if buf.startswith(b"\r\n", pos) or buf.startswith(b"\n", pos):
-                    pos += 2 if buf[pos] == 13 else 1
+                if buf.startswith(b"\r\n", pos):
+                    pos += 2
                     self._chunk = _SIZE
                     continue
                 if end - pos >= 2 or (pos < end and buf[pos] != 13):
@@ -264,21 +297,30 @@ class ResponseReader:
                 if end - pos > (MAX_CHUNK_LINE if self._chunk == _SIZE else self._max_head):
                     raise ProtocolError("chunk-size line or trailers too long")
                 break
-            line = buf[pos:line_end].removesuffix(b"\r")
-            pos = line_end + 1
             if self._chunk == _SIZE:
-                size = line.split(b";", 1)[0].strip(b" \t")
-                if _HEX.fullmatch(size) is None:
-                    raise ProtocolError("invalid chunk size")
-                self._remaining = int(size, 16)
+                size = _CHUNK_SIZE.fullmatch(buf, pos, line_end + 1)
+                if size is None:
+                    raise ProtocolError("invalid chunk-size line")
+                self._remaining = int(size[1], 16)
                 self._chunk = _DATA if self._remaining else _TRAILERS
-            elif not line:
-                self._chunk = _END
             else:
-                self._trailer_bytes += len(line)
-                if self._trailer_bytes > self._max_head:
-                    raise ProtocolError("trailers too large")
+                self._trailer(buf[pos:line_end].removesuffix(b"\r"))
+            pos = line_end + 1
         self._pos = pos
         if self._chunk != _END and self._eof:
             raise ProtocolError("connection closed before the end of the chunked body")
         return b"".join(out) if len(out) != 1 else out[0]
+
+    def _trailer(self, line: bytes) -> None:
+        """One trailer line (its line end removed); the blank one ends the body, once the
+        trailers passed the checks of a head."""
+        if line:
+            self._trailers.append(line)
+            self._trailer_bytes += len(line)
+            if self._trailer_bytes > self._max_head:
+                raise ProtocolError("trailers too large")
+            return
+        if self._trailers:
+            _check_bytes(b"".join(self._trailers))  # no LF in them: any CR left is lone
+            _framing_fields(_parse_fields(self._trailers))
+        self._chunk = _END

@@ -27,7 +27,7 @@ Steering by model name — leading dash-separated words, combinable (`slow-200-n
     slow-<ms>       wait <ms> before the first byte (errors included)
     pace-<ms>       wait <ms> between stream chunks
     nousage         no usage fields at all, buffered and streamed
-    gzip, garbage, close_after_headers
+    gzip, br, garbage, close_after_headers, reflect
                     recognised (so they combine) but acted on only by the test server
 
 Any other model name answers normally. Every reply carries `x-request-id: req_mock_<n>`.
@@ -64,7 +64,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
 _NUMBERED = frozenset({"fail", "flaky", "slow", "pace"})
-_FLAGS = frozenset({"echo", "nousage", "gzip", "garbage", "close_after_headers"})
+_FLAGS = frozenset({"echo", "nousage", "gzip", "br", "garbage", "close_after_headers", "reflect"})
 _GEMINI = re.compile(r"/models/([^/:]+):(generateContent|streamGenerateContent|countTokens)$")
 _ERROR_TYPES = {
     400: "invalid_request_error",
