@@ -13,6 +13,7 @@ from tokenomics.formats.base import (
     Body,
     Route,
     Slot,
+    count_field,
     leaf_slots,
     prompt_texts,
     string_slot,
@@ -56,6 +57,12 @@ class Gemini(Adapter):
         head = prefix[: len(prefix) - len(route.path_model)]
         path = f"{head}{model}:{action}"
         return body, dataclasses.replace(route, path=path, path_model=model)
+
+    def output_cap(self, body: Body, default: int) -> int:
+        """`generationConfig.maxOutputTokens` (either spelling), times `candidateCount`."""
+        config = body.get("generationConfig", body.get("generation_config"))
+        cap = count_field(config, "maxOutputTokens", "max_output_tokens") or default
+        return cap * (count_field(config, "candidateCount", "candidate_count") or 1)
 
     def add_prompts(self, body: Body, prompts: Sequence[Prompt]) -> Body:
         texts = prompt_texts(prompts)
