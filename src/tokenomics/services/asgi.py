@@ -14,6 +14,7 @@ import os
 import random
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -215,14 +216,14 @@ class ProxyApp:
             with trio.CancelScope() as request:
                 self._spawn(self._watch_disconnect, receive, request, ex)
                 reply = await run_pipeline(ex, self.deps)
-                await self._send_reply(send, reply, ex, self.clock)
+                await self._send_reply(send, reply, ex, self.clock, partial(finish, ex, self.deps))
         finally:
             self.stats.in_flight -= 1
-            # The relay closes the upstream response; not when the reply never started.
-            if ex.upstream is not None and not ex.upstream.closed:
-                with trio.CancelScope(shield=True):
+            with trio.CancelScope(shield=True):
+                # The relay closes the upstream response; not when the reply never started.
+                if ex.upstream is not None and not ex.upstream.closed:
                     await ex.upstream.aclose()
-            finish(ex, self.deps)
+                await finish(ex, self.deps)  # done already when the reply went out whole
 
     @staticmethod
     async def _watch_disconnect(receive: Receive, scope: trio.CancelScope, ex: Exchange) -> None:
@@ -234,16 +235,23 @@ class ProxyApp:
 
     @staticmethod
     async def _send_reply(
-        send: Send, reply: Reply, ex: Exchange, clock: Callable[[], float]
+        send: Send,
+        reply: Reply,
+        ex: Exchange,
+        clock: Callable[[], float],
+        finished: Callable[[], Awaitable[None]],
     ) -> None:
         """Send the reply; `ex.replied` is set before the final send, because hypercorn reports
-        `http.disconnect` for every finished response while that send is under way."""
+        `http.disconnect` for every finished response while that send is under way. The
+        exchange is `finished` (journaled) before that send: a client that has the whole
+        response can count on its record, even if the process is killed the next instant."""
         headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in reply.headers]
         if reply.stream is None:
             headers.append((b"content-length", str(len(reply.body)).encode()))
             ex.first_byte_ms = int((clock() - ex.started) * 1000)
             await send({"type": "http.response.start", "status": reply.status, "headers": headers})
             ex.replied = True
+            await finished()
             await send({"type": "http.response.body", "body": reply.body})
             return
         await send({"type": "http.response.start", "status": reply.status, "headers": headers})
@@ -256,4 +264,5 @@ class ProxyApp:
             with trio.CancelScope(shield=True):
                 await stream.aclose()
         ex.replied = True
+        await finished()
         await send({"type": "http.response.body", "body": b""})

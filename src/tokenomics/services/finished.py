@@ -19,6 +19,7 @@ from tokenomics.domain.usage import ResponseMeta, Usage
 from tokenomics.services.capture import is_sensitive
 
 if TYPE_CHECKING:
+    from tokenomics.domain.budget import Spend
     from tokenomics.domain.policy import MemoryPolicy
     from tokenomics.pipeline.exchange import Exchange
 
@@ -67,6 +68,9 @@ class Finished:
     # the relay already has it; None: read it from `response_chunks`.
     response_text: tuple[str, bool] | None = None
     events: tuple[tuple[str, dict[str, Any]], ...] = field(default=())  # `rule.*` events
+    # The token's settled budget counter just after this request (None: no budget step ran):
+    # the journal keeps it so that recovery rebuilds the counters (`ledger_files`).
+    spend: Spend | None = None
 
     @property
     def hash16(self) -> str:
@@ -138,4 +142,5 @@ def from_exchange(ex: Exchange, duration_ms: int, now: datetime | None = None) -
         first_byte_ms=ex.first_byte_ms,
         response_text=ex.relayed_text,
         events=tuple(ex.events),
+        spend=ex.spend,
     )
