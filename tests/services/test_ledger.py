@@ -15,6 +15,7 @@ import pytest
 import trio
 from tests.services.ledger_support import A, finished
 
+from tokenomics.domain.budget import Spend
 from tokenomics.services import ledger as ledger_service
 from tokenomics.services.finished import Finished
 from tokenomics.services.ledger import Ledger
@@ -244,3 +245,63 @@ async def test_without_the_ledger_only_memory_is_written(tmp_path: Path) -> None
     await ledger.close()
     assert memory.batches == [(1, ledger.session_id)] and memory.closed
     assert (tmp_path / "data").is_file()
+
+
+async def test_a_record_is_in_the_journal_file_when_record_returns(tmp_path: Path) -> None:
+    ledger = await open_ledger(tmp_path)
+    ledger.record(finished(1, spend=Spend(42, 0.5)))
+    header, record = journal_lines(ledger)  # no batch, no thread hop: already in the file
+    assert header["session_id"] == ledger.session_id
+    assert record["request"]["input_tokens"] == 10
+    assert record["spend"] == {"tokens": 42, "cost_usd": 0.5}
+    assert ledger.statistics().requests_recorded == 1
+    await ledger.close()
+
+
+async def test_the_git_context_line_reaches_the_recovered_session(tmp_path: Path) -> None:
+    ledger = await Ledger.open(tmp_path / "sessions", Path(__file__).parent)  # in this repo
+    assert ledger is not None
+    await ledger.take_git_context()
+    ledger.record(finished(1))
+    git = journal_lines(ledger)[1]["git"]
+    assert git["repo_root"]
+    assert ledger._journal is not None
+    ledger._journal.close()  # the process died
+    recover_all(ledger.journal_path.parent)
+    assert json.loads(ledger.session_path.read_text())["git"] == git
+
+
+async def crashed_with(root: Path, *spends: Spend) -> Ledger:
+    ledger = await open_ledger(root)
+    for n, spend in enumerate(spends, start=1):
+        ledger.record(finished(n, spend=spend))
+    ledger.record(finished(9, token_hash="b" * 64))  # rejected before the budget: no spend
+    assert ledger._journal is not None
+    ledger._journal.close()  # the process died: its lock is gone
+    return ledger
+
+
+async def test_the_next_open_restores_the_last_spend_of_each_token_before_recovering(
+    tmp_path: Path,
+) -> None:
+    crashed = await crashed_with(tmp_path, Spend(10, 0.1), Spend(30, 0.3))
+    restored: list[dict[str, Spend]] = []
+
+    async def restore(spends: dict[str, Spend]) -> bool:
+        assert crashed.journal_path.exists()  # the journal is recovered only after this
+        restored.append(spends)
+        return True
+
+    await open_ledger(tmp_path, restore=restore)
+    assert restored == [{A: Spend(30, 0.3)}]
+    assert crashed.session_path.exists() and not crashed.journal_path.exists()
+
+
+async def test_a_restore_not_saved_keeps_the_journal_for_the_next_start(tmp_path: Path) -> None:
+    crashed = await crashed_with(tmp_path, Spend(10, 0.1))
+
+    async def failed(spends: dict[str, Spend]) -> bool:
+        return False
+
+    await open_ledger(tmp_path, restore=failed)
+    assert crashed.journal_path.exists() and not crashed.session_path.exists()
