@@ -112,11 +112,12 @@ def build_deps(
     cipher = Cipher.from_secret(secret) if secret else None
     tokens = TokenStore.open(db_path, cipher, settings.security.encryption_key_env)
     usage = UsageStore(Database.open(db_path))
-    stats = Stats()
     providers = load_providers(
         cwd=cwd, home=home, data_dir=Path(settings.dir), inline=settings.providers
     )
     price_overrides = {m: f for p in providers.values() for m, f in p.prices.items()}
+    prices = load_prices(price_overrides)
+    stats = Stats(known_model=prices.__contains__)
     deps = Deps(
         settings=settings,
         environ=environ,
@@ -126,7 +127,7 @@ def build_deps(
         limiter=RateLimiter(trio.current_time),
         budgets=Budgets(usage.load()),
         estimator=TokenEstimator(),
-        prices=load_prices(price_overrides),
+        prices=prices,
         upstreams=Upstreams(),
         recorder=Recorder(stats, settings.logging, trio.current_time),
         now=time.time,

@@ -20,7 +20,7 @@ def exchange(n: int) -> Exchange:
 
 
 async def test_a_full_channel_makes_requests_wait_and_loses_no_record() -> None:
-    recorder = Recorder(Stats(), LoggingSettings(), trio.current_time)
+    recorder = Recorder(Stats(lambda model: True), LoggingSettings(), trio.current_time)
     send, receive = trio.open_memory_channel[Finished](2)
     journaled: list[str] = []
     recorder.journal = lambda f: journaled.append(f.client_request_id)
@@ -46,7 +46,7 @@ async def test_a_full_channel_makes_requests_wait_and_loses_no_record() -> None:
 
 
 async def test_a_closed_channel_is_logged_not_raised(caplog: pytest.LogCaptureFixture) -> None:
-    recorder = Recorder(Stats(), LoggingSettings(), trio.current_time)
+    recorder = Recorder(Stats(lambda model: True), LoggingSettings(), trio.current_time)
     send, receive = trio.open_memory_channel[Finished](1)
     recorder.sink = send.send
     receive.close()

@@ -135,7 +135,7 @@ def estimate_input(ex: Exchange, deps: Deps) -> int:
     if adapter is None or ex.body is None:
         return 0
     model = ex.attempt_model or ex.model
-    return 3 + sum(3 + deps.estimator.count(model, text) for text in adapter.texts(ex.body))
+    return 3 + deps.estimator.count_texts(model, adapter.texts(ex.body))
 
 
 def reserve_budget(ex: Exchange, deps: Deps) -> None:
