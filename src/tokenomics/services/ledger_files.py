@@ -268,9 +268,7 @@ def recover_all(sessions: Path) -> int:
     return count
 
 
-def records_line(
-    request: Entry, events: list[dict[str, Any]], spend: Spend | None = None
-) -> bytes:
+def records_line(request: Entry, events: list[dict[str, Any]], spend: Spend | None = None) -> bytes:
     record: Entry = {"request": request}
     if events:
         record["events"] = events
