@@ -29,8 +29,8 @@ import trio
 import trio.lowlevel
 
 from tokenomics.domain.durations import format_rfc3339
-from tokenomics.domain.ledger import Entry, EntryValues, request_entry
 from tokenomics.services import git_context
+from tokenomics.services.finished import ledger_entry
 from tokenomics.services.ledger_files import (
     JOURNAL,
     SESSION,
@@ -48,6 +48,7 @@ from tokenomics.services.ledger_files import (
 
 if TYPE_CHECKING:
     from tokenomics.domain.budget import Spend
+    from tokenomics.domain.ledger import Entry
     from tokenomics.services.finished import Finished
 
 RENDER_SLICE = 8  # records formatted between two checkpoints (about 1 ms of the event loop)
@@ -78,31 +79,6 @@ class LedgerStatistics:
     pending: int  # received, waiting for a successful write
     write_errors: int
     session_file: str  # where the session JSON goes at shutdown
-
-
-def entry_of(f: Finished) -> Entry:
-    usage, meta = f.usage, f.meta
-    provider_meta = {
-        "cached_input_tokens": usage.cached_input_tokens,
-        "cache_creation_tokens": usage.cache_creation_tokens,
-        "reasoning_tokens": usage.reasoning_tokens,
-        "actual_model": meta.actual_model,
-        "finish_reason": meta.finish_reason,
-        "rate_limit_remaining_requests": meta.rate_limit_remaining_requests,
-        "rate_limit_remaining_tokens": meta.rate_limit_remaining_tokens,
-        "rate_limit_reset": meta.rate_limit_reset,
-    }
-    return request_entry(
-        EntryValues(
-            recorded_at=f.recorded_at, token_hash=f.token_hash, model=f.model,
-            provider=f.provider, input_tokens=usage.input_tokens,
-            output_tokens=usage.output_tokens, duration_ms=f.duration_ms, status_code=f.status,
-            cost_usd=f.cost_usd, stream=f.stream, error=f.error, upstream_id=meta.upstream_id,
-            upstream_request_id=meta.upstream_request_id, retry_count=f.retry_count,
-            fallback_model=f.fallback_model, rule_matches=f.rule_matches, metadata=f.metadata,
-            provider_meta=provider_meta, estimated=usage.estimated,
-        )
-    )  # fmt: skip
 
 
 class Ledger:
@@ -189,7 +165,7 @@ class Ledger:
             return
         if self.journaling:
             events = self._events(f) if self._events else []
-            self._pending.append(records_line(entry_of(f), events, f.spend))
+            self._pending.append(records_line(ledger_entry(f), events, f.spend))
             if not self._failing:
                 self._append_pending()
 
