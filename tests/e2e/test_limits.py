@@ -1,7 +1,8 @@
 """`proxy.md` §7 scenarios 35-48 (budgets and rate limits) through the real server.
 
-Budgets reserve our input estimate at admission and settle with the provider's input+output
-afterwards (D13, D14); rate limits follow policy edits at once and send `Retry-After` (D8, D16).
+Budgets reserve our input estimate and the request's output cap at admission and settle with
+the provider's input+output afterwards (D13, D14); rate limits follow policy edits at once and
+send `Retry-After` (D8, D16).
 Scenario 41 (two proxies sharing Redis) needs the Redis backend and is not covered here.
 """
 
