@@ -173,7 +173,7 @@ async def run_server(
             if session is not None:
                 assert isinstance(deps.recorder, Recorder)
                 deps.recorder.journal = session.record if session.journaling else None
-                deps.recorder.sink = send.send
+                deps.recorder.sink = send
                 stats.ledger = session.statistics if session.journaling else None
                 await consumers.start(ledger.run, session, receive)
             await consumers.start(

@@ -24,7 +24,7 @@ async def test_a_full_channel_makes_requests_wait_and_loses_no_record() -> None:
     send, receive = trio.open_memory_channel[Finished](2)
     journaled: list[str] = []
     recorder.journal = lambda f: journaled.append(f.client_request_id)
-    recorder.sink = send.send
+    recorder.sink = send
     done: list[int] = []
 
     async def finish(n: int, cancel: bool) -> None:
@@ -48,7 +48,7 @@ async def test_a_full_channel_makes_requests_wait_and_loses_no_record() -> None:
 async def test_a_closed_channel_is_logged_not_raised(caplog: pytest.LogCaptureFixture) -> None:
     recorder = Recorder(Stats(lambda model: True), LoggingSettings(), trio.current_time)
     send, receive = trio.open_memory_channel[Finished](1)
-    recorder.sink = send.send
+    recorder.sink = send
     receive.close()
     await recorder.record(exchange(1))
     assert "after the record consumers stopped" in caplog.text

@@ -219,11 +219,13 @@ class ProxyApp:
                 await self._send_reply(send, reply, ex, self.clock, partial(finish, ex, self.deps))
         finally:
             self.stats.in_flight -= 1
-            with trio.CancelScope(shield=True):
-                # The relay closes the upstream response; not when the reply never started.
-                if ex.upstream is not None and not ex.upstream.closed:
+            # The relay closes the upstream response; not when the reply never started.
+            if ex.upstream is not None and not ex.upstream.closed:
+                with trio.CancelScope(shield=True):
                     await ex.upstream.aclose()
-                await finish(ex, self.deps)  # done already when the reply went out whole
+            if not ex.finished:  # else done before the reply's last byte
+                with trio.CancelScope(shield=True):
+                    await finish(ex, self.deps)
 
     @staticmethod
     async def _watch_disconnect(receive: Receive, scope: trio.CancelScope, ex: Exchange) -> None:

@@ -21,7 +21,7 @@ from tokenomics.services.logs import REQUEST_LOGGER
 from tokenomics.upstream.urls import redact
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Callable
 
     from tokenomics.config.settings import LoggingSettings
     from tokenomics.pipeline.exchange import Exchange
@@ -81,9 +81,9 @@ class Recorder:
         # delivers them; read by `status` and tests.
         self.recent_events: deque[tuple[str, dict[str, Any]]] = deque(maxlen=RECENT_EVENTS)
         # Set by the composition root: the session ledger's `record` (a line in the journal
-        # now), and the record consumers' channel (`send` of a channel of `RECORD_QUEUE`).
+        # now), and the record consumers' channel (of `RECORD_QUEUE` records).
         self.journal: Callable[[Finished], None] | None = None
-        self.sink: Callable[[Finished], Awaitable[None]] | None = None
+        self.sink: trio.MemorySendChannel[Finished] | None = None
 
     async def record(self, ex: Exchange) -> None:
         seconds = max(0.0, self._clock() - ex.started)
@@ -98,8 +98,17 @@ class Recorder:
         if self.journal is not None:
             self.journal(finished)
         if self.sink is not None:
-            try:
-                with trio.CancelScope(shield=True):
-                    await self.sink(finished)
-            except (trio.ClosedResourceError, trio.BrokenResourceError):
-                log.warning("request finished after the record consumers stopped; not recorded")
+            await _hand_over(self.sink, finished)
+
+
+async def _hand_over(sink: trio.MemorySendChannel[Finished], finished: Finished) -> None:
+    """Into the channel at once when there is room (no checkpoint: the common case costs no
+    trip through the scheduler), else wait for room, shielded."""
+    try:
+        try:
+            sink.send_nowait(finished)
+        except trio.WouldBlock:
+            with trio.CancelScope(shield=True):
+                await sink.send(finished)
+    except (trio.ClosedResourceError, trio.BrokenResourceError):
+        log.warning("request finished after the record consumers stopped; not recorded")
