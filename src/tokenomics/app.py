@@ -25,7 +25,7 @@ import trio
 from tokenomics.config.prices import load_prices
 from tokenomics.config.private_files import private_dir
 from tokenomics.config.providers import load_providers
-from tokenomics.domain.budget import Budgets
+from tokenomics.domain.budget import Budgets, Spend
 from tokenomics.domain.durations import format_rfc3339
 from tokenomics.domain.ratelimit import RateLimiter
 from tokenomics.formats.estimate import TokenEstimator
@@ -35,7 +35,7 @@ from tokenomics.services.asgi import ProxyApp
 from tokenomics.services.finished import Finished
 from tokenomics.services.http_server import serve, server_config
 from tokenomics.services.memory import MemoryWriter
-from tokenomics.services.recorder import Recorder
+from tokenomics.services.recorder import RECORD_QUEUE, Recorder
 from tokenomics.services.stats import Stats
 from tokenomics.services.tls import resolve_tls
 from tokenomics.store.db import Database
@@ -73,14 +73,28 @@ class Server:
         return self.ledger.session_id if self.ledger and self.ledger.journaling else ""
 
 
-async def open_ledger(settings: Settings, cwd: Path, home: Path | None) -> ledger.Ledger | None:
-    """The session ledger (recovering crashed sessions first) with the memory files; when the
-    ledger is off, a consumer of the memory files only."""
+async def open_ledger(
+    settings: Settings, cwd: Path, home: Path | None, restore: ledger.Restore
+) -> ledger.Ledger | None:
+    """The session ledger (recovering crashed sessions first, their spend `restore`d to the
+    budget counters) with the memory files; when the ledger is off, a consumer of the memory
+    files only."""
     options = settings.ledger
     events = comm_events.communication_events if options.event_ledger else None
     sessions = settings.sessions_dir if options.enabled else None
     memory = MemoryWriter.from_settings(settings, home=home)
-    return await ledger.Ledger.open(sessions, cwd, events=events, memory=memory)
+    return await ledger.Ledger.open(sessions, cwd, events=events, memory=memory, restore=restore)
+
+
+def restorer(budgets: Budgets, usage: UsageStore) -> ledger.Restore:
+    """Raise the counters to what crashed journals prove, and save them before the journals
+    are recovered (and gone): a second crash right after the restart loses nothing either."""
+
+    async def restore(spends: dict[str, Spend]) -> bool:
+        budgets.restore(spends)
+        return await usage_writer.flush(budgets, usage, _now_text)
+
+    return restore
 
 
 def _now_text() -> str:
@@ -108,11 +122,12 @@ def build_deps(
     cipher = Cipher.from_secret(secret) if secret else None
     tokens = TokenStore.open(db_path, cipher, settings.security.encryption_key_env)
     usage = UsageStore(Database.open(db_path))
-    stats = Stats()
     providers = load_providers(
         cwd=cwd, home=home, data_dir=Path(settings.dir), inline=settings.providers
     )
     price_overrides = {m: f for p in providers.values() for m, f in p.prices.items()}
+    prices = load_prices(price_overrides)
+    stats = Stats(known_model=prices.__contains__)
     deps = Deps(
         settings=settings,
         environ=environ,
@@ -122,7 +137,7 @@ def build_deps(
         limiter=RateLimiter(trio.current_time),
         budgets=Budgets(usage.load()),
         estimator=TokenEstimator(),
-        prices=load_prices(price_overrides),
+        prices=prices,
         upstreams=Upstreams(),
         recorder=Recorder(stats, settings.logging, trio.current_time),
         now=time.time,
@@ -162,12 +177,13 @@ async def run_server(
     stopped: trio.Event | None = None
     try:
         await trio.to_thread.run_sync(cache.reload)
-        session = await open_ledger(settings, cwd, home)
-        send, receive = trio.open_memory_channel[Finished](float("inf"))
+        session = await open_ledger(settings, cwd, home, restorer(deps.budgets, usage))
+        send, receive = trio.open_memory_channel[Finished](RECORD_QUEUE)
         async with trio.open_nursery() as consumers:
             if session is not None:
                 assert isinstance(deps.recorder, Recorder)
-                deps.recorder.sink = send.send_nowait
+                deps.recorder.journal = session.record if session.journaling else None
+                deps.recorder.sink = send
                 stats.ledger = session.statistics if session.journaling else None
                 await consumers.start(ledger.run, session, receive)
             await consumers.start(

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import trio
 import trio.testing
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tokenomics.domain.budget import BudgetExceeded, Budgets, Reservation, Spend, format_usd
 
@@ -238,14 +242,16 @@ def test_take_dirty_returns_the_totals_changed_since_the_last_call() -> None:
     assert budgets.take_dirty() == {A: Spend(4, 0.04)}
     assert budgets.take_dirty() == {}
     reserve(budgets, B, input_tokens=1).release()
-    assert budgets.take_dirty() == {B: Spend(5, 0.5)}
+    assert budgets.take_dirty() == {}  # held amounts are never persisted
+    reserve(budgets, B, input_tokens=1).settle(1, 0.5)
+    assert budgets.take_dirty() == {B: Spend(6, 1.0)}
 
 
 def test_marked_dirty_keys_come_back_with_their_newest_totals() -> None:
     budgets = Budgets()
-    reserve(budgets, A, input_tokens=3)
+    reserve(budgets, A, input_tokens=3).settle(3, 0.0)
     failed_save = budgets.take_dirty()
-    reserve(budgets, A, input_tokens=2)
+    reserve(budgets, A, input_tokens=2).settle(2, 0.0)
     budgets.mark_dirty(failed_save)
     assert budgets.statistics().dirty == 1
     assert budgets.take_dirty() == {A: Spend(5, 0.0)}
@@ -266,6 +272,82 @@ def test_reset_starts_again_from_zero() -> None:
 
 def test_statistics_count_keys_reservations_and_dirty_totals() -> None:
     budgets = Budgets({A: Spend(1, 0.0)})
+    reserve(budgets, B, input_tokens=1).settle(1, 0.0)
     reserve(budgets, B, input_tokens=1)
     stats = budgets.statistics()
     assert (stats.keys, stats.reservations, stats.dirty) == (2, 1, 1)
+
+
+# ── output caps (issue 12 item 5) ────────────────────────────────────────────────────────────
+
+
+def test_the_output_cap_is_held_until_settled_and_never_persisted() -> None:
+    budgets = Budgets()
+    held = budgets.reserve(
+        A, max_tokens=1000, max_cost_usd=1.0, input_tokens=10, cost_estimate_usd=0.01,
+        output_tokens=200, output_cost_usd=0.2,
+    )  # fmt: skip
+    assert budgets.used(A) == Spend(210, 0.21)
+    assert budgets.settled(A) == Spend()
+    assert budgets.take_dirty() == {}
+    with pytest.raises(BudgetExceeded, match=r"^budget exceeded: used 210 \+ input 800 > limit"):
+        reserve(budgets, max_tokens=1000, input_tokens=800)
+    held.settle(60, 0.05)
+    assert budgets.used(A) == budgets.settled(A) == Spend(60, 0.05)
+    assert budgets.take_dirty() == {A: Spend(60, 0.05)}
+
+
+def test_restore_raises_the_settled_spend_to_the_journal_and_never_lowers_it() -> None:
+    budgets = Budgets({A: Spend(100, 1.0), B: Spend(500, 5.0)})
+    open_reservation = reserve(budgets, A, input_tokens=50)
+    budgets.restore({A: Spend(120, 0.5), B: Spend(400, 4.0), "c" * 64: Spend(7, 0.07)})
+    assert budgets.settled(A) == Spend(120, 1.0)
+    assert budgets.used(A) == Spend(170, 1.0)
+    assert budgets.settled(B) == Spend(500, 5.0)
+    assert budgets.take_dirty() == {A: Spend(120, 1.0), "c" * 64: Spend(7, 0.07)}
+    open_reservation.release()
+    assert budgets.used(A) == Spend(120, 1.0)
+
+
+# Each step: reserve (input estimate, output cap, a label), or settle the open reservation at
+# the given index with a fraction of its input estimate and of its output cap.
+_steps = st.lists(
+    st.one_of(
+        st.tuples(st.just("reserve"), st.integers(0, 60), st.integers(0, 300)),
+        st.tuples(st.just("settle"), st.integers(0, 50), st.floats(0, 1), st.floats(0, 1)),
+    ),
+    max_size=80,
+)
+
+
+@given(limit=st.integers(1, 2000), steps=_steps)
+def test_spend_never_passes_the_limit_by_more_than_one_requests_output(
+    limit: int, steps: list[tuple[Any, ...]]
+) -> None:
+    """Any interleaving of admissions and settlements, actual usage within each request's input
+    estimate and output cap: the spend stays within limit + the largest single output."""
+    budgets = Budgets()
+    price = 1e-6  # a dollar per million tokens, in and out: the cost limit mirrors the tokens
+    open_: list[tuple[Reservation, int, int]] = []
+    largest_output = 0
+    for step in [*steps, *(("settle", 0, 1.0, 1.0),) * 80]:
+        if step[0] == "reserve":
+            _, estimate, cap = step
+            try:
+                held = budgets.reserve(
+                    A, max_tokens=limit, max_cost_usd=limit * price, input_tokens=estimate,
+                    cost_estimate_usd=estimate * price, output_tokens=cap,
+                    output_cost_usd=cap * price,
+                )  # fmt: skip
+            except BudgetExceeded:
+                continue
+            open_.append((held, estimate, cap))
+        elif open_:
+            held, estimate, cap = open_.pop(step[1] % len(open_))
+            inputs, output = int(estimate * step[2]), int(cap * step[3])
+            largest_output = max(largest_output, output)
+            held.settle(inputs + output, (inputs + output) * price)
+        spent = budgets.settled(A)
+        assert spent.tokens <= limit + largest_output
+        assert spent.cost_usd <= (limit + largest_output) * price + 1e-9
+    assert budgets.used(A) == budgets.settled(A)

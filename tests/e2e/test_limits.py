@@ -1,7 +1,8 @@
 """`proxy.md` §7 scenarios 35-48 (budgets and rate limits) through the real server.
 
-Budgets reserve our input estimate at admission and settle with the provider's input+output
-afterwards (D13, D14); rate limits follow policy edits at once and send `Retry-After` (D8, D16).
+Budgets reserve our input estimate and the request's output cap at admission and settle with
+the provider's input+output afterwards (D13, D14); rate limits follow policy edits at once and
+send `Retry-After` (D8, D16).
 Scenario 41 (two proxies sharing Redis) needs the Redis backend and is not covered here.
 """
 
@@ -25,9 +26,9 @@ from tokenomics.store.tokens import TokenStore
 
 OPENAI = {"base_key_env": "OPENAI_KEY"}
 BUDGET_RE = re.compile(r"budget exceeded: used (\d+) \+ input (\d+) > limit (\d+)")
-# 200 one-token words: estimate E = 206, actual C = 203 in + 15 out = 218. A reservation holds E
-# until it settles at C, so a limit of 9*max(E, C) + E admits exactly 10 requests in any
-# interleaving as long as it is below 10*min(E, C) + E.
+# 200 one-token words: estimate E = 206, actual C = 203 in + 15 out = 218. A reservation holds
+# R = E + the output cap (`max_tokens: 15`) until it settles at C, so a limit of 9*max(R, C) + E
+# admits exactly 10 requests in any interleaving as long as it is below 10*min(R, C) + E.
 MANY_WORDS = " ".join(["word"] * 200)
 
 
@@ -166,12 +167,14 @@ async def test_output_tokens_are_counted_in_stats_and_budget(proxy: Proxy) -> No
 async def test_fifty_concurrent_requests_never_exceed_a_ten_request_budget_which_survives_restart(
     mock_upstream_server: MockUpstream, tmp_path: Path
 ) -> None:
-    body = chat(content=MANY_WORDS)
+    body = {**chat(content=MANY_WORDS), "max_tokens": 15}
     async with start_proxy(tmp_path, mock_upstream_server.url) as proxy:
         estimate = await input_estimate(proxy, body)
-        cost = (await actual_usage(proxy, body))["total_tokens"]
-        limit = 9 * max(cost, estimate) + estimate
-        assert limit < 10 * min(cost, estimate) + estimate  # the 11th never fits
+        usage = await actual_usage(proxy, body)
+        cost, held = usage["total_tokens"], estimate + body["max_tokens"]
+        assert usage["completion_tokens"] == body["max_tokens"]
+        limit = 9 * max(cost, held) + estimate
+        assert limit < 10 * min(cost, held) + estimate  # the 11th never fits
         token = proxy.token({**OPENAI, "max_tokens": limit})
         key = proxy.key.hash(token)
         mock_upstream_server.clear()

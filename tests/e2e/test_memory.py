@@ -126,9 +126,9 @@ async def test_streams_are_kept_only_when_memory_or_events_will_read_them(
     records: list[Finished] = []
     async with start_proxy(tmp_path, env=env) as proxy:
         recorder = proxy.server.deps.recorder
-        assert isinstance(recorder, Recorder) and recorder.sink is not None
-        forward = recorder.sink
-        recorder.sink = lambda f: (records.append(f), forward(f))[-1]
+        assert isinstance(recorder, Recorder) and recorder.journal is not None
+        forward = recorder.journal
+        recorder.journal = lambda f: (records.append(f), forward(f))[-1]
         policy = memory_policy([], tmp_path / "mem")
         policy["memory"]["enabled"] = policy_memory
         status, reply = await exchange(proxy, proxy.token(policy), "hello there", stream=True)

@@ -176,7 +176,7 @@ async def test_metrics_count_requests_tokens_cost_errors_and_latency_by_model_an
     assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
     m = parse_metrics(response.text)
     ok = 'model="gpt-4o",provider="openai",status="200"'
-    failed = 'model="fail-500",provider="openai",status="500"'
+    failed = 'model="other",provider="openai",status="500"'  # not a model of the price table
     assert m[f"tokenomics_requests_total{{{ok}}}"] == 2
     assert m[f"tokenomics_requests_total{{{failed}}}"] == 1
     assert m['tokenomics_requests_total{model="gpt-4o",provider="openai",status="403"}'] == 1

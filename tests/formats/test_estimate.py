@@ -15,6 +15,7 @@ import pytest
 
 from tokenomics.formats.estimate import (
     CL100K,
+    ENCODE_LIMIT,
     O200K,
     TokenEstimator,
     encoding_name,
@@ -289,3 +290,34 @@ def test_unloadable_vocabulary_falls_back_to_bytes_over_four(reader: Any) -> Non
 def test_fallback_count_is_ceil_of_utf8_bytes_over_four() -> None:
     assert [fallback_count(t) for t in ("", "a", "abcd", "abcde", "🎉🎉")] == [0, 1, 1, 2, 2]
     assert fallback_count("x" * 4001) == math.ceil(4001 / 4)
+
+
+# ── bounded work on the event loop (issue 12 item 11) ───────────────────────────────────────
+
+
+def test_a_ten_mib_body_is_estimated_in_milliseconds(estimator: TokenEstimator) -> None:
+    text = "lorem ipsum dolor sit amet " * (10 * 1024 * 1024 // 27)
+    started = time.perf_counter()
+    count = estimator.count_texts("gpt-4o", [text, text])
+    elapsed = time.perf_counter() - started
+    assert elapsed < 0.5  # tiktoken on all 20 MiB takes seconds
+    counted = estimator.count("gpt-4o", text[:ENCODE_LIMIT])
+    exact = counted * 2 * len(text) / ENCODE_LIMIT  # the text repeats itself
+    assert exact <= count - 6 <= 1.5 * exact
+
+
+def test_text_past_the_limit_is_not_undercounted_by_its_byte_size(
+    estimator: TokenEstimator,
+) -> None:
+    runes = "ᚠᚢᚦᚨᚱᚲ " * 40_000  # 3 UTF-8 bytes and about 3 tokens per rune
+    exact = sum(
+        estimator.count("gpt-4o", runes[i : i + ENCODE_LIMIT])
+        for i in range(0, len(runes), ENCODE_LIMIT)
+    )
+    assert estimator.count("gpt-4o", runes) >= 0.9 * exact
+    assert len(runes.encode()) / 4 < exact / 3  # bytes/4 alone would undercount
+
+
+def test_under_the_limit_the_count_is_tiktokens(estimator: TokenEstimator) -> None:
+    texts = ["hello world"] * 10
+    assert estimator.count_texts("gpt-4o", texts) == 10 * (3 + estimator.count("gpt-4o", texts[0]))

@@ -15,10 +15,11 @@ import pytest
 import trio
 from tests.services.ledger_support import A, finished
 
+from tokenomics.domain.budget import Spend
 from tokenomics.services import ledger as ledger_service
 from tokenomics.services.finished import Finished
 from tokenomics.services.ledger import Ledger
-from tokenomics.services.ledger_files import recover_all
+from tokenomics.services.ledger_files import ensure_dir, recover_all
 
 
 def journal_lines(ledger: Ledger) -> list[dict[str, Any]]:
@@ -35,11 +36,26 @@ async def open_ledger(root: Path, **kwargs: Any) -> Ledger:
     return ledger
 
 
+def unopened_ledger(root: Path) -> Ledger:
+    """A ledger whose journal is not open yet (`Ledger.open` opens it): its path can be
+    blocked first."""
+    sessions = root / "data" / "sessions"
+    ensure_dir(sessions)
+    return Ledger(sessions, root)
+
+
+async def write(ledger: Ledger, *records: Finished) -> None:
+    """What the server does: each record journaled by its request, then the batch written."""
+    for record in records:
+        ledger.record(record)
+    await ledger.write(records)
+
+
 async def test_each_batch_is_in_the_journal_after_the_header_with_private_modes(
     tmp_path: Path,
 ) -> None:
     ledger = await open_ledger(tmp_path)
-    await ledger.write([finished(1), finished(2)])
+    await write(ledger, finished(1), finished(2))
     header, *records = journal_lines(ledger)
     assert header == {
         "session_id": ledger.session_id,
@@ -63,6 +79,7 @@ async def test_the_service_writes_the_session_atomically_and_removes_the_journal
     async with trio.open_nursery() as nursery:
         await nursery.start(ledger_service.run, ledger, receive)
         for n in (1, 2, 3):
+            ledger.record(finished(n))
             send.send_nowait(finished(n))
         await send.aclose()
     session = json.loads(ledger.session_path.read_text())
@@ -82,6 +99,7 @@ async def test_cancellation_still_writes_the_session(tmp_path: Path) -> None:
     send, receive = trio.open_memory_channel[Finished](float("inf"))
     async with trio.open_nursery() as nursery:
         await nursery.start(ledger_service.run, ledger, receive)
+        ledger.record(finished(1))
         send.send_nowait(finished(1))
         nursery.cancel_scope.cancel()
     session = json.loads(ledger.session_path.read_text())
@@ -99,7 +117,7 @@ async def test_a_crashed_journal_becomes_a_session_and_a_truncated_line_is_skipp
     tmp_path: Path,
 ) -> None:
     ledger = await open_ledger(tmp_path)
-    await ledger.write([finished(1), finished(2)])
+    await write(ledger, finished(1), finished(2))
     assert ledger._journal is not None
     ledger._journal.close()  # the process died: its lock is gone
     with ledger.journal_path.open("ab") as journal:
@@ -117,9 +135,9 @@ async def test_the_next_open_recovers_and_a_live_locked_journal_is_left_alone(
     tmp_path: Path,
 ) -> None:
     live = await open_ledger(tmp_path)
-    await live.write([finished(1)])
+    await write(live, finished(1))
     crashed = await open_ledger(tmp_path)
-    await crashed.write([finished(2)])
+    await write(crashed, finished(2))
     assert crashed._journal is not None
     crashed._journal.close()
     third = await open_ledger(tmp_path)  # recovers `crashed` only
@@ -133,7 +151,7 @@ async def test_the_next_open_recovers_and_a_live_locked_journal_is_left_alone(
 
 async def test_a_journal_with_a_complete_session_is_only_removed(tmp_path: Path) -> None:
     ledger = await open_ledger(tmp_path)
-    await ledger.write([finished(1)])
+    await write(ledger, finished(1))
     assert ledger._journal is not None
     ledger._journal.close()
     ledger.session_path.write_text(json.dumps({"session_id": "x", "requests": []}))
@@ -145,15 +163,15 @@ async def test_a_journal_with_a_complete_session_is_only_removed(tmp_path: Path)
 async def test_a_failing_write_is_counted_kept_and_retried(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    ledger = await open_ledger(tmp_path)
+    ledger = unopened_ledger(tmp_path)
     ledger.journal_path.mkdir()  # opening the journal fails like an unwritable directory
-    await ledger.write([finished(1)])
-    await ledger.write([finished(2)])
+    await write(ledger, finished(1))
+    await write(ledger, finished(2))
     stats = ledger.statistics()
     assert (stats.requests_recorded, stats.pending, stats.write_errors) == (0, 2, 2)
     assert sum("cannot write" in r.message for r in caplog.records) == 1
     ledger.journal_path.rmdir()
-    await ledger.write([finished(3)])
+    await write(ledger, finished(3))
     stats = ledger.statistics()
     assert (stats.requests_recorded, stats.pending) == (3, 0)
     assert [r["request"]["input_tokens"] for r in journal_lines(ledger)[1:]] == [10, 20, 30]
@@ -163,9 +181,9 @@ async def test_a_failing_write_is_counted_kept_and_retried(
 async def test_requests_never_written_to_the_journal_still_reach_the_session(
     tmp_path: Path,
 ) -> None:
-    ledger = await open_ledger(tmp_path)
+    ledger = unopened_ledger(tmp_path)
     ledger.journal_path.mkdir()
-    await ledger.write([finished(1)])
+    await write(ledger, finished(1))
     await ledger.close()
     assert json.loads(ledger.session_path.read_text())["totals"]["request_count"] == 1
 
@@ -196,7 +214,7 @@ class Memory:
 async def test_memory_is_written_per_batch_and_its_errors_are_contained(tmp_path: Path) -> None:
     memory = Memory(fail=True)
     ledger = await open_ledger(tmp_path, memory=memory)
-    await ledger.write([finished(1), finished(2)])
+    await write(ledger, finished(1), finished(2))
     await ledger.close()
     assert memory.batches == [(2, ledger.session_id)] and memory.closed
     assert ledger.statistics().requests_recorded == 2
@@ -207,7 +225,7 @@ async def test_communication_events_go_to_the_journal_and_the_session(tmp_path: 
         return [{"timestamp": "t", "type": "request.received", "token_hash": f.hash16}]
 
     ledger = await open_ledger(tmp_path, events=events)
-    await ledger.write([finished(1)])
+    await write(ledger, finished(1))
     assert journal_lines(ledger)[1]["events"][0]["type"] == "request.received"
     await ledger.close()
     session = orjson.loads(ledger.session_path.read_bytes())
@@ -224,7 +242,67 @@ async def test_without_the_ledger_only_memory_is_written(tmp_path: Path) -> None
     (tmp_path / "data").write_text("a file")
     ledger = await Ledger.open(tmp_path / "data" / "sessions", tmp_path, memory=memory)
     assert ledger is not None and not ledger.journaling
-    await ledger.write([finished(1)])
+    await write(ledger, finished(1))
     await ledger.close()
     assert memory.batches == [(1, ledger.session_id)] and memory.closed
     assert (tmp_path / "data").is_file()
+
+
+async def test_a_record_is_in_the_journal_file_when_record_returns(tmp_path: Path) -> None:
+    ledger = await open_ledger(tmp_path)
+    ledger.record(finished(1, spend=Spend(42, 0.5)))
+    header, record = journal_lines(ledger)  # no batch, no thread hop: already in the file
+    assert header["session_id"] == ledger.session_id
+    assert record["request"]["input_tokens"] == 10
+    assert record["spend"] == {"tokens": 42, "cost_usd": 0.5}
+    assert ledger.statistics().requests_recorded == 1
+    await ledger.close()
+
+
+async def test_the_git_context_line_reaches_the_recovered_session(tmp_path: Path) -> None:
+    ledger = await Ledger.open(tmp_path / "sessions", Path(__file__).parent)  # in this repo
+    assert ledger is not None
+    await ledger.take_git_context()
+    ledger.record(finished(1))
+    git = journal_lines(ledger)[1]["git"]
+    assert git["repo_root"]
+    assert ledger._journal is not None
+    ledger._journal.close()  # the process died
+    recover_all(ledger.journal_path.parent)
+    assert json.loads(ledger.session_path.read_text())["git"] == git
+
+
+async def crashed_with(root: Path, *spends: Spend) -> Ledger:
+    ledger = await open_ledger(root)
+    for n, spend in enumerate(spends, start=1):
+        ledger.record(finished(n, spend=spend))
+    ledger.record(finished(9, token_hash="b" * 64))  # rejected before the budget: no spend
+    assert ledger._journal is not None
+    ledger._journal.close()  # the process died: its lock is gone
+    return ledger
+
+
+async def test_the_next_open_restores_the_last_spend_of_each_token_before_recovering(
+    tmp_path: Path,
+) -> None:
+    crashed = await crashed_with(tmp_path, Spend(10, 0.1), Spend(30, 0.3))
+    restored: list[dict[str, Spend]] = []
+
+    async def restore(spends: dict[str, Spend]) -> bool:
+        assert crashed.journal_path.exists()  # the journal is recovered only after this
+        restored.append(spends)
+        return True
+
+    await open_ledger(tmp_path, restore=restore)
+    assert restored == [{A: Spend(30, 0.3)}]
+    assert crashed.session_path.exists() and not crashed.journal_path.exists()
+
+
+async def test_a_restore_not_saved_keeps_the_journal_for_the_next_start(tmp_path: Path) -> None:
+    crashed = await crashed_with(tmp_path, Spend(10, 0.1))
+
+    async def failed(spends: dict[str, Spend]) -> bool:
+        return False
+
+    await open_ledger(tmp_path, restore=failed)
+    assert crashed.journal_path.exists() and not crashed.session_path.exists()

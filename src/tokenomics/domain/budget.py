@@ -3,7 +3,13 @@
 One counter per token key, shared by all models; a policy's `max_tokens` / `max_cost_usd` only
 changes the limit compared against it. `Budgets.reserve` checks and reserves in one synchronous
 step (W-C3), so concurrent requests cannot jointly overspend. A reservation is later settled
-with the actual usage (which may overshoot: output is never capped) or released.
+with the actual usage or released.
+
+Admission compares `used + input` with the limit (reaching it exactly passes), where `used`
+includes what open reservations hold; a reservation holds the input estimate *and* the
+request's output cap. So every request admitted saw all earlier ones at their maximum, and the
+spend can pass the limit by at most the output of the last request admitted, whatever the
+concurrency (as long as a request's actual usage stays within its input estimate + output cap).
 
 Input and output are always accounted, budget or not (D13). Costs are kept internally as whole
 nano-dollars so that repeated reserve/release cycles never drift and `==` the limit passes.
@@ -22,6 +28,9 @@ if TYPE_CHECKING:
     from types import TracebackType
 
 NANOS_PER_USD = 1_000_000_000
+# The output a request is assumed to produce, per choice, when it sets no limit of its own
+# (`max_tokens`, `max_completion_tokens`, `max_output_tokens`, `maxOutputTokens`).
+DEFAULT_OUTPUT_TOKENS = 4096
 
 
 def _nanos(usd: float) -> int:
@@ -71,14 +80,22 @@ class BudgetStatistics:
 
 
 class _Total:
-    __slots__ = ("nanos", "tokens")
+    """A key's counter: `tokens`/`nanos` include the `held_*` part of its open reservations."""
+
+    __slots__ = ("held_nanos", "held_tokens", "nanos", "tokens")
 
     def __init__(self, tokens: int, nanos: int) -> None:
         self.tokens = tokens
         self.nanos = nanos
+        self.held_tokens = 0
+        self.held_nanos = 0
 
     def spend(self) -> Spend:
         return Spend(self.tokens, _usd(self.nanos))
+
+    def settled(self) -> tuple[int, int]:
+        """Tokens and nanos spent, without what open reservations hold."""
+        return max(self.tokens - self.held_tokens, 0), max(self.nanos - self.held_nanos, 0)
 
 
 class Reservation:
@@ -103,12 +120,12 @@ class Reservation:
     def settle(self, tokens: int, cost_usd: float) -> None:
         """Replace the reserved amounts with the actual input+output tokens and cost."""
         if self._close():
-            self._budgets._apply(self.key, tokens - self._tokens, _nanos(cost_usd) - self._nanos)
+            self._budgets._apply(self.key, tokens, _nanos(cost_usd), -self._tokens, -self._nanos)
 
     def release(self) -> None:
         """Give the reservation back (no upstream response was committed)."""
         if self._close():
-            self._budgets._apply(self.key, -self._tokens, -self._nanos)
+            self._budgets._apply(self.key, 0, 0, -self._tokens, -self._nanos)
 
     def _close(self) -> bool:
         if not self._open:
@@ -141,8 +158,17 @@ class Budgets:
         self._reservations = 0
 
     def used(self, key: str) -> Spend:
+        """What the key spent plus what its open reservations hold (what admission sees)."""
         total = self._totals.get(key)
         return Spend() if total is None else total.spend()
+
+    def settled(self, key: str) -> Spend:
+        """What the key spent: settled requests only, without open reservations."""
+        total = self._totals.get(key)
+        if total is None:
+            return Spend()
+        tokens, nanos = total.settled()
+        return Spend(tokens, _usd(nanos))
 
     def reserve(
         self,
@@ -152,11 +178,15 @@ class Budgets:
         max_cost_usd: float,
         input_tokens: int,
         cost_estimate_usd: float,
+        output_tokens: int = 0,
+        output_cost_usd: float = 0.0,
     ) -> Reservation:
-        """Check the limits that are > 0 and reserve the input and cost estimate, atomically.
+        """Check the limits that are > 0 and reserve, atomically, the input and its cost
+        estimate plus the output cap (`output_tokens`) and its cost.
 
         Raises `BudgetExceeded` when `used + input > max_tokens` or `used + estimate >
-        max_cost_usd` (reaching a limit exactly passes); nothing is reserved then.
+        max_cost_usd` (reaching a limit exactly passes); nothing is reserved then. The output
+        is held but not checked: the last request admitted may pass the limit by its output.
         """
         total = self._totals.get(key)
         if total is None:
@@ -180,9 +210,10 @@ class Budgets:
                 requested=cost_estimate_usd,
                 limit=max_cost_usd,
             )
-        self._apply(key, input_tokens, estimate)
+        tokens, nanos = input_tokens + output_tokens, estimate + _nanos(output_cost_usd)
+        self._apply(key, 0, 0, tokens, nanos)
         self._reservations += 1
-        return Reservation(self, key, input_tokens, estimate)
+        return Reservation(self, key, tokens, nanos)
 
     def reset(self, key: str) -> None:
         """Start the key's usage again from zero (open reservations settle against zero)."""
@@ -190,9 +221,20 @@ class Budgets:
             self._totals[key] = _Total(0, 0)
             self._dirty.add(key)
 
+    def restore(self, totals: Mapping[str, Spend]) -> None:
+        """Raise each key's settled spend to at least the given one (crash recovery: what the
+        ledger journal proves was spent); a key already at or above it is left alone."""
+        for key, spend in totals.items():
+            total = self._totals.get(key)
+            tokens, nanos = (0, 0) if total is None else total.settled()
+            tokens, nanos = max(spend.tokens - tokens, 0), max(_nanos(spend.cost_usd) - nanos, 0)
+            if tokens or nanos:
+                self._apply(key, tokens, nanos, 0, 0)
+
     def take_dirty(self) -> dict[str, Spend]:
-        """The current totals of every key changed since the last call."""
-        dirty = {key: self.used(key) for key in self._dirty}
+        """The settled totals (open reservations left out) of every key changed since the last
+        call: what is persisted, so a crash never turns a reservation into spend."""
+        dirty = {key: self.settled(key) for key in self._dirty}
         self._dirty.clear()
         return dirty
 
@@ -205,10 +247,14 @@ class Budgets:
             keys=len(self._totals), reservations=self._reservations, dirty=len(self._dirty)
         )
 
-    def _apply(self, key: str, tokens: int, nanos: int) -> None:
+    def _apply(self, key: str, tokens: int, nanos: int, held: int, held_nanos: int) -> None:
+        """Add spent amounts and held ones (negative: given back); never below zero."""
         total = self._totals.get(key)
         if total is None:
             total = self._totals[key] = _Total(0, 0)
-        total.tokens = max(total.tokens + tokens, 0)
-        total.nanos = max(total.nanos + nanos, 0)
-        self._dirty.add(key)
+        total.tokens = max(total.tokens + tokens + held, 0)
+        total.nanos = max(total.nanos + nanos + held_nanos, 0)
+        total.held_tokens = max(total.held_tokens + held, 0)
+        total.held_nanos = max(total.held_nanos + held_nanos, 0)
+        if tokens or nanos:  # what is held is never persisted
+            self._dirty.add(key)

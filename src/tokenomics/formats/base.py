@@ -51,6 +51,12 @@ class Adapter:
         """The body with policy prompts inserted (a new dict when anything changes)."""
         return body
 
+    def output_cap(self, body: Body, default: int) -> int:
+        """The most output tokens the request lets the model produce (all choices together),
+        `default` standing for a limit per choice the request does not set. Budgets hold this
+        much until the actual usage is known."""
+        return count_field(body, "max_tokens") or default
+
     def ask_for_usage(self, body: Body) -> tuple[Body, bool]:
         """For streams: make the upstream report usage; True when the client did not ask."""
         return body, False
@@ -71,6 +77,18 @@ class Adapter:
         if tools:
             texts.append(orjson.dumps(tools).decode())
         return texts
+
+
+def count_field(container: Any, *keys: str) -> int | None:
+    """The first of `keys` in `container` holding a whole number >= 1 (a bool, a fraction, a
+    string or a number < 1 counts as absent)."""
+    if not isinstance(container, dict):
+        return None
+    for key in keys:
+        value = container.get(key)
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+            return value
+    return None
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,7 @@ from tokenomics.formats.base import (
     Body,
     Route,
     Slot,
+    count_field,
     leaf_slots,
     prompt_texts,
     string_slot,
@@ -48,6 +49,12 @@ class Gemini(Adapter):
     def with_model(self, body: Body, route: Route, model: str) -> tuple[Body, Route]:
         """The model is the path's only: the body stays as it is."""
         return body, route.for_model(model)
+
+    def output_cap(self, body: Body, default: int) -> int:
+        """`generationConfig.maxOutputTokens` (either spelling), times `candidateCount`."""
+        config = body.get("generationConfig", body.get("generation_config"))
+        cap = count_field(config, "maxOutputTokens", "max_output_tokens") or default
+        return cap * (count_field(config, "candidateCount", "candidate_count") or 1)
 
     def add_prompts(self, body: Body, prompts: Sequence[Prompt]) -> Body:
         texts = prompt_texts(prompts)

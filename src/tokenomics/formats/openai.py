@@ -9,6 +9,7 @@ from tokenomics.formats.base import (
     Body,
     Slot,
     content_slots,
+    count_field,
     leaf_slots,
     prompt_texts,
     string_slot,
@@ -31,6 +32,12 @@ def _tool_call_slots(message: dict[str, Any]) -> list[Slot]:
 
 class OpenAIChat(Adapter):
     kind = "openai_chat"
+
+    def output_cap(self, body: Body, default: int) -> int:
+        """`max_completion_tokens` (reasoning included) or `max_tokens`, per choice: times `n`
+        (and legacy completions' `best_of`, whose candidates are all billed)."""
+        cap = count_field(body, "max_completion_tokens", "max_tokens") or default
+        return cap * max(count_field(body, "n") or 1, count_field(body, "best_of") or 1)
 
     def add_prompts(self, body: Body, prompts: Sequence[Prompt]) -> Body:
         if not prompts:
@@ -82,6 +89,9 @@ class OpenAICompletions(OpenAIChat):
 class OpenAIResponses(Adapter):
     kind = "openai_responses"
 
+    def output_cap(self, body: Body, default: int) -> int:
+        return count_field(body, "max_output_tokens") or default
+
     def add_prompts(self, body: Body, prompts: Sequence[Prompt]) -> Body:
         if not prompts:
             return body
@@ -108,6 +118,9 @@ class OpenAIResponses(Adapter):
 
 class OpenAIEmbeddings(Adapter):
     kind = "openai_embeddings"
+
+    def output_cap(self, body: Body, default: int) -> int:
+        return 0  # embeddings produce no output tokens
 
     def stream(self, body: Body, route: Any) -> bool:
         return False

@@ -25,9 +25,10 @@ class TokenLookup(Protocol):
 
 
 class Recorder(Protocol):
-    """Receives every finished exchange exactly once (stats, logs, ledger); never blocks."""
+    """Receives every finished exchange exactly once (stats, logs, ledger); waits only for room
+    in the bounded channel of the record consumers (back-pressure, nothing dropped)."""
 
-    def record(self, exchange: Exchange) -> None: ...
+    async def record(self, exchange: Exchange) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,7 @@ from tokenomics.domain.errors import TokenomicsError
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator
 
-    from tokenomics.domain.budget import Reservation
+    from tokenomics.domain.budget import Reservation, Spend
     from tokenomics.domain.policy import Policy
     from tokenomics.domain.ratelimit import Permit
     from tokenomics.domain.resolve import Resolved
@@ -70,6 +70,7 @@ class Exchange:
     strip_usage: bool = False
     permit: Permit | None = None
     reservation: Reservation | None = None
+    spend: Spend | None = None  # the token's settled budget counter once this one settled
     input_estimate: int = 0
     upstream: UpstreamResponse | None = None
     attempt_model: str = ""

@@ -1,5 +1,6 @@
 """The end of every exchange, exactly once: settle the budget, feed token windows, release the
-parallel slot, price the request and hand it to the recorder."""
+parallel slot, price the request and hand it to the recorder (which journals it at once and
+may wait for room in the record channel)."""
 
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ def final_usage(ex: Exchange, deps: Deps) -> Usage:
     return merge_estimate(ex.usage, ex.input_estimate, 0)
 
 
-def finish(ex: Exchange, deps: Deps) -> None:
+async def finish(ex: Exchange, deps: Deps) -> None:
     if ex.finished:
         return
     ex.finished = True
@@ -39,8 +40,9 @@ def finish(ex: Exchange, deps: Deps) -> None:
             ex.reservation.settle(usage.total_tokens, ex.cost_usd or 0.0)
         else:
             ex.reservation.release()
+        ex.spend = deps.budgets.settled(ex.token_hash)
     if ex.policy is not None and usage.total_tokens:
         deps.limiter.record_tokens(ex.token_hash, ex.policy.rate_limit, usage.total_tokens)
     if ex.permit is not None:
         ex.permit.release()
-    deps.recorder.record(ex)
+    await deps.recorder.record(ex)

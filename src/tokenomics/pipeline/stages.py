@@ -10,6 +10,7 @@ from urllib.parse import parse_qsl, urlencode
 
 import orjson
 
+from tokenomics.domain.budget import DEFAULT_OUTPUT_TOKENS
 from tokenomics.domain.durations import is_expired
 from tokenomics.formats.classify import classify
 from tokenomics.pipeline.exchange import ProxyError
@@ -165,16 +166,22 @@ def estimate_input(ex: Exchange, deps: Deps) -> int:
         return 3 + deps.estimator.count(model, body) if body else 0
     if ex.body is None:
         return 0
-    return 3 + sum(3 + deps.estimator.count(model, text) for text in adapter.texts(ex.body))
+    return 3 + deps.estimator.count_texts(model, adapter.texts(ex.body))
 
 
 def reserve_budget(ex: Exchange, deps: Deps) -> None:
-    """Check and reserve in one step (D14); estimates are made only when a limit needs them."""
+    """Check and reserve in one step (D14); estimates are made only when a limit needs them.
+
+    The reservation holds the input estimate and the request's output cap (its own, else
+    `DEFAULT_OUTPUT_TOKENS` per choice), each at most the limit, until the actual usage settles
+    it: concurrent requests see each other at their maximum."""
     assert ex.resolved is not None
+    adapter = ex.route.adapter if ex.route else None
     budgeted = enforced(ex, "budgeted")
     max_tokens = ex.resolved.max_tokens if budgeted else 0
     max_cost = ex.resolved.max_cost_usd if budgeted else 0.0
-    cost_estimate = 0.0
+    cost_estimate = output_cost = 0.0
+    output = 0
     if max_tokens > 0 or max_cost > 0:
         ex.input_estimate = estimate_input(ex, deps)
         price = deps.prices.lookup(ex.model)
@@ -184,13 +191,23 @@ def reserve_budget(ex: Exchange, deps: Deps) -> None:
                 f'model "{ex.model}" has no known price, so its cost budget cannot be enforced; '
                 "add a price for it under prices: in providers.yaml",
             )
-        cost_estimate = ex.input_estimate * price.input / 1e6 if price is not None else 0.0
+        cap = (
+            adapter.output_cap(ex.body or {}, DEFAULT_OUTPUT_TOKENS)
+            if adapter is not None
+            else DEFAULT_OUTPUT_TOKENS  # a passthrough that names a model: its cap is unknown
+        )
+        output = min(cap, max_tokens) if max_tokens > 0 else 0
+        if price is not None:
+            cost_estimate = ex.input_estimate * price.input / 1e6
+            output_cost = min(cap * price.output / 1e6, max_cost) if max_cost > 0 else 0.0
     ex.reservation = deps.budgets.reserve(
         ex.token_hash,
         max_tokens=max_tokens,
         max_cost_usd=max_cost,
         input_tokens=ex.input_estimate,
         cost_estimate_usd=cost_estimate,
+        output_tokens=output,
+        output_cost_usd=output_cost,
     )
 
 

@@ -17,6 +17,7 @@ import os
 import random
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
+from functools import partial
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -217,7 +218,7 @@ class ProxyApp:
                 if reply is None:
                     self._spawn(self._watch_disconnect, receive, request, ex)
                     reply = await run_pipeline(ex, self.deps)
-                await self._send_reply(send, reply, ex, self.clock)
+                await self._send_reply(send, reply, ex, self.clock, partial(finish, ex, self.deps))
         finally:
             self.stats.in_flight -= 1
             self.bodies.release(len(ex.body_bytes))
@@ -225,7 +226,9 @@ class ProxyApp:
             if ex.upstream is not None and not ex.upstream.closed:
                 with trio.CancelScope(shield=True):
                     await ex.upstream.aclose()
-            finish(ex, self.deps)
+            if not ex.finished:  # else done before the reply's last byte
+                with trio.CancelScope(shield=True):
+                    await finish(ex, self.deps)
 
     async def _admit(self, ex: Exchange, receive: Receive) -> Reply | None:
         """The checks on the request's head (framing, token), then its body: the error reply
@@ -251,16 +254,23 @@ class ProxyApp:
 
     @staticmethod
     async def _send_reply(
-        send: Send, reply: Reply, ex: Exchange, clock: Callable[[], float]
+        send: Send,
+        reply: Reply,
+        ex: Exchange,
+        clock: Callable[[], float],
+        finished: Callable[[], Awaitable[None]],
     ) -> None:
         """Send the reply; `ex.replied` is set before the final send, because hypercorn reports
-        `http.disconnect` for every finished response while that send is under way."""
+        `http.disconnect` for every finished response while that send is under way. The
+        exchange is `finished` (journaled) before that send: a client that has the whole
+        response can count on its record, even if the process is killed the next instant."""
         headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in reply.headers]
         if reply.stream is None:
             headers.append((b"content-length", str(len(reply.body)).encode()))
             ex.first_byte_ms = int((clock() - ex.started) * 1000)
             await send({"type": "http.response.start", "status": reply.status, "headers": headers})
             ex.replied = True
+            await finished()
             await send({"type": "http.response.body", "body": reply.body})
             return
         await send({"type": "http.response.start", "status": reply.status, "headers": headers})
@@ -273,4 +283,5 @@ class ProxyApp:
             with trio.CancelScope(shield=True):
                 await stream.aclose()
         ex.replied = True
+        await finished()
         await send({"type": "http.response.body", "body": b""})

@@ -15,10 +15,12 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from tokenomics.domain.ledger import Entry, EntryValues, request_entry
 from tokenomics.domain.usage import ResponseMeta, Usage
 from tokenomics.services.capture import is_sensitive
 
 if TYPE_CHECKING:
+    from tokenomics.domain.budget import Spend
     from tokenomics.domain.policy import MemoryPolicy
     from tokenomics.pipeline.exchange import Exchange
 
@@ -67,6 +69,9 @@ class Finished:
     # the relay already has it; None: read it from `response_chunks`.
     response_text: tuple[str, bool] | None = None
     events: tuple[tuple[str, dict[str, Any]], ...] = field(default=())  # `rule.*` events
+    # The token's settled budget counter just after this request (None: no budget step ran):
+    # the journal keeps it so that recovery rebuilds the counters (`ledger_files`).
+    spend: Spend | None = None
 
     @property
     def hash16(self) -> str:
@@ -138,4 +143,31 @@ def from_exchange(ex: Exchange, duration_ms: int, now: datetime | None = None) -
         first_byte_ms=ex.first_byte_ms,
         response_text=ex.relayed_text,
         events=tuple(ex.events),
+        spend=ex.spend,
     )
+
+
+def ledger_entry(f: Finished) -> Entry:
+    """The session ledger's RequestEntry of a finished exchange."""
+    usage, meta = f.usage, f.meta
+    provider_meta = {
+        "cached_input_tokens": usage.cached_input_tokens,
+        "cache_creation_tokens": usage.cache_creation_tokens,
+        "reasoning_tokens": usage.reasoning_tokens,
+        "actual_model": meta.actual_model,
+        "finish_reason": meta.finish_reason,
+        "rate_limit_remaining_requests": meta.rate_limit_remaining_requests,
+        "rate_limit_remaining_tokens": meta.rate_limit_remaining_tokens,
+        "rate_limit_reset": meta.rate_limit_reset,
+    }
+    return request_entry(
+        EntryValues(
+            recorded_at=f.recorded_at, token_hash=f.token_hash, model=f.model,
+            provider=f.provider, input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens, duration_ms=f.duration_ms, status_code=f.status,
+            cost_usd=f.cost_usd, stream=f.stream, error=f.error, upstream_id=meta.upstream_id,
+            upstream_request_id=meta.upstream_request_id, retry_count=f.retry_count,
+            fallback_model=f.fallback_model, rule_matches=f.rule_matches, metadata=f.metadata,
+            provider_meta=provider_meta, estimated=usage.estimated, path=f.path,
+        )
+    )  # fmt: skip

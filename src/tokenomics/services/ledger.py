@@ -1,15 +1,17 @@
 """The session ledger (`cli.md` §7.1, decision D17): one session per server process.
 
-`Ledger.open` (before serving) creates `{dir}/sessions` and recovers journals left by crashed
-processes. `run` takes the git context (while the proxy already serves) and creates the journal,
-so `tokenomics ledger` lists the live session from then on (`running`: its writer holds the
-journal's lock), then consumes
-`Finished` records from a channel, gathers them for `BATCH_SECONDS`, formats the batch on the
-event loop and appends it to the journal in a worker thread (fsync per batch); memory files are
-written in the same thread hop.
+`Ledger.open` (before serving) creates `{dir}/sessions`, hands the budget counters that
+journals of crashed processes prove to `restore`, recovers those journals, and opens the
+session's journal. Each finished exchange is journaled by `record`, on the request's own task
+before its response's last byte: one line, one `os.write` to the page cache (a few µs), so a
+killed process loses no request whose response completed; `tokenomics ledger` lists the live
+session from its journal (`running`: its writer holds the journal's lock). `run` takes the git
+context (while the proxy already serves), then consumes the `Finished` records from a
+channel, gathers them for `BATCH_SECONDS`, renders their memory entries on the event loop and, in one worker-thread
+hop, fsyncs the journal and writes the memory files.
 When the channel closes or the service is cancelled, a shielded, time-bounded close takes the git
-context if it was cut short (a run of under a second still has its branch), writes the session
-JSON atomically and removes the journal. A failed write (disk full, unwritable
+context if it was cut short (a run of under a second still has its branch), writes the
+session JSON atomically and removes the journal. A failed write (disk full, unwritable
 directory) is logged once per run of failures, counted in `statistics()`, and retried with the
 next batch: the proxy never stops or waits on it.
 """
@@ -19,23 +21,25 @@ from __future__ import annotations
 import logging
 import os
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+import orjson
 import trio
 import trio.lowlevel
 
 from tokenomics.domain.durations import format_rfc3339
-from tokenomics.domain.ledger import Entry, EntryValues, request_entry
 from tokenomics.services import git_context
+from tokenomics.services.finished import ledger_entry
 from tokenomics.services.ledger_files import (
     JOURNAL,
     SESSION,
     Journal,
     JournalContent,
+    abandoned_spends,
     build_session,
     ensure_dir,
     read_journal,
@@ -46,6 +50,8 @@ from tokenomics.services.ledger_files import (
 )
 
 if TYPE_CHECKING:
+    from tokenomics.domain.budget import Spend
+    from tokenomics.domain.ledger import Entry
     from tokenomics.services.finished import Finished
 
 RENDER_SLICE = 8  # records formatted between two checkpoints (about 1 ms of the event loop)
@@ -53,6 +59,9 @@ BATCH_SECONDS = 0.2  # records reach the journal within this plus one write (D17
 FINAL_FLUSH_SECONDS = 10.0
 logger = logging.getLogger("tokenomics.ledger")
 EventsOf = Callable[["Finished"], list[dict[str, Any]]]
+# Raises the budget counters to what crashed journals prove was spent; False: not persisted,
+# so those journals stay for the next start.
+Restore = Callable[[dict[str, "Spend"]], Awaitable[bool]]
 
 
 class MemorySink(Protocol):
@@ -75,33 +84,10 @@ class LedgerStatistics:
     session_file: str  # where the session JSON goes at shutdown
 
 
-def entry_of(f: Finished) -> Entry:
-    usage, meta = f.usage, f.meta
-    provider_meta = {
-        "cached_input_tokens": usage.cached_input_tokens,
-        "cache_creation_tokens": usage.cache_creation_tokens,
-        "reasoning_tokens": usage.reasoning_tokens,
-        "actual_model": meta.actual_model,
-        "finish_reason": meta.finish_reason,
-        "rate_limit_remaining_requests": meta.rate_limit_remaining_requests,
-        "rate_limit_remaining_tokens": meta.rate_limit_remaining_tokens,
-        "rate_limit_reset": meta.rate_limit_reset,
-    }
-    return request_entry(
-        EntryValues(
-            recorded_at=f.recorded_at, token_hash=f.token_hash, model=f.model,
-            provider=f.provider, input_tokens=usage.input_tokens,
-            output_tokens=usage.output_tokens, duration_ms=f.duration_ms, status_code=f.status,
-            cost_usd=f.cost_usd, stream=f.stream, error=f.error, upstream_id=meta.upstream_id,
-            upstream_request_id=meta.upstream_request_id, retry_count=f.retry_count,
-            fallback_model=f.fallback_model, rule_matches=f.rule_matches, metadata=f.metadata,
-            provider_meta=provider_meta, estimated=usage.estimated, path=f.path,
-        )
-    )  # fmt: skip
-
-
 class Ledger:
-    """The running session. Its methods with a leading underscore block (worker thread)."""
+    """The running session. Its methods with a leading underscore block (worker thread), except
+    `_append_pending`: every write to the journal happens on the event loop, so a failed batch
+    can be cut off again without racing another write."""
 
     def __init__(
         self, sessions: Path | None, cwd: Path, *, events: EventsOf | None = None,
@@ -116,26 +102,29 @@ class Ledger:
         self._header: Entry = {
             "session_id": self.session_id,
             "started_at": format_rfc3339(self.started_at),
-            "git": {},  # filled in by `take_git_context`
+            "git": {},  # the git context follows in a line of its own (`take_git_context`)
             "pid": os.getpid(),  # shown for a running session
         }
         self._git_taken = False
         self._events, self._memory = events, memory
         self._journal: Journal | None = None
-        self._incoming: list[Finished] = []  # taken, not yet formatted
+        self._incoming: list[Finished] = []  # taken for memory, not yet rendered
         self._memory_pending: list[Any] = []  # memory entries formatted, not yet written
-        self._pending: list[tuple[Entry, list[dict[str, Any]]]] = []
+        self._pending: list[bytes] = []  # request lines not written yet (journal failing)
+        self._git_line = b""  # the git context's line, until written
+        self._unsynced = False  # lines written since the last fsync
         self._recorded = self._errors = 0
-        self._failing = False
+        self._failing = self._closed = False
 
     @classmethod
     async def open(
         cls, sessions: Path | None, cwd: Path, *, events: EventsOf | None = None,
-        memory: MemorySink | None = None,
+        memory: MemorySink | None = None, restore: Restore | None = None,
     ) -> Ledger | None:  # fmt: skip
-        """Create the sessions directory and recover crashed sessions. When `sessions` is None
-        (ledger off) or cannot be created (logged), the proxy serves without a ledger: the
-        result then only writes `memory`, or is None without memory."""
+        """Create the sessions directory, restore the budget counters crashed journals prove,
+        recover those journals and open the new one. When `sessions` is None (ledger off) or
+        cannot be created (logged), the proxy serves without a ledger: the result then only
+        writes `memory`, or is None without memory."""
         try:
             if sessions is None:
                 return cls(None, cwd, memory=memory) if memory is not None else None
@@ -143,16 +132,22 @@ class Ledger:
         except OSError as exc:
             logger.error("session ledger disabled: cannot create %s: %s", sessions, exc)
             return await cls.open(None, cwd, memory=memory)
-        await trio.to_thread.run_sync(recover_all, sessions)
-        return cls(sessions, cwd, events=events, memory=memory)
+        spends = await trio.to_thread.run_sync(abandoned_spends, sessions)
+        if not spends or restore is None or await restore(spends):
+            await trio.to_thread.run_sync(recover_all, sessions)
+        ledger = cls(sessions, cwd, events=events, memory=memory)
+        await trio.to_thread.run_sync(ledger._open_journal)
+        return ledger
 
     async def take_git_context(self) -> None:
-        """The git context at the start of the session, for the journal's header. `run` takes
-        it once serving has begun (git can take a while in a large repository), before its
-        first write, or at close when a short session was stopped before it had it."""
+        """The git context at the start of the session, journaled in a line of its own. `run`
+        takes it once serving has begun (git can take a while in a large repository), or at
+        close when a short session was stopped before it had it."""
         if self.journaling and not self._git_taken:
             self._header["git"] = await git_context.open_context(self._cwd)
             self._git_taken = True
+            self._git_line = orjson.dumps({"git": self._header["git"]}) + b"\n"
+            self._append_pending()
 
     @property
     def journal_path(self) -> Path:
@@ -164,33 +159,85 @@ class Ledger:
 
     def statistics(self) -> LedgerStatistics:
         return LedgerStatistics(
-            self.session_id, self._recorded, len(self._pending) + len(self._incoming), self._errors,
+            self.session_id, self._recorded, len(self._pending), self._errors,
             str(self.session_path),
         )  # fmt: skip
 
+    def record(self, f: Finished) -> None:
+        """Journal one finished exchange now, on the event loop: its line is in the journal
+        file (the page cache; `write` fsyncs in batches) when this returns, unless the journal
+        is failing, in which case it waits in memory for the next batch's retry."""
+        if self._closed:
+            logger.warning("request finished after the session ledger closed; not recorded")
+            return
+        if self.journaling:
+            events = self._events(f) if self._events else []
+            self._pending.append(records_line(ledger_entry(f), events, f.spend))
+            if not self._failing:
+                self._append_pending()
+
+    def _append_pending(self) -> None:
+        lines = [self._git_line, *self._pending] if self._git_line else self._pending
+        if self._journal is None or not lines:
+            return
+        try:
+            self._journal.append(lines)
+        except OSError as exc:
+            self._write_failed(exc)
+            return
+        if self._failing:
+            logger.warning("session ledger: writing %s again", self.journal_path)
+        self._failing = False
+        self._recorded += len(self._pending)
+        self._pending.clear()
+        self._git_line = b""
+        self._unsynced = True
+
+    def _write_failed(self, exc: OSError) -> None:
+        self._errors += 1
+        if not self._failing:
+            logger.error(
+                "session ledger: cannot write %s (%s); keeping %d request(s) in memory and "
+                "retrying with the next request", self.journal_path, exc, len(self._pending),
+            )  # fmt: skip
+        self._failing = True
+
     async def write(self, batch: Sequence[Finished]) -> None:
-        """Take `batch`, format it on the event loop in slices (yielding between them), then
-        append it on a worker thread. The thread then mostly waits on syscalls, which release
+        """Render the memory entries of `batch` on the event loop in slices (yielding between
+        them), retry journal lines a failure kept, then fsync the journal and append the memory
+        files in one worker-thread hop. The thread then mostly waits on syscalls, which release
         the GIL: formatting there would hold it while requests wait (up to the 5 ms switch
         interval each). Whatever was taken is kept if cancelled midway, for `close`."""
         self._incoming.extend(batch)
         while self._incoming:
             self._render(RENDER_SLICE)
             await trio.lowlevel.checkpoint()
+        if self.journaling and self._journal is None:
+            await trio.to_thread.run_sync(self._open_journal)
+        self._append_pending()
         await trio.to_thread.run_sync(self._write)
 
     def _render(self, count: int | None = None) -> None:
         taken = self._incoming[:count] if count is not None else self._incoming
         self._incoming = self._incoming[len(taken) :]
-        for f in taken if self.journaling else ():
-            self._pending.append((entry_of(f), self._events(f) if self._events else []))
         if self._memory is not None and taken:
             self._memory_pending.extend(self._memory.render(taken, self.session_id))
 
+    def _open_journal(self) -> None:
+        try:
+            self._journal = Journal(self.journal_path, self._header)
+        except OSError as exc:
+            self._write_failed(exc)
+
     def _write(self) -> None:
         self._render()  # what a cancellation left unformatted (from `close`)
-        if self.journaling and (self._pending or self._journal is None):
-            self._flush_pending()  # the first write creates the journal, even with no record
+        if self._journal is not None and self._unsynced:
+            self._unsynced = False
+            try:
+                self._journal.sync()
+            except OSError as exc:
+                self._unsynced = True
+                self._write_failed(exc)
         if self._memory is not None and self._memory_pending:
             rendered, self._memory_pending = self._memory_pending, []
             try:
@@ -198,29 +245,11 @@ class Ledger:
             except OSError as exc:
                 logger.error("could not write memory files: %s", exc)
 
-    def _flush_pending(self) -> None:
-        try:
-            if self._journal is None:
-                self._journal = Journal(self.journal_path, self._header)
-            self._journal.append([records_line(e, ev) for e, ev in self._pending])
-        except OSError as exc:
-            self._errors += 1
-            if not self._failing:
-                logger.error(
-                    "session ledger: cannot write %s (%s); keeping %d request(s) in memory and "
-                    "retrying with the next request", self.journal_path, exc, len(self._pending),
-                )  # fmt: skip
-            self._failing = True
-            return
-        if self._failing:
-            logger.warning("session ledger: writing %s again", self.journal_path)
-        self._failing = False
-        self._recorded += len(self._pending)
-        self._pending.clear()
-
     async def close(self) -> None:
         """Write the session JSON (journal + anything still pending) and remove the journal."""
         git_end = await git_context.close_context(self._cwd) if self.journaling else {}
+        self._append_pending()
+        self._closed = True
         await trio.to_thread.run_sync(self._close, datetime.now(UTC), git_end)
 
     def _close(self, ended_at: datetime, git_end: Entry) -> None:
@@ -230,8 +259,6 @@ class Ledger:
             if self._memory is not None:
                 self._memory.close()
             return
-        if self._pending:
-            self._flush_pending()
         try:
             content = self._content()
             write_atomic(
@@ -253,10 +280,10 @@ class Ledger:
 
     def _content(self) -> JournalContent:
         content = read_journal(self.journal_path) if self._journal is not None else None
-        content = content or JournalContent(self._header)
-        for entry, events in self._pending:
-            content.requests.append(entry)
-            content.events.extend(events)
+        content = content or JournalContent(dict(self._header))
+        content.header["git"] = content.header.get("git") or self._header["git"]
+        for line in self._pending:  # never written: the journal kept failing
+            content.add(orjson.loads(line))
         return content
 
 
@@ -283,7 +310,6 @@ async def run(
     gathering: list[Finished] = []  # received, not yet handed to the ledger
     try:
         await ledger.take_git_context()
-        await ledger.write([])  # the journal: the session is listed as running from now on
         async for first in receive:
             gathering.append(first)
             # Let a batch gather: one thread hop and one fsync per batch, not per request.

@@ -2,8 +2,13 @@
 session JSON written atomically at close, and the recovery of journals left by a crash.
 
     {dir}/sessions/<date>_<id>.journal   line 1: {"session_id", "started_at", "git", "pid"}
-                                         then one {"request": entry, "events": [...]} per line
+                                         then one {"request": entry, "events": [...],
+                                         "spend": {"tokens", "cost_usd"}} per line, and once
+                                         {"git": {...}} when the git context is known
     {dir}/sessions/<date>_<id>.json      the complete session (`cli.md` §7.3)
+
+A record's `spend` is its token's budget counter (settled requests) just after it: recovery
+raises the persisted counters to the last one of each token (`abandoned_spends`).
 
 The writer holds an exclusive `flock` on its journal while it lives, so recovery (a
 non-blocking `flock`) never touches the journal of a live process, and readers tell a running
@@ -25,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from tokenomics.config.private_files import open_private, private_dir, replace_private
+from tokenomics.domain.budget import Spend
 from tokenomics.domain.ledger import Entry, parse_time
 from tokenomics.domain.ledger_session import is_session, session_json
 
@@ -72,18 +78,25 @@ class Journal:
         self._fd = fd
 
     def append(self, lines: list[bytes]) -> None:
-        """Append whole lines and fsync; raises OSError after cutting a partly written batch
+        """Append whole lines (to the page cache: a killed process loses none of them; `sync`
+        makes them survive a power loss); raises OSError after cutting a partly written batch
         off again, so a retry never duplicates lines."""
-        size = os.fstat(self._fd).st_size
-        view = memoryview(b"".join(lines))
+        data = b"".join(lines)
+        written = os.write(self._fd, data)  # one syscall for a line, unless the disk is full
+        if written == len(data):
+            return
+        size = os.fstat(self._fd).st_size - written
+        view = memoryview(data)[written:]
         try:
             while view:
                 view = view[os.write(self._fd, view) :]
-            os.fsync(self._fd)
         except OSError:
             with contextlib.suppress(OSError):
                 os.ftruncate(self._fd, size)
             raise
+
+    def sync(self) -> None:
+        os.fsync(self._fd)
 
     def close(self) -> None:
         if self._fd >= 0:
@@ -96,6 +109,24 @@ class JournalContent:
     header: Entry
     requests: list[Entry] = field(default_factory=list)
     events: list[Entry] = field(default_factory=list)
+    spends: dict[str, Spend] = field(default_factory=dict)  # the last one of each token hash
+
+    def add(self, record: Any) -> None:
+        """One journal line after the header (a malformed one is skipped)."""
+        if not isinstance(record, dict):
+            return
+        if isinstance(record.get("git"), dict):
+            self.header["git"] = record["git"]
+        request = record.get("request")
+        if not isinstance(request, dict):
+            return
+        self.requests.append(request)
+        self.events.extend(e for e in record.get("events") or () if isinstance(e, dict))
+        spend, key = record.get("spend"), request.get("token_hash")
+        if isinstance(spend, dict) and isinstance(key, str) and key:
+            tokens, cost = spend.get("tokens"), spend.get("cost_usd")
+            if isinstance(tokens, int) and isinstance(cost, int | float):
+                self.spends[key] = Spend(max(tokens, 0), max(float(cost), 0.0))
 
 
 def read_journal(path: Path) -> JournalContent | None:
@@ -111,12 +142,9 @@ def read_journal(path: Path) -> JournalContent | None:
     content = JournalContent(header)
     for line in lines[1:]:
         try:
-            record = orjson.loads(line) if line.strip() else None
+            content.add(orjson.loads(line) if line.strip() else None)
         except orjson.JSONDecodeError:
             continue
-        if isinstance(record, dict) and isinstance(record.get("request"), dict):
-            content.requests.append(record["request"])
-            content.events.extend(e for e in record.get("events") or () if isinstance(e, dict))
     return content
 
 
@@ -215,6 +243,24 @@ def read_sessions(sessions: Path) -> list[Entry]:
     return [found[k] for k in sorted(found)]
 
 
+def abandoned_spends(sessions: Path) -> dict[str, Spend]:
+    """The last budget counter of each token recorded in the journals of crashed processes
+    (not of live ones), the highest when several journals name a token. Never raises OSError:
+    an unreadable journal is skipped here and logged by `recover_all`."""
+    spends: dict[str, Spend] = {}
+    for path in sorted(sessions.glob(f"*{JOURNAL}")):
+        try:
+            content = None if _locked_by_other(path) else read_journal(path)
+        except OSError:
+            continue
+        for key, spend in (content.spends if content else {}).items():
+            known = spends.get(key, spend)
+            spends[key] = Spend(
+                max(known.tokens, spend.tokens), max(known.cost_usd, spend.cost_usd)
+            )
+    return spends
+
+
 def recover_all(sessions: Path) -> int:
     """Recover every abandoned journal in `sessions`; returns how many. Never raises OSError:
     a journal that cannot be recovered is logged and kept for the next start."""
@@ -227,8 +273,10 @@ def recover_all(sessions: Path) -> int:
     return count
 
 
-def records_line(request: Entry, events: list[dict[str, Any]]) -> bytes:
+def records_line(request: Entry, events: list[dict[str, Any]], spend: Spend | None = None) -> bytes:
     record: Entry = {"request": request}
     if events:
         record["events"] = events
+    if spend is not None:
+        record["spend"] = {"tokens": spend.tokens, "cost_usd": spend.cost_usd}
     return orjson.dumps(record) + b"\n"

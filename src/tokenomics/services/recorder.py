@@ -1,7 +1,11 @@
-"""Where a finished exchange goes: statistics, the request log, and the record consumers
-(ledger, memory, events) through `sink`, which hands a `Finished` over a channel.
+"""Where a finished exchange goes: statistics, the request log, the session journal (`journal`,
+written at once on the request's task) and the record consumers (ledger batches, memory)
+through `sink`, which hands a `Finished` over a bounded channel.
 
-`record()` never blocks and never raises into the request: it is called from `finish`.
+`record()` never raises into the request: it is called from `finish`. It waits only while the
+channel is full (back-pressure: a slow disk slows the requests down instead of dropping
+records or growing memory without bound), shielded, so a cancelled request still hands its
+record over.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(REQUEST_LOGGER)
 BODY_SAMPLE = 64 * 1024
 RECENT_EVENTS = 256
+# Records waiting for the consumers; each holds at most 2 x `BODY_LIMIT` of bodies.
+RECORD_QUEUE = 256
 
 
 def request_log(ex: Exchange, duration_ms: int, settings: LoggingSettings) -> dict[str, Any]:
@@ -74,19 +80,35 @@ class Recorder:
         # The latest exchanges' events (`rule.*`, …), newest last, until the event channel
         # delivers them; read by `status` and tests.
         self.recent_events: deque[tuple[str, dict[str, Any]]] = deque(maxlen=RECENT_EVENTS)
-        # Set by the composition root to the record consumers' channel (`send_nowait` of an
-        # unbounded channel); None when nothing consumes records.
-        self.sink: Callable[[Finished], None] | None = None
+        # Set by the composition root: the session ledger's `record` (a line in the journal
+        # now), and the record consumers' channel (of `RECORD_QUEUE` records).
+        self.journal: Callable[[Finished], None] | None = None
+        self.sink: trio.MemorySendChannel[Finished] | None = None
 
-    def record(self, ex: Exchange) -> None:
+    async def record(self, ex: Exchange) -> None:
         seconds = max(0.0, self._clock() - ex.started)
         self.recent_events.extend(ex.events)
         self._stats.record(ex, seconds)
         if not self._settings.disable_request:
             entry = request_log(ex, int(seconds * 1000), self._settings)
             log.info("request", extra={"fields": entry})
+        if self.journal is None and self.sink is None:
+            return
+        finished = from_exchange(ex, int(seconds * 1000))
+        if self.journal is not None:
+            self.journal(finished)
         if self.sink is not None:
-            try:
-                self.sink(from_exchange(ex, int(seconds * 1000)))
-            except trio.ClosedResourceError:
-                log.warning("request finished after the record consumers stopped; not recorded")
+            await _hand_over(self.sink, finished)
+
+
+async def _hand_over(sink: trio.MemorySendChannel[Finished], finished: Finished) -> None:
+    """Into the channel at once when there is room (no checkpoint: the common case costs no
+    trip through the scheduler), else wait for room, shielded."""
+    try:
+        try:
+            sink.send_nowait(finished)
+        except trio.WouldBlock:
+            with trio.CancelScope(shield=True):
+                await sink.send(finished)
+    except (trio.ClosedResourceError, trio.BrokenResourceError):
+        log.warning("request finished after the record consumers stopped; not recorded")

@@ -1,4 +1,9 @@
-"""Usage statistics for `/stats` (`proxy.md` §5.4 shape, plus cost) and `/metrics` (Prometheus)."""
+"""Usage statistics for `/stats` (`proxy.md` §5.4 shape, plus cost) and `/metrics` (Prometheus).
+
+The `model` label of `/metrics` takes only names the operator configured: a model of the price
+table (exact name, lower-cased) or the one the token's policy pins; any other string a client
+sends folds into `OTHER_MODEL`, so clients cannot create series without bound.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ if TYPE_CHECKING:
     from tokenomics.pipeline.exchange import Exchange
     from tokenomics.services.ledger import LedgerStatistics
 
+OTHER_MODEL = "other"
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 
 
@@ -92,7 +98,9 @@ def _escape(value: str) -> str:
 class Stats:
     """Counters fed by every finished exchange; read by `/stats`, `/metrics` and `status`."""
 
-    def __init__(self) -> None:
+    def __init__(self, known_model: Callable[[str], bool]) -> None:
+        """`known_model`: the model is in the price table (exact name, any case)."""
+        self._known_model = known_model
         self.totals = _Tally()
         self.by_model_and_key: dict[tuple[str, str], _Tally] = defaultdict(_Tally)
         self.by_token: dict[str, _TokenTally] = {}
@@ -120,7 +128,8 @@ class Stats:
         error = ex.status >= 400 or bool(ex.error)
         model = ex.attempt_model or ex.model
         provider = ex.target.provider_name if ex.target else ""
-        self.by_route[(model, provider, ex.status)].add(inputs, outputs, error, ex.cost_usd)
+        label = self._model_label(ex, model)
+        self.by_route[(label, provider, ex.status)].add(inputs, outputs, error, ex.cost_usd)
         self.latency[provider].observe(seconds)
         if not ex.token_hash:
             return  # unauthenticated: metrics only
@@ -133,6 +142,14 @@ class Stats:
             token = self.by_token[ex.hash16] = _TokenTally(base_key_env=key_env, first_seen=now)
         token.add(inputs, outputs, error, ex.cost_usd)
         token.last_model, token.last_seen = model, now
+
+    def _model_label(self, ex: Exchange, model: str) -> str:
+        if not model:
+            return ""
+        if self._known_model(model):
+            return model.lower()
+        pinned = ex.resolved.model if ex.resolved is not None else ""
+        return model if model == pinned else OTHER_MODEL
 
     def snapshot(self) -> dict[str, Any]:
         def by_total(item: dict[str, Any]) -> int:
