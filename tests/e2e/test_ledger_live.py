@@ -14,7 +14,7 @@ from typing import Any
 
 import trio
 from tests.conftest import Result
-from tests.e2e.test_ledger import CHAT, OPENAI, eventually, post, sessions_dir
+from tests.e2e.test_ledger import CHAT, OPENAI, post, sessions_dir
 from tests.support.proxy import start_proxy
 
 from tokenomics.cli.ledger_requests import REQUESTS_HEADER
@@ -42,14 +42,15 @@ async def listed(cli: Cli, root: Path, *args: str) -> list[dict[str, Any]]:
 async def test_a_live_server_is_listed_as_running_then_as_ended(tmp_path: Path, cli: Cli) -> None:
     async with start_proxy(tmp_path) as proxy, proxy.client() as client:
         journal = sessions_dir(tmp_path) / f"{proxy.server.ledger.base.name}.journal"  # type: ignore[union-attr]
-        await eventually(journal.exists)
+        assert journal.exists()  # opened before the server serves
         (live,) = await listed(cli, tmp_path)
         assert (live["session_id"], live["running"], live["pid"]) == (
             proxy.server.session_id, True, os.getpid(),
         )  # fmt: skip
         assert live["totals"]["request_count"] == 0
         assert (await post(client, proxy.token(OPENAI))).status_code == 200
-        await eventually(lambda: len(journal.read_text().splitlines()) == 2)
+        # journaled before the response's last byte
+        assert sum('"request"' in line for line in journal.read_text().splitlines()) == 1
         (live,) = await listed(cli, tmp_path)
         assert live["running"] is True and live["totals"]["request_count"] == 1
         table = (await ledger(cli, tmp_path, "sessions")).out.splitlines()

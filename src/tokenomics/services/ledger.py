@@ -7,8 +7,8 @@ before its response's last byte: one line, one `os.write` to the page cache (a f
 killed process loses no request whose response completed; `tokenomics ledger` lists the live
 session from its journal (`running`: its writer holds the journal's lock). `run` takes the git
 context (while the proxy already serves), then consumes the `Finished` records from a
-channel, gathers them for `BATCH_SECONDS`, renders their memory entries on the event loop and, in one worker-thread
-hop, fsyncs the journal and writes the memory files.
+channel, gathers them for `BATCH_SECONDS`, renders their memory entries on the event loop
+and, in one worker-thread hop, fsyncs the journal and writes the memory files.
 When the channel closes or the service is cancelled, a shielded, time-bounded close takes the git
 context if it was cut short (a run of under a second still has its branch), writes the
 session JSON atomically and removes the journal. A failed write (disk full, unwritable
