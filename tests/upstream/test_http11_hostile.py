@@ -14,8 +14,9 @@ from typing import Any
 import h11
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tests.upstream.test_http11_h11 import read_ours as read_whole
 
-from tokenomics.upstream.http11 import ProtocolError, ResponseReader
+from tokenomics.upstream.http11 import ProtocolError
 
 Result = tuple[int, list[tuple[bytes, bytes]], bytes] | None  # None: refused or incomplete
 NORMALISED = (b"content-length", b"transfer-encoding")  # h11 rewrites their values
@@ -100,20 +101,11 @@ def pieces(data: bytes, cuts: list[int]) -> list[bytes]:
 
 
 def read_ours(method: str, parts: list[bytes]) -> Result:
-    reader = ResponseReader(method)
-    body, head = b"", None
     try:
-        for part in [*parts, b""]:
-            if reader.done:
-                break
-            reader.feed(part)
-            if (head := reader.head()) is not None:
-                body += reader.body()
+        read = read_whole(method, parts)
     except ProtocolError:
         return None
-    if head is None or not reader.done:
-        return None
-    return head.status, head.headers, body
+    return read[:3] if read is not None else None
 
 
 def read_h11(method: str, parts: list[bytes]) -> Result:
