@@ -1,5 +1,5 @@
-"""`/metrics` labels are bounded (issue 12 item 11): a model name a client makes up folds into
-"other"; models of the price table (any case) and the model a policy pins keep their name."""
+"""`/metrics` labels and `/stats` rows are bounded (issue 12 item 11): a model name a client
+makes up folds into "other"; models of the price table (any case) and the model a policy pins keep their name."""
 
 from __future__ import annotations
 
@@ -40,3 +40,12 @@ def test_made_up_models_fold_into_one_label() -> None:
     stats.record(exchange("", pinned=""), 0.01)
     assert series(stats) == {OTHER_MODEL, "gpt-4o", "my-fine-tune", ""}
     assert len(stats.by_route) == 4
+
+
+def test_made_up_models_fold_in_the_stats_snapshot_too() -> None:
+    stats = Stats(lambda model: model.lower() in PRICED)
+    for n in range(1000):
+        stats.record(exchange(f"attack-{n}"), 0.01)
+    stats.record(exchange("gpt-4o"), 0.01)
+    models = {entry["model"] for entry in stats.snapshot()["by_model_and_key"]}
+    assert models == {OTHER_MODEL, "gpt-4o"}

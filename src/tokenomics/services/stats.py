@@ -1,6 +1,6 @@
 """Usage statistics for `/stats` (`proxy.md` §5.4 shape, plus cost) and `/metrics` (Prometheus).
 
-The `model` label of `/metrics` takes only names the operator configured: a model of the price
+The `model` label of `/metrics` (and the model of `/stats` rows) takes only names the operator configured: a model of the price
 table (exact name, lower-cased) or the one the token's policy pins; any other string a client
 sends folds into `OTHER_MODEL`, so clients cannot create series without bound.
 """
@@ -135,7 +135,8 @@ class Stats:
             return  # unauthenticated: metrics only
         key_env = ex.target.key_env if ex.target else (ex.policy.base_key_env if ex.policy else "")
         self.totals.add(inputs, outputs, error, ex.cost_usd)
-        self.by_model_and_key[(model, key_env)].add(inputs, outputs, error, ex.cost_usd)
+        # Folded like the label: a client's made-up model names never grow the table.
+        self.by_model_and_key[(label, key_env)].add(inputs, outputs, error, ex.cost_usd)
         now = self._now_text()
         token = self.by_token.get(ex.hash16)
         if token is None:
