@@ -1,8 +1,9 @@
 """Usage statistics for `/stats` (`proxy.md` §5.4 shape, plus cost) and `/metrics` (Prometheus).
 
-The `model` label of `/metrics` (and the model of `/stats` rows) takes only names the operator configured: a model of the price
-table (exact name, lower-cased) or the one the token's policy pins; any other string a client
-sends folds into `OTHER_MODEL`, so clients cannot create series without bound.
+The `model` label of `/metrics` (and the model of `/stats` rows) takes only names the operator
+configured: a model of the price table (exact name, lower-cased) or the one the token's policy
+pins; any other string a client sends folds into `OTHER_MODEL`, so clients cannot create series
+without bound.
 """
 
 from __future__ import annotations
