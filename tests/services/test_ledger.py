@@ -7,12 +7,14 @@ import json
 import os
 import stat
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 import trio
+import trio.testing
 from tests.services.ledger_support import A, finished
 
 from tokenomics.domain.budget import Spend
@@ -306,3 +308,26 @@ async def test_a_restore_not_saved_keeps_the_journal_for_the_next_start(tmp_path
 
     await open_ledger(tmp_path, restore=failed)
     assert crashed.journal_path.exists() and not crashed.session_path.exists()
+
+
+@pytest.fixture
+def autojump_clock() -> trio.testing.MockClock:
+    return trio.testing.MockClock(autojump_threshold=0)
+
+
+async def test_a_full_record_channel_is_emptied_while_a_batch_gathers(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Finishing requests wait when the bounded channel is full; the ledger empties it every
+    `DRAIN_SECONDS` while a batch gathers, instead of leaving them waiting for the whole batch
+    time (which capped the proxy's throughput under load)."""
+    ledger = await open_ledger(tmp_path)
+    send, receive = trio.open_memory_channel[Finished](4)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(partial(ledger_service.run, ledger, receive, batch_seconds=60))
+        start = trio.current_time()
+        for n in range(40):
+            await send.send(finished(n))
+        waited = trio.current_time() - start
+        await send.aclose()
+    assert waited < 30  # not the batch's 60 s (the git context may take 3 s of the clock)
