@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from tokenomics.domain.stream_usage import LazyStreamAccounting, StreamAccounting, marks
+from tokenomics.domain.lazy_stream_usage import LazyStreamAccounting, marks
+from tokenomics.domain.stream_usage import StreamAccounting
 from tokenomics.domain.usage import (
     Family,
     ResponseMeta,

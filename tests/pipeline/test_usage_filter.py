@@ -17,7 +17,8 @@ from tests.domain.test_usage import (
     words,
 )
 
-from tokenomics.domain.stream_usage import LazyStreamAccounting, StreamAccounting
+from tokenomics.domain.lazy_stream_usage import LazyStreamAccounting
+from tokenomics.domain.stream_usage import StreamAccounting
 from tokenomics.domain.usage import Family
 from tokenomics.pipeline.relay import _Relayed
 from tokenomics.upstream.sse import EventSplitter, all_event_fields

@@ -1,15 +1,13 @@
 """Usage, assistant text and metadata of a streamed response, event by event (decision D13):
 OpenAI chat/completions and Responses, Anthropic, Gemini. Sans-I/O: fed SSE payloads.
 
-`StreamAccounting` reads every event. `LazyStreamAccounting`, for the relay, parses only the
-events that may carry more than text and keeps the others raw, to be read only when the text
-turns out to be needed; with usage reported, most of a stream is never parsed."""
+`StreamAccounting` reads every event; `lazy_stream_usage.LazyStreamAccounting`, for the relay,
+gives its answers while parsing only the events that may carry more than text."""
 
 from __future__ import annotations
 
 import json
 import math
-import re
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -285,95 +283,6 @@ class StreamAccounting:
     def _estimate_output(self, estimate: Callable[[str], int]) -> int:
         tokens = estimate(self._text.text()) + estimate(self._extra.text())
         return tokens + math.ceil((self._text.overflow + self._extra.overflow) / 4)
-
-
-class LazyStreamAccounting:
-    """`StreamAccounting`'s answers for a relayed stream, for less work. The relay feeds now
-    only the events that may carry more than text (`marks` finds them in a block of events,
-    in one scan) and the first ones, until the response id and model are known; every block
-    of events is kept raw, in order. When the text is needed (no final usage was reported, or
-    a caller asks for it) they are all read then, with `read_events`. Past `max_kept` bytes
-    it reads them at once and becomes `eager`: from then on the relay feeds every event."""
-
-    __slots__ = (
-        "_blocks", "_family", "_full", "_max_kept", "_max_text", "_read_events", "_seen", "_size",
-    )  # fmt: skip
-
-    def __init__(
-        self,
-        family: Family,
-        read_events: Callable[[bytes], Iterable[Event]],
-        max_text_bytes: int = DEFAULT_MAX_TEXT_BYTES,
-        max_kept: int = MAX_KEPT_BYTES,
-    ) -> None:
-        self._family, self._read_events = family, read_events
-        self._max_text, self._max_kept = max_text_bytes, max_kept
-        self._seen = StreamAccounting(family, max_text_bytes)  # fed the events read now only
-        self._blocks: list[bytes] = []
-        self._size = 0
-        self._full: StreamAccounting | None = None  # fed every event, once it was needed
-
-    @property
-    def eager(self) -> bool:
-        return self._full is not None
-
-    @property
-    def needs_meta(self) -> bool:
-        """The response id or model is not known yet: read the first events."""
-        return not (self._seen.upstream_id and self._seen.actual_model)
-
-    def feed_data(self, name: str | None, data: bytes) -> Any:
-        """Read one event now; returns its JSON (None: `[DONE]`, not JSON)."""
-        return (self._full or self._seen).feed_data(name, data)
-
-    def keep(self, events: bytes) -> None:
-        """Keep a block of whole events (after feeding the ones to read now)."""
-        if self._full is None:
-            self._blocks.append(events)
-            self._size += len(events)
-            if self._size > self._max_kept:
-                self._read_all()
-
-    def result(self, estimate: Callable[[str], int]) -> Usage:
-        if self._full is None and (final := self._seen.final_usage()) is not None:
-            return final
-        return self._read_all().result(estimate)
-
-    def meta(self, headers: Mapping[str, str]) -> ResponseMeta:
-        return (self._full or self._seen).meta(headers)
-
-    def text(self) -> tuple[str, bool] | None:
-        """The assistant text and whether it was cut, when it has been read (else None)."""
-        return None if self._full is None else (self._full.text, self._full.text_truncated)
-
-    def _read_all(self) -> StreamAccounting:
-        if self._full is None:
-            events = (event for block in self._blocks for event in self._read_events(block))
-            self._full = StreamAccounting.of_events(events, self._family, self._max_text)
-            self._blocks = []
-        return self._full
-
-
-_MARKS = (  # (a literal that must be there, the pattern of a mark)
-    (b"usage", re.compile(rb'usage(?!"\s*:\s*null)')),  # usage, usageMetadata, x_groq.usage
-    (b'"finish_reason"', re.compile(rb'"finish_reason"\s*:\s*"')),
-    (b"finishReason", re.compile(rb"finishReason")),
-    (b"stop_reason", re.compile(rb"stop_reason")),
-    (b'"response"', re.compile(rb'"response"')),  # a Responses object: status, usage, id
-)
-
-
-def marks(data: bytes) -> list[int]:
-    """Where the JSON events in `data` may carry more than text: usage, a finish or stop
-    reason, a Responses object. OpenAI repeats `"usage":null` and `"finish_reason":null` in
-    every chunk: only a value counts. Literal scans first, so a block of plain text deltas
-    costs a few passes in C."""
-    return [
-        match.start()
-        for literal, pattern in _MARKS
-        if literal in data
-        for match in pattern.finditer(data)
-    ]
 
 
 def event_json(data: bytes) -> Any:

@@ -20,7 +20,8 @@ import orjson
 import trio
 
 from tokenomics.domain.engine import Blocked
-from tokenomics.domain.stream_usage import LazyStreamAccounting, StreamAccounting, marks
+from tokenomics.domain.lazy_stream_usage import LazyStreamAccounting, marks
+from tokenomics.domain.stream_usage import StreamAccounting
 from tokenomics.domain.usage import meta_from_response, usage_from_body
 from tokenomics.formats.errors import stream_error_event
 from tokenomics.pipeline.exchange import ProxyError, Reply
