@@ -15,6 +15,17 @@ import orjson
 
 from tokenomics.domain.durations import parse_window
 from tokenomics.domain.errors import DurationError, PolicyError
+from tokenomics.domain.json_fields import (
+    SchemaError,
+    array,
+    boolean,
+    expect,
+    integer,
+    number,
+    object_of,
+    string,
+    strings,
+)
 from tokenomics.domain.regex import Pattern, RegexError, compile_re2
 from tokenomics.domain.rules import Rule, RuleError, RuleShapeError, compile_rule, parse_rule_list
 
@@ -104,83 +115,14 @@ class Policy:
     metadata: dict[str, str] = field(default_factory=dict)
 
 
-# ── schema checking ──────────────────────────────────────────────────────────────────────────
-
-
-class _SchemaError(Exception):
-    pass
-
-
-def _type_name(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    return "an object"
-
-
-def _expect(ok: bool, path: str, wanted: str, value: Any) -> None:
-    if not ok:
-        raise _SchemaError(f"{path} must be {wanted}, got {_type_name(value)}")
-
-
-def _object(value: Any, path: str, known: tuple[str, ...]) -> dict[str, Any]:
-    _expect(isinstance(value, dict), path, "an object", value)
-    for key in value:
-        if key not in known:
-            raise _SchemaError(f'unknown field "{key}" in {path}')
-    return {k: v for k, v in value.items() if v is not None}
-
-
-def _str(obj: dict[str, Any], key: str, path: str) -> str:
-    value = obj.get(key, "")
-    _expect(isinstance(value, str), f"{path}.{key}", "a string", value)
-    return str(value)
-
-
-def _int(obj: dict[str, Any], key: str, path: str) -> int:
-    value = obj.get(key, 0)
-    _expect(type(value) is int, f"{path}.{key}", "an integer", value)
-    return int(value)
-
-
-def _number(obj: dict[str, Any], key: str, path: str) -> float:
-    value = obj.get(key, 0)
-    _expect(type(value) in (int, float), f"{path}.{key}", "a number", value)
-    return float(value)
-
-
-def _bool(obj: dict[str, Any], key: str, path: str) -> bool:
-    value = obj.get(key, False)
-    _expect(isinstance(value, bool), f"{path}.{key}", "a boolean", value)
-    return bool(value)
-
-
-def _list(obj: dict[str, Any], key: str, path: str) -> list[Any]:
-    value = obj.get(key, [])
-    _expect(isinstance(value, list), f"{path}.{key}", "an array", value)
-    return list(value)
-
-
-def _str_list(obj: dict[str, Any], key: str, path: str) -> tuple[str, ...]:
-    items = _list(obj, key, path)
-    for i, item in enumerate(items):
-        _expect(isinstance(item, str), f"{path}.{key}[{i}]", "a string", item)
-    return tuple(items)
-
-
 def _prompts(obj: dict[str, Any], path: str) -> tuple[Prompt, ...]:
     prompts = []
-    for i, item in enumerate(_list(obj, "prompts", path)):
+    for i, item in enumerate(array(obj, "prompts", path)):
         where = f"{path}.prompts[{i}]"
-        msg = _object(item, where, ("role", "content"))
-        prompts.append(Prompt(role=_str(msg, "role", where), content=_str(msg, "content", where)))
+        msg = object_of(item, where, ("role", "content"))
+        prompts.append(
+            Prompt(role=string(msg, "role", where), content=string(msg, "content", where))
+        )
     return tuple(prompts)
 
 
@@ -188,7 +130,7 @@ def _raw_rules(obj: dict[str, Any], path: str) -> list[dict[str, Any]]:
     try:
         return parse_rule_list(obj.get("rules"))
     except RuleShapeError as exc:
-        raise _SchemaError(
+        raise SchemaError(
             f"rules must be an array of rule objects or regex strings: {path}.rules: {exc}"
         ) from None
 
@@ -214,14 +156,14 @@ class _Draft:
 
 def _draft(obj: dict[str, Any], path: str) -> _Draft:
     fields: dict[str, Any] = {
-        "base_key_env": _str(obj, "base_key_env", path),
-        "upstream_url": _str(obj, "upstream_url", path),
-        "max_tokens": _int(obj, "max_tokens", path),
-        "max_cost_usd": _number(obj, "max_cost_usd", path),
-        "model": _str(obj, "model", path),
-        "model_regex": _str(obj, "model_regex", path),
+        "base_key_env": string(obj, "base_key_env", path),
+        "upstream_url": string(obj, "upstream_url", path),
+        "max_tokens": integer(obj, "max_tokens", path),
+        "max_cost_usd": number(obj, "max_cost_usd", path),
+        "model": string(obj, "model", path),
+        "model_regex": string(obj, "model_regex", path),
         "prompts": _prompts(obj, path),
-        "timeout": max(_int(obj, "timeout", path), 0),
+        "timeout": max(integer(obj, "timeout", path), 0),
     }
     return _Draft(fields, _raw_rules(obj, path))
 
@@ -232,24 +174,26 @@ def _decode(
     try:
         doc = orjson.loads(text)
     except orjson.JSONDecodeError as exc:
-        raise _SchemaError(str(exc)) from None
-    top = _object(doc, "policy", _TOP_KEYS)
+        raise SchemaError(str(exc)) from None
+    top = object_of(doc, "policy", _TOP_KEYS)
     draft = _draft(top, "policy")
     providers: list[tuple[str, list[_Draft | None]]] = []
     raw_providers = top.get("providers", {})
-    _expect(isinstance(raw_providers, dict), "policy.providers", "an object", raw_providers)
+    expect(isinstance(raw_providers, dict), "policy.providers", "an object", raw_providers)
     for name, entries in raw_providers.items():
         where = f"policy.providers.{name}"
-        _expect(isinstance(entries, list), where, "an array of provider policies", entries)
+        expect(isinstance(entries, list), where, "an array of provider policies", entries)
         drafts: list[_Draft | None] = []
         for i, entry in enumerate(entries):
             if entry is None:
                 drafts.append(None)  # reported by validation, in document order
                 continue
-            drafts.append(_draft(_object(entry, f"{where}[{i}]", _PROVIDER_KEYS), f"{where}[{i}]"))
+            drafts.append(
+                _draft(object_of(entry, f"{where}[{i}]", _PROVIDER_KEYS), f"{where}[{i}]")
+            )
         providers.append((name, drafts))
     extra = {
-        "default_provider": _str(top, "default_provider", "policy"),
+        "default_provider": string(top, "default_provider", "policy"),
         "memory": _memory(top),
         "rate_limit": top.get("rate_limit"),
         "retry": _retry(top),
@@ -263,14 +207,14 @@ def _memory(top: dict[str, Any]) -> MemoryPolicy:
         return MemoryPolicy()
     path = "policy.memory"
     keys = ("enabled", "file_path", "file_name", "redis", "max_size_mb", "compress_old")
-    obj = _object(top["memory"], path, keys)
+    obj = object_of(top["memory"], path, keys)
     return MemoryPolicy(
-        enabled=_bool(obj, "enabled", path),
-        file_path=_str(obj, "file_path", path),
-        file_name=_str(obj, "file_name", path),
-        redis=_bool(obj, "redis", path),
-        max_size_mb=_int(obj, "max_size_mb", path),
-        compress_old=_bool(obj, "compress_old", path),
+        enabled=boolean(obj, "enabled", path),
+        file_path=string(obj, "file_path", path),
+        file_name=string(obj, "file_name", path),
+        redis=boolean(obj, "redis", path),
+        max_size_mb=integer(obj, "max_size_mb", path),
+        compress_old=boolean(obj, "compress_old", path),
     )
 
 
@@ -278,22 +222,22 @@ def _retry(top: dict[str, Any]) -> Retry | None:
     if "retry" not in top:
         return None
     path = "policy.retry"
-    obj = _object(top["retry"], path, ("max_retries", "fallbacks", "retry_on"))
-    retry_on = _list(obj, "retry_on", path)
+    obj = object_of(top["retry"], path, ("max_retries", "fallbacks", "retry_on"))
+    retry_on = array(obj, "retry_on", path)
     for i, status in enumerate(retry_on):
-        _expect(type(status) is int, f"{path}.retry_on[{i}]", "an integer", status)
+        expect(type(status) is int, f"{path}.retry_on[{i}]", "an integer", status)
     return Retry(
-        max_retries=_int(obj, "max_retries", path),
-        fallbacks=_str_list(obj, "fallbacks", path),
+        max_retries=integer(obj, "max_retries", path),
+        fallbacks=strings(obj, "fallbacks", path),
         retry_on=tuple(retry_on) or DEFAULT_RETRY_ON,
     )
 
 
 def _metadata(top: dict[str, Any]) -> dict[str, str]:
     obj = top.get("metadata", {})
-    _expect(isinstance(obj, dict), "policy.metadata", "an object", obj)
+    expect(isinstance(obj, dict), "policy.metadata", "an object", obj)
     for key, value in obj.items():
-        _expect(isinstance(value, str), f"policy.metadata.{key}", "a string", value)
+        expect(isinstance(value, str), f"policy.metadata.{key}", "a string", value)
     return dict(obj)
 
 
@@ -338,10 +282,10 @@ def _rate_limit(raw: Any) -> RateLimit | None:
         return None
     path = "policy.rate_limit"
     try:
-        obj = _object(raw, path, ("rules", "max_parallel"))
-        max_parallel = _int(obj, "max_parallel", path)
-        raw_rules = _list(obj, "rules", path)
-    except _SchemaError as exc:
+        obj = object_of(raw, path, ("rules", "max_parallel"))
+        max_parallel = integer(obj, "max_parallel", path)
+        raw_rules = array(obj, "rules", path)
+    except SchemaError as exc:
         raise PolicyError(f"invalid policy JSON: {exc}") from None
     if max_parallel < 0:
         raise PolicyError("rate_limit max_parallel must not be negative")
@@ -349,10 +293,10 @@ def _rate_limit(raw: Any) -> RateLimit | None:
     for i, item in enumerate(raw_rules):
         where = f"{path}.rules[{i}]"
         try:
-            rule = _object(item, where, ("requests", "tokens", "window", "strategy"))
-            requests, tokens = _int(rule, "requests", where), _int(rule, "tokens", where)
-            window, strategy = _str(rule, "window", where), _str(rule, "strategy", where)
-        except _SchemaError as exc:
+            rule = object_of(item, where, ("requests", "tokens", "window", "strategy"))
+            requests, tokens = integer(rule, "requests", where), integer(rule, "tokens", where)
+            window, strategy = string(rule, "window", where), string(rule, "strategy", where)
+        except SchemaError as exc:
             raise PolicyError(f"invalid policy JSON: {exc}") from None
         if requests < 0 or tokens < 0:
             raise PolicyError(f"rate_limit rule {i}: requests and tokens must not be negative")
@@ -372,7 +316,7 @@ def parse_policy(text: str | bytes) -> Policy:
     """Decode and validate a policy document, in the original's validation order."""
     try:
         draft, providers, extra = _decode(text)
-    except _SchemaError as exc:
+    except SchemaError as exc:
         raise PolicyError(f"invalid policy JSON: {exc}") from None
     fields = draft.fields
     keyless = extra["default_provider"] == KEYLESS_PROVIDER
