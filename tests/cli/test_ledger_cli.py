@@ -188,7 +188,7 @@ def test_a_crashed_journal_is_listed_read_only(cli: Cli, data: Path) -> None:
     journal = Journal(
         path, {"session_id": "dddd4444", "started_at": "2026-02-25T10:30:00Z", "git": {}}
     )
-    journal.append([records_line(entry(A, "gpt-4", 1, 2, 0.1), [])])
+    journal.append([records_line(entry(A, "gpt-4", 1, 2, 0.1))])
     journal.close()
     out = json.loads(cli("ledger", "sessions", "--json").out)
     assert [(s["session_id"], s["totals"]["total_tokens"]) for s in out] == [("dddd4444", 3)]

@@ -42,6 +42,7 @@ from tokenomics.services.ledger_files import (
     abandoned_spends,
     build_session,
     ensure_dir,
+    events_line,
     read_journal,
     records_line,
     recover_all,
@@ -113,7 +114,9 @@ class Ledger:
         self._incoming: list[Finished] = []  # taken for memory, not yet rendered
         self._memory_pending: list[Any] = []  # memory entries formatted, not yet written
         self._pending: list[bytes] = []  # request lines not written yet (journal failing)
-        self._git_line = b""  # the git context's line, until written
+        # Journal lines that are not requests (the git context, the batch's communication
+        # events), until written.
+        self._notes: list[bytes] = []
         self._unsynced = False  # lines written since the last fsync
         self._recorded = self._errors = 0
         self._failing = self._closed = False
@@ -148,7 +151,7 @@ class Ledger:
         if self.journaling and not self._git_taken:
             self._header["git"] = await git_context.open_context(self._cwd)
             self._git_taken = True
-            self._git_line = orjson.dumps({"git": self._header["git"]}) + b"\n"
+            self._notes.append(orjson.dumps({"git": self._header["git"]}) + b"\n")
             self._append_pending()
 
     @property
@@ -173,13 +176,12 @@ class Ledger:
             logger.warning("request finished after the session ledger closed; not recorded")
             return
         if self.journaling:
-            events = self._events(f) if self._events else []
-            self._pending.append(records_line(ledger_entry(f), events, f.spend))
+            self._pending.append(records_line(ledger_entry(f), f.spend))
             if not self._failing:
                 self._append_pending()
 
     def _append_pending(self) -> None:
-        lines = [self._git_line, *self._pending] if self._git_line else self._pending
+        lines = [*self._notes, *self._pending] if self._notes else self._pending
         if self._journal is None or not lines:
             return
         try:
@@ -192,7 +194,7 @@ class Ledger:
         self._failing = False
         self._recorded += len(self._pending)
         self._pending.clear()
-        self._git_line = b""
+        self._notes.clear()
         self._unsynced = True
 
     def _write_failed(self, exc: OSError) -> None:
@@ -224,6 +226,12 @@ class Ledger:
         self._incoming = self._incoming[len(taken) :]
         if self._memory is not None and taken:
             self._memory_pending.extend(self._memory.render(taken, self.session_id))
+        # Communication events are batch work too (they re-read whole bodies): journaled in a
+        # line of their own, off the request path.
+        if self.journaling and self._events is not None and taken:
+            events = [event for f in taken for event in self._events(f)]
+            if events:
+                self._notes.append(events_line(events))
 
     def _open_journal(self) -> None:
         try:
@@ -284,7 +292,7 @@ class Ledger:
         content = read_journal(self.journal_path) if self._journal is not None else None
         content = content or JournalContent(dict(self._header))
         content.header["git"] = content.header.get("git") or self._header["git"]
-        for line in self._pending:  # never written: the journal kept failing
+        for line in [*self._notes, *self._pending]:  # never written (the journal kept failing)
             content.add(orjson.loads(line))
         return content
 

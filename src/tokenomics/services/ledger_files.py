@@ -117,11 +117,13 @@ class JournalContent:
             return
         if isinstance(record.get("git"), dict):
             self.header["git"] = record["git"]
+        events = record.get("events")
+        if isinstance(events, list):
+            self.events.extend(e for e in events if isinstance(e, dict))
         request = record.get("request")
         if not isinstance(request, dict):
             return
         self.requests.append(request)
-        self.events.extend(e for e in record.get("events") or () if isinstance(e, dict))
         spend, key = record.get("spend"), request.get("token_hash")
         if isinstance(spend, dict) and isinstance(key, str) and key:
             tokens, cost = spend.get("tokens"), spend.get("cost_usd")
@@ -273,10 +275,12 @@ def recover_all(sessions: Path) -> int:
     return count
 
 
-def records_line(request: Entry, events: list[dict[str, Any]], spend: Spend | None = None) -> bytes:
+def records_line(request: Entry, spend: Spend | None = None) -> bytes:
     record: Entry = {"request": request}
-    if events:
-        record["events"] = events
     if spend is not None:
         record["spend"] = {"tokens": spend.tokens, "cost_usd": spend.cost_usd}
     return orjson.dumps(record) + b"\n"
+
+
+def events_line(events: list[dict[str, Any]]) -> bytes:
+    return orjson.dumps({"events": events}) + b"\n"
