@@ -7,7 +7,7 @@ import zlib
 
 import pytest
 
-from tokenomics.upstream.decoding import decoder_for
+from tokenomics.upstream.decoding import MAX_DECODED, decoder_for
 
 TEXT = b'{"choices":[{"message":{"content":"hello"}}]}' * 50
 
@@ -65,3 +65,15 @@ def test_corrupt_data_raises_zlib_error() -> None:
     assert decoder is not None
     with pytest.raises(zlib.error):
         decoder.decode(b"this is not gzip at all")
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "gzip, gzip"])
+def test_a_decompression_bomb_is_refused_not_expanded(encoding: str) -> None:
+    body = bytes(MAX_DECODED + 1)
+    for coding in encoding.split(", "):
+        assert coding == "gzip"
+        body = gzip.compress(body)
+    decoder, _ = decoder_for(encoding)
+    assert decoder is not None
+    with pytest.raises(zlib.error):
+        decoder.decode(body)

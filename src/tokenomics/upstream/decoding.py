@@ -3,12 +3,16 @@
 gzip and deflate (zlib-wrapped or raw), several in a row, undone from the one applied last. A
 coding we have no decoder for (br, zstd) ends that: it and the codings applied before it stay
 on the body, and stay named in the `content-encoding` the client gets, so it can undo them (a
-body relayed without its coding would be garbage). Corrupt data raises `zlib.error`.
+body relayed without its coding would be garbage). Corrupt data raises `zlib.error`, and so
+does a chunk that would decode to more than `MAX_DECODED` bytes (a decompression bomb, nested
+codings multiplying it): a hostile upstream cannot make one read take unbounded memory.
 """
 
 from __future__ import annotations
 
 import zlib
+
+MAX_DECODED = 64 * 1024 * 1024  # bytes one step may make of one chunk
 
 
 class _Step:
@@ -20,13 +24,15 @@ class _Step:
 
     def decode(self, data: bytes) -> bytes:
         try:
-            out = self._z.decompress(data)
+            out = self._z.decompress(data, MAX_DECODED)
         except zlib.error:
             if not self._raw_fallback:
                 raise
             self._z = zlib.decompressobj(-zlib.MAX_WBITS)
-            out = self._z.decompress(data)
+            out = self._z.decompress(data, MAX_DECODED)
         self._raw_fallback = False
+        if self._z.unconsumed_tail:
+            raise zlib.error(f"a chunk decodes to more than {MAX_DECODED} bytes")
         return out
 
     def flush(self) -> bytes:
