@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from tokenomics.domain.policy import Policy
     from tokenomics.domain.ratelimit import Permit
     from tokenomics.domain.resolve import Resolved
-    from tokenomics.domain.usage import ResponseMeta, Usage
+    from tokenomics.domain.usage import Family, ResponseMeta, Usage
     from tokenomics.formats.base import Route
     from tokenomics.pipeline.target import Target
     from tokenomics.upstream.client import UpstreamResponse
@@ -61,7 +61,7 @@ class Exchange:
     # change it, so `body is parsed_body` means `body_bytes` can be sent as they came.
     parsed_body: dict[str, Any] | None = None
     token_hash: str = ""
-    credential: str = ""  # the client's wrapper token, scrubbed from upstream replies
+    credential: str = field(default="", repr=False)  # the wrapper token, scrubbed from replies
     policy: Policy | None = None
     resolved: Resolved | None = None
     target: Target | None = None
@@ -97,6 +97,12 @@ class Exchange:
     relayed_text: tuple[str, bool] | None = None
     replied: bool = False  # the whole reply reached the server
     finished: bool = False
+
+    @property
+    def family(self) -> Family:
+        """The API family of the request's route (OpenAI's before it is routed): it shapes the
+        errors we answer and decides how the response's usage is read."""
+        return self.route.family if self.route else "openai"
 
     @property
     def hash16(self) -> str:

@@ -42,7 +42,6 @@ from tokenomics.upstream.sse import (
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator
 
-    from tokenomics.domain.usage import Family
     from tokenomics.pipeline.deps import Deps
     from tokenomics.pipeline.exchange import Exchange
     from tokenomics.upstream.client import UpstreamResponse
@@ -55,11 +54,6 @@ def _json(text: str) -> Any:
         return orjson.loads(text)
     except orjson.JSONDecodeError:
         return None
-
-
-def _family(ex: Exchange) -> Family:
-    """The API family of the request's route: it decides how the response's usage is read."""
-    return ex.route.family if ex.route else "openai"
 
 
 def _usage_only(payload: Any) -> bool:
@@ -170,7 +164,7 @@ class _Guarded:
 
 async def _sse(ex: Exchange, deps: Deps, response: UpstreamResponse) -> AsyncGenerator[bytes, None]:
     guard = guard_for(ex)
-    family = _family(ex)
+    family = ex.family
     accounting: StreamAccounting | LazyStreamAccounting
     relayed: _Guarded | _Relayed
     if guard is not None:
@@ -222,7 +216,7 @@ async def _raw(ex: Exchange, deps: Deps, response: UpstreamResponse) -> AsyncGen
         parsed = _json(b"".join(captured).decode("utf-8", "replace"))
         last = parsed[-1] if isinstance(parsed, list) and parsed else parsed
         body = last if isinstance(last, dict) else None
-        ex.usage = usage_from_body(body, _family(ex)) if body else None
+        ex.usage = usage_from_body(body, ex.family) if body else None
         ex.meta = meta_from_response(body, dict(response.headers))
         with trio.CancelScope(shield=True):
             await response.aclose()
@@ -255,7 +249,7 @@ async def relay(ex: Exchange, deps: Deps) -> Reply:
     if guard is not None and isinstance(parsed, list):
         return Reply(response.status, headers, body=_guarded_array(ex, guard, parsed, response))
     parsed = parsed if isinstance(parsed, dict) else None
-    ex.usage = usage_from_body(parsed, _family(ex)) if parsed else None
+    ex.usage = usage_from_body(parsed, ex.family) if parsed else None
     ex.meta = meta_from_response(parsed, dict(response.headers))
     if parsed is not None and response.status < 400:
         body = _output_rules(ex, parsed, body)
@@ -282,7 +276,7 @@ def _guarded_array(
     whole, its chunks go through the stream guard all the same (a secret split across two
     chunks is still masked), and the array is sent as one body."""
     last = items[-1] if items and isinstance(items[-1], dict) else None
-    ex.usage = usage_from_body(last, _family(ex)) if last else None
+    ex.usage = usage_from_body(last, ex.family) if last else None
     ex.meta = meta_from_response(last, dict(response.headers))
     frames = [guard.feed(b"data: " + orjson.dumps(item) + b"\n\n", None, item) for item in items]
     frames.append(guard.close())

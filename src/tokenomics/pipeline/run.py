@@ -22,10 +22,7 @@ JSON = ("content-type", "application/json")
 
 
 def error_reply(ex: Exchange, error: TokenomicsError) -> Reply:
-    if isinstance(error, RefusedPath):
-        family = error.family
-    else:
-        family = ex.route.family if ex.route else "openai"
+    family = error.family if isinstance(error, RefusedPath) else ex.family
     headers = [JSON]
     retry_after = getattr(error, "retry_after", None)
     if retry_after is not None:

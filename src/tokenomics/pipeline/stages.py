@@ -12,7 +12,6 @@ import orjson
 
 from tokenomics.domain.budget import DEFAULT_OUTPUT_TOKENS
 from tokenomics.domain.durations import is_expired
-from tokenomics.formats.classify import classify
 from tokenomics.pipeline.exchange import ProxyError
 from tokenomics.pipeline.rules import scan
 from tokenomics.pipeline.target import resolve_target
@@ -90,7 +89,8 @@ def check_framing(ex: Exchange, deps: Deps) -> None:
 def parse_request(ex: Exchange, deps: Deps) -> None:
     """The body and model; a passthrough request that names a model, in its path or its JSON
     body, is model-checked and budgeted like an LLM route (`enforced`)."""
-    route = ex.route = ex.route or classify(ex.method, ex.path, ex.headers)
+    route = ex.route
+    assert route is not None  # routed by `run.admit`, on the decoded path
     try:
         body = orjson.loads(ex.body_bytes) if ex.body_bytes else None
     except orjson.JSONDecodeError:
