@@ -133,6 +133,18 @@ async def test_a_crashed_journal_becomes_a_session_and_a_truncated_line_is_skipp
     assert session["ended_at"] == json.loads(last)["request"]["timestamp"][:19] + "Z"
 
 
+@pytest.mark.parametrize("content", [b"", b'{"session_id": "ab'], ids=["empty", "torn"])
+async def test_a_journal_killed_in_its_header_is_removed_by_recovery(
+    tmp_path: Path, content: bytes
+) -> None:
+    sessions = tmp_path / "sessions"
+    ensure_dir(sessions)
+    journal = sessions / "2026-12-06_abcdef01.journal"
+    journal.write_bytes(content)
+    assert await trio.to_thread.run_sync(recover_all, sessions) == 1
+    assert list(sessions.iterdir()) == []
+
+
 async def test_the_next_open_recovers_and_a_live_locked_journal_is_left_alone(
     tmp_path: Path,
 ) -> None:

@@ -211,6 +211,12 @@ def recover_journal(path: Path) -> bool:
     target = path.with_suffix(SESSION)
     if not _complete(target):
         session = abandoned_session(path)
+        if session is None and b"\n" not in path.read_bytes():
+            # killed while writing its header (the first line, written before any record):
+            # it holds nothing
+            logger.warning("removed ledger journal %s, cut off in its header", path.name)
+            path.unlink()
+            return True
         if session is None:
             logger.error("ledger journal %s has no readable header; left in place", path)
             return False
