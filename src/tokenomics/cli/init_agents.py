@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ from tokenomics.cli import envvars
 from tokenomics.cli.context import Context
 from tokenomics.cli.run_agents import GEMINI_AUTH, set_gemini_auth
 from tokenomics.cli.token import CommandError
+from tokenomics.config.private_files import FILE_MODE, replace_private
 
 AGENTS = ("claude-code", "codex", "gemini")
 CLAUDE_SETTINGS = Path(".claude") / "settings.local.json"
@@ -193,14 +193,8 @@ def write_atomic(path: Path, text: str, *, mode: int = 0o600, force_mode: bool =
         with contextlib.suppress(FileNotFoundError):
             mode = path.stat().st_mode & 0o777
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as out:
-                out.write(text)
-            os.chmod(tmp, mode)
-            os.replace(tmp, path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
+        replace_private(path, text.encode())
+        if mode != FILE_MODE:
+            os.chmod(path, mode)
     except OSError as exc:
         raise CommandError(f"cannot write {path}: {exc.strerror or exc}") from None

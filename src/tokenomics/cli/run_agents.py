@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tokenomics.cli.envvars import EnvPairs, command_names
+from tokenomics.config.private_files import private_dir, replace_private
 
 CODEX_PROVIDER = "tokenomics"
 CODEX_KEY_ENV = "OPENAI_API_KEY"
@@ -102,7 +102,7 @@ def gemini_home(user_home: Path | None, scratch: Path) -> tuple[Path, str]:
     """A gemini-cli home for this run (see the module docstring), and a note for the user."""
     home = scratch / "gemini-home"
     target = home / GEMINI_DIR
-    target.mkdir(parents=True, mode=0o700)
+    private_dir(target)
     source = (user_home / GEMINI_DIR) if user_home is not None else None
     if source is not None and source.is_dir():
         for entry in source.iterdir():
@@ -111,8 +111,7 @@ def gemini_home(user_home: Path | None, scratch: Path) -> tuple[Path, str]:
                     (target / entry.name).symlink_to(entry)
     settings, note = _gemini_settings(source / GEMINI_SETTINGS if source else home / "none")
     path = target / GEMINI_SETTINGS
-    path.write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
-    os.chmod(path, 0o600)
+    replace_private(path, (json.dumps(settings, indent=2) + "\n").encode())
     return home, note
 
 
