@@ -137,3 +137,10 @@ def test_numbers_respect_their_bounds() -> None:
         },
     }
     assert shaped(schema, "x") == {"complexity_score": 1, "ratio": -3, "count": 3}
+
+
+def test_an_array_gets_as_many_items_as_its_min_items_asks() -> None:
+    schema = {"type": "array", "items": {"type": "integer"}, "minItems": 3}
+    assert len(shaped(schema, "hi")) == 3
+    assert shaped({**schema, "minItems": 0}, "hi") == []
+    assert len(shaped({**schema, "minItems": 10**6}, "hi")) == 64  # bounded

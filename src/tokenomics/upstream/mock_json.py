@@ -52,7 +52,7 @@ def _gemini_schema(body: Json) -> Json | None:
         if mime == "application/json":
             for key in ("responseJsonSchema", "responseSchema", "response_schema"):
                 if isinstance(config.get(key), dict):
-                    return dict(config[key])
+                    return config[key]
             return {}
     return None
 
@@ -117,8 +117,8 @@ def _value(schema: Json, text: str, root: Json, depth: int) -> Any:
     if kind == "object":
         return _object(schema, text, root, depth)
     if kind == "array":
-        minimum = schema.get("minItems", schema.get("min_items"))
-        wanted = 1 if isinstance(minimum, int | str) and str(minimum) not in ("0", "") else 0
+        minimum = str(schema.get("minItems", schema.get("min_items", 0)))
+        wanted = min(int(minimum), MAX_PROPERTIES) if minimum.isdigit() else 0
         return [_value(_dict(schema.get("items")), text, root, depth + 1)] * wanted
     if kind in ("integer", "number"):
         return _number(schema, kind)
