@@ -321,3 +321,12 @@ def test_text_past_the_limit_is_not_undercounted_by_its_byte_size(
 def test_under_the_limit_the_count_is_tiktokens(estimator: TokenEstimator) -> None:
     texts = ["hello world"] * 10
     assert estimator.count_texts("gpt-4o", texts) == 10 * (3 + estimator.count("gpt-4o", texts[0]))
+
+
+def test_a_body_is_counted_from_its_bytes_like_its_text(estimator: TokenEstimator) -> None:
+    small = '{"model": "gpt-4o", "input": "héllo wörld"}'.encode()
+    assert estimator.count_bytes("gpt-4o", small) == estimator.count("gpt-4o", small.decode())
+    big = ("lorem ipsum dolor sit amet " * (10 * 1024 * 1024 // 27)).encode()
+    whole = estimator.count("gpt-4o", big.decode())
+    assert whole <= estimator.count_bytes("gpt-4o", big) <= 1.5 * whole
+    assert estimator.count_bytes("gpt-4o", b"") == 0

@@ -176,6 +176,16 @@ class TokenEstimator:
             total += per_text + counted + _beyond(text[len(head) :], tokens, chars)
         return total
 
+    def count_bytes(self, model: str, data: bytes) -> int:
+        """Tokens of UTF-8 `data` (a request body): only its first `4 * ENCODE_LIMIT` bytes
+        are decoded and counted as `count` does; the rest is estimated from its size, like the
+        text past the limit (so a 10 MiB body is not decoded and copied on the event loop)."""
+        head, rest = data[: 4 * ENCODE_LIMIT], len(data) - min(len(data), 4 * ENCODE_LIMIT)
+        counted = self.count(model, head.decode("utf-8", "replace"))
+        if not rest:
+            return counted
+        return counted + max(math.ceil(rest / 4), math.ceil(counted * rest / len(head)))
+
     def count_json(self, model: str, value: Any) -> int:
         """Tokens of `value` serialised as compact JSON (tool definitions, schemas, ...)."""
         if isinstance(value, str):

@@ -162,8 +162,7 @@ def estimate_input(ex: Exchange, deps: Deps) -> int:
     adapter = ex.route.adapter if ex.route else None
     model = ex.attempt_model or ex.model
     if adapter is None:
-        body = ex.body_bytes.decode(errors="replace") if ex.model else ""
-        return 3 + deps.estimator.count(model, body) if body else 0
+        return 3 + deps.estimator.count_bytes(model, ex.body_bytes) if ex.model else 0
     if ex.body is None:
         return 0
     return 3 + deps.estimator.count_texts(model, adapter.texts(ex.body))
