@@ -51,8 +51,8 @@ def _gemini_schema(body: Json) -> Json | None:
         mime = config.get("responseMimeType", config.get("response_mime_type"))
         if mime == "application/json":
             for key in ("responseJsonSchema", "responseSchema", "response_schema"):
-                if isinstance(config.get(key), dict):
-                    return config[key]
+                if isinstance(schema := config.get(key), dict):
+                    return schema
             return {}
     return None
 
