@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tokenomics.domain.money import describe_cost, format_cost, format_usd
+from tokenomics.domain.money import describe_cost, format_cost, format_dollars
 
 
 @pytest.mark.parametrize(
@@ -26,7 +26,7 @@ from tokenomics.domain.money import describe_cost, format_cost, format_usd
     ],
 )
 def test_amounts(amount: float, text: str) -> None:
-    assert format_usd(amount) == text
+    assert format_dollars(amount) == text
 
 
 @pytest.mark.parametrize(
@@ -61,7 +61,7 @@ amounts = st.floats(min_value=0, max_value=1e9, allow_nan=False)
 
 @given(amounts)
 def test_an_amount_reads_back_to_three_significant_digits(amount: float) -> None:
-    text = format_usd(amount)
+    text = format_dollars(amount)
     assert text.startswith("$")
     shown = float(text[1:].replace(",", ""))
     if amount >= 1:
@@ -87,4 +87,4 @@ def test_na_only_when_nothing_was_priced_and_plus_only_for_a_lower_bound(
         assert text == "n/a"
     else:
         assert text.startswith("$") and text.endswith("+") == bool(unpriced)
-        assert text.rstrip("+") == format_usd(cost)
+        assert text.rstrip("+") == format_dollars(cost)

@@ -22,7 +22,7 @@ _SIGNIFICANT = 3
 _MAX_DECIMALS = 10  # costs are kept to 10 decimals
 
 
-def format_usd(amount: float) -> str:
+def format_dollars(amount: float) -> str:
     """A non-negative amount of US dollars; small amounts keep three significant digits."""
     if amount >= 1:
         return f"${amount:,.2f}"
@@ -51,7 +51,7 @@ def format_cost(rollup: Mapping[str, Any]) -> str:
     requests, unpriced = _count(rollup, "request_count"), _count(rollup, "unpriced_count")
     if cost is None or 0 < requests <= unpriced:
         return NOT_PRICED
-    return format_usd(max(cost, 0.0)) + ("+" if unpriced else "")
+    return format_dollars(max(cost, 0.0)) + ("+" if unpriced else "")
 
 
 def describe_cost(rollup: Mapping[str, Any]) -> str:
