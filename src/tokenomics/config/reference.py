@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import types
-from typing import Any, Literal, get_args, get_origin, get_type_hints
+from typing import Any, Literal, get_args, get_origin
 
-from tokenomics.config.loader import Key, field_docs, iter_keys
+from tokenomics.config.loader import Key, iter_keys
 
 PATH = "docs/CONFIGURATION.md"
 
@@ -111,19 +111,9 @@ def _item_rows(key: Key) -> list[str]:
     origin, args = get_origin(key.type), get_args(key.type)
     if origin is not tuple or not dataclasses.is_dataclass(args[0]):
         return []
-    record = args[0]
-    assert isinstance(record, type)
-    docs, hints = field_docs(record), get_type_hints(record)
-    return [
-        _row(f"{key.name}[].{f.name}", hints[f.name], _default(f), "", docs[f.name])
-        for f in dataclasses.fields(record)
-    ]
-
-
-def _default(f: dataclasses.Field[Any]) -> Any:
-    if f.default is not dataclasses.MISSING:
-        return f.default
-    return f.default_factory() if f.default_factory is not dataclasses.MISSING else None
+    assert isinstance(args[0], type)
+    items = iter_keys(args[0], prefix=f"{key.name}[].")
+    return [_row(item.name, item.type, item.default, "", item.doc) for item in items]
 
 
 def configuration_reference() -> str:
