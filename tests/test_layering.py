@@ -19,6 +19,7 @@ LEVELS = {
     "pipeline": 3,
     "services": 4,
     "app": 5,
+    "remote_app": 5,
     "cli": 6,
     "__main__": 7,
 }

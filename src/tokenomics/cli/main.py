@@ -21,6 +21,7 @@ from tokenomics.cli import (
     init,
     ledger,
     provider,
+    remote,
     serve,
     start,
     status,
@@ -65,6 +66,7 @@ def build_app() -> App:
     app.command(stop.stop)
     app.command(status.status)
     app.command(doctor.doctor)
+    app.command(remote.remote)
 
     @app.meta.default
     def meta(

@@ -201,6 +201,14 @@ class RemoteWebhookSettings:
         bool,
         "Ask the central server to skip TLS verification when it calls back.",
     ] = False
+    debounce_ms: Annotated[
+        int,
+        "Quiet time after the last pushed event before the one sync it triggers.",
+    ] = 200
+    replay_window: Annotated[
+        int,
+        "Seconds an event's timestamp may be off; older or repeated events are refused.",
+    ] = 300
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,6 +217,16 @@ class RemoteSettings:
     api_key: Annotated[str, "API key for the central server."] = ""
     sync: Annotated[int, "Seconds between syncs (0: at startup only)."] = 0
     insecure: Annotated[bool, "Skip TLS certificate verification of the central server."] = False
+    allowed_key_envs: Annotated[
+        tuple[str, ...],
+        "Key variables a synced policy may name as base_key_env, besides the api_key_env of "
+        "the configured providers.",
+    ] = ()
+    allowed_upstream_hosts: Annotated[
+        tuple[str, ...],
+        "Hosts a synced policy may name in upstream_url, besides those of the configured "
+        "providers and server.upstream_url.",
+    ] = ()
     webhook: RemoteWebhookSettings = field(default_factory=RemoteWebhookSettings)
 
 

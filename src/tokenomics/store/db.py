@@ -67,6 +67,9 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     END
     """,
     ),
+    # Where a token came from: "" created here, "remote" mirrored from a central server (the
+    # syncer deletes those the central server no longer has; local ones it never touches).
+    ("ALTER TABLE tokens ADD COLUMN origin TEXT NOT NULL DEFAULT ''",),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

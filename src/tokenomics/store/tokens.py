@@ -126,9 +126,14 @@ class TokenStore:
         return "", self._cipher.encrypt(text, aad), WRITE_VERSION
 
     def create(
-        self, token_hash: str, policy_text: str, expires_at: str | None, created_at: str
+        self,
+        token_hash: str,
+        policy_text: str,
+        expires_at: str | None,
+        created_at: str,
+        origin: str = "",
     ) -> TokenRecord:
-        """Validate, then insert if absent (one transaction)."""
+        """Validate, then insert if absent (one transaction). `origin`: see `set_origin`."""
         policy = parse_policy(policy_text)
         _check_expires(expires_at)
         plain, encrypted, version = self._sealed(token_hash, policy_text, expires_at)
@@ -136,8 +141,8 @@ class TokenStore:
             if conn.execute("SELECT 1 FROM tokens WHERE hash = ?", (token_hash,)).fetchone():
                 raise ConflictError("create token: token hash already exists")
             conn.execute(
-                f"INSERT INTO tokens ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
-                (token_hash, plain, encrypted, version, created_at, expires_at),
+                f"INSERT INTO tokens ({_COLUMNS}, origin) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (token_hash, plain, encrypted, version, created_at, expires_at, origin),
             )
         return TokenRecord(token_hash, policy_text, created_at, expires_at, policy)
 
@@ -162,6 +167,16 @@ class TokenStore:
                 (plain, encrypted, version, new_expiry, token_hash),
             )
         return self.get(token_hash)
+
+    def set_origin(self, token_hash: str, origin: str) -> None:
+        """Mark where a token came from: "" (created here) or "remote" (mirrored by the
+        syncer, which deletes it locally once the central server no longer has it)."""
+        with self._db.write() as conn:
+            conn.execute("UPDATE tokens SET origin = ? WHERE hash = ?", (origin, token_hash))
+
+    def hashes_of_origin(self, origin: str) -> set[str]:
+        rows = self._db.query("SELECT hash FROM tokens WHERE origin = ?", (origin,))
+        return {str(row[0]) for row in rows}
 
     def delete(self, token_hash: str) -> None:
         with self._db.write() as conn:

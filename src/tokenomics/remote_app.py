@@ -1,0 +1,84 @@
+"""The second composition root: `tokenomics remote`, the central token server.
+
+    run_remote
+    └── http_server   the remote API (`services/remote_api.py`) on --addr, plain HTTP
+
+It serves the same token store as `serve` (SQLite: the CLI can write while it runs) and keeps
+the client registry in `{dir}/clients.json`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import trio
+
+from tokenomics.app import narrow_data_dir
+from tokenomics.domain.errors import ConfigError
+from tokenomics.services.http_server import serve, server_config
+from tokenomics.services.remote_api import RemoteApi
+from tokenomics.services.remote_clients import ClientRegistry
+from tokenomics.store.encryption import Cipher
+from tokenomics.store.tokens import TokenStore
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from tokenomics.config.settings import Settings
+    from tokenomics.domain.tokens import HashKey
+
+
+@dataclass
+class RemoteServer:
+    urls: list[str]
+    api: RemoteApi
+    _stop: trio.Event = field(default_factory=trio.Event)
+
+    def shutdown(self) -> None:
+        self._stop.set()
+
+
+def split_addr(addr: str) -> tuple[str, int]:
+    """`host:port`, `:port` (loopback, D21) or `[v6]:port`."""
+    host, sep, port = addr.rpartition(":")
+    if not sep or not port.isdigit() or int(port) > 65535:
+        raise ConfigError(f"invalid --addr {addr!r}: use host:port, e.g. 127.0.0.1:9090")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+async def run_remote(
+    settings: Settings,
+    environ: Mapping[str, str],
+    hash_key: HashKey,
+    *,
+    addr: str,
+    api_key: str,
+    client_ttl: float,
+    task_status: trio.TaskStatus[RemoteServer] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve the remote API until `RemoteServer.shutdown()` or cancellation."""
+    host, port = split_addr(addr)
+    narrow_data_dir(settings)
+    secret = environ.get(settings.security.encryption_key_env, "")
+    cipher = Cipher.from_secret(secret) if secret else None
+    store = TokenStore.open(
+        Path(settings.storage.db_path), cipher, settings.security.encryption_key_env
+    )
+    try:
+        registry = ClientRegistry(settings.data_dir / "clients.json", client_ttl, time.time)
+        api = RemoteApi(store, registry, hash_key, api_key)
+        config = server_config(
+            host=host, http_port=port, https_port=0, tls=None, grace=5, ephemeral=port == 0
+        )
+        server = RemoteServer([], api)
+        async with trio.open_nursery() as nursery:
+            server.urls = await nursery.start(
+                partial(serve, api, config, shutdown_trigger=server._stop.wait)
+            )
+            task_status.started(server)
+    finally:
+        store.close()
