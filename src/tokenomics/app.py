@@ -30,7 +30,15 @@ from tokenomics.domain.durations import format_rfc3339
 from tokenomics.domain.ratelimit import RateLimiter
 from tokenomics.formats.estimate import TokenEstimator
 from tokenomics.pipeline.deps import Deps
-from tokenomics.services import comm_events, ledger, token_cache, usage_writer
+from tokenomics.services import (
+    comm_events,
+    ledger,
+    remote_fleet,
+    remote_register,
+    remote_sync,
+    token_cache,
+    usage_writer,
+)
 from tokenomics.services.asgi import ProxyApp
 from tokenomics.services.finished import Finished
 from tokenomics.services.http_server import serve, server_config
@@ -108,6 +116,24 @@ def narrow_data_dir(settings: Settings) -> None:
         private_dir(settings.memory_dir, owned=True)
 
 
+def open_token_store(settings: Settings, environ: Mapping[str, str]) -> TokenStore:
+    secret = environ.get(settings.security.encryption_key_env, "")
+    cipher = Cipher.from_secret(secret) if secret else None
+    return TokenStore.open(
+        Path(settings.storage.db_path), cipher, settings.security.encryption_key_env
+    )
+
+
+async def start_fleet(nursery: trio.Nursery, fleet: remote_fleet.Fleet) -> None:
+    """The remote syncer (one sync before serving), the push debouncer, the registration."""
+    if fleet.syncer is not None:
+        await nursery.start(partial(remote_sync.run, fleet.syncer, fleet.interval))
+    if fleet.debouncer is not None:
+        nursery.start_soon(fleet.debouncer.run, fleet.pushed)
+    if fleet.registration is not None:
+        await nursery.start(remote_register.run, fleet.registration)
+
+
 def build_deps(
     settings: Settings,
     environ: Mapping[str, str],
@@ -118,9 +144,7 @@ def build_deps(
 ) -> tuple[Deps, TokenStore, UsageStore, Stats]:
     narrow_data_dir(settings)
     db_path = Path(settings.storage.db_path)
-    secret = environ.get(settings.security.encryption_key_env, "")
-    cipher = Cipher.from_secret(secret) if secret else None
-    tokens = TokenStore.open(db_path, cipher, settings.security.encryption_key_env)
+    tokens = open_token_store(settings, environ)
     usage = UsageStore(Database.open(db_path))
     providers = load_providers(
         cwd=cwd, home=home, data_dir=Path(settings.dir), inline=settings.providers
@@ -175,6 +199,7 @@ async def run_server(
         idle_timeout=server_settings.idle_timeout, ephemeral=ephemeral,
     )  # fmt: skip
     stopped: trio.Event | None = None
+    fleet: remote_fleet.Fleet | None = None
     try:
         await trio.to_thread.run_sync(cache.reload)
         session = await open_ledger(settings, cwd, home, restorer(deps.budgets, usage))
@@ -190,6 +215,11 @@ async def run_server(
                 partial(usage_writer.run, deps.budgets, usage, clock_now=_now_text)
             )
             await consumers.start(token_cache.run, cache)
+            fleet = remote_fleet.build(
+                settings, deps.providers, partial(open_token_store, settings, environ), cache, stats
+            )
+            if fleet is not None:
+                await start_fleet(consumers, fleet)
             consumers.start_soon(
                 partial(trio.to_thread.run_sync, deps.estimator.warm_up, abandon_on_cancel=True)
             )
@@ -197,6 +227,7 @@ async def run_server(
             stopped = server.stopped
             async with trio.open_nursery() as watchers:  # of client disconnects, per request
                 app = server.app = ProxyApp(deps, stats, trio.current_time, watchers.start_soon)
+                app.webhook = fleet.receiver if fleet is not None else None
                 async with trio.open_nursery() as producers:
                     server.urls = await producers.start(
                         partial(serve, app, config, shutdown_trigger=server._stop.wait)
@@ -208,6 +239,8 @@ async def run_server(
     finally:
         with trio.CancelScope(shield=True):
             await deps.upstreams.aclose()
+            if fleet is not None:
+                await fleet.aclose()
         tokens.close()
         usage.close()
         if stopped is not None:

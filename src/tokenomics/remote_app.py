@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from tokenomics.app import narrow_data_dir
+from tokenomics.config.private_files import private_dir
 from tokenomics.domain.errors import ConfigError
 from tokenomics.services.http_server import serve, server_config
 from tokenomics.services.remote_api import RemoteApi
@@ -62,7 +62,7 @@ async def run_remote(
 ) -> None:
     """Serve the remote API until `RemoteServer.shutdown()` or cancellation."""
     host, port = split_addr(addr)
-    narrow_data_dir(settings)
+    private_dir(settings.data_dir, owned=True)
     secret = environ.get(settings.security.encryption_key_env, "")
     cipher = Cipher.from_secret(secret) if secret else None
     store = TokenStore.open(

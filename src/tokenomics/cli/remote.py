@@ -17,6 +17,11 @@ from tokenomics.domain.errors import SecurityError
 from tokenomics.remote_app import RemoteServer, run_remote
 from tokenomics.services import logs
 
+KEY_HELP = (
+    "API key clients must send as a Bearer token (default: remote.api_key, "
+    "$TOKENOMICS_REMOTE_API_KEY; prefer the variable, flags show in ps)."
+)
+
 
 async def _run(ctx: Context, addr: str, api_key: str, client_ttl: int) -> None:
     settings, hash_key = ctx.settings(), ctx.hash_key()
@@ -40,9 +45,8 @@ def remote(
     addr: Annotated[str, Parameter(help="Address to listen on (host:port).")] = "127.0.0.1:9090",
     api_key: Annotated[
         str,
-        Parameter(help="API key clients must send as a Bearer token (default: remote.api_key, "
-                  "$TOKENOMICS_REMOTE_API_KEY; prefer the variable, flags show in ps)."),
-    ] = "",  # fmt: skip
+        Parameter(help=KEY_HELP),
+    ] = "",
     insecure_no_auth: Annotated[
         bool, Parameter(help="Serve without an API key (loopback tests only).", negative="")
     ] = False,

@@ -109,6 +109,9 @@ class ProxyApp:
         # `start`/`stop` confirm that a port is served by this very process (D23).
         self._health_headers = [*JSON, (b"x-tokenomics-pid", str(os.getpid()).encode())]
         self._admin_enabled = deps.settings.admin.enabled
+        # The inbound webhook of remote sync (`remote_webhook.py`), set by the composition root.
+        self.webhook: Callable[[Scope, Receive, Send], Awaitable[None]] | None = None
+        self._webhook_path = deps.settings.remote.webhook.path
         server = deps.settings.server
         self.bodies = Bodies(
             max_request_mb=server.max_request_mb,
@@ -140,6 +143,8 @@ class ProxyApp:
             await _send(send, 200, self._health_headers, b'{"status":"ok"}')
         elif path in ("/stats", "/metrics") and method == "GET" and self._admin_enabled:
             await self._admin(scope, send, path)
+        elif self.webhook is not None and path == self._webhook_path:
+            await self.webhook(scope, receive, send)
         else:  # with admin off, its paths are the proxy's (`cli.md` §8.1)
             await self._proxy(scope, receive, send)
 

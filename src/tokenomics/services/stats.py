@@ -112,6 +112,9 @@ class Stats:
         self.in_flight = 0
         # Set by the composition root when the session ledger runs: its `statistics()`.
         self.ledger: Callable[[], LedgerStatistics] | None = None
+        # Other parts' sections of /stats and lines of /metrics (the remote syncer's).
+        self.sections: dict[str, Callable[[], Any]] = {}
+        self.metric_lines: list[Callable[[], list[str]]] = []
         self._second = -1
         self._now = ""
 
@@ -170,7 +173,7 @@ class Stats:
             "totals": self.totals.as_dict(),
             "by_model_and_key": sorted(models, key=by_total),
             "by_token": sorted(tokens, key=by_total),
-        }
+        } | {name: section() for name, section in self.sections.items()}
 
     def prometheus(self) -> str:
         lines: list[str] = []
@@ -189,6 +192,8 @@ class Stats:
             f"tokenomics_in_flight {self.in_flight}",
         ]
         lines += self._ledger_lines()
+        for more in self.metric_lines:
+            lines += more()
         return "\n".join(lines) + "\n"
 
     def _ledger_lines(self) -> list[str]:

@@ -87,7 +87,9 @@ async def _read(response: httpx2.Response) -> Any:
     try:
         return orjson.loads(data)
     except orjson.JSONDecodeError:
-        raise RemoteError(f"the central server answered {response.status_code} with no JSON") from None
+        raise RemoteError(
+            f"the central server answered {response.status_code} with no JSON"
+        ) from None
 
 
 def status_text(status: int) -> str:
