@@ -98,6 +98,7 @@ class RemoteApi:
         self._boot = secrets.token_hex(4)
         self._lock = trio.Lock()  # one SQLite connection: one call at a time
         self._listing: tuple[str, bytes] = ("", b"")
+        self.wrote: Callable[[], None] = lambda: None  # wakes the dispatcher
 
     async def _db(self, fn: Callable[..., Any], *args: Any) -> Any:
         async with self._lock:
@@ -185,6 +186,7 @@ class RemoteApi:
         if not _HASH.fullmatch(token_hash):
             raise ApiError(400, "token_hash must be 64 lowercase hex characters")
         record = await self._db(self.store.create, token_hash, text, expires, format_rfc3339(now))
+        self.wrote()
         log.info("token %s… created through the remote API", token_hash[:8])
         return ({"token": token} if token else {}) | token_json(record)
 
@@ -195,6 +197,7 @@ class RemoteApi:
             return 200, token_json(await self._db(self.store.get, token_hash))
         if method == "DELETE":
             await self._db(self.store.delete, token_hash)
+            self.wrote()
             log.info("token %s… deleted through the remote API", token_hash[:8])
             return 200, {"status": "deleted"}
         payload = await _json_object(receive)
@@ -203,12 +206,13 @@ class RemoteApi:
         if text is None and expires is None:
             raise ApiError(400, "policy and/or expires required")
         record = await self._db(self.store.update, token_hash, text, expires)
+        self.wrote()
         log.info("token %s… updated through the remote API", token_hash[:8])
         return 200, token_json(record)
 
     async def _clients(self, method: str, receive: Receive) -> tuple[int, Any]:
         if method == "GET":
-            return 200, [r.public() for r in self.registry.list()]
+            return 200, [r.public() for r in self.registry.all()]
         if method != "POST":
             raise ApiError(405, "method not allowed")
         try:

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 from tokenomics.config.private_files import replace_private
 from tokenomics.domain.durations import format_rfc3339
 from tokenomics.domain.errors import TokenomicsError
+from tokenomics.services.webhook_send import WebhookTarget
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -84,8 +85,12 @@ def _events(payload: dict[str, Any]) -> tuple[str, ...]:
 
 
 class ClientRegistry:
-    def __init__(self, path: Path | None, ttl: float, now: Callable[[], float]) -> None:
-        self._path, self.ttl, self._now = path, ttl, now
+    def __init__(
+        self, path: Path | None, ttl: float, now: Callable[[], float],
+        on_register: Callable[[str], None] = lambda client_id: None,
+    ) -> None:  # fmt: skip
+        """`on_register(id)` runs before a new registration is visible (its outbox cursor)."""
+        self._path, self.ttl, self._now, self._on_register = path, ttl, now, on_register
         self._clients: dict[str, Registration] = {}
         if path is not None and path.exists():
             self._load(path)
@@ -128,6 +133,7 @@ class ClientRegistry:
             insecure=insecure, created_at=format_rfc3339(datetime.now(UTC)),
             expires=self._now() + self.ttl,
         )  # fmt: skip
+        self._on_register(reg.id)
         self._clients[reg.id] = reg
         self._save()
         return reg
@@ -145,9 +151,17 @@ class ClientRegistry:
         self.prune()
         return self._clients.get(client_id)
 
-    def list(self) -> list[Registration]:
+    def all(self) -> list[Registration]:
         self.prune()
         return sorted(self._clients.values(), key=lambda r: (r.created_at, r.id))
+
+    def targets(self) -> list[WebhookTarget]:
+        """The live registrations as the dispatcher's targets (one outbox cursor each)."""
+        return [
+            WebhookTarget(name=r.id, url=r.url, secret=r.secret, signing_secret=r.signing_key,
+                          events=r.events, timeout=10.0, insecure=r.insecure)
+            for r in self.all()
+        ]  # fmt: skip
 
     def delete(self, client_id: str) -> bool:
         if self._clients.pop(client_id, None) is None:
