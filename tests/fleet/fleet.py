@@ -35,7 +35,11 @@ def http(
             raw, status, got = response.read(), response.status, dict(response.headers)
     except urllib.error.HTTPError as exc:
         raw, status, got = exc.read(), exc.code, dict(exc.headers)
-    return status, (json.loads(raw) if raw.strip() else None), {k.lower(): v for k, v in got.items()}
+    return (
+        status,
+        (json.loads(raw) if raw.strip() else None),
+        {k.lower(): v for k, v in got.items()},
+    )
 
 
 def wait_for(check: Callable[[], bool], seconds: float, step: float = 0.02) -> float:
@@ -129,9 +133,7 @@ def _health(process: Process) -> bool:
 
 
 def central_call(central: Process, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-    status, data, _ = http(
-        method, central.url + path, body, {"authorization": f"Bearer {API_KEY}"}
-    )
+    status, data, _ = http(method, central.url + path, body, {"authorization": f"Bearer {API_KEY}"})
     return status, data
 
 

@@ -163,15 +163,6 @@ def python_runtime() -> Check:
                  f"{platform.python_version()} on {sys.platform}/{machine}")  # fmt: skip
 
 
-def remote(settings: Settings) -> Check:
-    r = settings.remote
-    url = r.url.split("?", 1)[0]
-    if not r.api_key:
-        return Check("warn", "remote sync", f"remote URL={url} but no api_key set",
-                     "set remote.api_key (TOKENOMICS_REMOTE_API_KEY)")  # fmt: skip
-    return Check("ok", "remote sync", f"configured for {url} (sync every {r.sync}s)")
-
-
 def redis(settings: Settings, timeout: float = 2.0) -> Check:
     """A TCP connect, AUTH when a password is set, SELECT and PING: enough to know it answers."""
     cfg = settings.session.redis

@@ -7,6 +7,7 @@ characters, provider keys only whether they are set, URLs lose credentials and q
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlsplit, urlunsplit
@@ -18,7 +19,9 @@ from tokenomics.cli.context import Context
 from tokenomics.cli.output import print_json
 from tokenomics.cli.process import Identity
 from tokenomics.config.providers import ProviderConfig, load_providers
+from tokenomics.config.settings import Settings
 from tokenomics.domain.errors import TokenomicsError
+from tokenomics.services.remote_fleet import describe_state, read_state
 
 
 def mask_token(value: str) -> str:
@@ -88,6 +91,8 @@ def status(
         "providers": [provider_variables(providers[name], ctx) for name in sorted(providers)],
         **token_count(ctx),
     }
+    if settings.remote.url:
+        report["remote_sync"] = sync_report(settings)
     if json:
         print_json(ctx.stdout, report)
     else:
@@ -126,7 +131,23 @@ def _text(report: dict[str, Any], *, every: bool) -> list[str]:
     if hidden := len(providers) - len(shown):
         what = "providers have" if hidden > 1 else "provider has"
         lines.append(f"  ({hidden} {what} no variable set; --all lists them)\n")
-    return [*lines, f"\nTokens\n  {tokens_text(report)}\n"]
+    lines.append(f"\nTokens\n  {tokens_text(report)}\n")
+    if sync := report.get("remote_sync"):
+        lines += [
+            "\nRemote sync\n",
+            f"  Central: {sync['url']}\n",
+            f"  State:   {sync['detail']}\n",
+        ]
+    return lines
+
+
+def sync_report(settings: Settings) -> dict[str, Any]:
+    """How stale this host's synced tokens are (from the running proxy's state file)."""
+    state = read_state(settings.data_dir)
+    level, detail = describe_state(state, time.time())
+    last = state.get("last_success") if state else None
+    return {"url": safe_url(settings.remote.url), "ok": level == "ok", "detail": detail,
+            "last_success": last}  # fmt: skip
 
 
 def tokens_text(report: dict[str, Any]) -> str:

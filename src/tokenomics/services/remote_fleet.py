@@ -9,7 +9,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import trio
 
@@ -112,3 +112,18 @@ def build(
         fleet.debouncer = Debouncer(remote.webhook.debounce_ms / 1000)
         fleet.receiver = WebhookReceiver(remote.webhook, fleet.debouncer.poke, time.time)
     return fleet
+
+
+def describe_state(state: dict[str, Any] | None, now: float) -> tuple[Literal["ok", "warn"], str]:
+    """("ok" | "warn", one line) about the last sync a proxy saved, for `status`/`doctor`."""
+    if state is None:
+        return "warn", "no sync recorded yet (the proxy has not run with remote.url)"
+    last = state.get("last_success") or 0
+    failures = state.get("failures") or 0
+    age = f"{now - float(last):.0f}s ago" if last else "never"
+    refused = state.get("refused") or {}
+    extra = f"; {len(refused)} synced token(s) refused by the allow-list" if refused else ""
+    if failures:
+        error = str(state.get("last_error", ""))[:200]
+        return "warn", f"last good sync {age}; {failures} failure(s) since: {error}{extra}"
+    return ("warn" if refused else "ok"), f"last good sync {age}{extra}"
