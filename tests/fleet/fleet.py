@@ -79,6 +79,7 @@ class Process:
 class Fleet:
     root: Path
     processes: list[Process] = field(default_factory=list)
+    envs: dict[str, dict[str, str]] = field(default_factory=dict)  # of the processes started
 
     def env(self, name: str, **extra: str) -> dict[str, str]:
         clean = {k: v for k, v in os.environ.items() if not k.startswith("TOKENOMICS_")}
@@ -88,6 +89,7 @@ class Fleet:
 
     def spawn(self, name: str, args: list[str], env: dict[str, str], port: int) -> Process:
         (self.root / name).mkdir(parents=True, exist_ok=True)
+        self.envs[name] = env
         log = self.root / f"{name}.log"
         popen = subprocess.Popen(
             [sys.executable, "-m", "tokenomics", *args], env=env, cwd=self.root / name,
