@@ -18,7 +18,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-
 from tests.fleet.fleet import (
     API_KEY,
     POLICY,
@@ -112,6 +111,7 @@ def test_central_down_proxies_keep_serving_report_staleness_and_converge(fleet: 
     central = fleet.remote()
     polled = fleet.proxy("polled", central.url, sync=POLL, push=False)
     status, created = central_call(central, "POST", "/api/v1/tokens", {"policy": POLICY})
+    assert status == 201
     token = created["token"]
     wait_for(lambda: chat(polled, token) == 200, 5)
 
