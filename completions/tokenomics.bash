@@ -9,10 +9,10 @@ _tokenomics() {
   prev="${COMP_WORDS[COMP_CWORD-1]}"
 
   # Build list of options that take values (to skip their arguments)
-  local options_with_values='--agent --config --db --dir --dotenv --env-base-url --env-key --expires --hash --host --log-file --output --pid-file --policy --port --provider --proxy-url --timeout --tls --token -o'
+  local options_with_values='--addr --agent --api-key --client-ttl --config --db --dir --dotenv --env-base-url --env-key --expires --hash --host --log-file --output --pid-file --policy --port --provider --proxy-url --timeout --tls --token -o'
 
   # Build list of all valid command names (to distinguish from positionals)
-  local all_commands='completion create delete doctor get init ledger list models provider run serve sessions show start status stop summary test token update version'
+  local all_commands='completion create delete doctor get init ledger list models provider remote run serve sessions show start status stop summary test token update version'
 
   # Detect command path by collecting valid command words only
   local -a cmd_path=()
@@ -89,7 +89,7 @@ _tokenomics() {
             COMPREPLY=()
             ;;
           *)
-            local -a _c=("token" "serve" "run" "version" "init" "provider" "ledger" "completion" "start" "stop" "status" "doctor")
+            local -a _c=("token" "serve" "run" "version" "init" "provider" "ledger" "completion" "start" "stop" "status" "doctor" "remote")
             local _q
             COMPREPLY=()
             for _x in "${_c[@]}"; do
@@ -290,6 +290,44 @@ _tokenomics() {
                 for _x in "${_c[@]}"; do
                   [[ "$_x" == "${cur}"* ]] && { printf -v _q '%q' "$_x"; COMPREPLY+=("$_q"); }
                 done
+                ;;
+            esac
+          fi
+          ;;
+        "remote")
+          if [[ ${cur} == -* ]]; then
+            local -a _c=("--addr" "--api-key" "--insecure-no-auth" "--client-ttl" "--config" "--db" "--dir" "--debug" "--help" "-h" "--version")
+            local _q
+            COMPREPLY=()
+            for _x in "${_c[@]}"; do
+              [[ "$_x" == "${cur}"* ]] && { printf -v _q '%q' "$_x"; COMPREPLY+=("$_q"); }
+            done
+          else
+            local _value_prev="${prev}"
+            if [[ "$_value_prev" == "=" && $COMP_CWORD -ge 2 ]]; then
+              _value_prev="${COMP_WORDS[COMP_CWORD-2]}"
+            fi
+            case "$_value_prev" in
+              --addr)
+                COMPREPLY=()
+                ;;
+              --api-key)
+                COMPREPLY=()
+                ;;
+              --client-ttl)
+                COMPREPLY=()
+                ;;
+              --config)
+                COMPREPLY=()
+                ;;
+              --db)
+                COMPREPLY=()
+                ;;
+              --dir)
+                COMPREPLY=()
+                ;;
+              *)
+                COMPREPLY=()
                 ;;
             esac
           fi

@@ -5,8 +5,8 @@
 function __fish_tokenomics_using_command
     set -l cmd (commandline -opc)
     set -l subcommands
-    set -l options_with_values '--agent --config --db --dir --dotenv --env-base-url --env-key --expires --hash --host --log-file --output --pid-file --policy --port --provider --proxy-url --timeout --tls --token -o'
-    set -l all_commands 'completion create delete doctor get init ledger list models provider run serve sessions show start status stop summary test token update version'
+    set -l options_with_values '--addr --agent --api-key --client-ttl --config --db --dir --dotenv --env-base-url --env-key --expires --hash --host --log-file --output --pid-file --policy --port --provider --proxy-url --timeout --tls --token -o'
+    set -l all_commands 'completion create delete doctor get init ledger list models provider remote run serve sessions show start status stop summary test token update version'
     set -l skip_next 0
     # Extract command words (only real subcommand names) from command line
     set -e cmd[1]
@@ -45,7 +45,7 @@ end
 function __fish_tokenomics_positional_index
     set -l cmd (commandline -opc)
     set -l path_len $argv[1]
-    set -l options_with_values '--agent --config --db --dir --dotenv --env-base-url --env-key --expires --hash --host --log-file --output --pid-file --policy --port --provider --proxy-url --timeout --tls --token -o'
+    set -l options_with_values '--addr --agent --api-key --client-ttl --config --db --dir --dotenv --env-base-url --env-key --expires --hash --host --log-file --output --pid-file --policy --port --provider --proxy-url --timeout --tls --token -o'
     set -l skip_next 0
     set -l consumed_path 0
     set -l count 0
@@ -83,6 +83,7 @@ complete -c tokenomics -n __fish_use_subcommand -a 'start' -d 'Start the proxy i
 complete -c tokenomics -n __fish_use_subcommand -a 'stop' -d 'Stop the proxy started by tokenomics start (graceful, then forced after --timeo…'
 complete -c tokenomics -n __fish_use_subcommand -a 'status' -d 'Show the background proxy, the providers'\'' environment variables that are set (-…'
 complete -c tokenomics -n __fish_use_subcommand -a 'doctor' -d 'Check configuration, data directory, database, keys, providers, prices, TLS, Re…'
+complete -c tokenomics -n __fish_use_subcommand -a 'remote' -d 'Run the central token server that proxies with remote.url sync from.'
 # Root-level options
 complete -c tokenomics -n __fish_use_subcommand -l help -d 'Display this message and exit.'
 complete -c tokenomics -n __fish_use_subcommand -s h -d 'Display this message and exit.'
@@ -231,6 +232,19 @@ complete -c tokenomics -n '__fish_tokenomics_using_command provider test' -l con
 complete -c tokenomics -n '__fish_tokenomics_using_command provider test' -l db -r -d 'Token database path (overrides storage.db_path).'
 complete -c tokenomics -n '__fish_tokenomics_using_command provider test' -l dir -r -d 'Data directory for everything (default ~/.tokenomics).'
 complete -c tokenomics -n '__fish_tokenomics_using_command provider test' -l debug -d 'Show tracebacks for errors.'
+
+# Options for: remote
+complete -c tokenomics -n '__fish_tokenomics_using_command remote' -l help -d 'Display this message and exit.'
+complete -c tokenomics -n '__fish_tokenomics_using_command remote' -s h -d 'Display this message and exit.'
+complete -c tokenomics -n '__fish_tokenomics_using_command remote' -l version -d 'Display application version.'
+complete -c tokenomics -n '__fish_tokenomics_using_command remote' -l addr -r -d 'Address to listen on (host:port).'
+complete -c tokenomics -n '__fish_tokenomics_using_command remote' -l api-key -r -d 'API key clients must send as a Bearer token (default: remote.api_key, $TOKENOMI…'
+complete -c tokenomics -n '__fish_tokenomics_using_command remote' -l insecure-no-auth -d 'Serve without an API key (loopback tests only).'
+complete -c tokenomics -n '__fish_tokenomics_using_command remote' -l client-ttl -r -d 'Seconds a client registration lives unless renewed.'
+complete -c tokenomics -n '__fish_tokenomics_using_command remote' -l config -r -d 'Config file (default: ./config.yaml, then ~/.tokenomics/config.yaml).'
+complete -c tokenomics -n '__fish_tokenomics_using_command remote' -l db -r -d 'Token database path (overrides storage.db_path).'
+complete -c tokenomics -n '__fish_tokenomics_using_command remote' -l dir -r -d 'Data directory for everything (default ~/.tokenomics).'
+complete -c tokenomics -n '__fish_tokenomics_using_command remote' -l debug -d 'Show tracebacks for errors.'
 
 # Options for: run
 complete -c tokenomics -n '__fish_tokenomics_using_command run' -l help -d 'Display this message and exit.'
