@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import signal
 import sys
 from functools import partial
@@ -14,13 +15,20 @@ from cyclopts import Parameter
 from tokenomics.cli.context import Context
 from tokenomics.cli.serve import run_trio
 from tokenomics.domain.errors import SecurityError
-from tokenomics.remote_app import RemoteServer, run_remote
+from tokenomics.remote_app import RemoteServer, run_remote, split_addr
 from tokenomics.services import logs
 
 KEY_HELP = (
     "API key clients must send as a Bearer token (default: remote.api_key, "
     "$TOKENOMICS_REMOTE_API_KEY; prefer the variable, flags show in ps)."
 )
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 async def _run(ctx: Context, addr: str, api_key: str, client_ttl: int) -> None:
@@ -62,6 +70,8 @@ def remote(
             "the remote server needs an API key: export TOKENOMICS_REMOTE_API_KEY (or pass "
             "--api-key), or pass --insecure-no-auth to serve without one"
         )
+    if not key and not _loopback(split_addr(addr)[0]):
+        raise SecurityError(f"--insecure-no-auth serves only on a loopback address, not {addr}")
     if client_ttl <= 0:
         raise SecurityError("--client-ttl must be positive")
     ctx.hash_key()  # D7: created tokens are hashed with the fleet's key

@@ -109,6 +109,12 @@ def build(
         if webhook.auto_register and webhook.callback_url:
             fleet.registration = Registration(fleet.http, webhook)
     if remote.webhook.enabled:
+        if not remote.webhook.secret and not remote.webhook.signing_key:
+            log.warning(
+                "remote.webhook has neither secret nor signing_key: anyone who can reach "
+                "%s can trigger syncs; set remote.webhook.signing_key",
+                remote.webhook.path,
+            )
         fleet.debouncer = Debouncer(remote.webhook.debounce_ms / 1000)
         fleet.receiver = WebhookReceiver(remote.webhook, fleet.debouncer.poke, time.time)
     return fleet

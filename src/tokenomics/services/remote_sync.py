@@ -210,7 +210,7 @@ def next_delay(interval: float, failures: int) -> float:
 
 
 async def run(
-    syncer: Syncer, interval: float, *, first_timeout: float = 10.0,
+    syncer: Syncer, interval: float, *, first_timeout: float = 5.0,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:  # fmt: skip
     """Sync once (bounded) before reporting started, then every `interval` seconds (0: only
