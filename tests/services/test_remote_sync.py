@@ -153,6 +153,7 @@ def test_backoff_doubles_from_the_interval_up_to_a_cap() -> None:
     assert [next_delay(10, n) for n in range(6)] == [10, 10, 20, 40, 60, 60]
     assert [next_delay(0, n) for n in range(1, 9)] == [1, 2, 4, 8, 16, 32, 60, 60]
     assert next_delay(300, 3) == 300
+    assert [next_delay(1, n) for n in range(7)] == [1, 1, 2, 4, 8, 10, 10]
 
 
 async def test_run_syncs_at_start_then_every_interval_backing_off_while_down(

@@ -201,12 +201,14 @@ class Syncer:
 
 
 def next_delay(interval: float, failures: int) -> float:
-    """After a success: `interval`; after failures: doubling from 1 s (or the interval),
-    capped at `max(interval, 60 s)`."""
+    """After a success: `interval`. After failures: doubling from the interval (1 s when
+    syncing only at start), capped at ten intervals and 60 s, or at one interval when longer:
+    a proxy notices soon that the central server is back, without hammering it meanwhile."""
     if failures == 0:
         return interval
     base = interval if interval > 0 else 1.0
-    return min(base * 2.0 ** (failures - 1), max(interval, MAX_BACKOFF))
+    cap = max(interval, min(MAX_BACKOFF, 10 * interval)) if interval > 0 else MAX_BACKOFF
+    return min(base * 2.0 ** (failures - 1), cap)
 
 
 async def run(
