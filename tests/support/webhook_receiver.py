@@ -46,6 +46,7 @@ class Receiver:
     port: int = 0
     received: list[Received] = field(default_factory=list)
     attempts: int = 0
+    attempt_times: list[float] = field(default_factory=list)
     in_flight: int = 0
     max_in_flight: int = 0
     arrived: trio.Event = field(default_factory=trio.Event)
@@ -80,6 +81,7 @@ class Receiver:
                 if request is None:
                     return
                 self.attempts += 1
+                self.attempt_times.append(trio.current_time())
                 seen = self._record(request, body)
                 status, headers, delay = self.script(self.attempts, seen)
                 self.in_flight += 1
