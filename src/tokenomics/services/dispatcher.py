@@ -84,7 +84,7 @@ class Dispatcher:
         self._stats: dict[str, WebhookStatistics] = {}
         self._in_flight: set[trio.CancelScope] = set()
         self._stop_deadline: float | None = None
-        self._last_seq = -1
+        self._mark: tuple[int, int] = (-1, -1)
 
     # ── for the composition root, metrics and tests ──────────────────────────────────────
 
@@ -120,9 +120,9 @@ class Dispatcher:
             while True:
                 self._reconcile(nursery)
                 try:
-                    seq = await self._io(self._outbox.last_seq)
-                    if seq != self._last_seq:
-                        self._last_seq = seq
+                    mark = await self._io(self._outbox.change_mark)
+                    if mark != self._mark:
+                        self._mark = mark
                         self.wake()
                     if trio.current_time() - last_prune >= PRUNE_EVERY:
                         last_prune = trio.current_time()

@@ -118,6 +118,12 @@ class Outbox:
                 raise self._error(exc) from None
         return bool(inserted)
 
+    def change_mark(self) -> tuple[int, int]:
+        """Changes when events are appended or sent round again (`events retry`), by any
+        process: what the dispatcher polls."""
+        rows = self._db.query("SELECT count(*) FROM outbox_dead WHERE retry = 1")
+        return self.last_seq(), int(rows[0][0])
+
     def last_seq(self) -> int:
         """The newest event's number: a cheap way to notice appends by another process."""
         rows = self._db.query("SELECT seq FROM sqlite_sequence WHERE name = 'outbox_events'")
