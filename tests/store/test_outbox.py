@@ -75,7 +75,7 @@ def test_dead_letters_are_listed_retried_and_not_pruned(db_path: Path) -> None:
     outbox = Outbox(Database.open(db_path))
     outbox.append([events.token_deleted(H1)])
     (item,) = outbox.page("t", (), 100)
-    outbox.dead_letter("t", item, 3, "HTTP 400")
+    outbox.dead_letter("t", item, 3, "HTTP 400", 0.0)
     assert outbox.page("t", (), 100) == []
     assert outbox.dead_count("t") == 1
     assert [(r.state, r.error) for r in outbox.rows([("t", ())], "dead")] == [("dead", "HTTP 400")]

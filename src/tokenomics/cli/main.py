@@ -18,6 +18,7 @@ from cyclopts import App, Parameter
 from tokenomics.cli import (
     completion,
     doctor,
+    events,
     init,
     ledger,
     provider,
@@ -67,6 +68,7 @@ def build_app() -> App:
     app.command(status.status)
     app.command(doctor.doctor)
     app.command(remote.remote)
+    app.command(events.app)
 
     @app.meta.default
     def meta(

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import trio
+import trio.lowlevel
 
 from tokenomics.domain.errors import StoreError
 from tokenomics.services.webhook_send import Attempt, Backoff, Sender, WebhookTarget
@@ -83,7 +84,7 @@ class Dispatcher:
         self._stats: dict[str, WebhookStatistics] = {}
         self._in_flight: set[trio.CancelScope] = set()
         self._stop_deadline: float | None = None
-        self._last_seq = -1
+        self._mark: tuple[int, int] = (-1, -1)
 
     # ── for the composition root, metrics and tests ──────────────────────────────────────
 
@@ -119,20 +120,18 @@ class Dispatcher:
             while True:
                 self._reconcile(nursery)
                 try:
-                    seq = await self._io(self._outbox.last_seq)
-                    if seq != self._last_seq:
-                        self._last_seq = seq
+                    mark = await self._io(self._outbox.change_mark)
+                    if mark != self._mark:
+                        self._mark = mark
                         self.wake()
                     if trio.current_time() - last_prune >= PRUNE_EVERY:
                         last_prune = trio.current_time()
-                        await self._io(self._prune)
+                        names = [w.target.name for w in self._workers.values()]
+                        cutoff = self._now() - self._max_age
+                        await self._io(self._outbox.prune, names, cutoff)
                 except StoreError as exc:
                     log.warning("event outbox: %s", exc)
                 await trio.sleep(self._poll)
-
-    def _prune(self) -> None:
-        names = [w.target.name for w in self._workers.values()]
-        self._outbox.prune(names, self._now() - self._max_age)
 
     def _reconcile(self, nursery: trio.Nursery) -> None:
         """Start a worker per new target; restart one whose settings changed; stop the gone."""
@@ -180,7 +179,8 @@ class Dispatcher:
             result = await self._attempt(target, item)
             attempts += 1
             if result.delivered:
-                await self._io(self._outbox.delivered, target.name, item)
+                with trio.CancelScope(shield=True):  # what was sent is stored, even now
+                    await self._io(self._outbox.delivered, target.name, item)
                 stats.delivered += 1
                 stats.pending = max(0, stats.pending - 1)
                 self._recovered(target, stats)
@@ -191,14 +191,18 @@ class Dispatcher:
                 await self._dead_letter(target, item, attempts, result)
                 return
             next_at = self._now() + self._backoff.delay(attempts, result.retry_after, self._rng)
-            await self._io(self._outbox.failed, target.name, item, attempts, next_at, result.error)
+            with trio.CancelScope(shield=True):
+                await self._io(
+                    self._outbox.failed, target.name, item, attempts, next_at, result.error
+                )
             stats.retried += 1
 
     async def _attempt(self, target: WebhookTarget, item: Pending) -> Attempt:
         """One POST; shielded, so that a shutdown lets it finish within the grace period."""
-        deadline = trio.current_time() + target.timeout + 5.0
         if self._stop_deadline is not None:
-            deadline = min(deadline, self._stop_deadline)
+            await trio.sleep_forever()  # shutting down: no new attempt (cancelled next)
+        await trio.lowlevel.checkpoint()
+        deadline = trio.current_time() + target.timeout + 5.0
         with trio.CancelScope(shield=True, deadline=deadline) as scope:
             self._in_flight.add(scope)
             try:
@@ -210,7 +214,10 @@ class Dispatcher:
     async def _dead_letter(
         self, target: WebhookTarget, item: Pending, attempts: int, result: Attempt
     ) -> None:
-        await self._io(self._outbox.dead_letter, target.name, item, attempts, result.error)
+        with trio.CancelScope(shield=True):
+            await self._io(
+                self._outbox.dead_letter, target.name, item, attempts, result.error, self._now()
+            )
         stats = self._stats[target.name]
         stats.dead_lettered += 1
         stats.pending = max(0, stats.pending - 1)

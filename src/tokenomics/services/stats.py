@@ -115,6 +115,8 @@ class Stats:
         # Other parts' sections of /stats and lines of /metrics (the remote syncer's).
         self.sections: dict[str, Callable[[], Any]] = {}
         self.metric_lines: list[Callable[[], list[str]]] = []
+        # Set by the composition root: the webhook dispatcher's metric lines.
+        self.webhooks: Callable[[], list[str]] | None = None
         self._second = -1
         self._now = ""
 
@@ -194,6 +196,7 @@ class Stats:
         lines += self._ledger_lines()
         for more in self.metric_lines:
             lines += more()
+        lines += self.webhooks() if self.webhooks is not None else []
         return "\n".join(lines) + "\n"
 
     def _ledger_lines(self) -> list[str]:

@@ -65,16 +65,17 @@ class Sender(Protocol):
 def request_headers(
     target: WebhookTarget, event_id: str, kind: str, body: bytes
 ) -> list[tuple[str, str]]:
+    """Lower-case names (the client layer's convention; HTTP names are case-insensitive)."""
     headers = [
-        ("Content-Type", "application/json"),
-        ("User-Agent", USER_AGENT),
-        ("X-Event-ID", event_id),
-        ("X-Event-Type", kind),
+        ("content-type", "application/json"),
+        ("user-agent", USER_AGENT),
+        ("x-event-id", event_id),
+        ("x-event-type", kind),
     ]
     if target.secret:
-        headers.append(("X-Webhook-Secret", target.secret))
+        headers.append(("x-webhook-secret", target.secret))
     if target.signing_secret:
-        headers.append(("X-Webhook-Signature", signature(target.signing_secret, body)))
+        headers.append(("x-webhook-signature", signature(target.signing_secret, body)))
     return headers
 
 

@@ -118,6 +118,12 @@ class Outbox:
                 raise self._error(exc) from None
         return bool(inserted)
 
+    def change_mark(self) -> tuple[int, int]:
+        """Changes when events are appended or sent round again (`events retry`), by any
+        process: what the dispatcher polls."""
+        rows = self._db.query("SELECT count(*) FROM outbox_dead WHERE retry = 1")
+        return self.last_seq(), int(rows[0][0])
+
     def last_seq(self) -> int:
         """The newest event's number: a cheap way to notice appends by another process."""
         rows = self._db.query("SELECT seq FROM sqlite_sequence WHERE name = 'outbox_events'")
@@ -178,13 +184,15 @@ class Outbox:
                 (item.seq, attempts, next_attempt_at, error[:500], target),
             )
 
-    def dead_letter(self, target: str, item: Pending, attempts: int, error: str) -> None:
+    def dead_letter(
+        self, target: str, item: Pending, attempts: int, error: str, now: float
+    ) -> None:
         with self._db.write() as conn:
             self._done(conn, target, item)
             conn.execute(
                 "INSERT OR REPLACE INTO outbox_dead (name, seq, attempts, error, dead_at, retry)"
                 " VALUES (?, ?, ?, ?, ?, 0)",
-                (target, item.seq, attempts, error[:500], time.time()),
+                (target, item.seq, attempts, error[:500], now),
             )
 
     def _done(self, conn: sqlite3.Connection, target: str, item: Pending) -> None:
@@ -221,11 +229,12 @@ class Outbox:
         )
         return int(rows[0][0])
 
-    def retry_dead(self, target: str | None = None) -> int:
-        """Send dead-lettered events (of one target, or all) round again; how many."""
+    def retry_dead(self, target: str | None = None, now: float | None = None) -> int:
+        """Send dead-lettered events (of one target, or all) round again, their maximum age
+        counted from `now`; how many."""
         with self._db.write() as conn:
             sql = "UPDATE outbox_dead SET retry = 1, dead_at = ? WHERE retry = 0"
-            params: tuple[object, ...] = (time.time(),)
+            params: tuple[object, ...] = (time.time() if now is None else now,)
             if target is not None:
                 sql, params = sql + " AND name = ?", (*params, target)
             return int(conn.execute(sql, params).rowcount)
