@@ -22,7 +22,8 @@ from tokenomics.domain.ledger_range import parse_bound
 from tokenomics.domain.ledger_rows import micros
 from tokenomics.services.ledger_index import LedgerIndexer
 from tokenomics.store.db import Database
-from tokenomics.store.ledger_index import LedgerFilter, LedgerIndex
+from tokenomics.store.ledger_index import LedgerIndex
+from tokenomics.store.ledger_query import LedgerFilter
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

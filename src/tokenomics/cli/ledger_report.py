@@ -53,7 +53,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from tokenomics.cli.context import Context
-    from tokenomics.store.ledger_index import LedgerFilter
+    from tokenomics.store.ledger_query import LedgerFilter
 
 ByKey = Literal["branch", "commit", "model", "provider", "token", "agent", "day", "repo", "session"]
 By = Annotated[

@@ -2,7 +2,7 @@
 
 Pure. `request_rows` turns one session (`cli.md` §7.3) into one tuple per request in the column
 order of `REQUEST_COLUMNS`, with the session's git context on each row; `Aggregate` holds the
-sums one SQL group returns (`AGGREGATE_SQL`) and renders them in the very shapes
+sums one SQL group returns (`SUMS_SQL`) and renders them in the very shapes
 `domain.ledger.Rollup` and `Totals` give (`as_rollup`, `as_totals`), so a summary read from the
 index and one computed from the files are the same JSON.
 
@@ -34,13 +34,20 @@ REQUEST_COLUMNS = (
     "estimated", "retry_count", "rule_failures", "duration_ms", "path",
 )  # fmt: skip
 
-AGGREGATE_SQL = (
-    "COUNT(*), SUM(input_tokens), SUM(output_tokens), SUM(cached_input_tokens),"
-    " SUM(cache_creation_tokens), SUM(reasoning_tokens), TOTAL(cost_usd),"
-    " SUM(cost_usd IS NULL), SUM(estimated), SUM(status_code >= 400), SUM(status_code = 429),"
-    " SUM(retry_count), SUM(rule_failures), MIN(ts), MAX(ts)"
+# The summed columns of `ledger_daily`, and the same values for one row of `ledger_requests`;
+# `Aggregate.from_sql` reads `SUMS_SQL` over either.
+SUMMED = (
+    "n", "input_tokens", "output_tokens", "cached_input_tokens", "cache_creation_tokens",
+    "reasoning_tokens", "cost_usd", "unpriced", "estimated", "errors", "rate_limited",
+    "retry_count", "rule_failures",
+)  # fmt: skip
+PER_REQUEST_SQL = (
+    "1 AS n, input_tokens, output_tokens, cached_input_tokens, cache_creation_tokens,"
+    " reasoning_tokens, COALESCE(cost_usd, 0.0) AS cost_usd, cost_usd IS NULL AS unpriced,"
+    " estimated, status_code >= 400 AS errors, status_code = 429 AS rate_limited, retry_count,"
+    " rule_failures"
 )
-AGGREGATE_WIDTH = 15
+SUMS_SQL = ", ".join(f"TOTAL({c})" if c == "cost_usd" else f"SUM({c})" for c in SUMMED)
 
 
 def _int(entry: Mapping[str, Any], key: str) -> int:
@@ -133,7 +140,7 @@ def request_rows(session: Mapping[str, Any]) -> list[tuple[Any, ...]]:
 
 @dataclass(slots=True)
 class Aggregate:
-    """The sums of one group of requests (`AGGREGATE_SQL`, in that order)."""
+    """The sums of one group of requests (`SUMS_SQL`, in that order)."""
 
     request_count: int = 0
     input_tokens: int = 0
@@ -148,23 +155,18 @@ class Aggregate:
     rate_limit_count: int = 0
     retry_count: int = 0
     rule_violation_count: int = 0
-    first_us: int | None = None
-    last_us: int | None = None
 
     @classmethod
     def from_sql(cls, values: tuple[Any, ...]) -> Aggregate:
         n = [int(v or 0) for v in values[:13]]
         return cls(
             n[0], n[1], n[2], n[3], n[4], n[5], float(values[6] or 0.0), n[7], n[8], n[9],
-            n[10], n[11], n[12], values[13], values[14],
+            n[10], n[11], n[12],
         )  # fmt: skip
 
     def add(self, other: Aggregate) -> None:
-        for f in fields(self)[:13]:  # the sums; the first and last times follow
+        for f in fields(self):
             setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
-        firsts = [v for v in (self.first_us, other.first_us) if v is not None]
-        lasts = [v for v in (self.last_us, other.last_us) if v is not None]
-        self.first_us, self.last_us = min(firsts, default=None), max(lasts, default=None)
 
     def tokens(self) -> dict[str, Any]:
         out: dict[str, Any] = {

@@ -4,7 +4,7 @@ A cache of the session files in one `{dir}/sessions` directory (decision D17: th
 the source of truth). `replace` stores one file's session (or marks it unreadable) with the size
 and modification time it was read at, in one transaction, so a reader never sees half a
 session; `forget` drops files that are gone. The queries (`groups`, `session_count`,
-`requests`) take `LedgerFilter` and aggregate in SQL (`domain.ledger_rows.AGGREGATE_SQL`).
+`requests`) take a `LedgerFilter` and aggregate in SQL (`store/ledger_query.py`).
 sqlite errors become `StoreError`. Blocking: call from a worker thread on the server.
 """
 
@@ -16,27 +16,36 @@ from typing import TYPE_CHECKING, Any
 
 from tokenomics.domain.errors import StoreError
 from tokenomics.domain.ledger_rows import (
-    AGGREGATE_SQL,
+    PER_REQUEST_SQL,
     REQUEST_COLUMNS,
+    SUMMED,
+    SUMS_SQL,
     Aggregate,
     request_rows,
     session_row,
+)
+from tokenomics.store.ledger_query import (
+    grouped_sql,
+    requests_sql,
+    sessions_sql,
 )
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping, Sequence
 
     from tokenomics.store.db import Database
+    from tokenomics.store.ledger_query import LedgerFilter
 
-# What `--by` groups on: the column of `ledger_requests`.
-GROUP_COLUMNS = {
-    "branch": "branch", "commit": "git_commit", "model": "model", "provider": "provider",
-    "token": "token_hash", "agent": "agent", "day": "day", "session": "session_id",
-    "repo": "repo",
-}  # fmt: skip
 _INSERT = (
     f"INSERT INTO ledger_requests (file_id, {', '.join(REQUEST_COLUMNS)})"
     f" VALUES (?, {', '.join('?' for _ in REQUEST_COLUMNS)})"
+)
+_DAILY_KEYS = "day, session_id, model, provider, token_hash, branch, git_commit, repo, agent"
+_DAILY = (
+    f"INSERT INTO ledger_daily (file_id, {_DAILY_KEYS}, {', '.join(SUMMED)})"
+    f" SELECT file_id, {_DAILY_KEYS}, {SUMS_SQL} FROM"
+    f" (SELECT file_id, {_DAILY_KEYS}, {PER_REQUEST_SQL} FROM ledger_requests WHERE file_id = ?)"
+    " GROUP BY day, model, provider, token_hash, agent"
 )
 _FILE = (
     "INSERT INTO ledger_files (dir, stem, kind, mtime_ns, size, valid, session_id, started_at,"
@@ -56,43 +65,6 @@ class FileStamp:
     kind: str  # "json" or "journal"
     mtime_ns: int
     size: int
-
-
-@dataclass(frozen=True, slots=True)
-class LedgerFilter:
-    """Requests recorded in [since, until) (microseconds, UTC), on a branch, in a repository
-    (its full path or its last component); empty fields do not filter."""
-
-    since_us: int | None = None
-    until_us: int | None = None
-    branch: str = ""
-    repo: str = ""
-
-    @property
-    def by_time(self) -> bool:
-        return self.since_us is not None or self.until_us is not None
-
-
-def _like(text: str) -> str:
-    return "%/" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
-def _where(directory: str, f: LedgerFilter) -> tuple[str, list[Any]]:
-    clauses = ["file_id IN (SELECT id FROM ledger_files WHERE dir = ?)"]
-    params: list[Any] = [directory]
-    if f.since_us is not None:
-        clauses.append("ts >= ?")
-        params.append(f.since_us)
-    if f.until_us is not None:
-        clauses.append("ts < ?")
-        params.append(f.until_us)
-    if f.branch:
-        clauses.append("branch = ?")
-        params.append(f.branch)
-    if f.repo:
-        clauses.append("(repo = ? OR repo LIKE ? ESCAPE '\\')")
-        params += [f.repo, _like(f.repo)]
-    return " AND ".join(clauses), params
 
 
 class LedgerIndex:
@@ -142,8 +114,10 @@ class LedgerIndex:
         )  # fmt: skip
         file_id = conn.execute(_FILE, values).fetchone()[0]
         conn.execute("DELETE FROM ledger_requests WHERE file_id = ?", (file_id,))
+        conn.execute("DELETE FROM ledger_daily WHERE file_id = ?", (file_id,))
         rows = request_rows(session) if session is not None else []
         conn.executemany(_INSERT, ((file_id, *row) for row in rows))
+        conn.execute(_DAILY, (file_id,))
         return len(rows)
 
     def forget(self, directory: str, stems: Sequence[str] | None = None) -> None:
@@ -156,10 +130,11 @@ class LedgerIndex:
             params += list(stems)
         with self._db.write() as conn:
             try:
-                conn.execute(
-                    "DELETE FROM ledger_requests WHERE file_id IN"
-                    f" (SELECT id FROM ledger_files WHERE {where})", params,
-                )  # fmt: skip
+                for table in ("ledger_requests", "ledger_daily"):
+                    conn.execute(
+                        f"DELETE FROM {table} WHERE file_id IN"
+                        f" (SELECT id FROM ledger_files WHERE {where})", params,
+                    )  # fmt: skip
                 conn.execute(f"DELETE FROM ledger_files WHERE {where}", params)
             except sqlite3.Error as exc:
                 raise self._error(exc) from None
@@ -167,33 +142,18 @@ class LedgerIndex:
     def groups(
         self, directory: str, f: LedgerFilter, keys: Sequence[str]
     ) -> list[tuple[tuple[str, ...], Aggregate]]:
-        """The aggregate of each distinct combination of `keys` (names of GROUP_COLUMNS); one
+        """The sums of each distinct combination of `keys` (names of GROUP_COLUMNS); one
         group with an empty key for none (absent when nothing matched)."""
-        columns = [GROUP_COLUMNS[k] for k in keys]
-        where, params = _where(directory, f)
-        select = ", ".join([*columns, AGGREGATE_SQL])
-        group = f" GROUP BY {', '.join(columns)}" if columns else ""
-        rows = self._db.query(
-            f"SELECT {select} FROM ledger_requests WHERE {where}{group}", tuple(params)
-        )
-        width = len(columns)
+        sql, params = grouped_sql(directory, f, keys)
+        width = len(keys)
         return [
             (tuple(str(v) for v in row[:width]), Aggregate.from_sql(row[width:]))
-            for row in rows
-            if row[width]  # COUNT(*) is 0 in the one row of an empty ungrouped query
+            for row in self._db.query(sql, tuple(params))
+            if row[width]  # the one row of an empty ungrouped query has no requests
         ]
 
     def session_count(self, directory: str, f: LedgerFilter) -> int:
-        """Sessions with a request in the time range; without one, every readable session
-        file on the branch / in the repository (sessions without requests too)."""
-        if f.by_time:
-            where, params = _where(directory, f)
-            sql = f"SELECT COUNT(DISTINCT file_id) FROM ledger_requests WHERE {where}"
-        else:
-            where, params = _where(directory, LedgerFilter(branch=f.branch, repo=f.repo))
-            where = where.replace("file_id IN (SELECT id FROM ledger_files WHERE dir = ?)",
-                                  "valid AND dir = ?")  # fmt: skip
-            sql = f"SELECT COUNT(*) FROM ledger_files WHERE {where}"
+        sql, params = sessions_sql(directory, f)
         return int(self._db.query(sql, tuple(params))[0][0])
 
     def sessions(self, directory: str, ids: Sequence[str]) -> dict[str, tuple[str, str]]:
@@ -209,7 +169,5 @@ class LedgerIndex:
 
     def requests(self, directory: str, f: LedgerFilter) -> Iterator[tuple[Any, ...]]:
         """Every matching request in `REQUEST_COLUMNS` order (without `seq`), oldest first."""
-        where, params = _where(directory, f)
-        columns = ", ".join(REQUEST_COLUMNS[1:])
-        sql = f"SELECT {columns} FROM ledger_requests WHERE {where} ORDER BY ts, file_id, seq"
+        sql, params = requests_sql(directory, f, REQUEST_COLUMNS[1:])
         return self._db.iterate(sql, tuple(params))

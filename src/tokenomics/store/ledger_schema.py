@@ -6,6 +6,10 @@ stem, with the size and modification time it was read at; `ledger_requests` one 
 request of that file, the session's git context copied onto each so a summary is one scan
 without joins. Timestamps are microseconds since the epoch (UTC), `day` their UTC date.
 `cost_usd` is NULL for a request without a price (never 0).
+
+`ledger_daily` holds the same requests summed per session file, UTC day, model, provider, token
+and agent (`cost_usd` over the priced ones, `unpriced` counting the others): a summary reads
+it for whole days and `ledger_requests` only for the part days a `--since/--until` cuts.
 """
 
 from __future__ import annotations
@@ -60,4 +64,33 @@ MIGRATION: tuple[str, ...] = (
     """,
     "CREATE INDEX ledger_requests_file ON ledger_requests (file_id, seq)",
     "CREATE INDEX ledger_requests_ts ON ledger_requests (ts)",
+    """
+    CREATE TABLE ledger_daily (
+        file_id               INTEGER NOT NULL,
+        day                   TEXT NOT NULL,
+        session_id            TEXT NOT NULL,
+        model                 TEXT NOT NULL,
+        provider              TEXT NOT NULL,
+        token_hash            TEXT NOT NULL,
+        branch                TEXT NOT NULL,
+        git_commit            TEXT NOT NULL,
+        repo                  TEXT NOT NULL,
+        agent                 TEXT NOT NULL,
+        n                     INTEGER NOT NULL,
+        input_tokens          INTEGER NOT NULL,
+        output_tokens         INTEGER NOT NULL,
+        cached_input_tokens   INTEGER NOT NULL,
+        cache_creation_tokens INTEGER NOT NULL,
+        reasoning_tokens      INTEGER NOT NULL,
+        cost_usd              REAL NOT NULL,
+        unpriced              INTEGER NOT NULL,
+        estimated             INTEGER NOT NULL,
+        errors                INTEGER NOT NULL,
+        rate_limited          INTEGER NOT NULL,
+        retry_count           INTEGER NOT NULL,
+        rule_failures         INTEGER NOT NULL
+    )
+    """,
+    "CREATE INDEX ledger_daily_file ON ledger_daily (file_id)",
+    "CREATE INDEX ledger_daily_day ON ledger_daily (day)",
 )
