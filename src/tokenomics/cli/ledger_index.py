@@ -30,7 +30,9 @@ if TYPE_CHECKING:
 
 Since = Annotated[
     str,
-    Parameter(help="Only requests from then on: 2026-12-01, an RFC 3339 time, or 7d / 12h ago."),
+    Parameter(
+        help="Only requests from then on: a date (YYYY-MM-DD), an RFC 3339 time, or 7d / 12h ago."
+    ),
 ]
 Until = Annotated[
     str, Parameter(help="Only requests before then (a date: up to the end of that day).")

@@ -59,7 +59,7 @@ ByKey = Literal["branch", "commit", "model", "provider", "token", "agent", "day"
 By = Annotated[
     tuple[ByKey, ...],
     Parameter(help="Group by branch, commit, model, provider, token, agent, day, repo or "
-              "session (repeat to group by several, in that order)."),
+              "session (repeat to group by several, in that order).", negative=""),
 ]  # fmt: skip
 Limit = Annotated[int, Parameter(help="How many to list.")]
 CLASSIC_KEYS = ("model", "provider", "token")
