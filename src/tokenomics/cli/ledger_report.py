@@ -184,7 +184,9 @@ def top(
         cells = []
         for r in rows:
             name, *figures = _cells((by,), (r[by],), r)
-            cells.append([name, *(r[e][:19] for e in extra), *figures])
+            cells.append(
+                [name, *(r[e][:19] if e == "started_at" else r[e] for e in extra), *figures]
+            )
         _group_table(ctx, f"Top {len(rows)} by cost", header, cells, lead=False)
 
 

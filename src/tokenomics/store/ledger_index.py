@@ -67,9 +67,19 @@ class FileStamp:
     size: int
 
 
+# A summary scans the index once: memory-mapped reads, and room for its sorter in memory.
+_READ_PRAGMAS = (
+    "PRAGMA mmap_size = 1073741824",
+    "PRAGMA cache_size = -65536",
+    "PRAGMA temp_store = MEMORY",
+)
+
+
 class LedgerIndex:
     def __init__(self, db: Database) -> None:
         self._db = db
+        for pragma in _READ_PRAGMAS:
+            db.query(pragma)
 
     @property
     def db(self) -> Database:
