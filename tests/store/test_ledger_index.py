@@ -114,8 +114,13 @@ def test_summary_from_the_index_is_the_summary_of_the_files(
     made = write(sessions, specs)
     ix = indexer(sessions)
     ix.sync()
-    groups = ix.index.groups(ix.key, LedgerFilter(), ("model", "provider", "token"))
-    from_index = classic(ix.index.session_count(ix.key, LedgerFilter()), groups)
+    singles = [
+        ix.index.groups(ix.key, LedgerFilter(), (k,)) for k in ("model", "provider", "token")
+    ]
+    from_index = classic(ix.index.session_count(ix.key, LedgerFilter()), *singles)
+    # the per-day sums of every mix of facets add up the same
+    mixed = ix.index.groups(ix.key, LedgerFilter(), ("model", "token", "branch"))
+    assert same(total(mixed).as_totals(), from_index["totals"])
     assert same(from_index, summary(made)), (from_index, summary(made))
 
 

@@ -46,6 +46,7 @@ from tokenomics.domain.ledger_report import (
     grouped,
     ranked,
     shown_key,
+    total,
 )
 from tokenomics.domain.money import format_cost
 
@@ -112,16 +113,19 @@ def summary(
     with open_index(ctx, dir) as indexer:
         index, key = indexer.index, indexer.key
         sessions = index.session_count(key, query)
-        groups = index.groups(key, query, by or CLASSIC_KEYS)
+        singles = [] if by else [index.groups(key, query, (k,)) for k in CLASSIC_KEYS]
+        groups = index.groups(key, query, by) if by else singles[1]  # (each request once)
         days = index.groups(key, query, ("day",)) if chart else []
     if csv:
+        found = [(g[0], g[1].as_rollup()) for g in sorted(groups, key=lambda g: g[0])]
+        found = found if by else [((), total(groups).as_rollup())]  # no --by: the totals
         write_csv(ctx, [*by, *CSV_COLUMNS], [
-            [shown_key(k, v) for k, v in zip(by, g[0], strict=True)] + csv_cells(g[1].as_rollup())
-            for g in sorted(groups, key=lambda g: g[0])
+            [shown_key(k, v) for k, v in zip(by, key, strict=True)] + csv_cells(rollup)
+            for key, rollup in found
         ])  # fmt: skip
         return
     bounds = {k: v for k, v in (("since", since), ("until", until)) if v}
-    merged = grouped(sessions, by, groups, bounds) if by else classic(sessions, groups)
+    merged = grouped(sessions, by, groups, bounds) if by else classic(sessions, *singles)
     if json:
         print_json(ctx.stdout, merged)
         return

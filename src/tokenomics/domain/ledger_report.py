@@ -1,10 +1,10 @@
 """What `ledger summary` and `ledger top` show, built from the ledger index's aggregates.
 
 Pure: group keys and `Aggregate`s in, JSON-shaped dicts and table cells out. `classic` rebuilds
-the original `ledger summary --json` object (`cli.md` §7.8) from groups by model, provider and
-token; `grouped` is the object of `summary --by ...`; `ranked` orders groups for `top`: by cost
-(the priced part), then by tokens. A token is shown by the first `TOKEN_PREFIX` characters of its
-hash, like the communication events do.
+the original `ledger summary --json` object (`cli.md` §7.8) from the groups by model, by
+provider and by token; `grouped` is the object of `summary --by ...`; `ranked` orders groups
+for `top`: by cost (the priced part), then by tokens. A token is shown by the first
+`TOKEN_PREFIX` characters of its hash, like the communication events do.
 """
 
 from __future__ import annotations
@@ -35,23 +35,23 @@ def total(groups: Sequence[Group]) -> Aggregate:
     return out
 
 
-def _fold(groups: Sequence[Group], position: int, *, skip_empty: bool = False) -> dict[str, Any]:
-    folded: dict[str, Aggregate] = {}
-    for key, aggregate in groups:
-        if skip_empty and not key[position]:
-            continue
-        folded.setdefault(key[position], Aggregate()).add(aggregate)
-    return {name: folded[name].as_rollup() for name in sorted(folded)}
+def _named(groups: Sequence[Group], *, skip_empty: bool = False) -> dict[str, Any]:
+    rollups = {key[0]: a.as_rollup() for key, a in groups if key[0] or not skip_empty}
+    return {name: rollups[name] for name in sorted(rollups)}
 
 
-def classic(sessions: int, groups: Sequence[Group]) -> dict[str, Any]:
-    """The `ledger summary --json` object from groups keyed (model, provider, token)."""
+def classic(
+    sessions: int, by_model: Sequence[Group], by_provider: Sequence[Group],
+    by_token: Sequence[Group],
+) -> dict[str, Any]:  # fmt: skip
+    """The `ledger summary --json` object from the groups by model, by provider and by token
+    (each adds up to every request: the totals are those of any one)."""
     return {
         "sessions": sessions,
-        "totals": total(groups).as_totals(),
-        "by_model": _fold(groups, 0),
-        "by_provider": _fold(groups, 1, skip_empty=True),
-        "by_token": _fold(groups, 2),
+        "totals": total(by_provider).as_totals(),
+        "by_model": _named(by_model),
+        "by_provider": _named(by_provider, skip_empty=True),
+        "by_token": _named(by_token),
     }
 
 

@@ -25,6 +25,7 @@ from tokenomics.domain.ledger_rows import (
     session_row,
 )
 from tokenomics.store.ledger_query import (
+    FACETS,
     grouped_sql,
     requests_sql,
     sessions_sql,
@@ -47,6 +48,12 @@ _DAILY = (
     f" (SELECT file_id, {_DAILY_KEYS}, {PER_REQUEST_SQL} FROM ledger_requests WHERE file_id = ?)"
     " GROUP BY day, model, provider, token_hash, agent"
 )
+_FACETS = [
+    f"INSERT INTO ledger_facets (file_id, day, kind, value, session_id, branch, git_commit, repo,"
+    f" {', '.join(SUMMED)}) SELECT file_id, day, '{kind}', {column}, session_id, branch,"
+    f" git_commit, repo, {SUMS_SQL} FROM ledger_daily WHERE file_id = ? GROUP BY day, {column}"
+    for kind, column in FACETS.items()
+]
 _FILE = (
     "INSERT INTO ledger_files (dir, stem, kind, mtime_ns, size, valid, session_id, started_at,"
     " ended_at, branch, git_commit, repo, request_count) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
@@ -125,9 +132,12 @@ class LedgerIndex:
         file_id = conn.execute(_FILE, values).fetchone()[0]
         conn.execute("DELETE FROM ledger_requests WHERE file_id = ?", (file_id,))
         conn.execute("DELETE FROM ledger_daily WHERE file_id = ?", (file_id,))
+        conn.execute("DELETE FROM ledger_facets WHERE file_id = ?", (file_id,))
         rows = request_rows(session) if session is not None else []
         conn.executemany(_INSERT, ((file_id, *row) for row in rows))
         conn.execute(_DAILY, (file_id,))
+        for statement in _FACETS:
+            conn.execute(statement, (file_id,))
         return len(rows)
 
     def forget(self, directory: str, stems: Sequence[str] | None = None) -> None:
@@ -140,7 +150,7 @@ class LedgerIndex:
             params += list(stems)
         with self._db.write() as conn:
             try:
-                for table in ("ledger_requests", "ledger_daily"):
+                for table in ("ledger_requests", "ledger_daily", "ledger_facets"):
                     conn.execute(
                         f"DELETE FROM {table} WHERE file_id IN"
                         f" (SELECT id FROM ledger_files WHERE {where})", params,

@@ -20,6 +20,9 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
 DAY_US = 86_400_000_000
+# The facets of `ledger_facets` (`kind` -> the column of the other tables it sums by).
+FACETS = {"provider": "provider", "model": "model", "agent": "agent", "token": "token_hash"}
+_SESSION_KEYS = {"branch", "commit", "repo", "session", "day"}
 # What `--by` groups on: a column of both tables.
 GROUP_COLUMNS = {
     "branch": "branch", "commit": "git_commit", "model": "model", "provider": "provider",
@@ -103,16 +106,32 @@ def _bounded(
     return " AND ".join([*clauses, *extra]), [*params, *values]
 
 
-def source(directory: str, f: LedgerFilter, columns: Sequence[str]) -> tuple[str, list[Any]]:
-    """A subquery of the matching requests' `columns` and summed values (`SUMMED`)."""
+def _sums_table(keys: Sequence[str]) -> tuple[str, str, str]:
+    """The table of whole-day sums for grouping by `keys`, the `kind` it is read for and the
+    facet column it stands in for ("" for `ledger_daily`)."""
+    facets = [k for k in keys if k not in _SESSION_KEYS]
+    if len(facets) > 1:
+        return "ledger_daily", "", ""
+    kind = facets[0] if facets else "provider"  # any one facet adds up to every request
+    return "ledger_facets", kind, FACETS[kind]
+
+
+def source(directory: str, f: LedgerFilter, keys: Sequence[str]) -> tuple[str, list[Any]]:
+    """A subquery of the matching requests' group columns (of `keys`), `file_id` and summed
+    values (`SUMMED`)."""
+    columns = [GROUP_COLUMNS[k] for k in keys]
     clauses, scope = _scope(directory, f)
     head = ", ".join([*columns, "file_id"])
     p = plan(f)
     parts: list[str] = []
     params: list[Any] = []
     if p.whole:
+        table, kind, facet = _sums_table(keys)
         where, values = _bounded(clauses, scope, "day", p.first, p.end)
-        parts.append(f"SELECT {head}, {', '.join(SUMMED)} FROM ledger_daily WHERE {where}")
+        if kind:
+            where, values = f"kind = ? AND {where}", [kind, *values]
+        picked = ", ".join([*(f"value AS {c}" if c == facet else c for c in columns), "file_id"])
+        parts.append(f"SELECT {picked}, {', '.join(SUMMED)} FROM {table} WHERE {where}")
         params += values
     for lo, hi in p.ranges:
         where, values = _bounded(clauses, scope, "ts", lo, hi)
@@ -125,7 +144,7 @@ def source(directory: str, f: LedgerFilter, columns: Sequence[str]) -> tuple[str
 
 def grouped_sql(directory: str, f: LedgerFilter, keys: Sequence[str]) -> tuple[str, list[Any]]:
     columns = [GROUP_COLUMNS[k] for k in keys]
-    inner, params = source(directory, f, columns)
+    inner, params = source(directory, f, keys)
     group = f" GROUP BY {', '.join(columns)}" if columns else ""
     select = ", ".join([*columns, SUMS_SQL])
     return f"SELECT {select} FROM ({inner}){group}", params

@@ -10,6 +10,10 @@ without joins. Timestamps are microseconds since the epoch (UTC), `day` their UT
 `ledger_daily` holds the same requests summed per session file, UTC day, model, provider, token
 and agent (`cost_usd` over the priced ones, `unpriced` counting the others): a summary reads
 it for whole days and `ledger_requests` only for the part days a `--since/--until` cuts.
+`ledger_facets` sums them once more per session file, day and the value of one `kind` (model,
+provider, token or agent) alone: a summary grouped by at most one of those (plus any of the
+session's branch, commit, repository, and the day) reads far fewer rows there, however the
+requests of a day mix models, tokens and agents.
 """
 
 from __future__ import annotations
@@ -93,4 +97,31 @@ MIGRATION: tuple[str, ...] = (
     """,
     "CREATE INDEX ledger_daily_file ON ledger_daily (file_id)",
     "CREATE INDEX ledger_daily_day ON ledger_daily (day)",
+    """
+    CREATE TABLE ledger_facets (
+        file_id               INTEGER NOT NULL,
+        day                   TEXT NOT NULL,
+        kind                  TEXT NOT NULL,
+        value                 TEXT NOT NULL,
+        session_id            TEXT NOT NULL,
+        branch                TEXT NOT NULL,
+        git_commit            TEXT NOT NULL,
+        repo                  TEXT NOT NULL,
+        n                     INTEGER NOT NULL,
+        input_tokens          INTEGER NOT NULL,
+        output_tokens         INTEGER NOT NULL,
+        cached_input_tokens   INTEGER NOT NULL,
+        cache_creation_tokens INTEGER NOT NULL,
+        reasoning_tokens      INTEGER NOT NULL,
+        cost_usd              REAL NOT NULL,
+        unpriced              INTEGER NOT NULL,
+        estimated             INTEGER NOT NULL,
+        errors                INTEGER NOT NULL,
+        rate_limited          INTEGER NOT NULL,
+        retry_count           INTEGER NOT NULL,
+        rule_failures         INTEGER NOT NULL
+    )
+    """,
+    "CREATE INDEX ledger_facets_kind ON ledger_facets (kind, day)",
+    "CREATE INDEX ledger_facets_file ON ledger_facets (file_id)",
 )
