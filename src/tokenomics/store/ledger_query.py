@@ -82,7 +82,9 @@ def _like(text: str) -> str:
 
 
 def _scope(directory: str, f: LedgerFilter) -> tuple[list[str], list[Any]]:
-    clauses = ["file_id IN (SELECT id FROM ledger_files WHERE dir = ?)"]
+    # `+file_id`: never read by the file index (every row of the directory, one file after the
+    # other); the day and time indexes narrow far better.
+    clauses = ["+file_id IN (SELECT id FROM ledger_files WHERE dir = ?)"]
     params: list[Any] = [directory]
     if f.branch:
         clauses.append("branch = ?")
