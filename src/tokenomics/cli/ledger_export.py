@@ -38,10 +38,10 @@ from tokenomics.cli.ledger_report import parse_filter
 from tokenomics.cli.token import CommandError
 from tokenomics.domain.durations import format_rfc3339_nano
 from tokenomics.domain.ledger_report import TOKEN_PREFIX
-from tokenomics.domain.ledger_rows import REQUEST_COLUMNS, from_micros
+from tokenomics.domain.ledger_rows import from_micros
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator
+    from collections.abc import Callable, Iterable, Iterator
 
 EXPORT_COLUMNS = (
     "session_id", "timestamp", "day", "model", "provider", "token", "branch", "commit", "repo",
@@ -49,34 +49,35 @@ EXPORT_COLUMNS = (
     "cache_creation_tokens", "reasoning_tokens", "cost_usd", "unpriced", "estimated",
     "retry_count", "rule_failures", "duration_ms", "path",
 )  # fmt: skip
-_INDEX = {name: i for i, name in enumerate(REQUEST_COLUMNS[1:])}
 _FORMULA = ("=", "+", "-", "@", "\t", "\r")
 Output = Annotated[str, Parameter(help="Write to this file instead of stdout.")]
 
 
 def export_record(row: tuple[Any, ...]) -> dict[str, Any]:
-    """One request of the index as an export record (EXPORT_COLUMNS order)."""
-    v = {name: row[i] for name, i in _INDEX.items()}
+    """One request of the index (`REQUEST_COLUMNS` without `seq`) as an export record."""
+    (ts, day, session_id, model, provider, token_hash, branch, commit, repo, agent, status,
+     inp, out, cached, created, reasoning, cost, estimated, retries, rules, duration,
+     path) = row  # fmt: skip
     return {
-        "session_id": v["session_id"], "timestamp": format_rfc3339_nano(from_micros(v["ts"])),
-        "day": v["day"], "model": v["model"], "provider": v["provider"],
-        "token": v["token_hash"][:TOKEN_PREFIX], "branch": v["branch"],
-        "commit": v["git_commit"], "repo": v["repo"], "agent": v["agent"],
-        **{k: v[k] for k in EXPORT_COLUMNS[10:16]},
-        "cost_usd": v["cost_usd"], "unpriced": v["cost_usd"] is None,
-        "estimated": bool(v["estimated"]), "retry_count": v["retry_count"],
-        "rule_failures": v["rule_failures"], "duration_ms": v["duration_ms"], "path": v["path"],
+        "session_id": session_id, "timestamp": format_rfc3339_nano(from_micros(ts)),
+        "day": day, "model": model, "provider": provider, "token": token_hash[:TOKEN_PREFIX],
+        "branch": branch, "commit": commit, "repo": repo, "agent": agent,
+        "status_code": status, "input_tokens": inp, "output_tokens": out,
+        "cached_input_tokens": cached, "cache_creation_tokens": created,
+        "reasoning_tokens": reasoning, "cost_usd": cost, "unpriced": cost is None,
+        "estimated": bool(estimated), "retry_count": retries, "rule_failures": rules,
+        "duration_ms": duration, "path": path,
     }  # fmt: skip
 
 
-def _cell(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return "'" + value if value.startswith(_FORMULA) else value
-    return repr(value) if isinstance(value, float) else str(value)
+def _text(value: str) -> str:
+    return "'" + value if value.startswith(_FORMULA) else value
+
+
+_CELL: dict[type, Callable[[Any], str]] = {
+    str: _text, int: str, float: repr, bool: lambda v: "true" if v else "false",
+    type(None): lambda _: "",
+}  # fmt: skip
 
 
 def write_export(out: TextIO, records: Iterable[dict[str, Any]], *, jsonl: bool) -> int:
@@ -89,7 +90,7 @@ def write_export(out: TextIO, records: Iterable[dict[str, Any]], *, jsonl: bool)
     writer = csvlib.writer(out, lineterminator="\n")
     writer.writerow(EXPORT_COLUMNS)
     for record in records:
-        writer.writerow([_cell(record[c]) for c in EXPORT_COLUMNS])
+        writer.writerow([_CELL[type(v)](v) for v in record.values()])
         written += 1
     return written
 
