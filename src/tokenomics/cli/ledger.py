@@ -1,4 +1,6 @@
-"""`tokenomics ledger`: summary, sessions and show over `{dir}/sessions` (`cli.md` §7.8).
+"""`tokenomics ledger`: summary, sessions and show over `{dir}/sessions` (`cli.md` §7.8); `summary`,
+`top`, `export` and `reindex` read the ledger index (`cli/ledger_report.py`,
+`cli/ledger_export.py`), `sessions` and `show` the files.
 
 Sessions are the `*.json` files (unreadable ones skipped) plus, read-only, the journals of
 crashed proxies not yet recovered. Tables are aligned like Go's tabwriter (each cell padded to
