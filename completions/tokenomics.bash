@@ -9,10 +9,10 @@ _tokenomics() {
   prev="${COMP_WORDS[COMP_CWORD-1]}"
 
   # Build list of options that take values (to skip their arguments)
-  local options_with_values='--addr --agent --api-key --client-ttl --config --db --dir --dotenv --env-base-url --env-key --expires --hash --host --log-file --output --pid-file --policy --port --provider --proxy-url --timeout --tls --token --webhook -o'
+  local options_with_values='--addr --agent --api-key --branch --by --client-ttl --config --db --dir --dotenv --env-base-url --env-key --expires --hash --host --limit --log-file --output --pid-file --policy --port --provider --proxy-url --repo --since --timeout --tls --token --until --webhook -o'
 
   # Build list of all valid command names (to distinguish from positionals)
-  local all_commands='completion create delete doctor events get init ledger list models provider remote retry run serve sessions show start status stop summary test token update version'
+  local all_commands='completion create delete doctor events export get init ledger list models provider reindex remote retry run serve sessions show start status stop summary test token top update version'
 
   # Detect command path by collecting valid command words only
   local -a cmd_path=()
@@ -284,7 +284,7 @@ _tokenomics() {
                 COMPREPLY=()
                 ;;
               *)
-                local -a _c=("summary" "sessions" "show")
+                local -a _c=("summary" "top" "export" "reindex" "sessions" "show")
                 local _q
                 COMPREPLY=()
                 for _x in "${_c[@]}"; do
@@ -692,6 +692,85 @@ _tokenomics() {
             esac
           fi
           ;;
+        "ledger export")
+          if [[ ${cur} == -* ]]; then
+            local -a _c=("--dir" "--json" "--csv" "--output" "--since" "--until" "--repo" "--branch" "--config" "--db" "--dir" "--debug" "--help" "-h" "--version")
+            local _q
+            COMPREPLY=()
+            for _x in "${_c[@]}"; do
+              [[ "$_x" == "${cur}"* ]] && { printf -v _q '%q' "$_x"; COMPREPLY+=("$_q"); }
+            done
+          else
+            local _value_prev="${prev}"
+            if [[ "$_value_prev" == "=" && $COMP_CWORD -ge 2 ]]; then
+              _value_prev="${COMP_WORDS[COMP_CWORD-2]}"
+            fi
+            case "$_value_prev" in
+              --dir)
+                COMPREPLY=()
+                ;;
+              --output)
+                COMPREPLY=()
+                ;;
+              --since)
+                COMPREPLY=()
+                ;;
+              --until)
+                COMPREPLY=()
+                ;;
+              --repo)
+                COMPREPLY=()
+                ;;
+              --branch)
+                COMPREPLY=()
+                ;;
+              --config)
+                COMPREPLY=()
+                ;;
+              --db)
+                COMPREPLY=()
+                ;;
+              --dir)
+                COMPREPLY=()
+                ;;
+              *)
+                COMPREPLY=()
+                ;;
+            esac
+          fi
+          ;;
+        "ledger reindex")
+          if [[ ${cur} == -* ]]; then
+            local -a _c=("--dir" "--config" "--db" "--dir" "--debug" "--help" "-h" "--version")
+            local _q
+            COMPREPLY=()
+            for _x in "${_c[@]}"; do
+              [[ "$_x" == "${cur}"* ]] && { printf -v _q '%q' "$_x"; COMPREPLY+=("$_q"); }
+            done
+          else
+            local _value_prev="${prev}"
+            if [[ "$_value_prev" == "=" && $COMP_CWORD -ge 2 ]]; then
+              _value_prev="${COMP_WORDS[COMP_CWORD-2]}"
+            fi
+            case "$_value_prev" in
+              --dir)
+                COMPREPLY=()
+                ;;
+              --config)
+                COMPREPLY=()
+                ;;
+              --db)
+                COMPREPLY=()
+                ;;
+              --dir)
+                COMPREPLY=()
+                ;;
+              *)
+                COMPREPLY=()
+                ;;
+            esac
+          fi
+          ;;
         "ledger sessions")
           if [[ ${cur} == -* ]]; then
             local -a _c=("--dir" "--json" "--all" "--config" "--db" "--dir" "--debug" "--help" "-h" "--version")
@@ -758,7 +837,7 @@ _tokenomics() {
           ;;
         "ledger summary")
           if [[ ${cur} == -* ]]; then
-            local -a _c=("--dir" "--json" "--config" "--db" "--dir" "--debug" "--help" "-h" "--version")
+            local -a _c=("--dir" "--json" "--csv" "--by" "--since" "--until" "--repo" "--branch" "--config" "--db" "--dir" "--debug" "--help" "-h" "--version")
             local _q
             COMPREPLY=()
             for _x in "${_c[@]}"; do
@@ -771,6 +850,81 @@ _tokenomics() {
             fi
             case "$_value_prev" in
               --dir)
+                COMPREPLY=()
+                ;;
+              --by)
+                local -a _c=("branch" "commit" "model" "provider" "token" "agent" "day" "repo" "session")
+                local _q
+                COMPREPLY=()
+                for _x in "${_c[@]}"; do
+                  [[ "$_x" == "${cur}"* ]] && { printf -v _q '%q' "$_x"; COMPREPLY+=("$_q"); }
+                done
+                ;;
+              --since)
+                COMPREPLY=()
+                ;;
+              --until)
+                COMPREPLY=()
+                ;;
+              --repo)
+                COMPREPLY=()
+                ;;
+              --branch)
+                COMPREPLY=()
+                ;;
+              --config)
+                COMPREPLY=()
+                ;;
+              --db)
+                COMPREPLY=()
+                ;;
+              --dir)
+                COMPREPLY=()
+                ;;
+              *)
+                COMPREPLY=()
+                ;;
+            esac
+          fi
+          ;;
+        "ledger top")
+          if [[ ${cur} == -* ]]; then
+            local -a _c=("--by" "--limit" "--dir" "--json" "--csv" "--since" "--until" "--repo" "--branch" "--config" "--db" "--dir" "--debug" "--help" "-h" "--version")
+            local _q
+            COMPREPLY=()
+            for _x in "${_c[@]}"; do
+              [[ "$_x" == "${cur}"* ]] && { printf -v _q '%q' "$_x"; COMPREPLY+=("$_q"); }
+            done
+          else
+            local _value_prev="${prev}"
+            if [[ "$_value_prev" == "=" && $COMP_CWORD -ge 2 ]]; then
+              _value_prev="${COMP_WORDS[COMP_CWORD-2]}"
+            fi
+            case "$_value_prev" in
+              --by)
+                local -a _c=("session" "branch" "token" "model" "provider" "agent" "commit" "day" "repo")
+                local _q
+                COMPREPLY=()
+                for _x in "${_c[@]}"; do
+                  [[ "$_x" == "${cur}"* ]] && { printf -v _q '%q' "$_x"; COMPREPLY+=("$_q"); }
+                done
+                ;;
+              --limit)
+                COMPREPLY=()
+                ;;
+              --dir)
+                COMPREPLY=()
+                ;;
+              --since)
+                COMPREPLY=()
+                ;;
+              --until)
+                COMPREPLY=()
+                ;;
+              --repo)
+                COMPREPLY=()
+                ;;
+              --branch)
                 COMPREPLY=()
                 ;;
               --config)

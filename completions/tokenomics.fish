@@ -5,8 +5,8 @@
 function __fish_tokenomics_using_command
     set -l cmd (commandline -opc)
     set -l subcommands
-    set -l options_with_values '--addr --agent --api-key --client-ttl --config --db --dir --dotenv --env-base-url --env-key --expires --hash --host --log-file --output --pid-file --policy --port --provider --proxy-url --timeout --tls --token --webhook -o'
-    set -l all_commands 'completion create delete doctor events get init ledger list models provider remote retry run serve sessions show start status stop summary test token update version'
+    set -l options_with_values '--addr --agent --api-key --branch --by --client-ttl --config --db --dir --dotenv --env-base-url --env-key --expires --hash --host --limit --log-file --output --pid-file --policy --port --provider --proxy-url --repo --since --timeout --tls --token --until --webhook -o'
+    set -l all_commands 'completion create delete doctor events export get init ledger list models provider reindex remote retry run serve sessions show start status stop summary test token top update version'
     set -l skip_next 0
     # Extract command words (only real subcommand names) from command line
     set -e cmd[1]
@@ -45,7 +45,7 @@ end
 function __fish_tokenomics_positional_index
     set -l cmd (commandline -opc)
     set -l path_len $argv[1]
-    set -l options_with_values '--addr --agent --api-key --client-ttl --config --db --dir --dotenv --env-base-url --env-key --expires --hash --host --log-file --output --pid-file --policy --port --provider --proxy-url --timeout --tls --token --webhook -o'
+    set -l options_with_values '--addr --agent --api-key --branch --by --client-ttl --config --db --dir --dotenv --env-base-url --env-key --expires --hash --host --limit --log-file --output --pid-file --policy --port --provider --proxy-url --repo --since --timeout --tls --token --until --webhook -o'
     set -l skip_next 0
     set -l consumed_path 0
     set -l count 0
@@ -176,7 +176,10 @@ complete -c tokenomics -n '__fish_tokenomics_using_command init' -l dir -r -d 'D
 complete -c tokenomics -n '__fish_tokenomics_using_command init' -l debug -d 'Show tracebacks for errors.'
 
 # Subcommands for: ledger
-complete -c tokenomics -n '__fish_tokenomics_using_command ledger' -a 'summary' -d 'Totals over every session, by model and by provider.'
+complete -c tokenomics -n '__fish_tokenomics_using_command ledger' -a 'summary' -d 'Totals over every session, by model and by provider (or --by branch, day, ...).'
+complete -c tokenomics -n '__fish_tokenomics_using_command ledger' -a 'top' -d 'The most expensive sessions (or branches, tokens, models, ...), costliest first.'
+complete -c tokenomics -n '__fish_tokenomics_using_command ledger' -a 'export' -d 'Every request (filtered), oldest first, as CSV or JSON lines (--json).'
+complete -c tokenomics -n '__fish_tokenomics_using_command ledger' -a 'reindex' -d 'Rebuild the ledger index of the sessions directory from its files.'
 complete -c tokenomics -n '__fish_tokenomics_using_command ledger' -a 'sessions' -d 'List the sessions, oldest first (running ones marked; empty ended ones only wit…'
 complete -c tokenomics -n '__fish_tokenomics_using_command ledger' -a 'show' -d 'Show one session; a unique prefix of its id is enough.'
 # Options for: ledger
@@ -187,6 +190,33 @@ complete -c tokenomics -n '__fish_tokenomics_using_command ledger' -l config -r 
 complete -c tokenomics -n '__fish_tokenomics_using_command ledger' -l db -r -d 'Token database path (overrides storage.db_path).'
 complete -c tokenomics -n '__fish_tokenomics_using_command ledger' -l dir -r -d 'Data directory for everything (default ~/.tokenomics).'
 complete -c tokenomics -n '__fish_tokenomics_using_command ledger' -l debug -d 'Show tracebacks for errors.'
+
+# Options for: ledger export
+complete -c tokenomics -n '__fish_tokenomics_using_command ledger export' -l help -d 'Display this message and exit.'
+complete -c tokenomics -n '__fish_tokenomics_using_command ledger export' -s h -d 'Display this message and exit.'
+complete -c tokenomics -n '__fish_tokenomics_using_command ledger export' -l version -d 'Display application version.'
+complete -c tokenomics -n '__fish_tokenomics_using_command ledger export' -l dir -r -d 'Ledger directory (default: the configured dir).'
+complete -c tokenomics -n '__fish_tokenomics_using_command ledger export' -l json -d 'Output as JSON.'
+complete -c tokenomics -n '__fish_tokenomics_using_command ledger export' -l csv -d 'Output as CSV.'
+complete -c tokenomics -n '__fish_tokenomics_using_command ledger export' -l output -r -d 'Write to this file instead of stdout.'
+complete -c tokenomics -n '__fish_tokenomics_using_command ledger export' -l since -r -d 'Only requests from then on: a date (YYYY-MM-DD), an RFC 3339 time, or 7d / 12h …'
+complete -c tokenomics -n '__fish_tokenomics_using_command ledger export' -l until -r -d 'Only requests before then (a date: up to the end of that day).'
+complete -c tokenomics -n '__fish_tokenomics_using_command ledger export' -l repo -r -d 'Only sessions in this repository (path or its name).'
+complete -c tokenomics -n '__fish_tokenomics_using_command ledger export' -l branch -r -d 'Only sessions on this git branch.'
+complete -c tokenomics -n '__fish_tokenomics_using_command ledger export' -l config -r -d 'Config file (default: ./config.yaml, then ~/.tokenomics/config.yaml).'
+complete -c tokenomics -n '__fish_tokenomics_using_command ledger export' -l db -r -d 'Token database path (overrides storage.db_path).'
+complete -c tokenomics -n '__fish_tokenomics_using_command ledger export' -l dir -r -d 'Data directory for everything (default ~/.tokenomics).'
+complete -c tokenomics -n '__fish_tokenomics_using_command ledger export' -l debug -d 'Show tracebacks for errors.'
+
+# Options for: ledger reindex
+complete -c tokenomics -n '__fish_tokenomics_using_command ledger reindex' -l help -d 'Display this message and exit.'
+complete -c tokenomics -n '__fish_tokenomics_using_command ledger reindex' -s h -d 'Display this message and exit.'
+complete -c tokenomics -n '__fish_tokenomics_using_command ledger reindex' -l version -d 'Display application version.'
+complete -c tokenomics -n '__fish_tokenomics_using_command ledger reindex' -l dir -r -d 'Ledger directory (default: the configured dir).'
+complete -c tokenomics -n '__fish_tokenomics_using_command ledger reindex' -l config -r -d 'Config file (default: ./config.yaml, then ~/.tokenomics/config.yaml).'
+complete -c tokenomics -n '__fish_tokenomics_using_command ledger reindex' -l db -r -d 'Token database path (overrides storage.db_path).'
+complete -c tokenomics -n '__fish_tokenomics_using_command ledger reindex' -l dir -r -d 'Data directory for everything (default ~/.tokenomics).'
+complete -c tokenomics -n '__fish_tokenomics_using_command ledger reindex' -l debug -d 'Show tracebacks for errors.'
 
 # Options for: ledger sessions
 complete -c tokenomics -n '__fish_tokenomics_using_command ledger sessions' -l help -d 'Display this message and exit.'
@@ -218,10 +248,34 @@ complete -c tokenomics -n '__fish_tokenomics_using_command ledger summary' -s h 
 complete -c tokenomics -n '__fish_tokenomics_using_command ledger summary' -l version -d 'Display application version.'
 complete -c tokenomics -n '__fish_tokenomics_using_command ledger summary' -l dir -r -d 'Ledger directory (default: the configured dir).'
 complete -c tokenomics -n '__fish_tokenomics_using_command ledger summary' -l json -d 'Output as JSON.'
+complete -c tokenomics -n '__fish_tokenomics_using_command ledger summary' -l csv -d 'Output as CSV.'
+complete -c tokenomics -n '__fish_tokenomics_using_command ledger summary' -l by -x -a 'branch commit model provider token agent day repo session' -d 'Group by branch, commit, model, provider, token, agent, day, repo or session (r…'
+complete -c tokenomics -n '__fish_tokenomics_using_command ledger summary' -l since -r -d 'Only requests from then on: a date (YYYY-MM-DD), an RFC 3339 time, or 7d / 12h …'
+complete -c tokenomics -n '__fish_tokenomics_using_command ledger summary' -l until -r -d 'Only requests before then (a date: up to the end of that day).'
+complete -c tokenomics -n '__fish_tokenomics_using_command ledger summary' -l repo -r -d 'Only sessions in this repository (path or its name).'
+complete -c tokenomics -n '__fish_tokenomics_using_command ledger summary' -l branch -r -d 'Only sessions on this git branch.'
 complete -c tokenomics -n '__fish_tokenomics_using_command ledger summary' -l config -r -d 'Config file (default: ./config.yaml, then ~/.tokenomics/config.yaml).'
 complete -c tokenomics -n '__fish_tokenomics_using_command ledger summary' -l db -r -d 'Token database path (overrides storage.db_path).'
 complete -c tokenomics -n '__fish_tokenomics_using_command ledger summary' -l dir -r -d 'Data directory for everything (default ~/.tokenomics).'
 complete -c tokenomics -n '__fish_tokenomics_using_command ledger summary' -l debug -d 'Show tracebacks for errors.'
+
+# Options for: ledger top
+complete -c tokenomics -n '__fish_tokenomics_using_command ledger top' -l help -d 'Display this message and exit.'
+complete -c tokenomics -n '__fish_tokenomics_using_command ledger top' -s h -d 'Display this message and exit.'
+complete -c tokenomics -n '__fish_tokenomics_using_command ledger top' -l version -d 'Display application version.'
+complete -c tokenomics -n '__fish_tokenomics_using_command ledger top' -l by -x -a 'session branch token model provider agent commit day repo' -d 'What to rank: sessions, branches, tokens, ...'
+complete -c tokenomics -n '__fish_tokenomics_using_command ledger top' -l limit -r -d 'How many to list.'
+complete -c tokenomics -n '__fish_tokenomics_using_command ledger top' -l dir -r -d 'Ledger directory (default: the configured dir).'
+complete -c tokenomics -n '__fish_tokenomics_using_command ledger top' -l json -d 'Output as JSON.'
+complete -c tokenomics -n '__fish_tokenomics_using_command ledger top' -l csv -d 'Output as CSV.'
+complete -c tokenomics -n '__fish_tokenomics_using_command ledger top' -l since -r -d 'Only requests from then on: a date (YYYY-MM-DD), an RFC 3339 time, or 7d / 12h …'
+complete -c tokenomics -n '__fish_tokenomics_using_command ledger top' -l until -r -d 'Only requests before then (a date: up to the end of that day).'
+complete -c tokenomics -n '__fish_tokenomics_using_command ledger top' -l repo -r -d 'Only sessions in this repository (path or its name).'
+complete -c tokenomics -n '__fish_tokenomics_using_command ledger top' -l branch -r -d 'Only sessions on this git branch.'
+complete -c tokenomics -n '__fish_tokenomics_using_command ledger top' -l config -r -d 'Config file (default: ./config.yaml, then ~/.tokenomics/config.yaml).'
+complete -c tokenomics -n '__fish_tokenomics_using_command ledger top' -l db -r -d 'Token database path (overrides storage.db_path).'
+complete -c tokenomics -n '__fish_tokenomics_using_command ledger top' -l dir -r -d 'Data directory for everything (default ~/.tokenomics).'
+complete -c tokenomics -n '__fish_tokenomics_using_command ledger top' -l debug -d 'Show tracebacks for errors.'
 
 # Subcommands for: provider
 complete -c tokenomics -n '__fish_tokenomics_using_command provider' -a 'list' -d 'List the configured providers: upstream URL, auth scheme, key variable, model c…'

@@ -46,6 +46,7 @@ from tokenomics.services.asgi import ProxyApp
 from tokenomics.services.events_service import EventServices
 from tokenomics.services.finished import Finished
 from tokenomics.services.http_server import serve, server_config
+from tokenomics.services.ledger_index import open_indexer
 from tokenomics.services.memory import MemoryWriter
 from tokenomics.services.recorder import RECORD_QUEUE, Recorder
 from tokenomics.services.stats import Stats
@@ -86,8 +87,9 @@ class Server:
 
 
 async def open_ledger(
-    settings: Settings, cwd: Path, home: Path | None, restore: ledger.Restore
-) -> ledger.Ledger | None:
+    settings: Settings, cwd: Path, home: Path | None, restore: ledger.Restore,
+    indexed: ledger.Indexed | None = None,
+) -> ledger.Ledger | None:  # fmt: skip
     """The session ledger (recovering crashed sessions first, their spend `restore`d to the
     budget counters) with the memory files; when the ledger is off, a consumer of the memory
     files only."""
@@ -95,7 +97,9 @@ async def open_ledger(
     events = comm_events.communication_events if options.event_ledger else None
     sessions = settings.sessions_dir if options.enabled else None
     memory = MemoryWriter.from_settings(settings, home=home)
-    return await ledger.Ledger.open(sessions, cwd, events=events, memory=memory, restore=restore)
+    return await ledger.Ledger.open(
+        sessions, cwd, events=events, memory=memory, restore=restore, indexed=indexed
+    )
 
 
 def restorer(budgets: Budgets, usage: UsageStore) -> ledger.Restore:
@@ -218,10 +222,16 @@ async def run_server(
     stopped: trio.Event | None = None
     fleet: remote_fleet.Fleet | None = None
     hooks: EventServices | None = None
+    indexer = (
+        open_indexer(Path(settings.storage.db_path), settings.sessions_dir)
+        if settings.ledger.enabled else None
+    )  # fmt: skip
     try:
         hooks = EventServices.open(settings, Path(settings.storage.db_path))
         await trio.to_thread.run_sync(cache.reload)
-        session = await open_ledger(settings, cwd, home, restorer(deps.budgets, usage))
+        restore = restorer(deps.budgets, usage)
+        indexed = indexer.index_file if indexer is not None else None
+        session = await open_ledger(settings, cwd, home, restore, indexed)
         send, receive = trio.open_memory_channel[Finished](RECORD_QUEUE)
         async with trio.open_nursery() as consumers:
             if session is not None:
@@ -268,5 +278,7 @@ async def run_server(
             await hooks.aclose()
         tokens.close()
         usage.close()
+        if indexer is not None:
+            indexer.close()
         if stopped is not None:
             stopped.set()

@@ -32,6 +32,9 @@ def sample(hint: Any) -> tuple[str, Any]:
     if get_origin(hint) is Literal:
         choice = get_args(hint)[0]
         return str(choice), choice
+    if get_origin(hint) is tuple:  # a repeatable option (`--by day --by model`): one value
+        typed, value = sample(get_args(hint)[0])
+        return typed, (value,)
     members = [h for h in get_args(hint) if h is not type(None)] or [hint]
     return VALUE_FOR[members[0]]
 

@@ -1,4 +1,6 @@
-"""`tokenomics ledger`: summary, sessions and show over `{dir}/sessions` (`cli.md` §7.8).
+"""`tokenomics ledger`: summary, sessions and show over `{dir}/sessions` (`cli.md` §7.8); `summary`,
+`top`, `export` and `reindex` read the ledger index (`cli/ledger_report.py`,
+`cli/ledger_export.py`), `sessions` and `show` the files.
 
 Sessions are the `*.json` files (unreadable ones skipped) plus, read-only, the journals of
 crashed proxies not yet recovered. Tables are aligned like Go's tabwriter (each cell padded to
@@ -19,95 +21,43 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from cyclopts import App, Parameter
 
+from tokenomics.cli import ledger_export, ledger_report
 from tokenomics.cli.context import Context
+from tokenomics.cli.ledger_index import Ctx, Dir, Json
 from tokenomics.cli.ledger_requests import request_rows
+from tokenomics.cli.ledger_tables import (
+    NONE,
+    count,
+    rollup_table,
+    tabwrite,
+    totals_block,
+    write_lines,
+)
 from tokenomics.cli.output import print_json
 from tokenomics.cli.token import CommandError
-from tokenomics.domain.ledger_session import format_duration, session_requests, summary
-from tokenomics.domain.money import describe_cost, format_cost
+from tokenomics.domain.ledger_session import format_duration, session_requests
+from tokenomics.domain.money import format_cost
 from tokenomics.services.ledger_files import read_sessions
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
 app = App(name="ledger", help="Token usage and cost recorded per proxy session.")
-Ctx = Annotated[Context, Parameter(parse=False)]
-Dir = Annotated[str, Parameter(help="Ledger directory (default: the configured dir).")]
-Json = Annotated[bool, Parameter(help="Output as JSON.", negative="")]
+app.command(ledger_report.summary, name="summary")
+app.command(ledger_report.top, name="top")
+app.command(ledger_export.export, name="export")
+app.command(ledger_export.reindex, name="reindex")
 All = Annotated[bool, Parameter(help="Include ended sessions without requests.", negative="")]
 Requests = Annotated[
     bool, Parameter(help="List each request (with --json: the requests array).", negative="")
 ]
 
-NONE = "No sessions found.\n"
-ROLLUP_HEADER = ("NAME", "REQUESTS", "INPUT", "OUTPUT", "TOTAL", "COST")
 SESSIONS_HEADER = ("SESSION", "STARTED", "DURATION", "REQUESTS", "TOKENS", "BRANCH", "COST")
-LABEL = 16
-
-
-def tabwrite(rows: Sequence[Sequence[str]], indent: str = "") -> list[str]:
-    """Rows aligned like Go's tabwriter with padding 2 (the last column is not padded)."""
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
-    return [
-        (indent + "".join(c.ljust(w + 2) for c, w in zip(row, widths, strict=False)) + row[-1])
-        .rstrip()
-        for row in rows
-    ]  # fmt: skip
 
 
 def load(ctx: Context, directory: str) -> list[dict[str, Any]]:
     base = Path(directory).expanduser() if directory else ctx.settings().data_dir
     return read_sessions(base / "sessions")
-
-
-def _n(rollup: Mapping[str, Any], key: str) -> int:
-    value = rollup.get(key, 0)
-    return value if isinstance(value, int) else 0
-
-
-def totals_block(totals: Mapping[str, Any], *, full: bool) -> list[str]:
-    """The `Totals:` lines; `full` (summary) adds Cache creation and Retries."""
-    lines = [("Requests", "request_count"), ("Input tokens", "input_tokens")]
-    lines += [("Output tokens", "output_tokens"), ("Total tokens", "total_tokens")]
-    optional = [("Cached input", "cached_input_tokens")]
-    optional += [("Cache creation", "cache_creation_tokens")] if full else []
-    optional += [("Reasoning", "reasoning_tokens"), ("Errors", "error_count")]
-    optional += [("Retries", "retry_count")] if full else []
-    shown = lines + [(label, key) for label, key in optional if _n(totals, key) > 0]
-    out = ["Totals:", *(f"  {label:<{LABEL}}{_n(totals, key)}" for label, key in shown)]
-    return [*out, f"  {'Cost':<{LABEL}}{describe_cost(totals)}"]
-
-
-def rollup_table(title: str, rollups: Mapping[str, Mapping[str, Any]]) -> list[str]:
-    if not rollups:
-        return []
-    rows: list[Sequence[str]] = [ROLLUP_HEADER]
-    for name in sorted(rollups):
-        r = rollups[name]
-        counts = (str(_n(r, k)) for k in ("request_count", "input_tokens", "output_tokens"))
-        rows.append((name or "(none)", *counts, str(_n(r, "total_tokens")), format_cost(r)))
-    return ["", f"{title}:", *tabwrite(rows, "  ")]
-
-
-def _write(ctx: Context, lines: Sequence[str]) -> None:
-    ctx.stdout.write("".join(f"{line}\n" for line in lines))
-
-
-@app.command(name="summary")
-def summary_(*, dir: Dir = "", json: Json = False, ctx: Ctx) -> None:
-    """Totals over every session, by model and by provider."""
-    sessions = load(ctx, dir)
-    merged = summary(sessions)
-    if json:
-        print_json(ctx.stdout, merged)
-        return
-    if not sessions:
-        ctx.stdout.write(NONE)
-        return
-    lines = [f"Sessions: {merged['sessions']}", "", *totals_block(merged["totals"], full=True)]
-    lines += rollup_table("By Model", merged["by_model"])
-    lines += rollup_table("By Provider", merged["by_provider"])
-    _write(ctx, lines)
 
 
 def _branch(session: Mapping[str, Any]) -> str:
@@ -133,7 +83,7 @@ def _listed(session: Mapping[str, Any], everything: bool) -> bool:
 
 
 def _duration(session: Mapping[str, Any]) -> str:
-    text = format_duration(_n(session, "duration_ms"))
+    text = format_duration(count(session, "duration_ms"))
     return f"{text} (running)" if session.get("running") else text
 
 
@@ -153,10 +103,10 @@ def sessions(*, dir: Dir = "", json: Json = False, all: All = False, ctx: Ctx) -
         assert isinstance(totals, dict)
         rows.append((
             s["session_id"], _started(s)[:19], _duration(s),
-            str(_n(totals, "request_count")), str(_n(totals, "total_tokens")), _branch(s),
+            str(count(totals, "request_count")), str(count(totals, "total_tokens")), _branch(s),
             format_cost(totals),
         ))  # fmt: skip
-    _write(ctx, tabwrite(rows))
+    write_lines(ctx, tabwrite(rows))
 
 
 def find(found: Sequence[dict[str, Any]], wanted: str) -> dict[str, Any]:
@@ -225,4 +175,4 @@ def show(
             "Requests:",
             *tabwrite(request_rows(session_requests(session), format_cost), "  "),
         ]
-    _write(ctx, lines)
+    write_lines(ctx, lines)

@@ -65,6 +65,8 @@ EventsOf = Callable[["Finished"], list[dict[str, Any]]]
 # Raises the budget counters to what crashed journals prove was spent; False: not persisted,
 # so those journals stay for the next start.
 Restore = Callable[[dict[str, "Spend"]], Awaitable[bool]]
+# Told each session JSON written or recovered, on the worker thread (the ledger index).
+Indexed = Callable[[Path], None]
 
 
 class MemorySink(Protocol):
@@ -95,6 +97,7 @@ class Ledger:
     def __init__(
         self, sessions: Path | None, cwd: Path, *, events: EventsOf | None = None,
         memory: MemorySink | None = None, now: datetime | None = None,
+        indexed: Indexed | None = None,
     ) -> None:  # fmt: skip
         # Without `sessions` only the memory files are written (the ledger is off).
         self.journaling = sessions is not None
@@ -110,6 +113,7 @@ class Ledger:
         }
         self._git_taken = False
         self._events, self._memory = events, memory
+        self._indexed = indexed
         self._journal: Journal | None = None
         self._incoming: list[Finished] = []  # taken for memory, not yet rendered
         self._memory_pending: list[Any] = []  # memory entries formatted, not yet written
@@ -125,6 +129,7 @@ class Ledger:
     async def open(
         cls, sessions: Path | None, cwd: Path, *, events: EventsOf | None = None,
         memory: MemorySink | None = None, restore: Restore | None = None,
+        indexed: Indexed | None = None,
     ) -> Ledger | None:  # fmt: skip
         """Create the sessions directory, restore the budget counters crashed journals prove,
         recover those journals and open the new one. When `sessions` is None (ledger off) or
@@ -139,8 +144,8 @@ class Ledger:
             return await cls.open(None, cwd, memory=memory)
         spends = await trio.to_thread.run_sync(abandoned_spends, sessions)
         if not spends or restore is None or await restore(spends):
-            await trio.to_thread.run_sync(recover_all, sessions)
-        ledger = cls(sessions, cwd, events=events, memory=memory)
+            await trio.to_thread.run_sync(recover_all, sessions, indexed)
+        ledger = cls(sessions, cwd, events=events, memory=memory, indexed=indexed)
         await trio.to_thread.run_sync(ledger._open_journal)
         return ledger
 
@@ -287,6 +292,8 @@ class Ledger:
                 self._memory.close()
         if self._journal is not None:
             self.journal_path.unlink(missing_ok=True)
+        if self._indexed is not None:
+            self._indexed(self.session_path)
 
     def _content(self) -> JournalContent:
         content = read_journal(self.journal_path) if self._journal is not None else None

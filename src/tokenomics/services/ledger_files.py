@@ -35,7 +35,10 @@ from tokenomics.domain.ledger import Entry, parse_time
 from tokenomics.domain.ledger_session import is_session, session_json
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from pathlib import Path
+
+    Recovered = Callable[[Path], None]  # told the session JSON a recovery wrote
 
 JOURNAL, SESSION = ".journal", ".json"
 logger = logging.getLogger("tokenomics.ledger")
@@ -203,9 +206,9 @@ def journal_session(path: Path) -> Entry | None:
     return {**session, "running": True, **({"pid": pid} if isinstance(pid, int) else {})}
 
 
-def recover_journal(path: Path) -> bool:
-    """Turn one abandoned journal into its session JSON and remove it; False when it belongs
-    to a live process or cannot be read."""
+def recover_journal(path: Path, on_recovered: Recovered | None = None) -> bool:
+    """Turn one abandoned journal into its session JSON and remove it (`on_recovered` is given
+    the JSON's path); False when it belongs to a live process or cannot be read."""
     if _locked_by_other(path):
         return False
     target = path.with_suffix(SESSION)
@@ -224,6 +227,8 @@ def recover_journal(path: Path) -> bool:
         count = len(session["requests"])
         logger.warning("recovered ledger session %s (%d requests)", path.stem, count)
     path.unlink()
+    if on_recovered is not None:
+        on_recovered(target)
     return True
 
 
@@ -269,13 +274,13 @@ def abandoned_spends(sessions: Path) -> dict[str, Spend]:
     return spends
 
 
-def recover_all(sessions: Path) -> int:
+def recover_all(sessions: Path, on_recovered: Recovered | None = None) -> int:
     """Recover every abandoned journal in `sessions`; returns how many. Never raises OSError:
     a journal that cannot be recovered is logged and kept for the next start."""
     count = 0
     for path in sorted(sessions.glob(f"*{JOURNAL}")):
         try:
-            count += recover_journal(path)
+            count += recover_journal(path, on_recovered)
         except OSError as exc:
             logger.error("could not recover ledger journal %s: %s", path, exc)
     return count

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from tokenomics.config.private_files import private_dir, touch_private
 from tokenomics.domain.errors import StoreError
+from tokenomics.store import ledger_schema
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -107,6 +108,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     # Where a token came from: "" created here, "remote" mirrored from a central server (the
     # syncer deletes those the central server no longer has; local ones it never touches).
     ("ALTER TABLE tokens ADD COLUMN origin TEXT NOT NULL DEFAULT ''",),
+    ledger_schema.MIGRATION,  # the ledger index (a cache of the session files)
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -154,6 +156,16 @@ class Database:
         db._migrate()
         return db
 
+    @classmethod
+    def in_memory(cls) -> Database:
+        """A private database in memory with the latest schema (when the file cannot be used)."""
+        from pathlib import Path
+
+        conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+        db = cls(conn, Path(":memory:"))
+        db._migrate()
+        return db
+
     def _migrate(self) -> None:
         with self.write() as conn:
             version = int(conn.execute("PRAGMA user_version").fetchone()[0])
@@ -192,6 +204,15 @@ class Database:
     def query(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
         try:
             return list(self._conn.execute(sql, params).fetchall())
+        except sqlite3.Error as exc:
+            raise _translate(exc, self.path) from None
+
+    def iterate(self, sql: str, params: tuple[object, ...] = ()) -> Iterator[tuple[Any, ...]]:
+        """The rows of a query as they are read (for results too large to hold at once)."""
+        try:
+            cursor = self._conn.execute(sql, params)
+            while rows := cursor.fetchmany(1000):
+                yield from rows
         except sqlite3.Error as exc:
             raise _translate(exc, self.path) from None
 
