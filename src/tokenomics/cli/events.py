@@ -15,7 +15,7 @@ from typing import Annotated, Any
 from cyclopts import App, Parameter
 
 from tokenomics.cli.context import Context
-from tokenomics.cli.ledger import tabwrite
+from tokenomics.cli.ledger_tables import tabwrite
 from tokenomics.cli.output import print_json
 from tokenomics.cli.token import CommandError
 from tokenomics.domain.events import rfc3339_nano
