@@ -31,6 +31,7 @@ from tokenomics.domain.ratelimit import RateLimiter
 from tokenomics.formats.estimate import TokenEstimator
 from tokenomics.pipeline.deps import Deps
 from tokenomics.services import comm_events, ledger, token_cache, usage_writer
+from tokenomics.services.admin import AdminApp, AdminContext, build_admin
 from tokenomics.services.asgi import ProxyApp
 from tokenomics.services.finished import Finished
 from tokenomics.services.http_server import serve, server_config
@@ -108,6 +109,31 @@ def narrow_data_dir(settings: Settings) -> None:
         private_dir(settings.memory_dir, owned=True)
 
 
+def open_tokens(settings: Settings, environ: Mapping[str, str]) -> TokenStore:
+    """A connection to the token store (the cache's, or the admin API's own)."""
+    secret = environ.get(settings.security.encryption_key_env, "")
+    cipher = Cipher.from_secret(secret) if secret else None
+    key_env = settings.security.encryption_key_env
+    return TokenStore.open(Path(settings.storage.db_path), cipher, key_env)
+
+
+def open_admin(
+    settings: Settings, environ: Mapping[str, str], server: Server, cache: token_cache.TokenCache
+) -> tuple[AdminApp | None, TokenStore | None]:
+    """The admin UI/API handler (with its own store connection), None when admin is off."""
+    if not settings.admin.enabled:
+        return None, None
+    store = open_tokens(settings, environ)
+    deps = server.deps
+    context = AdminContext(
+        settings=settings, store=store, refresh_tokens=cache.refresh_if_changed,
+        hash_key=deps.hash_key, providers=deps.providers, environ=environ, stats=server.stats,
+        spend=deps.budgets.used, urls=lambda: server.urls, session_id=lambda: server.session_id,
+        now=deps.now,
+    )  # fmt: skip
+    return build_admin(context), store
+
+
 def build_deps(
     settings: Settings,
     environ: Mapping[str, str],
@@ -118,9 +144,7 @@ def build_deps(
 ) -> tuple[Deps, TokenStore, UsageStore, Stats]:
     narrow_data_dir(settings)
     db_path = Path(settings.storage.db_path)
-    secret = environ.get(settings.security.encryption_key_env, "")
-    cipher = Cipher.from_secret(secret) if secret else None
-    tokens = TokenStore.open(db_path, cipher, settings.security.encryption_key_env)
+    tokens = open_tokens(settings, environ)
     usage = UsageStore(Database.open(db_path))
     providers = load_providers(
         cwd=cwd, home=home, data_dir=Path(settings.dir), inline=settings.providers
@@ -175,6 +199,7 @@ async def run_server(
         idle_timeout=server_settings.idle_timeout, ephemeral=ephemeral,
     )  # fmt: skip
     stopped: trio.Event | None = None
+    admin_store: TokenStore | None = None
     try:
         await trio.to_thread.run_sync(cache.reload)
         session = await open_ledger(settings, cwd, home, restorer(deps.budgets, usage))
@@ -195,8 +220,11 @@ async def run_server(
             )
             server = Server([], stats, deps, session)
             stopped = server.stopped
+            admin, admin_store = open_admin(settings, environ, server, cache)
             async with trio.open_nursery() as watchers:  # of client disconnects, per request
-                app = server.app = ProxyApp(deps, stats, trio.current_time, watchers.start_soon)
+                app = server.app = ProxyApp(
+                    deps, stats, trio.current_time, watchers.start_soon, admin=admin
+                )
                 async with trio.open_nursery() as producers:
                     server.urls = await producers.start(
                         partial(serve, app, config, shutdown_trigger=server._stop.wait)
@@ -210,5 +238,7 @@ async def run_server(
             await deps.upstreams.aclose()
         tokens.close()
         usage.close()
+        if admin_store is not None:
+            admin_store.close()
         if stopped is not None:
             stopped.set()

@@ -1,5 +1,5 @@
-"""The ASGI application: `/ping`, `/health`, `/stats`, `/metrics` (when `admin.enabled`), and
-the proxy for the rest, over HTTP/1.x only.
+"""The ASGI application: `/ping`, `/health`, `/stats`, `/metrics` and `/admin…` (when
+`admin.enabled`), and the proxy for the rest, over HTTP/1.x only.
 
 A proxied request's life is `ProxyApp._proxy`: its head is checked (framing, then the token)
 before any body byte is read; the body is read under a deadline, a size limit and the
@@ -85,6 +85,8 @@ class ProxyApp:
         stats: Stats,
         clock: Callable[[], float],
         spawn: Callable[..., object],
+        *,
+        admin: Callable[[Scope, Receive, Send], Awaitable[None]] | None = None,
     ) -> None:
         """`spawn` starts each request's disconnect watcher (`start_soon` of the composition
         root's nursery, which outlives the requests; a nursery per request cost 1.2% more
@@ -109,6 +111,7 @@ class ProxyApp:
         # `start`/`stop` confirm that a port is served by this very process (D23).
         self._health_headers = [*JSON, (b"x-tokenomics-pid", str(os.getpid()).encode())]
         self._admin_enabled = deps.settings.admin.enabled
+        self._admin_app = admin  # `/admin…`: the admin UI and API (services/admin)
         server = deps.settings.server
         self.bodies = Bodies(
             max_request_mb=server.max_request_mb,
@@ -140,6 +143,8 @@ class ProxyApp:
             await _send(send, 200, self._health_headers, b'{"status":"ok"}')
         elif path in ("/stats", "/metrics") and method == "GET" and self._admin_enabled:
             await self._admin(scope, send, path)
+        elif self._admin_app is not None and (path == "/admin" or path.startswith("/admin/")):
+            await self._admin_app(scope, receive, send)
         else:  # with admin off, its paths are the proxy's (`cli.md` §8.1)
             await self._proxy(scope, receive, send)
 

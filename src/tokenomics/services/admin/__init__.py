@@ -1,0 +1,27 @@
+"""The admin UI and JSON API under `/admin` (docs/ADMIN_API.md).
+
+`build_admin` assembles the route table of every API module behind the access rules of
+`guard.py`; the result is the ASGI handler the proxy's app hands `/admin…` paths to.
+"""
+
+from __future__ import annotations
+
+from tokenomics.services.admin import health
+from tokenomics.services.admin.context import AdminContext
+from tokenomics.services.admin.guard import Guard
+from tokenomics.services.admin.router import AdminApp
+
+
+def build_admin(ctx: AdminContext) -> AdminApp:
+    settings = ctx.settings
+    guard = Guard(
+        bind_host=settings.server.host,
+        extra_hosts=settings.server.tls.hosts,
+        username=settings.admin.auth.username,
+        password=settings.admin.auth.password,
+    )
+    routes = [*health.routes(ctx, webhooks=False)]
+    return AdminApp(guard, routes)
+
+
+__all__ = ["AdminApp", "AdminContext", "build_admin"]
