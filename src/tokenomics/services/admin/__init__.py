@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from tokenomics.services.admin import health
+from tokenomics.services.admin import health, policy_check
 from tokenomics.services.admin.context import AdminContext
 from tokenomics.services.admin.guard import Guard
 from tokenomics.services.admin.router import AdminApp
@@ -21,6 +21,7 @@ def build_admin(ctx: AdminContext) -> AdminApp:
         password=settings.admin.auth.password,
     )
     routes = [*health.routes(ctx, webhooks=False)]
+    routes += policy_check.routes()
     return AdminApp(guard, routes)
 
 

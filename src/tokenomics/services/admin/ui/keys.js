@@ -103,7 +103,7 @@ let validateRoute = true; // false once the server says it has no validation rou
 async function validatePolicy(text) {
   if (!validateRoute) return { note: "Well-formed JSON; the server checks the policy when you save." };
   try {
-    await api.post("/keys/validate", { policy: text });
+    await api.post("/policy/validate", { policy: text });
     return null;
   } catch (err) {
     if (err instanceof ApiError && err.status === 400) return err.message;
