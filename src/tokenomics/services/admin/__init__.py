@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from tokenomics.services.admin import health
+from tokenomics.services.admin import envvars, health, keys
 from tokenomics.services.admin.context import AdminContext
 from tokenomics.services.admin.guard import Guard
 from tokenomics.services.admin.router import AdminApp
@@ -20,7 +20,7 @@ def build_admin(ctx: AdminContext) -> AdminApp:
         username=settings.admin.auth.username,
         password=settings.admin.auth.password,
     )
-    routes = [*health.routes(ctx, webhooks=False)]
+    routes = [*health.routes(ctx, webhooks=False), *keys.routes(ctx), *envvars.routes(ctx)]
     return AdminApp(guard, routes)
 
 
