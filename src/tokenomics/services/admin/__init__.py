@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from tokenomics.services.admin import health, policy_check
+from tokenomics.services.admin import envvars, health, keys, policy_check
 from tokenomics.services.admin.context import AdminContext
 from tokenomics.services.admin.guard import Guard
 from tokenomics.services.admin.router import AdminApp
@@ -20,8 +20,8 @@ def build_admin(ctx: AdminContext) -> AdminApp:
         username=settings.admin.auth.username,
         password=settings.admin.auth.password,
     )
-    routes = [*health.routes(ctx, webhooks=False)]
-    routes += policy_check.routes()
+    routes = [*health.routes(ctx, webhooks=False), *keys.routes(ctx), *envvars.routes(ctx)]
+    routes += policy_check.routes()  # the UI's policy editor (h5)
     return AdminApp(guard, routes)
 
 
