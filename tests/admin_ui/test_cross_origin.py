@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from tests.admin_ui.browser import browser_page, in_browser, needs_chromium
-from tests.admin_ui.conftest import MOCK_POLICY, admin_get
+from tests.admin_ui.conftest import MOCK_POLICY
 from tests.support.proxy import Proxy
 
 pytestmark = [pytest.mark.slow, needs_chromium]
@@ -79,7 +79,10 @@ async def test_another_origin_cannot_create_or_delete_keys(admin_proxy: Proxy) -
             return dict(page.evaluate("window.results"))
 
     results = await in_browser(scenario)
+    assert results["plain"] == "answered opaque 0"  # sent (and refused: see the store below)
     assert results["json"] == "blocked"  # the preflight gets no CORS grant
-    keys = admin_get(url, "/keys")
+    assert results["delete"] == "blocked"  # no-cors allows only GET, HEAD and POST
+    async with admin_proxy.client() as client:
+        keys = (await client.get("/admin/api/keys")).json()
     assert keys["count"] == 1
     assert keys["tokens"][0]["token_hash"] == admin_proxy.key.hash(existing)

@@ -3,7 +3,7 @@
 
 import { api, ApiError, seg } from "./api.js";
 import { confirmDialog, secretDialog } from "./confirm.js";
-import { fmtInt, fmtTime, fmtUsd, h, section, shortHash, table } from "./dom.js";
+import { append, fmtInt, fmtTime, fmtUsd, h, section, shortHash, table } from "./dom.js";
 import { policyEditor } from "./policy_editor.js";
 
 const TEMPLATE = { base_key_env: "OPENAI_API_KEY", max_tokens: 100000 };
@@ -49,10 +49,10 @@ function pager(offset, count) {
     link(offset + PAGE, "Next", last < count));
 }
 
-async function renderList(page, offset) {
+async function renderList(page, offset, notice = "") {
   const data = await api.get(`/keys?limit=${PAGE}&offset=${offset}`);
   const keys = data.tokens || [];
-  const status = h("p", { class: "validation", role: "status" });
+  const status = h("p", { class: "validation", role: "status" }, notice);
   const columns = [
     { label: "Key", cell: (k) => h("a", { href: `#/keys/${seg(k.token_hash)}`, class: "mono", title: k.token_hash }, shortHash(k.token_hash)) },
     { label: "Created", cell: (k) => fmtTime(k.created_at) },
@@ -69,10 +69,7 @@ async function renderList(page, offset) {
             type: "button", class: "danger", "aria-label": `Delete key ${shortHash(k.token_hash)}`,
             on: { click: async () => {
               try {
-                if (await deleteKey(k.token_hash)) {
-                  status.textContent = "Key deleted.";
-                  await refresh(page);
-                }
+                if (await deleteKey(k.token_hash)) await refresh(page, offset, "Key deleted.");
               } catch (err) {
                 status.textContent = `Delete failed: ${err.message}`;
               }
@@ -84,7 +81,7 @@ async function renderList(page, offset) {
     h("h1", null, "Keys"),
     h("div", { class: "toolbar" },
       h("a", { href: "#/keys/new", class: "button primary" }, "New key"),
-      h("button", { type: "button", on: { click: () => refresh(page) } }, "Refresh"),
+      h("button", { type: "button", on: { click: () => refresh(page, offset, "") } }, "Refresh"),
       h("span", { class: "spacer" }),
       h("span", { class: "muted" }, `${fmtInt(data.count ?? keys.length)} keys`)),
     status,
@@ -92,9 +89,9 @@ async function renderList(page, offset) {
   );
 }
 
-async function refresh(page) {
+async function refresh(page, offset, notice) {
   const fresh = h("div");
-  await renderList(fresh, 0);
+  await renderList(fresh, offset, notice);
   page.replaceChildren(...fresh.childNodes);
 }
 
@@ -133,7 +130,7 @@ async function renderEditor(page, hash) {
   const form = h("form", { class: "card", novalidate: true, "aria-labelledby": "editor-title" });
   const expires = h("input", { id: "key-expires", type: "text", autocomplete: "off", placeholder: existing ? "unchanged" : "never" });
   const status = h("p", { id: "save-status", class: "validation", role: "status", "aria-live": "polite" });
-  form.append(
+  append(form, [
     existing
       ? h("dl", { class: "kv" },
           h("dt", null, "Hash"), h("dd", { class: "mono" }, existing.token_hash),
@@ -144,7 +141,7 @@ async function renderEditor(page, hash) {
       h("label", { for: "key-expires" }, "Expires ",
         h("span", { class: "hint" }, existing ? "30d, 12h, 1y or an RFC 3339 time; empty leaves it unchanged; clear removes it" : "30d, 12h, 1y or an RFC 3339 time; empty = never")),
       expires),
-  );
+  ]);
   const editorRoot = h("div");
   form.append(editorRoot);
   const editor = policyEditor(editorRoot, { initial, validate: validatePolicy, ...choices });
