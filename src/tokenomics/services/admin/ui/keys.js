@@ -10,6 +10,10 @@ const TEMPLATE = { base_key_env: "OPENAI_API_KEY", max_tokens: 100000 };
 
 const PAGE = 100;
 
+function plural(n, word) {
+  return `${fmtInt(n)} ${word}${n === 1 ? "" : "s"}`;
+}
+
 export async function render(page, params) {
   if (params[0] === "new") return renderEditor(page, null);
   if (params[0] && params[0] !== "page") return renderEditor(page, params[0]);
@@ -83,7 +87,7 @@ async function renderList(page, offset, notice = "") {
       h("a", { href: "#/keys/new", class: "button primary" }, "New key"),
       h("button", { type: "button", on: { click: () => refresh(page, offset, "") } }, "Refresh"),
       h("span", { class: "spacer" }),
-      h("span", { class: "muted" }, `${fmtInt(data.count ?? keys.length)} keys`)),
+      h("span", { class: "muted" }, plural(data.count ?? keys.length, "key"))),
     status,
     section("Wrapper tokens", table(columns, keys, { empty: "No keys yet: create one with New key." }), pager(offset, data.count ?? keys.length)),
   );
