@@ -71,14 +71,15 @@ class Guard:
     def bound_wide(self) -> bool:
         return self.bind_host in _WILDCARDS or not is_loopback(self.bind_host)
 
-    def check(self, peer: str, method: str, headers: dict[str, str]) -> None:
-        """Raise `AdminError` (403, 401, 415) when the request may not proceed."""
+    def check(self, peer: str, local: str, method: str, headers: dict[str, str]) -> None:
+        """Raise `AdminError` (403, 401, 415) when the request from `peer`, arrived at our
+        address `local`, may not proceed."""
         if not is_loopback(peer) and not (self.bound_wide and self.auth_required):
             raise AdminError(403, "admin UI/API is local-only")
         if self.auth_required and not self._authorized(headers.get("authorization", "")):
             challenge = (b"www-authenticate", b'Basic realm="tokenomics-admin"')
             raise AdminError(401, "unauthorized", [challenge])
-        host = self._host(headers.get("host", ""))
+        host = self._host(headers.get("host", ""), local)
         if method in MUTATING:
             self._same_origin(host, headers)
 
@@ -86,18 +87,22 @@ class Guard:
         expected = "Basic " + base64.b64encode(f"{self.username}:{self.password}".encode()).decode()
         return hmac.compare_digest(given.encode("latin-1", "replace"), expected.encode())
 
-    def _allowed_host(self, name: str) -> bool:
+    def _allowed_host(self, name: str, local: str) -> bool:
+        """Loopback names; our own address as the connection reached it (an address in `Host`
+        is never DNS rebinding); the bound address; the names of `server.tls.hosts`."""
         if name in LOOPBACK_NAMES or is_loopback(name):
+            return True
+        address = _address(name)
+        if address is not None and address == _address(local):
             return True
         known = {h.lower().strip("[]") for h in self.extra_hosts}
         if self.bind_host not in _WILDCARDS:
             known.add(self.bind_host.lower().strip("[]"))
-        address = _address(name)
         return name in known or (address is not None and str(address) in known)
 
-    def _host(self, value: str) -> str:
+    def _host(self, value: str, local: str) -> str:
         name = split_host(value)
-        if name is None or not self._allowed_host(name):
+        if name is None or not self._allowed_host(name, local):
             raise AdminError(403, "admin: unexpected Host header")
         return value.strip().lower()
 

@@ -97,8 +97,8 @@ class AdminApp:
     async def _respond(self, scope: Scope, receive: Receive) -> Response:
         method, path = scope["method"], scope["path"]
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        client = scope.get("client")
-        self.guard.check(client[0] if client else "", method, headers)
+        client, server = scope.get("client"), scope.get("server")
+        self.guard.check(client[0] if client else "", server[0] if server else "", method, headers)
         if path != API and not path.startswith(API + "/"):
             if method not in ("GET", "HEAD"):
                 raise AdminError(405, "method not allowed", [(b"allow", b"GET, HEAD")])
