@@ -21,7 +21,9 @@ async def admin_proxy(tmp_path: Path) -> AsyncIterator[Proxy]:
         yield proxy
 
 
-def chat(url: str, token: str, model: str = "gpt-4o", content: str = "hello there") -> httpx2.Response:
+def chat(
+    url: str, token: str, model: str = "gpt-4o", content: str = "hello there"
+) -> httpx2.Response:
     """One chat completion through the proxy, blocking (called from the browser's thread)."""
     body = {"model": model, "messages": [{"role": "user", "content": content}]}
     with httpx2.Client(base_url=url, timeout=30) as client:

@@ -34,7 +34,10 @@ BLOCK = {"name": "no-secrets", "action": "fail", "message": "request blocked: ap
 def _request(rng: random.Random, when: datetime, key: str) -> dict[str, object]:
     prices = load_prices()
     model, provider, _w, inputs, outputs = rng.choices(MODELS, weights=[m[2] for m in MODELS])[0]
-    usage = Usage(input_tokens=int(inputs * rng.uniform(0.3, 2.5)), output_tokens=int(outputs * rng.uniform(0.2, 2.0)))
+    usage = Usage(
+        input_tokens=int(inputs * rng.uniform(0.3, 2.5)),
+        output_tokens=int(outputs * rng.uniform(0.2, 2.0)),
+    )
     status, matches, error = 200, [], ""
     roll = rng.random()
     if roll < 0.04:
@@ -70,7 +73,11 @@ def seed_history(data_dir: Path, keys: list[str], *, days: int = 14, seed: int =
         ]
         requests.sort(key=lambda r: str(r["timestamp"]))
         session_id = secrets.token_hex(4)
-        git = {"branch": rng.choice(BRANCHES), "commit_start": secrets.token_hex(4)[:7], "repo_root": "/home/dev/app"}
+        git = {
+            "branch": rng.choice(BRANCHES),
+            "commit_start": secrets.token_hex(4)[:7],
+            "repo_root": "/home/dev/app",
+        }
         session = session_json(
             session_id=session_id, started_at=started, ended_at=started + timedelta(hours=9),
             git=git, requests=requests,

@@ -44,7 +44,12 @@ def attacker_site(target: str, key_hash: str) -> Iterator[str]:
     """A tiny HTTP server on another port serving the attack page; yields its URL on `localhost`
     (another host and port: another origin)."""
     policy = json.dumps(MOCK_POLICY).replace('"', '\\"')
-    page = ATTACK.replace("TARGET", target).replace("POLICY", policy).replace("HASH", key_hash).encode()
+    page = (
+        ATTACK.replace("TARGET", target)
+        .replace("POLICY", policy)
+        .replace("HASH", key_hash)
+        .encode()
+    )
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -72,7 +77,10 @@ async def test_another_origin_cannot_create_or_delete_keys(admin_proxy: Proxy) -
     existing = admin_proxy.token(MOCK_POLICY)
 
     def scenario() -> dict[str, str]:
-        with attacker_site(url, admin_proxy.key.hash(existing)) as evil, browser_page() as (page, _watch):
+        with (
+            attacker_site(url, admin_proxy.key.hash(existing)) as evil,
+            browser_page() as (page, _watch),
+        ):
             page.goto(evil)
             page.wait_for_function("window.results && window.results.done === true")
             page.wait_for_load_state("networkidle")

@@ -67,11 +67,15 @@ async def test_a_key_created_in_the_form_serves_then_edits_and_deletes(admin_pro
             wait_ready(page)
             delete = page.get_by_role("button", name=f"Delete key {key_hash[:12]}")
             delete.click()
-            page.get_by_role("dialog", name="Delete this key?").get_by_role("button", name="Cancel").click()
+            page.get_by_role("dialog", name="Delete this key?").get_by_role(
+                "button", name="Cancel"
+            ).click()
             assert chat(url, raw, model="gpt-4o-mini").status_code == 200
             delete.click()
             screenshot(page, "key-delete-confirm")
-            page.get_by_role("dialog", name="Delete this key?").get_by_role("button", name="Delete").click()
+            page.get_by_role("dialog", name="Delete this key?").get_by_role(
+                "button", name="Delete"
+            ).click()
             page.get_by_text("Key deleted.").wait_for()
             assert page.locator(f"a[title='{key_hash}']").count() == 0
             assert chat(url, raw, model="gpt-4o-mini").status_code == 401
@@ -104,7 +108,11 @@ async def test_the_policy_editor_reports_errors_inline_as_you_type(admin_proxy: 
             # unmodelled fields survive the quick inputs (the original dropped `memory`)
             editor.fill(json.dumps({**MOCK_POLICY, "memory": {"enabled": True}}))
             page.fill("#quick-max_tokens", "1000")
-            assert json.loads(editor.input_value()) == {**MOCK_POLICY, "memory": {"enabled": True}, "max_tokens": 1000}
+            assert json.loads(editor.input_value()) == {
+                **MOCK_POLICY,
+                "memory": {"enabled": True},
+                "max_tokens": 1000,
+            }
             watch.assert_clean(allow=("status of 400",))
 
     await in_browser(scenario)

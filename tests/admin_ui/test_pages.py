@@ -67,7 +67,9 @@ async def test_analytics_shows_the_request_made_a_moment_before(admin_proxy: Pro
             page.get_by_role("button", name="Refresh").click()
             page.get_by_role("heading", name="Recent requests").wait_for()
             wait_ready(page)
-            recent = page.locator("section", has=page.get_by_role("heading", name="Recent requests"))
+            recent = page.locator(
+                "section", has=page.get_by_role("heading", name="Recent requests")
+            )
             row = recent.locator("tbody tr").first
             assert row.locator(f"a[title='{admin_proxy.key.hash(token)}']").count() == 1
             cells = row.locator("td").all_inner_texts()

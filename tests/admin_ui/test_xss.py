@@ -20,14 +20,24 @@ IMG = "\"><img src=x onerror=\"window.__xss='img';alert('img')\">"
 # git refuses spaces in branch names, not markup
 BRANCH = "\"><img/src=x/onerror=window.__xss='branch';alert('branch')>"
 POLICY: dict[str, Any] = {
-    "providers": {"mock": [{"base_key_env": "ANY", "model_regex": ".*"}, {"base_key_env": "ANY", "model": IMG}]},
+    "providers": {
+        "mock": [
+            {"base_key_env": "ANY", "model_regex": ".*"},
+            {"base_key_env": "ANY", "model": IMG},
+        ]
+    },
     "metadata": {"team": SCRIPT, "note": IMG},
     "rules": [{"name": IMG, "type": "keyword", "keywords": ["hello"], "action": "warn"}],
 }
 
 
 def git(cwd: Path, *args: str) -> None:
-    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args], cwd=cwd, check=True, capture_output=True)
+    subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args],
+        cwd=cwd,
+        check=True,
+        capture_output=True,
+    )
 
 
 @pytest.fixture
@@ -49,7 +59,9 @@ def assert_inert(page: Any, watch: Any, *texts: str) -> None:
     watch.assert_clean()
 
 
-async def test_markup_from_policies_models_branches_and_memory_stays_text(hostile_proxy: Proxy) -> None:
+async def test_markup_from_policies_models_branches_and_memory_stays_text(
+    hostile_proxy: Proxy,
+) -> None:
     url = hostile_proxy.url
     token = hostile_proxy.token(POLICY)
     key_hash = hostile_proxy.key.hash(token)
@@ -72,7 +84,7 @@ async def test_markup_from_policies_models_branches_and_memory_stays_text(hostil
             # the editor holds the stored policy text verbatim
             page.goto(f"{url}/admin/#/keys/{key_hash}")
             page.wait_for_selector("main .page[aria-busy=false]")
-            assert SCRIPT.replace("'", "\\'") in page.input_value("#policy-json") or SCRIPT in page.input_value("#policy-json")
+            assert SCRIPT in page.input_value("#policy-json")
             assert_inert(page, watch)
             page.goto(f"{url}/admin/#/memory")
             page.wait_for_selector("main .page[aria-busy=false]")
