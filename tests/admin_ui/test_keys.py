@@ -53,12 +53,15 @@ async def test_a_key_created_in_the_form_serves_then_edits_and_deletes(admin_pro
             # the expiry given in the form was stored
             assert admin_get(url, f"/keys/{key_hash}")["expires_at"]
 
-            # edit: only gpt-4o-mini from now on, through the quick field
+            # edit: only gpt-4o-mini from now on (through the quick field), and no expiry
             page.fill("#quick-model", "gpt-4o-mini")
+            page.fill("#key-expires", "clear")
             assert json.loads(page.input_value("#policy-json"))["model"] == "gpt-4o-mini"
             page.get_by_text("Valid policy.").wait_for()
             page.get_by_role("button", name="Save changes").click()
             page.locator("#save-status", has_text="Saved.").wait_for()
+            assert page.inner_text("#key-expires-at") == "never"
+            assert admin_get(url, f"/keys/{key_hash}")["expires_at"] is None
             assert chat(url, raw, model="gpt-4o").status_code == 403
             assert chat(url, raw, model="gpt-4o-mini").status_code == 200
 

@@ -60,7 +60,7 @@ async function renderList(page, offset, notice = "") {
   const columns = [
     { label: "Key", cell: (k) => h("a", { href: `#/keys/${seg(k.token_hash)}`, class: "mono", title: k.token_hash }, shortHash(k.token_hash)) },
     { label: "Created", cell: (k) => fmtTime(k.created_at) },
-    { label: "Expires", cell: (k) => (k.expires_at ? fmtTime(k.expires_at) : "never") },
+    { label: "Expires", cell: expiryText },
     { label: "Default provider", cell: (k) => (k.policy && k.policy.default_provider) || "–" },
     { label: "Budget", cell: budgetText },
     { label: "Providers", cell: providerText },
@@ -139,7 +139,7 @@ async function renderEditor(page, hash) {
       ? h("dl", { class: "kv" },
           h("dt", null, "Hash"), h("dd", { class: "mono" }, existing.token_hash),
           h("dt", null, "Created"), h("dd", null, fmtTime(existing.created_at)),
-          h("dt", null, "Expires"), h("dd", null, existing.expires_at ? fmtTime(existing.expires_at) : "never"))
+          h("dt", null, "Expires"), h("dd", { id: "key-expires-at" }, expiryText(existing)))
       : null,
     h("div", { class: "field" },
       h("label", { for: "key-expires" }, "Expires ",
@@ -168,6 +168,11 @@ async function renderEditor(page, hash) {
   page.append(h("h1", { id: "editor-title" }, existing ? `Key ${shortHash(existing.token_hash)}…` : "New key"), form);
 }
 
+function expiryText(key) {
+  if (!key.expires_at) return "never";
+  return `${fmtTime(key.expires_at)}${key.expired ? " (expired)" : ""}`;
+}
+
 function pretty(raw) {
   try {
     return JSON.stringify(JSON.parse(raw), null, 2);
@@ -183,9 +188,12 @@ async function submit({ existing, editor, expires, status, save }) {
   const body = { policy: editor.text(), expires: expires.value.trim() };
   try {
     if (existing) {
-      await api.put(`/keys/${seg(existing.token_hash)}`, body);
+      const saved = await api.put(`/keys/${seg(existing.token_hash)}`, body);
       status.className = "validation ok";
       status.textContent = "Saved.";
+      expires.value = "";
+      const shown = document.getElementById("key-expires-at");
+      if (shown && saved && saved.key) shown.textContent = expiryText(saved.key);
       return;
     }
     const created = await api.post("/keys", body);

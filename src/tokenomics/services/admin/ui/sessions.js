@@ -72,7 +72,7 @@ function gitList(git) {
 async function renderOne(page, id, offset) {
   const s = await api.get(`/sessions/${seg(id)}?limit=${REQUESTS_PAGE}&offset=${offset}`);
   const t = s.totals || {};
-  const requests = [...(s.requests || [])].reverse(); // newest first, like the analytics page
+  const requests = s.requests || []; // in recorded order, a page at a time
   const go = (next) => {
     location.hash = `#/sessions/${seg(s.session_id)}/${next}`;
   };
