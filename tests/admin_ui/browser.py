@@ -84,10 +84,10 @@ async def in_browser(scenario: Callable[[], T]) -> T:
     return await trio.to_thread.run_sync(scenario)
 
 
-def screenshot(page: Any, name: str) -> Path:
-    """Write a full-page screenshot under `tests/admin_ui/artifacts/` and print its path."""
+def screenshot(page: Any, name: str, *, full_page: bool = True) -> Path:
+    """Write a screenshot under `tests/admin_ui/artifacts/` and print its path."""
     ARTIFACTS.mkdir(exist_ok=True)
     path = ARTIFACTS / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
+    page.screenshot(path=str(path), full_page=full_page)
     print(f"screenshot: {path}")
     return path

@@ -15,7 +15,7 @@ from pathlib import Path
 from tokenomics.config.prices import load_prices
 from tokenomics.domain.ledger import EntryValues, request_entry
 from tokenomics.domain.ledger_session import session_json
-from tokenomics.domain.pricing import cost_usd
+from tokenomics.domain.pricing import PriceTable, cost_usd
 from tokenomics.domain.usage import Usage
 from tokenomics.services.ledger_files import session_bytes
 
@@ -31,8 +31,7 @@ WARN = {"name": "pii-email", "action": "mask", "message": "email address masked"
 BLOCK = {"name": "no-secrets", "action": "fail", "message": "request blocked: api_key"}
 
 
-def _request(rng: random.Random, when: datetime, key: str) -> dict[str, object]:
-    prices = load_prices()
+def _request(rng: random.Random, when: datetime, key: str, prices: PriceTable) -> dict[str, object]:
     model, provider, _w, inputs, outputs = rng.choices(MODELS, weights=[m[2] for m in MODELS])[0]
     usage = Usage(
         input_tokens=int(inputs * rng.uniform(0.3, 2.5)),
@@ -59,6 +58,7 @@ def _request(rng: random.Random, when: datetime, key: str) -> dict[str, object]:
 def seed_history(data_dir: Path, keys: list[str], *, days: int = 14, seed: int = 17) -> int:
     """Write one finished session per past day; the number of requests written."""
     rng = random.Random(seed)
+    prices = load_prices()
     sessions = data_dir / "sessions"
     sessions.mkdir(parents=True, exist_ok=True)
     today = datetime.now(UTC).replace(hour=9, minute=0, second=0, microsecond=0)
@@ -68,7 +68,12 @@ def seed_history(data_dir: Path, keys: list[str], *, days: int = 14, seed: int =
         weekday_load = 0.4 if started.weekday() >= 5 else 1.0
         count = int(rng.randint(25, 70) * weekday_load * (1 + (days - back) / days))
         requests = [
-            _request(rng, started + timedelta(seconds=rng.randint(60, 8 * 3600)), rng.choice(keys))
+            _request(
+                rng,
+                started + timedelta(seconds=rng.randint(60, 8 * 3600)),
+                rng.choice(keys),
+                prices,
+            )
             for _ in range(count)
         ]
         requests.sort(key=lambda r: str(r["timestamp"]))

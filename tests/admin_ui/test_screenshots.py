@@ -42,7 +42,9 @@ async def test_analytics_with_history_draws_a_column_per_day(admin_proxy: Proxy)
             rows = page.locator("details.chart-data tbody tr")
             assert rows.count() == DAYS + 1  # the seeded days and today
             assert page.locator(".budget").count() >= 3
-            path = screenshot(page, "analytics-demo")
+            screenshot(page, "analytics-demo")
+            page.set_viewport_size({"width": 1366, "height": 1180})
+            path = screenshot(page, "analytics-demo-top", full_page=False)
             page.get_by_role("button", name="By provider").click()
             assert page.locator(".legend li", has_text="anthropic").count() == 1
             screenshot(page, "analytics-demo-by-provider")

@@ -43,7 +43,7 @@ def git(cwd: Path, *args: str) -> None:
 @pytest.fixture
 async def hostile_proxy(tmp_path: Path) -> AsyncIterator[Proxy]:
     work = tmp_path / "work"
-    work.mkdir()
+    work.mkdir(exist_ok=True)
     git(work, "init", "-q", "-b", BRANCH)
     git(work, "commit", "-q", "--allow-empty", "-m", "x")
     async with start_proxy(tmp_path) as proxy:

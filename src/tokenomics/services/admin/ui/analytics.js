@@ -40,8 +40,26 @@ export async function render(page) {
       section("By provider", topList(data.by_provider, "provider", view)),
       section("By git branch", topList(data.by_branch, "branch", view))),
     await budgetsCard(),
-    section("Recent requests", recentTable(data.recent || [])),
+    recentCard(data.recent || []),
   );
+}
+
+const RECENT_SHOWN = 10;
+
+function recentCard(rows) {
+  const card = section("Recent requests");
+  const body = h("div");
+  let all = false;
+  const toggle = h("button", { type: "button", "aria-expanded": "false", on: { click: () => { all = !all; draw(); } } });
+  const draw = () => {
+    body.replaceChildren(recentTable(all ? rows : rows.slice(0, RECENT_SHOWN)));
+    toggle.textContent = all ? `Show the latest ${RECENT_SHOWN}` : `Show all ${rows.length}`;
+    toggle.setAttribute("aria-expanded", String(all));
+  };
+  draw();
+  card.append(body);
+  if (rows.length > RECENT_SHOWN) card.append(toggle);
+  return card;
 }
 
 function anySpend(data) {
@@ -77,8 +95,9 @@ function overTime(data, view) {
   };
   card.append(
     h("h2", { id: "over-time" }, "Spend over time"),
-    h("div", { class: "tabs", role: "group", "aria-label": "Break down by" }, available.map((d) => choice("dimension", d.key, `By ${d.label.toLowerCase()}`))),
-    h("div", { class: "tabs", role: "group", "aria-label": "Measure" }, Object.entries(METRICS).map(([k, m]) => choice("metric", k, m.label))),
+    h("div", { class: "chart-controls" },
+      h("div", { class: "tabs", role: "group", "aria-label": "Break down by" }, available.map((d) => choice("dimension", d.key, `By ${d.label.toLowerCase()}`))),
+      h("div", { class: "tabs", role: "group", "aria-label": "Measure" }, Object.entries(METRICS).map(([k, m]) => choice("metric", k, m.label)))),
     body,
   );
   if (!available.some((d) => d.key === view.dimension) && available.length) view.dimension = available[0].key;
@@ -129,7 +148,7 @@ function rulesCell(entry) {
 
 export function recentTable(rows) {
   return table([
-    { label: "Time", cell: (r) => fmtTime(r.timestamp) },
+    { label: "Time", cell: (r) => h("time", { datetime: r.timestamp, class: "nowrap" }, fmtTime(r.timestamp)) },
     { label: "Key", cell: (r) => (r.token_hash ? h("a", { href: `#/keys/${seg(r.token_hash)}`, class: "mono", title: r.token_hash }, shortHash(r.token_hash)) : "–") },
     { label: "Model", cell: (r) => r.model || "–" },
     { label: "Provider", cell: (r) => r.provider || "–" },

@@ -55,10 +55,13 @@ export function fmtInt(n) {
   return typeof n === "number" && Number.isFinite(n) ? INTEGER.format(n) : "–";
 }
 
+const USD = new Intl.NumberFormat("en-US", { style: "currency", currency: "USD", minimumFractionDigits: 2, maximumFractionDigits: 2 });
+const USD_SMALL = new Intl.NumberFormat("en-US", { style: "currency", currency: "USD", maximumSignificantDigits: 2 });
+
+/** Dollars: cents for most amounts, two significant digits below a cent ($0.00042). */
 export function fmtUsd(n) {
   if (typeof n !== "number" || !Number.isFinite(n)) return "–";
-  if (n !== 0 && Math.abs(n) < 0.01) return `$${n.toFixed(4)}`;
-  return `$${n.toFixed(2)}`;
+  return n !== 0 && Math.abs(n) < 0.01 ? USD_SMALL.format(n) : USD.format(n);
 }
 
 export function fmtTime(text) {
