@@ -6,9 +6,10 @@
 
 from __future__ import annotations
 
-from tokenomics.services.admin import envvars, health, keys
+from tokenomics.services.admin import analytics, envvars, health, keys, sessions
 from tokenomics.services.admin.context import AdminContext
 from tokenomics.services.admin.guard import Guard
+from tokenomics.services.admin.ledger_index import LedgerIndex
 from tokenomics.services.admin.router import AdminApp
 
 
@@ -20,8 +21,15 @@ def build_admin(ctx: AdminContext) -> AdminApp:
         username=settings.admin.auth.username,
         password=settings.admin.auth.password,
     )
-    routes = [*health.routes(ctx, webhooks=False), *keys.routes(ctx), *envvars.routes(ctx)]
-    return AdminApp(guard, routes)
+    index = LedgerIndex(settings.sessions_dir if settings.ledger.enabled else None)
+    routes = [
+        *health.routes(ctx, webhooks=False),
+        *keys.routes(ctx),
+        *envvars.routes(ctx),
+        *analytics.routes(ctx, analytics.Analytics(index)),
+        *sessions.routes(index),
+    ]
+    return AdminApp(guard, routes, warm_up=index.refresh)
 
 
 __all__ = ["AdminApp", "AdminContext", "build_admin"]
