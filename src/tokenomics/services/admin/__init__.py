@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from tokenomics.services.admin import analytics, envvars, health, keys, sessions
+from tokenomics.services.admin import analytics, envvars, health, keys, memory_files, sessions
 from tokenomics.services.admin.context import AdminContext
 from tokenomics.services.admin.guard import Guard
 from tokenomics.services.admin.ledger_index import LedgerIndex
@@ -28,6 +28,7 @@ def build_admin(ctx: AdminContext) -> AdminApp:
         *envvars.routes(ctx),
         *analytics.routes(ctx, analytics.Analytics(index)),
         *sessions.routes(index),
+        *memory_files.routes(settings.memory_dir),
     ]
     return AdminApp(guard, routes, warm_up=index.refresh)
 
