@@ -221,6 +221,10 @@ async def run_server(
             server = Server([], stats, deps, session)
             stopped = server.stopped
             admin, admin_store = open_admin(settings, environ, server, cache)
+            if admin is not None:  # the ledger read once before the first page asks
+                consumers.start_soon(
+                    partial(trio.to_thread.run_sync, admin.warm_up, abandon_on_cancel=True)
+                )
             async with trio.open_nursery() as watchers:  # of client disconnects, per request
                 app = server.app = ProxyApp(
                     deps, stats, trio.current_time, watchers.start_soon, admin=admin

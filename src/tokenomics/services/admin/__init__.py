@@ -6,9 +6,11 @@
 
 from __future__ import annotations
 
-from tokenomics.services.admin import envvars, health, keys, policy_check
+from tokenomics.services.admin import analytics, envvars, health, keys, memory_files, sessions
 from tokenomics.services.admin.context import AdminContext
 from tokenomics.services.admin.guard import Guard
+from tokenomics.services.admin.ledger_index import LedgerIndex
+from tokenomics.services.admin.policy_check import routes as policy_routes
 from tokenomics.services.admin.router import AdminApp
 
 
@@ -20,9 +22,18 @@ def build_admin(ctx: AdminContext) -> AdminApp:
         username=settings.admin.auth.username,
         password=settings.admin.auth.password,
     )
-    routes = [*health.routes(ctx, webhooks=False), *keys.routes(ctx), *envvars.routes(ctx)]
-    routes += policy_check.routes()  # the UI's policy editor (h5)
-    return AdminApp(guard, routes)
+    index = LedgerIndex(settings.sessions_dir if settings.ledger.enabled else None)
+    routes = [
+        *health.routes(ctx, webhooks=False),
+        *keys.routes(ctx),
+        *envvars.routes(ctx),
+        *analytics.routes(ctx, analytics.Analytics(index)),
+        *sessions.routes(index),
+        *memory_files.routes(settings.memory_dir),
+    ]
+    # the policy editor's check as you type (the UI's)
+    routes += policy_routes()
+    return AdminApp(guard, routes, warm_up=index.refresh)
 
 
 __all__ = ["AdminApp", "AdminContext", "build_admin"]

@@ -12,9 +12,15 @@ import orjson
 from tokenomics.domain.errors import NotFoundError
 from tokenomics.domain.tokens import HASH_RE
 from tokenomics.services import token_ops
-from tokenomics.services.admin.http import AdminError, Request, Response, json_response
+from tokenomics.services.admin.http import (
+    JSON_TYPE,
+    AdminError,
+    Request,
+    Response,
+    json_response,
+)
 from tokenomics.services.admin.router import Route, route
-from tokenomics.services.admin.summaries import SummaryCache, detail, live, summary
+from tokenomics.services.admin.summaries import SummaryCache, detail, live, live_json, summary
 
 if TYPE_CHECKING:
     import re
@@ -74,8 +80,9 @@ class Keys:
         limit = request.int_param("limit", 1 << 30)
         items = await self.ctx.in_store(self.cache.items, self.ctx.store)
         now, spend = self._now(), self.ctx.spend
-        page = [live(item, spend, now) for item in items[offset : offset + limit]]
-        return json_response(200, {"count": len(items), "tokens": page})
+        page = b",".join(live_json(item, spend, now) for item in items[offset : offset + limit])
+        body = b'{"count":%d,"tokens":[%b]}\n' % (len(items), page)
+        return Response(200, body, [JSON_TYPE])
 
     async def get(self, _request: Request, match: re.Match[str]) -> Response:
         token_hash = _hash(match, "token not found")

@@ -75,9 +75,12 @@ async def read_body(receive: Receive) -> bytes:
 
 
 class AdminApp:
-    def __init__(self, guard: Guard, routes: Sequence[Route]) -> None:
+    def __init__(
+        self, guard: Guard, routes: Sequence[Route], warm_up: Callable[[], None] = lambda: None
+    ) -> None:
         self.guard = guard
         self.routes = list(routes)
+        self.warm_up = warm_up  # blocking: reads the ledger once, before the first page asks
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from tokenomics.store.tokens import TokenRecord, TokenStore
 
 Summary = dict[str, Any]
+Cached = tuple[Summary, bytes]  # a summary and its JSON without the closing brace, plus ","
 
 
 def _models(entries: tuple[ProviderPolicy, ...]) -> list[str]:
@@ -61,8 +62,8 @@ def summary(record: TokenRecord) -> Summary:
     return {**out, "policy": policy_summary(p), "providers": providers}
 
 
-def live(item: Summary, spend: Callable[[str], Spend], now: datetime) -> Summary:
-    """`item` with what changes by itself: expired or not, and the budget counters."""
+def live_part(item: Summary, spend: Callable[[str], Spend], now: datetime) -> Summary:
+    """What changes by itself: expired or not, and the budget counters."""
     used = spend(item["token_hash"])
     policy = item["policy"] or {}
     budget = {
@@ -71,7 +72,18 @@ def live(item: Summary, spend: Callable[[str], Spend], now: datetime) -> Summary
         "max_tokens": policy.get("max_tokens", 0),
         "max_cost_usd": policy.get("max_cost_usd", 0.0),
     }
-    return {**item, "expired": is_expired(item["expires_at"], now), "budget": budget}
+    return {"expired": is_expired(item["expires_at"], now), "budget": budget}
+
+
+def live(item: Summary, spend: Callable[[str], Spend], now: datetime) -> Summary:
+    """`item` with its `live_part`."""
+    return {**item, **live_part(item, spend, now)}
+
+
+def live_json(cached: Cached, spend: Callable[[str], Spend], now: datetime) -> bytes:
+    """`live(item)` as JSON: the item's JSON, kept, spliced with its live part's."""
+    item, head = cached
+    return head + orjson.dumps(live_part(item, spend, now))[1:]
 
 
 def detail(record: TokenRecord, spend: Callable[[str], Spend]) -> Summary:
@@ -89,10 +101,10 @@ class SummaryCache:
 
     def __init__(self) -> None:
         self._generation = -1
-        self._items: list[Summary] = []
+        self._items: list[Cached] = []
         self._lock = threading.Lock()
 
-    def items(self, store: TokenStore) -> list[Summary]:
+    def items(self, store: TokenStore) -> list[Cached]:
         """Blocking (reads the store when it changed): call on a worker thread."""
         with self._lock:
             generation = store.generation()
@@ -100,6 +112,7 @@ class SummaryCache:
                 records = store.list()
                 records.sort(key=lambda r: r.token_hash)
                 records.sort(key=lambda r: r.created_at, reverse=True)
-                self._items = [summary(r) for r in records]
+                items = [summary(r) for r in records]
+                self._items = [(item, orjson.dumps(item)[:-1] + b",") for item in items]
                 self._generation = generation
             return self._items
