@@ -70,8 +70,12 @@ async def test_the_numbers_are_the_ledgers_own_rollups(proxy: Proxy) -> None:
     assert [d["key"] for d in got["by_day"]] == sorted(days)
     for day in got["by_day"]:
         theirs = rollups(days[day["key"]])
-        plain = {k: v for k, v in day.items() if k not in ("key", "by_model", "by_provider")}
+        split = ("key", "by_model", "by_provider", "by_branch")
+        plain = {k: v for k, v in day.items() if k not in split}
         same(plain, {k: v for k, v in theirs["totals"].items() if k in plain})
+        # each day's spend split by the git branch of its sessions adds up to the day
+        assert set(day["by_branch"]) <= set(BRANCHES)
+        assert sum(b["total_tokens"] for b in day["by_branch"].values()) == plain["total_tokens"]
         assert {m: v["total_tokens"] for m, v in day["by_model"].items()} == {
             m: r["total_tokens"] for m, r in theirs["by_model"].items()
         }

@@ -48,6 +48,9 @@ async def test_analytics_with_history_draws_a_column_per_day(admin_proxy: Proxy)
             page.get_by_role("button", name="By provider").click()
             assert page.locator(".legend li", has_text="anthropic").count() == 1
             screenshot(page, "analytics-demo-by-provider")
+            page.get_by_role("button", name="By branch").click()
+            legend = page.locator(".legend li").all_inner_texts()
+            assert {"main", "feat/streaming-budgets", "fix/retry-fallback"} <= set(legend)
             watch.assert_clean()
         if os.environ.get("TOKENOMICS_UPDATE_SCREENSHOT") == "1":
             shutil.copyfile(path, DOCS_SHOT)

@@ -83,6 +83,18 @@ def by_day(total: Aggregate) -> list[dict[str, Any]]:
     return list(days.values())
 
 
+def with_branches(days: list[dict[str, Any]], index: LedgerIndex) -> list[dict[str, Any]]:
+    """Add `by_branch` to each day of `by_day`: a session's branch is its git context, so the
+    day x branch cells come from each session's own days (the UI charts spend per branch)."""
+    cells: dict[str, dict[str, Vector]] = {}
+    for state in index.files.values():
+        for day, v in state.aggregate.group("day").items():
+            add_into(cells.setdefault(day, {}).setdefault(state.branch, new_vector()), v)
+    for entry in days:
+        entry["by_branch"] = {b: _small(v) for b, v in sorted(cells.get(entry["key"], {}).items())}
+    return days
+
+
 def summarize(index: LedgerIndex, top: int) -> dict[str, Any]:
     """Blocking: call with `index.lock` held, after `index.refresh()`."""
     total = index.total
@@ -98,7 +110,7 @@ def summarize(index: LedgerIndex, top: int) -> dict[str, Any]:
         "by_branch": ranked(branches, top),
         "by_token": ranked(total.tokens, top),
         "token_count": len(total.tokens),
-        "by_day": by_day(total),
+        "by_day": with_branches(by_day(total), index),
         "recent": newest(index),
     }
 
