@@ -1,6 +1,6 @@
 """The analytics page with two weeks of (seeded) history plus requests made through the proxy
 now: every day is a column, the top lists and budgets are filled. Writes
-`tests/admin_ui/artifacts/analytics-demo.png`; with `TOKENOMICS_UPDATE_SCREENSHOT=1` it also
+`tests/admin_ui/artifacts/analytics-demo.png`; with `UPDATE_ADMIN_SCREENSHOT=1` it also
 refreshes the README's `docs/admin-analytics.png`."""
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ async def test_analytics_with_history_draws_a_column_per_day(admin_proxy: Proxy)
             legend = page.locator(".legend li").all_inner_texts()
             assert {"main", "feat/streaming-budgets", "fix/retry-fallback"} <= set(legend)
             watch.assert_clean()
-        if os.environ.get("TOKENOMICS_UPDATE_SCREENSHOT") == "1":
+        if os.environ.get("UPDATE_ADMIN_SCREENSHOT") == "1":
             shutil.copyfile(path, DOCS_SHOT)
 
     await in_browser(scenario)
