@@ -6,6 +6,8 @@ place that starts long-lived tasks (`design.md`).
     │   ├── ledger           finished exchanges -> session journal + JSON, memory files
     │   ├── usage_writer     budget counters written through to the store
     │   ├── token refresher  snapshot reloaded when the store changes
+    │   ├── event writer     events of finished requests -> the outbox (when webhooks are set)
+    │   ├── dispatcher       outbox -> webhooks
     │   └── estimator warm-up
     └── producers nursery (stopped first on shutdown)
         └── http_server      hypercorn, HTTP and/or HTTPS
@@ -30,9 +32,10 @@ from tokenomics.domain.durations import format_rfc3339
 from tokenomics.domain.ratelimit import RateLimiter
 from tokenomics.formats.estimate import TokenEstimator
 from tokenomics.pipeline.deps import Deps
-from tokenomics.services import comm_events, ledger, token_cache, usage_writer
+from tokenomics.services import comm_events, event_writer, ledger, token_cache, usage_writer
 from tokenomics.services.admin import AdminApp, AdminContext, build_admin
 from tokenomics.services.asgi import ProxyApp
+from tokenomics.services.events_service import EventServices
 from tokenomics.services.finished import Finished
 from tokenomics.services.http_server import serve, server_config
 from tokenomics.services.memory import MemoryWriter
@@ -96,6 +99,19 @@ def restorer(budgets: Budgets, usage: UsageStore) -> ledger.Restore:
         return await usage_writer.flush(budgets, usage, _now_text)
 
     return restore
+
+
+async def _start_events(
+    consumers: trio.Nursery, hooks: EventServices, deps: Deps, stats: Stats
+) -> None:
+    """The dispatcher always runs (rows of the CLI, pruning); requests hand their records to
+    the event writer only when a webhook is configured."""
+    if hooks.active:
+        assert isinstance(deps.recorder, Recorder)
+        deps.recorder.events = hooks.send
+        await consumers.start(event_writer.run, hooks.writer, hooks.receive)
+    stats.webhooks = hooks.metric_lines
+    await consumers.start(hooks.dispatcher.run)
 
 
 def _now_text() -> str:
@@ -200,7 +216,9 @@ async def run_server(
     )  # fmt: skip
     stopped: trio.Event | None = None
     admin_store: TokenStore | None = None
+    hooks: EventServices | None = None
     try:
+        hooks = EventServices.open(settings, Path(settings.storage.db_path))
         await trio.to_thread.run_sync(cache.reload)
         session = await open_ledger(settings, cwd, home, restorer(deps.budgets, usage))
         send, receive = trio.open_memory_channel[Finished](RECORD_QUEUE)
@@ -215,6 +233,7 @@ async def run_server(
                 partial(usage_writer.run, deps.budgets, usage, clock_now=_now_text)
             )
             await consumers.start(token_cache.run, cache)
+            await _start_events(consumers, hooks, deps, stats)
             consumers.start_soon(
                 partial(trio.to_thread.run_sync, deps.estimator.warm_up, abandon_on_cancel=True)
             )
@@ -233,13 +252,18 @@ async def run_server(
                     server.urls = await producers.start(
                         partial(serve, app, config, shutdown_trigger=server._stop.wait)
                     )
+                    await hooks.server_started(server.urls, settings.server.upstream_url)
                     task_status.started(server)
                 watchers.cancel_scope.cancel()  # those of requests cut short by the shutdown
             send.close()  # the ledger drains what is left and writes the session
+            hooks.send.close()  # the event writer too; what is not delivered stays queued
+            hooks.dispatcher.stop(server_settings.shutdown_grace)
             consumers.cancel_scope.cancel()
     finally:
         with trio.CancelScope(shield=True):
             await deps.upstreams.aclose()
+        if hooks is not None:
+            await hooks.aclose()
         tokens.close()
         usage.close()
         if admin_store is not None:

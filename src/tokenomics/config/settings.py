@@ -178,6 +178,11 @@ class EventsSettings:
         tuple[WebhookSettings, ...],
         "Webhooks that receive events (a list of the keys below).",
     ] = ()
+    max_age: Annotated[
+        int,
+        "Seconds an undelivered event is retried (with backoff) before it is dead-lettered "
+        "(kept: `tokenomics events list --dead`, `tokenomics events retry`).",
+    ] = 86400
 
 
 @dataclass(frozen=True, slots=True)
