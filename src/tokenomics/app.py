@@ -49,7 +49,7 @@ from tokenomics.store.usage import UsageStore
 from tokenomics.upstream.client import Upstreams
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
 
     from tokenomics.config.settings import Settings
     from tokenomics.domain.tokens import HashKey
@@ -134,7 +134,11 @@ def open_tokens(settings: Settings, environ: Mapping[str, str]) -> TokenStore:
 
 
 def open_admin(
-    settings: Settings, environ: Mapping[str, str], server: Server, cache: token_cache.TokenCache
+    settings: Settings,
+    environ: Mapping[str, str],
+    server: Server,
+    cache: token_cache.TokenCache,
+    wake_webhooks: Callable[[], None],
 ) -> tuple[AdminApp | None, TokenStore | None]:
     """The admin UI/API handler (with its own store connection), None when admin is off."""
     if not settings.admin.enabled:
@@ -145,7 +149,7 @@ def open_admin(
         settings=settings, store=store, refresh_tokens=cache.refresh_if_changed,
         hash_key=deps.hash_key, providers=deps.providers, environ=environ, stats=server.stats,
         spend=deps.budgets.used, urls=lambda: server.urls, session_id=lambda: server.session_id,
-        now=deps.now,
+        now=deps.now, wake_webhooks=wake_webhooks,
     )  # fmt: skip
     return build_admin(context), store
 
@@ -239,7 +243,7 @@ async def run_server(
             )
             server = Server([], stats, deps, session)
             stopped = server.stopped
-            admin, admin_store = open_admin(settings, environ, server, cache)
+            admin, admin_store = open_admin(settings, environ, server, cache, hooks.dispatcher.wake)
             if admin is not None:  # the ledger read once before the first page asks
                 consumers.start_soon(
                     partial(trio.to_thread.run_sync, admin.warm_up, abandon_on_cancel=True)

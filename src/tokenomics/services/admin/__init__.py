@@ -6,7 +6,15 @@
 
 from __future__ import annotations
 
-from tokenomics.services.admin import analytics, envvars, health, keys, memory_files, sessions
+from tokenomics.services.admin import (
+    analytics,
+    envvars,
+    health,
+    keys,
+    memory_files,
+    sessions,
+    webhooks,
+)
 from tokenomics.services.admin.context import AdminContext
 from tokenomics.services.admin.guard import Guard
 from tokenomics.services.admin.ledger_index import LedgerIndex
@@ -23,12 +31,13 @@ def build_admin(ctx: AdminContext) -> AdminApp:
     )
     index = LedgerIndex(settings.sessions_dir if settings.ledger.enabled else None)
     routes = [
-        *health.routes(ctx, webhooks=False),
+        *health.routes(ctx, webhooks=True),
         *keys.routes(ctx),
         *envvars.routes(ctx),
         *analytics.routes(ctx, analytics.Analytics(index)),
         *sessions.routes(index),
         *memory_files.routes(settings.memory_dir),
+        *webhooks.routes(ctx),
     ]
     return AdminApp(guard, routes, warm_up=index.refresh)
 
