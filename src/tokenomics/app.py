@@ -244,10 +244,8 @@ async def run_server(
             server = Server([], stats, deps, session)
             stopped = server.stopped
             admin, admin_store = open_admin(settings, environ, server, cache, hooks.dispatcher.wake)
-            if admin is not None:  # the ledger read once before the first page asks
-                consumers.start_soon(
-                    partial(trio.to_thread.run_sync, admin.warm_up, abandon_on_cancel=True)
-                )
+            if admin is not None:  # the ledger and tokens read once before the first page asks
+                consumers.start_soon(admin.warm_up)
             async with trio.open_nursery() as watchers:  # of client disconnects, per request
                 app = server.app = ProxyApp(
                     deps, stats, trio.current_time, watchers.start_soon, admin=admin

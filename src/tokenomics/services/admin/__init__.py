@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import trio
+
 from tokenomics.services.admin import (
     analytics,
     envvars,
@@ -30,16 +32,23 @@ def build_admin(ctx: AdminContext) -> AdminApp:
         password=settings.admin.auth.password,
     )
     index = LedgerIndex(settings.sessions_dir if settings.ledger.enabled else None)
+    key_routes = keys.Keys(ctx)
+
+    async def warm_up() -> None:
+        """The ledger and the token summaries read once, before the first page asks."""
+        await trio.to_thread.run_sync(index.refresh, abandon_on_cancel=True)
+        await key_routes.warm_up()
+
     routes = [
         *health.routes(ctx, webhooks=True),
-        *keys.routes(ctx),
+        *keys.routes(key_routes),
         *envvars.routes(ctx),
         *analytics.routes(ctx, analytics.Analytics(index)),
         *sessions.routes(index),
         *memory_files.routes(settings.memory_dir),
         *webhooks.routes(ctx),
     ]
-    return AdminApp(guard, routes, warm_up=index.refresh)
+    return AdminApp(guard, routes, warm_up=warm_up)
 
 
 __all__ = ["AdminApp", "AdminContext", "build_admin"]
