@@ -9,10 +9,10 @@ _tokenomics() {
   prev="${COMP_WORDS[COMP_CWORD-1]}"
 
   # Build list of options that take values (to skip their arguments)
-  local options_with_values='--agent --config --db --dir --dotenv --env-base-url --env-key --expires --hash --host --log-file --output --pid-file --policy --port --provider --proxy-url --timeout --tls --token -o'
+  local options_with_values='--agent --config --db --dir --dotenv --env-base-url --env-key --expires --hash --host --log-file --output --pid-file --policy --port --provider --proxy-url --timeout --tls --token --webhook -o'
 
   # Build list of all valid command names (to distinguish from positionals)
-  local all_commands='completion create delete doctor get init ledger list models provider run serve sessions show start status stop summary test token update version'
+  local all_commands='completion create delete doctor events get init ledger list models provider retry run serve sessions show start status stop summary test token update version'
 
   # Detect command path by collecting valid command words only
   local -a cmd_path=()
@@ -89,7 +89,7 @@ _tokenomics() {
             COMPREPLY=()
             ;;
           *)
-            local -a _c=("token" "serve" "run" "version" "init" "provider" "ledger" "completion" "start" "stop" "status" "doctor")
+            local -a _c=("token" "serve" "run" "version" "init" "provider" "ledger" "completion" "start" "stop" "status" "doctor" "events")
             local _q
             COMPREPLY=()
             for _x in "${_c[@]}"; do
@@ -160,6 +160,40 @@ _tokenomics() {
                 ;;
               *)
                 COMPREPLY=()
+                ;;
+            esac
+          fi
+          ;;
+        "events")
+          if [[ ${cur} == -* ]]; then
+            local -a _c=("--config" "--db" "--dir" "--debug" "--help" "-h" "--version")
+            local _q
+            COMPREPLY=()
+            for _x in "${_c[@]}"; do
+              [[ "$_x" == "${cur}"* ]] && { printf -v _q '%q' "$_x"; COMPREPLY+=("$_q"); }
+            done
+          else
+            local _value_prev="${prev}"
+            if [[ "$_value_prev" == "=" && $COMP_CWORD -ge 2 ]]; then
+              _value_prev="${COMP_WORDS[COMP_CWORD-2]}"
+            fi
+            case "$_value_prev" in
+              --config)
+                COMPREPLY=()
+                ;;
+              --db)
+                COMPREPLY=()
+                ;;
+              --dir)
+                COMPREPLY=()
+                ;;
+              *)
+                local -a _c=("list" "retry")
+                local _q
+                COMPREPLY=()
+                for _x in "${_c[@]}"; do
+                  [[ "$_x" == "${cur}"* ]] && { printf -v _q '%q' "$_x"; COMPREPLY+=("$_q"); }
+                done
                 ;;
             esac
           fi
@@ -556,6 +590,70 @@ _tokenomics() {
       ;;
     2)
       case "${cmd_path[@]}" in
+        "events list")
+          if [[ ${cur} == -* ]]; then
+            local -a _c=("--pending" "--dead" "--webhook" "--json" "--config" "--db" "--dir" "--debug" "--help" "-h" "--version")
+            local _q
+            COMPREPLY=()
+            for _x in "${_c[@]}"; do
+              [[ "$_x" == "${cur}"* ]] && { printf -v _q '%q' "$_x"; COMPREPLY+=("$_q"); }
+            done
+          else
+            local _value_prev="${prev}"
+            if [[ "$_value_prev" == "=" && $COMP_CWORD -ge 2 ]]; then
+              _value_prev="${COMP_WORDS[COMP_CWORD-2]}"
+            fi
+            case "$_value_prev" in
+              --webhook)
+                COMPREPLY=()
+                ;;
+              --config)
+                COMPREPLY=()
+                ;;
+              --db)
+                COMPREPLY=()
+                ;;
+              --dir)
+                COMPREPLY=()
+                ;;
+              *)
+                COMPREPLY=()
+                ;;
+            esac
+          fi
+          ;;
+        "events retry")
+          if [[ ${cur} == -* ]]; then
+            local -a _c=("--webhook" "--config" "--db" "--dir" "--debug" "--help" "-h" "--version")
+            local _q
+            COMPREPLY=()
+            for _x in "${_c[@]}"; do
+              [[ "$_x" == "${cur}"* ]] && { printf -v _q '%q' "$_x"; COMPREPLY+=("$_q"); }
+            done
+          else
+            local _value_prev="${prev}"
+            if [[ "$_value_prev" == "=" && $COMP_CWORD -ge 2 ]]; then
+              _value_prev="${COMP_WORDS[COMP_CWORD-2]}"
+            fi
+            case "$_value_prev" in
+              --webhook)
+                COMPREPLY=()
+                ;;
+              --config)
+                COMPREPLY=()
+                ;;
+              --db)
+                COMPREPLY=()
+                ;;
+              --dir)
+                COMPREPLY=()
+                ;;
+              *)
+                COMPREPLY=()
+                ;;
+            esac
+          fi
+          ;;
         "ledger sessions")
           if [[ ${cur} == -* ]]; then
             local -a _c=("--dir" "--json" "--all" "--config" "--db" "--dir" "--debug" "--help" "-h" "--version")

@@ -5,8 +5,8 @@
 function __fish_tokenomics_using_command
     set -l cmd (commandline -opc)
     set -l subcommands
-    set -l options_with_values '--agent --config --db --dir --dotenv --env-base-url --env-key --expires --hash --host --log-file --output --pid-file --policy --port --provider --proxy-url --timeout --tls --token -o'
-    set -l all_commands 'completion create delete doctor get init ledger list models provider run serve sessions show start status stop summary test token update version'
+    set -l options_with_values '--agent --config --db --dir --dotenv --env-base-url --env-key --expires --hash --host --log-file --output --pid-file --policy --port --provider --proxy-url --timeout --tls --token --webhook -o'
+    set -l all_commands 'completion create delete doctor events get init ledger list models provider retry run serve sessions show start status stop summary test token update version'
     set -l skip_next 0
     # Extract command words (only real subcommand names) from command line
     set -e cmd[1]
@@ -45,7 +45,7 @@ end
 function __fish_tokenomics_positional_index
     set -l cmd (commandline -opc)
     set -l path_len $argv[1]
-    set -l options_with_values '--agent --config --db --dir --dotenv --env-base-url --env-key --expires --hash --host --log-file --output --pid-file --policy --port --provider --proxy-url --timeout --tls --token -o'
+    set -l options_with_values '--agent --config --db --dir --dotenv --env-base-url --env-key --expires --hash --host --log-file --output --pid-file --policy --port --provider --proxy-url --timeout --tls --token --webhook -o'
     set -l skip_next 0
     set -l consumed_path 0
     set -l count 0
@@ -83,6 +83,7 @@ complete -c tokenomics -n __fish_use_subcommand -a 'start' -d 'Start the proxy i
 complete -c tokenomics -n __fish_use_subcommand -a 'stop' -d 'Stop the proxy started by tokenomics start (graceful, then forced after --timeo…'
 complete -c tokenomics -n __fish_use_subcommand -a 'status' -d 'Show the background proxy, the providers'\'' environment variables that are set (-…'
 complete -c tokenomics -n __fish_use_subcommand -a 'doctor' -d 'Check configuration, data directory, database, keys, providers, prices, TLS, Re…'
+complete -c tokenomics -n __fish_use_subcommand -a 'events' -d 'Webhook events waiting in the outbox, and dead letters.'
 # Root-level options
 complete -c tokenomics -n __fish_use_subcommand -l help -d 'Display this message and exit.'
 complete -c tokenomics -n __fish_use_subcommand -s h -d 'Display this message and exit.'
@@ -115,6 +116,41 @@ complete -c tokenomics -n '__fish_tokenomics_using_command doctor' -l config -r 
 complete -c tokenomics -n '__fish_tokenomics_using_command doctor' -l db -r -d 'Token database path (overrides storage.db_path).'
 complete -c tokenomics -n '__fish_tokenomics_using_command doctor' -l dir -r -d 'Data directory for everything (default ~/.tokenomics).'
 complete -c tokenomics -n '__fish_tokenomics_using_command doctor' -l debug -d 'Show tracebacks for errors.'
+
+# Subcommands for: events
+complete -c tokenomics -n '__fish_tokenomics_using_command events' -a 'list' -d 'Events still to deliver and dead-lettered ones, per configured webhook.'
+complete -c tokenomics -n '__fish_tokenomics_using_command events' -a 'retry' -d 'Send dead-lettered events round again (to one webhook, or all).'
+# Options for: events
+complete -c tokenomics -n '__fish_tokenomics_using_command events' -l help -d 'Display this message and exit.'
+complete -c tokenomics -n '__fish_tokenomics_using_command events' -s h -d 'Display this message and exit.'
+complete -c tokenomics -n '__fish_tokenomics_using_command events' -l version -d 'Display application version.'
+complete -c tokenomics -n '__fish_tokenomics_using_command events' -l config -r -d 'Config file (default: ./config.yaml, then ~/.tokenomics/config.yaml).'
+complete -c tokenomics -n '__fish_tokenomics_using_command events' -l db -r -d 'Token database path (overrides storage.db_path).'
+complete -c tokenomics -n '__fish_tokenomics_using_command events' -l dir -r -d 'Data directory for everything (default ~/.tokenomics).'
+complete -c tokenomics -n '__fish_tokenomics_using_command events' -l debug -d 'Show tracebacks for errors.'
+
+# Options for: events list
+complete -c tokenomics -n '__fish_tokenomics_using_command events list' -l help -d 'Display this message and exit.'
+complete -c tokenomics -n '__fish_tokenomics_using_command events list' -s h -d 'Display this message and exit.'
+complete -c tokenomics -n '__fish_tokenomics_using_command events list' -l version -d 'Display application version.'
+complete -c tokenomics -n '__fish_tokenomics_using_command events list' -l pending -d 'Only events still to deliver.'
+complete -c tokenomics -n '__fish_tokenomics_using_command events list' -l dead -d 'Only dead-lettered events.'
+complete -c tokenomics -n '__fish_tokenomics_using_command events list' -l webhook -r -d 'Only this webhook (its name as listed).'
+complete -c tokenomics -n '__fish_tokenomics_using_command events list' -l json -d 'Output as JSON.'
+complete -c tokenomics -n '__fish_tokenomics_using_command events list' -l config -r -d 'Config file (default: ./config.yaml, then ~/.tokenomics/config.yaml).'
+complete -c tokenomics -n '__fish_tokenomics_using_command events list' -l db -r -d 'Token database path (overrides storage.db_path).'
+complete -c tokenomics -n '__fish_tokenomics_using_command events list' -l dir -r -d 'Data directory for everything (default ~/.tokenomics).'
+complete -c tokenomics -n '__fish_tokenomics_using_command events list' -l debug -d 'Show tracebacks for errors.'
+
+# Options for: events retry
+complete -c tokenomics -n '__fish_tokenomics_using_command events retry' -l help -d 'Display this message and exit.'
+complete -c tokenomics -n '__fish_tokenomics_using_command events retry' -s h -d 'Display this message and exit.'
+complete -c tokenomics -n '__fish_tokenomics_using_command events retry' -l version -d 'Display application version.'
+complete -c tokenomics -n '__fish_tokenomics_using_command events retry' -l webhook -r -d 'Only this webhook (its name as listed).'
+complete -c tokenomics -n '__fish_tokenomics_using_command events retry' -l config -r -d 'Config file (default: ./config.yaml, then ~/.tokenomics/config.yaml).'
+complete -c tokenomics -n '__fish_tokenomics_using_command events retry' -l db -r -d 'Token database path (overrides storage.db_path).'
+complete -c tokenomics -n '__fish_tokenomics_using_command events retry' -l dir -r -d 'Data directory for everything (default ~/.tokenomics).'
+complete -c tokenomics -n '__fish_tokenomics_using_command events retry' -l debug -d 'Show tracebacks for errors.'
 
 # Options for: init
 complete -c tokenomics -n '__fish_tokenomics_using_command init' -l help -d 'Display this message and exit.'

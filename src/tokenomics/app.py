@@ -6,6 +6,8 @@ place that starts long-lived tasks (`design.md`).
     │   ├── ledger           finished exchanges -> session journal + JSON, memory files
     │   ├── usage_writer     budget counters written through to the store
     │   ├── token refresher  snapshot reloaded when the store changes
+    │   ├── event writer     events of finished requests -> the outbox (when webhooks are set)
+    │   ├── dispatcher       outbox -> webhooks
     │   └── estimator warm-up
     └── producers nursery (stopped first on shutdown)
         └── http_server      hypercorn, HTTP and/or HTTPS
@@ -30,9 +32,10 @@ from tokenomics.domain.durations import format_rfc3339
 from tokenomics.domain.ratelimit import RateLimiter
 from tokenomics.formats.estimate import TokenEstimator
 from tokenomics.pipeline.deps import Deps
-from tokenomics.services import comm_events, ledger, token_cache, usage_writer
+from tokenomics.services import comm_events, event_writer, ledger, token_cache, usage_writer
 from tokenomics.services.admin import AdminApp, AdminContext, build_admin
 from tokenomics.services.asgi import ProxyApp
+from tokenomics.services.events_service import EventServices
 from tokenomics.services.finished import Finished
 from tokenomics.services.http_server import serve, server_config
 from tokenomics.services.memory import MemoryWriter
@@ -46,7 +49,7 @@ from tokenomics.store.usage import UsageStore
 from tokenomics.upstream.client import Upstreams
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
 
     from tokenomics.config.settings import Settings
     from tokenomics.domain.tokens import HashKey
@@ -98,6 +101,19 @@ def restorer(budgets: Budgets, usage: UsageStore) -> ledger.Restore:
     return restore
 
 
+async def _start_events(
+    consumers: trio.Nursery, hooks: EventServices, deps: Deps, stats: Stats
+) -> None:
+    """The dispatcher always runs (rows of the CLI, pruning); requests hand their records to
+    the event writer only when a webhook is configured."""
+    if hooks.active:
+        assert isinstance(deps.recorder, Recorder)
+        deps.recorder.events = hooks.send
+        await consumers.start(event_writer.run, hooks.writer, hooks.receive)
+    stats.webhooks = hooks.metric_lines
+    await consumers.start(hooks.dispatcher.run)
+
+
 def _now_text() -> str:
     return format_rfc3339(datetime.now(UTC))
 
@@ -118,7 +134,11 @@ def open_tokens(settings: Settings, environ: Mapping[str, str]) -> TokenStore:
 
 
 def open_admin(
-    settings: Settings, environ: Mapping[str, str], server: Server, cache: token_cache.TokenCache
+    settings: Settings,
+    environ: Mapping[str, str],
+    server: Server,
+    cache: token_cache.TokenCache,
+    wake_webhooks: Callable[[], None],
 ) -> tuple[AdminApp | None, TokenStore | None]:
     """The admin UI/API handler (with its own store connection), None when admin is off."""
     if not settings.admin.enabled:
@@ -129,7 +149,7 @@ def open_admin(
         settings=settings, store=store, refresh_tokens=cache.refresh_if_changed,
         hash_key=deps.hash_key, providers=deps.providers, environ=environ, stats=server.stats,
         spend=deps.budgets.used, urls=lambda: server.urls, session_id=lambda: server.session_id,
-        now=deps.now,
+        now=deps.now, wake_webhooks=wake_webhooks,
     )  # fmt: skip
     return build_admin(context), store
 
@@ -200,7 +220,9 @@ async def run_server(
     )  # fmt: skip
     stopped: trio.Event | None = None
     admin_store: TokenStore | None = None
+    hooks: EventServices | None = None
     try:
+        hooks = EventServices.open(settings, Path(settings.storage.db_path))
         await trio.to_thread.run_sync(cache.reload)
         session = await open_ledger(settings, cwd, home, restorer(deps.budgets, usage))
         send, receive = trio.open_memory_channel[Finished](RECORD_QUEUE)
@@ -215,16 +237,15 @@ async def run_server(
                 partial(usage_writer.run, deps.budgets, usage, clock_now=_now_text)
             )
             await consumers.start(token_cache.run, cache)
+            await _start_events(consumers, hooks, deps, stats)
             consumers.start_soon(
                 partial(trio.to_thread.run_sync, deps.estimator.warm_up, abandon_on_cancel=True)
             )
             server = Server([], stats, deps, session)
             stopped = server.stopped
-            admin, admin_store = open_admin(settings, environ, server, cache)
-            if admin is not None:  # the ledger read once before the first page asks
-                consumers.start_soon(
-                    partial(trio.to_thread.run_sync, admin.warm_up, abandon_on_cancel=True)
-                )
+            admin, admin_store = open_admin(settings, environ, server, cache, hooks.dispatcher.wake)
+            if admin is not None:  # the ledger and tokens read once before the first page asks
+                consumers.start_soon(admin.warm_up)
             async with trio.open_nursery() as watchers:  # of client disconnects, per request
                 app = server.app = ProxyApp(
                     deps, stats, trio.current_time, watchers.start_soon, admin=admin
@@ -233,13 +254,18 @@ async def run_server(
                     server.urls = await producers.start(
                         partial(serve, app, config, shutdown_trigger=server._stop.wait)
                     )
+                    await hooks.server_started(server.urls, settings.server.upstream_url)
                     task_status.started(server)
                 watchers.cancel_scope.cancel()  # those of requests cut short by the shutdown
             send.close()  # the ledger drains what is left and writes the session
+            hooks.send.close()  # the event writer too; what is not delivered stays queued
+            hooks.dispatcher.stop(server_settings.shutdown_grace)
             consumers.cancel_scope.cancel()
     finally:
         with trio.CancelScope(shield=True):
             await deps.upstreams.aclose()
+        if hooks is not None:
+            await hooks.aclose()
         tokens.close()
         usage.close()
         if admin_store is not None:

@@ -66,6 +66,7 @@ SAMPLES: dict[str, tuple[Any, str, Any]] = {
         '[{"url": "http://127.0.0.1:8/env", "insecure": true}]',
         (WebhookSettings(url="http://127.0.0.1:8/env", insecure=True),),
     ),
+    "events.max_age": (3600, "7200", 7200),
     "remote.url": ("http://file:9090", "http://x:9090", "http://x:9090"),
     "remote.api_key": ("file-key", "env-key", "env-key"),
     "remote.sync": (30, "60", 60),

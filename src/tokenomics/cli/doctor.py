@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 
 from cyclopts import Parameter
 
-from tokenomics.cli import checks
+from tokenomics.cli import checks, webhook_checks
 from tokenomics.cli.checks import Check
 from tokenomics.cli.context import Context
 from tokenomics.cli.output import print_json
@@ -102,6 +102,7 @@ def run_checks(ctx: Context) -> Iterator[Check]:
     yield checks.python_runtime()
     if settings.remote.url:
         yield checks.remote(settings)
+    yield from webhook_checks.webhooks(settings)
 
 
 def _provider_checks(ctx: Context, settings: Settings) -> Iterator[Check]:

@@ -18,6 +18,7 @@ from cyclopts import App, Parameter
 from tokenomics.cli import (
     completion,
     doctor,
+    events,
     init,
     ledger,
     provider,
@@ -65,6 +66,7 @@ def build_app() -> App:
     app.command(stop.stop)
     app.command(status.status)
     app.command(doctor.doctor)
+    app.command(events.app)
 
     @app.meta.default
     def meta(

@@ -80,9 +80,11 @@ class ServerSettings:
 @dataclass(frozen=True, slots=True)
 class AdminAuthSettings:
     username: Annotated[
-        str, "Basic auth user for /stats and /metrics (loopback only; empty: no auth)."
+        str,
+        "Basic auth user of the admin UI/API, /stats and /metrics (with password: required; "
+        "the admin UI/API then also serves non-loopback clients when server.host binds wider).",
     ] = ""
-    password: Annotated[str, "Basic auth password for /stats and /metrics."] = ""
+    password: Annotated[str, "Basic auth password of the admin UI/API, /stats and /metrics."] = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +180,11 @@ class EventsSettings:
         tuple[WebhookSettings, ...],
         "Webhooks that receive events (a list of the keys below).",
     ] = ()
+    max_age: Annotated[
+        int,
+        "Seconds an undelivered event is retried (with backoff) before it is dead-lettered "
+        "(kept: `tokenomics events list --dead`, `tokenomics events retry`).",
+    ] = 86400
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,13 +5,14 @@ to the exchange or raises an error with its HTTP status. The order lives in `HEA
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import parse_qsl, urlencode
 
 import orjson
 
-from tokenomics.domain.budget import DEFAULT_OUTPUT_TOKENS
+from tokenomics.domain.budget import DEFAULT_OUTPUT_TOKENS, BudgetExceeded
 from tokenomics.domain.durations import is_expired
+from tokenomics.domain.ratelimit import RateLimited
 from tokenomics.pipeline.exchange import ProxyError
 from tokenomics.pipeline.rules import scan
 from tokenomics.pipeline.target import resolve_target
@@ -61,12 +62,21 @@ def authenticate(ex: Exchange, deps: Deps) -> None:
     ex.token_hash = deps.hash_key.hash(credential)
     record = deps.tokens.lookup(ex.token_hash)
     now = datetime.fromtimestamp(deps.now(), UTC)
-    if record is None or record.policy is None or is_expired(record.expires_at, now):
+    if record is not None and record.expires_at and is_expired(record.expires_at, now):
+        data = {"token_hash": ex.hash16, "expired_at": record.expires_at}
+        ex.events.append(("token.expired", data))  # once per token: the outbox keeps count
+        raise ProxyError(401, "invalid token")
+    if record is None or record.policy is None:
         raise ProxyError(401, "invalid token")
     ex.policy = record.policy
     ex.capture = ex.capture or record.policy.memory.enabled
     if ex.route is None or ex.route.adapter is not None:  # passthrough: OpenClaw values only
         ex.metadata = {**openclaw, **record.policy.metadata}  # the policy wins on a clash
+
+
+def _event_data(ex: Exchange, **fields: Any) -> dict[str, Any]:
+    """An event's data on the request path: the hash prefix and model, never a raw token."""
+    return {"token_hash": ex.hash16, "model": ex.model, **fields}
 
 
 def _body_model(body: object) -> str:
@@ -130,7 +140,11 @@ def resolve(ex: Exchange, deps: Deps) -> None:
 
 def check_rate_limit(ex: Exchange, deps: Deps) -> None:
     assert ex.policy is not None
-    ex.permit = deps.limiter.acquire(ex.token_hash, ex.policy.rate_limit)
+    try:
+        ex.permit = deps.limiter.acquire(ex.token_hash, ex.policy.rate_limit)
+    except RateLimited as exc:
+        ex.events.append(("rate.exceeded", _event_data(ex, error=exc.message)))
+        raise
 
 
 def check_model(ex: Exchange, deps: Deps) -> None:
@@ -199,15 +213,20 @@ def reserve_budget(ex: Exchange, deps: Deps) -> None:
         if price is not None:
             cost_estimate = ex.input_estimate * price.input / 1e6
             output_cost = min(cap * price.output / 1e6, max_cost) if max_cost > 0 else 0.0
-    ex.reservation = deps.budgets.reserve(
-        ex.token_hash,
-        max_tokens=max_tokens,
-        max_cost_usd=max_cost,
-        input_tokens=ex.input_estimate,
-        cost_estimate_usd=cost_estimate,
-        output_tokens=output,
-        output_cost_usd=output_cost,
-    )
+    try:
+        ex.reservation = deps.budgets.reserve(
+            ex.token_hash,
+            max_tokens=max_tokens,
+            max_cost_usd=max_cost,
+            input_tokens=ex.input_estimate,
+            cost_estimate_usd=cost_estimate,
+            output_tokens=output,
+            output_cost_usd=output_cost,
+        )
+    except BudgetExceeded as exc:
+        fields = {"used": exc.used, "input": exc.requested, "limit": exc.limit}
+        ex.events.append(("budget.exceeded", _event_data(ex, **fields)))
+        raise
 
 
 # On the request's head alone, before any body byte is read (`run.admit`).

@@ -72,6 +72,7 @@ class Finished:
     # The token's settled budget counter just after this request (None: no budget step ran):
     # the journal keeps it so that recovery rebuilds the counters (`ledger_files`).
     spend: Spend | None = None
+    authenticated: bool = False  # the token was valid (a policy applied)
 
     @property
     def hash16(self) -> str:
@@ -144,6 +145,7 @@ def from_exchange(ex: Exchange, duration_ms: int, now: datetime | None = None) -
         response_text=ex.relayed_text,
         events=tuple(ex.events),
         spend=ex.spend,
+        authenticated=ex.policy is not None,
     )
 
 

@@ -112,6 +112,8 @@ class Stats:
         self.in_flight = 0
         # Set by the composition root when the session ledger runs: its `statistics()`.
         self.ledger: Callable[[], LedgerStatistics] | None = None
+        # Set by the composition root: the webhook dispatcher's metric lines.
+        self.webhooks: Callable[[], list[str]] | None = None
         self._second = -1
         self._now = ""
 
@@ -189,6 +191,7 @@ class Stats:
             f"tokenomics_in_flight {self.in_flight}",
         ]
         lines += self._ledger_lines()
+        lines += self.webhooks() if self.webhooks is not None else []
         return "\n".join(lines) + "\n"
 
     def _ledger_lines(self) -> list[str]:

@@ -67,6 +67,43 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     END
     """,
     ),
+    # The event outbox (`store/outbox.py`): events appended in the writer's transaction, each
+    # webhook's position in them (`cursor`) with the attempts on its head event, the events
+    # it gave up on, and the token expiries already announced (`token.expired` once a token).
+    (
+        """
+    CREATE TABLE outbox_events (
+        seq     INTEGER PRIMARY KEY AUTOINCREMENT,
+        id      TEXT NOT NULL,
+        type    TEXT NOT NULL,
+        created REAL NOT NULL,
+        body    BLOB NOT NULL
+    )
+    """,
+        """
+    CREATE TABLE outbox_targets (
+        name            TEXT PRIMARY KEY,
+        cursor          INTEGER NOT NULL DEFAULT 0,
+        head            INTEGER NOT NULL DEFAULT 0,
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at REAL NOT NULL DEFAULT 0,
+        last_error      TEXT NOT NULL DEFAULT '',
+        delivered       INTEGER NOT NULL DEFAULT 0
+    ) WITHOUT ROWID
+    """,
+        """
+    CREATE TABLE outbox_dead (
+        name     TEXT NOT NULL,
+        seq      INTEGER NOT NULL,
+        attempts INTEGER NOT NULL,
+        error    TEXT NOT NULL,
+        dead_at  REAL NOT NULL,
+        retry    INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (name, seq)
+    ) WITHOUT ROWID
+    """,
+        "CREATE TABLE expiry_notices (hash TEXT PRIMARY KEY, expires_at TEXT) WITHOUT ROWID",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

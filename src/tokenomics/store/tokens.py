@@ -1,6 +1,8 @@
 """The token store: wrapper-token hashes bound to policies, with optional encrypted policies.
 
 Operations and messages follow `core.md` §3.4. Only hashes are stored, never raw tokens.
+Every write appends its `token.*` event to the outbox in the same transaction (decision D19),
+so whoever writes (CLI, server, admin API, remote sync) reaches the webhooks.
 """
 
 from __future__ import annotations
@@ -8,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from tokenomics.domain import events
 from tokenomics.domain.durations import parse_rfc3339
 from tokenomics.domain.errors import (
     ConflictError,
@@ -20,6 +23,7 @@ from tokenomics.domain.errors import (
 from tokenomics.domain.policy import Policy, parse_policy
 from tokenomics.store.db import Database
 from tokenomics.store.encryption import WRITE_VERSION, Cipher, associated_data
+from tokenomics.store.outbox import append_in
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -139,6 +143,7 @@ class TokenStore:
                 f"INSERT INTO tokens ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
                 (token_hash, plain, encrypted, version, created_at, expires_at),
             )
+            append_in(conn, [events.token_created(token_hash, expires_at)])
         return TokenRecord(token_hash, policy_text, created_at, expires_at, policy)
 
     def update(self, token_hash: str, policy_text: str | None, expires: str | None) -> TokenRecord:
@@ -161,12 +166,17 @@ class TokenStore:
                 " WHERE hash = ?",
                 (plain, encrypted, version, new_expiry, token_hash),
             )
+            if new_expiry != row[5]:  # announced again when the new expiry passes
+                conn.execute("DELETE FROM expiry_notices WHERE hash = ?", (token_hash,))
+            append_in(conn, [events.token_updated(token_hash, new_expiry)])
         return self.get(token_hash)
 
     def delete(self, token_hash: str) -> None:
         with self._db.write() as conn:
             if conn.execute("DELETE FROM tokens WHERE hash = ?", (token_hash,)).rowcount == 0:
                 raise NotFoundError("token not found")
+            conn.execute("DELETE FROM expiry_notices WHERE hash = ?", (token_hash,))
+            append_in(conn, [events.token_deleted(token_hash)])
 
 
 __all__ = ["TokenRecord", "TokenStore", "TokenomicsError"]

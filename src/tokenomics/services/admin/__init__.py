@@ -6,7 +6,17 @@
 
 from __future__ import annotations
 
-from tokenomics.services.admin import analytics, envvars, health, keys, memory_files, sessions
+import trio
+
+from tokenomics.services.admin import (
+    analytics,
+    envvars,
+    health,
+    keys,
+    memory_files,
+    sessions,
+    webhooks,
+)
 from tokenomics.services.admin.context import AdminContext
 from tokenomics.services.admin.guard import Guard
 from tokenomics.services.admin.ledger_index import LedgerIndex
@@ -23,17 +33,25 @@ def build_admin(ctx: AdminContext) -> AdminApp:
         password=settings.admin.auth.password,
     )
     index = LedgerIndex(settings.sessions_dir if settings.ledger.enabled else None)
+    key_routes = keys.Keys(ctx)
+
+    async def warm_up() -> None:
+        """The ledger and the token summaries read once, before the first page asks."""
+        await trio.to_thread.run_sync(index.refresh, abandon_on_cancel=True)
+        await key_routes.warm_up()
+
     routes = [
-        *health.routes(ctx, webhooks=False),
-        *keys.routes(ctx),
+        *health.routes(ctx, webhooks=True),
+        *keys.routes(key_routes),
         *envvars.routes(ctx),
         *analytics.routes(ctx, analytics.Analytics(index)),
         *sessions.routes(index),
         *memory_files.routes(settings.memory_dir),
+        *webhooks.routes(ctx),
     ]
     # the policy editor's check as you type (the UI's)
     routes += policy_routes()
-    return AdminApp(guard, routes, warm_up=index.refresh)
+    return AdminApp(guard, routes, warm_up=warm_up)
 
 
 __all__ = ["AdminApp", "AdminContext", "build_admin"]

@@ -33,6 +33,7 @@ class AdminContext:
     urls: Callable[[], Sequence[str]]
     session_id: Callable[[], str]
     now: Callable[[], float]  # wall clock, seconds since the epoch
+    wake_webhooks: Callable[[], None] = lambda: None  # events sent round again: deliver now
     # one blocking store call at a time, on a worker thread (the connection is shared)
     _store_lock: trio.Lock = field(default_factory=trio.Lock)
 

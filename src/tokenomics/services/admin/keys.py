@@ -67,6 +67,10 @@ class Keys:
         self.ctx = ctx
         self.cache = SummaryCache()
 
+    async def warm_up(self) -> None:
+        """Read and summarise every token once, before the first page asks."""
+        await self.ctx.in_store(self.cache.items, self.ctx.store)
+
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self.ctx.now(), UTC)
 
@@ -128,8 +132,7 @@ class Keys:
         return json_response(200, {"status": "deleted", "token_hash": token_hash})
 
 
-def routes(ctx: AdminContext) -> list[Route]:
-    keys = Keys(ctx)
+def routes(keys: Keys) -> list[Route]:
     return [
         route("GET", "/keys", keys.list),
         route("POST", "/keys", keys.create),

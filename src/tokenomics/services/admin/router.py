@@ -76,11 +76,20 @@ async def read_body(receive: Receive) -> bytes:
 
 class AdminApp:
     def __init__(
-        self, guard: Guard, routes: Sequence[Route], warm_up: Callable[[], None] = lambda: None
+        self,
+        guard: Guard,
+        routes: Sequence[Route],
+        warm_up: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.guard = guard
         self.routes = list(routes)
-        self.warm_up = warm_up  # blocking: reads the ledger once, before the first page asks
+        self._warm_up = warm_up
+
+    async def warm_up(self) -> None:
+        """Read what the pages show (ledger, tokens) once at start: started by the composition
+        root beside the consumers."""
+        if self._warm_up is not None:
+            await self._warm_up()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
