@@ -127,6 +127,28 @@ async def test_a_request_through_the_proxy_shows_at_once(proxy: Proxy) -> None:
     assert got["realtime"]["request_count"] == 2
 
 
+async def test_a_hostile_model_name_comes_back_as_json_data(proxy: Proxy) -> None:
+    hostile = '"><img src=x onerror=alert(1)><script>alert(2)</script>'
+    raw = proxy.token({"base_key_env": "OPENAI_KEY"})
+    async with proxy.client() as client:
+        reply = await client.post(
+            "/v1/chat/completions", json={**CHAT, "model": hostile}, headers={"x-api-key": raw}
+        )
+        assert reply.status_code == 200
+
+        async def shown() -> bool:
+            return bool((await analytics(client))["totals"]["request_count"] == 1)
+
+        await eventually(shown)
+        response = await client.get("/admin/api/analytics/summary")
+    assert response.headers["content-type"] == "application/json"
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert "script-src 'self'" in response.headers["content-security-policy"]
+    got = response.json()
+    assert hostile in keyed(got["by_model"])
+    assert got["recent"][0]["model"] == hostile
+
+
 async def test_files_added_and_removed_are_counted_and_taken_away(proxy: Proxy) -> None:
     sessions_dir = proxy.settings.sessions_dir
     tokens = token_hashes(10)

@@ -39,6 +39,7 @@ def build_admin(ctx: AdminContext) -> AdminApp:
         """The ledger and the token summaries read once, before the first page asks."""
         await trio.to_thread.run_sync(index.refresh, abandon_on_cancel=True)
         await key_routes.warm_up()
+        ctx.ready = True
 
     routes = [
         *health.routes(ctx, webhooks=True),

@@ -34,6 +34,7 @@ class AdminContext:
     session_id: Callable[[], str]
     now: Callable[[], float]  # wall clock, seconds since the epoch
     wake_webhooks: Callable[[], None] = lambda: None  # events sent round again: deliver now
+    ready: bool = False  # the start-up read of the ledger and the tokens is done
     # one blocking store call at a time, on a worker thread (the connection is shared)
     _store_lock: trio.Lock = field(default_factory=trio.Lock)
 

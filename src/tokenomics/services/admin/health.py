@@ -21,6 +21,7 @@ def routes(ctx: AdminContext, *, webhooks: bool) -> list[Route]:
             200,
             {
                 "status": "ok",
+                "ready": ctx.ready,
                 "version": __version__,
                 "urls": list(ctx.urls()),
                 "tls_enabled": any(u.startswith("https:") for u in ctx.urls()),

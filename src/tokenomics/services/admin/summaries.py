@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import threading
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
 
-from tokenomics.domain.durations import is_expired
+from tokenomics.domain.durations import is_expired, parse_rfc3339
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -20,7 +20,8 @@ if TYPE_CHECKING:
     from tokenomics.store.tokens import TokenRecord, TokenStore
 
 Summary = dict[str, Any]
-Cached = tuple[Summary, bytes]  # a summary and its JSON without the closing brace, plus ","
+# a summary, its JSON without the closing brace plus ",", and its expiry (see `cached`)
+Cached = tuple[Summary, bytes, "datetime | Literal[False] | None"]
 
 
 def _models(entries: tuple[ProviderPolicy, ...]) -> list[str]:
@@ -82,8 +83,30 @@ def live(item: Summary, spend: Callable[[str], Spend], now: datetime) -> Summary
 
 def live_json(cached: Cached, spend: Callable[[str], Spend], now: datetime) -> bytes:
     """`live(item)` as JSON: the item's JSON, kept, spliced with its live part's."""
-    item, head = cached
-    return head + orjson.dumps(live_part(item, spend, now))[1:]
+    item, head, expires = cached
+    used = spend(item["token_hash"])
+    policy = item["policy"] or {}
+    live = {
+        "expired": expires is False or (expires is not None and now > expires),
+        "budget": {
+            "used_tokens": used.tokens,
+            "used_cost_usd": round(used.cost_usd, 10),
+            "max_tokens": policy.get("max_tokens", 0),
+            "max_cost_usd": policy.get("max_cost_usd", 0.0),
+        },
+    }
+    return head + orjson.dumps(live)[1:]
+
+
+def cached(item: Summary) -> Cached:
+    """`item` with its JSON (open for the live part) and its expiry parsed once (False: not
+    readable, so expired: fail closed like `is_expired`)."""
+    text = item["expires_at"]
+    expires: datetime | Literal[False] | None = None
+    if text:
+        moment = parse_rfc3339(text)
+        expires = moment if moment is not None else False
+    return item, orjson.dumps(item)[:-1] + b",", expires
 
 
 def detail(record: TokenRecord, spend: Callable[[str], Spend]) -> Summary:
@@ -113,6 +136,6 @@ class SummaryCache:
                 records.sort(key=lambda r: r.token_hash)
                 records.sort(key=lambda r: r.created_at, reverse=True)
                 items = [summary(r) for r in records]
-                self._items = [(item, orjson.dumps(item)[:-1] + b",") for item in items]
+                self._items = [cached(item) for item in items]
                 self._generation = generation
             return self._items
