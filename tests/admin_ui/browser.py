@@ -79,6 +79,23 @@ def browser_page(**context_options: Any) -> Iterator[tuple[Any, Watch]]:
             browser.close()
 
 
+STRAY = """() => {
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  const found = [];
+  while (walker.nextNode()) {
+    const text = walker.currentNode.data.trim();
+    if (text === "null" || text === "undefined" || text === "NaN" || text === "[object Object]") found.push(text);
+  }
+  return found;
+}"""
+
+
+def stray_text(page: Any) -> list[str]:
+    """Text nodes that are a JavaScript value printed by mistake (`null`, `undefined`, …)."""
+    found: list[str] = page.evaluate(STRAY)
+    return found
+
+
 async def in_browser(scenario: Callable[[], T]) -> T:
     """Run a synchronous browser scenario in a worker thread; the server keeps serving."""
     return await trio.to_thread.run_sync(scenario)

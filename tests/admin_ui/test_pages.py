@@ -8,7 +8,13 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from tests.admin_ui.browser import browser_page, in_browser, needs_chromium, screenshot
+from tests.admin_ui.browser import (
+    browser_page,
+    in_browser,
+    needs_chromium,
+    screenshot,
+    stray_text,
+)
 from tests.admin_ui.conftest import MOCK_POLICY, admin_get, chat
 from tests.support.proxy import Proxy
 
@@ -23,6 +29,7 @@ def visit(page: Any, url: str, fragment: str, name: str) -> None:
     page.goto(f"{url}/admin/{fragment}")
     wait_ready(page)
     assert page.locator("main .error").count() == 0, page.locator("main .error").all_inner_texts()
+    assert stray_text(page) == []
     screenshot(page, name)
 
 
@@ -48,6 +55,7 @@ async def test_every_page_loads_clean_and_is_screenshotted(admin_proxy: Proxy) -
             page.locator(".file-list button").first.click()
             page.locator("pre.file").wait_for()
             assert "hello there" in page.inner_text("pre.file")
+            assert stray_text(page) == []
             screenshot(page, "memory-file")
             visit(page, url, "#/webhooks", "webhooks")
             watch.assert_clean()

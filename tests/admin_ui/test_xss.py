@@ -10,7 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.admin_ui.browser import browser_page, in_browser, needs_chromium, screenshot
+from tests.admin_ui.browser import (
+    browser_page,
+    in_browser,
+    needs_chromium,
+    screenshot,
+    stray_text,
+)
 from tests.admin_ui.conftest import admin_get, chat
 from tests.support.proxy import Proxy, start_proxy
 
@@ -54,6 +60,7 @@ def assert_inert(page: Any, watch: Any, *texts: str) -> None:
     assert page.evaluate("typeof window.__xss") == "undefined"
     assert page.locator("img").count() == 0
     assert page.evaluate("document.scripts.length") == 1  # app.js, nothing else
+    assert stray_text(page) == []
     for text in texts:
         assert page.get_by_text(text, exact=False).count() >= 1, text
     watch.assert_clean()

@@ -23,11 +23,9 @@ export async function render(page) {
     viewer.replaceChildren(h("p", { class: "muted" }, "Loading…"));
     try {
       const content = await api.get(`/memory/files/${encodePath(file.path)}`);
-      viewer.replaceChildren(
-        h("h2", { class: "mono" }, content.path),
-        content.truncated ? h("p", { class: "warn-text" }, "Only the first 1 MiB is shown.") : null,
-        h("pre", { class: "file", tabindex: "0", "aria-label": `Content of ${content.path}` }, content.content),
-      );
+      viewer.replaceChildren(h("h2", { class: "mono" }, content.path));
+      if (content.truncated) viewer.append(h("p", { class: "warn-text" }, "Only the first 1 MiB is shown."));
+      viewer.append(h("pre", { class: "file", tabindex: "0", "aria-label": `Content of ${content.path}` }, content.content));
     } catch (err) {
       viewer.replaceChildren(h("p", { class: "error", role: "alert" }, err.message));
     }
@@ -40,6 +38,6 @@ export async function render(page) {
   }));
   page.append(
     h("h1", null, "Memory"),
-    h("div", { class: "split" }, section(`${fmtInt(data.count ?? files.length)} files`, list), viewer),
+    h("div", { class: "split" }, section(`${fmtInt(data.count ?? files.length)} file${(data.count ?? files.length) === 1 ? "" : "s"}`, list), viewer),
   );
 }
