@@ -80,7 +80,7 @@ async def test_markup_from_policies_models_branches_and_memory_stays_text(
         with browser_page() as (page, watch):
             for fragment, texts in (
                 ("#/analytics", (IMG, BRANCH)),
-                ("#/keys", (IMG,)),
+                ("#/keys", (IMG, SCRIPT)),
                 (f"#/keys/{key_hash}", ()),
                 ("#/sessions", (BRANCH,)),
                 (f"#/sessions/{session}", (IMG, BRANCH)),

@@ -33,6 +33,12 @@ function budgetText(key) {
   return parts.join(" · ");
 }
 
+function metadataCell(key) {
+  const entries = Object.entries((key.policy && key.policy.metadata) || {});
+  if (!entries.length) return "–";
+  return h("span", null, entries.map(([k, v]) => h("span", { class: "tag" }, `${k}=${v}`)));
+}
+
 async function deleteKey(hash) {
   const yes = await confirmDialog({
     title: "Delete this key?",
@@ -64,6 +70,7 @@ async function renderList(page, offset, notice = "") {
     { label: "Default provider", cell: (k) => (k.policy && k.policy.default_provider) || "–" },
     { label: "Budget", cell: budgetText },
     { label: "Providers", cell: providerText },
+    { label: "Metadata", cell: metadataCell },
     {
       label: "Actions",
       cell: (k) =>
@@ -130,7 +137,8 @@ async function loadChoices() {
 async function renderEditor(page, hash) {
   const existing = hash ? await api.get(`/keys/${seg(hash)}`) : null;
   const choices = await loadChoices();
-  const initial = existing ? pretty(existing.policy_raw) : JSON.stringify(TEMPLATE, null, 2);
+  const template = { ...TEMPLATE, base_key_env: choices.envVars[0] || TEMPLATE.base_key_env };
+  const initial = existing ? pretty(existing.policy_raw) : JSON.stringify(template, null, 2);
   const form = h("form", { class: "card", novalidate: true, "aria-labelledby": "editor-title" });
   const expires = h("input", { id: "key-expires", type: "text", autocomplete: "off", placeholder: existing ? "unchanged" : "never" });
   const status = h("p", { id: "save-status", class: "validation", role: "status", "aria-live": "polite" });
