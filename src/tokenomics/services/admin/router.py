@@ -98,6 +98,9 @@ class AdminApp:
             return
         except AdminError as exc:
             response = error_response(exc.status, exc.message, exc.headers)
+        except Exception:  # a bug or an I/O failure: logged, answered without details
+            log.exception("admin request %s %s failed", scope["method"], scope["path"])
+            response = error_response(500, "internal error")
         headers = [*response.headers, *SECURITY_HEADERS]
         headers.append((b"content-length", str(len(response.body)).encode()))
         if response.status in (408, 413):  # the body was not read to its end
