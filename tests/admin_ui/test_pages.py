@@ -5,9 +5,12 @@ through the proxy a moment before."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.sync_api import Error as PlaywrightError
 from tests.admin_ui.browser import (
     browser_page,
     in_browser,
@@ -16,7 +19,7 @@ from tests.admin_ui.browser import (
     stray_text,
 )
 from tests.admin_ui.conftest import MOCK_POLICY, admin_get, chat
-from tests.support.proxy import Proxy
+from tests.support.proxy import Proxy, start_proxy
 
 pytestmark = [pytest.mark.slow, needs_chromium]
 
@@ -127,3 +130,26 @@ async def test_the_ui_is_usable_with_the_keyboard_alone(admin_proxy: Proxy) -> N
             watch.assert_clean()
 
     await in_browser(scenario)
+
+
+async def test_behind_basic_auth_the_ui_works_with_credentials_only(tmp_path: Path) -> None:
+    env = {"TOKENOMICS_ADMIN_AUTH_USERNAME": "ops", "TOKENOMICS_ADMIN_AUTH_PASSWORD": "s3cret"}
+    async with start_proxy(tmp_path, env=env) as proxy:
+        url = proxy.url
+
+        def scenario() -> None:
+            with browser_page() as (page, _watch):
+                # headless chromium refuses the navigation rather than asking for a password
+                with pytest.raises(PlaywrightError, match="ERR_INVALID_AUTH_CREDENTIALS"):
+                    page.goto(f"{url}/admin/")
+                assert page.request.get(f"{url}/admin/").status == 401
+            credentials = {"username": "ops", "password": "s3cret"}
+            with browser_page(http_credentials=credentials) as (page, watch):
+                visit(page, url, "#/analytics", "analytics-auth")
+                assert page.inner_text("#health") == "OK · HTTP"
+                visit(page, url, "#/keys/new", "key-new-auth")
+                page.fill("#policy-json", json.dumps(MOCK_POLICY))
+                page.get_by_text("Valid policy.").wait_for()  # an authenticated POST
+                watch.assert_clean()
+
+        await in_browser(scenario)
