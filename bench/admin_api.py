@@ -53,7 +53,9 @@ async def main(requests: int, tokens: int, sessions: int) -> None:
             while not (await client.get("/admin/api/health")).json()["ready"]:  # noqa: ASYNC110
                 await trio.sleep(0.05)
             print(f"start-up read of ledger and tokens: {time.perf_counter() - started:.1f} s")
-            for path in PAGES:
+            listed = (await client.get("/admin/api/sessions?limit=2")).json()["sessions"]
+            ended = next(x["session_id"] for x in listed if not x["running"])
+            for path in (*PAGES, f"/admin/api/sessions/{ended}"):
                 first = await timed(client, path)
                 warm = [await timed(client, path) for _ in range(20)]
                 print(f"{path:34} first {first:7.1f} ms   warm median "

@@ -58,6 +58,13 @@ async def test_a_file_is_read_as_json_text(proxy: Proxy, memory: Path) -> None:
     assert rotated["content"] == "rotated text\n"
 
 
+async def test_a_gz_file_that_is_not_gzip_says_so(proxy: Proxy, memory: Path) -> None:
+    (memory / "bad.md.gz").write_bytes(b"not gzip at all")
+    async with proxy.client() as client:
+        response = await client.get("/admin/api/memory/files/bad.md.gz")
+    assert (response.status_code, response.json()) == (422, {"error": "file is not valid gzip"})
+
+
 async def test_a_large_file_is_cut(proxy: Proxy, memory: Path) -> None:
     (memory / "big.md").write_bytes(b"x" * (MAX_CONTENT + 10))
     async with proxy.client() as client:

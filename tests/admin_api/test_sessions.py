@@ -36,6 +36,8 @@ async def test_the_list_is_newest_first_without_requests(proxy: Proxy) -> None:
     started = [s["started_at"] for s in got["sessions"]]
     assert started == sorted(started, reverse=True)
     assert got["sessions"][0]["running"] is True
+    keys = {"session_id", "started_at", "ended_at", "duration_ms", "git", "running", "totals"}
+    assert all(set(s) == keys for s in got["sessions"])
     assert all("requests" not in s for s in got["sessions"])
     assert got["summary"]["sessions"] == 6 and got["summary"]["request_count"] == 50
     assert sum(s["totals"]["request_count"] for s in got["sessions"]) == 50

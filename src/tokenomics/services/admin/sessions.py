@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 import trio
 
+from tokenomics.domain.ledger import parse_time
 from tokenomics.services.admin.aggregate import totals_dict
 from tokenomics.services.admin.http import AdminError, Request, Response, json_response
 from tokenomics.services.admin.router import Route, route
@@ -23,12 +24,21 @@ Entry = dict[str, Any]
 SUMMARY_KEYS = ("request_count", "input_tokens", "output_tokens", "total_tokens", "cost_usd")
 
 
+def _with_duration(meta: Entry) -> Entry:
+    """A journal's metadata has no `duration_ms` yet: from its start to its last request."""
+    if isinstance(meta.get("duration_ms"), int):
+        return meta
+    start, end = parse_time(str(meta.get("started_at", ""))), parse_time(str(meta.get("ended_at")))
+    duration = round((end - start).total_seconds() * 1000) if start and end else 0
+    return {**meta, "duration_ms": max(0, duration)}
+
+
 def session_list(index: LedgerIndex) -> tuple[Entry, list[Entry]]:
     """Blocking: the summary over all sessions and each session's metadata with its totals."""
     index.refresh()
     with index.lock:
         items = [
-            {**state.meta, "totals": totals_dict(state.aggregate.totals())}
+            {**_with_duration(state.meta), "totals": totals_dict(state.aggregate.totals())}
             for state in index.files.values()
         ]
         totals = totals_dict(index.total.totals())
