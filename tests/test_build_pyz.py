@@ -157,3 +157,16 @@ def test_token_create_needs_hash_key(pyz: Path, sandbox: Path) -> None:
     errors = [line for line in result.stderr.splitlines() if line.startswith("Error: ")]
     assert errors, result.stderr
     assert "TOKENOMICS_HASH_KEY" in errors[0]
+
+
+def test_admin_ui_assets_ship_inside(pyz: Path, sandbox: Path) -> None:
+    """Every file of the admin UI is package data of the zipapp (nothing fetched at run time)."""
+    ui = ROOT / "src" / "tokenomics" / "services" / "admin" / "ui"
+    shipped = {p.name for p in ui.iterdir() if p.is_file() and p.suffix != ".py"}
+    code = (
+        "import json; from tokenomics.services.admin.ui import serve_ui; "
+        f"print(json.dumps({{n: (serve_ui('/admin/assets/' + n) or (0,))[0] for n in {sorted(shipped)!r}}}))"
+    )
+    result = run([str(pyz), "-c", code], sandbox, clean_env(sandbox, PEX_INTERPRETER="1"))
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == dict.fromkeys(shipped, 200)

@@ -42,6 +42,7 @@ from tokenomics.services import (
     token_cache,
     usage_writer,
 )
+from tokenomics.services.admin import AdminApp, AdminContext, build_admin
 from tokenomics.services.asgi import ProxyApp
 from tokenomics.services.events_service import EventServices
 from tokenomics.services.finished import Finished
@@ -58,7 +59,7 @@ from tokenomics.store.usage import UsageStore
 from tokenomics.upstream.client import Upstreams
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
 
     from tokenomics.config.settings import Settings
     from tokenomics.domain.tokens import HashKey
@@ -137,12 +138,33 @@ def narrow_data_dir(settings: Settings) -> None:
         private_dir(settings.memory_dir, owned=True)
 
 
-def open_token_store(settings: Settings, environ: Mapping[str, str]) -> TokenStore:
+def open_tokens(settings: Settings, environ: Mapping[str, str]) -> TokenStore:
+    """A connection to the token store (the cache's, or the admin API's own)."""
     secret = environ.get(settings.security.encryption_key_env, "")
     cipher = Cipher.from_secret(secret) if secret else None
-    return TokenStore.open(
-        Path(settings.storage.db_path), cipher, settings.security.encryption_key_env
-    )
+    key_env = settings.security.encryption_key_env
+    return TokenStore.open(Path(settings.storage.db_path), cipher, key_env)
+
+
+def open_admin(
+    settings: Settings,
+    environ: Mapping[str, str],
+    server: Server,
+    cache: token_cache.TokenCache,
+    wake_webhooks: Callable[[], None],
+) -> tuple[AdminApp | None, TokenStore | None]:
+    """The admin UI/API handler (with its own store connection), None when admin is off."""
+    if not settings.admin.enabled:
+        return None, None
+    store = open_tokens(settings, environ)
+    deps = server.deps
+    context = AdminContext(
+        settings=settings, store=store, refresh_tokens=cache.refresh_if_changed,
+        hash_key=deps.hash_key, providers=deps.providers, environ=environ, stats=server.stats,
+        spend=deps.budgets.used, urls=lambda: server.urls, session_id=lambda: server.session_id,
+        now=deps.now, wake_webhooks=wake_webhooks,
+    )  # fmt: skip
+    return build_admin(context), store
 
 
 async def start_fleet(nursery: trio.Nursery, fleet: remote_fleet.Fleet) -> None:
@@ -165,7 +187,7 @@ def build_deps(
 ) -> tuple[Deps, TokenStore, UsageStore, Stats]:
     narrow_data_dir(settings)
     db_path = Path(settings.storage.db_path)
-    tokens = open_token_store(settings, environ)
+    tokens = open_tokens(settings, environ)
     usage = UsageStore(Database.open(db_path))
     providers = load_providers(
         cwd=cwd, home=home, data_dir=Path(settings.dir), inline=settings.providers
@@ -221,6 +243,7 @@ async def run_server(
     )  # fmt: skip
     stopped: trio.Event | None = None
     fleet: remote_fleet.Fleet | None = None
+    admin_store: TokenStore | None = None
     hooks: EventServices | None = None
     indexer = (
         open_indexer(Path(settings.storage.db_path), settings.sessions_dir)
@@ -245,7 +268,7 @@ async def run_server(
             )
             await consumers.start(token_cache.run, cache)
             fleet = remote_fleet.build(
-                settings, deps.providers, partial(open_token_store, settings, environ), cache, stats
+                settings, deps.providers, partial(open_tokens, settings, environ), cache, stats
             )
             if fleet is not None:
                 await start_fleet(consumers, fleet)
@@ -255,8 +278,13 @@ async def run_server(
             )
             server = Server([], stats, deps, session)
             stopped = server.stopped
+            admin, admin_store = open_admin(settings, environ, server, cache, hooks.dispatcher.wake)
+            if admin is not None:  # the ledger and tokens read once before the first page asks
+                consumers.start_soon(admin.warm_up)
             async with trio.open_nursery() as watchers:  # of client disconnects, per request
-                app = server.app = ProxyApp(deps, stats, trio.current_time, watchers.start_soon)
+                app = server.app = ProxyApp(
+                    deps, stats, trio.current_time, watchers.start_soon, admin=admin
+                )
                 app.webhook = fleet.receiver if fleet is not None else None
                 async with trio.open_nursery() as producers:
                     server.urls = await producers.start(
@@ -280,5 +308,7 @@ async def run_server(
         usage.close()
         if indexer is not None:
             indexer.close()
+        if admin_store is not None:
+            admin_store.close()
         if stopped is not None:
             stopped.set()

@@ -14,10 +14,10 @@ from cyclopts import App, Parameter
 
 from tokenomics.cli.context import Context
 from tokenomics.cli.output import is_terminal, print_json, print_table
-from tokenomics.domain.durations import format_rfc3339, is_expired, parse_expires
-from tokenomics.domain.errors import NotFoundError, PolicyError, TokenomicsError
-from tokenomics.domain.policy import parse_policy
-from tokenomics.domain.tokens import TOKEN_PREFIX, new_token
+from tokenomics.domain.durations import is_expired
+from tokenomics.domain.errors import NotFoundError, TokenomicsError
+from tokenomics.domain.tokens import TOKEN_PREFIX
+from tokenomics.services.token_ops import create_expiry, mint, update_expiry, validated_policy
 from tokenomics.store.tokens import TokenRecord, TokenStore
 
 app = App(name="token", help="Create, inspect, update and delete wrapper tokens.")
@@ -49,12 +49,7 @@ def read_policy_arg(value: str) -> str:
 
 
 def _validated_policy(value: str) -> str:
-    text = read_policy_arg(value)
-    try:
-        parse_policy(text)
-    except PolicyError as exc:
-        raise CommandError(f"invalid policy: {exc}") from None
-    return text
+    return validated_policy(read_policy_arg(value))
 
 
 def _not_found(message: str, value: str) -> CommandError:
@@ -131,19 +126,14 @@ def create(
     """Create a wrapper token bound to a policy. The raw token is shown once."""
     text = _validated_policy(policy)
     now = _now()
-    expires_at = parse_expires(expires, now)
-    if expires_at == "clear":
-        raise CommandError(
-            'create token: invalid expires_at: "clear" only removes an expiry on update'
-        )
+    expires_at = create_expiry(expires, now)
     key = ctx.hash_key()
-    token = new_token()
-    token_hash = key.hash(token)
     store = ctx.open_store()
     try:
-        record = store.create(token_hash, text, expires_at, format_rfc3339(now))
+        token, record = mint(store, key, text, expires_at, now)
     finally:
         store.close()
+    token_hash = record.token_hash
     if json:
         print_json(ctx.stdout, {"token": token, **_as_json(record, now)})
         return
@@ -203,7 +193,7 @@ def update(
         raise CommandError("must provide --policy and/or --expires")
     text = _validated_policy(policy) if policy else None
     now = _now()
-    new_expiry = parse_expires(expires, now) if expires else None
+    new_expiry = update_expiry(expires, now)
     with _existing_store(ctx, "update token: token not found", hash) as (store, token_hash):
         record = store.update(token_hash, text, new_expiry)
     if json:

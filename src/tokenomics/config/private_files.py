@@ -55,6 +55,15 @@ def private_dir(path: Path, *, owned: bool = False) -> Path:
     return path
 
 
+def narrow_file(path: Path) -> None:
+    """Narrow an existing file of ours to 0600 without opening it: opening and closing a
+    descriptor of an SQLite file drops every POSIX lock this process holds on it (its other
+    connections' too), after which another process may reset the WAL under them."""
+    info = path.stat()
+    if info.st_uid == os.geteuid():
+        _narrow(path, info.st_mode, FILE_MODE)
+
+
 def open_private(path: Path, flags: int) -> int:
     """`os.open(path, flags | O_CREAT)` as a 0600 file; an existing file of ours is narrowed."""
     fd = os.open(path, flags | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)

@@ -80,9 +80,11 @@ class ServerSettings:
 @dataclass(frozen=True, slots=True)
 class AdminAuthSettings:
     username: Annotated[
-        str, "Basic auth user for /stats and /metrics (loopback only; empty: no auth)."
+        str,
+        "Basic auth user of the admin UI/API, /stats and /metrics (with password: required; "
+        "the admin UI/API then also serves non-loopback clients when server.host binds wider).",
     ] = ""
-    password: Annotated[str, "Basic auth password for /stats and /metrics."] = ""
+    password: Annotated[str, "Basic auth password of the admin UI/API, /stats and /metrics."] = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,5 +1,5 @@
-"""The ASGI application: `/ping`, `/health`, `/stats`, `/metrics` (when `admin.enabled`), and
-the proxy for the rest, over HTTP/1.x only.
+"""The ASGI application: `/ping`, `/health`, `/stats`, `/metrics` and `/admin…` (when
+`admin.enabled`), and the proxy for the rest, over HTTP/1.x only.
 
 A proxied request's life is `ProxyApp._proxy`: its head is checked (framing, then the token)
 before any body byte is read; the body is read under a deadline, a size limit and the
@@ -85,6 +85,8 @@ class ProxyApp:
         stats: Stats,
         clock: Callable[[], float],
         spawn: Callable[..., object],
+        *,
+        admin: Callable[[Scope, Receive, Send], Awaitable[None]] | None = None,
     ) -> None:
         """`spawn` starts each request's disconnect watcher (`start_soon` of the composition
         root's nursery, which outlives the requests; a nursery per request cost 1.2% more
@@ -112,6 +114,7 @@ class ProxyApp:
         # The inbound webhook of remote sync (`remote_webhook.py`), set by the composition root.
         self.webhook: Callable[[Scope, Receive, Send], Awaitable[None]] | None = None
         self._webhook_path = deps.settings.remote.webhook.path
+        self._admin_app = admin  # `/admin…`: the admin UI and API (services/admin)
         server = deps.settings.server
         self.bodies = Bodies(
             max_request_mb=server.max_request_mb,
@@ -145,6 +148,8 @@ class ProxyApp:
             await self._admin(scope, send, path)
         elif self.webhook is not None and path == self._webhook_path:
             await self.webhook(scope, receive, send)
+        elif self._admin_app is not None and (path == "/admin" or path.startswith("/admin/")):
+            await self._admin_app(scope, receive, send)
         else:  # with admin off, its paths are the proxy's (`cli.md` §8.1)
             await self._proxy(scope, receive, send)
 

@@ -11,7 +11,7 @@ import sqlite3
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-from tokenomics.config.private_files import private_dir, touch_private
+from tokenomics.config.private_files import narrow_file, private_dir, touch_private
 from tokenomics.domain.errors import StoreError
 from tokenomics.store import ledger_schema
 
@@ -136,8 +136,13 @@ class Database:
         """Open (creating the file 0600 and its directory 0700) and migrate to the latest schema."""
         try:
             private_dir(path.parent)
+            # SQLite gives -wal/-shm the db file's mode. An existing file is narrowed by
+            # name, never opened: closing a descriptor of it would drop the locks of this
+            # process's other connections (POSIX fcntl semantics).
             for name in (path, *(path.with_name(path.name + s) for s in ("-wal", "-shm"))):
-                if name == path or name.exists():  # SQLite gives -wal/-shm the db file's mode
+                if name.exists():
+                    narrow_file(name)
+                elif name == path:
                     touch_private(name)
         except OSError as exc:
             raise StoreError(

@@ -1,0 +1,58 @@
+"""The admin UI and JSON API under `/admin` (docs/ADMIN_API.md).
+
+`build_admin` assembles the route table of every API module behind the access rules of
+`guard.py`; the result is the ASGI handler the proxy's app hands `/admin…` paths to.
+"""
+
+from __future__ import annotations
+
+import trio
+
+from tokenomics.services.admin import (
+    analytics,
+    envvars,
+    health,
+    keys,
+    memory_files,
+    sessions,
+    webhooks,
+)
+from tokenomics.services.admin.context import AdminContext
+from tokenomics.services.admin.guard import Guard
+from tokenomics.services.admin.ledger_index import LedgerIndex
+from tokenomics.services.admin.policy_check import routes as policy_routes
+from tokenomics.services.admin.router import AdminApp
+
+
+def build_admin(ctx: AdminContext) -> AdminApp:
+    settings = ctx.settings
+    guard = Guard(
+        bind_host=settings.server.host,
+        extra_hosts=settings.server.tls.hosts,
+        username=settings.admin.auth.username,
+        password=settings.admin.auth.password,
+    )
+    index = LedgerIndex(settings.sessions_dir if settings.ledger.enabled else None)
+    key_routes = keys.Keys(ctx)
+
+    async def warm_up() -> None:
+        """The ledger and the token summaries read once, before the first page asks."""
+        await trio.to_thread.run_sync(index.refresh, abandon_on_cancel=True)
+        await key_routes.warm_up()
+        ctx.ready = True
+
+    routes = [
+        *health.routes(ctx, webhooks=True),
+        *keys.routes(key_routes),
+        *envvars.routes(ctx),
+        *analytics.routes(ctx, analytics.Analytics(index)),
+        *sessions.routes(index),
+        *memory_files.routes(settings.memory_dir),
+        *webhooks.routes(ctx),
+    ]
+    # the policy editor's check as you type (the UI's)
+    routes += policy_routes()
+    return AdminApp(guard, routes, warm_up=warm_up)
+
+
+__all__ = ["AdminApp", "AdminContext", "build_admin"]
