@@ -244,6 +244,7 @@ async def run_server(
     stopped: trio.Event | None = None
     fleet: remote_fleet.Fleet | None = None
     admin_store: TokenStore | None = None
+    admin: AdminApp | None = None
     hooks: EventServices | None = None
     indexer = (
         open_indexer(Path(settings.storage.db_path), settings.sessions_dir)
@@ -310,5 +311,7 @@ async def run_server(
             indexer.close()
         if admin_store is not None:
             admin_store.close()
+        if admin is not None:
+            admin.close()
         if stopped is not None:
             stopped.set()

@@ -1,5 +1,6 @@
-"""The incremental ledger index: a journal read as it grows (a half-written last line waits),
-replaced by its session JSON without counting twice, a rewritten file read again."""
+"""The admin API's view of the ledger index: a journal read as it grows (a half-written last
+line waits), replaced by its session JSON without counting twice, a removed file taken away,
+foreign files skipped, the latest requests read whole from their files."""
 
 from __future__ import annotations
 
@@ -9,8 +10,7 @@ from pathlib import Path
 import orjson
 
 from tokenomics.domain.ledger import EntryValues, request_entry
-from tokenomics.services.admin.aggregate import COUNT, INPUT
-from tokenomics.services.admin.ledger_index import LedgerIndex
+from tokenomics.services.admin.ledger_view import LedgerView
 from tokenomics.services.ledger_files import build_session, read_journal, records_line
 
 T0 = datetime(2026, 12, 1, 12, tzinfo=UTC)
@@ -31,53 +31,67 @@ def header() -> bytes:
     return orjson.dumps(head) + b"\n"
 
 
-def test_a_growing_journal_is_read_from_where_it_stopped(tmp_path: Path) -> None:
-    journal = tmp_path / "2026-12-01_s1.journal"
+def view_of(tmp_path: Path) -> LedgerView:
+    (tmp_path / "sessions").mkdir(exist_ok=True)
+    return LedgerView.open(tmp_path / "tokenomics.db", tmp_path / "sessions")
+
+
+def count(view: LedgerView) -> int:
+    view.refresh()
+    return view.total().request_count
+
+
+def test_a_growing_journal_is_read_as_it_grows(tmp_path: Path) -> None:
+    view = view_of(tmp_path)
+    journal = tmp_path / "sessions" / "2026-12-01_s1.journal"
     journal.write_bytes(header() + records_line(entry(0)))
-    index = LedgerIndex(tmp_path)
-    index.refresh()
-    assert index.total.totals()[COUNT] == 1
+    assert count(view) == 1
     line = records_line(entry(1))
     with journal.open("ab") as f:
         f.write(line[:20])  # half a line: not yet
-    index.refresh()
-    assert index.total.totals()[COUNT] == 1
+    assert count(view) == 1
     with journal.open("ab") as f:
         f.write(line[20:] + orjson.dumps({"git": {"branch": "dev"}}) + b"\n")
-    index.refresh()
-    assert index.total.totals()[COUNT] == 2 and index.total.totals()[INPUT] == 20
-    assert index.files["2026-12-01_s1"].branch == "dev"
-    assert index.files["2026-12-01_s1"].meta["running"] is False  # nobody holds it
+    assert count(view) == 2 and view.total().input_tokens == 20
+    [only] = view.files()
+    assert only.git == {"branch": "dev"} and only.session_id == "s1"
+    assert only.running is False  # nobody holds it
+    assert [e["timestamp"] for e in view.newest(5)] == [
+        entry(1)["timestamp"],
+        entry(0)["timestamp"],
+    ]
+    assert view.newest(5)[0]["session_id"] == "s1"
+    view.close()
 
 
 def test_a_journal_replaced_by_its_session_json_counts_once(tmp_path: Path) -> None:
-    journal = tmp_path / "2026-12-01_s1.journal"
+    view = view_of(tmp_path)
+    journal = tmp_path / "sessions" / "2026-12-01_s1.journal"
     journal.write_bytes(header() + b"".join(records_line(entry(n)) for n in range(3)))
-    index = LedgerIndex(tmp_path)
-    index.refresh()
-    assert index.total.totals()[COUNT] == 3
+    assert count(view) == 3
     content = read_journal(journal)
     assert content is not None
     session = build_session(content, T0 + timedelta(minutes=1), {})
     journal.with_suffix(".json").write_bytes(orjson.dumps(session))
-    index.refresh()  # both files there: the JSON wins
-    assert index.total.totals()[COUNT] == 3 and len(index.files) == 1
+    assert count(view) == 3 and len(view.files()) == 1  # both files there: the JSON wins
     journal.unlink()
-    index.refresh()
-    assert index.total.totals()[COUNT] == 3 and len(index.files) == 1
+    assert count(view) == 3 and len(view.files()) == 1
     journal.with_suffix(".json").unlink()
-    index.refresh()
-    assert index.total.totals()[COUNT] == 0 and index.total.cells == {}
+    assert count(view) == 0 and view.files() == [] and view.groups("model") == {}
+    view.close()
 
 
 def test_unreadable_and_foreign_files_are_skipped(tmp_path: Path) -> None:
-    (tmp_path / "broken.json").write_bytes(b"{not json")
-    (tmp_path / "list.json").write_bytes(b"[1, 2]")
-    (tmp_path / "notes.txt").write_bytes(b"hello")
-    (tmp_path / "headless.journal").write_bytes(b"garbage\n")
-    index = LedgerIndex(tmp_path)
-    index.refresh()
-    assert index.files == {} and index.total.totals()[COUNT] == 0
-    missing = LedgerIndex(tmp_path / "nope")
-    missing.refresh()
-    assert missing.files == {}
+    view = view_of(tmp_path)
+    sessions = tmp_path / "sessions"
+    (sessions / "broken.json").write_bytes(b"{not json")
+    (sessions / "list.json").write_bytes(b"[1, 2]")
+    (sessions / "notes.txt").write_bytes(b"hello")
+    (sessions / "headless.journal").write_bytes(b"garbage\n")
+    assert count(view) == 0 and view.files() == [] and view.newest(5) == []
+    missing = LedgerView.open(tmp_path / "tokenomics.db", tmp_path / "nope")
+    assert count(missing) == 0 and missing.files() == []
+    off = LedgerView.open(tmp_path / "tokenomics.db", None)
+    assert count(off) == 0 and off.files() == [] and off.newest(5) == []
+    view.close()
+    missing.close()

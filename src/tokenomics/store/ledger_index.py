@@ -187,6 +187,24 @@ class LedgerIndex:
         )  # fmt: skip
         return {str(sid): (str(started), str(branch)) for sid, started, branch in rows}
 
+    def session_files(self, directory: str) -> list[tuple[str, ...]]:
+        """Each readable file of `directory`: stem, kind, session_id, started_at, ended_at,
+        branch, commit and repository."""
+        rows = self._db.query(
+            "SELECT stem, kind, session_id, started_at, ended_at, branch, git_commit, repo"
+            " FROM ledger_files WHERE dir = ? AND valid", (directory,),
+        )  # fmt: skip
+        return [tuple(str(v) for v in row) for row in rows]
+
+    def newest(self, directory: str, limit: int) -> list[tuple[str, str, int]]:
+        """The stem, kind and position of the latest `limit` requests, newest first."""
+        rows = self._db.query(
+            "SELECT f.stem, f.kind, r.seq FROM ledger_requests r JOIN ledger_files f"
+            " ON f.id = r.file_id WHERE f.dir = ? ORDER BY r.ts DESC, r.file_id DESC,"
+            " r.seq DESC LIMIT ?", (directory, limit),
+        )  # fmt: skip
+        return [(str(stem), str(kind), int(seq)) for stem, kind, seq in rows]
+
     def requests(self, directory: str, f: LedgerFilter) -> Iterator[tuple[Any, ...]]:
         """Every matching request in `REQUEST_COLUMNS` order (without `seq`), oldest first."""
         sql, params = requests_sql(directory, f, REQUEST_COLUMNS[1:])

@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import trio
 
 from tokenomics.services.admin import (
@@ -19,7 +21,7 @@ from tokenomics.services.admin import (
 )
 from tokenomics.services.admin.context import AdminContext
 from tokenomics.services.admin.guard import Guard
-from tokenomics.services.admin.ledger_index import LedgerIndex
+from tokenomics.services.admin.ledger_view import LedgerView
 from tokenomics.services.admin.policy_check import routes as policy_routes
 from tokenomics.services.admin.router import AdminApp
 
@@ -32,12 +34,13 @@ def build_admin(ctx: AdminContext) -> AdminApp:
         username=settings.admin.auth.username,
         password=settings.admin.auth.password,
     )
-    index = LedgerIndex(settings.sessions_dir if settings.ledger.enabled else None)
+    sessions_dir = settings.sessions_dir if settings.ledger.enabled else None
+    view = LedgerView.open(Path(settings.storage.db_path), sessions_dir)
     key_routes = keys.Keys(ctx)
 
     async def warm_up() -> None:
-        """The ledger and the token summaries read once, before the first page asks."""
-        await trio.to_thread.run_sync(index.refresh, abandon_on_cancel=True)
+        """The ledger indexed and the token summaries read, before the first page asks."""
+        await trio.to_thread.run_sync(view.refresh, abandon_on_cancel=True)
         await key_routes.warm_up()
         ctx.ready = True
 
@@ -45,14 +48,14 @@ def build_admin(ctx: AdminContext) -> AdminApp:
         *health.routes(ctx, webhooks=True),
         *keys.routes(key_routes),
         *envvars.routes(ctx),
-        *analytics.routes(ctx, analytics.Analytics(index)),
-        *sessions.routes(index),
+        *analytics.routes(ctx, analytics.Analytics(view)),
+        *sessions.routes(view),
         *memory_files.routes(settings.memory_dir),
         *webhooks.routes(ctx),
     ]
     # the policy editor's check as you type (the UI's)
     routes += policy_routes()
-    return AdminApp(guard, routes, warm_up=warm_up)
+    return AdminApp(guard, routes, warm_up=warm_up, close=view.close)
 
 
 __all__ = ["AdminApp", "AdminContext", "build_admin"]

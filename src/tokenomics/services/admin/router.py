@@ -80,10 +80,12 @@ class AdminApp:
         guard: Guard,
         routes: Sequence[Route],
         warm_up: Callable[[], Awaitable[None]] | None = None,
+        close: Callable[[], None] = lambda: None,
     ) -> None:
         self.guard = guard
         self.routes = list(routes)
         self._warm_up = warm_up
+        self.close = close  # what the handler holds open (the ledger index's connection)
 
     async def warm_up(self) -> None:
         """Read what the pages show (ledger, tokens) once at start: started by the composition

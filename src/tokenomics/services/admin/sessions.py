@@ -9,7 +9,7 @@ import orjson
 import trio
 
 from tokenomics.domain.ledger import parse_time
-from tokenomics.services.admin.aggregate import totals_dict
+from tokenomics.domain.ledger_rows import Aggregate
 from tokenomics.services.admin.http import AdminError, Request, Response, json_response
 from tokenomics.services.admin.router import Route, route
 from tokenomics.services.ledger_files import SESSION, journal_session
@@ -18,48 +18,51 @@ if TYPE_CHECKING:
     import re
     from pathlib import Path
 
-    from tokenomics.services.admin.ledger_index import LedgerIndex
+    from tokenomics.services.admin.ledger_view import LedgerView, SessionFile
 
 Entry = dict[str, Any]
 SUMMARY_KEYS = ("request_count", "input_tokens", "output_tokens", "total_tokens", "cost_usd")
 
 
-def _with_duration(meta: Entry) -> Entry:
-    """A journal's metadata has no `duration_ms` yet: from its start to its last request."""
-    if isinstance(meta.get("duration_ms"), int):
-        return meta
-    start, end = parse_time(str(meta.get("started_at", ""))), parse_time(str(meta.get("ended_at")))
+def _duration_ms(started_at: str, ended_at: str) -> int:
+    """From the session's start to its end (a running one's: now)."""
+    start, end = parse_time(started_at), parse_time(ended_at)
     duration = round((end - start).total_seconds() * 1000) if start and end else 0
-    return {**meta, "duration_ms": max(0, duration)}
+    return max(0, duration)
 
 
-def session_list(index: LedgerIndex) -> tuple[Entry, list[Entry]]:
+def _item(f: SessionFile, totals: Aggregate) -> Entry:
+    return {
+        "session_id": f.session_id, "started_at": f.started_at, "ended_at": f.ended_at,
+        "duration_ms": _duration_ms(f.started_at, f.ended_at), "git": f.git,
+        "running": f.running, "totals": totals.as_totals(),
+    }  # fmt: skip
+
+
+def session_list(view: LedgerView) -> tuple[Entry, list[Entry]]:
     """Blocking: the summary over all sessions and each session's metadata with its totals."""
-    index.refresh()
-    with index.lock:
-        items = [
-            {**_with_duration(state.meta), "totals": totals_dict(state.aggregate.totals())}
-            for state in index.files.values()
-        ]
-        totals = totals_dict(index.total.totals())
-    items.sort(key=lambda s: str(s.get("session_id", "")))
-    items.sort(key=lambda s: str(s.get("started_at", "")), reverse=True)
+    view.refresh()
+    sums = view.groups("session")
+    total = view.total()
+    items = [_item(f, sums.get((f.session_id,), Aggregate())) for f in view.files()]
+    items.sort(key=lambda s: str(s["session_id"]))
+    items.sort(key=lambda s: str(s["started_at"]), reverse=True)
+    totals = total.as_totals()
     summary = {"sessions": len(items), **{k: totals.get(k) for k in SUMMARY_KEYS}}
     return summary, items
 
 
-def find(index: LedgerIndex, wanted: str) -> tuple[Path, bool]:
+def find(view: LedgerView, wanted: str) -> tuple[Path, bool]:
     """The file of the session `wanted` (exact id, else a unique prefix) and whether it runs."""
-    index.refresh()
-    with index.lock:
-        states = list(index.files.values())
-    exact = [s for s in states if s.meta.get("session_id") == wanted]
-    found = exact or [s for s in states if str(s.meta.get("session_id", "")).startswith(wanted)]
+    view.refresh()
+    files = view.files()
+    exact = [f for f in files if f.session_id == wanted]
+    found = exact or [f for f in files if f.session_id.startswith(wanted)]
     if not wanted or not found:
         raise AdminError(404, "session not found")
     if len(found) > 1:
         raise AdminError(400, "session id prefix is ambiguous")
-    return found[0].path, bool(found[0].meta.get("running"))
+    return found[0].path, found[0].running
 
 
 def read_session(path: Path) -> Entry:
@@ -73,16 +76,16 @@ def read_session(path: Path) -> Entry:
     return data
 
 
-def routes(index: LedgerIndex) -> list[Route]:
+def routes(view: LedgerView) -> list[Route]:
     async def listing(request: Request, _match: re.Match[str]) -> Response:
         offset, limit = request.int_param("offset", 0), request.int_param("limit", 50)
-        summary, items = await trio.to_thread.run_sync(session_list, index)
+        summary, items = await trio.to_thread.run_sync(session_list, view)
         page = items[offset : offset + limit]
         return json_response(200, {"count": len(items), "summary": summary, "sessions": page})
 
     async def one(request: Request, match: re.Match[str]) -> Response:
         offset, limit = request.int_param("offset", 0), request.int_param("limit", 500)
-        path, running = await trio.to_thread.run_sync(find, index, match["id"])
+        path, running = await trio.to_thread.run_sync(find, view, match["id"])
         session = await trio.to_thread.run_sync(read_session, path)
         requests = session.get("requests")
         requests = requests if isinstance(requests, list) else []
