@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import orjson
+import pytest
 
 from tokenomics.domain.ledger import EntryValues, request_entry
 from tokenomics.services.admin.ledger_view import LedgerView
@@ -95,3 +96,34 @@ def test_unreadable_and_foreign_files_are_skipped(tmp_path: Path) -> None:
     assert count(off) == 0 and off.files() == [] and off.newest(5) == []
     view.close()
     missing.close()
+
+
+def test_the_summary_adds_a_growing_journal_to_the_finished_sessions(tmp_path: Path) -> None:
+    """The finished sessions' sums are kept while a journal grows; both count, once."""
+    from tests.support.ledger_data import token_hashes, write_sessions
+
+    from tokenomics.domain.ledger_session import summary
+    from tokenomics.services.admin.analytics import Analytics
+    from tokenomics.services.ledger_files import read_sessions
+
+    view = view_of(tmp_path)
+    sessions = tmp_path / "sessions"
+    write_sessions(sessions, sessions=3, requests=90, tokens=token_hashes(7))
+    analytics = Analytics(view)
+    assert analytics.summary(0)["totals"]["request_count"] == 90
+    journal = sessions / "2026-12-01_s1.journal"
+    journal.write_bytes(header() + records_line(entry(0)))
+    got = analytics.summary(0)
+    assert got["totals"]["request_count"] == 91 and got["sessions"] == 4
+    with journal.open("ab") as f:
+        f.write(records_line(entry(1)))
+    got = analytics.summary(0)
+    expected = summary(read_sessions(sessions))
+    assert got["totals"]["request_count"] == expected["totals"]["request_count"] == 92
+    assert got["totals"]["cost_usd"] == pytest.approx(expected["totals"]["cost_usd"])
+    tokens = {t["key"]: t["request_count"] for t in got["by_token"]}
+    assert tokens == {k: v["request_count"] for k, v in expected["by_token"].items()}
+    assert got["recent"][0]["timestamp"] == entry(1)["timestamp"]
+    write_sessions(sessions, sessions=1, requests=10, tokens=token_hashes(7), seed=3)
+    assert analytics.summary(0)["totals"]["request_count"] == 102
+    view.close()

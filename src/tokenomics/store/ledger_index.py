@@ -196,12 +196,21 @@ class LedgerIndex:
         )  # fmt: skip
         return [tuple(str(v) for v in row) for row in rows]
 
+    def files_version(self, directory: str, kind: str) -> int:
+        """Moves whenever a file of `kind` in `directory` is indexed, changed or dropped."""
+        rows = self._db.query(
+            "SELECT id, valid, mtime_ns, size FROM ledger_files WHERE dir = ? AND kind = ?"
+            " ORDER BY id", (directory, kind),
+        )  # fmt: skip
+        return hash(tuple(rows))
+
     def newest(self, directory: str, limit: int) -> list[tuple[str, str, int]]:
         """The stem, kind and position of the latest `limit` requests, newest first."""
         rows = self._db.query(
-            "SELECT f.stem, f.kind, r.seq FROM ledger_requests r JOIN ledger_files f"
-            " ON f.id = r.file_id WHERE f.dir = ? ORDER BY r.ts DESC, r.file_id DESC,"
-            " r.seq DESC LIMIT ?", (directory, limit),
+            "SELECT f.stem, f.kind, r.seq FROM (SELECT file_id, seq FROM ledger_requests"
+            " WHERE +file_id IN (SELECT id FROM ledger_files WHERE dir = ?)"
+            " ORDER BY ts DESC, file_id DESC, seq DESC LIMIT ?) r"
+            " JOIN ledger_files f ON f.id = r.file_id", (directory, limit),
         )  # fmt: skip
         return [(str(stem), str(kind), int(seq)) for stem, kind, seq in rows]
 

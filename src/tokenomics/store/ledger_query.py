@@ -34,12 +34,14 @@ GROUP_COLUMNS = {
 @dataclass(frozen=True, slots=True)
 class LedgerFilter:
     """Requests recorded in [since, until) (microseconds, UTC), on a branch, in a repository
-    (its full path or its last component); empty fields do not filter."""
+    (its full path or its last component), in files of one kind ("json" or "journal"); empty
+    fields do not filter."""
 
     since_us: int | None = None
     until_us: int | None = None
     branch: str = ""
     repo: str = ""
+    file_kind: str = ""
 
     @property
     def by_time(self) -> bool:
@@ -86,6 +88,11 @@ def _scope(directory: str, f: LedgerFilter) -> tuple[list[str], list[Any]]:
     # other); the day and time indexes narrow far better.
     clauses = ["+file_id IN (SELECT id FROM ledger_files WHERE dir = ?)"]
     params: list[Any] = [directory]
+    if f.file_kind:
+        # the journals are few (running or crashed sessions): found by the file index
+        plus = "" if f.file_kind == "journal" else "+"
+        clauses[0] = f"{plus}file_id IN (SELECT id FROM ledger_files WHERE dir = ? AND kind = ?)"
+        params.append(f.file_kind)
     if f.branch:
         clauses.append("branch = ?")
         params.append(f.branch)
@@ -131,7 +138,8 @@ def source(directory: str, f: LedgerFilter, keys: Sequence[str]) -> tuple[str, l
         table, kind, facet = _sums_table(keys)
         where, values = _bounded(clauses, scope, "day", p.first, p.end)
         if kind:
-            where, values = f"kind = ? AND {where}", [kind, *values]
+            few = "+" if f.file_kind == "journal" else ""  # then the file index is better
+            where, values = f"{few}kind = ? AND {where}", [kind, *values]
         picked = ", ".join([*(f"value AS {c}" if c == facet else c for c in columns), "file_id"])
         parts.append(f"SELECT {picked}, {', '.join(SUMMED)} FROM {table} WHERE {where}")
         params += values
@@ -159,7 +167,7 @@ def sessions_sql(directory: str, f: LedgerFilter) -> tuple[str, list[Any]]:
         inner, params = source(directory, f, ())
         return f"SELECT COUNT(DISTINCT file_id) FROM ({inner})", params
     clauses, params = _scope(directory, f)
-    clauses[0] = "valid AND dir = ?"
+    clauses[0] = "valid AND dir = ?" + (" AND kind = ?" if f.file_kind else "")
     return f"SELECT COUNT(*) FROM ledger_files WHERE {' AND '.join(clauses)}", params
 
 

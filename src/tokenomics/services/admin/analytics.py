@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from tokenomics.domain.ledger_rows import Aggregate
 from tokenomics.services.admin.http import Request, Response, json_response
 from tokenomics.services.admin.router import Route, route
 
@@ -18,7 +19,6 @@ if TYPE_CHECKING:
     import re
     from collections.abc import Mapping
 
-    from tokenomics.domain.ledger_rows import Aggregate
     from tokenomics.services.admin.context import AdminContext
     from tokenomics.services.admin.ledger_view import LedgerView
 
@@ -46,44 +46,87 @@ def _small(a: Aggregate) -> dict[str, Any]:
     return {"total_tokens": d["total_tokens"], "cost_usd": d["cost_usd"]}
 
 
-def by_day(view: LedgerView) -> list[dict[str, Any]]:
+# What a summary sums: name -> the index's group keys.
+GROUPINGS: dict[str, tuple[str, ...]] = {
+    "total": (), "model": ("model",), "provider": ("provider",), "branch": ("branch",),
+    "token": ("token",), "day": ("day",), "day_model": ("day", "model"),
+    "day_provider": ("day", "provider"), "day_branch": ("day", "branch"),
+}  # fmt: skip
+Sums = dict[str, dict[tuple[str, ...], Aggregate]]
+
+
+def sums(view: LedgerView, kind: str) -> Sums:
+    return {name: view.groups(*keys, kind=kind) for name, keys in GROUPINGS.items()}
+
+
+def merged(mine: Sums, theirs: Sums) -> Sums:
+    """Both sums added up (neither changed: `mine` is kept between calls)."""
+    out: Sums = {}
+    for name, group in mine.items():
+        extra = theirs.get(name)
+        if not extra:
+            out[name] = group
+            continue
+        combined = dict(group)
+        for key, a in extra.items():
+            found = combined.get(key)
+            combined[key] = a if found is None else _added(found, a)
+        out[name] = combined
+    return out
+
+
+def _added(a: Aggregate, b: Aggregate) -> Aggregate:
+    total = Aggregate()
+    total.add(a)
+    total.add(b)
+    return total
+
+
+def by_day(s: Sums) -> list[dict[str, Any]]:
     """Every UTC day's sums, split by model, provider and the branch of its sessions."""
     days: dict[str, dict[str, Any]] = {
         day: {"key": day, **a.as_rollup(), "by_model": {}, "by_provider": {}, "by_branch": {}}
-        for (day,), a in sorted(view.groups("day").items())
+        for (day,), a in sorted(s["day"].items())
     }
     for name in ("model", "provider", "branch"):
-        for (day, key), a in sorted(view.groups("day", name).items()):
+        for (day, key), a in sorted(s[f"day_{name}"].items()):
             if key or name != "provider":  # like `by_provider`: requests with one only
                 days[day][f"by_{name}"][key] = _small(a)
     return list(days.values())
 
 
-def _keyed(view: LedgerView, name: str) -> dict[str, Aggregate]:
-    return {key[0]: a for key, a in view.groups(name).items()}
+def summarize(s: Sums, recent: list[dict[str, Any]], top: int) -> dict[str, Any]:
+    def keyed(name: str) -> dict[str, Aggregate]:
+        return {key[0]: a for key, a in s[name].items() if key[0] or name != "provider"}
 
-
-def summarize(view: LedgerView, top: int) -> dict[str, Any]:
-    """Blocking: the numbers of the index as it is (call `view.refresh()` first)."""
-    providers = {k: a for k, a in _keyed(view, "provider").items() if k}
-    tokens = _keyed(view, "token")
+    tokens = keyed("token")
     return {
-        "totals": view.total().as_totals(),
-        "by_model": ranked(_keyed(view, "model"), top),
-        "by_provider": ranked(providers, top),
-        "by_branch": ranked(_keyed(view, "branch"), top),
+        "totals": s["total"].get((), Aggregate()).as_totals(),
+        "by_model": ranked(keyed("model"), top),
+        "by_provider": ranked(keyed("provider"), top),  # like the ledger's: with one only
+        "by_branch": ranked(keyed("branch"), top),
         "by_token": ranked(tokens, top),
         "token_count": len(tokens),
-        "by_day": by_day(view),
-        "recent": view.newest(RECENT),
+        "by_day": by_day(s),
+        "recent": recent,
     }
 
 
 class Analytics:
+    """The summary, kept until the index moves; the sums of finished sessions (most of the
+    ledger) kept until one of them does, so a growing journal costs only its own sums."""
+
     def __init__(self, view: LedgerView) -> None:
         self.view = view
         self._kept: dict[int, tuple[tuple[int, int], dict[str, Any]]] = {}  # top -> result
+        self._settled: tuple[int, Sums] | None = None
         self._lock = threading.Lock()
+
+    def _sums(self) -> Sums:
+        version = self.view.settled_version()
+        if self._settled is None or self._settled[0] != version:
+            self._settled = (version, sums(self.view, "json"))
+        return merged(self._settled[1], sums(self.view, "journal"))
 
     def summary(self, top: int) -> dict[str, Any]:
         """Blocking (syncs the index): call on a worker thread."""
@@ -92,7 +135,7 @@ class Analytics:
             version = view.refresh()
             kept = self._kept.get(top)
             if kept is None or kept[0] != version:
-                kept = (version, summarize(view, top))
+                kept = (version, summarize(self._sums(), view.newest(RECENT), top))
                 self._kept = {top: kept}  # one size kept: the UI's
             files = view.files()
         running = sum(1 for f in files if f.running)

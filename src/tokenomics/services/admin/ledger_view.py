@@ -30,7 +30,6 @@ if TYPE_CHECKING:
     from tokenomics.services.ledger_index import LedgerIndexer
 
 Entry = dict[str, Any]
-_ALL = LedgerFilter()
 
 
 def locked(path: Path) -> bool:
@@ -99,13 +98,22 @@ class LedgerView:
                 self._synced += 1
             return self._synced, self.indexer.index.db.data_version()
 
-    def groups(self, *keys: str) -> dict[tuple[str, ...], Aggregate]:
-        """The sums per distinct value of `keys` (`store.ledger_query.GROUP_COLUMNS`)."""
+    def groups(self, *keys: str, kind: str = "") -> dict[tuple[str, ...], Aggregate]:
+        """The sums per distinct value of `keys` (`store.ledger_query.GROUP_COLUMNS`), over the
+        files of one `kind` ("json": finished sessions, "journal": running or crashed) or all."""
         if self.indexer is None:
             return {}
         with self.lock:
-            rows = self.indexer.index.groups(self.indexer.key, _ALL, keys)
+            rows = self.indexer.index.groups(self.indexer.key, LedgerFilter(file_kind=kind), keys)
         return dict(rows)
+
+    def settled_version(self) -> int:
+        """Moves whenever a finished session's file is indexed or dropped (not when a running
+        journal grows)."""
+        if self.indexer is None:
+            return 0
+        with self.lock:
+            return self.indexer.index.files_version(self.indexer.key, "json")
 
     def total(self) -> Aggregate:
         return self.groups().get((), Aggregate())
