@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -124,6 +125,23 @@ def test_the_summary_adds_a_growing_journal_to_the_finished_sessions(tmp_path: P
     tokens = {t["key"]: t["request_count"] for t in got["by_token"]}
     assert tokens == {k: v["request_count"] for k, v in expected["by_token"].items()}
     assert got["recent"][0]["timestamp"] == entry(1)["timestamp"]
+    # a session that ends is added to the kept sums; one removed has them summed anew
     write_sessions(sessions, sessions=1, requests=10, tokens=token_hashes(7), seed=3)
-    assert analytics.summary(0)["totals"]["request_count"] == 102
+    same_as_files(analytics.summary(0), sessions, 102)
+    sorted(sessions.glob("*.json"))[0].unlink()
+    same_as_files(analytics.summary(0), sessions, None)
     view.close()
+
+
+def same_as_files(got: dict[str, Any], sessions: Path, count: int | None) -> None:
+    from tokenomics.domain.ledger_session import summary
+    from tokenomics.services.ledger_files import read_sessions
+
+    expected = summary(read_sessions(sessions))
+    assert got["totals"]["request_count"] == expected["totals"]["request_count"]
+    assert count is None or got["totals"]["request_count"] == count
+    assert got["totals"]["cost_usd"] == pytest.approx(expected["totals"]["cost_usd"])
+    for name in ("by_token", "by_model", "by_provider"):
+        ours = {t["key"]: (t["request_count"], t["total_tokens"]) for t in got[name]}
+        theirs = {k: (v["request_count"], v["total_tokens"]) for k, v in expected[name].items()}
+        assert ours == theirs, name

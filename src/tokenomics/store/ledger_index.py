@@ -196,13 +196,14 @@ class LedgerIndex:
         )  # fmt: skip
         return [tuple(str(v) for v in row) for row in rows]
 
-    def files_version(self, directory: str, kind: str) -> int:
-        """Moves whenever a file of `kind` in `directory` is indexed, changed or dropped."""
+    def file_stamps(self, directory: str, kind: str) -> frozenset[tuple[int, int, int, int]]:
+        """Id, validity, modification time and size of each file of `kind` in `directory`:
+        a file indexed, changed or dropped changes the set."""
         rows = self._db.query(
-            "SELECT id, valid, mtime_ns, size FROM ledger_files WHERE dir = ? AND kind = ?"
-            " ORDER BY id", (directory, kind),
-        )  # fmt: skip
-        return hash(tuple(rows))
+            "SELECT id, valid, mtime_ns, size FROM ledger_files WHERE dir = ? AND kind = ?",
+            (directory, kind),
+        )
+        return frozenset((int(i), int(v), int(m), int(s)) for i, v, m, s in rows)
 
     def newest(self, directory: str, limit: int) -> list[tuple[str, str, int]]:
         """The stem, kind and position of the latest `limit` requests, newest first."""

@@ -34,14 +34,15 @@ GROUP_COLUMNS = {
 @dataclass(frozen=True, slots=True)
 class LedgerFilter:
     """Requests recorded in [since, until) (microseconds, UTC), on a branch, in a repository
-    (its full path or its last component), in files of one kind ("json" or "journal"); empty
-    fields do not filter."""
+    (its full path or its last component), in files of one kind ("json" or "journal"), in
+    the files with these ids (`ledger_files.id`); empty fields do not filter."""
 
     since_us: int | None = None
     until_us: int | None = None
     branch: str = ""
     repo: str = ""
     file_kind: str = ""
+    file_ids: tuple[int, ...] = ()
 
     @property
     def by_time(self) -> bool:
@@ -93,6 +94,9 @@ def _scope(directory: str, f: LedgerFilter) -> tuple[list[str], list[Any]]:
         plus = "" if f.file_kind == "journal" else "+"
         clauses[0] = f"{plus}file_id IN (SELECT id FROM ledger_files WHERE dir = ? AND kind = ?)"
         params.append(f.file_kind)
+    if f.file_ids:  # a few files: found by the file index
+        clauses.append(f"file_id IN ({', '.join('?' for _ in f.file_ids)})")
+        params += f.file_ids
     if f.branch:
         clauses.append("branch = ?")
         params.append(f.branch)
@@ -138,7 +142,7 @@ def source(directory: str, f: LedgerFilter, keys: Sequence[str]) -> tuple[str, l
         table, kind, facet = _sums_table(keys)
         where, values = _bounded(clauses, scope, "day", p.first, p.end)
         if kind:
-            few = "+" if f.file_kind == "journal" else ""  # then the file index is better
+            few = "+" if f.file_kind == "journal" or f.file_ids else ""  # the file index then
             where, values = f"{few}kind = ? AND {where}", [kind, *values]
         picked = ", ".join([*(f"value AS {c}" if c == facet else c for c in columns), "file_id"])
         parts.append(f"SELECT {picked}, {', '.join(SUMMED)} FROM {table} WHERE {where}")

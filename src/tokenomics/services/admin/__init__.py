@@ -6,10 +6,12 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import trio
 
+from tokenomics.domain.errors import StoreError
 from tokenomics.services.admin import (
     analytics,
     envvars,
@@ -19,11 +21,14 @@ from tokenomics.services.admin import (
     sessions,
     webhooks,
 )
+from tokenomics.services.admin.analytics import DEFAULT_TOP
 from tokenomics.services.admin.context import AdminContext
 from tokenomics.services.admin.guard import Guard
 from tokenomics.services.admin.ledger_view import LedgerView
 from tokenomics.services.admin.policy_check import routes as policy_routes
 from tokenomics.services.admin.router import AdminApp
+
+log = logging.getLogger("tokenomics.admin")
 
 
 def build_admin(ctx: AdminContext) -> AdminApp:
@@ -37,10 +42,15 @@ def build_admin(ctx: AdminContext) -> AdminApp:
     sessions_dir = settings.sessions_dir if settings.ledger.enabled else None
     view = LedgerView.open(Path(settings.storage.db_path), sessions_dir)
     key_routes = keys.Keys(ctx)
+    summary = analytics.Analytics(view)
 
     async def warm_up() -> None:
-        """The ledger indexed and the token summaries read, before the first page asks."""
-        await trio.to_thread.run_sync(view.refresh, abandon_on_cancel=True)
+        """The ledger indexed and summed, the token summaries read, before the first page
+        asks."""
+        try:
+            await trio.to_thread.run_sync(summary.summary, DEFAULT_TOP, abandon_on_cancel=True)
+        except StoreError as exc:  # busy or broken: each analytics call tries again
+            log.warning("admin: the ledger index was not read at start: %s", exc)
         await key_routes.warm_up()
         ctx.ready = True
 
@@ -48,7 +58,7 @@ def build_admin(ctx: AdminContext) -> AdminApp:
         *health.routes(ctx, webhooks=True),
         *keys.routes(key_routes),
         *envvars.routes(ctx),
-        *analytics.routes(ctx, analytics.Analytics(view)),
+        *analytics.routes(ctx, summary),
         *sessions.routes(view),
         *memory_files.routes(settings.memory_dir),
         *webhooks.routes(ctx),

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 DEFAULT_TOP = 20
 RECENT = 50
+FEW = 100  # sessions ended since the last summary that are added to it (more: summed anew)
 
 
 def _rank(item: tuple[str, Aggregate]) -> tuple[bool, float, int, str]:
@@ -55,8 +56,8 @@ GROUPINGS: dict[str, tuple[str, ...]] = {
 Sums = dict[str, dict[tuple[str, ...], Aggregate]]
 
 
-def sums(view: LedgerView, kind: str) -> Sums:
-    return {name: view.groups(*keys, kind=kind) for name, keys in GROUPINGS.items()}
+def sums(view: LedgerView, kind: str = "", files: tuple[int, ...] = ()) -> Sums:
+    return {name: view.groups(*keys, kind=kind, files=files) for name, keys in GROUPINGS.items()}
 
 
 def merged(mine: Sums, theirs: Sums) -> Sums:
@@ -113,20 +114,31 @@ def summarize(s: Sums, recent: list[dict[str, Any]], top: int) -> dict[str, Any]
 
 
 class Analytics:
-    """The summary, kept until the index moves; the sums of finished sessions (most of the
-    ledger) kept until one of them does, so a growing journal costs only its own sums."""
+    """The summary, kept until the index moves. The sums of the finished sessions (most of the
+    ledger) are kept too: a session that ends adds its own sums to them, a growing journal
+    costs only the journals' sums; a finished session changed or removed sums them anew."""
 
     def __init__(self, view: LedgerView) -> None:
         self.view = view
         self._kept: dict[int, tuple[tuple[int, int], dict[str, Any]]] = {}  # top -> result
-        self._settled: tuple[int, Sums] | None = None
+        self._settled: tuple[frozenset[tuple[int, int, int, int]], Sums] | None = None
         self._lock = threading.Lock()
 
+    def _settled_sums(self) -> Sums:
+        files = self.view.settled()
+        known = self._settled
+        if known is None or not known[0] <= files or len(files - known[0]) > FEW:
+            settled = sums(self.view, "json")
+        elif known[0] != files:
+            added = tuple(sorted(f[0] for f in files - known[0]))
+            settled = merged(known[1], sums(self.view, files=added))
+        else:
+            return known[1]
+        self._settled = (files, settled)
+        return settled
+
     def _sums(self) -> Sums:
-        version = self.view.settled_version()
-        if self._settled is None or self._settled[0] != version:
-            self._settled = (version, sums(self.view, "json"))
-        return merged(self._settled[1], sums(self.view, "journal"))
+        return merged(self._settled_sums(), sums(self.view, "journal"))
 
     def summary(self, top: int) -> dict[str, Any]:
         """Blocking (syncs the index): call on a worker thread."""

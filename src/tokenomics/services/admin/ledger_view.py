@@ -98,22 +98,26 @@ class LedgerView:
                 self._synced += 1
             return self._synced, self.indexer.index.db.data_version()
 
-    def groups(self, *keys: str, kind: str = "") -> dict[tuple[str, ...], Aggregate]:
+    def groups(
+        self, *keys: str, kind: str = "", files: tuple[int, ...] = ()
+    ) -> dict[tuple[str, ...], Aggregate]:
         """The sums per distinct value of `keys` (`store.ledger_query.GROUP_COLUMNS`), over the
-        files of one `kind` ("json": finished sessions, "journal": running or crashed) or all."""
+        files of one `kind` ("json": finished sessions, "journal": running or crashed) or all,
+        or over the `files` with these ids."""
         if self.indexer is None:
             return {}
+        f = LedgerFilter(file_kind=kind, file_ids=files)
         with self.lock:
-            rows = self.indexer.index.groups(self.indexer.key, LedgerFilter(file_kind=kind), keys)
+            rows = self.indexer.index.groups(self.indexer.key, f, keys)
         return dict(rows)
 
-    def settled_version(self) -> int:
-        """Moves whenever a finished session's file is indexed or dropped (not when a running
-        journal grows)."""
+    def settled(self) -> frozenset[tuple[int, int, int, int]]:
+        """The finished sessions' files (id, valid, mtime, size): changes whenever one is
+        indexed or dropped, not when a running journal grows."""
         if self.indexer is None:
-            return 0
+            return frozenset()
         with self.lock:
-            return self.indexer.index.files_version(self.indexer.key, "json")
+            return self.indexer.index.file_stamps(self.indexer.key, "json")
 
     def total(self) -> Aggregate:
         return self.groups().get((), Aggregate())
