@@ -163,7 +163,9 @@ def build_session(content: JournalContent, ended_at: datetime, git_end: Entry) -
     )  # fmt: skip
 
 
-def _locked_by_other(path: Path) -> bool:
+def locked_by_other(path: Path) -> bool:
+    """A live process holds the journal (this one too, through another open file: flock
+    conflicts across open files); raises OSError when it cannot be opened."""
     fd = os.open(path, os.O_RDONLY)
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
@@ -196,7 +198,7 @@ def abandoned_session(path: Path) -> Entry | None:
 def journal_session(path: Path) -> Entry | None:
     """The session in journal `path` without touching it: a live one up to now, marked
     `"running": true` with its writer's `pid`; a crashed one as `abandoned_session`."""
-    if not _locked_by_other(path):
+    if not locked_by_other(path):
         return abandoned_session(path)
     content = read_journal(path)
     if content is None:
@@ -209,7 +211,7 @@ def journal_session(path: Path) -> Entry | None:
 def recover_journal(path: Path, on_recovered: Recovered | None = None) -> bool:
     """Turn one abandoned journal into its session JSON and remove it (`on_recovered` is given
     the JSON's path); False when it belongs to a live process or cannot be read."""
-    if _locked_by_other(path):
+    if locked_by_other(path):
         return False
     target = path.with_suffix(SESSION)
     if not _complete(target):
@@ -263,7 +265,7 @@ def abandoned_spends(sessions: Path) -> dict[str, Spend]:
     spends: dict[str, Spend] = {}
     for path in sorted(sessions.glob(f"*{JOURNAL}")):
         try:
-            content = None if _locked_by_other(path) else read_journal(path)
+            content = None if locked_by_other(path) else read_journal(path)
         except OSError:
             continue
         for key, spend in (content.spends if content else {}).items():

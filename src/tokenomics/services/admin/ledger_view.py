@@ -12,15 +12,13 @@ read from the files. Blocking I/O: call from a worker thread.
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import os
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from tokenomics.domain.ledger_rows import Aggregate
-from tokenomics.services.ledger_files import JOURNAL, SESSION
+from tokenomics.services.ledger_files import JOURNAL, SESSION, locked_by_other
 from tokenomics.services.ledger_index import open_indexer, read_session
 from tokenomics.store.ledger_query import LedgerFilter
 
@@ -33,18 +31,11 @@ Entry = dict[str, Any]
 
 
 def locked(path: Path) -> bool:
-    """A live process holds the journal (ours included: flock conflicts across open files)."""
+    """A live process holds the journal (ours included); False when it is gone."""
     try:
-        fd = os.open(path, os.O_RDONLY)
+        return locked_by_other(path)
     except OSError:
         return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
-    return False
 
 
 @dataclass(frozen=True, slots=True)
