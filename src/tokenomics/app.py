@@ -6,6 +6,7 @@ place that starts long-lived tasks (`design.md`).
     │   ├── ledger           finished exchanges -> session journal + JSON, memory files
     │   ├── usage_writer     budget counters written through to the store
     │   ├── token refresher  snapshot reloaded when the store changes
+    │   ├── redis keeper     (session.backend: redis) probes, replays queued settles
     │   └── estimator warm-up
     └── producers nursery (stopped first on shutdown)
         └── http_server      hypercorn, HTTP and/or HTTPS
@@ -30,7 +31,7 @@ from tokenomics.domain.durations import format_rfc3339
 from tokenomics.domain.ratelimit import RateLimiter
 from tokenomics.formats.estimate import TokenEstimator
 from tokenomics.pipeline.deps import Deps
-from tokenomics.services import comm_events, ledger, token_cache, usage_writer
+from tokenomics.services import comm_events, ledger, redis_sync, token_cache, usage_writer
 from tokenomics.services.asgi import ProxyApp
 from tokenomics.services.finished import Finished
 from tokenomics.services.http_server import serve, server_config
@@ -40,6 +41,7 @@ from tokenomics.services.stats import Stats
 from tokenomics.services.tls import resolve_tls
 from tokenomics.store.db import Database
 from tokenomics.store.encryption import Cipher
+from tokenomics.store.redis_counters import RedisCounters
 from tokenomics.store.tokens import TokenStore
 from tokenomics.store.usage import UsageStore
 from tokenomics.upstream.client import Upstreams
@@ -128,19 +130,21 @@ def build_deps(
     price_overrides = {m: f for p in providers.values() for m, f in p.prices.items()}
     prices = load_prices(price_overrides)
     stats = Stats(known_model=prices.__contains__)
+    budgets, limiter = Budgets(usage.load()), RateLimiter(trio.current_time)
     deps = Deps(
         settings=settings,
         environ=environ,
         tokens=token_cache.TokenCache(tokens),
         hash_key=hash_key,
         providers=providers,
-        limiter=RateLimiter(trio.current_time),
-        budgets=Budgets(usage.load()),
+        limiter=limiter,
+        budgets=budgets,
         estimator=TokenEstimator(),
         prices=prices,
         upstreams=Upstreams(),
         recorder=Recorder(stats, settings.logging, trio.current_time),
         now=time.time,
+        counters=redis_sync.build_counters(settings, db_path, budgets, limiter),
     )
     return deps, tokens, usage, stats
 
@@ -190,6 +194,8 @@ async def run_server(
                 partial(usage_writer.run, deps.budgets, usage, clock_now=_now_text)
             )
             await consumers.start(token_cache.run, cache)
+            if isinstance(deps.counters, RedisCounters):
+                await consumers.start(redis_sync.keep, deps.counters)
             consumers.start_soon(
                 partial(trio.to_thread.run_sync, deps.estimator.warm_up, abandon_on_cancel=True)
             )

@@ -107,6 +107,15 @@ class RedisSettings:
     ] = "localhost:6379"
     password: Annotated[str, "Redis password."] = ""
     db: Annotated[int, "Redis database number."] = 0
+    timeout_ms: Annotated[
+        int,
+        "Milliseconds one Redis call may take; past it the request is refused with 503.",
+    ] = 500
+    rate_limit_fail_open: Annotated[
+        bool,
+        "Let requests through without rate limits while Redis is unreachable (budgets always "
+        "fail closed).",
+    ] = False
 
 
 @dataclass(frozen=True, slots=True)
