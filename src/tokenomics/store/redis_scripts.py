@@ -33,8 +33,8 @@ local function drop_hold(U, C, H, Z, id)
   local n = string.sub(amounts, sep + 1)
   redis.call('HDEL', H, id)
   redis.call('ZREM', Z, id)
-  redis.call('HINCRBY', H, '_t', -t)
-  redis.call('HINCRBY', H, '_n', -n)
+  redis.call('HINCRBY', H, '_t', 0 - tonumber(t))
+  redis.call('HINCRBY', H, '_n', 0 - tonumber(n))
   floor0(U, redis.call('DECRBY', U, t))
   floor0(C, redis.call('DECRBY', C, n))
 end
@@ -97,7 +97,7 @@ local function retry_ms(w, kind, limit, now)
   local freed = 0
   for _, b in ipairs(w.order) do
     freed = freed + w.buckets[b][kind]
-    if freed >= need then return (b + 1) * w.grain + w.len - now end
+    if freed >= need then return math.min((b + 1) * w.grain + w.len - now, w.len) end
   end
   return w.len
 end
