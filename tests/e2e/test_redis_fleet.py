@@ -1,0 +1,208 @@
+"""Issue 18 through real servers: two proxies (each with its own data directory and token
+store) share one real redis-server, so budgets, rate limits and `max_parallel` hold for the
+fleet, and Redis going away gives clear 503s, then recovery with no usage lost.
+
+Real time, not the autojump clock: the proxies wait on a real Redis socket.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import trio
+from tests.support.mock_upstream import MockUpstream
+from tests.support.proxy import Proxy, start_proxy
+from tests.support.redis_server import RedisServer, redis_server  # noqa: F401
+
+from tokenomics.domain.durations import format_rfc3339
+from tokenomics.domain.tokens import new_token
+from tokenomics.store.tokens import TokenStore
+
+OUTPUT = 220
+CONFIG = """providers:
+  custom:
+    upstream_url: {url}
+    api_key_env: OPENAI_KEY
+session:
+  backend: redis
+  redis:
+    addr: "{addr}"
+    timeout_ms: 300
+"""
+
+
+@asynccontextmanager
+async def fleet(
+    root: Path, upstream: MockUpstream, redis: RedisServer, size: int = 2
+) -> AsyncIterator[list[Proxy]]:
+    config = CONFIG.format(url=upstream.url, addr=redis.addr)
+    for i in range(size):
+        (root / f"p{i}").mkdir()
+    async with AsyncExitStack() as stack:
+        proxies = [
+            await stack.enter_async_context(
+                start_proxy(root / f"p{i}", upstream.url, config=config)
+            )
+            for i in range(size)
+        ]
+        yield proxies
+
+
+def share_token(proxies: list[Proxy], policy: dict[str, Any]) -> str:
+    """One wrapper token, created in every proxy's own store."""
+    raw = new_token()
+    for proxy in proxies:
+        store = TokenStore.open(Path(proxy.settings.storage.db_path))
+        try:
+            store.create(
+                proxy.key.hash(raw), json.dumps(policy), None, format_rfc3339(datetime.now(UTC))
+            )
+        finally:
+            store.close()
+        proxy.reload_tokens()
+    return raw
+
+
+def body(model: str, words: int = OUTPUT) -> dict[str, Any]:
+    text = " ".join(["word"] * words)
+    return {"model": model, "messages": [{"role": "user", "content": text}], "max_tokens": words}
+
+
+def redis_int(redis: RedisServer, key: str) -> int:
+    reply = redis.command("GET", key)
+    return 0 if reply.startswith(b"$-1") else int(reply.split(b"\r\n")[1])
+
+
+async def fire(
+    proxies: list[Proxy], token: str, count: int, model: str, words: int = OUTPUT
+) -> list[httpx2.Response]:
+    responses: list[httpx2.Response] = []
+    clients = [proxy.client() for proxy in proxies]
+
+    async def one(i: int) -> None:
+        response = await clients[i % len(clients)].post(
+            "/v1/chat/completions", json=body(model, words), headers={"x-api-key": token}
+        )
+        responses.append(response)
+
+    async with AsyncExitStack() as stack:
+        for client in clients:
+            await stack.enter_async_context(client)
+        async with trio.open_nursery() as nursery:
+            for i in range(count):
+                nursery.start_soon(one, i)
+    return responses
+
+
+async def quiet(proxies: list[Proxy]) -> None:
+    """Until every proxy finished (settled) its requests."""
+    with trio.fail_after(5):
+        while any(proxy.server.stats.in_flight for proxy in proxies):
+            await trio.sleep(0.01)
+
+
+async def test_fifty_requests_on_two_proxies_share_one_budget(
+    mock_upstream_server: MockUpstream,
+    tmp_path: Path,
+    redis_server: RedisServer,  # noqa: F811
+) -> None:
+    limit = 4000
+    async with fleet(tmp_path, mock_upstream_server, redis_server) as proxies:
+        token = share_token(
+            proxies,
+            {"providers": {"custom": [{"base_key_env": "OPENAI_KEY"}]}, "max_tokens": limit},
+        )
+        responses = await fire(proxies, token, 50, "slow-100-echo")
+        await quiet(proxies)
+        key = proxies[0].key.hash(token)
+    statuses = [r.status_code for r in responses]
+    assert statuses.count(200) >= 2 and statuses.count(200) + statuses.count(429) == 50
+    assert len(mock_upstream_server.requests) == statuses.count(200)
+    spent = redis_int(redis_server, f"tokenomics:usage:{key}")
+    actual = sum(r.json()["usage"]["total_tokens"] for r in responses if r.status_code == 200)
+    assert spent == actual  # every hold settled to the provider's figures
+    assert spent <= limit + OUTPUT  # the fleet overshoots by at most one request's output
+    refused = [r.json()["error"]["message"] for r in responses if r.status_code == 429]
+    assert all(m.startswith("budget exceeded: used ") for m in refused)
+
+
+async def test_a_rate_limit_and_max_parallel_hold_across_proxies(
+    mock_upstream_server: MockUpstream,
+    tmp_path: Path,
+    redis_server: RedisServer,  # noqa: F811
+) -> None:
+    async with fleet(tmp_path, mock_upstream_server, redis_server) as proxies:
+        rated = share_token(
+            proxies,
+            {
+                "providers": {"custom": [{"base_key_env": "OPENAI_KEY"}]},
+                "rate_limit": {"rules": [{"requests": 5, "window": "1m"}]},
+            },
+        )
+        responses = await fire(proxies, rated, 12, "echo", words=3)
+        statuses = [r.status_code for r in responses]
+        assert statuses.count(200) == 5 and statuses.count(429) == 7
+        refused = next(r for r in responses if r.status_code == 429)
+        assert "requests in 1m window (max 5)" in refused.json()["error"]["message"]
+        assert 1 <= int(refused.headers["retry-after"]) <= 60
+
+        mock_upstream_server.clear()
+        parallel = share_token(
+            proxies,
+            {
+                "providers": {"custom": [{"base_key_env": "OPENAI_KEY"}]},
+                "rate_limit": {"max_parallel": 3},
+            },
+        )
+        responses = await fire(proxies, parallel, 10, "slow-300-echo", words=3)
+        await quiet(proxies)
+    statuses = [r.status_code for r in responses]
+    assert mock_upstream_server.max_in_flight <= 3
+    assert statuses.count(200) >= 3 and statuses.count(200) + statuses.count(429) == 10
+    assert any("concurrent requests (max 3)" in r.text for r in responses if r.status_code == 429)
+
+
+async def test_redis_killed_mid_load_then_back(
+    mock_upstream_server: MockUpstream,
+    tmp_path: Path,
+    redis_server: RedisServer,  # noqa: F811
+) -> None:
+    async with fleet(tmp_path, mock_upstream_server, redis_server) as proxies:
+        token = share_token(
+            proxies,
+            {"providers": {"custom": [{"base_key_env": "OPENAI_KEY"}]}, "max_tokens": 100_000},
+        )
+        key = proxies[0].key.hash(token)
+        in_flight: list[httpx2.Response] = []
+
+        async def load() -> None:
+            in_flight.extend(await fire(proxies, token, 6, "slow-500-echo", words=5))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(load)
+            with trio.fail_after(5):
+                while len(mock_upstream_server.requests) < 6:  # all admitted, holds in Redis
+                    await trio.sleep(0.01)
+            redis_server.kill()  # they finish while Redis is away: their settles wait
+        assert [r.status_code for r in in_flight] == [200] * 6
+        await quiet(proxies)
+
+        down = await fire(proxies, token, 4, "echo", words=5)
+        assert [r.status_code for r in down] == [503] * 4
+        error = down[0].json()["error"]
+        assert error["code"] == 503 and "unavailable" in error["message"]
+        redis_server.start()  # empty (no persistence): the queued settles rebuild the usage
+        with trio.fail_after(5):
+            while any(p.server.deps.counters.health().pending for p in proxies):  # type: ignore[union-attr]
+                await trio.sleep(0.05)
+        back = await fire(proxies, token, 4, "echo", words=5)
+        assert [r.status_code for r in back] == [200] * 4
+        await quiet(proxies)
+    actual = sum(r.json()["usage"]["total_tokens"] for r in (*in_flight, *back))
+    assert redis_int(redis_server, f"tokenomics:usage:{key}") == actual
