@@ -7,6 +7,7 @@ place that starts long-lived tasks (`design.md`).
     │   ├── usage_writer     budget counters written through to the store
     │   ├── token refresher  snapshot reloaded when the store changes
     │   ├── redis keeper     (session.backend: redis) probes, replays queued settles
+    │   ├── revocation       (session.backend: redis) token changes published/heard fleet-wide
     │   └── estimator warm-up
     └── producers nursery (stopped first on shutdown)
         └── http_server      hypercorn, HTTP and/or HTTPS
@@ -31,7 +32,14 @@ from tokenomics.domain.durations import format_rfc3339
 from tokenomics.domain.ratelimit import RateLimiter
 from tokenomics.formats.estimate import TokenEstimator
 from tokenomics.pipeline.deps import Deps
-from tokenomics.services import comm_events, ledger, redis_sync, token_cache, usage_writer
+from tokenomics.services import (
+    comm_events,
+    ledger,
+    redis_sync,
+    revocation,
+    token_cache,
+    usage_writer,
+)
 from tokenomics.services.asgi import ProxyApp
 from tokenomics.services.finished import Finished
 from tokenomics.services.http_server import serve, server_config
@@ -195,7 +203,9 @@ async def run_server(
             )
             await consumers.start(token_cache.run, cache)
             if isinstance(deps.counters, RedisCounters):
+                stats.extra_metrics.append(partial(redis_sync.metrics, deps.counters))
                 await consumers.start(redis_sync.keep, deps.counters)
+                await consumers.start(revocation.run, cache, deps.counters.client)
             consumers.start_soon(
                 partial(trio.to_thread.run_sync, deps.estimator.warm_up, abandon_on_cancel=True)
             )

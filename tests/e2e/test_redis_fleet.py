@@ -206,3 +206,38 @@ async def test_redis_killed_mid_load_then_back(
         await quiet(proxies)
     actual = sum(r.json()["usage"]["total_tokens"] for r in (*in_flight, *back))
     assert redis_int(redis_server, f"tokenomics:usage:{key}") == actual
+
+
+async def test_a_token_deleted_or_edited_on_one_proxy_is_refused_by_the_other_at_once(
+    mock_upstream_server: MockUpstream,
+    tmp_path: Path,
+    redis_server: RedisServer,  # noqa: F811
+) -> None:
+    policy = {"providers": {"custom": [{"base_key_env": "OPENAI_KEY"}]}}
+    async with fleet(tmp_path, mock_upstream_server, redis_server) as (one, other):
+        deleted, edited, kept = (share_token([one, other], policy) for _ in range(3))
+
+        async def status(proxy: Proxy, token: str) -> int:
+            async with proxy.client() as client:
+                response = await client.post(
+                    "/v1/chat/completions", json=body("echo", 2), headers={"x-api-key": token}
+                )
+            return response.status_code
+
+        assert [await status(other, t) for t in (deleted, edited, kept)] == [200, 200, 200]
+        store = TokenStore.open(Path(one.settings.storage.db_path))  # like `token delete` on A
+        try:
+            store.delete(one.key.hash(deleted))
+            store.update(one.key.hash(edited), json.dumps({**policy, "max_tokens": 5}), None)
+        finally:
+            store.close()
+        started = trio.current_time()
+        with trio.fail_after(1.0):  # A notices its store, publishes; B hears it
+            while await status(other, deleted) != 401 or await status(other, edited) != 401:
+                await trio.sleep(0.02)
+        elapsed = trio.current_time() - started
+        assert await status(other, kept) == 200
+        assert await status(one, edited) == 429  # A has the new policy: over its new budget
+    assert elapsed <= 1.0
+    prints = redis_server.command("HGETALL", "tokenomics:tokens:prints")
+    assert one.key.hash(deleted).encode() in prints

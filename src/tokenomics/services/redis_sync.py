@@ -14,7 +14,7 @@ from tokenomics.store.db import Database
 from tokenomics.store.local_counters import LocalCounters
 from tokenomics.store.redis_counters import RedisCounters
 from tokenomics.store.redis_pending import PendingSettles
-from tokenomics.store.resp import RedisAddress, RedisClient, RedisUnavailable
+from tokenomics.store.resp import LATENCY_BUCKETS, RedisAddress, RedisClient, RedisUnavailable
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -47,6 +47,35 @@ def build_counters(
     )
     counters.pending_count = pending.count()
     return counters
+
+
+def metrics(counters: RedisCounters) -> list[str]:
+    """Prometheus lines: Redis calls, errors, latency histogram, queued and dropped settles."""
+    health = counters.client.health
+    lines = [
+        "# HELP tokenomics_redis_up Whether the last Redis call succeeded.",
+        "# TYPE tokenomics_redis_up gauge",
+        f"tokenomics_redis_up {int(health.up)}",
+        "# HELP tokenomics_redis_errors_total Redis calls that failed or timed out.",
+        "# TYPE tokenomics_redis_errors_total counter",
+        f"tokenomics_redis_errors_total {health.errors}",
+        "# HELP tokenomics_redis_pending_settles Settles waiting in SQLite for Redis.",
+        "# TYPE tokenomics_redis_pending_settles gauge",
+        f"tokenomics_redis_pending_settles {counters.pending_count}",
+        "# HELP tokenomics_redis_dropped_settles_total Settles lost (queue full or disk error).",
+        "# TYPE tokenomics_redis_dropped_settles_total counter",
+        f"tokenomics_redis_dropped_settles_total {counters.dropped}",
+        "# HELP tokenomics_redis_call_seconds Time of one Redis call (pipeline).",
+        "# TYPE tokenomics_redis_call_seconds histogram",
+    ]
+    total = 0
+    for bound, count in zip(LATENCY_BUCKETS, health.buckets, strict=True):
+        total += count
+        le = "+Inf" if bound == float("inf") else f"{bound:g}"
+        lines.append(f'tokenomics_redis_call_seconds_bucket{{le="{le}"}} {total}')
+    lines.append(f"tokenomics_redis_call_seconds_sum {health.latency_seconds:.6f}")
+    lines.append(f"tokenomics_redis_call_seconds_count {health.calls}")
+    return lines
 
 
 async def keep(

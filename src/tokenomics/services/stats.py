@@ -112,6 +112,8 @@ class Stats:
         self.in_flight = 0
         # Set by the composition root when the session ledger runs: its `statistics()`.
         self.ledger: Callable[[], LedgerStatistics] | None = None
+        # More `/metrics` lines from other parts (the Redis counters: `redis_sync.metrics`).
+        self.extra_metrics: list[Callable[[], list[str]]] = []
         self._second = -1
         self._now = ""
 
@@ -189,6 +191,8 @@ class Stats:
             f"tokenomics_in_flight {self.in_flight}",
         ]
         lines += self._ledger_lines()
+        for more in self.extra_metrics:
+            lines += more()
         return "\n".join(lines) + "\n"
 
     def _ledger_lines(self) -> list[str]:

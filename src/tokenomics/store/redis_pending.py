@@ -10,9 +10,10 @@ from typing import TYPE_CHECKING
 import orjson
 
 from tokenomics.domain.errors import StoreError
+from tokenomics.store.db import Database
 
 if TYPE_CHECKING:
-    from tokenomics.store.db import Database
+    from pathlib import Path
 
 MAX_ROWS = 100_000
 _CREATE = (
@@ -57,3 +58,15 @@ class PendingSettles:
 
     def close(self) -> None:
         self._db.close()
+
+
+def pending_count(db_path: Path) -> int:
+    """Settles waiting in the database at `db_path` (0 when there is no queue), read-only."""
+    if not db_path.exists():
+        return 0
+    db = Database.open(db_path)
+    try:
+        rows = db.query("SELECT name FROM sqlite_master WHERE name = 'redis_pending'")
+        return int(db.query("SELECT COUNT(*) FROM redis_pending")[0][0]) if rows else 0
+    finally:
+        db.close()

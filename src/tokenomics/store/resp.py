@@ -225,6 +225,11 @@ class RedisClient:
         self._clock = clock
         self.health = RedisHealth()
 
+    async def open_connection(self) -> Connection:
+        """A connection of its own, outside the pool (for SUBSCRIBE); the caller closes it."""
+        with trio.fail_after(self.timeout):
+            return await self._connect()
+
     async def _connect(self) -> Connection:
         stream = await trio.open_tcp_stream(self.address.host, self.address.port)
         conn = Connection(stream)
