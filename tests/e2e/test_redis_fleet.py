@@ -241,3 +241,40 @@ async def test_a_token_deleted_or_edited_on_one_proxy_is_refused_by_the_other_at
     assert elapsed <= 1.0
     prints = redis_server.command("HGETALL", "tokenomics:tokens:prints")
     assert one.key.hash(deleted).encode() in prints
+
+
+async def test_policy_memory_goes_to_redis_capped_and_to_files_while_redis_is_away(
+    mock_upstream_server: MockUpstream,
+    tmp_path: Path,
+    redis_server: RedisServer,  # noqa: F811
+) -> None:
+    files = tmp_path / "mem"
+    memory = {
+        "enabled": True,
+        "redis": True,
+        "file_path": str(files),
+        "file_name": "{token_hash}.md",
+    }
+    policy = {"providers": {"custom": [{"base_key_env": "OPENAI_KEY"}]}, "memory": memory}
+    config = CONFIG.format(url=mock_upstream_server.url, addr=redis_server.addr)
+    config += "    memory_max_entries: 4\n"
+    (tmp_path / "p").mkdir()
+    async with start_proxy(tmp_path / "p", mock_upstream_server.url, config=config) as proxy:
+        token = share_token([proxy], policy)
+        key = f"tokenomics:memory:{proxy.key.hash(token)}"
+        for words in (1, 2, 3):
+            assert [r.status_code for r in await fire([proxy], token, 1, "echo", words)] == [200]
+        with trio.fail_after(5):
+            while redis_server.command("LLEN", key) != b":4\r\n":
+                await trio.sleep(0.05)
+        entries = redis_server.command("LRANGE", key, "0", "-1")
+        assert b"| request | echo\n\nContent-Type: application/json" in entries
+        assert entries.count(b"| response | echo\n\n") == 2  # the first request was trimmed
+        redis_server.kill()
+        assert [r.status_code for r in await fire([proxy], token, 1, "echo", 2)] == [200]
+        fallback = files / f"{proxy.hash16(token)}.md"
+        with trio.fail_after(5):
+            while not fallback.exists():
+                await trio.sleep(0.05)
+        redis_server.start()
+    assert "| response | echo" in fallback.read_text()

@@ -116,6 +116,11 @@ class RedisSettings:
         "Let requests through without rate limits while Redis is unreachable (budgets always "
         "fail closed).",
     ] = False
+    memory_max_entries: Annotated[
+        int,
+        "Entries kept per token in Redis policy memory (memory.redis: true); older ones are "
+        "trimmed.",
+    ] = 1000
 
 
 @dataclass(frozen=True, slots=True)
