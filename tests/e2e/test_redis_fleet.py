@@ -8,7 +8,7 @@ Real time, not the autojump clock: the proxies wait on a real Redis socket.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -74,6 +74,11 @@ def body(model: str, words: int = OUTPUT) -> dict[str, Any]:
     return {"model": model, "messages": [{"role": "user", "content": text}], "max_tokens": words}
 
 
+def pending(proxy: Proxy) -> int:
+    counters = proxy.server.deps.counters
+    return counters.health().pending if counters is not None else 0
+
+
 def redis_int(redis: RedisServer, key: str) -> int:
     reply = redis.command("GET", key)
     return 0 if reply.startswith(b"$-1") else int(reply.split(b"\r\n")[1])
@@ -100,11 +105,18 @@ async def fire(
     return responses
 
 
+async def until(done: Callable[[], object]) -> None:
+    """Poll state outside this process's control (Redis, files, other servers) until `done`."""
+    with trio.fail_after(5):
+        while True:
+            if done():
+                return
+            await trio.sleep(0.02)
+
+
 async def quiet(proxies: list[Proxy]) -> None:
     """Until every proxy finished (settled) its requests."""
-    with trio.fail_after(5):
-        while any(proxy.server.stats.in_flight for proxy in proxies):
-            await trio.sleep(0.01)
+    await until(lambda: not any(proxy.server.stats.in_flight for proxy in proxies))
 
 
 async def test_fifty_requests_on_two_proxies_share_one_budget(
@@ -186,9 +198,7 @@ async def test_redis_killed_mid_load_then_back(
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(load)
-            with trio.fail_after(5):
-                while len(mock_upstream_server.requests) < 6:  # all admitted, holds in Redis
-                    await trio.sleep(0.01)
+            await until(lambda: len(mock_upstream_server.requests) == 6)  # holds in Redis
             redis_server.kill()  # they finish while Redis is away: their settles wait
         assert [r.status_code for r in in_flight] == [200] * 6
         await quiet(proxies)
@@ -198,9 +208,7 @@ async def test_redis_killed_mid_load_then_back(
         error = down[0].json()["error"]
         assert error["code"] == 503 and "unavailable" in error["message"]
         redis_server.start()  # empty (no persistence): the queued settles rebuild the usage
-        with trio.fail_after(5):
-            while any(p.server.deps.counters.health().pending for p in proxies):  # type: ignore[union-attr]
-                await trio.sleep(0.05)
+        await until(lambda: not any(pending(p) for p in proxies))
         back = await fire(proxies, token, 4, "echo", words=5)
         assert [r.status_code for r in back] == [200] * 4
         await quiet(proxies)
@@ -233,7 +241,9 @@ async def test_a_token_deleted_or_edited_on_one_proxy_is_refused_by_the_other_at
             store.close()
         started = trio.current_time()
         with trio.fail_after(1.0):  # A notices its store, publishes; B hears it
-            while await status(other, deleted) != 401 or await status(other, edited) != 401:
+            while True:
+                if await status(other, deleted) == 401 and await status(other, edited) == 401:
+                    break
                 await trio.sleep(0.02)
         elapsed = trio.current_time() - started
         assert await status(other, kept) == 200
@@ -264,17 +274,13 @@ async def test_policy_memory_goes_to_redis_capped_and_to_files_while_redis_is_aw
         key = f"tokenomics:memory:{proxy.key.hash(token)}"
         for words in (1, 2, 3):
             assert [r.status_code for r in await fire([proxy], token, 1, "echo", words)] == [200]
-        with trio.fail_after(5):
-            while redis_server.command("LLEN", key) != b":4\r\n":
-                await trio.sleep(0.05)
+        await until(lambda: redis_server.command("LLEN", key) == b":4\r\n")
         entries = redis_server.command("LRANGE", key, "0", "-1")
         assert b"| request | echo\n\nContent-Type: application/json" in entries
         assert entries.count(b"| response | echo\n\n") == 2  # the first request was trimmed
         redis_server.kill()
         assert [r.status_code for r in await fire([proxy], token, 1, "echo", 2)] == [200]
         fallback = files / f"{proxy.hash16(token)}.md"
-        with trio.fail_after(5):
-            while not fallback.exists():
-                await trio.sleep(0.05)
+        await until(fallback.exists)
         redis_server.start()
     assert "| response | echo" in fallback.read_text()
