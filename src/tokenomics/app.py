@@ -185,6 +185,7 @@ async def run_server(
         host=server_settings.host, http_port=server_settings.http_port,
         https_port=server_settings.https_port, tls=tls, grace=server_settings.shutdown_grace,
         idle_timeout=server_settings.idle_timeout, ephemeral=ephemeral,
+        reuse_port=server_settings.workers > 1 and not ephemeral,
     )  # fmt: skip
     stopped: trio.Event | None = None
     try:

@@ -74,6 +74,11 @@ class ServerSettings:
         int,
         "Seconds in-flight requests get to finish on SIGINT/SIGTERM.",
     ] = 10
+    workers: Annotated[
+        int,
+        "Serving processes sharing the listeners (SO_REUSEPORT), supervised by `serve`; more "
+        "than 1 needs session.backend: redis.",
+    ] = 1
     tls: TLSSettings = field(default_factory=TLSSettings)
 
 
