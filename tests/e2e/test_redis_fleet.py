@@ -207,6 +207,15 @@ async def test_redis_killed_mid_load_then_back(
         assert [r.status_code for r in down] == [503] * 4
         error = down[0].json()["error"]
         assert error["code"] == 503 and "unavailable" in error["message"]
+        async with proxies[0].client() as client:
+            metrics = (await client.get("/metrics")).text
+        assert "tokenomics_redis_up 0" in metrics
+        errors = next(
+            line for line in metrics.splitlines() if line.startswith("tokenomics_redis_e")
+        )
+        assert int(errors.split()[-1]) >= 1
+        assert 'tokenomics_redis_call_seconds_bucket{le="+Inf"}' in metrics
+        assert pending(proxies[0]) + pending(proxies[1]) == 6  # the six settles wait
         redis_server.start()  # empty (no persistence): the queued settles rebuild the usage
         await until(lambda: not any(pending(p) for p in proxies))
         back = await fire(proxies, token, 4, "echo", words=5)
@@ -284,3 +293,21 @@ async def test_policy_memory_goes_to_redis_capped_and_to_files_while_redis_is_aw
         await until(fallback.exists)
         redis_server.start()
     assert "| response | echo" in fallback.read_text()
+
+
+async def test_rate_limits_may_fail_open_budgets_never_do(
+    mock_upstream_server: MockUpstream,
+    tmp_path: Path,
+    redis_server: RedisServer,  # noqa: F811
+) -> None:
+    config = CONFIG.format(url=mock_upstream_server.url, addr=redis_server.addr)
+    config += "    rate_limit_fail_open: true\n"
+    (tmp_path / "p").mkdir()
+    async with start_proxy(tmp_path / "p", mock_upstream_server.url, config=config) as proxy:
+        provider = {"providers": {"custom": [{"base_key_env": "OPENAI_KEY"}]}}
+        rated = share_token([proxy], {**provider, "rate_limit": {"rules": [{"requests": 9}]}})
+        budgeted = share_token([proxy], {**provider, "max_tokens": 10_000})
+        redis_server.kill()
+        assert [r.status_code for r in await fire([proxy], rated, 2, "echo", 2)] == [200, 200]
+        assert [r.status_code for r in await fire([proxy], budgeted, 2, "echo", 2)] == [503, 503]
+        redis_server.start()
