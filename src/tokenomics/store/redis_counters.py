@@ -36,7 +36,8 @@ if TYPE_CHECKING:
     from tokenomics.store.redis_pending import PendingSettles
     from tokenomics.store.resp import Arg, RedisClient, Reply
 
-HOLD_TTL_MS = 3_600_000  # a reservation or slot of a proxy that died lapses after an hour
+HOLD_TTL_MS = 3_600_000  # a reservation of a proxy that died lapses after an hour
+SLOT_TTL_MS = 600_000  # its parallel slots after ten minutes (a longer stream frees its slot)
 MARKER_TTL_MS = 7 * 86_400_000  # how long a settle is remembered (replays within a week)
 SCRIPTS = {"reserve": redis_scripts.RESERVE, "acquire": redis_scripts.ACQUIRE,
            "settle": redis_scripts.SETTLE}  # fmt: skip
@@ -131,7 +132,7 @@ class RedisCounters:
         slot = uuid.uuid4().hex if limit.max_parallel > 0 else ""
         windows = _windows(limit)
         keys = [f"tokenomics:parallel:{key}", *(window_key(key, w) for w in windows)]
-        args: list[Arg] = [limit.max_parallel, slot or "-", HOLD_TTL_MS, len(windows)]
+        args: list[Arg] = [limit.max_parallel, slot or "-", SLOT_TTL_MS, len(windows)]
         for length, strategy in windows:
             args += [length, strategy]
         args.append(len(limit.rules))
