@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
+import pytest
 from tests.conftest import Result
 from tests.support.daemons import Daemons, daemons, free_port, ping  # noqa: F401
 from tests.support.redis_server import RedisServer, redis_server  # noqa: F401
@@ -80,6 +81,7 @@ def test_more_than_one_worker_needs_redis(cli: Callable[..., Result], work: Path
     assert "server.workers: 2 needs session.backend: redis" in result.err
 
 
+@pytest.mark.slow
 def test_two_workers_survive_a_sigkill_and_stop_on_sigterm(
     daemons: Daemons,  # noqa: F811
     redis_server: RedisServer,  # noqa: F811

@@ -135,3 +135,24 @@ async def test_settles_wait_for_redis_and_apply_once(
     await one.run("settle", keys, args)  # a replay of a settle that got through: no effect
     assert redis_server.command("GET", f"tokenomics:usage:{KEY}") == b"$2\r\n45\r\n"
     pending.close()
+
+
+async def test_a_budget_for_exactly_one_request_admits_one_of_two_proxies(
+    redis_server: RedisServer,  # noqa: F811
+) -> None:
+    """proxy.md scenario 41: two proxies, one Redis, a budget for exactly one request."""
+    a, b = counters(redis_server), counters(redis_server)
+    outcomes: list[str] = []
+
+    async def one(client: RedisCounters) -> None:
+        try:
+            await client.reserve(KEY, ask(30, 10, output=20))
+        except BudgetExceeded:
+            outcomes.append("refused")
+        else:
+            outcomes.append("admitted")
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(one, a)
+        nursery.start_soon(one, b)
+    assert sorted(outcomes) == ["admitted", "refused"]
