@@ -8,6 +8,8 @@ place that starts long-lived tasks (`design.md`).
     │   ├── token refresher  snapshot reloaded when the store changes
     │   ├── event writer     events of finished requests -> the outbox (when webhooks are set)
     │   ├── dispatcher       outbox -> webhooks
+    │   ├── redis keeper     (session.backend: redis) probes, replays queued settles
+    │   ├── revocation       (session.backend: redis) token changes published/heard fleet-wide
     │   └── estimator warm-up
     └── producers nursery (stopped first on shutdown)
         └── http_server      hypercorn, HTTP and/or HTTPS
@@ -36,9 +38,11 @@ from tokenomics.services import (
     comm_events,
     event_writer,
     ledger,
+    redis_sync,
     remote_fleet,
     remote_register,
     remote_sync,
+    revocation,
     token_cache,
     usage_writer,
 )
@@ -54,6 +58,7 @@ from tokenomics.services.stats import Stats
 from tokenomics.services.tls import resolve_tls
 from tokenomics.store.db import Database
 from tokenomics.store.encryption import Cipher
+from tokenomics.store.redis_counters import RedisCounters
 from tokenomics.store.tokens import TokenStore
 from tokenomics.store.usage import UsageStore
 from tokenomics.upstream.client import Upstreams
@@ -195,19 +200,21 @@ def build_deps(
     price_overrides = {m: f for p in providers.values() for m, f in p.prices.items()}
     prices = load_prices(price_overrides)
     stats = Stats(known_model=prices.__contains__)
+    budgets, limiter = Budgets(usage.load()), RateLimiter(trio.current_time)
     deps = Deps(
         settings=settings,
         environ=environ,
         tokens=token_cache.TokenCache(tokens),
         hash_key=hash_key,
         providers=providers,
-        limiter=RateLimiter(trio.current_time),
-        budgets=Budgets(usage.load()),
+        limiter=limiter,
+        budgets=budgets,
         estimator=TokenEstimator(),
         prices=prices,
         upstreams=Upstreams(),
         recorder=Recorder(stats, settings.logging, trio.current_time),
         now=time.time,
+        counters=redis_sync.build_counters(settings, db_path, budgets, limiter),
     )
     return deps, tokens, usage, stats
 
@@ -240,6 +247,7 @@ async def run_server(
         host=server_settings.host, http_port=server_settings.http_port,
         https_port=server_settings.https_port, tls=tls, grace=server_settings.shutdown_grace,
         idle_timeout=server_settings.idle_timeout, ephemeral=ephemeral,
+        reuse_port=server_settings.workers > 1 and not ephemeral,
     )  # fmt: skip
     stopped: trio.Event | None = None
     fleet: remote_fleet.Fleet | None = None
@@ -273,6 +281,10 @@ async def run_server(
             if fleet is not None:
                 await start_fleet(consumers, fleet)
             await _start_events(consumers, hooks, deps, stats)
+            if isinstance(deps.counters, RedisCounters):
+                stats.metric_lines.append(partial(redis_sync.metrics, deps.counters))
+                await consumers.start(redis_sync.keep, deps.counters)
+                await consumers.start(revocation.run, cache, deps.counters.client)
             consumers.start_soon(
                 partial(trio.to_thread.run_sync, deps.estimator.warm_up, abandon_on_cancel=True)
             )

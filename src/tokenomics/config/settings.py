@@ -74,6 +74,11 @@ class ServerSettings:
         int,
         "Seconds in-flight requests get to finish on SIGINT/SIGTERM.",
     ] = 10
+    workers: Annotated[
+        int,
+        "Serving processes sharing the listeners (SO_REUSEPORT), supervised by `serve`; more "
+        "than 1 needs session.backend: redis.",
+    ] = 1
     tls: TLSSettings = field(default_factory=TLSSettings)
 
 
@@ -109,6 +114,20 @@ class RedisSettings:
     ] = "localhost:6379"
     password: Annotated[str, "Redis password."] = ""
     db: Annotated[int, "Redis database number."] = 0
+    timeout_ms: Annotated[
+        int,
+        "Milliseconds one Redis call may take; past it the request is refused with 503.",
+    ] = 500
+    rate_limit_fail_open: Annotated[
+        bool,
+        "Let requests through without rate limits while Redis is unreachable (budgets always "
+        "fail closed).",
+    ] = False
+    memory_max_entries: Annotated[
+        int,
+        "Entries kept per token in Redis policy memory (memory.redis: true); older ones are "
+        "trimmed.",
+    ] = 1000
 
 
 @dataclass(frozen=True, slots=True)

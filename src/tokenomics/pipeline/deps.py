@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     from tokenomics.config.providers import ProviderConfig
     from tokenomics.config.settings import Settings
     from tokenomics.domain.budget import Budgets
+    from tokenomics.domain.counters import Counters
     from tokenomics.domain.pricing import PriceTable
     from tokenomics.domain.ratelimit import RateLimiter
     from tokenomics.domain.tokens import HashKey
@@ -39,9 +40,10 @@ class Deps:
     hash_key: HashKey
     providers: Mapping[str, ProviderConfig]
     limiter: RateLimiter
-    budgets: Budgets
+    budgets: Budgets  # the in-process counters (also behind `counters` with the memory backend)
     estimator: TokenEstimator
     prices: PriceTable
     upstreams: Upstreams
     recorder: Recorder
     now: Callable[[], float]  # wall clock, seconds since the epoch
+    counters: Counters | None = None  # budget/rate state; None: `LocalCounters(budgets, limiter)`

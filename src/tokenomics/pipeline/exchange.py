@@ -10,9 +10,9 @@ from tokenomics.domain.errors import TokenomicsError
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator
 
-    from tokenomics.domain.budget import Reservation, Spend
+    from tokenomics.domain.budget import Spend
+    from tokenomics.domain.counters import Claim
     from tokenomics.domain.policy import Policy
-    from tokenomics.domain.ratelimit import Permit
     from tokenomics.domain.resolve import Resolved
     from tokenomics.domain.usage import Family, ResponseMeta, Usage
     from tokenomics.formats.base import Route
@@ -68,8 +68,8 @@ class Exchange:
     model: str = ""
     stream: bool = False
     strip_usage: bool = False
-    permit: Permit | None = None
-    reservation: Reservation | None = None
+    permit: Claim | None = None  # the parallel slot (`Counters.acquire`)
+    reservation: Claim | None = None  # the budget hold (`Counters.reserve`)
     spend: Spend | None = None  # the token's settled budget counter once this one settled
     input_estimate: int = 0
     upstream: UpstreamResponse | None = None

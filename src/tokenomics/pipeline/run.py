@@ -44,7 +44,9 @@ async def run_pipeline(ex: Exchange, deps: Deps) -> Reply:
     """The rest, once `admit` passed and the body was read."""
     try:
         for stage in STAGES:
-            stage(ex, deps)
+            step = stage(ex, deps)
+            if step is not None:
+                await step
         await forward(ex, deps)
         reply = await relay(ex, deps)
     except TokenomicsError as exc:
