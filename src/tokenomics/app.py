@@ -28,6 +28,7 @@ from tokenomics.config.providers import load_providers
 from tokenomics.domain.budget import Budgets, Spend
 from tokenomics.domain.durations import format_rfc3339
 from tokenomics.domain.ratelimit import RateLimiter
+from tokenomics.domain.run_budget import RunBudget, RunLimits
 from tokenomics.formats.estimate import TokenEstimator
 from tokenomics.pipeline.deps import Deps
 from tokenomics.services import comm_events, ledger, token_cache, usage_writer
@@ -115,6 +116,7 @@ def build_deps(
     *,
     cwd: Path,
     home: Path | None,
+    run_limits: RunLimits | None = None,
 ) -> tuple[Deps, TokenStore, UsageStore, Stats]:
     narrow_data_dir(settings)
     db_path = Path(settings.storage.db_path)
@@ -141,6 +143,9 @@ def build_deps(
         upstreams=Upstreams(),
         recorder=Recorder(stats, settings.logging, trio.current_time),
         now=time.time,
+        run_budget=RunBudget(run_limits, trio.current_time)
+        if run_limits and run_limits.any
+        else None,
     )
     return deps, tokens, usage, stats
 
@@ -153,13 +158,17 @@ async def run_server(
     cwd: Path,
     home: Path | None,
     ephemeral: bool = False,
+    run_limits: RunLimits | None = None,
     task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve until `Server.shutdown()` (or cancellation); started with the bound URLs.
 
-    `ephemeral` listens on free ports (the `run` command and tests) instead of the configured ones.
+    `ephemeral` listens on free ports (the `run` command and tests) instead of the configured ones;
+    `run_limits`: the budget of one `tokenomics run` (`domain.run_budget`), on top of the policies.
     """
-    deps, tokens, usage, stats = build_deps(settings, environ, hash_key, cwd=cwd, home=home)
+    deps, tokens, usage, stats = build_deps(
+        settings, environ, hash_key, cwd=cwd, home=home, run_limits=run_limits
+    )
     cache = deps.tokens
     assert isinstance(cache, token_cache.TokenCache)
     server_settings = settings.server

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from tokenomics.domain.budget import Budgets
     from tokenomics.domain.pricing import PriceTable
     from tokenomics.domain.ratelimit import RateLimiter
+    from tokenomics.domain.run_budget import RunBudget
     from tokenomics.domain.tokens import HashKey
     from tokenomics.formats.estimate import TokenEstimator
     from tokenomics.pipeline.exchange import Exchange
@@ -45,3 +46,4 @@ class Deps:
     upstreams: Upstreams
     recorder: Recorder
     now: Callable[[], float]  # wall clock, seconds since the epoch
+    run_budget: RunBudget | None = None  # the limits of `tokenomics run --max-*`

@@ -41,6 +41,11 @@ async def finish(ex: Exchange, deps: Deps) -> None:
         else:
             ex.reservation.release()
         ex.spend = deps.budgets.settled(ex.token_hash)
+    if ex.run_reservation is not None:
+        if ex.upstream is not None:
+            ex.run_reservation.settle(usage.total_tokens, ex.cost_usd or 0.0)
+        else:
+            ex.run_reservation.release()
     if ex.policy is not None and usage.total_tokens:
         deps.limiter.record_tokens(ex.token_hash, ex.policy.rate_limit, usage.total_tokens)
     if ex.permit is not None:
