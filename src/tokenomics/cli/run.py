@@ -283,6 +283,8 @@ async def _with_own_proxy(
         try:
             base = run_proxy.bound_url(server.urls, plan.host, plan.tls)
             launch = await launch_for(base, ca)
+            if server.deps.run_budget is not None:
+                server.deps.run_budget.start()  # --max-duration counts from the child's start
             code = await run_child(launch.argv, launch.env)
         finally:
             server.shutdown()  # graceful: in-flight requests finish, the ledger is flushed

@@ -8,8 +8,9 @@ the request's output cap until its actual usage settles it. So the run's spend p
 by at most the output of the last request admitted. A request counts against `max_requests`
 from admission; one released without an upstream response gives its count back.
 
-`max_duration` is measured on the given clock from the budget's creation (the proxy of `run`
-starts just before its child); once it has passed, every request is refused.
+`max_duration` is measured on the given clock from `start()` (`run` calls it just before it
+starts its child; until then, from the budget's creation); once it has passed, every request
+is refused.
 
 A refusal is a `RunBudgetExceeded` (429) whose message names the run budget; `capped` keeps
 the first one's reason for the summary line of `run`, and `refused` how many were refused.
@@ -117,6 +118,11 @@ class RunBudget:
         self.tokens = self.nanos = self.requests = 0
         self.capped = ""  # the limit that refused the first request, "" until one was refused
         self.refused = 0
+
+    def start(self) -> None:
+        """`max_duration` counts from now."""
+        if self.limits.max_duration > 0:
+            self._deadline = self._clock() + self.limits.max_duration
 
     @property
     def cost_usd(self) -> float:
