@@ -6,6 +6,7 @@ place that starts long-lived tasks (`design.md`).
     │   ├── ledger           finished exchanges -> session journal + JSON, memory files
     │   ├── usage_writer     budget counters written through to the store
     │   ├── token refresher  snapshot reloaded when the store changes
+    │   ├── otlp             spans of finished requests to a collector (when configured)
     │   └── estimator warm-up
     └── producers nursery (stopped first on shutdown)
         └── http_server      hypercorn, HTTP and/or HTTPS
@@ -13,6 +14,7 @@ place that starts long-lived tasks (`design.md`).
 
 from __future__ import annotations
 
+import secrets
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -31,7 +33,7 @@ from tokenomics.domain.ratelimit import RateLimiter
 from tokenomics.domain.run_budget import RunBudget, RunLimits
 from tokenomics.formats.estimate import TokenEstimator
 from tokenomics.pipeline.deps import Deps
-from tokenomics.services import comm_events, ledger, token_cache, usage_writer
+from tokenomics.services import comm_events, ledger, otlp, token_cache, usage_writer
 from tokenomics.services.asgi import ProxyApp
 from tokenomics.services.finished import Finished
 from tokenomics.services.http_server import serve, server_config
@@ -150,6 +152,21 @@ def build_deps(
     return deps, tokens, usage, stats
 
 
+async def start_exporter(
+    consumers: trio.Nursery, settings: Settings, environ: Mapping[str, str],
+    session: ledger.Ledger | None, deps: Deps, stats: Stats, cwd: Path,
+) -> None:  # fmt: skip
+    """The OpenTelemetry exporter, when an endpoint is configured; its run id is the ledger
+    session's."""
+    run_id = session.session_id if session is not None else secrets.token_hex(4)
+    exporter = otlp.open_exporter(settings.otlp, environ, run_id=run_id, cwd=cwd)
+    if exporter is not None:
+        assert isinstance(deps.recorder, Recorder)
+        deps.recorder.spans = exporter.offer
+        stats.otlp = exporter.statistics
+        await consumers.start(exporter.run)
+
+
 async def run_server(
     settings: Settings,
     environ: Mapping[str, str],
@@ -199,6 +216,7 @@ async def run_server(
                 partial(usage_writer.run, deps.budgets, usage, clock_now=_now_text)
             )
             await consumers.start(token_cache.run, cache)
+            await start_exporter(consumers, settings, environ, session, deps, stats, cwd)
             consumers.start_soon(
                 partial(trio.to_thread.run_sync, deps.estimator.warm_up, abandon_on_cancel=True)
             )
