@@ -142,3 +142,50 @@ def test_bad_limits_are_errors(token: str, flags: list[str], message: str) -> No
     result = tokenomics("run", *flags, "--", "true", env={"TOKENOMICS_KEY": token})
     assert result.returncode != 0
     assert message in result.stderr
+
+
+# Two requests with the standard library, the second one 2.5 s after the child started.
+LATE_SCRIPT = textwrap.dedent(
+    """
+    import json, os, time, urllib.error, urllib.request
+
+    started = time.monotonic()
+
+    def ask():
+        request = urllib.request.Request(
+            os.environ["OPENAI_BASE_URL"].rstrip("/") + "/chat/completions",
+            data=json.dumps({"model": "mock-gpt", "messages": [{"role": "user", "content": "hi"}]}).encode(),
+            headers={"authorization": "Bearer " + os.environ["OPENAI_API_KEY"],
+                     "content-type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request) as reply:
+                return reply.status, ""
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read())["error"]["message"]
+
+    first = ask()
+    time.sleep(max(0.0, 2.5 - (time.monotonic() - started)))
+    print(json.dumps([first, ask()]), flush=True)
+    """
+)
+
+
+def test_max_duration_counts_from_the_childs_start_and_leaves_it_running(
+    token: str, work: Path
+) -> None:
+    # a real child cannot run on a mock clock: 2.5 s of real time (the proxy side of the
+    # duration is tested on the autojump clock in tests/e2e/test_run_budget.py)
+    (work / "late.py").write_text(LATE_SCRIPT)
+    env = {"TOKENOMICS_KEY": token}
+    result = tokenomics("run", "--max-duration", "2s", "--", PY, "late.py", env=env)
+    assert result.returncode == 0, result.stderr  # not signalled: it finished on its own
+    first, second = json.loads(result.stdout.strip().splitlines()[-1])
+    assert first == [200, ""]
+    assert second == [
+        429,
+        "run budget exceeded: 2s max duration for this run (no more requests after that time)",
+    ]
+    assert summary(result.stderr).endswith(
+        ", capped by the run budget (2s max duration; 1 request refused)"
+    )
