@@ -35,7 +35,7 @@ import trio
 from tokenomics import __version__
 from tokenomics.domain.errors import ConfigError
 from tokenomics.services import git_context
-from tokenomics.services.otlp_spans import Span, export_body, run_attributes, span_of
+from tokenomics.services.otlp_spans import Pair, Span, export_body, run_attributes, span_of
 from tokenomics.upstream.client import (
     UpstreamError,
     UpstreamRequest,
@@ -134,7 +134,7 @@ class OtlpExporter:
         self._run_id, self._cwd = run_id, cwd
         self._send, self._receive = trio.open_memory_channel[Span](config.queue_size)
         self._exported = self._dropped = self._failed = 0
-        self._run: list[dict[str, object]] = []
+        self._run: list[Pair] = []
         self._upstreams: Upstreams | None = None
         self._batch: list[Span] = []  # taken from the queue, not yet exported or given up
         self._failing = False

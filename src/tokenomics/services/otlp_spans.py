@@ -13,7 +13,7 @@ failed request (status >= 400 or an error) has status ERROR with `error.type`. O
 `tokenomics.fallback_model` and the request's metadata as `tokenomics.metadata.<key>`.
 The run's attributes (`tokenomics.run.id`, the git branch and commit as `vcs.ref.head.name`,
 `vcs.ref.head.revision`, `tokenomics.git.branch`, `tokenomics.git.commit`) are added to every
-span of a batch by `export_body`.
+span of a batch by `export_body`, which also encodes the attributes (off the request's task).
 
 A client's W3C `traceparent` header puts the span in the client's trace, as its child.
 Strings from clients are cut to `MAX_TEXT` characters; at most `MAX_METADATA` metadata keys.
@@ -21,8 +21,8 @@ Strings from clients are cut to `MAX_TEXT` characters; at most `MAX_METADATA` me
 
 from __future__ import annotations
 
+import random  # ids need to be unique, not secret (like the OpenTelemetry SDK's)
 import re
-import secrets
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +34,9 @@ if TYPE_CHECKING:
     from tokenomics.services.finished import Finished
 
 Attribute = dict[str, Any]
+Pair = tuple[str, Any]
+# A span as `span_of` makes it on the request's task: its attributes still plain (key, value)
+# pairs, turned into `KeyValue`s by `export_body` on the exporter's task.
 Span = dict[str, Any]
 MAX_TEXT = 256
 MAX_METADATA = 32
@@ -98,11 +101,11 @@ def trace_parent(headers: Sequence[tuple[str, str]]) -> tuple[str, str] | None:
     return found.group(1), found.group(2)
 
 
-def _attributes(f: Finished) -> list[Attribute]:
+def _attributes(f: Finished, op: str) -> list[Pair]:
     usage, meta = f.usage, f.meta
     system = _SYSTEMS.get(f.provider, f.provider)
     pairs: list[tuple[str, Any]] = [
-        ("gen_ai.operation.name", operation(f.path)),
+        ("gen_ai.operation.name", op),
         ("gen_ai.system", system),
         ("gen_ai.provider.name", system),
         ("gen_ai.request.model", _text(f.model)),
@@ -129,7 +132,7 @@ def _attributes(f: Finished) -> list[Attribute]:
         pairs.append(("error.type", str(f.status) if f.status >= 400 else "error"))
     for key, value in list(f.metadata.items())[:MAX_METADATA]:
         pairs.append((f"tokenomics.metadata.{_text(key)}", _text(value)))
-    return [attribute(k, v) for k, v in pairs if v != "" and not (k.endswith("count") and v == 0)]
+    return [(k, v) for k, v in pairs if v != "" and not (k.endswith("count") and v == 0)]
 
 
 def span_of(f: Finished) -> Span:
@@ -137,15 +140,15 @@ def span_of(f: Finished) -> Span:
     end = f.recorded_at
     start = end - timedelta(milliseconds=f.duration_ms)
     parent = trace_parent(f.request_headers)
-    model = _text(f.model)
+    model, op = _text(f.model), operation(f.path)
     span: Span = {
-        "traceId": parent[0] if parent else secrets.token_hex(16),
-        "spanId": secrets.token_hex(8),
-        "name": f"{operation(f.path)} {model}".strip(),
+        "traceId": parent[0] if parent else f"{random.getrandbits(128):032x}",
+        "spanId": f"{random.getrandbits(64):016x}",
+        "name": f"{op} {model}".strip(),
         "kind": SPAN_KIND_CLIENT,
         "startTimeUnixNano": str(_nanos(start.timestamp())),
         "endTimeUnixNano": str(_nanos(end.timestamp())),
-        "attributes": _attributes(f),
+        "attributes": _attributes(f, op),
     }
     if parent:
         span["parentSpanId"] = parent[1]
@@ -158,7 +161,7 @@ def _nanos(seconds: float) -> int:
     return round(seconds * 1_000_000) * 1000  # microsecond precision, no float drift below
 
 
-def run_attributes(run_id: str, git: Mapping[str, Any]) -> list[Attribute]:
+def run_attributes(run_id: str, git: Mapping[str, Any]) -> list[Pair]:
     """What every span of this process carries: the run (ledger session) and its git context."""
     branch, commit = str(git.get("branch") or ""), str(git.get("commit_start") or "")
     pairs = [
@@ -168,11 +171,11 @@ def run_attributes(run_id: str, git: Mapping[str, Any]) -> list[Attribute]:
         ("tokenomics.git.branch", branch),
         ("tokenomics.git.commit", commit),
     ]
-    return [attribute(k, v) for k, v in pairs if v]
+    return [(k, v) for k, v in pairs if v]
 
 
 def export_body(
-    spans: Sequence[Span], *, service_name: str, version: str, run: Sequence[Attribute]
+    spans: Sequence[Span], *, service_name: str, version: str, run: Sequence[Pair]
 ) -> bytes:
     """The JSON body of one `POST /v1/traces`."""
     resource = [
@@ -181,7 +184,10 @@ def export_body(
         attribute("telemetry.sdk.name", SCOPE),
         attribute("telemetry.sdk.language", "python"),
     ]
-    with_run = [{**span, "attributes": [*span["attributes"], *run]} for span in spans]
+    with_run = [
+        {**span, "attributes": [attribute(k, v) for k, v in (*span["attributes"], *run)]}
+        for span in spans
+    ]
     scope = {"scope": {"name": SCOPE, "version": version}, "spans": with_run}
     return orjson.dumps(
         {"resourceSpans": [{"resource": {"attributes": resource}, "scopeSpans": [scope]}]}
