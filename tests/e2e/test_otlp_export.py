@@ -187,6 +187,33 @@ async def test_a_collector_that_is_down_never_affects_the_requests(
     assert metric(metrics, "tokenomics_otlp_queue") == 0
 
 
+async def test_a_collector_that_never_answers_costs_the_requests_and_the_shutdown_nothing(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    async with otlp_receiver() as receiver:
+        receiver.hang = True
+        config = f"otlp:\n  endpoint: {receiver.url}\n  timeout: 3\n"
+        async with start_proxy(tmp_path, config=config) as proxy:
+            token = proxy.token(POLICY)
+            async with proxy.client() as client:
+                for _ in range(2):
+                    response = await client.post(
+                        "/v1/chat/completions", json=chat("gpt-4"), headers={"x-api-key": token}
+                    )
+                    assert response.status_code == 200
+                await trio.sleep(1.5)  # the batch is out, its first attempt hangs
+                response = await client.post(
+                    "/v1/chat/completions", json=chat("gpt-4"), headers={"x-api-key": token}
+                )
+                assert response.status_code == 200
+            statistics = proxy.server.stats.otlp
+            assert statistics is not None
+            stopping = trio.current_time()
+        # shutdown: the batch in hand and the queued span get one more bounded attempt
+        assert trio.current_time() - stopping <= 5 + 11  # final flush + the server's grace
+    assert statistics().failed == 3 and statistics().exported == 0 and receiver.requests == []
+
+
 async def test_a_collector_answering_503_for_a_while_gets_the_spans_after_retries(
     tmp_path: Path, autojump_clock: trio.abc.Clock
 ) -> None:

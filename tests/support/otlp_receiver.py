@@ -33,6 +33,7 @@ class OtlpReceiver:
     url: str = ""
     requests: list[Export] = field(default_factory=list)
     fail_with: list[int] = field(default_factory=list)  # statuses of the next answers
+    hang: bool = False  # read each export, never answer it
     _arrived: trio.Event = field(default_factory=trio.Event)  # replaced after each export
 
     def spans(self) -> list[dict[str, Any]]:
@@ -65,6 +66,8 @@ class OtlpReceiver:
             await _lifespan(receive, send)
             return
         body = await _read_body(receive)
+        if self.hang:
+            await trio.sleep_forever()
         headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
         status = self.fail_with.pop(0) if self.fail_with else 200
         if status == 200:

@@ -24,6 +24,7 @@ with the HTTP client the proxy already uses for upstreams.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from dataclasses import dataclass
@@ -239,12 +240,13 @@ class OtlpExporter:
         with trio.move_on_after(timeout) as scope:
             try:
                 response = await self._upstreams.open(request, headers_timeout=timeout)
-                try:
-                    await read_all(response, RESPONSE_LIMIT, timeout)
-                finally:
-                    await response.aclose()
             except UpstreamError as exc:
                 raise _Failed(exc.reason, 0.0) from None
+            try:  # read (so the connection can be reused); the status alone decides
+                with contextlib.suppress(UpstreamError):
+                    await read_all(response, RESPONSE_LIMIT, timeout)
+            finally:
+                await response.aclose()
         if scope.cancelled_caught:
             raise _Failed(f"no answer within {timeout:g}s", 0.0)
         if 200 <= response.status < 300:
