@@ -145,11 +145,14 @@ def build_deps(
         upstreams=Upstreams(),
         recorder=Recorder(stats, settings.logging, trio.current_time),
         now=time.time,
-        run_budget=RunBudget(run_limits, trio.current_time)
-        if run_limits and run_limits.any
-        else None,
+        run_budget=_run_budget(run_limits),
     )
     return deps, tokens, usage, stats
+
+
+def _run_budget(limits: RunLimits | None) -> RunBudget | None:
+    """The budget of a `tokenomics run` with limits; None otherwise (`serve`: no check at all)."""
+    return RunBudget(limits, trio.current_time) if limits is not None and limits.any else None
 
 
 async def start_exporter(

@@ -40,9 +40,10 @@ NO_COMMAND = (
 NO_TOKEN = "no token provided: use --token flag or set $TOKENOMICS_KEY"
 # `run`'s options that take a value (as a separate argument unless written `--name=value`);
 # the global ones may follow `run` too. tests/cli/test_option_forms.py checks both lists.
-VALUE_OPTIONS = frozenset(
-    {"--token", "--provider", "--env-key", "--env-base-url", "--host", "--port", "--proxy-url"}
-) | frozenset({"--max-cost", "--max-tokens", "--max-requests", "--max-duration"})
+VALUE_OPTIONS = frozenset({
+    "--token", "--provider", "--env-key", "--env-base-url", "--host", "--port", "--proxy-url",
+    "--max-cost", "--max-tokens", "--max-requests", "--max-duration",
+})  # fmt: skip
 GLOBAL_VALUE_OPTIONS = frozenset({"--config", "--db", "--dir"})
 # Where a client finds the CAs it trusts (OpenSSL/Python, requests): the system's and ours.
 CA_BUNDLE_VARIABLES = ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")
