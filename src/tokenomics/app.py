@@ -10,6 +10,7 @@ place that starts long-lived tasks (`design.md`).
     │   ├── dispatcher       outbox -> webhooks
     │   ├── redis keeper     (session.backend: redis) probes, replays queued settles
     │   ├── revocation       (session.backend: redis) token changes published/heard fleet-wide
+    │   ├── otlp             spans of finished requests to a collector (when configured)
     │   └── estimator warm-up
     └── producers nursery (stopped first on shutdown)
         └── http_server      hypercorn, HTTP and/or HTTPS
@@ -17,6 +18,7 @@ place that starts long-lived tasks (`design.md`).
 
 from __future__ import annotations
 
+import secrets
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -32,12 +34,14 @@ from tokenomics.config.providers import load_providers
 from tokenomics.domain.budget import Budgets, Spend
 from tokenomics.domain.durations import format_rfc3339
 from tokenomics.domain.ratelimit import RateLimiter
+from tokenomics.domain.run_budget import RunBudget, RunLimits
 from tokenomics.formats.estimate import TokenEstimator
 from tokenomics.pipeline.deps import Deps
 from tokenomics.services import (
     comm_events,
     event_writer,
     ledger,
+    otlp,
     redis_sync,
     remote_fleet,
     remote_register,
@@ -189,6 +193,7 @@ def build_deps(
     *,
     cwd: Path,
     home: Path | None,
+    run_limits: RunLimits | None = None,
 ) -> tuple[Deps, TokenStore, UsageStore, Stats]:
     narrow_data_dir(settings)
     db_path = Path(settings.storage.db_path)
@@ -215,8 +220,29 @@ def build_deps(
         recorder=Recorder(stats, settings.logging, trio.current_time),
         now=time.time,
         counters=redis_sync.build_counters(settings, db_path, budgets, limiter),
+        run_budget=_run_budget(run_limits),
     )
     return deps, tokens, usage, stats
+
+
+def _run_budget(limits: RunLimits | None) -> RunBudget | None:
+    """The budget of a `tokenomics run` with limits; None otherwise (`serve`: no check at all)."""
+    return RunBudget(limits, trio.current_time) if limits is not None and limits.any else None
+
+
+async def start_exporter(
+    consumers: trio.Nursery, settings: Settings, environ: Mapping[str, str],
+    session: ledger.Ledger | None, deps: Deps, stats: Stats, cwd: Path,
+) -> None:  # fmt: skip
+    """The OpenTelemetry exporter, when an endpoint is configured; its run id is the ledger
+    session's."""
+    run_id = session.session_id if session is not None else secrets.token_hex(4)
+    exporter = otlp.open_exporter(settings.otlp, environ, run_id=run_id, cwd=cwd)
+    if exporter is not None:
+        assert isinstance(deps.recorder, Recorder)
+        deps.recorder.spans = exporter.offer
+        stats.otlp = exporter.statistics
+        await consumers.start(exporter.run)
 
 
 async def run_server(
@@ -227,13 +253,17 @@ async def run_server(
     cwd: Path,
     home: Path | None,
     ephemeral: bool = False,
+    run_limits: RunLimits | None = None,
     task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve until `Server.shutdown()` (or cancellation); started with the bound URLs.
 
-    `ephemeral` listens on free ports (the `run` command and tests) instead of the configured ones.
+    `ephemeral` listens on free ports (the `run` command and tests) instead of the configured ones;
+    `run_limits`: the budget of one `tokenomics run` (`domain.run_budget`), on top of the policies.
     """
-    deps, tokens, usage, stats = build_deps(settings, environ, hash_key, cwd=cwd, home=home)
+    deps, tokens, usage, stats = build_deps(
+        settings, environ, hash_key, cwd=cwd, home=home, run_limits=run_limits
+    )
     cache = deps.tokens
     assert isinstance(cache, token_cache.TokenCache)
     server_settings = settings.server
@@ -285,6 +315,7 @@ async def run_server(
                 stats.metric_lines.append(partial(redis_sync.metrics, deps.counters))
                 await consumers.start(redis_sync.keep, deps.counters)
                 await consumers.start(revocation.run, cache, deps.counters.client)
+            await start_exporter(consumers, settings, environ, session, deps, stats, cwd)
             consumers.start_soon(
                 partial(trio.to_thread.run_sync, deps.estimator.warm_up, abandon_on_cancel=True)
             )

@@ -91,6 +91,11 @@ SAMPLES: dict[str, tuple[Any, str, Any]] = {
     "ledger.enabled": (False, "false", False),
     "ledger.memory": (False, "false", False),
     "ledger.event_ledger": (True, "true", True),
+    "otlp.endpoint": ("http://file:4318", "http://env:4318", "http://env:4318"),
+    "otlp.headers": ({"api-key": "f"}, '{"api-key": "e"}', {"api-key": "e"}),
+    "otlp.timeout": (5, "7", 7),
+    "otlp.service_name": ("file-gw", "env-gw", "env-gw"),
+    "otlp.queue_size": (100, "200", 200),
     "providers": (
         {"mine": {"upstream_url": "https://file.example"}},
         '{"mine": {"upstream_url": "https://env.example"}}',

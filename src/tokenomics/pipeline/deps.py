@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from tokenomics.domain.counters import Counters
     from tokenomics.domain.pricing import PriceTable
     from tokenomics.domain.ratelimit import RateLimiter
+    from tokenomics.domain.run_budget import RunBudget
     from tokenomics.domain.tokens import HashKey
     from tokenomics.formats.estimate import TokenEstimator
     from tokenomics.pipeline.exchange import Exchange
@@ -47,3 +48,4 @@ class Deps:
     recorder: Recorder
     now: Callable[[], float]  # wall clock, seconds since the epoch
     counters: Counters | None = None  # budget/rate state; None: `LocalCounters(budgets, limiter)`
+    run_budget: RunBudget | None = None  # the limits of `tokenomics run --max-*`

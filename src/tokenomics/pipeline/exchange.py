@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from tokenomics.domain.counters import Claim
     from tokenomics.domain.policy import Policy
     from tokenomics.domain.resolve import Resolved
+    from tokenomics.domain.run_budget import RunReservation
     from tokenomics.domain.usage import Family, ResponseMeta, Usage
     from tokenomics.formats.base import Route
     from tokenomics.pipeline.target import Target
@@ -70,6 +71,7 @@ class Exchange:
     strip_usage: bool = False
     permit: Claim | None = None  # the parallel slot (`Counters.acquire`)
     reservation: Claim | None = None  # the budget hold (`Counters.reserve`)
+    run_reservation: RunReservation | None = None  # of `tokenomics run --max-*`
     spend: Spend | None = None  # the token's settled budget counter once this one settled
     input_estimate: int = 0
     upstream: UpstreamResponse | None = None

@@ -44,4 +44,9 @@ async def finish(ex: Exchange, deps: Deps) -> None:
         )
         if ex.reservation is not None:
             ex.spend = spend
+    if ex.run_reservation is not None:
+        if ex.upstream is not None:
+            ex.run_reservation.settle(usage.total_tokens, ex.cost_usd or 0.0)
+        else:
+            ex.run_reservation.release()
     await deps.recorder.record(ex)
