@@ -9,7 +9,7 @@ _tokenomics() {
   prev="${COMP_WORDS[COMP_CWORD-1]}"
 
   # Build list of options that take values (to skip their arguments)
-  local options_with_values='--addr --agent --api-key --branch --by --client-ttl --config --db --dir --dotenv --env-base-url --env-key --expires --hash --host --limit --log-file --output --pid-file --policy --port --provider --proxy-url --repo --since --timeout --tls --token --until --webhook -o'
+  local options_with_values='--addr --agent --api-key --branch --by --client-ttl --config --db --dir --dotenv --env-base-url --env-key --expires --hash --host --limit --log-file --max-cost --max-duration --max-requests --max-tokens --output --pid-file --policy --port --provider --proxy-url --repo --since --timeout --tls --token --until --webhook -o'
 
   # Build list of all valid command names (to distinguish from positionals)
   local all_commands='completion create delete doctor events export get init ledger list models provider reindex remote retry run serve sessions show start status stop summary test token top update version'
@@ -368,7 +368,7 @@ _tokenomics() {
           ;;
         "run")
           if [[ ${cur} == -* ]]; then
-            local -a _c=("--token" "--provider" "--env-key" "--env-base-url" "--host" "--port" "--tls" "--no-tls" "--insecure" "--no-insecure" "--admin" "--no-admin" "--proxy-url" "--print-env" "--no-print-env" "--show-secrets" "--no-show-secrets" "--config" "--db" "--dir" "--debug" "--help" "-h" "--version")
+            local -a _c=("--token" "--provider" "--env-key" "--env-base-url" "--host" "--port" "--tls" "--no-tls" "--insecure" "--no-insecure" "--admin" "--no-admin" "--proxy-url" "--print-env" "--no-print-env" "--show-secrets" "--no-show-secrets" "--max-cost" "--max-tokens" "--max-requests" "--max-duration" "--config" "--db" "--dir" "--debug" "--help" "-h" "--version")
             local _q
             COMPREPLY=()
             for _x in "${_c[@]}"; do
@@ -399,6 +399,18 @@ _tokenomics() {
                 COMPREPLY=()
                 ;;
               --proxy-url)
+                COMPREPLY=()
+                ;;
+              --max-cost)
+                COMPREPLY=()
+                ;;
+              --max-tokens)
+                COMPREPLY=()
+                ;;
+              --max-requests)
+                COMPREPLY=()
+                ;;
+              --max-duration)
                 COMPREPLY=()
                 ;;
               --config)

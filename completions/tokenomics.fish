@@ -5,7 +5,7 @@
 function __fish_tokenomics_using_command
     set -l cmd (commandline -opc)
     set -l subcommands
-    set -l options_with_values '--addr --agent --api-key --branch --by --client-ttl --config --db --dir --dotenv --env-base-url --env-key --expires --hash --host --limit --log-file --output --pid-file --policy --port --provider --proxy-url --repo --since --timeout --tls --token --until --webhook -o'
+    set -l options_with_values '--addr --agent --api-key --branch --by --client-ttl --config --db --dir --dotenv --env-base-url --env-key --expires --hash --host --limit --log-file --max-cost --max-duration --max-requests --max-tokens --output --pid-file --policy --port --provider --proxy-url --repo --since --timeout --tls --token --until --webhook -o'
     set -l all_commands 'completion create delete doctor events export get init ledger list models provider reindex remote retry run serve sessions show start status stop summary test token top update version'
     set -l skip_next 0
     # Extract command words (only real subcommand names) from command line
@@ -45,7 +45,7 @@ end
 function __fish_tokenomics_positional_index
     set -l cmd (commandline -opc)
     set -l path_len $argv[1]
-    set -l options_with_values '--addr --agent --api-key --branch --by --client-ttl --config --db --dir --dotenv --env-base-url --env-key --expires --hash --host --limit --log-file --output --pid-file --policy --port --provider --proxy-url --repo --since --timeout --tls --token --until --webhook -o'
+    set -l options_with_values '--addr --agent --api-key --branch --by --client-ttl --config --db --dir --dotenv --env-base-url --env-key --expires --hash --host --limit --log-file --max-cost --max-duration --max-requests --max-tokens --output --pid-file --policy --port --provider --proxy-url --repo --since --timeout --tls --token --until --webhook -o'
     set -l skip_next 0
     set -l consumed_path 0
     set -l count 0
@@ -357,6 +357,10 @@ complete -c tokenomics -n '__fish_tokenomics_using_command run' -l print-env -d 
 complete -c tokenomics -n '__fish_tokenomics_using_command run' -l no-print-env -d 'Print the injected variables to stderr.'
 complete -c tokenomics -n '__fish_tokenomics_using_command run' -l show-secrets -d 'Print the token in clear with --print-env.'
 complete -c tokenomics -n '__fish_tokenomics_using_command run' -l no-show-secrets -d 'Print the token in clear with --print-env.'
+complete -c tokenomics -n '__fish_tokenomics_using_command run' -l max-cost -r -d 'Cap the run'\''s spend in US dollars (on top of the token'\''s policy).'
+complete -c tokenomics -n '__fish_tokenomics_using_command run' -l max-tokens -r -d 'Cap the run'\''s input+output tokens.'
+complete -c tokenomics -n '__fish_tokenomics_using_command run' -l max-requests -r -d 'Cap the run'\''s model requests.'
+complete -c tokenomics -n '__fish_tokenomics_using_command run' -l max-duration -r -d 'Refuse the run'\''s requests after this long (30m, 1h30m); the command is not stop…'
 complete -c tokenomics -n '__fish_tokenomics_using_command run' -l config -r -d 'Config file (default: ./config.yaml, then ~/.tokenomics/config.yaml).'
 complete -c tokenomics -n '__fish_tokenomics_using_command run' -l db -r -d 'Token database path (overrides storage.db_path).'
 complete -c tokenomics -n '__fish_tokenomics_using_command run' -l dir -r -d 'Data directory for everything (default ~/.tokenomics).'

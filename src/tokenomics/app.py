@@ -8,6 +8,9 @@ place that starts long-lived tasks (`design.md`).
     │   ├── token refresher  snapshot reloaded when the store changes
     │   ├── event writer     events of finished requests -> the outbox (when webhooks are set)
     │   ├── dispatcher       outbox -> webhooks
+    │   ├── redis keeper     (session.backend: redis) probes, replays queued settles
+    │   ├── revocation       (session.backend: redis) token changes published/heard fleet-wide
+    │   ├── otlp             spans of finished requests to a collector (when configured)
     │   └── estimator warm-up
     └── producers nursery (stopped first on shutdown)
         └── http_server      hypercorn, HTTP and/or HTTPS
@@ -15,6 +18,7 @@ place that starts long-lived tasks (`design.md`).
 
 from __future__ import annotations
 
+import secrets
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -30,15 +34,19 @@ from tokenomics.config.providers import load_providers
 from tokenomics.domain.budget import Budgets, Spend
 from tokenomics.domain.durations import format_rfc3339
 from tokenomics.domain.ratelimit import RateLimiter
+from tokenomics.domain.run_budget import RunBudget, RunLimits
 from tokenomics.formats.estimate import TokenEstimator
 from tokenomics.pipeline.deps import Deps
 from tokenomics.services import (
     comm_events,
     event_writer,
     ledger,
+    otlp,
+    redis_sync,
     remote_fleet,
     remote_register,
     remote_sync,
+    revocation,
     token_cache,
     usage_writer,
 )
@@ -54,6 +62,7 @@ from tokenomics.services.stats import Stats
 from tokenomics.services.tls import resolve_tls
 from tokenomics.store.db import Database
 from tokenomics.store.encryption import Cipher
+from tokenomics.store.redis_counters import RedisCounters
 from tokenomics.store.tokens import TokenStore
 from tokenomics.store.usage import UsageStore
 from tokenomics.upstream.client import Upstreams
@@ -184,6 +193,7 @@ def build_deps(
     *,
     cwd: Path,
     home: Path | None,
+    run_limits: RunLimits | None = None,
 ) -> tuple[Deps, TokenStore, UsageStore, Stats]:
     narrow_data_dir(settings)
     db_path = Path(settings.storage.db_path)
@@ -195,21 +205,44 @@ def build_deps(
     price_overrides = {m: f for p in providers.values() for m, f in p.prices.items()}
     prices = load_prices(price_overrides)
     stats = Stats(known_model=prices.__contains__)
+    budgets, limiter = Budgets(usage.load()), RateLimiter(trio.current_time)
     deps = Deps(
         settings=settings,
         environ=environ,
         tokens=token_cache.TokenCache(tokens),
         hash_key=hash_key,
         providers=providers,
-        limiter=RateLimiter(trio.current_time),
-        budgets=Budgets(usage.load()),
+        limiter=limiter,
+        budgets=budgets,
         estimator=TokenEstimator(),
         prices=prices,
         upstreams=Upstreams(),
         recorder=Recorder(stats, settings.logging, trio.current_time),
         now=time.time,
+        counters=redis_sync.build_counters(settings, db_path, budgets, limiter),
+        run_budget=_run_budget(run_limits),
     )
     return deps, tokens, usage, stats
+
+
+def _run_budget(limits: RunLimits | None) -> RunBudget | None:
+    """The budget of a `tokenomics run` with limits; None otherwise (`serve`: no check at all)."""
+    return RunBudget(limits, trio.current_time) if limits is not None and limits.any else None
+
+
+async def start_exporter(
+    consumers: trio.Nursery, settings: Settings, environ: Mapping[str, str],
+    session: ledger.Ledger | None, deps: Deps, stats: Stats, cwd: Path,
+) -> None:  # fmt: skip
+    """The OpenTelemetry exporter, when an endpoint is configured; its run id is the ledger
+    session's."""
+    run_id = session.session_id if session is not None else secrets.token_hex(4)
+    exporter = otlp.open_exporter(settings.otlp, environ, run_id=run_id, cwd=cwd)
+    if exporter is not None:
+        assert isinstance(deps.recorder, Recorder)
+        deps.recorder.spans = exporter.offer
+        stats.otlp = exporter.statistics
+        await consumers.start(exporter.run)
 
 
 async def run_server(
@@ -220,13 +253,17 @@ async def run_server(
     cwd: Path,
     home: Path | None,
     ephemeral: bool = False,
+    run_limits: RunLimits | None = None,
     task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve until `Server.shutdown()` (or cancellation); started with the bound URLs.
 
-    `ephemeral` listens on free ports (the `run` command and tests) instead of the configured ones.
+    `ephemeral` listens on free ports (the `run` command and tests) instead of the configured ones;
+    `run_limits`: the budget of one `tokenomics run` (`domain.run_budget`), on top of the policies.
     """
-    deps, tokens, usage, stats = build_deps(settings, environ, hash_key, cwd=cwd, home=home)
+    deps, tokens, usage, stats = build_deps(
+        settings, environ, hash_key, cwd=cwd, home=home, run_limits=run_limits
+    )
     cache = deps.tokens
     assert isinstance(cache, token_cache.TokenCache)
     server_settings = settings.server
@@ -240,6 +277,7 @@ async def run_server(
         host=server_settings.host, http_port=server_settings.http_port,
         https_port=server_settings.https_port, tls=tls, grace=server_settings.shutdown_grace,
         idle_timeout=server_settings.idle_timeout, ephemeral=ephemeral,
+        reuse_port=server_settings.workers > 1 and not ephemeral,
     )  # fmt: skip
     stopped: trio.Event | None = None
     fleet: remote_fleet.Fleet | None = None
@@ -274,6 +312,11 @@ async def run_server(
             if fleet is not None:
                 await start_fleet(consumers, fleet)
             await _start_events(consumers, hooks, deps, stats)
+            if isinstance(deps.counters, RedisCounters):
+                stats.metric_lines.append(partial(redis_sync.metrics, deps.counters))
+                await consumers.start(redis_sync.keep, deps.counters)
+                await consumers.start(revocation.run, cache, deps.counters.client)
+            await start_exporter(consumers, settings, environ, session, deps, stats, cwd)
             consumers.start_soon(
                 partial(trio.to_thread.run_sync, deps.estimator.warm_up, abandon_on_cancel=True)
             )

@@ -19,6 +19,7 @@ from tokenomics.app import Server, run_server
 from tokenomics.config.loader import load_settings
 from tokenomics.config.settings import Settings
 from tokenomics.domain.durations import format_rfc3339
+from tokenomics.domain.run_budget import RunLimits
 from tokenomics.domain.tokens import HashKey, new_token
 from tokenomics.services.token_cache import TokenCache
 from tokenomics.store.tokens import TokenStore
@@ -76,8 +77,10 @@ async def start_proxy(
     *,
     env: dict[str, str] | None = None,
     config: str = "",
+    run_limits: RunLimits | None = None,
 ) -> AsyncIterator[Proxy]:
-    """Start the server against `upstream`; `env` adds to the test environment."""
+    """Start the server against `upstream`; `env` adds to the test environment; `run_limits`
+    as `tokenomics run --max-*` sets them."""
     environ = {
         "TOKENOMICS_DIR": str(root / "data"),
         "TOKENOMICS_SERVER_UPSTREAM_URL": upstream,
@@ -91,7 +94,7 @@ async def start_proxy(
         server: Server = await nursery.start(
             partial(
                 run_server, settings, environ, HashKey(HASH_KEY.encode()),
-                cwd=root / "work", home=root / "home", ephemeral=True,
+                cwd=root / "work", home=root / "home", ephemeral=True, run_limits=run_limits,
             )
         )  # fmt: skip
         # Estimates made while the vocabularies load are byte-based; tests want tiktoken's.

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 
 from cyclopts import Parameter
 
-from tokenomics.cli import checks, remote_checks, webhook_checks
+from tokenomics.cli import checks, counters_info, remote_checks, webhook_checks
 from tokenomics.cli.checks import Check
 from tokenomics.cli.context import Context
 from tokenomics.cli.output import print_json
@@ -98,6 +98,7 @@ def run_checks(ctx: Context) -> Iterator[Check]:
     yield checks.tls(settings)
     if settings.session.backend == "redis":
         yield checks.redis(settings)
+    yield counters_info.check(settings)
     yield checks.proxy_status(settings)
     yield checks.python_runtime()
     if settings.remote.url:

@@ -23,12 +23,13 @@ import trio
 from cyclopts import Parameter
 
 from tokenomics.app import Server, run_server
-from tokenomics.cli import envvars, run_agents, run_proxy
+from tokenomics.cli import envvars, run_agents, run_budget, run_proxy
 from tokenomics.cli.context import Context
 from tokenomics.cli.run_child import run_child
 from tokenomics.cli.serve import run_trio
 from tokenomics.cli.token import CommandError
 from tokenomics.config.providers import ProviderConfig, load_providers
+from tokenomics.domain.run_budget import RunLimits
 from tokenomics.services import logs
 
 NO_COMMAND = (
@@ -39,9 +40,10 @@ NO_COMMAND = (
 NO_TOKEN = "no token provided: use --token flag or set $TOKENOMICS_KEY"
 # `run`'s options that take a value (as a separate argument unless written `--name=value`);
 # the global ones may follow `run` too. tests/cli/test_option_forms.py checks both lists.
-VALUE_OPTIONS = frozenset(
-    {"--token", "--provider", "--env-key", "--env-base-url", "--host", "--port", "--proxy-url"}
-)
+VALUE_OPTIONS = frozenset({
+    "--token", "--provider", "--env-key", "--env-base-url", "--host", "--port", "--proxy-url",
+    "--max-cost", "--max-tokens", "--max-requests", "--max-duration",
+})  # fmt: skip
 GLOBAL_VALUE_OPTIONS = frozenset({"--config", "--db", "--dir"})
 # Where a client finds the CAs it trusts (OpenSSL/Python, requests): the system's and ours.
 CA_BUNDLE_VARIABLES = ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")
@@ -91,6 +93,7 @@ class Plan:
     env_base_url: str
     print_env: bool
     show_secrets: bool
+    limits: RunLimits | None = None  # the run budget (`--max-*`), None without one
 
 
 def run(
@@ -118,6 +121,15 @@ def run(
     ] = "",
     print_env: Annotated[bool, _opt("Print the injected variables to stderr.")] = False,
     show_secrets: Annotated[bool, _opt("Print the token in clear with --print-env.")] = False,
+    max_cost: Annotated[
+        float, _opt("Cap the run's spend in US dollars (on top of the token's policy).")
+    ] = 0.0,
+    max_tokens: Annotated[int, _opt("Cap the run's input+output tokens.")] = 0,
+    max_requests: Annotated[int, _opt("Cap the run's model requests.")] = 0,
+    max_duration: Annotated[
+        str,
+        _opt("Refuse the run's requests after this long (30m, 1h30m); the command is not stopped."),
+    ] = "",
     ctx: Annotated[Context, Parameter(parse=False)],
 ) -> int:
     """Run a command with its API client pointed at a Tokenomics proxy; exits with its status.
@@ -136,11 +148,13 @@ def run(
             raise CommandError(f'{flag} "{name}" is not a valid environment variable name')
     if not 0 <= port <= 65535:
         raise CommandError(f"invalid port {port}: use --port with a value from 0 to 65535")
+    limits = run_budget.limits(max_cost, max_tokens, max_requests, max_duration)
     plan = Plan(
         argv=command, token=token, provider=provider,
         proxy_url=(proxy_url or ctx.environ.get("TOKENOMICS_PROXY_URL", "")).strip(),
         host=host, port=port, tls=tls, insecure=insecure, admin=admin, env_key=env_key,
         env_base_url=env_base_url, print_env=print_env, show_secrets=show_secrets,
+        limits=limits,
     )  # fmt: skip
     if not plan.proxy_url and not plan.port:
         ctx.hash_key()  # D7: our own proxy needs the hash key (with --port: unless reused)
@@ -224,12 +238,14 @@ async def _session(ctx: Context, plan: Plan) -> int:
         prepare = partial(child_launch, ctx, plan, providers, provider, Path(scratch))
         launch_for = partial(trio.to_thread.run_sync, prepare)
         if plan.proxy_url:
+            run_budget.check_own_proxy(plan.limits, "--proxy-url")
             await run_proxy.check_remote(plan.proxy_url, insecure=plan.insecure)
             launch = await launch_for(plan.proxy_url, None)
             return await _with_running_proxy(ctx, plan, plan.proxy_url, launch)
         if plan.port:
             base = run_proxy.local_url(plan.host, plan.port, plan.tls)
             if await run_proxy.is_tokenomics(base):
+                run_budget.check_own_proxy(plan.limits, f"the proxy already running on {base}")
                 ca = run_proxy.ca_file(settings) if plan.tls else None
                 return await _with_running_proxy(ctx, plan, base, await launch_for(base, ca))
         known = provider and envvars.find_provider(providers, provider) is not None
@@ -261,16 +277,19 @@ async def _with_own_proxy(
     ca = await trio.to_thread.run_sync(run_proxy.ca_file, settings)
     start = partial(
         run_server, settings, ctx.environ, ctx.hash_key(), cwd=ctx.cwd, home=ctx.home,
-        ephemeral=plan.port == 0 and not plan.tls,
+        ephemeral=plan.port == 0 and not plan.tls, run_limits=plan.limits,
     )  # fmt: skip
     async with trio.open_nursery() as nursery:
         server: Server = await nursery.start(start)
         try:
             base = run_proxy.bound_url(server.urls, plan.host, plan.tls)
             launch = await launch_for(base, ca)
+            if server.deps.run_budget is not None:
+                server.deps.run_budget.start()  # --max-duration counts from the child's start
             code = await run_child(launch.argv, launch.env)
         finally:
             server.shutdown()  # graceful: in-flight requests finish, the ledger is flushed
-    ctx.stderr.write(run_proxy.summary(server.stats.snapshot()["totals"]) + "\n")
+    capped = server.deps.run_budget.summary() if server.deps.run_budget else ""
+    ctx.stderr.write(run_proxy.summary(server.stats.snapshot()["totals"]) + capped + "\n")
     ctx.stderr.flush()
     return code

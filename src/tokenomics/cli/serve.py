@@ -12,6 +12,7 @@ import trio
 from cyclopts import Parameter
 
 from tokenomics.app import Server, run_server
+from tokenomics.cli import workers
 from tokenomics.cli.context import Context
 from tokenomics.domain.errors import TokenomicsError
 from tokenomics.services import logs
@@ -89,6 +90,9 @@ def serve(
         flags["server__http_port"] = (port, "--port")
     ctx.settings(**flags)  # the flags win over environment and config file
     ctx.hash_key()  # D7: refuse to start without the hash key, before anything else
+    if workers.check_workers(ctx.settings()) > 1 and not workers.is_worker(ctx.environ):
+        workers.supervise(ctx.settings(), ctx.environ, ctx.stderr)
+        return
     handlers = logs.configure(ctx.settings().logging, stream=sys.stderr)
     try:
         run_trio(_serve, ctx)

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from cyclopts import Parameter
 
-from tokenomics.cli import pidfile, process
+from tokenomics.cli import counters_info, pidfile, process
 from tokenomics.cli.context import Context
 from tokenomics.cli.output import print_json
 from tokenomics.cli.process import Identity
@@ -90,6 +90,7 @@ def status(
         },
         "providers": [provider_variables(providers[name], ctx) for name in sorted(providers)],
         **token_count(ctx),
+        "counters": counters_info.report(settings),
     }
     if settings.remote.url:
         report["remote_sync"] = sync_report(settings)
@@ -121,6 +122,7 @@ def _text(report: dict[str, Any], *, every: bool) -> list[str]:
     lines += [f"  URL:     {proxy['url']}\n"] if proxy["url"] else []
     lines += [f"  Remote:  {proxy['remote']}\n"] if proxy["remote"] else []
     lines += [f"  Token:   {proxy['token']}\n"] if proxy["token"] else []
+    lines += [counters_info.line(report["counters"])] if "counters" in report else []
     lines.append("\nEnvironment Variables\n")
     providers = report["providers"]
     shown = [p for p in providers if every or p["configured"]]

@@ -74,6 +74,11 @@ class ServerSettings:
         int,
         "Seconds in-flight requests get to finish on SIGINT/SIGTERM.",
     ] = 10
+    workers: Annotated[
+        int,
+        "Serving processes sharing the listeners (SO_REUSEPORT), supervised by `serve`; more "
+        "than 1 needs session.backend: redis.",
+    ] = 1
     tls: TLSSettings = field(default_factory=TLSSettings)
 
 
@@ -109,6 +114,20 @@ class RedisSettings:
     ] = "localhost:6379"
     password: Annotated[str, "Redis password."] = ""
     db: Annotated[int, "Redis database number."] = 0
+    timeout_ms: Annotated[
+        int,
+        "Milliseconds one Redis call may take; past it the request is refused with 503.",
+    ] = 500
+    rate_limit_fail_open: Annotated[
+        bool,
+        "Let requests through without rate limits while Redis is unreachable (budgets always "
+        "fail closed).",
+    ] = False
+    memory_max_entries: Annotated[
+        int,
+        "Entries kept per token in Redis policy memory (memory.redis: true); older ones are "
+        "trimmed.",
+    ] = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,6 +270,30 @@ class LedgerSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class OtlpSettings:
+    endpoint: Annotated[
+        str,
+        "OpenTelemetry collector (OTLP/HTTP) that receives one span per request; /v1/traces is "
+        "added to a base URL. Empty: $OTEL_EXPORTER_OTLP_TRACES_ENDPOINT or "
+        "$OTEL_EXPORTER_OTLP_ENDPOINT, else no export.",
+    ] = ""
+    headers: Annotated[
+        dict[str, str],
+        "HTTP headers of every export, e.g. {authorization: Bearer …}; empty: "
+        "$OTEL_EXPORTER_OTLP_HEADERS (k=v,k2=v2).",
+    ] = field(default_factory=dict)
+    timeout: Annotated[int, "Seconds one export request may take."] = 10
+    service_name: Annotated[
+        str, "The service.name of the spans (empty: $OTEL_SERVICE_NAME, else tokenomics)."
+    ] = ""
+    queue_size: Annotated[
+        int,
+        "Spans waiting for export; when full, new ones are dropped (counted in /metrics), "
+        "never waited for.",
+    ] = 2048
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     dir: Annotated[
         str,
@@ -275,6 +318,7 @@ class Settings:
         "Provider for models that no policy entry routes (e.g. openai).",
     ] = ""
     ledger: LedgerSettings = field(default_factory=LedgerSettings)
+    otlp: OtlpSettings = field(default_factory=OtlpSettings)
     providers: Annotated[
         dict[str, Any],
         "Inline provider entries (same shape as providers.yaml); they replace entries of the "

@@ -11,8 +11,10 @@ if TYPE_CHECKING:
     from tokenomics.config.providers import ProviderConfig
     from tokenomics.config.settings import Settings
     from tokenomics.domain.budget import Budgets
+    from tokenomics.domain.counters import Counters
     from tokenomics.domain.pricing import PriceTable
     from tokenomics.domain.ratelimit import RateLimiter
+    from tokenomics.domain.run_budget import RunBudget
     from tokenomics.domain.tokens import HashKey
     from tokenomics.formats.estimate import TokenEstimator
     from tokenomics.pipeline.exchange import Exchange
@@ -39,9 +41,11 @@ class Deps:
     hash_key: HashKey
     providers: Mapping[str, ProviderConfig]
     limiter: RateLimiter
-    budgets: Budgets
+    budgets: Budgets  # the in-process counters (also behind `counters` with the memory backend)
     estimator: TokenEstimator
     prices: PriceTable
     upstreams: Upstreams
     recorder: Recorder
     now: Callable[[], float]  # wall clock, seconds since the epoch
+    counters: Counters | None = None  # budget/rate state; None: `LocalCounters(budgets, limiter)`
+    run_budget: RunBudget | None = None  # the limits of `tokenomics run --max-*`

@@ -10,10 +10,11 @@ from tokenomics.domain.errors import TokenomicsError
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator
 
-    from tokenomics.domain.budget import Reservation, Spend
+    from tokenomics.domain.budget import Spend
+    from tokenomics.domain.counters import Claim
     from tokenomics.domain.policy import Policy
-    from tokenomics.domain.ratelimit import Permit
     from tokenomics.domain.resolve import Resolved
+    from tokenomics.domain.run_budget import RunReservation
     from tokenomics.domain.usage import Family, ResponseMeta, Usage
     from tokenomics.formats.base import Route
     from tokenomics.pipeline.target import Target
@@ -68,8 +69,9 @@ class Exchange:
     model: str = ""
     stream: bool = False
     strip_usage: bool = False
-    permit: Permit | None = None
-    reservation: Reservation | None = None
+    permit: Claim | None = None  # the parallel slot (`Counters.acquire`)
+    reservation: Claim | None = None  # the budget hold (`Counters.reserve`)
+    run_reservation: RunReservation | None = None  # of `tokenomics run --max-*`
     spend: Spend | None = None  # the token's settled budget counter once this one settled
     input_estimate: int = 0
     upstream: UpstreamResponse | None = None

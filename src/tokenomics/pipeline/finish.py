@@ -6,9 +6,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from tokenomics.domain.counters import Outcome
 from tokenomics.domain.pricing import cost_usd
 from tokenomics.domain.usage import Usage, merge_estimate
-from tokenomics.pipeline.stages import estimate_input
+from tokenomics.pipeline.stages import counters, estimate_input
 
 if TYPE_CHECKING:
     from tokenomics.pipeline.deps import Deps
@@ -35,14 +36,17 @@ async def finish(ex: Exchange, deps: Deps) -> None:
     usage = ex.usage = final_usage(ex, deps)
     model = (ex.meta.actual_model if ex.meta else "") or ex.attempt_model or ex.model
     ex.cost_usd = cost_usd(usage, deps.prices.lookup(model)) if ex.upstream else 0.0
-    if ex.reservation is not None:
+    if ex.reservation is not None or ex.permit is not None or usage.total_tokens:
+        outcome = Outcome(ex.upstream is not None, usage.total_tokens, ex.cost_usd or 0.0)
+        limit = ex.policy.rate_limit if ex.policy is not None else None
+        spend = await counters(deps).settle(
+            ex.token_hash, limit, ex.permit, ex.reservation, outcome
+        )
+        if ex.reservation is not None:
+            ex.spend = spend
+    if ex.run_reservation is not None:
         if ex.upstream is not None:
-            ex.reservation.settle(usage.total_tokens, ex.cost_usd or 0.0)
+            ex.run_reservation.settle(usage.total_tokens, ex.cost_usd or 0.0)
         else:
-            ex.reservation.release()
-        ex.spend = deps.budgets.settled(ex.token_hash)
-    if ex.policy is not None and usage.total_tokens:
-        deps.limiter.record_tokens(ex.token_hash, ex.policy.rate_limit, usage.total_tokens)
-    if ex.permit is not None:
-        ex.permit.release()
+            ex.run_reservation.release()
     await deps.recorder.record(ex)

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from tokenomics.domain.budget import BudgetExceeded
 from tokenomics.domain.errors import TokenomicsError
 from tokenomics.formats.classify import RefusedPath, route_request
 from tokenomics.formats.errors import error_body
 from tokenomics.pipeline.exchange import Reply
 from tokenomics.pipeline.forward import forward
 from tokenomics.pipeline.relay import relay
+from tokenomics.pipeline.run_budget import reserve_run_budget
 from tokenomics.pipeline.stages import HEAD_STAGES, STAGES
 
 if TYPE_CHECKING:
@@ -19,6 +21,8 @@ if TYPE_CHECKING:
     from tokenomics.pipeline.exchange import Exchange
 
 JSON = ("content-type", "application/json")
+# The body stages, then the run's own budget on top of the policy's (`tokenomics run --max-*`).
+BODY_STAGES = (*STAGES, reserve_run_budget)
 
 
 def error_reply(ex: Exchange, error: TokenomicsError) -> Reply:
@@ -27,6 +31,8 @@ def error_reply(ex: Exchange, error: TokenomicsError) -> Reply:
     retry_after = getattr(error, "retry_after", None)
     if retry_after is not None:
         headers.append(("retry-after", str(max(1, round(retry_after + 0.499)))))
+    if isinstance(error, BudgetExceeded):  # not transient: the SDKs need not retry it
+        headers.append(("x-should-retry", "false"))
     ex.error = ex.error or error.message
     return Reply(error.status, headers, body=error_body(family, error.status, error.message))
 
@@ -43,8 +49,10 @@ def admit(ex: Exchange, deps: Deps) -> None:
 async def run_pipeline(ex: Exchange, deps: Deps) -> Reply:
     """The rest, once `admit` passed and the body was read."""
     try:
-        for stage in STAGES:
-            stage(ex, deps)
+        for stage in BODY_STAGES:
+            step = stage(ex, deps)
+            if step is not None:
+                await step
         await forward(ex, deps)
         reply = await relay(ex, deps)
     except TokenomicsError as exc:

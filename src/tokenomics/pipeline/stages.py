@@ -11,15 +11,18 @@ from urllib.parse import parse_qsl, urlencode
 import orjson
 
 from tokenomics.domain.budget import DEFAULT_OUTPUT_TOKENS, BudgetExceeded
+from tokenomics.domain.counters import Ask
 from tokenomics.domain.durations import is_expired
 from tokenomics.domain.ratelimit import RateLimited
 from tokenomics.pipeline.exchange import ProxyError
 from tokenomics.pipeline.rules import scan
 from tokenomics.pipeline.target import resolve_target
+from tokenomics.store.local_counters import LocalCounters
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Awaitable, Callable
 
+    from tokenomics.domain.counters import Counters
     from tokenomics.pipeline.deps import Deps
     from tokenomics.pipeline.exchange import Exchange
 
@@ -138,10 +141,10 @@ def resolve(ex: Exchange, deps: Deps) -> None:
     ex.resolved = ex.target.resolved
 
 
-def check_rate_limit(ex: Exchange, deps: Deps) -> None:
+async def check_rate_limit(ex: Exchange, deps: Deps) -> None:
     assert ex.policy is not None
     try:
-        ex.permit = deps.limiter.acquire(ex.token_hash, ex.policy.rate_limit)
+        ex.permit = await counters(deps).acquire(ex.token_hash, ex.policy.rate_limit)
     except RateLimited as exc:
         ex.events.append(("rate.exceeded", _event_data(ex, error=exc.message)))
         raise
@@ -182,7 +185,7 @@ def estimate_input(ex: Exchange, deps: Deps) -> int:
     return 3 + deps.estimator.count_texts(model, adapter.texts(ex.body))
 
 
-def reserve_budget(ex: Exchange, deps: Deps) -> None:
+async def reserve_budget(ex: Exchange, deps: Deps) -> None:
     """Check and reserve in one step (D14); estimates are made only when a limit needs them.
 
     The reservation holds the input estimate and the request's output cap (its own, else
@@ -213,25 +216,26 @@ def reserve_budget(ex: Exchange, deps: Deps) -> None:
         if price is not None:
             cost_estimate = ex.input_estimate * price.input / 1e6
             output_cost = min(cap * price.output / 1e6, max_cost) if max_cost > 0 else 0.0
+    ask = Ask(max_tokens, max_cost, ex.input_estimate, cost_estimate, output, output_cost)
     try:
-        ex.reservation = deps.budgets.reserve(
-            ex.token_hash,
-            max_tokens=max_tokens,
-            max_cost_usd=max_cost,
-            input_tokens=ex.input_estimate,
-            cost_estimate_usd=cost_estimate,
-            output_tokens=output,
-            output_cost_usd=output_cost,
-        )
+        ex.reservation = await counters(deps).reserve(ex.token_hash, ask)
     except BudgetExceeded as exc:
         fields = {"used": exc.used, "input": exc.requested, "limit": exc.limit}
         ex.events.append(("budget.exceeded", _event_data(ex, **fields)))
         raise
 
 
+def counters(deps: Deps) -> Counters:
+    """The configured counters backend; the in-process one when none was passed in."""
+    if deps.counters is not None:
+        return deps.counters
+    return LocalCounters(deps.budgets, deps.limiter)
+
+
 # On the request's head alone, before any body byte is read (`run.admit`).
 HEAD_STAGES: tuple[Callable[[Exchange, Deps], None], ...] = (check_framing, authenticate)
-STAGES: tuple[Callable[[Exchange, Deps], None], ...] = (
+# Some are coroutines (those that reach the counters backend): `run.run_pipeline` awaits them.
+STAGES: tuple[Callable[[Exchange, Deps], Awaitable[None] | None], ...] = (
     parse_request,
     resolve,
     check_rate_limit,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import gc
 import logging
+import socket
 import time
 from email.utils import formatdate
 from typing import TYPE_CHECKING, Any
@@ -149,6 +150,22 @@ def _bind(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+def _reuse_port_socket(bind: str) -> str:
+    """A listening socket bound with SO_REUSEPORT, handed to hypercorn as `fd://N` (hypercorn
+    owns and closes it): the kernel spreads connections over the workers' sockets."""
+    host, _, port = bind.replace("[", "").replace("]", "").rpartition(":")
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.bind((host, int(port)))
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"cannot listen on {bind}: {exc.strerror or exc}") from None
+    return f"fd://{sock.detach()}"
+
+
 def server_config(
     *,
     host: str,
@@ -158,6 +175,7 @@ def server_config(
     grace: float,
     idle_timeout: float = 75,
     ephemeral: bool = False,
+    reuse_port: bool = False,
 ) -> Config:
     """Listeners per the settings; `ephemeral` binds free ports instead (for `run` and tests).
 
@@ -180,6 +198,9 @@ def server_config(
             "(set server.http_port or server.tls.enabled)"
         )
     config.graceful_timeout = grace
+    if reuse_port:  # `server.workers`: every worker binds the same ports
+        config.bind = [_reuse_port_socket(bind) for bind in config.bind]
+        config.insecure_bind = [_reuse_port_socket(bind) for bind in config.insecure_bind]
     config.accesslog = None
     config.errorlog = hypercorn_log
     config.keep_alive_timeout = idle_timeout

@@ -13,8 +13,9 @@ Two independent destinations per exchange:
 `MemoryWriter.render` formats a batch without I/O (the ledger flusher calls it on the event
 loop) and `write_rendered` appends it, blocking (on the flusher's worker thread); `write` does
 both. A disk error does not stop the batch: everything else is written, then the first
-`OSError` is raised. Policy memory with `redis: true` is written to its file like the original
-(whose Redis memory was unreachable); the Redis backend comes later.
+`OSError` is raised. Policy memory with `redis: true` goes to Redis (`store/redis_memory.py`)
+when `session.backend` is redis; without Redis, or while Redis cannot be reached, it is written
+to its file instead (never lost).
 """
 
 from __future__ import annotations
@@ -37,7 +38,9 @@ from tokenomics.services.memory_files import (
     rotate,
     size_of,
 )
-from tokenomics.services.memory_format import exchange_entries
+from tokenomics.services.memory_format import exchange_entries, redis_entries
+from tokenomics.store.redis_memory import RedisMemory
+from tokenomics.store.resp import RedisAddress, RedisUnavailable
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -64,6 +67,15 @@ class Rendered:
 
 
 @dataclass(frozen=True, slots=True)
+class RedisRendered:
+    """Policy-memory entries for Redis, with the file entry to write if Redis fails."""
+
+    token_hash: str
+    entries: list[str]
+    fallback: Rendered
+
+
+@dataclass(frozen=True, slots=True)
 class MemoryStatistics:
     entries_written: int  # exchanges written (to either destination)
     bytes_written: int
@@ -81,8 +93,10 @@ class MemoryWriter:
         events: bool = False,
         home: Path,
         now: Callable[[], datetime] = _utc_now,
+        redis: RedisMemory | None = None,
     ) -> None:
         self._ledger_dir = ledger_dir  # None: ledger memory is off
+        self._redis = redis
         self._events = events
         self._home = home
         self._now = now
@@ -101,24 +115,33 @@ class MemoryWriter:
         """Always a writer: policy memory is per token, whatever the ledger settings say."""
         ledger = settings.ledger
         on = ledger.enabled and ledger.memory
+        redis = None
+        if settings.session.backend == "redis":
+            options = settings.session.redis
+            address = RedisAddress.parse(options.addr, options.password, options.db)
+            timeout = max(options.timeout_ms, 1) / 1000
+            redis = RedisMemory(address, timeout=timeout, max_entries=options.memory_max_entries)
         return cls(
             ledger_dir=settings.memory_dir if on else None,
             events=on and ledger.event_ledger,
             home=home if home is not None else Path.home(),
             now=now,
+            redis=redis,
         )
 
     def write(self, records: Sequence[Finished], session_id: str) -> None:
         """Append the entries of `records`; raise the first `OSError` after writing the rest."""
         self.write_rendered(self.render(records, session_id))
 
-    def render(self, records: Sequence[Finished], session_id: str) -> list[Rendered]:
+    def render(
+        self, records: Sequence[Finished], session_id: str
+    ) -> list[Rendered | RedisRendered]:
         """The entries of `records` by file, without I/O: CPU work the flusher does on the
         event loop, so the thread that writes them holds the GIL only briefly."""
         if self._closed:
             raise RuntimeError("the memory writer is closed")
         ledger: dict[Path, list[str]] = {}
-        out: list[Rendered] = []
+        out: list[Rendered | RedisRendered] = []
         for record in records:
             if not record.forwarded:
                 continue  # nothing was sent upstream: nothing to remember (D12)
@@ -129,10 +152,11 @@ class MemoryWriter:
         ledger_files = [Rendered(path, "".join(t).encode()) for path, t in ledger.items()]
         return ledger_files + out
 
-    def write_rendered(self, rendered: Sequence[Rendered]) -> None:
+    def write_rendered(self, rendered: Sequence[Rendered | RedisRendered]) -> None:
         """Append rendered entries (rotating policy files first); blocking I/O. Raise the first
         `OSError` after writing the rest."""
         errors: list[OSError] = []
+        rendered = self._to_redis(rendered)
         for item in rendered:
             if item.limit is not None:
                 self._rotate_if_full(item, errors)
@@ -140,9 +164,29 @@ class MemoryWriter:
         if errors:
             raise errors[0]
 
+    def _to_redis(self, rendered: Sequence[Rendered | RedisRendered]) -> list[Rendered]:
+        """Push the Redis entries (one pipeline); what Redis refused goes to files."""
+        files = [item for item in rendered if isinstance(item, Rendered)]
+        for_redis = [item for item in rendered if isinstance(item, RedisRendered)]
+        if not for_redis or self._redis is None:
+            return files + [item.fallback for item in for_redis]
+        batch: dict[str, list[str]] = {}
+        for item in for_redis:
+            batch.setdefault(item.token_hash, []).extend(item.entries)
+        try:
+            self._redis.push(batch)
+        except RedisUnavailable as exc:
+            self._errors += 1
+            log.warning("%s; writing those entries to their files", exc.message)
+            return files + [item.fallback for item in for_redis]
+        self._bytes += sum(len(e.encode()) for entries in batch.values() for e in entries)
+        return files
+
     def close(self) -> None:
         """Nothing stays open between batches; later writes are refused."""
         self._closed = True
+        if self._redis is not None:
+            self._redis.close()
 
     def statistics(self) -> MemoryStatistics:
         return MemoryStatistics(self._entries, self._bytes, self._rotations, self._errors)
@@ -157,18 +201,21 @@ class MemoryWriter:
         out.setdefault(self._ledger_dir / name, []).append(text)
         self._entries += 1
 
-    def _policy_entry(self, f: Finished, memory: MemoryPolicy) -> list[Rendered]:
+    def _policy_entry(self, f: Finished, memory: MemoryPolicy) -> list[Rendered | RedisRendered]:
         try:
             path = self.policy_path(memory, f.hash16)
         except BadMemoryPath as exc:
             self._warn_once(f"pattern {memory.file_name}", str(exc))
             return []
-        if memory.redis:
-            self._warn_once("redis", "policy memory in Redis is not available yet; using files")
         self._entries += 1
         data = exchange_entries(f, f.hash16).encode()
         limit = limit_bytes(memory.max_size_mb, memory.compress_old)
-        return [Rendered(path, data, limit, memory.compress_old)]
+        file = Rendered(path, data, limit, memory.compress_old)
+        if memory.redis and self._redis is not None:
+            return [RedisRendered(f.token_hash, redis_entries(f), file)]
+        if memory.redis:
+            self._warn_once("redis", "memory.redis needs session.backend: redis; using files")
+        return [file]
 
     def _rotate_if_full(self, item: Rendered, errors: list[OSError]) -> None:
         assert item.limit is not None

@@ -66,6 +66,20 @@ def exchange_entries(f: Finished, key: str, events: Iterable[dict[str, Any]] = (
     return "".join(parts)
 
 
+def redis_entries(f: Finished) -> list[str]:
+    """The exchange's policy-memory entries for Redis (`cli.md` §7.7): `## <ts> | <role> |
+    <model>`, a blank line, the content; request then response (when kept)."""
+    if not f.forwarded:
+        return []
+    started = parse_time(f.started_at, f.recorded_at)
+    model = sanitise(f.model)
+    items = [(started, "request", request_content(f))]
+    response = response_content(f)
+    if response is not None:
+        items.append((f.recorded_at, "response", response))
+    return [f"## {format_rfc3339(t)} | {role} | {model}\n\n{text}" for t, role, text in items]
+
+
 def request_content(f: Finished) -> str:
     body = body_text(f.request_body, f.request_bytes, f.request_content_type, request_text)
     return _message(f.request_content_type, "Request-Headers:", f.request_headers, body)

@@ -86,6 +86,8 @@ class Recorder:
         self.sink: trio.MemorySendChannel[Finished] | None = None
         # The event writer's channel (`services/event_writer.py`), when webhooks are set.
         self.events: trio.MemorySendChannel[Finished] | None = None
+        # The OpenTelemetry exporter's `offer` (never waits; drops when its queue is full).
+        self.spans: Callable[[Finished], None] | None = None
 
     async def record(self, ex: Exchange) -> None:
         seconds = max(0.0, self._clock() - ex.started)
@@ -94,11 +96,18 @@ class Recorder:
         if not self._settings.disable_request:
             entry = request_log(ex, int(seconds * 1000), self._settings)
             log.info("request", extra={"fields": entry})
-        if self.journal is None and self.sink is None and self.events is None:
+        if (
+            self.journal is None
+            and self.sink is None
+            and self.events is None
+            and self.spans is None
+        ):
             return
         finished = from_exchange(ex, int(seconds * 1000))
         if self.journal is not None:
             self.journal(finished)
+        if self.spans is not None:
+            self.spans(finished)
         if self.sink is not None:
             await _hand_over(self.sink, finished)
         if self.events is not None:

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
     from tokenomics.pipeline.exchange import Exchange
     from tokenomics.services.ledger import LedgerStatistics
+    from tokenomics.services.otlp import OtlpStatistics
 
 OTHER_MODEL = "other"
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
@@ -117,6 +118,8 @@ class Stats:
         self.metric_lines: list[Callable[[], list[str]]] = []
         # Set by the composition root: the webhook dispatcher's metric lines.
         self.webhooks: Callable[[], list[str]] | None = None
+        # Set by the composition root when spans are exported: the exporter's `statistics()`.
+        self.otlp: Callable[[], OtlpStatistics] | None = None
         self._second = -1
         self._now = ""
 
@@ -197,7 +200,26 @@ class Stats:
         for more in self.metric_lines:
             lines += more()
         lines += self.webhooks() if self.webhooks is not None else []
+        lines += self._otlp_lines()
         return "\n".join(lines) + "\n"
+
+    def _otlp_lines(self) -> list[str]:
+        if self.otlp is None:
+            return []
+        otlp = self.otlp()
+        lines = []
+        for name, kind, text, value in (
+            ("spans_exported_total", "counter", "Spans the OpenTelemetry collector accepted.",
+             otlp.exported),
+            ("spans_dropped_total", "counter", "Spans dropped because the export queue was full.",
+             otlp.dropped),
+            ("spans_failed_total", "counter", "Spans given up after failed exports.",
+             otlp.failed),
+            ("queue", "gauge", "Spans waiting for export.", otlp.queued),
+        ):  # fmt: skip
+            metric = f"tokenomics_otlp_{name}"
+            lines += [f"# HELP {metric} {text}", f"# TYPE {metric} {kind}", f"{metric} {value}"]
+        return lines
 
     def _ledger_lines(self) -> list[str]:
         if self.ledger is None:

@@ -1,0 +1,99 @@
+"""Issue 18: the counters' own cost per request at concurrency 1, memory vs Redis backend.
+
+    python bench/redis_counters.py [--port P] [--requests N] [--rounds R]
+
+Starts a redis-server on a free port (unless --port names a running one), then, round after
+round, runs N requests' worth of counter steps (acquire with a rate limit, reserve with a
+budget, settle) through `LocalCounters` and through `RedisCounters`, and prints the median
+time per request of each: admission (acquire + reserve, which the client waits for, two round
+trips) and settle (one round trip, made after the reply went out).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import socket
+import statistics
+import subprocess
+import tempfile
+import time
+from datetime import timedelta
+
+import trio
+
+from tokenomics.domain.budget import Budgets
+from tokenomics.domain.counters import Ask, Counters, Outcome
+from tokenomics.domain.policy import RateLimit, RateRule
+from tokenomics.domain.ratelimit import RateLimiter
+from tokenomics.store.local_counters import LocalCounters
+from tokenomics.store.redis_counters import RedisCounters
+from tokenomics.store.resp import RedisAddress, RedisClient
+
+LIMIT = RateLimit((RateRule(requests=10**9, window="1m", window_delta=timedelta(minutes=1)),))
+ASK = Ask(10**12, 0.0, 50, 0.0, 100, 0.0)
+
+
+async def per_request(counters: Counters, requests: int) -> tuple[float, float]:
+    """Median microseconds of (admission, settle) over `requests` requests."""
+    key = "ab" * 32
+    admit, settle = [], []
+    for _ in range(requests):
+        started = time.perf_counter()
+        slot = await counters.acquire(key, LIMIT)
+        hold = await counters.reserve(key, ASK)
+        admitted = time.perf_counter()
+        await counters.settle(key, LIMIT, slot, hold, Outcome(True, 120, 0.0))
+        admit.append(admitted - started)
+        settle.append(time.perf_counter() - admitted)
+    return statistics.median(admit) * 1e6, statistics.median(settle) * 1e6
+
+
+async def main(port: int, requests: int, rounds: int) -> None:
+    local = LocalCounters(Budgets(), RateLimiter(trio.current_time))
+    redis = RedisCounters(RedisClient(RedisAddress("127.0.0.1", port), timeout=2))
+    await per_request(redis, 50)  # scripts loaded, connection open
+    mem, red = [], []
+    for _ in range(rounds):
+        mem.append(await per_request(local, requests))
+        red.append(await per_request(redis, requests))
+    for name, runs in (("memory", mem), ("redis", red)):
+        admit = statistics.median(a for a, _ in runs)
+        settle = statistics.median(s for _, s in runs)
+        print(f"{name:6} backend: admission p50 {admit:7.1f} us, settle p50 {settle:7.1f} us")
+    added = statistics.median(a for a, _ in red) - statistics.median(a for a, _ in mem)
+    print(f"latency the Redis backend adds before the upstream call: {added / 1000:.3f} ms")
+    await redis.client.aclose()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    server = None
+    port = args.port
+    if not port:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise SystemExit("redis-server is not installed")
+        port = free_port()
+        workdir = tempfile.mkdtemp()
+        server = subprocess.Popen(
+            [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
+             "no", "--dir", workdir], stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+        time.sleep(0.3)
+    try:
+        trio.run(main, port, args.requests, args.rounds)
+    finally:
+        if server is not None:
+            server.kill()
+            server.wait()

@@ -1,0 +1,107 @@
+"""The counters backend chosen by `session.backend`, and the Redis keeper task: it replays the
+settles queued while Redis was away and probes a Redis that is down (with the client's
+backoff), so the proxy recovers by itself even when no request comes."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+import trio
+
+from tokenomics.domain.errors import StoreError
+from tokenomics.store.db import Database
+from tokenomics.store.local_counters import LocalCounters
+from tokenomics.store.redis_counters import RedisCounters
+from tokenomics.store.redis_pending import PendingSettles
+from tokenomics.store.resp import LATENCY_BUCKETS, RedisAddress, RedisClient, RedisUnavailable
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from tokenomics.config.settings import Settings
+    from tokenomics.domain.budget import Budgets
+    from tokenomics.domain.counters import Counters
+    from tokenomics.domain.ratelimit import RateLimiter
+
+log = logging.getLogger("tokenomics.redis")
+INTERVAL = 0.25
+
+
+def redis_client(settings: Settings) -> RedisClient:
+    options = settings.session.redis
+    address = RedisAddress.parse(options.addr, options.password, options.db)
+    return RedisClient(address, timeout=max(options.timeout_ms, 1) / 1000)
+
+
+def build_counters(
+    settings: Settings, db_path: Path, budgets: Budgets, limiter: RateLimiter
+) -> Counters:
+    if settings.session.backend != "redis":
+        return LocalCounters(budgets, limiter)
+    pending = PendingSettles(Database.open(db_path))
+    counters = RedisCounters(
+        redis_client(settings),
+        pending,
+        rate_limit_fail_open=settings.session.redis.rate_limit_fail_open,
+    )
+    counters.pending_count = pending.count()
+    return counters
+
+
+def metrics(counters: RedisCounters) -> list[str]:
+    """Prometheus lines: Redis calls, errors, latency histogram, queued and dropped settles."""
+    health = counters.client.health
+    lines = [
+        "# HELP tokenomics_redis_up Whether the last Redis call succeeded.",
+        "# TYPE tokenomics_redis_up gauge",
+        f"tokenomics_redis_up {int(health.up)}",
+        "# HELP tokenomics_redis_errors_total Redis calls that failed or timed out.",
+        "# TYPE tokenomics_redis_errors_total counter",
+        f"tokenomics_redis_errors_total {health.errors}",
+        "# HELP tokenomics_redis_pending_settles Settles waiting in SQLite for Redis.",
+        "# TYPE tokenomics_redis_pending_settles gauge",
+        f"tokenomics_redis_pending_settles {counters.pending_count}",
+        "# HELP tokenomics_redis_dropped_settles_total Settles lost (queue full or disk error).",
+        "# TYPE tokenomics_redis_dropped_settles_total counter",
+        f"tokenomics_redis_dropped_settles_total {counters.dropped}",
+        "# HELP tokenomics_redis_call_seconds Time of one Redis call (pipeline).",
+        "# TYPE tokenomics_redis_call_seconds histogram",
+    ]
+    total = 0
+    for bound, count in zip(LATENCY_BUCKETS, health.buckets, strict=True):
+        total += count
+        le = "+Inf" if bound == float("inf") else f"{bound:g}"
+        lines.append(f'tokenomics_redis_call_seconds_bucket{{le="{le}"}} {total}')
+    lines.append(f"tokenomics_redis_call_seconds_sum {health.latency_seconds:.6f}")
+    lines.append(f"tokenomics_redis_call_seconds_count {health.calls}")
+    return lines
+
+
+async def keep(
+    counters: RedisCounters,
+    *,
+    interval: float = INTERVAL,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Until cancelled: probe Redis while it is down, replay queued settles once it is up."""
+    task_status.started()
+    try:
+        while True:
+            await trio.sleep(interval)
+            health = counters.client.health
+            if not health.up and trio.current_time() < health.down_until:
+                continue
+            if not health.up and not await counters.ping():
+                continue
+            if counters.pending_count:
+                try:
+                    replayed = await counters.replay()
+                except (RedisUnavailable, StoreError) as exc:
+                    log.warning("queued settles not replayed yet: %s", exc.message)
+                else:
+                    log.info("replayed %d settle(s) queued while Redis was away", replayed)
+    finally:
+        await counters.client.aclose()
+        if counters.pending is not None:
+            counters.pending.close()

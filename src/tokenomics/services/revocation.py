@@ -1,0 +1,116 @@
+"""Fleet-wide revocation (issue 18): a token deleted or edited through one proxy's store is
+refused by every proxy sharing the Redis at once, not only after their stores sync.
+
+Each proxy publishes the changes its token snapshot saw (`TokenCache.take_changes`): the token
+hash and its new fingerprint ("-" when deleted) go to the `tokenomics:tokens:prints` hash and
+the `tokenomics:tokens` channel. Every proxy subscribes; what it hears goes to the snapshot's
+`fleet` view, so `lookup` refuses a token whose local record differs (one dict lookup per
+request), and a reload of the local store is asked for at once (a shared store catches up in
+milliseconds). After (re)connecting, the whole hash is read again: nothing missed while away.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import TYPE_CHECKING
+
+import trio
+
+from tokenomics.domain.errors import StoreError
+from tokenomics.store.resp import BACKOFF_MAX, RedisUnavailable
+
+if TYPE_CHECKING:
+    from tokenomics.services.token_cache import TokenCache
+    from tokenomics.store.resp import Arg, Connection, RedisClient
+
+CHANNEL = "tokenomics:tokens"
+PRINTS = "tokenomics:tokens:prints"
+PUBLISH_EVERY = 0.1
+_VALID = re.compile(r"^[0-9a-f]{64}$")
+_PRINT = re.compile(r"^([0-9a-f]{16}|-)$")
+
+log = logging.getLogger("tokenomics.tokens")
+
+
+async def publish(client: RedisClient, changes: dict[str, str]) -> None:
+    commands: list[list[Arg]] = [["HSET", PRINTS, *[x for pair in changes.items() for x in pair]]]
+    commands += [["PUBLISH", CHANNEL, f"{h} {p}"] for h, p in changes.items()]
+    await client.execute(commands)
+
+
+def _heard(cache: TokenCache, token_hash: str, print_: str) -> bool:
+    """Take one (hash, fingerprint) from Redis, untrusted: malformed entries are ignored."""
+    if not _VALID.match(token_hash) or not _PRINT.match(print_):
+        return False
+    cache.fleet[token_hash] = print_
+    return True
+
+
+async def _publisher(cache: TokenCache, client: RedisClient) -> None:
+    pending: dict[str, str] = {}
+    while True:
+        await trio.sleep(PUBLISH_EVERY)
+        pending.update(cache.take_changes())
+        if not pending:
+            continue
+        try:
+            await publish(client, pending)
+        except RedisUnavailable as exc:
+            log.warning("token changes not published yet: %s", exc.message)
+        else:
+            pending.clear()
+
+
+async def _listen(cache: TokenCache, client: RedisClient, conn: Connection) -> None:
+    await conn.execute([["SUBSCRIBE", CHANNEL]])
+    snapshot = await client.call("HGETALL", PRINTS)
+    if isinstance(snapshot, list):
+        for i in range(0, len(snapshot) - 1, 2):
+            h, p = snapshot[i], snapshot[i + 1]
+            if isinstance(h, bytes) and isinstance(p, bytes):
+                _heard(cache, h.decode("ascii", "replace"), p.decode("ascii", "replace"))
+    while True:
+        message = await conn.read()
+        if not (isinstance(message, list) and len(message) == 3 and message[0] == b"message"):
+            continue
+        payload = message[2]
+        if not isinstance(payload, bytes):
+            continue
+        token_hash, _, print_ = payload.decode("ascii", "replace").partition(" ")
+        if _heard(cache, token_hash, print_):
+            try:
+                await trio.to_thread.run_sync(cache.refresh_if_changed)
+            except StoreError as exc:
+                log.warning("could not refresh tokens: %s", exc)
+
+
+async def _subscriber(cache: TokenCache, client: RedisClient) -> None:
+    backoff = 0.05
+    while True:
+        conn = None
+        try:
+            conn = await client.open_connection()
+            backoff = 0.05
+            await _listen(cache, client, conn)
+        except (OSError, trio.TooSlowError, trio.BrokenResourceError, RedisUnavailable) as exc:
+            log.debug("token change subscription lost: %s", exc)
+        finally:
+            if conn is not None:
+                with trio.CancelScope(shield=True):
+                    await conn.aclose()
+        await trio.sleep(backoff)
+        backoff = min(backoff * 2, BACKOFF_MAX)
+
+
+async def run(
+    cache: TokenCache,
+    client: RedisClient,
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Publish this proxy's token changes and apply the fleet's, until cancelled."""
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_publisher, cache, client)
+        nursery.start_soon(_subscriber, cache, client)
+        task_status.started()

@@ -1,0 +1,73 @@
+"""The in-process counters backend (`session.backend: memory`): `Budgets` and `RateLimiter`
+in this process, the budget totals written through to SQLite by `services.usage_writer`.
+
+Every step is synchronous underneath (no checkpoint), so it is as fast as calling the domain
+objects directly and no other task can interleave with a check-and-reserve.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from tokenomics.domain.budget import Reservation
+from tokenomics.domain.counters import Ask, CountersHealth, Outcome
+
+if TYPE_CHECKING:
+    from tokenomics.domain.budget import Budgets, Spend
+    from tokenomics.domain.counters import Claim
+    from tokenomics.domain.policy import RateLimit
+    from tokenomics.domain.ratelimit import Permit, RateLimiter
+
+
+class LocalSlot:
+    __slots__ = ("key", "permit")
+
+    def __init__(self, key: str, permit: Permit) -> None:
+        self.key = key
+        self.permit = permit
+
+
+class LocalCounters:
+    backend = "memory"
+
+    def __init__(self, budgets: Budgets, limiter: RateLimiter) -> None:
+        self.budgets = budgets
+        self.limiter = limiter
+
+    async def acquire(self, key: str, limit: RateLimit | None) -> Claim:
+        return LocalSlot(key, self.limiter.acquire(key, limit))
+
+    async def reserve(self, key: str, ask: Ask) -> Claim:
+        return self.budgets.reserve(
+            key,
+            max_tokens=ask.max_tokens,
+            max_cost_usd=ask.max_cost_usd,
+            input_tokens=ask.input_tokens,
+            cost_estimate_usd=ask.cost_estimate_usd,
+            output_tokens=ask.output_tokens,
+            output_cost_usd=ask.output_cost_usd,
+        )
+
+    async def settle(
+        self,
+        key: str,
+        limit: RateLimit | None,
+        slot: Claim | None,
+        reservation: Claim | None,
+        outcome: Outcome,
+    ) -> Spend | None:
+        spend = None
+        if isinstance(reservation, Reservation):
+            if outcome.committed:
+                reservation.settle(outcome.tokens, outcome.cost_usd)
+            else:
+                reservation.release()
+            spend = self.budgets.settled(key)
+        if outcome.tokens:
+            self.limiter.record_tokens(key, limit, outcome.tokens)
+        if isinstance(slot, LocalSlot):
+            slot.permit.release()
+        return spend
+
+    def health(self) -> CountersHealth:
+        return CountersHealth("memory", True)

@@ -1,0 +1,119 @@
+"""`server.workers` (issue 18): N real serving processes on one port, supervised by `serve`."""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO
+
+import pytest
+from tests.conftest import Result
+from tests.support.daemons import Daemons, daemons, free_port, ping  # noqa: F401
+from tests.support.redis_server import RedisServer, redis_server  # noqa: F401
+
+CONFIG = """server:
+  http_port: {port}
+  workers: 2
+  shutdown_grace: 2
+  tls:
+    enabled: false
+session:
+  backend: {backend}
+  redis:
+    addr: "{addr}"
+"""
+
+
+def children(pid: int) -> set[int]:
+    found: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        text = (task / "children").read_text().split()
+        found.update(int(child) for child in text)
+    return found
+
+
+def wait_for(check: Callable[[], bool], seconds: float = 20) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+class Lines:
+    """The lines of a child's stream, read by a thread, waited for with a deadline."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.seen: list[str] = []
+        self._queue: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=self._read, args=(stream,), daemon=True).start()
+
+    def _read(self, stream: IO[str]) -> None:
+        for line in stream:
+            self._queue.put(line)
+
+    def wait(self, text: str, count: int, seconds: float = 30) -> None:
+        deadline = time.monotonic() + seconds
+        while sum(text in line for line in self.seen) < count:
+            self.seen.append(self._queue.get(timeout=max(deadline - time.monotonic(), 0.01)))
+
+    def rest(self) -> str:
+        while not self._queue.empty():
+            self.seen.append(self._queue.get())
+        return "".join(self.seen)
+
+
+def answers(url: str) -> bool:
+    try:
+        return ping(url) == 200
+    except OSError:
+        return False
+
+
+def test_more_than_one_worker_needs_redis(cli: Callable[..., Result], work: Path) -> None:
+    (work / "config.yaml").write_text(CONFIG.format(port=free_port(), backend="memory", addr=""))
+    result = cli("serve")
+    assert result.code != 0
+    assert "server.workers: 2 needs session.backend: redis" in result.err
+
+
+@pytest.mark.slow
+def test_two_workers_survive_a_sigkill_and_stop_on_sigterm(
+    daemons: Daemons,  # noqa: F811
+    redis_server: RedisServer,  # noqa: F811
+) -> None:
+    port = free_port()
+    config = CONFIG.format(port=port, backend="redis", addr=redis_server.addr)
+    (daemons.cwd / "config.yaml").write_text(config)
+    parent = daemons.popen("serve")
+    assert parent.stderr is not None
+    lines = Lines(parent.stderr)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        lines.wait("Tokenomics listening on", 2)
+        victim = min(children(parent.pid))
+        os.kill(victim, signal.SIGKILL)
+        lines.wait("Tokenomics listening on", 3)  # its replacement
+        assert len(children(parent.pid)) == 2 and victim not in children(parent.pid)
+        for _ in range(20):  # both workers answer on the one port
+            assert ping(url) == 200
+        workers = children(parent.pid)
+        parent.send_signal(signal.SIGTERM)
+        parent.wait(timeout=20)
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+    err = lines.rest()
+    assert parent.returncode == 0, err
+    assert "exited with -9; restarting" in err
+    assert "SIGTERM: stopping 2 worker(s)" in err
+    for pid in workers:
+        assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text()
+    sessions = list((daemons.home / ".tokenomics" / "sessions").glob("*.json"))
+    assert len(sessions) >= 2  # one ledger session per worker, read together by `ledger`
+    summary = daemons.run("ledger", "summary")
+    assert f"Sessions: {len(sessions)}" in summary.out

@@ -1,0 +1,137 @@
+"""The RESP client (`store/resp.py`): the parser on hostile bytes, and a differential test
+against coredis (the `redis` extra) on a real redis-server: the same commands give the same
+replies."""
+
+from __future__ import annotations
+
+import coredis
+import pytest
+import trio
+from tests.support.redis_server import RedisServer, redis_server  # noqa: F401
+
+from tokenomics.store.resp import (
+    Parser,
+    RedisAddress,
+    RedisClient,
+    RedisUnavailable,
+    RespError,
+    encode,
+)
+
+
+def parse_all(data: bytes, step: int = 1) -> list[object]:
+    parser, out = Parser(), []
+    for i in range(0, len(data), step):
+        parser.feed(data[i : i + step])
+        while (reply := parser.next()) is not Parser.MORE:
+            out.append(reply)
+    return out
+
+
+def test_replies_parse_whatever_the_chunking() -> None:
+    data = b"+OK\r\n-ERR bad\r\n:42\r\n$5\r\nhe\r\nl\r\n$-1\r\n*3\r\n:1\r\n*1\r\n$0\r\n\r\n*-1\r\n*0\r\n"
+    expected = [b"OK", RespError("ERR bad"), 42, b"he\r\nl", None, [1, [b""], None], []]
+    for step in (1, 2, 7, len(data)):
+        assert parse_all(data, step) == expected
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"!weird\r\n", b"$abc\r\n", b"$999999999999\r\n", b"*99999999999\r\n", b"+" + b"x" * 70000],
+)
+def test_hostile_replies_are_unavailable_errors(data: bytes) -> None:
+    with pytest.raises(RedisUnavailable):
+        parse_all(data, len(data))
+
+
+def test_encode_is_resp_arrays_of_bulk_strings() -> None:
+    assert encode("SET", b"k", 5, 1.5) == b"*4\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\n5\r\n$3\r\n1.5\r\n"
+
+
+def test_addresses() -> None:
+    assert RedisAddress.parse("10.0.0.1:6380") == RedisAddress("10.0.0.1", 6380)
+    assert RedisAddress.parse("redis.internal") == RedisAddress("redis.internal", 6379)
+    assert RedisAddress.parse("[::1]:7000", "pw", 2) == RedisAddress("::1", 7000, "pw", 2)
+
+
+COMMANDS: list[tuple[str | int, ...]] = [
+    ("SET", "a", "hello"),
+    ("GET", "a"),
+    ("GET", "missing"),
+    ("INCRBY", "n", 5),
+    ("RPUSH", "l", "x", "y", "\u00e9"),
+    ("LRANGE", "l", 0, -1),
+    ("HSET", "h", "f", "1"),
+    ("HGETALL", "h"),
+    ("EVAL", "return {1, 'two', {3}, redis.call('GET', 'missing')}", 0),
+    ("INCR", "a"),  # an error reply
+]
+
+
+async def test_same_replies_as_coredis(redis_server: RedisServer) -> None:  # noqa: F811
+    ours = RedisClient(RedisAddress("127.0.0.1", redis_server.port), timeout=2)
+    theirs = coredis.Redis(host="127.0.0.1", port=redis_server.port, decode_responses=False)
+    mine = [await ours.call(*command) for command in COMMANDS]
+    await ours.call("FLUSHALL")
+    reference: list[object] = []
+    async with theirs:
+        reference += [
+            await theirs.set("a", "hello"),
+            await theirs.get("a"),
+            await theirs.get("missing"),
+            await theirs.incrby("n", 5),
+            await theirs.rpush("l", ["x", "y", "\u00e9"]),
+            await theirs.lrange("l", 0, -1),
+            await theirs.hset("h", {"f": "1"}),
+            await theirs.hgetall("h"),
+            await theirs.eval(str(COMMANDS[8][1]), [], []),
+        ]
+        try:
+            await theirs.incr("a")
+        except coredis.exceptions.ResponseError as exc:
+            reference.append(RespError(f"ERR {exc}"))
+    await ours.aclose()
+
+    def norm(value: object) -> object:  # coredis maps some replies to Python types
+        if isinstance(value, dict):
+            return [x for pair in value.items() for x in pair]
+        if isinstance(value, (list, tuple)):
+            return [norm(v) for v in value]
+        if value is True:
+            return b"OK"
+        return value
+
+    assert [norm(v) for v in mine[:-1]] == [norm(v) for v in reference[:-1]]
+    assert isinstance(mine[-1], RespError) and isinstance(reference[-1], RespError)
+    assert mine[-1].message == reference[-1].message
+
+
+async def test_down_then_back_with_backoff(redis_server: RedisServer) -> None:  # noqa: F811
+    client = RedisClient(RedisAddress("127.0.0.1", redis_server.port), timeout=0.5)
+    assert await client.call("PING") == b"PONG"
+    redis_server.kill()
+    with pytest.raises(RedisUnavailable):
+        await client.call("PING")
+    assert not client.health.up and client.health.errors == 1
+    with pytest.raises(RedisUnavailable):  # the circuit is open: refused at once
+        await client.call("PING")
+    assert client.health.errors == 1
+    redis_server.start()
+    await trio.sleep(client.health.backoff)
+    assert await client.call("PING") == b"PONG"
+    assert client.health.up
+    await client.aclose()
+
+
+async def test_a_silent_server_times_out() -> None:
+    async def mute(stream: trio.SocketStream) -> None:
+        await trio.sleep_forever()
+
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(trio.serve_tcp, mute, 0)
+        port = listeners[0].socket.getsockname()[1]
+        client = RedisClient(RedisAddress("127.0.0.1", port), timeout=0.2)
+        with trio.fail_after(2):
+            with pytest.raises(RedisUnavailable, match="no answer within 0.2 s"):
+                await client.call("PING")
+        nursery.cancel_scope.cancel()
