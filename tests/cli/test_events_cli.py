@@ -105,7 +105,9 @@ def test_doctor_has_a_line_per_webhook_reachable_and_signed(
     result = cli("doctor")
     lines = [line for line in result.out.splitlines() if " webhook " in line]
     assert len(lines) == 2, result.out
-    assert lines[0] == f"[ok]   webhook            {up}: reachable, signed, 1 pending, 0 dead-lettered"
+    assert (
+        lines[0] == f"[ok]   webhook            {up}: reachable, signed, 1 pending, 0 dead-lettered"
+    )
     assert lines[1].startswith(f"[!!]   webhook            {down}: cannot connect")
     assert "(unsigned, 1 pending, 0 dead-lettered)" in lines[1]
     assert "fix: start the receiver" in lines[1]
