@@ -293,3 +293,29 @@ def test_backoff_doubles_is_capped_jittered_and_honours_retry_after() -> None:
     )
     assert backoff.delay(10, None, lambda: 0.0) == 30.0
     assert backoff.delay(1, 45.0, lambda: 0.0) == 45.0
+
+
+def test_retry_after_reads_seconds_and_http_dates_and_caps_them() -> None:
+    from datetime import UTC, datetime
+
+    from tokenomics.services.webhook_send import retry_after
+
+    now = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
+    assert retry_after("30") == 30.0
+    assert retry_after("Thu, 01 Jan 2026 12:01:00 GMT", now) == 60.0
+    assert retry_after("Thu, 01 Jan 2026 11:00:00 GMT", now) == 0.0
+    assert retry_after("999999") == 3600.0
+    assert retry_after("") is None and retry_after("soon") is None
+
+
+async def test_a_url_that_cannot_be_used_is_dead_lettered_at_once(
+    db_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    append(db_path, some_events(1))
+    bad = WebhookTarget("bad", "ftp://example.invalid/hook")
+    async with dispatching(db_path, lambda: [bad]) as dispatcher:
+        while True:
+            if dispatcher.statistics()["bad"].dead_lettered:
+                break
+            await trio.sleep(1)
+        assert dispatcher.statistics()["bad"].failed == 1

@@ -45,6 +45,7 @@ class Receiver:
     script: Callable[[int, Received], Answer]
     port: int = 0
     received: list[Received] = field(default_factory=list)
+    keep: bool = True  # record what arrives (False: only count, for bursts)
     attempts: int = 0
     attempt_times: list[float] = field(default_factory=list)
     in_flight: int = 0
@@ -81,7 +82,8 @@ class Receiver:
                 if request is None:
                     return
                 self.attempts += 1
-                self.attempt_times.append(trio.current_time())
+                if self.keep:
+                    self.attempt_times.append(trio.current_time())
                 seen = self._record(request, body)
                 status, headers, delay = self.script(self.attempts, seen)
                 self.in_flight += 1
@@ -90,7 +92,7 @@ class Receiver:
                     await trio.sleep(delay)
                 finally:
                     self.in_flight -= 1
-                if 200 <= status < 300:
+                if 200 <= status < 300 and self.keep:
                     self.received.append(seen)
                     self.arrived.set()
                 reply = h11.Response(

@@ -55,6 +55,14 @@ class WebhookStatistics:
 
 
 @dataclass(slots=True)
+class _Progress:
+    """Events of the current page delivered but not yet stored as done."""
+
+    seq: int = 0
+    count: int = 0
+
+
+@dataclass(slots=True)
 class _Worker:
     target: WebhookTarget
     scope: trio.CancelScope
@@ -149,27 +157,41 @@ class Dispatcher:
     async def _work(self, worker: _Worker) -> None:
         with worker.scope:
             while True:
-                target = worker.target
                 try:
-                    page: list[Pending] = await self._io(
-                        self._outbox.page, target.name, target.events, self._page
-                    )
-                    self._stats[target.name].pending = await self._io(
-                        self._outbox.pending_count, target.name, target.events
-                    )
-                except StoreError as exc:
+                    await self._round(worker)
+                except StoreError as exc:  # busy or failing disk: try again, never crash
                     log.warning("event outbox: %s", exc)
                     await trio.sleep(self._poll)
-                    continue
-                if not page:
-                    await worker.wakeup.wait()
-                    worker.wakeup = trio.Event()
-                    continue
-                for item in page:
-                    await self._deliver(target, item)
 
-    async def _deliver(self, target: WebhookTarget, item: Pending) -> None:
-        """Try `item` until it is delivered or dead-lettered; each outcome is stored."""
+    async def _round(self, worker: _Worker) -> None:
+        """One page of the target's events, delivered in order; the progress is stored once
+        for the page (a crash then sends the page's delivered events again: same ids)."""
+        target = worker.target
+        page: list[Pending] = await self._io(
+            self._outbox.page, target.name, target.events, self._page
+        )
+        self._stats[target.name].pending = await self._io(
+            self._outbox.pending_count, target.name, target.events
+        )
+        if not page:
+            await worker.wakeup.wait()
+            worker.wakeup = trio.Event()
+            return
+        progress = _Progress()
+        try:
+            for item in page:
+                await self._deliver(target, item, progress)
+        finally:
+            with trio.CancelScope(shield=True):
+                await self._flush(target, progress)
+
+    async def _flush(self, target: WebhookTarget, progress: _Progress) -> None:
+        if progress.count:
+            await self._io(self._outbox.advance, target.name, progress.seq, progress.count)
+            progress.count = 0
+
+    async def _deliver(self, target: WebhookTarget, item: Pending, progress: _Progress) -> None:
+        """Try `item` until it is delivered or dead-lettered."""
         stats = self._stats[target.name]
         attempts, next_at = item.attempts, item.next_attempt_at
         while True:
@@ -179,14 +201,13 @@ class Dispatcher:
             result = await self._attempt(target, item)
             attempts += 1
             if result.delivered:
-                with trio.CancelScope(shield=True):  # what was sent is stored, even now
-                    await self._io(self._outbox.delivered, target.name, item)
-                stats.delivered += 1
-                stats.pending = max(0, stats.pending - 1)
+                await self._delivered(target, item, progress)
                 self._recovered(target, stats)
                 return
             stats.failed += 1
             self._failing(target, stats, result)
+            with trio.CancelScope(shield=True):  # what was sent is stored, even now
+                await self._flush(target, progress)
             if result.permanent or self._now() - item.since >= self._max_age:
                 await self._dead_letter(target, item, attempts, result)
                 return
@@ -196,6 +217,16 @@ class Dispatcher:
                     self._outbox.failed, target.name, item, attempts, next_at, result.error
                 )
             stats.retried += 1
+
+    async def _delivered(self, target: WebhookTarget, item: Pending, progress: _Progress) -> None:
+        stats = self._stats[target.name]
+        stats.delivered += 1
+        stats.pending = max(0, stats.pending - 1)
+        if item.retry:  # from the dead letters: off that list now
+            with trio.CancelScope(shield=True):
+                await self._io(self._outbox.delivered, target.name, item)
+        else:
+            progress.seq, progress.count = item.seq, progress.count + 1
 
     async def _attempt(self, target: WebhookTarget, item: Pending) -> Attempt:
         """One POST; shielded, so that a shutdown lets it finish within the grace period."""

@@ -11,6 +11,7 @@ On shutdown the rest of the channel is written, shielded and time-bounded.
 from __future__ import annotations
 
 import logging
+import threading
 from typing import TYPE_CHECKING
 
 import trio
@@ -78,6 +79,7 @@ class EventWriter:
         self._wake = wake
         self.written = 0
         self.errors = 0
+        self._lock = threading.Lock()  # one connection: one thread at a time
 
     def build(self, batch: Sequence[Finished]) -> tuple[list[Event], list[tuple[str, Event]]]:
         """The wanted events of `batch`, and the `token.expired` ones (with their full hash)."""
@@ -94,6 +96,10 @@ class EventWriter:
         return plain, expired
 
     def _append(self, plain: list[Event], expired: list[tuple[str, Event]]) -> int:
+        with self._lock:
+            return self._append_locked(plain, expired)
+
+    def _append_locked(self, plain: list[Event], expired: list[tuple[str, Event]]) -> int:
         self._outbox.append(plain)
         count = len(plain)
         for token_hash, e in expired:

@@ -144,7 +144,9 @@ class HttpSender:
                 request, headers_timeout=target.timeout
             )
         except UpstreamError as exc:
-            return Attempt(0, exc.reason.replace("upstream", "webhook"))
+            reason = exc.reason.replace("upstream", "webhook")
+            # A request that cannot be built (bad URL or header) fails the same way every time.
+            return Attempt(400 if reason.startswith("invalid") else 0, reason)
         try:
             hint = retry_after(header(response.headers, "retry-after"))
             with trio.move_on_after(target.timeout):

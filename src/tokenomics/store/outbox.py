@@ -173,6 +173,21 @@ class Outbox:
                 "UPDATE outbox_targets SET delivered = delivered + 1 WHERE name = ?", (target,)
             )
 
+    def advance(self, target: str, seq: int, count: int) -> None:
+        """Events after the cursor up to `seq` are done (`count` of them delivered): the
+        dispatcher stores its progress once per page, not once per event."""
+        with self._db.write() as conn:
+            conn.execute(
+                "UPDATE outbox_targets SET cursor = max(cursor, ?), delivered = delivered + ?"
+                " WHERE name = ?",
+                (seq, count, target),
+            )
+            conn.execute(
+                "UPDATE outbox_targets SET head = 0, attempts = 0, next_attempt_at = 0,"
+                " last_error = '' WHERE name = ? AND head <= ?",
+                (target, seq),
+            )
+
     def failed(
         self, target: str, item: Pending, attempts: int, next_attempt_at: float, error: str
     ) -> None:
