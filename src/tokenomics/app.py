@@ -8,7 +8,7 @@ place that starts long-lived tasks (`design.md`).
     │   ├── token refresher  snapshot reloaded when the store changes
     │   └── estimator warm-up
     └── producers nursery (stopped first on shutdown)
-        └── http_server      hypercorn, HTTP and/or HTTPS
+        └── http_server      HTTP/1.1 (our server on llhttp), HTTP and/or HTTPS
 """
 
 from __future__ import annotations
