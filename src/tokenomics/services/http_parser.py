@@ -23,6 +23,7 @@ import httptools
 H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 BOTH_FRAMINGS = "request has both Content-Length and Transfer-Encoding"
 PER_HEADER = 4  # ": " and CRLF, counted towards the head's size
+HTTP1 = ("1.1", "1.0")
 
 
 class BadRequest(Exception):
@@ -90,6 +91,7 @@ class RequestParser:
         self._in_head = False
         self._in_body = False
         self._problem: BadRequest | None = None
+        self.closed = False  # a request that ends the connection is complete
 
     @property
     def idle(self) -> bool:
@@ -104,6 +106,8 @@ class RequestParser:
         except httptools.HttpParserUpgrade as upgrade:
             return data[upgrade.args[0] :]
         except httptools.HttpParserError as exc:
+            if self.closed:  # bytes after a request that ends the connection: never read
+                return None
             raise self._describe(self._problem or BadRequest(400, _reason(exc))) from None
         if self._problem is not None:
             raise self._describe(self._problem)
@@ -141,7 +145,10 @@ class RequestParser:
             return
         parser = self._parser
         version = parser.get_http_version()
-        problem = _check(self._headers, version)
+        if version in HTTP1:
+            problem = _check(self._headers, version)
+        else:
+            problem = BadRequest(505, f"HTTP/{version} is not served; use HTTP/1.1")
         if problem is not None:
             self._problem = problem
             return
@@ -165,6 +172,7 @@ class RequestParser:
         self._in_body = False
         if self._problem is None:
             self._size = 0
+            self.closed = not self._parser.should_keep_alive()
             self._sink.on_end()
 
 
