@@ -11,8 +11,8 @@ the rules where this server is deliberately stricter than h11 (`STRICTER`, each 
 from __future__ import annotations
 
 import re
-from itertools import pairwise
 from dataclasses import dataclass
+from itertools import pairwise
 
 import h11
 from hypothesis import HealthCheck, given, settings
