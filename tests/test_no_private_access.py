@@ -58,8 +58,8 @@ def _foreign_imports(tree: ast.Module) -> set[str]:
                 if alias.name.split(".")[0] != OURS:
                     names.add((alias.asname or alias.name).split(".")[0])
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            if node.module.split(".")[0] != OURS:
-                names.update(alias.asname or alias.name for alias in node.names)
+            top = node.module.split(".")[0]
+            names.update(alias.asname or alias.name for alias in node.names if top != OURS)
     return names
 
 
@@ -83,6 +83,16 @@ def _private_module(module: str) -> bool:
     if top == OURS or (top in sys.stdlib_module_names and "." not in module):
         return False
     return any(_private(part) for part in module.split("."))
+
+
+def _sets_attribute(node: ast.AST, foreign: set[str]) -> bool:
+    return (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id in ("setattr", "delattr")
+        and bool(node.args)
+        and _root(node.args[0]) in foreign
+    )
 
 
 def problems_in(path: Path, tree: ast.Module, ours: set[str]) -> list[str]:
@@ -117,10 +127,9 @@ def problems_in(path: Path, tree: ast.Module, ours: set[str]) -> list[str]:
             for target in targets:
                 if isinstance(target, ast.Attribute) and _root(target.value) in foreign:
                     found.append(f"{where}:{line} replaces {ast.unparse(target)}")
-        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
-            if node.func.id in ("setattr", "delattr") and node.args:
-                if _root(node.args[0]) in foreign:
-                    found.append(f"{where}:{line} {node.func.id} on {ast.unparse(node.args[0])}")
+        elif _sets_attribute(node, foreign):
+            assert isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+            found.append(f"{where}:{line} {node.func.id} on {ast.unparse(node.args[0])}")
     return sorted(found, key=lambda p: int(p.split(":")[1].split()[0]))
 
 
