@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
 import trio
@@ -26,10 +26,11 @@ import trio
 from tokenomics.formats.classify import classify
 from tokenomics.formats.errors import error_body
 from tokenomics.services.http_parser import H2_PREFACE, BadRequest, Head, RequestParser
-from tokenomics.services.http_response import CONTINUE, DateHeader, Framing, head_bytes
+from tokenomics.services.http_request import Request
+from tokenomics.services.http_response import DateHeader, head_bytes
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, MutableMapping
+    from collections.abc import Awaitable, Callable
 
     from tokenomics.domain.usage import Family
 
@@ -41,7 +42,6 @@ MAX_UNCONSUMED = 256 * 1024  # body bytes read but not yet received by the app
 MAX_QUEUED = 16  # pipelined requests waiting behind the one being served
 LINGER = 1.0  # seconds to read (and drop) what a client still sends after our close
 ASGI = {"version": "3.0", "spec_version": "2.3"}
-DISCONNECT = {"type": "http.disconnect"}
 # HTTP/2 SETTINGS (empty) then GOAWAY(last stream 0, HTTP_1_1_REQUIRED): RFC 9113 §6.8, §7.
 H2_REFUSAL = b"\0\0\0\x04\0\0\0\0\0" + b"\0\0\x08\x07\0\0\0\0\0" + b"\0\0\0\0\0\0\0\x0d"
 
@@ -52,123 +52,6 @@ class Limits:
     def __init__(self, *, idle_timeout: float, max_head: int) -> None:
         self.idle_timeout = idle_timeout
         self.max_head = max_head
-
-
-class Request:
-    """A request being served: its ASGI `receive` and `send`."""
-
-    __slots__ = (
-        "body_done",
-        "broken",
-        "chunks",
-        "complete",
-        "conn",
-        "continue_sent",
-        "framing",
-        "head",
-        "headers",
-        "last",
-        "responded",
-        "scope",
-        "started",
-        "status",
-        "waiter",
-    )  # fmt: skip
-
-    def __init__(self, conn: Connection, head: Head, scope: dict[str, Any]) -> None:
-        self.conn = conn
-        self.head = head
-        self.scope = scope
-        self.chunks: list[bytes] = []
-        self.complete = False  # the whole body arrived
-        self.body_done = False  # ... and the app received its end
-        self.broken = False  # the body was malformed
-        self.last = head.upgrade  # no request is read after this one
-        self.continue_sent = False
-        self.started = False
-        self.responded = False  # the response's last byte was sent
-        self.status = 0
-        self.headers: list[tuple[bytes, bytes]] = []
-        self.framing: Framing | None = None
-        self.waiter: trio.Event | None = None
-
-    def wake(self) -> None:
-        waiter = self.waiter
-        if waiter is not None:
-            self.waiter = None
-            waiter.set()
-
-    async def receive(self) -> MutableMapping[str, Any]:
-        conn = self.conn
-        while True:
-            if not self.body_done:
-                if self.chunks:
-                    chunks = self.chunks
-                    body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-                    chunks.clear()
-                    conn.consumed(len(body))
-                    self.body_done = self.complete
-                    return {"type": "http.request", "body": body, "more_body": not self.complete}
-                if self.complete:
-                    self.body_done = True
-                    return {"type": "http.request", "body": b"", "more_body": False}
-                if self.broken or conn.gone:
-                    return DISCONNECT
-                if self.head.expect_continue and not self.continue_sent and not self.started:
-                    self.continue_sent = True
-                    await conn.write(CONTINUE)
-                    continue
-            elif self.responded or conn.gone:
-                return DISCONNECT
-            waiter = self.waiter
-            if waiter is None:
-                waiter = self.waiter = trio.Event()
-            await waiter.wait()
-
-    async def send(self, message: MutableMapping[str, Any]) -> None:
-        kind = message["type"]
-        if kind == "http.response.start":
-            if self.started:
-                raise RuntimeError("the response has already started")
-            self.started = True
-            self.status = message["status"]
-            self.headers = message.get("headers") or []
-            return
-        if kind != "http.response.body" or not self.started or self.responded:
-            raise RuntimeError(f"unexpected ASGI message {kind!r} at this point")
-        body = message.get("body", b"")
-        more = message.get("more_body", False)
-        data = b""
-        framing = self.framing
-        if framing is None:
-            data, framing = self._head(None if more else body)
-            self.framing = framing
-        data += framing.frame(body, more)
-        if not more:
-            self.responded = True
-        if data:
-            await self.conn.write(data)
-        if not more:
-            self.wake()  # `http.disconnect` for whoever still listens
-
-    def head_only(self) -> tuple[bytes, Framing]:
-        """The head of a response the app ended without a body message; the connection
-        closes after it (the body is missing)."""
-        data, framing = self._head(None)
-        framing.close = True
-        return data, framing
-
-    def _head(self, whole: bytes | None) -> tuple[bytes, Framing]:
-        conn, head = self.conn, self.head
-        return head_bytes(
-            self.status,
-            self.headers,
-            method=head.method,
-            version=head.version,
-            keep_alive=head.keep_alive and not conn.closing and not self.last,
-            whole=whole,
-            date=conn.date.line(),
-        )
 
 
 class Connection:
