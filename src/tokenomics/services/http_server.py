@@ -138,7 +138,6 @@ class Listeners:
             nursery.start_soon(self.connection, stream, secure)
 
     async def connection(self, tcp: trio.SocketStream, secure: bool) -> None:
-        tcp.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, True)
         stream: trio.abc.Stream = tcp
         if secure and self.context is not None:
             stream = trio.SSLStream(tcp, self.context, server_side=True, https_compatible=True)
