@@ -45,7 +45,17 @@ def upstream_app(interval: float, seconds: float) -> Any:
     return app
 
 
+STREAM_TIMEOUT = 300  # seconds: a stream not done by then counts as failed
+
+
 async def one(port: int, request: bytes, results: list[bool]) -> None:
+    with trio.move_on_after(STREAM_TIMEOUT):
+        await _one(port, request, results)
+        return
+    results.append(False)
+
+
+async def _one(port: int, request: bytes, results: list[bool]) -> None:
     try:
         stream = await trio.open_tcp_stream("127.0.0.1", port)
         async with stream:
