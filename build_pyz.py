@@ -12,6 +12,11 @@ into the pex root (`~/.cache/pex`, or `$PEX_ROOT`), later runs `exec` it directl
 `./tokenomics.pyz ...` and `python3 tokenomics.pyz ...` both work. The file holds wheels for
 the Python minor version and platform it was built with.
 
+Every runtime dependency is pinned to the exact version in `requirements.lock` (pex
+`--constraints`; written by `scripts/lock_requirements.py` from the environment the tests ran
+in), so a new upstream release never changes the pyz unnoticed; the build fails when the lock
+is missing or does not satisfy `pyproject.toml`.
+
 The wheel is built from a copy of `pyproject.toml` and `src/` under `build/`, with
 `tokenomics/_build_info.json` (commit and UTC build date, shown by `tokenomics version`)
 added to the copy only, so the checkout is never modified. Pex keeps its download and build
@@ -46,6 +51,7 @@ TOP_LEVEL_FILES = (
     "LICEN[CS]E*",
 )
 PEX_REQUIREMENT = "pex>=2.20,<3"
+LOCK = ROOT / "requirements.lock"
 
 
 class BuildError(Exception):
@@ -125,12 +131,14 @@ def pex_python() -> str:
     return str(python)
 
 
-def pex_command(python: str, project: Path, output: Path) -> list[str]:
+def pex_command(python: str, project: Path, output: Path, lock: Path = LOCK) -> list[str]:
     return [
         python,
         "-m",
         "pex",
         str(project),  # the project, with its dependencies from pyproject.toml
+        "--constraints",
+        str(lock),  # ... each at its exact tested version
         "--console-script",
         "tokenomics",
         "--venv",  # unpack into a real venv on first run: compiled wheels need files on disk
@@ -164,6 +172,8 @@ def stage_project(stage: Path, info: dict[str, str]) -> Path:
 
 
 def build(output: Path) -> None:
+    if not LOCK.is_file():
+        raise BuildError(f"{LOCK.name} is missing; run scripts/lock_requirements.py")
     python = pex_python()
     output.parent.mkdir(parents=True, exist_ok=True)
     partial = output.with_name(output.name + ".partial")

@@ -64,6 +64,11 @@ print(r["requests"], f"{n / seconds:.0f}", f"{ticks / hz * 1000 / n:.3f}", f"{p5
 ' "$((after - before))" "$(getconf CLK_TCK)"
 }
 
+# rss PID -> "current_MB peak_MB" of the process (VmRSS, VmHWM)
+rss() {
+    awk '/^VmRSS/ {r = $2} /^VmHWM/ {h = $2} END {printf "%.0f\t%.0f\n", r / 1024, h / 1024}' "/proc/$1/status"
+}
+
 # summary FILE LABEL... : per label (column 1 of FILE), median and best of the rounds
 summary() {
     .venv/bin/python - "$@" <<'EOF'

@@ -9,7 +9,8 @@
 # times, for each tree in turn: read utime+stime of the proxy from /proc/<pid>/stat, run wrk for
 # DURATION seconds at concurrency CONC, read them again. Prints every run, then per tree the
 # median and the best round of: CPU ms per request, requests/s, p50 latency (contention on a
-# shared machine only ever adds, so the best round is the least disturbed one).
+# shared machine only ever adds, so the best round is the least disturbed one), and each
+# proxy's resident memory at the end (VmRSS) and at its peak (VmHWM).
 #
 # Environment: DURATION (default 10), CONC (64), ROUNDS (3), STREAM (0 = buffered, 1 = SSE).
 source "$(dirname "$0")/common.sh"
@@ -39,5 +40,7 @@ for round in $(seq "$ROUNDS"); do
     done
 done | tee "$work/runs.tsv"
 echo
-for i in "${!trees[@]}"; do echo "[$i] ${trees[$i]}"; done
+for i in "${!trees[@]}"; do
+    echo "[$i] ${trees[$i]}  RSS now/peak MB: $(rss "${pids[$i]}")"
+done
 summary "$work/runs.tsv" "${!trees[@]}"

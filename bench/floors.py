@@ -1,6 +1,6 @@
 """The floors under the proxy: what its libraries cost without the pipeline (see bench/floors.sh).
 
-python bench/floors.py trivial PORT             hypercorn's Trio worker, an ASGI app that
+python bench/floors.py trivial PORT             our HTTP/1.1 server, an ASGI app that
                                                 answers the fixed completion itself
 python bench/floors.py passthrough PORT URL     the same, forwarding every request to URL with
                                                 tokenomics' upstream client (no pipeline)
@@ -9,23 +9,16 @@ python bench/floors.py client URL CONC SECONDS  the upstream client alone: req/s
 
 from __future__ import annotations
 
-import gc
 import signal
 import sys
 import time
 from functools import partial
 from typing import Any
 
-import hypercorn.trio
 import trio
-from hypercorn.config import Config
 from responses import completion  # bench/ is on sys.path when this file runs as a script
 
-from tokenomics.services.http_server import (
-    GC_THRESHOLDS,
-    use_coalescing_writes,
-    use_keep_alive_timer,
-)
+from tokenomics.services import http_server
 from tokenomics.upstream.client import UpstreamRequest, Upstreams, read_all
 
 BODY = (
@@ -91,21 +84,16 @@ def passthrough_app(url: str) -> Any:
 
 
 def serve(app: Any, port: str) -> None:
-    config = Config()
-    config.bind = [f"127.0.0.1:{port}"]
-    config.accesslog = None
-    config.keep_alive_timeout = 75
-    config.include_server_header = False
-    gc.set_threshold(*GC_THRESHOLDS)  # as the proxy does
-    use_keep_alive_timer()
-    use_coalescing_writes()
+    config = http_server.server_config(
+        host="127.0.0.1", http_port=int(port), https_port=0, tls=None, grace=1
+    )
 
     async def terminated() -> None:
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
             async for _ in signals:
                 return
 
-    trio.run(partial(hypercorn.trio.serve, app, config, shutdown_trigger=terminated))
+    trio.run(partial(http_server.serve, app, config, shutdown_trigger=terminated))
 
 
 async def client(url: str, concurrency: int, seconds: float) -> None:

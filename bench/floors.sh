@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Where the proxy's time goes, layer by layer: the same wrk load (bench/post.lua, buffered) against
 #
-#   trivial      hypercorn's Trio worker + an ASGI app that answers the completion itself
-#   passthrough  hypercorn + tokenomics' upstream client to the nginx upstream, no pipeline
+#   trivial      our HTTP/1.1 server + an ASGI app that answers the completion itself
+#   passthrough  our server + tokenomics' upstream client to the nginx upstream, no pipeline
 #   proxy        the full pipeline (this checkout's src/, the policy of bench/run.sh)
 #
 # all pinned to CPU 0 (nginx and wrk on CPU 1), in interleaved rounds; then the upstream client

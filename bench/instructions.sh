@@ -24,7 +24,7 @@ for tree in "${trees[@]}"; do
         name="p$RANDOM"
         # shellcheck disable=SC2086
         PROXY_WRAPPER="env ${PROXY_ENV:-} PYTHONHASHSEED=0 valgrind --tool=callgrind --callgrind-out-file=$work/$name.cg.%p" \
-            WAIT_TRIES=1200 start_proxy "$tree" "$name" "$stream"
+            WAIT_TRIES=${WAIT_TRIES:-1200} start_proxy "$tree" "$name" "$stream"
         .venv/bin/python bench/sequential.py "$PORT" "$TOKEN" 100 "$stream"
         sleep 1
         callgrind_control -z "$PID" >/dev/null 2>&1

@@ -70,7 +70,7 @@ def test_third_party_libraries_stay_behind_their_module() -> None:
     owners = {
         "sqlite3": {"store"},
         "httpx2": {"upstream"},
-        "hypercorn": {"services"},
+        "httptools": {"services"},
         "rich": {"cli"},
         "re2": {"domain"},
         "cyclopts": {"cli"},

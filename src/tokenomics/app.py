@@ -13,7 +13,7 @@ place that starts long-lived tasks (`design.md`).
     │   ├── otlp             spans of finished requests to a collector (when configured)
     │   └── estimator warm-up
     └── producers nursery (stopped first on shutdown)
-        └── http_server      hypercorn, HTTP and/or HTTPS
+        └── http_server      HTTP/1.1 (our server on llhttp), HTTP and/or HTTPS
 """
 
 from __future__ import annotations

@@ -57,6 +57,10 @@ def _is_loopback(scope: Scope) -> bool:
     return (mapped or address).is_loopback
 
 
+def _asks_h2c(scope: Scope) -> bool:
+    return any(k == b"upgrade" and b"h2c" in v.lower() for k, v in scope["headers"])
+
+
 def _raw_path(scope: Scope) -> str:
     """The path as the client sent it, still percent-encoded: the pipeline decodes it once
     and classifies what it sends upstream (`formats/paths.py`). `raw_path` is optional in ASGI."""
@@ -90,7 +94,7 @@ class ProxyApp:
     ) -> None:
         """`spawn` starts each request's disconnect watcher (`start_soon` of the composition
         root's nursery, which outlives the requests; a nursery per request cost 1.2% more
-        instructions). A watcher ends by itself: hypercorn reports `http.disconnect` when a
+        instructions). A watcher ends by itself: the server reports `http.disconnect` when a
         response is complete too."""
         self.deps = deps
         self.stats = stats
@@ -132,13 +136,10 @@ class ProxyApp:
         return f"{self._second_text}.{int((now - second) * 1000):03d}Z"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            await self._lifespan(receive, send)
-            return
-        if scope["type"] != "http":
+        if scope["type"] != "http":  # our server (`http_server.py`) sends no lifespan events
             return
         method, path = scope["method"], scope["path"]
-        if scope.get("http_version") not in HTTP1:
+        if scope.get("http_version") not in HTTP1 or _asks_h2c(scope):
             await self._refuse_version(scope, send)
         elif path == "/ping" and method in ("GET", "HEAD"):
             await _send(send, 200, [(b"content-type", b"text/plain")], b".")
@@ -155,21 +156,12 @@ class ProxyApp:
 
     @staticmethod
     async def _refuse_version(scope: Scope, send: Send) -> None:
-        """HTTP/2 is not served (only HTTP/1.1 is documented): hypercorn answers an
-        `Upgrade: h2c` itself, before the app, so the upgraded request is refused here."""
+        """HTTP/2 is not served (only HTTP/1.1 is documented): a request asking to upgrade
+        to it (`Upgrade: h2c`), or one a server upgraded itself, is refused here."""
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         family = classify(scope["method"], scope["path"], headers).family
         message = "HTTP/2 is not served; use HTTP/1.1"
         await _send(send, 505, JSON, error_body(family, 505, message))
-
-    async def _lifespan(self, receive: Receive, send: Send) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
 
     def _admin_denied(self, scope: Scope) -> tuple[int, list[tuple[bytes, bytes]], bytes] | None:
         """D21: the real peer must be loopback, and basic auth must match when configured."""
@@ -270,7 +262,7 @@ class ProxyApp:
         clock: Callable[[], float],
         finished: Callable[[], Awaitable[None]],
     ) -> None:
-        """Send the reply; `ex.replied` is set before the final send, because hypercorn reports
+        """Send the reply; `ex.replied` is set before the final send, because the server reports
         `http.disconnect` for every finished response while that send is under way. The
         exchange is `finished` (journaled) before that send: a client that has the whole
         response can count on its record, even if the process is killed the next instant."""
@@ -284,6 +276,8 @@ class ProxyApp:
             await send({"type": "http.response.body", "body": reply.body})
             return
         await send({"type": "http.response.start", "status": reply.status, "headers": headers})
+        # An empty part flushes the head now: the server holds it for the first body part.
+        await send({"type": "http.response.body", "body": b"", "more_body": True})
         stream = reply.stream
         try:
             async for chunk in stream:

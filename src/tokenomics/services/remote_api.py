@@ -105,11 +105,6 @@ class RemoteApi:
             return await trio.to_thread.run_sync(partial(fn, *args))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            while (await receive())["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            await send({"type": "lifespan.shutdown.complete"})
-            return
         if scope["type"] != "http":
             return
         extra: list[tuple[bytes, bytes]] = []

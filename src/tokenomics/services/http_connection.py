@@ -1,0 +1,293 @@
+"""One client connection of the HTTP/1.1 server.
+
+The connection's own task reads: it feeds bytes to the parser, which queues each request as
+its head completes; requests are served one at a time, in order (pipelining), each by a task
+calling the ASGI app. Reading goes on while a request is served, so a client that leaves is
+noticed (`http.disconnect`), and stops while too many bytes wait unconsumed (the app reads a
+body at its own pace). `idle_timeout` bounds the time with no request under way: idle
+between requests, or still sending a request line and headers. A write that makes no
+progress for `idle_timeout` ends the connection (a client that stops reading).
+
+After a response the connection closes when the request or the response said so, when the
+request's body was not read to its end (its remaining bytes cannot be told from the next
+request), when the response broke its own framing, or when the server is shutting down.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import deque
+from typing import TYPE_CHECKING
+from urllib.parse import unquote
+
+import trio
+
+from tokenomics.formats.classify import classify
+from tokenomics.formats.errors import error_body
+from tokenomics.services.http_parser import H2_PREFACE, BadRequest, Head, RequestParser
+from tokenomics.services.http_request import Request
+from tokenomics.services.http_response import DateHeader, head_bytes
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    from tokenomics.domain.usage import Family
+
+    App = Callable[..., Awaitable[None]]
+
+log = logging.getLogger("tokenomics.server")
+READ_SIZE = 64 * 1024
+MAX_UNCONSUMED = 256 * 1024  # body bytes read but not yet received by the app
+MAX_QUEUED = 16  # pipelined requests waiting behind the one being served
+LINGER = 1.0  # seconds to read (and drop) what a client still sends after our close
+ASGI = {"version": "3.0", "spec_version": "2.3"}
+# HTTP/2 SETTINGS (empty) then GOAWAY(last stream 0, HTTP_1_1_REQUIRED): RFC 9113 §6.8, §7.
+H2_REFUSAL = b"\0\0\0\x04\0\0\0\0\0" + b"\0\0\x08\x07\0\0\0\0\0" + b"\0\0\0\0\0\0\0\x0d"
+
+
+class Limits:
+    __slots__ = ("idle_timeout", "max_head")
+
+    def __init__(self, *, idle_timeout: float, max_head: int) -> None:
+        self.idle_timeout = idle_timeout
+        self.max_head = max_head
+
+
+class Connection:
+    def __init__(
+        self,
+        stream: trio.abc.Stream,
+        app: App,
+        limits: Limits,
+        date: DateHeader,
+        *,
+        scheme: str,
+        client: tuple[str, int] | None,
+        server: tuple[str, int] | None,
+    ) -> None:
+        self.stream = stream
+        self.app = app
+        self.limits = limits
+        self.date = date
+        self.scheme = scheme
+        self.client = client
+        self.server = server
+        self.parser = RequestParser(self, max_head=limits.max_head)
+        self.queue: deque[Request | BadRequest] = deque()
+        self.current: Request | BadRequest | None = None
+        self.reading: Request | None = None  # the request whose body is arriving
+        self.unconsumed = 0
+        self.gone = False  # the client closed, or a write failed
+        self.closing = False  # no request is read or served after the current one
+        self.linger = False  # close by sending EOF first, then reading what is left
+        self.read_scope = trio.CancelScope()
+        self.resume: trio.Event | None = None
+        self.nursery: trio.Nursery | None = None
+
+    async def run(self) -> None:
+        """Serve the connection's requests until it closes; the stream is closed after."""
+        try:
+            async with trio.open_nursery() as nursery:
+                self.nursery = nursery
+                with self.read_scope:
+                    self.read_scope.deadline = trio.current_time() + self.limits.idle_timeout
+                    await self._read()
+            if self.linger and not self.gone:
+                await self._linger()
+        finally:
+            with trio.CancelScope(shield=True), trio.move_on_after(LINGER):
+                await self.stream.aclose()
+
+    def shutdown(self) -> None:
+        """Graceful stop: an idle connection closes now, a busy one after its response."""
+        self.closing = True
+        if self.current is None:
+            self.read_scope.cancel()
+
+    async def _read(self) -> None:
+        first = True
+        while not self.closing:
+            if self.unconsumed > MAX_UNCONSUMED or len(self.queue) > MAX_QUEUED:
+                self.resume = trio.Event()
+                await self.resume.wait()
+                continue
+            try:
+                data = await self.stream.receive_some(READ_SIZE)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                data = b""
+            if not data:
+                self._lost()
+                return
+            if first and data.startswith(H2_PREFACE[:14]):
+                self._enqueue(BadRequest(0, "HTTP/2 preface"))
+                return
+            first = False
+            try:
+                if self.parser.feed(data) is not None:
+                    return  # an upgrade was asked for: its request is the last one
+            except BadRequest as refused:
+                if self.reading is not None:  # its body was malformed
+                    self.reading.broken = True
+                    self.reading.wake()
+                self._enqueue(refused)
+                return
+
+    async def _linger(self) -> None:
+        """Send EOF and read what the client still sends, so that closing with unread bytes
+        does not reset the connection before the client has read our response."""
+        if not isinstance(self.stream, trio.SocketStream):
+            return
+        with trio.move_on_after(LINGER):
+            try:
+                await self.stream.send_eof()
+                while await self.stream.receive_some(READ_SIZE):
+                    pass
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass
+
+    # Parser sink --------------------------------------------------------------------------
+
+    def on_head(self, head: Head) -> None:
+        path, _, query = head.target.partition(b"?")
+        scope = {
+            "type": "http", "asgi": ASGI, "http_version": head.version, "method": head.method,
+            "scheme": self.scheme, "path": unquote(path.decode("latin-1")), "raw_path": path,
+            "query_string": query, "root_path": "", "headers": head.headers,
+            "client": self.client, "server": self.server,
+        }  # fmt: skip
+        request = self.reading = Request(self, head, scope)
+        self.read_scope.deadline = math.inf
+        self._enqueue(request)
+
+    def on_body(self, data: bytes) -> None:
+        request = self.reading
+        if request is not None and data:
+            request.chunks.append(data)
+            self.unconsumed += len(data)
+            request.wake()
+
+    def on_end(self) -> None:
+        request = self.reading
+        if request is not None:
+            self.reading = None
+            request.complete = True
+            request.wake()
+
+    # Serving ------------------------------------------------------------------------------
+
+    def consumed(self, size: int) -> None:
+        self.unconsumed -= size
+        if self.resume is not None and self.unconsumed <= MAX_UNCONSUMED:
+            self.resume.set()
+            self.resume = None
+
+    def _enqueue(self, item: Request | BadRequest) -> None:
+        if self.current is None:
+            self._start(item)
+        else:
+            self.queue.append(item)
+
+    def _start(self, item: Request | BadRequest) -> None:
+        self.current = item
+        assert self.nursery is not None
+        if isinstance(item, Request):
+            self.nursery.start_soon(self._serve, item)
+        else:
+            self.nursery.start_soon(self._refuse, item)
+
+    async def _serve(self, request: Request) -> None:
+        try:
+            await self.app(request.scope, request.receive, request.send)
+        except Exception:
+            log.exception("error serving %s %s", request.head.method, request.scope["path"])
+            if not request.started:
+                await self._error(request, 500, "internal error")
+        else:
+            if not request.started:  # the app gave no response (a malformed body, or a bug)
+                if request.broken:
+                    await self._error(request, 400, "malformed request body")
+                else:
+                    await self._error(request, 500, "no response")
+        if request.started and request.framing is None and not self.gone:  # head only
+            data, request.framing = request.head_only()
+            await self.write(data)
+        keep = request.responded and request.complete and not request.last
+        framing = request.framing
+        self._done(keep and framing is not None and not framing.close and request.head.keep_alive)
+
+    async def _error(self, request: Request, status: int, message: str) -> None:
+        head = request.head
+        body = error_body(_family(head.method, head.target, head.headers), status, message)
+        request.started, request.status, request.last = True, status, True
+        request.headers = [(b"content-type", b"application/json")]
+        await request.send({"type": "http.response.body", "body": body})
+
+    async def _refuse(self, refused: BadRequest) -> None:
+        if refused.status == 0:  # HTTP/2 with prior knowledge
+            await self.write(H2_REFUSAL)
+        else:
+            body = _error_body(refused)
+            head, _ = head_bytes(
+                refused.status, [(b"content-type", b"application/json")], method="GET",
+                version="1.1", keep_alive=False, whole=body, date=self.date.line(),
+            )  # fmt: skip
+            await self.write(head + body)
+        self._done(False)
+
+    def _done(self, keep: bool) -> None:
+        """The current request is answered: serve the next one, wait for it, or close."""
+        current = self.current
+        self.current = None
+        if isinstance(current, Request):
+            current.responded = True
+            current.wake()
+            if current.chunks:  # body bytes the app left unread
+                self.consumed(sum(map(len, current.chunks)))
+                current.chunks.clear()
+        if not keep or self.closing or self.gone:
+            self.closing = True
+            self.linger = not self.gone
+            self.queue.clear()
+            self.read_scope.cancel()
+            return
+        if self.queue:
+            self._start(self.queue.popleft())
+        else:
+            self.read_scope.deadline = trio.current_time() + self.limits.idle_timeout
+        if self.resume is not None and len(self.queue) <= MAX_QUEUED:
+            self.resume.set()
+            self.resume = None
+
+    async def write(self, data: bytes) -> None:
+        if self.gone:
+            return
+        with trio.move_on_after(self.limits.idle_timeout) as scope:
+            try:
+                await self.stream.send_all(data)
+                return
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass
+        if scope.cancelled_caught:
+            log.info("closing a connection whose client stopped reading")
+        self._lost()
+
+    def _lost(self) -> None:
+        self.gone = True
+        for request in (self.current, self.reading, *self.queue):
+            if isinstance(request, Request):
+                request.wake()
+        if self.current is None:
+            self.read_scope.cancel()
+
+
+def _family(method: str, target: bytes, headers: list[tuple[bytes, bytes]]) -> Family:
+    """The API family of the route a request was for, so its error reads like the others."""
+    path = unquote(target.partition(b"?")[0].decode("latin-1"))
+    named = {k.decode("latin-1"): v.decode("latin-1") for k, v in headers}
+    return classify(method, path, named).family if method else "openai"
+
+
+def _error_body(refused: BadRequest) -> bytes:
+    family = _family(refused.method, refused.target, refused.headers)
+    return error_body(family, refused.status, refused.reason)
