@@ -72,7 +72,7 @@ def test_changes_reach_both_proxies_by_push_and_by_poll(fleet: Fleet) -> None:
 
     local = json.loads(cli(fleet, "polled", "token", "create", "--policy",
                            json.dumps(POLICY), "--json").stdout)["token"]  # fmt: skip
-    assert chat(polled, local) == 200
+    wait_for(lambda: chat(polled, local) == 200, 5)  # the token snapshot refreshes every 0.5 s
 
     narrowed = {**POLICY, "model": "some-other-model"}
     assert (

@@ -5,7 +5,7 @@ most `server.max_buffered_mb` of bodies in memory.
 So a client without a valid token costs no memory for its body, a client sending its body too
 slowly gets 408 when the time is up, and a burst of large bodies gets 503 with `Retry-After`
 instead of growing the process. A reply sent before the whole body was read closes the
-connection (`close_after`): the rest of the body is never read. (hypercorn ends a connection
+connection (`close_after`): the rest of the body is never read. (the server ends a connection
 as soon as a reply is sent while its request's body is unread.)
 """
 
@@ -27,8 +27,31 @@ class ClientGone(Exception):
     """The client disconnected before its whole body arrived."""
 
 
+class BodyTooLarge(Exception):
+    """A small body (`read_small`) went past its limit."""
+
+
+async def read_small(receive: Receive, limit: int) -> bytes:
+    """The whole body of a request to the admin API, the remote API or a webhook: more than
+    `limit` bytes raises `BodyTooLarge` (never silently cut), a client that leaves before the
+    end `ClientGone`. The caller bounds the time."""
+    parts: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge
+        parts.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(parts)
+
+
 def _declared(headers: dict[str, str]) -> int | None:
-    """The Content-Length (hypercorn's h11 has checked it is one number), if any."""
+    """The Content-Length (the server's parser has checked it is one number), if any."""
     value = headers.get("content-length")
     return int(value) if value is not None and value.strip().isdigit() else None
 

@@ -18,6 +18,7 @@ import trio
 
 from tokenomics.domain import events
 from tokenomics.domain.errors import StoreError
+from tokenomics.services.recorder import drain
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -126,15 +127,6 @@ class EventWriter:
         self._wake()
 
 
-def _drain(receive: trio.MemoryReceiveChannel[Finished]) -> list[Finished]:
-    batch: list[Finished] = []
-    while True:
-        try:
-            batch.append(receive.receive_nowait())
-        except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
-            return batch
-
-
 async def run(
     writer: EventWriter,
     receive: trio.MemoryReceiveChannel[Finished],
@@ -151,10 +143,10 @@ async def run(
             deadline = trio.current_time() + batch_seconds
             while len(gathering) < BATCH_LIMIT and trio.current_time() < deadline:
                 await trio.sleep(min(DRAIN_SECONDS, batch_seconds))
-                gathering += _drain(receive)
+                gathering += drain(receive)
             batch, gathering = gathering, []
             await writer.write(batch)
     finally:
         with trio.move_on_after(FINAL_SECONDS, shield=True):
-            await writer.write([*gathering, *_drain(receive)])
+            await writer.write([*gathering, *drain(receive)])
         receive.close()

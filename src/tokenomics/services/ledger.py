@@ -49,6 +49,7 @@ from tokenomics.services.ledger_files import (
     session_bytes,
     write_atomic,
 )
+from tokenomics.services.recorder import drain
 
 if TYPE_CHECKING:
     from tokenomics.domain.budget import Spend
@@ -304,15 +305,6 @@ class Ledger:
         return content
 
 
-def _drain(receive: trio.MemoryReceiveChannel[Finished]) -> list[Finished]:
-    batch: list[Finished] = []
-    while True:
-        try:
-            batch.append(receive.receive_nowait())
-        except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
-            return batch
-
-
 async def run(
     ledger: Ledger,
     receive: trio.MemoryReceiveChannel[Finished],
@@ -336,13 +328,13 @@ async def run(
             deadline = trio.current_time() + batch_seconds
             while len(gathering) < BATCH_LIMIT and trio.current_time() < deadline:
                 await trio.sleep(min(DRAIN_SECONDS, batch_seconds))
-                gathering += _drain(receive)
+                gathering += drain(receive)
             batch, gathering = gathering, []
             await ledger.write(batch)
     finally:
         with trio.move_on_after(final_seconds, shield=True) as scope:
             await ledger.take_git_context()  # when the session ended before it had it
-            await ledger.write([*gathering, *_drain(receive)])
+            await ledger.write([*gathering, *drain(receive)])
             await ledger.close()
         if scope.cancelled_caught:
             logger.error("session ledger: the final write took over %.0f s", final_seconds)

@@ -114,6 +114,17 @@ class Recorder:
             await _hand_over(self.events, finished)
 
 
+def drain(receive: trio.MemoryReceiveChannel[Finished]) -> list[Finished]:
+    """What a consumer's channel holds now, without waiting (the batch loops of the ledger and
+    the event writer)."""
+    batch: list[Finished] = []
+    while True:
+        try:
+            batch.append(receive.receive_nowait())
+        except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+            return batch
+
+
 async def _hand_over(sink: trio.MemorySendChannel[Finished], finished: Finished) -> None:
     """Into the channel at once when there is room (no checkpoint: the common case costs no
     trip through the scheduler), else wait for room, shielded."""

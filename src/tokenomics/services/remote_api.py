@@ -23,6 +23,7 @@ import trio
 from tokenomics.domain.durations import format_rfc3339, parse_expires
 from tokenomics.domain.errors import TokenomicsError
 from tokenomics.domain.tokens import new_token
+from tokenomics.services.body import BodyTooLarge, ClientGone, read_small
 from tokenomics.services.remote_clients import ClientRegistry, RegistrationError
 
 if TYPE_CHECKING:
@@ -65,18 +66,12 @@ async def _reply(send: Send, status: int, body: Any, extra: list[tuple[bytes, by
 
 async def read_body(receive: Receive, limit: int = MAX_BODY) -> bytes:
     """The whole body; more than `limit` bytes is a 413 (never silently cut)."""
-    parts, size = [], 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ApiError(400, "request body incomplete")
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise ApiError(413, "request body too large")
-        parts.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(parts)
+    try:
+        return await read_small(receive, limit)
+    except BodyTooLarge:
+        raise ApiError(413, "request body too large") from None
+    except ClientGone:
+        raise ApiError(400, "request body incomplete") from None
 
 
 async def _json_object(receive: Receive) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from tokenomics.services.admin.http import (
     parse_query,
 )
 from tokenomics.services.admin.ui import serve_ui
+from tokenomics.services.body import BodyTooLarge, ClientGone, read_small
 
 if TYPE_CHECKING:
     from tokenomics.services.admin.guard import Guard
@@ -51,26 +52,13 @@ def route(method: str, pattern: str, handler: Handler) -> Route:
     return Route(method, re.compile(pattern, re.DOTALL), handler)
 
 
-class ClientGone(Exception):
-    pass
-
-
 async def read_body(receive: Receive) -> bytes:
     """The request body, at most `MAX_BODY` bytes (413), within `BODY_TIMEOUT` seconds (408)."""
-    parts: list[bytes] = []
-    size = 0
     with trio.move_on_after(BODY_TIMEOUT):
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise ClientGone
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > MAX_BODY:
-                raise AdminError(413, "admin: request body too large")
-            parts.append(chunk)
-            if not message.get("more_body", False):
-                return b"".join(parts)
+        try:
+            return await read_small(receive, MAX_BODY)
+        except BodyTooLarge:
+            raise AdminError(413, "admin: request body too large") from None
     raise AdminError(408, "admin: request body not received in time")
 
 
