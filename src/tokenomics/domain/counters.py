@@ -2,7 +2,8 @@
 "Counters behind one interface"; decisions D14, D16).
 
 The stages call `acquire` (rate limits and `max_parallel`, checked and taken in one step),
-`reserve` (a budget check and its reservation, one step) and, once the exchange ends, `settle`
+`reserve` (a budget check and its reservation, one step), or `admit` (both, one step, when the
+backend says it is cheaper: `one_step_admission`) and, once the exchange ends, `settle`
 (the reservation replaced by the actual usage, token windows fed, the parallel slot given back).
 They never know which backend runs: `store.local_counters` (in-process, persisted to SQLite) or
 `store.redis_counters` (shared by every proxy and worker, one Lua script per step).
@@ -63,6 +64,9 @@ class CountersHealth:
 
 class Counters(Protocol):
     backend: str
+    # Whether `admit` costs less than `acquire` then `reserve` (one round trip instead of two):
+    # the stages then defer the rate limit to the budget step when a policy needs both.
+    one_step_admission: bool
 
     async def acquire(self, key: str, limit: RateLimit | None) -> Claim:
         """Check every rate limit and take a parallel slot, atomically; raises `RateLimited`,
@@ -72,6 +76,12 @@ class Counters(Protocol):
     async def reserve(self, key: str, ask: Ask) -> Claim:
         """Check the budget and reserve, atomically; raises `BudgetExceeded` (429) or
         `RedisUnavailable` (503)."""
+        ...
+
+    async def admit(self, key: str, limit: RateLimit | None, ask: Ask) -> tuple[Claim, Claim]:
+        """`acquire` then `reserve` as one step: (slot, reservation). A rate refusal takes
+        nothing; a budget refusal leaves the request counted in the rate windows, as the two
+        steps do, and the slot not held."""
         ...
 
     async def settle(

@@ -42,6 +42,18 @@ class Reply:
     stream: AsyncGenerator[bytes, None] | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class DeferredRate:
+    """A rate-limit check left for the budget step (`pipeline.admission`), with what the
+    stages in between changed, to be undone if the rate limit refuses the request after all."""
+
+    events: int
+    rule_matches: int
+    error: str
+    body: dict[str, Any] | None
+    strip_usage: bool
+
+
 @dataclass(slots=True)
 class Exchange:
     """One request on its way through the stages; `finish` records it exactly once."""
@@ -71,6 +83,7 @@ class Exchange:
     strip_usage: bool = False
     permit: Claim | None = None  # the parallel slot (`Counters.acquire`)
     reservation: Claim | None = None  # the budget hold (`Counters.reserve`)
+    deferred_rate: DeferredRate | None = None  # rate limit to check with the budget (one step)
     run_reservation: RunReservation | None = None  # of `tokenomics run --max-*`
     spend: Spend | None = None  # the token's settled budget counter once this one settled
     input_estimate: int = 0

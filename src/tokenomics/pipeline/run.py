@@ -14,7 +14,7 @@ from tokenomics.pipeline.exchange import Reply
 from tokenomics.pipeline.forward import forward
 from tokenomics.pipeline.relay import relay
 from tokenomics.pipeline.run_budget import reserve_run_budget
-from tokenomics.pipeline.stages import HEAD_STAGES, STAGES
+from tokenomics.pipeline.stages import HEAD_STAGES, STAGES, undefer
 
 if TYPE_CHECKING:
     from tokenomics.pipeline.deps import Deps
@@ -56,6 +56,6 @@ async def run_pipeline(ex: Exchange, deps: Deps) -> Reply:
         await forward(ex, deps)
         reply = await relay(ex, deps)
     except TokenomicsError as exc:
-        reply = error_reply(ex, exc)
+        reply = error_reply(ex, await undefer(ex, deps, exc))
     ex.status, ex.reply = reply.status, reply
     return reply

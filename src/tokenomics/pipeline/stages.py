@@ -13,7 +13,9 @@ import orjson
 from tokenomics.domain.budget import DEFAULT_OUTPUT_TOKENS, BudgetExceeded
 from tokenomics.domain.counters import Ask
 from tokenomics.domain.durations import is_expired
+from tokenomics.domain.errors import TokenomicsError
 from tokenomics.domain.ratelimit import RateLimited
+from tokenomics.pipeline import admission
 from tokenomics.pipeline.exchange import ProxyError
 from tokenomics.pipeline.rules import scan
 from tokenomics.pipeline.target import resolve_target
@@ -142,12 +144,35 @@ def resolve(ex: Exchange, deps: Deps) -> None:
 
 
 async def check_rate_limit(ex: Exchange, deps: Deps) -> None:
+    """Rate limits and `max_parallel`; left for `reserve_budget` when the backend can do both
+    in one round trip (`pipeline.admission`)."""
+    if not admission.defer(ex, counters(deps), enforced(ex, "budgeted")):
+        await _acquire(ex, deps)
+
+
+async def _acquire(ex: Exchange, deps: Deps) -> None:
     assert ex.policy is not None
     try:
         ex.permit = await counters(deps).acquire(ex.token_hash, ex.policy.rate_limit)
     except RateLimited as exc:
         ex.events.append(("rate.exceeded", _event_data(ex, error=exc.message)))
         raise
+
+
+async def undefer(ex: Exchange, deps: Deps, error: TokenomicsError) -> TokenomicsError:
+    """A stage refused the request while its rate limit was deferred: check it now, as it was
+    before that stage; its refusal (or a 503) wins, as it did then."""
+    if ex.deferred_rate is None:
+        return error
+    try:
+        await _acquire(ex, deps)
+    except TokenomicsError as exc:
+        admission.restore(ex)  # the event of a refusal goes too: recorded again just below
+        if isinstance(exc, RateLimited):
+            ex.events.append(("rate.exceeded", _event_data(ex, error=exc.message)))
+        return exc
+    ex.deferred_rate = None
+    return error
 
 
 def check_model(ex: Exchange, deps: Deps) -> None:
@@ -218,11 +243,34 @@ async def reserve_budget(ex: Exchange, deps: Deps) -> None:
             output_cost = min(cap * price.output / 1e6, max_cost) if max_cost > 0 else 0.0
     ask = Ask(max_tokens, max_cost, ex.input_estimate, cost_estimate, output, output_cost)
     try:
-        ex.reservation = await counters(deps).reserve(ex.token_hash, ask)
+        if ex.deferred_rate is None:
+            ex.reservation = await counters(deps).reserve(ex.token_hash, ask)
+        else:
+            await _admit(ex, deps, ask)
     except BudgetExceeded as exc:
         fields = {"used": exc.used, "input": exc.requested, "limit": exc.limit}
         ex.events.append(("budget.exceeded", _event_data(ex, **fields)))
         raise
+
+
+async def _admit(ex: Exchange, deps: Deps, ask: Ask) -> None:
+    """The deferred rate limit and the budget, one step (`Counters.admit`)."""
+    assert ex.policy is not None
+    try:
+        ex.permit, ex.reservation = await counters(deps).admit(
+            ex.token_hash, ex.policy.rate_limit, ask
+        )
+    except RateLimited as exc:
+        admission.restore(ex)
+        ex.events.append(("rate.exceeded", _event_data(ex, error=exc.message)))
+        raise
+    except BudgetExceeded:
+        ex.deferred_rate = None  # the rate limit passed (and counted the request)
+        raise
+    except TokenomicsError:
+        admission.restore(ex)  # a 503: the early rate step would have raised it first
+        raise
+    ex.deferred_rate = None
 
 
 def counters(deps: Deps) -> Counters:

@@ -29,6 +29,7 @@ class LocalSlot:
 
 class LocalCounters:
     backend = "memory"
+    one_step_admission = False  # nothing to save: the stages keep acquire and reserve apart
 
     def __init__(self, budgets: Budgets, limiter: RateLimiter) -> None:
         self.budgets = budgets
@@ -47,6 +48,14 @@ class LocalCounters:
             output_tokens=ask.output_tokens,
             output_cost_usd=ask.output_cost_usd,
         )
+
+    async def admit(self, key: str, limit: RateLimit | None, ask: Ask) -> tuple[Claim, Claim]:
+        slot = LocalSlot(key, self.limiter.acquire(key, limit))
+        try:
+            return slot, await self.reserve(key, ask)
+        except BaseException:
+            slot.permit.release()
+            raise
 
     async def settle(
         self,

@@ -3,7 +3,9 @@
 
 Each step is one EVALSHA of a script in `redis_scripts` (loaded once with SCRIPT LOAD, loaded
 again after NOSCRIPT, i.e. a Redis restart): at most one round trip per step, none for a step
-the policy does not need (no rate limit: no acquire; no budget: no reserve). The overshoot rule
+the policy does not need (no rate limit: no acquire; no budget: no reserve), and one for the
+admission of a policy with both (`admit`, the `ADMIT` script: the stages defer the rate limit
+to the budget step, `pipeline.admission`). The overshoot rule
 of `domain.budget` holds fleet-wide: a reservation holds the input estimate and the output cap,
 so the spend passes a limit by at most the output of the last request admitted.
 
@@ -40,7 +42,7 @@ HOLD_TTL_MS = 3_600_000  # a reservation of a proxy that died lapses after an ho
 SLOT_TTL_MS = 600_000  # its parallel slots after ten minutes (a longer stream frees its slot)
 MARKER_TTL_MS = 7 * 86_400_000  # how long a settle is remembered (replays within a week)
 SCRIPTS = {"reserve": redis_scripts.RESERVE, "acquire": redis_scripts.ACQUIRE,
-           "settle": redis_scripts.SETTLE}  # fmt: skip
+           "admit": redis_scripts.ADMIT, "settle": redis_scripts.SETTLE}  # fmt: skip
 UNAVAILABLE = "usage store unavailable"
 
 log = logging.getLogger("tokenomics.redis")
@@ -76,6 +78,61 @@ def _ints(reply: list[Reply], count: int) -> list[int] | None:
     return numbers if len(numbers) == count == len(reply) else None
 
 
+def _rated(limit: RateLimit | None) -> bool:
+    return limit is not None and (bool(limit.rules) or limit.max_parallel > 0)
+
+
+def _acquire_call(key: str, limit: RateLimit | None) -> tuple[list[str], list[Arg], str]:
+    """KEYS and ARGV of `ACQUIRE` (the `A` part of `ADMIT`), and the slot id ("" for none)."""
+    assert limit is not None
+    slot = uuid.uuid4().hex if limit.max_parallel > 0 else ""
+    windows = _windows(limit)
+    keys = [f"tokenomics:parallel:{key}", *(window_key(key, w) for w in windows)]
+    args: list[Arg] = [limit.max_parallel, slot or "-", SLOT_TTL_MS, len(windows)]
+    for length, strategy in windows:
+        args += [length, strategy]
+    args.append(len(limit.rules))
+    for rule in limit.rules:
+        window = (max(int(rule.window_delta.total_seconds() * 1000), 1), rule.strategy)
+        args += [windows.index(window) + 1, rule.requests, rule.tokens, rule.window]
+    return keys, args, slot
+
+
+def _reserve_args(ask: Ask) -> tuple[list[Arg], str]:
+    """ARGV of `RESERVE` (the `R` part of `ADMIT`) and the reservation id."""
+    tokens = ask.input_tokens + ask.output_tokens
+    nanos = _nanos(ask.cost_estimate_usd) + _nanos(ask.output_cost_usd)
+    hold = uuid.uuid4().hex
+    args: list[Arg] = [ask.max_tokens, _nanos(ask.max_cost_usd) if ask.max_cost_usd > 0 else 0,
+                       ask.input_tokens, _nanos(ask.cost_estimate_usd), tokens, nanos, hold,
+                       HOLD_TTL_MS]  # fmt: skip
+    return args, hold
+
+
+def _raise_rate_limited(reply: list[Reply]) -> None:
+    if reply and reply[0] == 1 and len(reply) == 3:
+        what, retry = reply[1], reply[2]
+        text = what.decode("utf-8", "replace") if isinstance(what, bytes) else "limit"
+        seconds = max(retry, 1) / 1000 if isinstance(retry, int) else 1.0
+        raise RateLimited(f"rate limit exceeded: {text}", seconds)
+
+
+def _raise_budget_exceeded(numbers: list[int], ask: Ask) -> None:
+    verdict, used, used_nanos = numbers
+    if verdict == 1:
+        raise BudgetExceeded(
+            f"budget exceeded: used {used} + input {ask.input_tokens} > limit {ask.max_tokens}",
+            kind="tokens", used=used, requested=ask.input_tokens, limit=ask.max_tokens,
+        )  # fmt: skip
+    if verdict == 2:
+        spent = used_nanos / NANOS_PER_USD
+        raise BudgetExceeded(
+            f"cost budget exceeded: used ${format_usd(spent)} + estimated "
+            f"${format_usd(ask.cost_estimate_usd)} > limit ${format_usd(ask.max_cost_usd)}",
+            kind="cost", used=spent, requested=ask.cost_estimate_usd, limit=ask.max_cost_usd,
+        )  # fmt: skip
+
+
 def usage_key(key: str) -> str:
     return f"tokenomics:usage:{key}"
 
@@ -91,6 +148,7 @@ def window_key(key: str, window: tuple[int, str]) -> str:
 
 class RedisCounters:
     backend = "redis"
+    one_step_admission = True  # `admit` is one round trip: the stages defer the rate limit
 
     def __init__(
         self,
@@ -127,58 +185,48 @@ class RedisCounters:
         return reply
 
     async def acquire(self, key: str, limit: RateLimit | None) -> Claim:
-        if limit is None or (not limit.rules and limit.max_parallel <= 0):
+        if not _rated(limit):
             return RedisClaim(key)
-        slot = uuid.uuid4().hex if limit.max_parallel > 0 else ""
-        windows = _windows(limit)
-        keys = [f"tokenomics:parallel:{key}", *(window_key(key, w) for w in windows)]
-        args: list[Arg] = [limit.max_parallel, slot or "-", SLOT_TTL_MS, len(windows)]
-        for length, strategy in windows:
-            args += [length, strategy]
-        args.append(len(limit.rules))
-        for rule in limit.rules:
-            window = (max(int(rule.window_delta.total_seconds() * 1000), 1), rule.strategy)
-            args += [windows.index(window) + 1, rule.requests, rule.tokens, rule.window]
+        keys, args, slot = _acquire_call(key, limit)
         try:
             reply = await self.run("acquire", keys, args)
         except RedisUnavailable:
             if self.fail_open:
                 return RedisClaim(key)
             raise
-        if reply and reply[0] == 1 and len(reply) == 3:
-            what, retry = reply[1], reply[2]
-            text = what.decode("utf-8", "replace") if isinstance(what, bytes) else "limit"
-            seconds = max(retry, 1) / 1000 if isinstance(retry, int) else 1.0
-            raise RateLimited(f"rate limit exceeded: {text}", seconds)
+        _raise_rate_limited(reply)
         return RedisClaim(key, slot=slot)
 
     async def reserve(self, key: str, ask: Ask) -> Claim:
-        tokens = ask.input_tokens + ask.output_tokens
-        nanos = _nanos(ask.cost_estimate_usd) + _nanos(ask.output_cost_usd)
         if not ask.limited:
             return RedisClaim(key)  # nothing to check: usage is added when it settles
-        hold = uuid.uuid4().hex
-        args: list[Arg] = [ask.max_tokens, _nanos(ask.max_cost_usd) if ask.max_cost_usd > 0 else 0,
-                           ask.input_tokens, _nanos(ask.cost_estimate_usd), tokens, nanos, hold,
-                           HOLD_TTL_MS]  # fmt: skip
+        args, hold = _reserve_args(ask)
         reply = await self.run("reserve", token_keys(key), args)
         numbers = _ints(reply, 3)
         if numbers is None:
             raise RedisUnavailable(f"{UNAVAILABLE}: unexpected reply to reserve")
-        verdict, used, used_nanos = numbers
-        if verdict == 1:
-            raise BudgetExceeded(
-                f"budget exceeded: used {used} + input {ask.input_tokens} > limit {ask.max_tokens}",
-                kind="tokens", used=used, requested=ask.input_tokens, limit=ask.max_tokens,
-            )  # fmt: skip
-        if verdict == 2:
-            spent = used_nanos / NANOS_PER_USD
-            raise BudgetExceeded(
-                f"cost budget exceeded: used ${format_usd(spent)} + estimated "
-                f"${format_usd(ask.cost_estimate_usd)} > limit ${format_usd(ask.max_cost_usd)}",
-                kind="cost", used=spent, requested=ask.cost_estimate_usd, limit=ask.max_cost_usd,
-            )  # fmt: skip
+        _raise_budget_exceeded(numbers, ask)
         return RedisClaim(key, hold=hold)
+
+    async def admit(self, key: str, limit: RateLimit | None, ask: Ask) -> tuple[Claim, Claim]:
+        """`acquire` then `reserve` in one round trip (the `ADMIT` script) when both are
+        needed. Redis unavailable is a 503 even with `rate_limit_fail_open`: the budget could
+        not be checked either (the two-step path ends the same way)."""
+        if not _rated(limit) or not ask.limited:
+            return await self.acquire(key, limit), await self.reserve(key, ask)
+        acquire_keys, acquire_args, slot = _acquire_call(key, limit)
+        reserve_args, hold = _reserve_args(ask)
+        keys = [*token_keys(key), *acquire_keys]
+        reply = await self.run("admit", keys, [*reserve_args, *acquire_args])
+        _raise_rate_limited(reply)
+        if reply and reply[0] == 2:
+            numbers = _ints(reply[1:], 3)
+            if numbers is None:
+                raise RedisUnavailable(f"{UNAVAILABLE}: unexpected reply to admit")
+            _raise_budget_exceeded(numbers, ask)
+        if reply != [0]:
+            raise RedisUnavailable(f"{UNAVAILABLE}: unexpected reply to admit")
+        return RedisClaim(key, slot=slot), RedisClaim(key, hold=hold)
 
     def settle_call(
         self,

@@ -103,70 +103,116 @@ local function retry_ms(w, kind, limit, now)
 end
 """
 
-# KEYS: usage, cost, holds, hold_expiry
-# ARGV: max_tokens, max_nanos, input, estimate_nanos, hold_tokens, hold_nanos, id, ttl_ms
-# -> {0 | 1 (tokens) | 2 (cost), used tokens, used nanos} (used: before this reservation)
+# The two checks-and-takes as functions, shared by the one-step scripts and `ADMIT`.
+# budget_reserve: R = max_tokens, max_nanos, input, estimate_nanos, hold_tokens, hold_nanos, id,
+#   ttl_ms -> {0 | 1 (tokens) | 2 (cost), used tokens, used nanos} (used: before this reservation)
+# rate_check: A = max_parallel, slot id, ttl_ms, n, (len_ms, strategy) * n, m,
+#   (window index, requests, tokens, label) * m -> nil, windows or {1, "<what> (max <n>)", retry_ms}
+_TAKE = """
+local function budget_reserve(U, C, H, Z, R, now)
+  prune_holds(U, C, H, Z, now)
+  local used = tonumber(redis.call('GET', U) or '0') or 0
+  local nanos = tonumber(redis.call('GET', C) or '0') or 0
+  local max_t, max_n = tonumber(R[1]), tonumber(R[2])
+  if max_t > 0 and used + tonumber(R[3]) > max_t then return {1, used, nanos} end
+  if max_n > 0 and nanos + tonumber(R[4]) > max_n then return {2, used, nanos} end
+  redis.call('INCRBY', U, R[5])
+  redis.call('INCRBY', C, R[6])
+  redis.call('HSET', H, R[7], R[5] .. ':' .. R[6])
+  redis.call('HINCRBY', H, '_t', R[5])
+  redis.call('HINCRBY', H, '_n', R[6])
+  redis.call('ZADD', Z, now + tonumber(R[8]), R[7])
+  return {0, used, nanos}
+end
+local function rate_check(P, W, A, now)
+  local maxp = tonumber(A[1])
+  if maxp > 0 then
+    redis.call('ZREMRANGEBYSCORE', P, '-inf', now)
+    local n = redis.call('ZCARD', P)
+    if n >= maxp then
+      return {1, n .. ' concurrent requests (max ' .. maxp .. ')', 1000}
+    end
+  end
+  local nwin = tonumber(A[4])
+  local wins = {}
+  for i = 1, nwin do
+    wins[i] = window_state(W[i], tonumber(A[3 + 2 * i]), A[4 + 2 * i], now)
+  end
+  local at = 5 + 2 * nwin
+  for k = 1, tonumber(A[at]) do
+    local base = at + 4 * (k - 1)
+    local w = wins[tonumber(A[base + 1])]
+    local req, tok, label = tonumber(A[base + 2]), tonumber(A[base + 3]), A[base + 4]
+    if req > 0 and w.r >= req then
+      return {1, string.format('%d', w.r) .. ' requests in ' .. label .. ' window (max ' .. req
+              .. ')', math.floor(retry_ms(w, 1, req, now))}
+    end
+    if tok > 0 and w.t >= tok then
+      return {1, string.format('%d', w.t) .. ' tokens in ' .. label .. ' window (max ' .. tok
+              .. ')', math.floor(retry_ms(w, 2, tok, now))}
+    end
+  end
+  return nil, wins
+end
+local function count_request(W, wins, now)
+  for i = 1, #wins do window_add(W[i], wins[i], now, 1, 0) end
+end
+local function take_slot(P, A, now)
+  if tonumber(A[1]) > 0 then
+    redis.call('ZADD', P, now + tonumber(A[3]), A[2])
+    redis.call('PEXPIRE', P, A[3])
+  end
+end
+local function slice(list, from)
+  local out = {}
+  for i = from, #list do out[#out + 1] = list[i] end
+  return out
+end
+"""
+
+# KEYS: usage, cost, holds, hold_expiry; ARGV: R of budget_reserve -> its reply
 RESERVE = (
     _COMMON
+    + _TAKE
     + """
-local U, C, H, Z = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local now = now_ms()
-prune_holds(U, C, H, Z, now)
-local used = tonumber(redis.call('GET', U) or '0') or 0
-local nanos = tonumber(redis.call('GET', C) or '0') or 0
-local max_t, max_n = tonumber(ARGV[1]), tonumber(ARGV[2])
-if max_t > 0 and used + tonumber(ARGV[3]) > max_t then return {1, used, nanos} end
-if max_n > 0 and nanos + tonumber(ARGV[4]) > max_n then return {2, used, nanos} end
-redis.call('INCRBY', U, ARGV[5])
-redis.call('INCRBY', C, ARGV[6])
-redis.call('HSET', H, ARGV[7], ARGV[5] .. ':' .. ARGV[6])
-redis.call('HINCRBY', H, '_t', ARGV[5])
-redis.call('HINCRBY', H, '_n', ARGV[6])
-redis.call('ZADD', Z, now + tonumber(ARGV[8]), ARGV[7])
-return {0, used, nanos}
+return budget_reserve(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV, now_ms())
 """
 )
 
-# KEYS: parallel, window 1..n
-# ARGV: max_parallel, slot id, ttl_ms, n, (len_ms, strategy) * n, m,
-#       (window index, requests, tokens, label) * m
-# -> {0} or {1, "<what> (max <n>)", retry_ms}
+# KEYS: parallel, window 1..n; ARGV: A of rate_check -> {0} or its refusal
 ACQUIRE = (
     _COMMON
+    + _TAKE
     + """
 local now = now_ms()
-local maxp = tonumber(ARGV[1])
-if maxp > 0 then
-  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-  local n = redis.call('ZCARD', KEYS[1])
-  if n >= maxp then
-    return {1, n .. ' concurrent requests (max ' .. maxp .. ')', 1000}
-  end
-end
-local nwin = tonumber(ARGV[4])
-local wins = {}
-for i = 1, nwin do
-  wins[i] = window_state(KEYS[1 + i], tonumber(ARGV[3 + 2 * i]), ARGV[4 + 2 * i], now)
-end
-local at = 5 + 2 * nwin
-for k = 1, tonumber(ARGV[at]) do
-  local base = at + 4 * (k - 1)
-  local w = wins[tonumber(ARGV[base + 1])]
-  local req, tok, label = tonumber(ARGV[base + 2]), tonumber(ARGV[base + 3]), ARGV[base + 4]
-  if req > 0 and w.r >= req then
-    return {1, string.format('%d', w.r) .. ' requests in ' .. label .. ' window (max ' .. req
-            .. ')', math.floor(retry_ms(w, 1, req, now))}
-  end
-  if tok > 0 and w.t >= tok then
-    return {1, string.format('%d', w.t) .. ' tokens in ' .. label .. ' window (max ' .. tok
-            .. ')', math.floor(retry_ms(w, 2, tok, now))}
-  end
-end
-for i = 1, nwin do window_add(KEYS[1 + i], wins[i], now, 1, 0) end
-if maxp > 0 then
-  redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[2])
-  redis.call('PEXPIRE', KEYS[1], ARGV[3])
-end
+local W = slice(KEYS, 2)
+local refused, wins = rate_check(KEYS[1], W, ARGV, now)
+if refused then return refused end
+count_request(W, wins, now)
+take_slot(KEYS[1], ARGV, now)
+return {0}
+"""
+)
+
+# Admission in one step, for a policy with a rate limit and a budget: ACQUIRE then RESERVE,
+# with what the in-process backend leaves behind when they run one after the other: a rate
+# refusal takes nothing; a budget refusal leaves the request counted in the rate windows (as
+# `RateLimiter.acquire` counts it) but takes no parallel slot (the in-process one is given back
+# when the refused request ends).
+# KEYS: usage, cost, holds, hold_expiry, parallel, window 1..n; ARGV: R (8 values), then A
+# -> {0} | {1, what, retry_ms} (rate limited) | {2, 1 | 2, used tokens, used nanos} (budget)
+ADMIT = (
+    _COMMON
+    + _TAKE
+    + """
+local now = now_ms()
+local W, A = slice(KEYS, 6), slice(ARGV, 9)
+local refused, wins = rate_check(KEYS[5], W, A, now)
+if refused then return refused end
+count_request(W, wins, now)
+local budget = budget_reserve(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV, now)
+if budget[1] ~= 0 then return {2, budget[1], budget[2], budget[3]} end
+take_slot(KEYS[5], A, now)
 return {0}
 """
 )

@@ -1,0 +1,163 @@
+"""`Counters.admit` against a real redis-server: a rate limit and a budget checked and taken in
+one EVALSHA (one round trip), leaving what the in-process backend's acquire-then-reserve
+leaves, refusal by refusal."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+import trio
+from tests.support.redis_server import RedisServer, redis_server  # noqa: F401
+
+from tokenomics.domain.budget import BudgetExceeded, Budgets
+from tokenomics.domain.counters import Ask, Counters, Outcome
+from tokenomics.domain.policy import RateLimit, RateRule
+from tokenomics.domain.ratelimit import RateLimited, RateLimiter
+from tokenomics.store.local_counters import LocalCounters
+from tokenomics.store.redis_counters import RedisCounters, window_key
+from tokenomics.store.resp import RedisAddress, RedisClient
+
+KEY = "ab" * 32
+MINUTE = timedelta(minutes=1)
+
+
+def counters(server: RedisServer) -> RedisCounters:
+    return RedisCounters(RedisClient(RedisAddress("127.0.0.1", server.port), timeout=1))
+
+
+def ask(limit: int, tokens: int, output: int = 0) -> Ask:
+    return Ask(limit, 0.0, tokens, 0.0, output, 0.0)
+
+
+def rate(requests: int, max_parallel: int = 0) -> RateLimit:
+    rule = RateRule(requests=requests, window="1m", window_delta=MINUTE)
+    return RateLimit((rule,), max_parallel=max_parallel)
+
+
+def stat(server: RedisServer, command: str) -> int:
+    """How many times `command` ran since the last CONFIG RESETSTAT (INFO commandstats)."""
+    info = server.command("INFO", "commandstats").decode()
+    for line in info.splitlines():
+        if line.startswith(f"cmdstat_{command}:"):
+            return int(line.split("calls=")[1].split(",")[0])
+    return 0
+
+
+def number(server: RedisServer, *command: str) -> int:
+    reply = server.command(*command)
+    if reply.startswith(b":"):
+        return int(reply[1:].strip())
+    return 0 if reply.startswith(b"$-1") else int(reply.split(b"\r\n")[1])
+
+
+def requests_in(server: RedisServer, window: str) -> int:
+    """The requests counted in a sliding window (its `r<bucket>` fields)."""
+    items = server.command("HGETALL", window).split(b"\r\n")[2::2]
+    pairs = zip(items[0::2], items[1::2], strict=False)
+    return sum(int(value) for field, value in pairs if field.startswith(b"r"))
+
+
+async def test_admission_is_one_evalsha_and_takes_slot_window_and_hold(
+    redis_server: RedisServer,  # noqa: F811
+) -> None:
+    one = counters(redis_server)
+    limit = rate(10, max_parallel=3)
+    first = await one.admit(KEY, limit, ask(1000, 10, 20))  # scripts loaded, connection open
+    await one.settle(KEY, limit, *first, Outcome(True, 25, 0.0))
+    redis_server.command("CONFIG", "RESETSTAT")
+    slot, hold = await one.admit(KEY, limit, ask(1000, 10, 20))
+    assert stat(redis_server, "evalsha") == 1
+    assert stat(redis_server, "evalsha") == 1  # the INFO above is not counted as one
+    assert number(redis_server, "ZCARD", f"tokenomics:parallel:{KEY}") == 1
+    assert number(redis_server, "GET", f"tokenomics:usage:{KEY}") == 25 + 30
+    window = window_key(KEY, (60_000, "sliding"))
+    assert requests_in(redis_server, window) == 2
+    spend = await one.settle(KEY, limit, slot, hold, Outcome(True, 40, 0.0))
+    assert spend is not None and spend.tokens == 65
+    assert number(redis_server, "ZCARD", f"tokenomics:parallel:{KEY}") == 0
+    assert stat(redis_server, "evalsha") == 2  # admission + settle: two round trips in all
+
+
+async def test_a_rate_refusal_reserves_nothing(redis_server: RedisServer) -> None:  # noqa: F811
+    one = counters(redis_server)
+    limit = rate(10, max_parallel=1)
+    await one.admit(KEY, limit, ask(1000, 10, 20))
+    with pytest.raises(RateLimited, match=r"1 concurrent requests \(max 1\)"):
+        await one.admit(KEY, limit, ask(1000, 10, 20))
+    assert number(redis_server, "GET", f"tokenomics:usage:{KEY}") == 30  # the first hold only
+    assert number(redis_server, "HLEN", f"tokenomics:holds:{KEY}") == 3  # one hold, _t, _n
+
+
+@pytest.mark.parametrize("backend", ["memory", "redis"])
+async def test_a_budget_refusal_counts_the_request_but_keeps_no_slot(
+    backend: str,
+    redis_server: RedisServer,  # noqa: F811
+) -> None:
+    """Both backends end the same: the refused request counts in the window (as the two-step
+    acquire-then-reserve always did), its parallel slot is free again, nothing is reserved."""
+    one: Counters = (
+        counters(redis_server)
+        if backend == "redis"
+        else LocalCounters(Budgets(), RateLimiter(trio.current_time))
+    )
+    limit = rate(2, max_parallel=1)
+    with pytest.raises(BudgetExceeded, match=r"used 0 \+ input 50 > limit 40"):
+        await one.admit(KEY, limit, ask(40, 50))
+    slot, hold = await one.admit(KEY, limit, ask(40, 10, 5))  # the slot is free
+    with pytest.raises(RateLimited, match=r"1 concurrent requests \(max 1\)"):
+        await one.admit(KEY, limit, ask(40, 10))
+    await one.settle(KEY, limit, slot, hold, Outcome(True, 12, 0.0))
+    with pytest.raises(RateLimited, match=r"2 requests in 1m window \(max 2\)"):
+        await one.admit(KEY, limit, ask(40, 10))
+    if isinstance(one, RedisCounters):
+        assert number(redis_server, "GET", f"tokenomics:usage:{KEY}") == 12
+        assert number(redis_server, "ZCARD", f"tokenomics:parallel:{KEY}") == 0
+    else:
+        assert isinstance(one, LocalCounters)
+        assert one.budgets.settled(KEY).tokens == 12
+        assert one.limiter.statistics().in_flight == 0
+
+
+async def test_many_clients_admitting_overshoot_by_at_most_one_output(
+    redis_server: RedisServer,  # noqa: F811
+) -> None:
+    """40 concurrent admissions through 4 clients, with a rate limit, `max_parallel` and a
+    budget: each input 10, output cap 20, actual 30; spend <= limit + one output."""
+    clients = [counters(redis_server) for _ in range(4)]
+    limit = rate(30, max_parallel=8)
+    outcomes: list[str] = []
+
+    async def one(i: int) -> None:
+        client = clients[i % 4]
+        try:
+            slot, hold = await client.admit(KEY, limit, ask(200, 10, output=20))
+        except (BudgetExceeded, RateLimited) as exc:
+            outcomes.append(type(exc).__name__)
+            return
+        outcomes.append("admitted")
+        await trio.sleep(0.01)
+        await client.settle(KEY, limit, slot, hold, Outcome(True, 30, 0.0))
+
+    async with trio.open_nursery() as nursery:
+        for i in range(40):
+            nursery.start_soon(one, i)
+    admitted = outcomes.count("admitted")
+    spent = number(redis_server, "GET", f"tokenomics:usage:{KEY}")
+    assert spent == 30 * admitted
+    assert spent <= 200 + 20  # the limit plus one request's output
+    assert admitted >= 6 and len(outcomes) == 40
+    assert number(redis_server, "ZCARD", f"tokenomics:parallel:{KEY}") == 0
+
+
+async def test_admission_without_a_rate_limit_or_a_budget_is_one_step_or_none(
+    redis_server: RedisServer,  # noqa: F811
+) -> None:
+    one = counters(redis_server)
+    await one.admit(KEY, rate(5), ask(0, 10))  # warm: the acquire script loaded
+    await one.admit(KEY, None, ask(100, 10))  # and the reserve one
+    redis_server.command("CONFIG", "RESETSTAT")
+    await one.admit(KEY, rate(5), ask(0, 10))
+    await one.admit(KEY, None, ask(100, 10))
+    await one.admit(KEY, None, ask(0, 10))
+    assert stat(redis_server, "evalsha") == 2
