@@ -70,7 +70,7 @@ async def test_the_numbers_are_the_ledgers_own_rollups(proxy: Proxy) -> None:
     assert [d["key"] for d in got["by_day"]] == sorted(days)
     for day in got["by_day"]:
         theirs = rollups(days[day["key"]])
-        split = ("key", "by_model", "by_provider", "by_branch")
+        split = ("key", "by_model", "by_provider", "by_branch", "by_token")
         plain = {k: v for k, v in day.items() if k not in split}
         same(plain, {k: v for k, v in theirs["totals"].items() if k in plain})
         # each day's spend split by the git branch of its sessions adds up to the day
@@ -79,6 +79,11 @@ async def test_the_numbers_are_the_ledgers_own_rollups(proxy: Proxy) -> None:
         assert {m: v["total_tokens"] for m, v in day["by_model"].items()} == {
             m: r["total_tokens"] for m, r in theirs["by_model"].items()
         }
+        # split by key (`top=0`: every key, nothing folded into `by_token_other`)
+        assert "by_token_other" not in day
+        assert set(day["by_token"]) == set(theirs["by_token"])
+        for token, r in theirs["by_token"].items():
+            same(day["by_token"][token], {k: r[k] for k in ("total_tokens", "cost_usd")})
     branches = keyed(got["by_branch"])
     assert set(branches) == set(BRANCHES)
     assert sum(b["request_count"] for b in branches.values()) == 1200
@@ -103,6 +108,27 @@ async def test_top_ranks_by_cost_and_cuts(proxy: Proxy) -> None:
     assert models[-1] == "local-unpriced"  # no known cost ranks last
     assert len(default["by_token"]) == 20
     assert bad.status_code == 400
+    async with proxy.client() as client:
+        every = {d["key"]: d for d in (await analytics(client))["by_day"]}
+    # each day's split by key: the top 5 keys' own numbers, the other 25 summed together
+    top = {t["key"] for t in got["by_token"]}
+    folded = 0
+    for day in got["by_day"]:
+        whole = every[day["key"]]
+        assert set(day["by_token"]) == top & set(whole["by_token"])
+        for token, numbers in day["by_token"].items():
+            same(numbers, whole["by_token"][token])
+        rest = [v for k, v in whole["by_token"].items() if k not in top]
+        other = day.get("by_token_other")
+        assert (other is None) == (not rest)
+        if other is not None:
+            folded += 1
+            assert other["total_tokens"] == sum(v["total_tokens"] for v in rest)
+            cost = sum(v["cost_usd"] or 0 for v in rest)  # None: wholly unpriced
+            assert (other["cost_usd"] or 0) == pytest.approx(cost, abs=1e-6)
+        shown = sum(v["total_tokens"] for v in day["by_token"].values())
+        assert shown + (other or {}).get("total_tokens", 0) == day["total_tokens"]
+    assert folded == len(got["by_day"])  # 30 keys over every day: always some folded
 
 
 async def test_a_request_through_the_proxy_shows_at_once(proxy: Proxy) -> None:
@@ -122,6 +148,9 @@ async def test_a_request_through_the_proxy_shows_at_once(proxy: Proxy) -> None:
     assert got["running_sessions"] == 1 and got["sessions"] == 1
     assert keyed(got["by_model"])["gpt-4o"]["request_count"] == 2
     assert keyed(got["by_token"])[proxy.key.hash(raw)]["request_count"] == 2
+    (today,) = got["by_day"]
+    assert set(today["by_token"]) == {proxy.key.hash(raw)} and "by_token_other" not in today
+    assert today["by_token"][proxy.key.hash(raw)]["total_tokens"] == today["total_tokens"] > 0
     assert got["recent"][0]["model"] == "gpt-4o"
     assert got["recent"][0]["session_id"] == proxy.server.session_id
     assert got["realtime"]["request_count"] == 2

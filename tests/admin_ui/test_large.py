@@ -55,6 +55,11 @@ async def test_pages_render_quickly_with_10k_keys_and_100k_requests(big_proxy: P
             requests = page.locator(".counter", has=page.get_by_text("Requests", exact=True))
             assert requests.locator("dd").inner_text().startswith("100,000")
             screenshot(page, "analytics-large")
+            # by key: the 7 costliest keys and the other 9,993 together (the API sends the
+            # top 20 keys per day and the rest of each day summed)
+            page.get_by_role("button", name="By key").click()
+            legend = page.locator(".legend li").all_inner_texts()
+            assert len(legend) == 8 and legend[-1] == "other", legend
             page.goto(f"{url}/admin/#/keys")
             page.wait_for_selector("main .page[aria-busy=false]")
             assert page.get_by_text("1–100 of 10,000").is_visible()

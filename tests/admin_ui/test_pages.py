@@ -92,6 +92,17 @@ async def test_analytics_shows_the_request_made_a_moment_before(admin_proxy: Pro
             budget = page.locator(".budget").first
             assert "left of 100,000" in budget.inner_text()
             screenshot(page, "analytics-after-request")
+            # spend over time by key: the key used through the proxy is a series of its own
+            page.get_by_role("button", name="By key").click()
+            name = f"{admin_proxy.key.hash(token)[:12]}…"
+            assert page.locator(".legend li").all_inner_texts() == [name]
+            chart = page.get_by_role("img", name="per day by key")
+            page.get_by_role("button", name="Tokens").click()
+            (bar,) = [rect.text_content() for rect in chart.locator("rect.bar title").all()]
+            (today,) = admin_get(url, "/analytics/summary")["by_day"]
+            used = today["by_token"][admin_proxy.key.hash(token)]["total_tokens"]
+            assert used > 0 and bar == f"{today['key']} · {name}: {used:,}"
+            screenshot(page, "analytics-by-key")
             watch.assert_clean()
 
     await in_browser(scenario)

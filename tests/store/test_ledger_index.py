@@ -132,21 +132,26 @@ bounds_st = st.one_of(st.none(), st.integers(-3600, 6 * 24 * 3600).map(
 @settings(
     max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
-@given(specs=sessions_st, since=bounds_st, until=bounds_st, branch=st.sampled_from(["", "main"]))
+@given(
+    specs=sessions_st, since=bounds_st, until=bounds_st, branch=st.sampled_from(["", "main"]),
+    tokens=st.sampled_from([(), (TOKENS[0],), (TOKENS[1], TOKENS[2])]),
+)  # fmt: skip
 def test_filtered_totals_from_the_index_are_those_of_the_matching_requests(
     tmp_path_factory: Any, specs: list[tuple[str, list[dict[str, Any]]]],
-    since: datetime | None, until: datetime | None, branch: str,
+    since: datetime | None, until: datetime | None, branch: str, tokens: tuple[str, ...],
 ) -> None:  # fmt: skip
     sessions = tmp_path_factory.mktemp("ledger") / "sessions"
     write(sessions, specs)
     ix = indexer(sessions)
     ix.sync()
     f = LedgerFilter(
-        micros(since) if since else None, micros(until) if until else None, branch=branch
-    )
+        micros(since) if since else None, micros(until) if until else None, branch=branch,
+        tokens=tokens,
+    )  # fmt: skip
     kept = [
         r for b, requests in specs for r in requests
         if (not branch or b == branch)
+        and (not tokens or r["token_hash"] in tokens)
         and (since is None or parse_time(r["timestamp"]) >= since)  # type: ignore[operator]
         and (until is None or parse_time(r["timestamp"]) < until)  # type: ignore[operator]
     ]  # fmt: skip
@@ -155,6 +160,9 @@ def test_filtered_totals_from_the_index_are_those_of_the_matching_requests(
     assert same(from_index, expected), (from_index, expected)
     days = Counter(r["timestamp"][:10] for r in kept)
     assert {g[0][0]: g[1].request_count for g in groups} == days
+    # by a facet other than the filtered key's (the per-day sums of every facet then)
+    by_model = ix.index.groups(ix.key, f, ("day", "model"))
+    assert same(total(by_model).as_totals(), expected)
 
 
 def test_the_plan_reads_whole_days_from_the_sums_and_part_days_request_by_request() -> None:

@@ -35,7 +35,8 @@ GROUP_COLUMNS = {
 class LedgerFilter:
     """Requests recorded in [since, until) (microseconds, UTC), on a branch, in a repository
     (its full path or its last component), in files of one kind ("json" or "journal"), in
-    the files with these ids (`ledger_files.id`); empty fields do not filter."""
+    the files with these ids (`ledger_files.id`), of the keys with these `tokens` (hashes);
+    empty fields do not filter."""
 
     since_us: int | None = None
     until_us: int | None = None
@@ -43,6 +44,7 @@ class LedgerFilter:
     repo: str = ""
     file_kind: str = ""
     file_ids: tuple[int, ...] = ()
+    tokens: tuple[str, ...] = ()
 
     @property
     def by_time(self) -> bool:
@@ -119,14 +121,22 @@ def _bounded(
     return " AND ".join([*clauses, *extra]), [*params, *values]
 
 
-def _sums_table(keys: Sequence[str]) -> tuple[str, str, str]:
-    """The table of whole-day sums for grouping by `keys`, the `kind` it is read for and the
-    facet column it stands in for ("" for `ledger_daily`)."""
-    facets = [k for k in keys if k not in _SESSION_KEYS]
+def _sums_table(keys: Sequence[str], by_token: bool = False) -> tuple[str, str, str]:
+    """The table of whole-day sums for grouping by `keys` (and filtering `by_token`), the
+    `kind` it is read for and the facet column it stands in for ("" for `ledger_daily`)."""
+    facets = {k for k in keys if k not in _SESSION_KEYS} | ({"token"} if by_token else set())
     if len(facets) > 1:
         return "ledger_daily", "", ""
-    kind = facets[0] if facets else "provider"  # any one facet adds up to every request
+    kind = min(facets) if facets else "provider"  # any one facet adds up to every request
     return "ledger_facets", kind, FACETS[kind]
+
+
+def _of_tokens(
+    where: str, values: list[Any], column: str, f: LedgerFilter
+) -> tuple[str, list[Any]]:
+    if not f.tokens:
+        return where, values
+    return f"{where} AND {column} IN ({', '.join('?' for _ in f.tokens)})", [*values, *f.tokens]
 
 
 def source(directory: str, f: LedgerFilter, keys: Sequence[str]) -> tuple[str, list[Any]]:
@@ -139,8 +149,10 @@ def source(directory: str, f: LedgerFilter, keys: Sequence[str]) -> tuple[str, l
     parts: list[str] = []
     params: list[Any] = []
     if p.whole:
-        table, kind, facet = _sums_table(keys)
+        table, kind, facet = _sums_table(keys, bool(f.tokens))
         where, values = _bounded(clauses, scope, "day", p.first, p.end)
+        token_column = "value" if facet == "token_hash" else "token_hash"
+        where, values = _of_tokens(where, values, token_column, f)
         if kind:
             few = "+" if f.file_kind == "journal" or f.file_ids else ""  # the file index then
             where, values = f"{few}kind = ? AND {where}", [kind, *values]
@@ -148,7 +160,7 @@ def source(directory: str, f: LedgerFilter, keys: Sequence[str]) -> tuple[str, l
         parts.append(f"SELECT {picked}, {', '.join(SUMMED)} FROM {table} WHERE {where}")
         params += values
     for lo, hi in p.ranges:
-        where, values = _bounded(clauses, scope, "ts", lo, hi)
+        where, values = _of_tokens(*_bounded(clauses, scope, "ts", lo, hi), "token_hash", f)
         parts.append(f"SELECT {head}, {PER_REQUEST_SQL} FROM ledger_requests WHERE {where}")
         params += values
     if not parts:  # an empty range
@@ -166,8 +178,9 @@ def grouped_sql(directory: str, f: LedgerFilter, keys: Sequence[str]) -> tuple[s
 
 def sessions_sql(directory: str, f: LedgerFilter) -> tuple[str, list[Any]]:
     """How many sessions have a matching request; without a time range, every readable
-    session file on the branch / in the repository (those without requests too)."""
-    if f.by_time:
+    session file on the branch / in the repository (those without requests too); of some
+    `tokens`, the sessions with a request of one."""
+    if f.by_time or f.tokens:
         inner, params = source(directory, f, ())
         return f"SELECT COUNT(DISTINCT file_id) FROM ({inner})", params
     clauses, params = _scope(directory, f)
@@ -178,6 +191,7 @@ def sessions_sql(directory: str, f: LedgerFilter) -> tuple[str, list[Any]]:
 def requests_sql(directory: str, f: LedgerFilter, columns: Sequence[str]) -> tuple[str, list[Any]]:
     """Every matching request, oldest first."""
     clauses, scope = _scope(directory, f)
-    where, params = _bounded(clauses, scope, "ts", f.since_us, f.until_us)
+    bounded = _bounded(clauses, scope, "ts", f.since_us, f.until_us)
+    where, params = _of_tokens(*bounded, "token_hash", f)
     select = ", ".join(columns)
     return f"SELECT {select} FROM ledger_requests WHERE {where} ORDER BY ts, file_id, seq", params

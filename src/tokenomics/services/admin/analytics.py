@@ -7,6 +7,7 @@ from __future__ import annotations
 import heapq
 import threading
 import time
+from dataclasses import fields
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -84,7 +85,8 @@ def _added(a: Aggregate, b: Aggregate) -> Aggregate:
 
 
 def by_day(s: Sums) -> list[dict[str, Any]]:
-    """Every UTC day's sums, split by model, provider and the branch of its sessions."""
+    """Every UTC day's sums, split by model, provider and the branch of its sessions (by key:
+    `add_token_days`)."""
     days: dict[str, dict[str, Any]] = {
         day: {"key": day, **a.as_rollup(), "by_model": {}, "by_provider": {}, "by_branch": {}}
         for (day,), a in sorted(s["day"].items())
@@ -94,6 +96,31 @@ def by_day(s: Sums) -> list[dict[str, Any]]:
             if key or name != "provider":  # like `by_provider`: requests with one only
                 days[day][f"by_{name}"][key] = _small(a)
     return list(days.values())
+
+
+def _less(total: Aggregate, parts: list[Aggregate]) -> Aggregate:
+    """What `total` holds beyond `parts` (a part of its requests)."""
+    rest = Aggregate()
+    for f in fields(Aggregate):
+        setattr(rest, f.name, getattr(total, f.name) - sum(getattr(a, f.name) for a in parts))
+    rest.cost_usd = max(rest.cost_usd, 0.0)  # not below 0 for the rounding of the sums
+    return rest
+
+
+def add_token_days(
+    days: list[dict[str, Any]], per_day: Mapping[tuple[str, ...], Aggregate], s: Sums
+) -> None:
+    """Each day's split by key (`per_day`: the sums per day and key of the keys shown): the
+    keys shown as `by_token`, the day's other keys together as `by_token_other` (when any)."""
+    split: dict[str, dict[str, Aggregate]] = {}
+    for (key, token), a in sorted(per_day.items()):
+        split.setdefault(key, {})[token] = a
+    for day in days:
+        shown = split.get(day["key"], {})
+        day["by_token"] = {token: _small(a) for token, a in shown.items()}
+        rest = _less(s["day"].get((day["key"],), Aggregate()), list(shown.values()))
+        if rest.request_count > 0:
+            day["by_token_other"] = _small(rest)
 
 
 def summarize(s: Sums, recent: list[dict[str, Any]], top: int) -> dict[str, Any]:
@@ -140,6 +167,16 @@ class Analytics:
     def _sums(self) -> Sums:
         return merged(self._settled_sums(), sums(self.view, "journal"))
 
+    def _summary(self, top: int) -> dict[str, Any]:
+        s = self._sums()
+        result = summarize(s, self.view.newest(RECENT), top)
+        # per day and key: the keys of `by_token` only (all of them: too many to hold)
+        shown = tuple(t["key"] for t in result["by_token"])
+        every = len(shown) >= result["token_count"]
+        per_day = self.view.groups("day", "token", tokens=() if every else shown) if shown else {}
+        add_token_days(result["by_day"], per_day, s)
+        return result
+
     def summary(self, top: int) -> dict[str, Any]:
         """Blocking (syncs the index): call on a worker thread."""
         view = self.view
@@ -147,7 +184,7 @@ class Analytics:
             version = view.refresh()
             kept = self._kept.get(top)
             if kept is None or kept[0] != version:
-                kept = (version, summarize(self._sums(), view.newest(RECENT), top))
+                kept = (version, self._summary(top))
                 self._kept = {top: kept}  # one size kept: the UI's
             files = view.files()
         running = sum(1 for f in files if f.running)

@@ -90,14 +90,14 @@ class LedgerView:
             return self._synced, self.indexer.index.db.data_version()
 
     def groups(
-        self, *keys: str, kind: str = "", files: tuple[int, ...] = ()
+        self, *keys: str, kind: str = "", files: tuple[int, ...] = (), tokens: tuple[str, ...] = ()
     ) -> dict[tuple[str, ...], Aggregate]:
         """The sums per distinct value of `keys` (`store.ledger_query.GROUP_COLUMNS`), over the
         files of one `kind` ("json": finished sessions, "journal": running or crashed) or all,
-        or over the `files` with these ids."""
+        or over the `files` with these ids; of the requests of these `tokens` only (hashes)."""
         if self.indexer is None:
             return {}
-        f = LedgerFilter(file_kind=kind, file_ids=files)
+        f = LedgerFilter(file_kind=kind, file_ids=files, tokens=tokens)
         with self.lock:
             rows = self.indexer.index.groups(self.indexer.key, f, keys)
         return dict(rows)

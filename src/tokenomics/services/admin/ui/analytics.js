@@ -105,12 +105,16 @@ function overTime(data, view) {
   return card;
 }
 
+// A day's split holds the top keys only; `by_<dimension>_other` sums the rest of the day.
 function timeChart(days, view) {
   const metric = METRICS[view.metric];
   const field = `by_${view.dimension}`;
+  const rest = (day) => (day && day[`${field}_other`]) || null;
   const totals = {};
   for (const day of days) for (const [name, r] of Object.entries(day[field] || {})) totals[name] = (totals[name] || 0) + metric.of(r);
-  const { kept, folded } = topSeries(totals, PALETTE - 1);
+  const top = topSeries(totals, PALETTE - 1);
+  const kept = top.kept;
+  const folded = top.folded || days.some((d) => metric.of(rest(d)) > 0);
   const labels = kept.map((k) => nameOf(view.dimension, k));
   const series = folded ? [...labels, "other"] : labels;
   const byLabel = new Map(kept.map((k, i) => [labels[i], k]));
@@ -118,9 +122,10 @@ function timeChart(days, view) {
     const day = days.find((d) => d.key === dayKey);
     const breakdown = (day && day[field]) || {};
     if (label !== "other" || !folded) return metric.of(breakdown[byLabel.get(label)]);
-    return Object.entries(breakdown).filter(([k]) => !kept.includes(k)).reduce((sum, [, r]) => sum + metric.of(r), 0);
+    return Object.entries(breakdown).filter(([k]) => !kept.includes(k)).reduce((sum, [, r]) => sum + metric.of(r), metric.of(rest(day)));
   };
-  return stackedColumns({ title: `${metric.label} per day by ${view.dimension}`, days: days.map((d) => d.key), series, value, format: metric.format });
+  const dimension = DIMENSIONS.find((d) => d.key === view.dimension);
+  return stackedColumns({ title: `${metric.label} per day by ${dimension ? dimension.label.toLowerCase() : view.dimension}`, days: days.map((d) => d.key), series, value, format: metric.format });
 }
 
 function topList(rows, dimension, view) {
