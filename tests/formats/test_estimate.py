@@ -6,7 +6,6 @@ import gzip
 import math
 import socket
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -240,20 +239,19 @@ def test_a_count_during_a_load_in_another_thread_does_not_wait() -> None:
     warm = threading.Thread(target=shared.warm_up, args=(O200K,))
     warm.start()
     assert loading.wait(5)
-    started = time.perf_counter()
-    assert shared.count("gpt-4o", "hello world") == 3  # ceil(11 bytes / 4), without waiting
-    assert time.perf_counter() - started < 0.1
+    # the fallback's ceil(11 bytes / 4): the count did not wait for the load (that would
+    # return only after `release`, with tiktoken's 2)
+    assert shared.count("gpt-4o", "hello world") == 3
     release.set()
     warm.join()
     assert shared.count("gpt-4o", "hello world") == 2
 
 
-def test_loading_an_encoding_takes_less_than_a_second_and_a_half() -> None:
+def test_each_bundled_encoding_loads_without_the_fallback() -> None:
     fresh = TokenEstimator()
     for name in (CL100K, O200K):
-        started = time.perf_counter()
         fresh.warm_up(name)
-        assert time.perf_counter() - started < 1.5, name
+    assert set(fresh.loaded) >= {CL100K, O200K}
     assert not fresh.fallback_used
 
 
@@ -295,12 +293,21 @@ def test_fallback_count_is_ceil_of_utf8_bytes_over_four() -> None:
 # ── bounded work on the event loop (issue 12 item 11) ───────────────────────────────────────
 
 
-def test_a_ten_mib_body_is_estimated_in_milliseconds(estimator: TokenEstimator) -> None:
+def test_tiktoken_counts_only_the_first_64_ki_characters_of_a_ten_mib_body(
+    estimator: TokenEstimator,
+) -> None:
+    """tiktoken on all 10 MiB takes seconds: past ENCODE_LIMIT the text is estimated from its
+    size (here the 4-bytes-a-token floor, above the head's rate), not encoded."""
+    head = "a" * ENCODE_LIMIT  # a run tiktoken packs into few tokens
+    tail = "lorem ipsum dolor sit amet " * (10 * 1024 * 1024 // 27)
+    assert estimator.count("gpt-4o", head + tail) == (
+        estimator.count("gpt-4o", head) + fallback_count(tail)
+    )
+
+
+def test_a_ten_mib_body_is_estimated_at_the_rate_of_its_head(estimator: TokenEstimator) -> None:
     text = "lorem ipsum dolor sit amet " * (10 * 1024 * 1024 // 27)
-    started = time.perf_counter()
     count = estimator.count_texts("gpt-4o", [text, text])
-    elapsed = time.perf_counter() - started
-    assert elapsed < 0.5  # tiktoken on all 20 MiB takes seconds
     counted = estimator.count("gpt-4o", text[:ENCODE_LIMIT])
     exact = counted * 2 * len(text) / ENCODE_LIMIT  # the text repeats itself
     assert exact <= count - 6 <= 1.5 * exact
