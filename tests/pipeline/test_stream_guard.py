@@ -4,7 +4,6 @@ every API family, as the upstream would send them, split anywhere."""
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +18,7 @@ from tokenomics.domain.rules import Rule, compile_rule, parse_rule_list
 from tokenomics.domain.usage import Family as ApiFamily
 from tokenomics.formats.classify import classify
 from tokenomics.formats.stream_text import stream_text
+from tokenomics.pipeline import stream_guard
 from tokenomics.pipeline.exchange import Exchange
 from tokenomics.pipeline.stream_guard import (
     DEFAULT_WINDOW,
@@ -683,9 +683,20 @@ def test_nothing_waits_behind_more_than_max_hold_characters() -> None:
 # ── cost ────────────────────────────────────────────────────────────────────────────────────
 
 
-def test_a_4kb_answer_streamed_word_by_word_is_scanned_in_linear_time() -> None:
+def test_an_answer_streamed_word_by_word_is_scanned_in_linear_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """Every PII type and a jailbreak fail rule: the guard's work per word stays small (the
-    window, not the answer so far)."""
+    window, not the answer so far): the characters the rules see grow with the answer, not
+    with its square."""
+    scanned: list[int] = []
+    evaluate = stream_guard.evaluate
+
+    def counting(rule: Rule, index: int, text: str) -> Match | None:
+        scanned.append(len(text))
+        return evaluate(rule, index, text)
+
+    monkeypatch.setattr(stream_guard, "evaluate", counting)
     rules = rules_of(
         pii(
             "ssn",
@@ -702,13 +713,17 @@ def test_a_4kb_answer_streamed_word_by_word_is_scanned_in_linear_time() -> None:
         ),
         {"type": "jailbreak", "action": "fail", "scope": "output"},
     )
-    text = ("The quick brown fox jumps over the lazy dog near the river bank. " * 70)[:4096]
-    events = chat_events(words(text))
-    started = time.perf_counter()
-    result = run(FAMILIES[0], rules, events)
-    seconds = time.perf_counter() - started
-    assert chat_text(result.raw) == text
-    assert seconds < 0.5, seconds  # about 30 ms on one core
+    sentence = "The quick brown fox jumps over the lazy dog near the river bank. "
+
+    def characters_scanned(size: int) -> int:
+        scanned.clear()
+        text = (sentence * (size // len(sentence) + 1))[:size]
+        result = run(FAMILIES[0], rules, chat_events(words(text)))
+        assert chat_text(result.raw) == text
+        return sum(scanned)
+
+    small, large = characters_scanned(4096), characters_scanned(16384)
+    assert small > 0 and large <= 5 * small, (small, large)  # quadratic: 16x
 
 
 def test_a_warn_rule_does_not_fire_on_a_word_still_arriving() -> None:
