@@ -89,6 +89,10 @@ async def test_sigkill_with_pending_events_then_restart_delivers_everything_once
                 with trio.fail_after(60):
                     while not queued <= set(receiver.ids):
                         await receiver.wait_for(len(receiver.received) + 1)
+                with trio.fail_after(20):  # and the restarted server's own `server.start`
+                    while await trio.to_thread.run_sync(events_json, env, work, "--pending"):
+                        with trio.move_on_after(0.2):  # delivered, then marked so
+                            await receiver.wait_for(len(receiver.received) + 1)
                 again.process.send_signal(signal.SIGTERM)
                 assert await again.wait(20) == 0
             await receiver.down()

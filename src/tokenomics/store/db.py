@@ -8,6 +8,7 @@ run beside one writer, `BEGIN IMMEDIATE` plus a busy timeout serialises writers.
 from __future__ import annotations
 
 import sqlite3
+import threading
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
@@ -130,6 +131,10 @@ class Database:
     def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
         self._conn = conn
         self.path = path
+        # One connection serves worker threads one transaction at a time: two threads beginning
+        # transactions on it at once would fail ("cannot start a transaction within a
+        # transaction") or see each other's uncommitted rows.
+        self._lock = threading.RLock()
 
     @classmethod
     def open(cls, path: Path) -> Database:
@@ -191,26 +196,28 @@ class Database:
     @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
         """One write transaction (`BEGIN IMMEDIATE`): committed on success, rolled back on error."""
-        try:
-            self._conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
-            raise _translate(exc, self.path) from None
-        try:
-            yield self._conn
-        except BaseException:
-            self._conn.execute("ROLLBACK")
-            raise
-        try:
-            self._conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            self._conn.execute("ROLLBACK")
-            raise _translate(exc, self.path) from None
+        with self._lock:
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise _translate(exc, self.path) from None
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            try:
+                self._conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self._conn.execute("ROLLBACK")
+                raise _translate(exc, self.path) from None
 
     def query(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
-        try:
-            return list(self._conn.execute(sql, params).fetchall())
-        except sqlite3.Error as exc:
-            raise _translate(exc, self.path) from None
+        with self._lock:
+            try:
+                return list(self._conn.execute(sql, params).fetchall())
+            except sqlite3.Error as exc:
+                raise _translate(exc, self.path) from None
 
     def iterate(self, sql: str, params: tuple[object, ...] = ()) -> Iterator[tuple[Any, ...]]:
         """The rows of a query as they are read (for results too large to hold at once)."""

@@ -280,7 +280,9 @@ class RedisCounters:
             self.pending_count += 1
         else:
             self.dropped += 1
-            log.error("the queue of settles waiting for Redis is full; one was dropped")
+            log.error(
+                "a settle could not be queued for Redis (queue full or store unwritable); dropped"
+            )
 
     async def replay(self, batch: int = 200) -> int:
         """Apply queued settles (oldest first) while Redis answers; returns how many."""
