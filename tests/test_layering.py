@@ -1,6 +1,6 @@
 """The import layering of `design.md`: imports point downward only.
 
-domain < config < (store, upstream, formats) < pipeline < services < app < cli.
+domain < config < (store, upstream, formats) < pipeline < services < app_deps < app < cli.
 Packages on the same level do not import each other.
 """
 
@@ -18,10 +18,11 @@ LEVELS = {
     "formats": 2,
     "pipeline": 3,
     "services": 4,
-    "app": 5,
-    "remote_app": 5,
-    "cli": 6,
-    "__main__": 7,
+    "app_deps": 5,
+    "app": 6,
+    "remote_app": 6,
+    "cli": 7,
+    "__main__": 8,
 }
 
 

@@ -1,5 +1,5 @@
-"""The composition root: opens stores and clients, builds the dependencies, and is the only
-place that starts long-lived tasks (`design.md`).
+"""The composition root: the only place that starts long-lived tasks (`design.md`); the
+stores, clients and dependencies it runs on are built by `app_deps.py`.
 
     run_server
     ├── consumers nursery (outlive the producers, drain last)
@@ -19,7 +19,6 @@ place that starts long-lived tasks (`design.md`).
 from __future__ import annotations
 
 import secrets
-import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -28,17 +27,8 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from tokenomics.config.prices import load_prices
-from tokenomics.config.private_files import private_dir
-from tokenomics.config.providers import load_providers
-from tokenomics.domain.budget import Budgets, Spend
-from tokenomics.domain.durations import format_rfc3339
-from tokenomics.domain.ratelimit import RateLimiter
-from tokenomics.domain.run_budget import RunBudget, RunLimits
-from tokenomics.formats.estimate import TokenEstimator
-from tokenomics.pipeline.deps import Deps
+from tokenomics.app_deps import build_deps, now_text, open_ledger, open_tokens, restorer
 from tokenomics.services import (
-    comm_events,
     event_writer,
     ledger,
     otlp,
@@ -56,22 +46,19 @@ from tokenomics.services.events_service import EventServices
 from tokenomics.services.finished import Finished
 from tokenomics.services.http_server import serve, server_config
 from tokenomics.services.ledger_index import open_indexer
-from tokenomics.services.memory import MemoryWriter
 from tokenomics.services.recorder import RECORD_QUEUE, Recorder
-from tokenomics.services.stats import Stats
 from tokenomics.services.tls import resolve_tls
-from tokenomics.store.db import Database
-from tokenomics.store.encryption import Cipher
 from tokenomics.store.redis_counters import RedisCounters
-from tokenomics.store.tokens import TokenStore
-from tokenomics.store.usage import UsageStore
-from tokenomics.upstream.client import Upstreams
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
     from tokenomics.config.settings import Settings
+    from tokenomics.domain.run_budget import RunLimits
     from tokenomics.domain.tokens import HashKey
+    from tokenomics.pipeline.deps import Deps
+    from tokenomics.services.stats import Stats
+    from tokenomics.store.tokens import TokenStore
 
 
 @dataclass
@@ -96,33 +83,6 @@ class Server:
         return self.ledger.session_id if self.ledger and self.ledger.journaling else ""
 
 
-async def open_ledger(
-    settings: Settings, cwd: Path, home: Path | None, restore: ledger.Restore,
-    indexed: ledger.Indexed | None = None,
-) -> ledger.Ledger | None:  # fmt: skip
-    """The session ledger (recovering crashed sessions first, their spend `restore`d to the
-    budget counters) with the memory files; when the ledger is off, a consumer of the memory
-    files only."""
-    options = settings.ledger
-    events = comm_events.communication_events if options.event_ledger else None
-    sessions = settings.sessions_dir if options.enabled else None
-    memory = MemoryWriter.from_settings(settings, home=home)
-    return await ledger.Ledger.open(
-        sessions, cwd, events=events, memory=memory, restore=restore, indexed=indexed
-    )
-
-
-def restorer(budgets: Budgets, usage: UsageStore) -> ledger.Restore:
-    """Raise the counters to what crashed journals prove, and save them before the journals
-    are recovered (and gone): a second crash right after the restart loses nothing either."""
-
-    async def restore(spends: dict[str, Spend]) -> bool:
-        budgets.restore(spends)
-        return await usage_writer.flush(budgets, usage, _now_text)
-
-    return restore
-
-
 async def _start_events(
     consumers: trio.Nursery, hooks: EventServices, deps: Deps, stats: Stats
 ) -> None:
@@ -134,25 +94,6 @@ async def _start_events(
         await consumers.start(event_writer.run, hooks.writer, hooks.receive)
     stats.webhooks = hooks.metric_lines
     await consumers.start(hooks.dispatcher.run)
-
-
-def _now_text() -> str:
-    return format_rfc3339(datetime.now(UTC))
-
-
-def narrow_data_dir(settings: Settings) -> None:
-    """`{dir}` and its `memory/` become 0700 (created, or narrowed when they are wider)."""
-    private_dir(settings.data_dir, owned=True)
-    if settings.memory_dir.is_dir():
-        private_dir(settings.memory_dir, owned=True)
-
-
-def open_tokens(settings: Settings, environ: Mapping[str, str]) -> TokenStore:
-    """A connection to the token store (the cache's, or the admin API's own)."""
-    secret = environ.get(settings.security.encryption_key_env, "")
-    cipher = Cipher.from_secret(secret) if secret else None
-    key_env = settings.security.encryption_key_env
-    return TokenStore.open(Path(settings.storage.db_path), cipher, key_env)
 
 
 def open_admin(
@@ -184,50 +125,6 @@ async def start_fleet(nursery: trio.Nursery, fleet: remote_fleet.Fleet) -> None:
         nursery.start_soon(fleet.debouncer.run, fleet.pushed)
     if fleet.registration is not None:
         await nursery.start(remote_register.run, fleet.registration)
-
-
-def build_deps(
-    settings: Settings,
-    environ: Mapping[str, str],
-    hash_key: HashKey,
-    *,
-    cwd: Path,
-    home: Path | None,
-    run_limits: RunLimits | None = None,
-) -> tuple[Deps, TokenStore, UsageStore, Stats]:
-    narrow_data_dir(settings)
-    db_path = Path(settings.storage.db_path)
-    tokens = open_tokens(settings, environ)
-    usage = UsageStore(Database.open(db_path))
-    providers = load_providers(
-        cwd=cwd, home=home, data_dir=Path(settings.dir), inline=settings.providers
-    )
-    price_overrides = {m: f for p in providers.values() for m, f in p.prices.items()}
-    prices = load_prices(price_overrides)
-    stats = Stats(known_model=prices.__contains__)
-    budgets, limiter = Budgets(usage.load()), RateLimiter(trio.current_time)
-    deps = Deps(
-        settings=settings,
-        environ=environ,
-        tokens=token_cache.TokenCache(tokens),
-        hash_key=hash_key,
-        providers=providers,
-        limiter=limiter,
-        budgets=budgets,
-        estimator=TokenEstimator(),
-        prices=prices,
-        upstreams=Upstreams(),
-        recorder=Recorder(stats, settings.logging, trio.current_time),
-        now=time.time,
-        counters=redis_sync.build_counters(settings, db_path, budgets, limiter),
-        run_budget=_run_budget(run_limits),
-    )
-    return deps, tokens, usage, stats
-
-
-def _run_budget(limits: RunLimits | None) -> RunBudget | None:
-    """The budget of a `tokenomics run` with limits; None otherwise (`serve`: no check at all)."""
-    return RunBudget(limits, trio.current_time) if limits is not None and limits.any else None
 
 
 async def start_exporter(
@@ -303,7 +200,7 @@ async def run_server(
                 stats.ledger = session.statistics if session.journaling else None
                 await consumers.start(ledger.run, session, receive)
             await consumers.start(
-                partial(usage_writer.run, deps.budgets, usage, clock_now=_now_text)
+                partial(usage_writer.run, deps.budgets, usage, clock_now=now_text)
             )
             await consumers.start(token_cache.run, cache)
             fleet = remote_fleet.build(
