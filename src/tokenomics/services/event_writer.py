@@ -18,7 +18,7 @@ import trio
 
 from tokenomics.domain import events
 from tokenomics.domain.errors import StoreError
-from tokenomics.services.recorder import drain
+from tokenomics.services.recorder import drain, gather
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -31,7 +31,6 @@ log = logging.getLogger("tokenomics.webhooks")
 QUEUE = 1024
 BATCH_SECONDS = 0.2
 BATCH_LIMIT = 512
-DRAIN_SECONDS = 0.02
 FINAL_SECONDS = 5.0
 OPENCLAW_HEADER = "x-openclaw-"
 
@@ -138,12 +137,7 @@ async def run(
     task_status.started()
     gathering: list[Finished] = []
     try:
-        async for first in receive:
-            gathering.append(first)
-            deadline = trio.current_time() + batch_seconds
-            while len(gathering) < BATCH_LIMIT and trio.current_time() < deadline:
-                await trio.sleep(min(DRAIN_SECONDS, batch_seconds))
-                gathering += drain(receive)
+        while await gather(receive, gathering, seconds=batch_seconds, limit=BATCH_LIMIT):
             batch, gathering = gathering, []
             await writer.write(batch)
     finally:

@@ -49,7 +49,7 @@ from tokenomics.services.ledger_files import (
     session_bytes,
     write_atomic,
 )
-from tokenomics.services.recorder import drain
+from tokenomics.services.recorder import drain, gather
 
 if TYPE_CHECKING:
     from tokenomics.domain.budget import Spend
@@ -59,7 +59,6 @@ if TYPE_CHECKING:
 RENDER_SLICE = 8  # records formatted between two checkpoints (about 1 ms of the event loop)
 BATCH_SECONDS = 0.2  # memory files are written within this plus one write
 BATCH_LIMIT = 256  # a batch is written once it has this many records, however young
-DRAIN_SECONDS = 0.02  # the record channel is emptied this often while a batch gathers
 FINAL_FLUSH_SECONDS = 10.0
 logger = logging.getLogger("tokenomics.ledger")
 EventsOf = Callable[["Finished"], list[dict[str, Any]]]
@@ -319,16 +318,8 @@ async def run(
     gathering: list[Finished] = []  # received, not yet handed to the ledger
     try:
         await ledger.take_git_context()
-        async for first in receive:
-            gathering.append(first)
-            # Let a batch gather: one thread hop and one fsync per batch, not per request. The
-            # channel is bounded and a full one makes finishing requests wait, so it is emptied
-            # every `DRAIN_SECONDS` meanwhile (one sleep for the batch capped the proxy's
-            # throughput; a wake-up per record cost ~25% more CPU per request).
-            deadline = trio.current_time() + batch_seconds
-            while len(gathering) < BATCH_LIMIT and trio.current_time() < deadline:
-                await trio.sleep(min(DRAIN_SECONDS, batch_seconds))
-                gathering += drain(receive)
+        # one thread hop and one fsync per batch, not per request
+        while await gather(receive, gathering, seconds=batch_seconds, limit=BATCH_LIMIT):
             batch, gathering = gathering, []
             await ledger.write(batch)
     finally:
