@@ -7,7 +7,8 @@ stores, clients and dependencies it runs on are built by `app_deps.py`.
     │   ├── usage_writer     budget counters written through to the store
     │   ├── token refresher  snapshot reloaded when the store changes
     │   ├── event writer     events of finished requests -> the outbox (when webhooks are set)
-    │   ├── dispatcher       outbox -> webhooks
+    │   ├── delivery         outbox -> webhooks: a child process at nice 19, supervised here
+    │   │                    (in-process dispatcher, pruning only, when no webhook is set)
     │   ├── redis keeper     (session.backend: redis) probes, replays queued settles
     │   ├── revocation       (session.backend: redis) token changes published/heard fleet-wide
     │   ├── otlp             spans of finished requests to a collector (when configured)
@@ -86,14 +87,14 @@ class Server:
 async def _start_events(
     consumers: trio.Nursery, hooks: EventServices, deps: Deps, stats: Stats
 ) -> None:
-    """The dispatcher always runs (rows of the CLI, pruning); requests hand their records to
+    """Delivery (or pruning) always runs (rows of the CLI); requests hand their records to
     the event writer only when a webhook is configured."""
     if hooks.active:
         assert isinstance(deps.recorder, Recorder)
         deps.recorder.events = hooks.send
         await consumers.start(event_writer.run, hooks.writer, hooks.receive)
     stats.webhooks = hooks.metric_lines
-    await consumers.start(hooks.dispatcher.run)
+    await consumers.start(hooks.run)
 
 
 def open_admin(
@@ -186,7 +187,7 @@ async def run_server(
         if settings.ledger.enabled else None
     )  # fmt: skip
     try:
-        hooks = EventServices.open(settings, Path(settings.storage.db_path))
+        hooks = EventServices.open(settings, Path(settings.storage.db_path), environ)
         await trio.to_thread.run_sync(cache.reload)
         restore = restorer(deps.budgets, usage)
         indexed = indexer.index_file if indexer is not None else None
@@ -219,7 +220,7 @@ async def run_server(
             )
             server = Server([], stats, deps, session)
             stopped = server.stopped
-            admin, admin_store = open_admin(settings, environ, server, cache, hooks.dispatcher.wake)
+            admin, admin_store = open_admin(settings, environ, server, cache, hooks.wake)
             if admin is not None:  # the ledger and tokens read once before the first page asks
                 consumers.start_soon(admin.warm_up)
             async with trio.open_nursery() as watchers:  # of client disconnects, per request
@@ -236,7 +237,7 @@ async def run_server(
                 watchers.cancel_scope.cancel()  # those of requests cut short by the shutdown
             send.close()  # the ledger drains what is left and writes the session
             hooks.send.close()  # the event writer too; what is not delivered stays queued
-            hooks.dispatcher.stop(server_settings.shutdown_grace)
+            hooks.stop(server_settings.shutdown_grace)
             consumers.cancel_scope.cancel()
     finally:
         with trio.CancelScope(shield=True):

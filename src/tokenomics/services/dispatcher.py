@@ -93,6 +93,7 @@ class Dispatcher:
         self._in_flight: set[trio.CancelScope] = set()
         self._stop_deadline: float | None = None
         self._mark: tuple[int, int] = (-1, -1)
+        self._counted: dict[str, float] = {}  # when each target's backlog was last counted
 
     # ── for the composition root, metrics and tests ──────────────────────────────────────
 
@@ -170,9 +171,7 @@ class Dispatcher:
         page: list[Pending] = await self._io(
             self._outbox.page, target.name, target.events, self._page
         )
-        self._stats[target.name].pending = await self._io(
-            self._outbox.pending_count, target.name, target.events
-        )
+        await self._count_pending(target, page)
         if not page:
             await worker.wakeup.wait()
             worker.wakeup = trio.Event()
@@ -184,6 +183,16 @@ class Dispatcher:
         finally:
             with trio.CancelScope(shield=True):
                 await self._flush(target, progress)
+
+    async def _count_pending(self, target: WebhookTarget, page: list[Pending]) -> None:
+        """A short page is everything pending; behind a full one, counting is a scan of the
+        backlog: done at most once a second (the gauge of a burst need not be exact)."""
+        stats = self._stats[target.name]
+        if len(page) < self._page:
+            stats.pending = len(page)
+        elif trio.current_time() - self._counted.get(target.name, -PRUNE_EVERY) >= 1.0:
+            self._counted[target.name] = trio.current_time()
+            stats.pending = await self._io(self._outbox.pending_count, target.name, target.events)
 
     async def _flush(self, target: WebhookTarget, progress: _Progress) -> None:
         if progress.count:

@@ -1,5 +1,11 @@
 """Events in a running server: the configured webhooks as targets, the outbox connections, the
-event writer and the dispatcher, built once by `app.py`, plus `server.start` and `/metrics`.
+event writer and where delivery runs, built once by `app.py`, plus `server.start` and `/metrics`.
+
+With webhooks configured, delivery runs in a child process at the lowest CPU priority
+(`delivery_process.py`), and on a `server.workers` process not at all (the supervisor runs the
+one delivery process of the machine); without any, the in-process dispatcher only prunes the
+outbox of the CLI's events. `/metrics` reads each webhook's counters from the outbox, where the
+delivering process stores them.
 
 Webhook targets are named by their URL without credentials or query (so two processes, and
 `tokenomics events`, agree on each webhook's place in the outbox, and no secret is shown);
@@ -8,6 +14,7 @@ a URL listed twice gets `#2`, `#3`.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -15,12 +22,16 @@ from urllib.parse import urlsplit
 import trio
 
 from tokenomics.domain import events
+from tokenomics.domain.errors import StoreError
 from tokenomics.services import event_writer
+from tokenomics.services.delivery_child import ChildConfig
+from tokenomics.services.delivery_process import WORKER_ENV, DeliveryProcess
 from tokenomics.services.dispatcher import Dispatcher, WebhookStatistics
 from tokenomics.services.finished import Finished
+from tokenomics.services.logs import LEVELS
 from tokenomics.services.webhook_send import HttpSender, WebhookTarget
 from tokenomics.store.db import Database
-from tokenomics.store.outbox import Outbox
+from tokenomics.store.outbox import Counters, Outbox
 from tokenomics.upstream.urls import redact
 
 if TYPE_CHECKING:
@@ -60,7 +71,7 @@ _METRICS = (
 )
 
 
-def metric_lines(stats: Mapping[str, WebhookStatistics]) -> list[str]:
+def metric_lines(stats: Mapping[str, WebhookStatistics | Counters]) -> list[str]:
     """`tokenomics_webhook_<name>{webhook="…"}` per webhook, in Prometheus text format."""
     lines: list[str] = []
     for field, kind, text in _METRICS:
@@ -78,31 +89,81 @@ def server_start_event(urls: Sequence[str], upstream: str) -> events.Event:
     )
 
 
+def _nobody() -> None:
+    """A `server.workers` process: the supervisor's delivery process polls the outbox."""
+
+
+def delivery_config(
+    settings: Settings, db_path: Path, targets: Sequence[WebhookTarget]
+) -> ChildConfig:
+    return ChildConfig(
+        str(db_path), tuple(targets), float(settings.events.max_age),
+        float(settings.server.shutdown_grace), log_level=LEVELS[settings.logging.level],
+        log_json=settings.logging.format == "json",
+    )  # fmt: skip
+
+
 @dataclass
 class EventServices:
     targets: list[WebhookTarget]
     writer: event_writer.EventWriter
-    dispatcher: Dispatcher
+    dispatcher: Dispatcher | None  # in this process: pruning only (no webhook configured)
+    delivery: DeliveryProcess | None  # the child process that delivers
     sender: HttpSender
     send: trio.MemorySendChannel[Finished]
     receive: trio.MemoryReceiveChannel[Finished]
+    _outbox: Outbox  # read by /metrics (on the event loop: a connection of its own)
     _databases: tuple[Database, Database]
 
     @classmethod
-    def open(cls, settings: Settings, db_path: Path) -> EventServices:
-        """Two connections of their own: the writer's and the dispatcher's threads."""
+    def open(
+        cls, settings: Settings, db_path: Path, environ: Mapping[str, str] | None = None
+    ) -> EventServices:
+        """Two connections of their own: the writer's thread's, and the dispatcher's (or
+        `/metrics`'s, when delivery runs in the child)."""
+        environ = {} if environ is None else environ
         targets = webhook_targets(settings.events.webhooks)
         filters = [t.events for t in targets]
         written, read = Database.open(db_path), Database.open(db_path)
         sender = HttpSender()
-        dispatcher = Dispatcher(
-            Outbox(read), lambda: targets, sender, max_age=float(settings.events.max_age)
-        )
+        dispatcher, delivery = None, None
+        if not targets:
+            dispatcher = Dispatcher(
+                Outbox(read), lambda: targets, sender, max_age=float(settings.events.max_age)
+            )
+        elif not environ.get(WORKER_ENV):
+            config = delivery_config(settings, db_path, targets)
+            delivery = DeliveryProcess(config, os.environ)  # the process's, like the sender's
+        wake = delivery.wake if delivery else dispatcher.wake if dispatcher else _nobody
         writer = event_writer.EventWriter(
-            Outbox(written), lambda kind: events.any_matches(filters, kind), dispatcher.wake
+            Outbox(written), lambda kind: events.any_matches(filters, kind), wake
         )
         send, receive = trio.open_memory_channel[Finished](event_writer.QUEUE)
-        return cls(targets, writer, dispatcher, sender, send, receive, (written, read))
+        return cls(
+            targets, writer, dispatcher, delivery, sender, send, receive, Outbox(read),
+            (written, read),
+        )  # fmt: skip
+
+    def wake(self) -> None:
+        """Events were appended by this process."""
+        if self.delivery is not None:
+            self.delivery.wake()
+        elif self.dispatcher is not None:
+            self.dispatcher.wake()
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """The delivery process, or the in-process dispatcher, or (a worker) nothing."""
+        if self.delivery is not None:
+            await self.delivery.run(task_status=task_status)
+        elif self.dispatcher is not None:
+            await self.dispatcher.run(task_status=task_status)
+        else:
+            task_status.started()
+
+    def stop(self, grace: float) -> None:
+        """Shutdown begins (the delivery process gets SIGTERM and `grace` when cancelled)."""
+        if self.dispatcher is not None:
+            self.dispatcher.stop(grace)
 
     @property
     def active(self) -> bool:
@@ -118,7 +179,12 @@ class EventServices:
             await self.writer.write_events([event])
 
     def metric_lines(self) -> list[str]:
-        return metric_lines(self.dispatcher.statistics())
+        """Each webhook's counters as stored by the delivering process (whichever it is)."""
+        try:
+            counters = self._outbox.counters([(t.name, t.events) for t in self.targets])
+        except StoreError:
+            return []
+        return metric_lines({c.target: c for c in counters})
 
     async def aclose(self) -> None:
         with trio.CancelScope(shield=True):

@@ -110,6 +110,13 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     # syncer deletes those the central server no longer has; local ones it never touches).
     ("ALTER TABLE tokens ADD COLUMN origin TEXT NOT NULL DEFAULT ''",),
     ledger_schema.MIGRATION,  # the ledger index (a cache of the session files)
+    # Each webhook's delivery counters, kept with its cursor: delivery runs in a process of its
+    # own, and `/metrics` of the serving process reads them from here.
+    (
+        "ALTER TABLE outbox_targets ADD COLUMN failed INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE outbox_targets ADD COLUMN retried INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE outbox_targets ADD COLUMN dead_lettered INTEGER NOT NULL DEFAULT 0",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

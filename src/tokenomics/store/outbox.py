@@ -73,6 +73,18 @@ class Pending:
 
 
 @dataclass(frozen=True, slots=True)
+class Counters:
+    """A target's delivery counters (`/metrics`)."""
+
+    target: str
+    delivered: int
+    failed: int  # attempts that did not deliver
+    retried: int  # failed attempts scheduled again
+    dead_lettered: int
+    pending: int
+
+
+@dataclass(frozen=True, slots=True)
 class Row:
     """One line of `tokenomics events list`."""
 
@@ -195,7 +207,7 @@ class Outbox:
         with self._db.write() as conn:
             conn.execute(
                 "UPDATE outbox_targets SET head = ?, attempts = ?, next_attempt_at = ?,"
-                " last_error = ? WHERE name = ?",
+                " last_error = ?, failed = failed + 1, retried = retried + 1 WHERE name = ?",
                 (item.seq, attempts, next_attempt_at, error[:500], target),
             )
 
@@ -208,6 +220,11 @@ class Outbox:
                 "INSERT OR REPLACE INTO outbox_dead (name, seq, attempts, error, dead_at, retry)"
                 " VALUES (?, ?, ?, ?, ?, 0)",
                 (target, item.seq, attempts, error[:500], now),
+            )
+            conn.execute(
+                "UPDATE outbox_targets SET failed = failed + 1, dead_lettered = dead_lettered + 1"
+                " WHERE name = ?",
+                (target,),
             )
 
     def _done(self, conn: sqlite3.Connection, target: str, item: Pending) -> None:
@@ -237,6 +254,20 @@ class Outbox:
             "SELECT count(*) FROM outbox_dead WHERE name = ? AND retry = 1", (target,)
         )
         return int(rows[0][0]) + int(retry[0][0])
+
+    def counters(self, targets: Sequence[tuple[str, Sequence[str]]]) -> list[Counters]:
+        """Each target's delivery counters as stored by whichever process delivers (they
+        survive restarts: Prometheus counters that never go down), and its pending events."""
+        out: list[Counters] = []
+        for name, filters in targets:
+            rows = self._db.query(
+                "SELECT delivered, failed, retried, dead_lettered FROM outbox_targets"
+                " WHERE name = ?", (name,),
+            )  # fmt: skip
+            delivered, failed, retried, dead = rows[0] if rows else (0, 0, 0, 0)
+            pending = self.pending_count(name, filters)
+            out.append(Counters(name, delivered, failed, retried, dead, pending))
+        return out
 
     def dead_count(self, target: str) -> int:
         rows = self._db.query(

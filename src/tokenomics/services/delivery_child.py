@@ -1,0 +1,139 @@
+"""The webhook delivery process: the dispatcher, alone, at the lowest CPU priority.
+
+`python -m tokenomics.services.delivery_child`, started and supervised by
+`services/delivery_process.py` (a child of `serve`, or of the `server.workers` supervisor).
+Its standard input is its line to the parent: the first line is the configuration (JSON: the
+database, the webhook targets with their secrets, the maximum age, the poll interval, the
+shutdown grace and the log format), then every byte that follows means "new events are in the
+outbox" (the parent's cheap wake-up; rows of other processes are found by polling), and the
+end of the input means the parent is gone. On SIGTERM, or at the end of the input, an
+attempt in flight gets the grace period; what is not delivered stays in the outbox for the
+next start. `os.nice(19)`: request handling always wins the CPU, and delivery still moves
+(slowly) under saturation; events wait in the durable outbox meanwhile.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import trio
+import trio.lowlevel
+
+from tokenomics.services.dispatcher import Dispatcher
+from tokenomics.services.logs import JsonFormatter, TextFormatter
+from tokenomics.services.webhook_send import HttpSender, WebhookTarget
+from tokenomics.store.db import Database
+from tokenomics.store.outbox import Outbox
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Sequence
+
+NICE = 19
+LINE_LIMIT = 16 * 2**20  # bytes of configuration read at most
+
+
+@dataclass(frozen=True, slots=True)
+class ChildConfig:
+    db_path: str
+    targets: tuple[WebhookTarget, ...]
+    max_age: float
+    grace: float
+    poll_interval: float = 0.5
+    log_level: int = logging.INFO
+    log_json: bool = True
+
+    def encode(self) -> bytes:
+        """One line of JSON (it carries the secrets: written to the child's pipe only)."""
+        fields: dict[str, Any] = asdict(self)
+        return json.dumps(fields).encode() + b"\n"
+
+    @classmethod
+    def decode(cls, line: bytes) -> ChildConfig:
+        fields = json.loads(line)
+        targets = tuple(
+            WebhookTarget(**{**t, "events": tuple(t["events"])}) for t in fields.pop("targets")
+        )
+        return cls(targets=targets, **fields)
+
+
+def read_config(fd: int = 0) -> ChildConfig:
+    """The first line of the input, read raw (no buffer swallows the wake-ups after it; any
+    that came with it are not needed: the dispatcher's first poll finds those events)."""
+    data = b""
+    while b"\n" not in data:
+        chunk = os.read(fd, 65536)
+        if not chunk or len(data) > LINE_LIMIT:
+            raise SystemExit("tokenomics delivery: no configuration on standard input")
+        data += chunk
+    return ChildConfig.decode(data.partition(b"\n")[0])
+
+
+def _log_to_stderr(config: ChildConfig) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if config.log_json else TextFormatter())
+    root = logging.getLogger("tokenomics")
+    root.setLevel(config.log_level)
+    root.propagate = False
+    root.addHandler(handler)
+
+
+async def _listen(stdin: trio.lowlevel.FdStream, dispatcher: Dispatcher, done: trio.Event) -> None:
+    """Wake the dispatcher on every byte; at the end of the input the parent is gone."""
+    async with stdin:
+        while await stdin.receive_some(4096):
+            dispatcher.wake()
+    done.set()
+
+
+async def _signalled(signals: AsyncIterator[int], done: trio.Event) -> None:
+    async for _ in signals:
+        done.set()
+        return
+
+
+async def deliver(config: ChildConfig, stdin_fd: int = 0) -> None:
+    """Run the dispatcher until SIGTERM or the end of the input, then stop it with
+    the grace period."""
+    database = Database.open(Path(config.db_path))
+    sender = HttpSender()
+    targets: Sequence[WebhookTarget] = config.targets
+    dispatcher = Dispatcher(
+        Outbox(database), lambda: targets, sender, max_age=config.max_age,
+        poll_interval=config.poll_interval,
+    )  # fmt: skip
+    done = trio.Event()
+    try:
+        with trio.open_signal_receiver(signal.SIGTERM) as signals:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(dispatcher.run)
+                stdin = trio.lowlevel.FdStream(os.dup(stdin_fd))
+                nursery.start_soon(_listen, stdin, dispatcher, done)
+                nursery.start_soon(_signalled, signals, done)
+                await done.wait()
+                dispatcher.stop(config.grace)
+                nursery.cancel_scope.cancel()
+    finally:
+        with trio.CancelScope(shield=True):
+            await sender.aclose()
+        database.close()
+
+
+def main() -> None:
+    config = read_config()
+    os.nice(NICE)
+    _log_to_stderr(config)
+    # A terminal's Ctrl-C reaches the whole process group: stopping is the parent's call (it
+    # sends SIGTERM once its listeners have drained and its last events are written).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    trio.run(deliver, config)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,137 @@
+"""Webhook delivery in a child process, off the serving process's CPU (issue 15).
+
+Delivering an event costs about as much CPU as a short request (a signed POST and its answer),
+and a request makes about three events; on the proxy's own event loop that took 12-14% of its
+throughput. So `serve` runs the dispatcher in `services/delivery_child.py`, at nice 19, and
+this module keeps it running: it starts the child (the configuration on its standard input),
+restarts it with a growing delay when it dies (the outbox keeps every event; delivery goes on
+where the stored cursor says), wakes it with one byte on the pipe when this process has
+appended events (`wake()`, coalesced: at most one byte in flight per wake-up), and on
+cancellation stops it with SIGTERM, the grace period plus a margin, then SIGKILL. Rows of other
+processes (the CLI, `server.workers` processes) the child finds by polling the outbox.
+`/metrics` reads the counters the child stores with each webhook's cursor (`outbox.counters`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import trio
+import trio.lowlevel
+
+import tokenomics
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+    from tokenomics.services.delivery_child import ChildConfig
+
+log = logging.getLogger("tokenomics.webhooks")
+WORKER_ENV = "TOKENOMICS_WORKER"  # set on `server.workers` processes (`cli/workers.py`)
+CHILD_MODULE = "tokenomics.services.delivery_child"
+YOUNG = 5.0  # a child that dies sooner than this is restarted after a growing delay
+FIRST_DELAY = 0.2
+MAX_DELAY = 30.0
+STOP_MARGIN = 5.0
+
+
+def child_command() -> list[str]:
+    """This interpreter running the child module (from the source tree, an installed package
+    or the pex venv of the pyz alike: `child_env` puts this package's root first)."""
+    return [sys.executable, "-m", CHILD_MODULE]
+
+
+def child_env(environ: Mapping[str, str]) -> dict[str, str]:
+    root = str(Path(tokenomics.__file__).resolve().parent.parent)
+    path = environ.get("PYTHONPATH", "")
+    return {**environ, "PYTHONPATH": root + (os.pathsep + path if path else "")}
+
+
+class DeliveryProcess:
+    def __init__(
+        self, config: ChildConfig, environ: Mapping[str, str], *,
+        command: Sequence[str] | None = None,
+    ) -> None:  # fmt: skip
+        self._config = config
+        self._env = child_env(environ)
+        self._command = list(command or child_command())
+        self._wanted = trio.Event()
+        self.process: trio.Process | None = None
+        self.starts = 0
+
+    def wake(self) -> None:
+        """New events are in the outbox (written by this process)."""
+        self._wanted.set()
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Keep the child running until cancelled; then stop it (bounded, shielded)."""
+        delay = FIRST_DELAY
+        try:
+            await self._start()
+            task_status.started()
+            while True:
+                started = trio.current_time()
+                code = await self._supervise()
+                young = trio.current_time() - started < YOUNG
+                delay = min(delay * 2, MAX_DELAY) if young else FIRST_DELAY
+                log.error(
+                    "webhook delivery process exited with %s; restarting in %.1fs "
+                    "(undelivered events wait in the outbox)", code, delay,
+                )  # fmt: skip
+                await trio.sleep(delay)
+                await self._start()
+        finally:
+            with trio.CancelScope(shield=True):
+                await self._stop()
+
+    async def _start(self) -> None:
+        process = await trio.lowlevel.open_process(
+            self._command, stdin=subprocess.PIPE, env=self._env
+        )
+        self.process = process
+        self.starts += 1
+        assert process.stdin is not None
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            await process.stdin.send_all(self._config.encode())  # else died: `_supervise` sees
+
+    async def _supervise(self) -> int:
+        """Feed wake-ups to the running child until it exits; its exit code."""
+        process = self.process
+        assert process is not None and process.stdin is not None
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._feed, process.stdin)
+            code = await process.wait()
+            nursery.cancel_scope.cancel()
+        return code
+
+    async def _feed(self, stdin: trio.abc.SendStream) -> None:
+        while True:
+            await self._wanted.wait()
+            self._wanted = trio.Event()
+            try:
+                await stdin.send_all(b".")
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                return
+
+    async def _stop(self) -> None:
+        """SIGTERM (the child lets an attempt in flight finish within the grace period), then
+        SIGKILL after the grace period and a margin."""
+        process = self.process
+        if process is None or process.returncode is not None:
+            return
+        process.send_signal(signal.SIGTERM)
+        with trio.move_on_after(self._config.grace + STOP_MARGIN):
+            await process.wait()
+        if process.returncode is None:
+            log.error("webhook delivery process did not stop in time: killed")
+            process.kill()
+            await process.wait()
+        if process.stdin is not None:
+            await process.stdin.aclose()
