@@ -170,3 +170,65 @@ def test_admin_ui_assets_ship_inside(pyz: Path, sandbox: Path) -> None:
     result = run([str(pyz), "-c", code], sandbox, clean_env(sandbox, PEX_INTERPRETER="1"))
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == dict.fromkeys(shipped, 200)
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def test_serve_delivers_webhooks_from_a_low_priority_child(pyz: Path, sandbox: Path) -> None:
+    """The delivery process is started from inside the zipapp (its pex venv), at nice 19, and
+    goes away with `serve`."""
+    import http.server
+    import socket
+    import threading
+    import time
+
+    kinds: list[str] = []
+
+    class Hook(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["content-length"]))
+            kinds.append(self.headers["x-event-type"])
+            self.send_response(200)
+            self.send_header("content-length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    receiver = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    hooks = json.dumps([{"url": f"http://127.0.0.1:{receiver.server_port}/hook"}])
+    env = clean_env(
+        sandbox, TOKENOMICS_HASH_KEY="testkey", TOKENOMICS_DIR=str(sandbox / "data-hooks"),
+        TOKENOMICS_SERVER_HTTP_PORT=str(port), TOKENOMICS_SERVER_TLS_ENABLED="false",
+        TOKENOMICS_EVENTS_WEBHOOKS=hooks,
+    )  # fmt: skip
+    serve = subprocess.Popen([str(pyz), "serve"], cwd=sandbox / "work", env=env)
+    try:
+        deadline = time.monotonic() + 120
+        while "server.start" not in kinds and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert kinds == ["server.start"]
+        children = _children(serve.pid)
+        assert len(children) == 1
+        stat = Path(f"/proc/{children[0]}/stat").read_text().rsplit(")", 1)[1].split()
+        assert int(stat[16]) == 19  # nice
+        serve.send_signal(15)
+        assert serve.wait(60) == 0
+        assert not Path(f"/proc/{children[0]}").exists()
+    finally:
+        serve.kill()
+        receiver.shutdown()

@@ -8,7 +8,9 @@ and rate limits through Redis, which is why more than one worker needs `session.
 The supervisor restarts a worker that dies (with a growing delay when they die young, and
 gives up after `MAX_QUICK_DEATHS` deaths in a row within `YOUNG` seconds of starting), and on
 SIGINT/SIGTERM passes SIGTERM to every worker, waits for them to drain (server.shutdown_grace
-plus a margin), then kills what is left.
+plus a margin), then kills what is left. With webhooks configured, the supervisor also keeps the
+machine's one webhook delivery process (`services/delivery_process.py`; workers do not deliver:
+it finds their events by polling the outbox), stopped after the workers.
 """
 
 from __future__ import annotations
@@ -17,18 +19,20 @@ import os
 import signal
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 import trio
 
 from tokenomics.domain.errors import ConfigError
+from tokenomics.services.delivery_process import WORKER_ENV
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Mapping, Sequence
 
     from tokenomics.config.settings import Settings
+    from tokenomics.services.delivery_process import DeliveryProcess
 
-WORKER_ENV = "TOKENOMICS_WORKER"
 YOUNG = 2.0
 MAX_QUICK_DEATHS = 5
 STOP_MARGIN = 5.0
@@ -68,10 +72,13 @@ class Supervisor:
     processes: dict[int, trio.Process] = field(default_factory=dict)
     stopping: bool = False
     restarts: int = 0
+    delivery: DeliveryProcess | None = None
 
     async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async with trio.open_nursery() as nursery:
+                if self.delivery is not None:
+                    await nursery.start(self.delivery.run)
                 for index in range(self.count):
                     nursery.start_soon(self._keep, index)
                 nursery.start_soon(self._on_signal, signals, nursery.cancel_scope)
@@ -82,6 +89,7 @@ class Supervisor:
             name = signal.Signals(signum).name
             print(f"{name}: stopping {len(self.processes)} worker(s)", file=self.stderr, flush=True)
             await self.stop()
+            scope.cancel()  # the delivery process, last (SIGTERM and the grace period)
             return
 
     async def stop(self) -> None:
@@ -125,5 +133,13 @@ def supervise(settings: Settings, environ: Mapping[str, str], stderr: TextIO) ->
     supervisor = Supervisor(
         worker_command(), dict(environ), count, float(settings.server.shutdown_grace), stderr
     )
+    # (imported here: the HTTP client behind them is not for `--help`)
+    from tokenomics.services.delivery_process import DeliveryProcess
+    from tokenomics.services.events_service import delivery_config, webhook_targets
+
+    targets = webhook_targets(settings.events.webhooks)
+    if targets:
+        db_path = Path(settings.storage.db_path)
+        supervisor.delivery = DeliveryProcess(delivery_config(settings, db_path, targets), environ)
     print(f"Tokenomics supervising {count} workers (PID {os.getpid()})", file=stderr, flush=True)
     trio.run(supervisor.run)
