@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.server
 import os
 import queue
 import signal
@@ -117,3 +118,62 @@ def test_two_workers_survive_a_sigkill_and_stop_on_sigterm(
     assert len(sessions) >= 2  # one ledger session per worker, read together by `ledger`
     summary = daemons.run("ledger", "summary")
     assert f"Sessions: {len(sessions)}" in summary.out
+
+
+class _Hook(http.server.BaseHTTPRequestHandler):
+    """A webhook receiver answering 200 and recording each event's id and type."""
+
+    received: list[tuple[str, str]]
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["content-length"]))
+        self.received.append((self.headers["x-event-id"], self.headers["x-event-type"]))
+        self.send_response(200)
+        self.send_header("content-length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.mark.slow
+def test_workers_share_one_delivery_process_kept_by_the_supervisor(
+    daemons: Daemons,  # noqa: F811
+    redis_server: RedisServer,  # noqa: F811
+) -> None:
+    received: list[tuple[str, str]] = []
+    handler = type("Hook", (_Hook,), {"received": received})
+    receiver = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    port = free_port()
+    config = CONFIG.format(port=port, backend="redis", addr=redis_server.addr)
+    hook = f"http://127.0.0.1:{receiver.server_port}/hook"
+    (daemons.cwd / "config.yaml").write_text(config + f"events:\n  webhooks:\n    - url: {hook}\n")
+    parent = daemons.popen("serve")
+    assert parent.stderr is not None
+    lines = Lines(parent.stderr)
+    try:
+        lines.wait("Tokenomics listening on", 2)
+        created = daemons.run("token", "create", "--policy", '{"base_key_env": "K"}')
+        assert created.code == 0, created.err
+        wait_for(lambda: sorted(kind for _, kind in received).count("server.start") == 2)
+        wait_for(lambda: any(kind == "token.created" for _, kind in received))
+        processes = children(parent.pid)
+        assert len(processes) == 3  # two workers and the delivery process
+        delivering = [pid for pid in processes if b"delivery_child" in _cmdline(pid)]
+        assert len(delivering) == 1
+        assert all(not children(pid) for pid in processes)  # workers start none of their own
+        parent.send_signal(signal.SIGTERM)
+        parent.wait(timeout=30)
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+        receiver.shutdown()
+    assert parent.returncode == 0, lines.rest()
+    assert not Path(f"/proc/{delivering[0]}").exists()
+    ids = [event_id for event_id, _ in received]
+    assert len(ids) == len(set(ids)) == 3  # two server.start, one token.created: once each
+
+
+def _cmdline(pid: int) -> bytes:
+    return Path(f"/proc/{pid}/cmdline").read_bytes()
