@@ -126,3 +126,30 @@ def _nice(pid: int) -> int:
     """Field 19 of /proc/<pid>/stat (after the parenthesised command name)."""
     stat = Path(f"/proc/{pid}/stat").read_text()
     return int(stat.rsplit(")", 1)[1].split()[16])
+
+
+async def test_two_delivery_processes_on_one_outbox_deliver_each_event_once(
+    tmp_path: Path,
+) -> None:
+    """The second waits for the first's lock (two `serve`s on one store, or a new child
+    starting while the old one of a killed server is still finishing)."""
+    db_path = tmp_path / "tokenomics.db"
+    ids = append(db_path, 40)
+    async with webhook_receiver(KEY) as receiver, trio.open_nursery() as nursery:
+        child, target = config(db_path, receiver)
+        first, second = DeliveryProcess(child, os.environ), DeliveryProcess(child, os.environ)
+        await nursery.start(first.run)
+        await nursery.start(second.run)
+        await until(lambda: counters(db_path, target).pending == 0)
+        more = append(db_path, 40, start=40)
+        first.wake()
+        second.wake()
+        await until(lambda: set(ids + more) <= set(receiver.ids))
+        await until(lambda: counters(db_path, target).pending == 0)
+        assert first.process is not None
+        first.process.kill()  # the second takes over
+        last = append(db_path, 10, start=80)
+        second.wake()
+        await until(lambda: set(last) <= set(receiver.ids))
+        nursery.cancel_scope.cancel()
+    assert sorted(receiver.ids) == sorted(ids + more + last)

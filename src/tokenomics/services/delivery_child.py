@@ -8,12 +8,15 @@ shutdown grace and the log format), then every byte that follows means "new even
 outbox" (the parent's cheap wake-up; rows of other processes are found by polling), and the
 end of the input means the parent is gone. On SIGTERM, or at the end of the input, an
 attempt in flight gets the grace period; what is not delivered stays in the outbox for the
-next start. `os.nice(19)`: request handling always wins the CPU, and delivery still moves
-(slowly) under saturation; events wait in the durable outbox meanwhile.
+next start. One delivery process per outbox: a lock file beside the database
+(`<db>.delivery.lock`, flock) is held while delivering. `os.nice(19)`: request handling always
+wins the CPU, and delivery still moves (slowly) under saturation; events wait in the durable
+outbox meanwhile.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
@@ -35,7 +38,9 @@ from tokenomics.store.outbox import Outbox
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence
 
+log = logging.getLogger("tokenomics.webhooks")
 NICE = 19
+LOCK_POLL = 0.25
 LINE_LIMIT = 16 * 2**20  # bytes of configuration read at most
 
 
@@ -98,6 +103,32 @@ async def _signalled(signals: AsyncIterator[int], done: trio.Event) -> None:
         return
 
 
+def lock_path(db_path: str) -> Path:
+    path = Path(db_path)
+    return path.with_name(path.name + ".delivery.lock")
+
+
+async def _run_alone(dispatcher: Dispatcher, path: Path) -> None:
+    """The dispatcher, once this process holds the outbox's delivery lock: one delivery
+    process per outbox (two `serve`s on one store, or a child not yet gone after its parent was
+    killed while a new one starts, would otherwise send the same events twice)."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        waiting = False
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if not waiting:
+                    log.warning("another process delivers this outbox's events; waiting for it")
+                    waiting = True
+                await trio.sleep(LOCK_POLL)
+        await dispatcher.run()
+    finally:
+        os.close(fd)  # and the lock with it
+
+
 async def deliver(config: ChildConfig, stdin_fd: int = 0) -> None:
     """Run the dispatcher until SIGTERM or the end of the input, then stop it with
     the grace period."""
@@ -112,7 +143,7 @@ async def deliver(config: ChildConfig, stdin_fd: int = 0) -> None:
     try:
         with trio.open_signal_receiver(signal.SIGTERM) as signals:
             async with trio.open_nursery() as nursery:
-                await nursery.start(dispatcher.run)
+                nursery.start_soon(_run_alone, dispatcher, lock_path(config.db_path))
                 stdin = trio.lowlevel.FdStream(os.dup(stdin_fd))
                 nursery.start_soon(_listen, stdin, dispatcher, done)
                 nursery.start_soon(_signalled, signals, done)
