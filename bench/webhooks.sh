@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # What a webhook on every event costs: the same tree served twice, without and with
-# `events.webhooks: [{url: http://127.0.0.1:$NGINX_PORT/hook}]` (nginx answers 200), about
-# three events per request (request.completed, budget.update, and the rest of the catalogue
-# when they happen).
+# `events.webhooks: [{url: http://127.0.0.1:$NGINX_PORT/hook}]` (nginx answers 200): two events
+# per request here (request.completed, budget.update; rules and limits that fire add more).
 #
 #   bench/webhooks.sh                       # this checkout's src/
 #   bench/webhooks.sh /tmp/ab/before/src    # another tree
@@ -15,7 +14,9 @@
 # over the run and the drain), and the drain in seconds. The serving process and its children
 # are pinned to CPU 0 (common.sh), nginx and wrk to CPU 1.
 #
-# Environment: DURATION (5), ROUNDS (3), CONCS ("1 64"), DRAIN_LIMIT (120 s).
+# Environment: DURATION (5), ROUNDS (3), CONCS ("1 64"), DRAIN_LIMIT (120 s); HOLD_DELIVERY=1
+# stops the delivery process (SIGSTOP) while wrk runs and lets it go (SIGCONT) for the drain:
+# what is left in serve_ms/req is the cost of emitting the events alone.
 source "$(dirname "$0")/common.sh"
 DURATION=${DURATION:-5}
 ROUNDS=${ROUNDS:-3}
@@ -78,7 +79,10 @@ for round in $(seq "$ROUNDS"); do
         printf 'without\t%s\t%s\t%s\t0\t%s\t0\n' "$conc" "$round" "$line" \
             "$(echo "$line" | cut -f3)"
         serve0=$(ticks "$hooked_pid") child0=$(ticks -c "$hooked_pid")
+        children=$(pgrep -P "$hooked_pid" || true)
+        [ "${HOLD_DELIVERY:-0}" = 1 ] && [ -n "$children" ] && kill -STOP $children
         line=$(measure "$hooked_pid" "$(url "$hooked_port")" "$hooked_token" 0 "$conc" "$DURATION")
+        [ "${HOLD_DELIVERY:-0}" = 1 ] && [ -n "$children" ] && kill -CONT $children
         seconds=$(drain)
         serve1=$(ticks "$hooked_pid") child1=$(ticks -c "$hooked_pid")
         n=$(echo "$line" | cut -f1)

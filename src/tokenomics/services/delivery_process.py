@@ -1,7 +1,7 @@
 """Webhook delivery in a child process, off the serving process's CPU (issue 15).
 
 Delivering an event costs about as much CPU as a short request (a signed POST and its answer),
-and a request makes about three events; on the proxy's own event loop that took 12-14% of its
+and a request makes two or more events; on the proxy's own event loop that took 12-14% of its
 throughput. So `serve` runs the dispatcher in `services/delivery_child.py`, at nice 19, and
 this module keeps it running: it starts the child (the configuration on its standard input),
 restarts it with a growing delay when it dies (the outbox keeps every event; delivery goes on
