@@ -80,7 +80,11 @@ async def start_proxy(
     run_limits: RunLimits | None = None,
 ) -> AsyncIterator[Proxy]:
     """Start the server against `upstream`; `env` adds to the test environment; `run_limits`
-    as `tokenomics run --max-*` sets them."""
+    as `tokenomics run --max-*` sets them.
+
+    The server loads a vocabulary in a worker thread when a count first needs it. On trio's
+    mock clock both are loaded before the test instead: while the loop waits for that thread
+    the autojump clock would jump past the clients' timeouts."""
     environ = {
         "TOKENOMICS_DIR": str(root / "data"),
         "TOKENOMICS_SERVER_UPSTREAM_URL": upstream,
@@ -97,8 +101,8 @@ async def start_proxy(
                 cwd=root / "work", home=root / "home", ephemeral=True, run_limits=run_limits,
             )
         )  # fmt: skip
-        # Estimates made while the vocabularies load are byte-based; tests want tiktoken's.
-        await trio.to_thread.run_sync(server.deps.estimator.warm_up)
+        if isinstance(trio.lowlevel.current_clock(), trio.testing.MockClock):
+            await trio.to_thread.run_sync(server.deps.estimator.warm_up)
         try:
             yield Proxy(server.urls[0], server, settings, environ)
         finally:
