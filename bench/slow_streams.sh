@@ -16,12 +16,15 @@ PYTHONPATH="$PWD/src" taskset -c 1 .venv/bin/python bench/slow_streams.py upstre
     "$INTERVAL" "$DURATION" >"$work/upstream.log" 2>&1 &
 server_pids+=($!)
 start_proxy "$tree" slow 1
-sleep "${WARM:-10}"  # the estimator's vocabularies load in the background at start
-echo "baseline RSS now/peak MB: $(rss "$PID")"
+sleep "${WARM:-2}"  # settle (no vocabulary loads at start: docs/DECISIONS.md, D-vocabularies)
+baseline=$(rss "$PID")
+echo "baseline RSS now/peak MB: $baseline"
 ( while kill -0 "$PID" 2>/dev/null; do rss "$PID" | cut -f1; sleep 1; done ) >"$work/rss" &
 sampler=$!
 result=$(PYTHONPATH="$PWD/src" taskset -c 1 .venv/bin/python bench/slow_streams.py client "$PORT" "$TOKEN" "$N")
 kill "$sampler" 2>/dev/null || true
 echo "streams completed/failed: $result"
 echo "RSS samples MB (1/s): $(tr '\n' ' ' <"$work/rss")"
-echo "end RSS now/peak MB: $(rss "$PID")"
+end=$(rss "$PID")
+echo "end RSS now/peak MB: $end"
+echo "peak growth per stream KB: $(( ($(cut -f2 <<<"$end") - $(cut -f1 <<<"$baseline")) * 1024 / N ))"

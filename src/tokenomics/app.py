@@ -11,8 +11,7 @@ stores, clients and dependencies it runs on are built by `app_deps.py`.
     │   │                    (in-process dispatcher, pruning only, when no webhook is set)
     │   ├── redis keeper     (session.backend: redis) probes, replays queued settles
     │   ├── revocation       (session.backend: redis) token changes published/heard fleet-wide
-    │   ├── otlp             spans of finished requests to a collector (when configured)
-    │   └── estimator warm-up
+    │   └── otlp             spans of finished requests to a collector (when configured)
     └── producers nursery (stopped first on shutdown)
         └── http_server      HTTP/1.1 (our server on llhttp), HTTP and/or HTTPS
 """
@@ -215,9 +214,6 @@ async def run_server(
                 await consumers.start(redis_sync.keep, deps.counters)
                 await consumers.start(revocation.run, cache, deps.counters.client)
             await start_exporter(consumers, settings, environ, session, deps, stats, cwd)
-            consumers.start_soon(
-                partial(trio.to_thread.run_sync, deps.estimator.warm_up, abandon_on_cancel=True)
-            )
             server = Server([], stats, deps, session)
             stopped = server.stopped
             admin, admin_store = open_admin(settings, environ, server, cache, hooks.wake)

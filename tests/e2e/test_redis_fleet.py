@@ -47,7 +47,7 @@ async def fleet(
     async with AsyncExitStack() as stack:
         proxies = [
             await stack.enter_async_context(
-                start_proxy(root / f"p{i}", upstream.url, config=config)
+                start_proxy(root / f"p{i}", upstream.url, config=config, vocabularies=True)
             )
             for i in range(size)
         ]

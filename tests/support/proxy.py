@@ -78,9 +78,16 @@ async def start_proxy(
     env: dict[str, str] | None = None,
     config: str = "",
     run_limits: RunLimits | None = None,
+    vocabularies: bool = False,
 ) -> AsyncIterator[Proxy]:
     """Start the server against `upstream`; `env` adds to the test environment; `run_limits`
-    as `tokenomics run --max-*` sets them."""
+    as `tokenomics run --max-*` sets them.
+
+    The server loads a vocabulary in a worker thread when a count first needs it. With
+    `vocabularies`, and always on trio's mock clock, both are loaded before the test instead:
+    while the loop waits for that thread the autojump clock would jump past the clients'
+    timeouts, and tiktoken builds its tables holding the GIL (a one-off stall of the event
+    loop, docs/DECISIONS.md) that tests on tight Redis timeouts must not see."""
     environ = {
         "TOKENOMICS_DIR": str(root / "data"),
         "TOKENOMICS_SERVER_UPSTREAM_URL": upstream,
@@ -97,8 +104,8 @@ async def start_proxy(
                 cwd=root / "work", home=root / "home", ephemeral=True, run_limits=run_limits,
             )
         )  # fmt: skip
-        # Estimates made while the vocabularies load are byte-based; tests want tiktoken's.
-        await trio.to_thread.run_sync(server.deps.estimator.warm_up)
+        if vocabularies or isinstance(trio.lowlevel.current_clock(), trio.testing.MockClock):
+            await trio.to_thread.run_sync(server.deps.estimator.warm_up)
         try:
             yield Proxy(server.urls[0], server, settings, environ)
         finally:

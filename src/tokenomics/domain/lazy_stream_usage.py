@@ -67,6 +67,14 @@ class LazyStreamAccounting:
             if self._size > self._max_kept:
                 self._read_all()
 
+    @property
+    def needs_estimate(self) -> bool:
+        """`result` will count the text: no final usage was reported (the kept events are
+        read to know, when the ones read so far had none)."""
+        if self._full is None and self._seen.final_usage() is not None:
+            return False
+        return self._read_all().needs_estimate
+
     def result(self, estimate: Callable[[str], int]) -> Usage:
         if self._full is None and (final := self._seen.final_usage()) is not None:
             return final

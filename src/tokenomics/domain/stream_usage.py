@@ -168,6 +168,11 @@ class StreamAccounting:
             return reported
         return None
 
+    @property
+    def needs_estimate(self) -> bool:
+        """`result` will count the text (no final usage was reported)."""
+        return self.final_usage() is None
+
     def result(self, estimate: Callable[[str], int]) -> Usage:
         """Reported usage if any was seen, else the output estimated from the text (input 0)."""
         final = self.final_usage()

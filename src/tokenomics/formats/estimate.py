@@ -13,6 +13,13 @@ model (claude, gemini, llama, ...) is counted with cl100k_base: an estimate, not
 If a vocabulary cannot be loaded (file missing or corrupt, tiktoken not importable) the
 estimator falls back to `ceil(utf8_bytes / 4)` and sets `fallback_used`; it never raises.
 
+A vocabulary is loaded only when a count needs it (one encoding, not both: o200k_base alone
+holds about 75 MB, cl100k_base about 40 MB), and the event loop does not do it: callers await
+`prepare(model)`, which loads in a worker thread. Admission does not need one at all in the
+common case: `bound_texts`/`bound_bytes` give, without a vocabulary, a number never below what
+`count_texts`/`count_bytes` would give (every BPE token is at least one UTF-8 byte), and the
+exact count is made only when that bound is refused (docs/DECISIONS.md, "Vocabularies").
+
 Estimates run on the event loop, and tiktoken takes about 0.1 ms per KiB: one estimate gives it
 at most `ENCODE_LIMIT` characters (a few ms). Text beyond is estimated from its size: the
 larger of `ceil(utf8_bytes / 4)` and the tokens per character of the part counted (so a 10 MiB
@@ -21,7 +28,6 @@ body costs microseconds, and CJK-heavy text is not undercounted fourfold).
 
 from __future__ import annotations
 
-import functools
 import gzip
 import hashlib
 import math
@@ -29,11 +35,13 @@ import re
 import threading
 from binascii import a2b_base64
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from functools import lru_cache, partial
 from importlib import resources
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final
 
 import orjson
+import trio
 
 if TYPE_CHECKING:
     from tiktoken import Encoding
@@ -109,7 +117,7 @@ def parse_ranks(compressed: bytes, expected_sha256: str) -> dict[bytes, int]:
     return {a2b_base64(token): int(rank) for token, rank in pairs}
 
 
-@functools.lru_cache(maxsize=1024)  # asked for every text of every estimate
+@lru_cache(maxsize=1024)  # asked for every text of every estimate
 def encoding_name(model: str) -> str:
     """`o200k_base` or `cl100k_base` for a model name (provider prefixes are ignored)."""
     name = model.strip().lower().rsplit("/", 1)[-1]
@@ -128,7 +136,7 @@ def encoding_name(model: str) -> str:
 
 def fallback_count(text: str) -> int:
     """The deterministic estimate used without a vocabulary: one token per 4 UTF-8 bytes."""
-    return math.ceil(len(text.encode("utf-8", "surrogatepass")) / 4)
+    return math.ceil(utf8_size(text) / 4)
 
 
 class TokenEstimator:
@@ -156,9 +164,23 @@ class TokenEstimator:
         return tuple(sorted(self._encodings))
 
     def warm_up(self, *names: str) -> None:
-        """Load encodings now (default: both) instead of on the first count."""
+        """Load encodings now (default: both), in this thread, instead of on the first count."""
         for name in names or ENCODINGS:
             self._encoding(name, wait=True)
+
+    def missing(self, model: str) -> str | None:
+        """The encoding `model` is counted with when it is not loaded yet (None: loaded, or
+        it failed to load and counts use the fallback)."""
+        name = encoding_name(model)
+        return None if name in self._encodings or name in self._failed else name
+
+    async def prepare(self, model: str) -> None:
+        """Make the encoding of `model` ready for counting, loading it (a few hundred ms) in
+        a worker thread so that the event loop goes on serving meanwhile. Call it before the
+        counts of an async caller; the counts themselves never load on the event loop for
+        long: while another thread is loading they fall back (`_encoding`)."""
+        if (name := self.missing(model)) is not None:
+            await trio.to_thread.run_sync(partial(self.warm_up, name), abandon_on_cancel=True)
 
     def count(self, model: str, text: str) -> int:
         """Tokens of `text` (beyond `ENCODE_LIMIT` characters, estimated from its size)."""
@@ -167,24 +189,13 @@ class TokenEstimator:
     def count_texts(self, model: str, texts: Iterable[str], *, per_text: int = 3) -> int:
         """Σ (`per_text` + tokens) over `texts`, tiktoken counting at most `ENCODE_LIMIT`
         characters of them all; the rest is estimated from its size."""
-        encoding = self._encoding(encoding_name(model))
-        total = tokens = chars = 0
-        for text in texts:
-            head = text[: max(ENCODE_LIMIT - chars, 0)]
-            counted = _count(encoding, head)
-            tokens, chars = tokens + counted, chars + len(head)
-            total += per_text + counted + _beyond(text[len(head) :], tokens, chars)
-        return total
+        return _total(partial(_count, self._encoding(encoding_name(model))), texts, per_text)
 
     def count_bytes(self, model: str, data: bytes) -> int:
         """Tokens of UTF-8 `data` (a request body): only its first `4 * ENCODE_LIMIT` bytes
         are decoded and counted as `count` does; the rest is estimated from its size, like the
         text past the limit (so a 10 MiB body is not decoded and copied on the event loop)."""
-        head, rest = data[: 4 * ENCODE_LIMIT], len(data) - min(len(data), 4 * ENCODE_LIMIT)
-        counted = self.count(model, head.decode("utf-8", "replace"))
-        if not rest:
-            return counted
-        return counted + max(math.ceil(rest / 4), math.ceil(counted * rest / len(head)))
+        return _of_bytes(partial(self.count_texts, model, per_text=0), data)
 
     def count_json(self, model: str, value: Any) -> int:
         """Tokens of `value` serialised as compact JSON (tool definitions, schemas, ...)."""
@@ -234,6 +245,46 @@ class TokenEstimator:
             mergeable_ranks=parse_ranks(self._read(name), _SHA256[name]),
             special_tokens=dict(_SPECIAL_TOKENS[name]),
         )
+
+
+def bound_texts(texts: Iterable[str], *, per_text: int = 3) -> int:
+    """At least what `count_texts(model, texts, per_text=per_text)` gives, for every model,
+    without a vocabulary: the same sum with each text's UTF-8 size in place of its tokens
+    (a BPE token is one byte or more, and everything past the limit grows with the count).
+    About 4x the count for English, microseconds to compute."""
+    return _total(utf8_size, texts, per_text)
+
+
+def bound_bytes(data: bytes) -> int:
+    """At least what `count_bytes(model, data)` gives, for every model (see `bound_texts`)."""
+    return _of_bytes(partial(bound_texts, per_text=0), data)
+
+
+def utf8_size(text: str) -> int:
+    """Bytes of `text` in UTF-8 (lone surrogates as 3, as tiktoken's replacement counts)."""
+    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+
+
+def _total(count: Callable[[str], int], texts: Iterable[str], per_text: int) -> int:
+    """Σ (`per_text` + `count`) over `texts`, `count` seeing at most `ENCODE_LIMIT`
+    characters of them all; the rest is estimated from its size and the rate counted so far.
+    Never smaller when `count` gives more for every text (the bounds rely on that)."""
+    total = tokens = chars = 0
+    for text in texts:
+        head = text[: max(ENCODE_LIMIT - chars, 0)]
+        counted = count(head)
+        tokens, chars = tokens + counted, chars + len(head)
+        total += per_text + counted + _beyond(text[len(head) :], tokens, chars)
+    return total
+
+
+def _of_bytes(count: Callable[[list[str]], int], data: bytes) -> int:
+    """`count` of the first `4 * ENCODE_LIMIT` bytes of `data` decoded, the rest from its size."""
+    head, rest = data[: 4 * ENCODE_LIMIT], len(data) - min(len(data), 4 * ENCODE_LIMIT)
+    counted = count([head.decode("utf-8", "replace")])
+    if not rest:
+        return counted
+    return counted + max(math.ceil(rest / 4), math.ceil(counted * rest / len(head)))
 
 
 def _beyond(text: str, tokens: int, chars: int) -> int:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from tokenomics.domain.counters import Outcome
 from tokenomics.domain.pricing import cost_usd
 from tokenomics.domain.usage import Usage, merge_estimate
-from tokenomics.pipeline.stages import counters, estimate_input
+from tokenomics.pipeline.stages import counters, estimate_input, exact_input
 
 if TYPE_CHECKING:
     from tokenomics.pipeline.deps import Deps
@@ -21,18 +21,29 @@ def final_usage(ex: Exchange, deps: Deps) -> Usage:
 
     Token counting endpoints consume nothing (their answer is a count, not usage).
     """
-    adapter = ex.route.adapter if ex.route else None
-    if ex.upstream is None or (adapter is not None and not adapter.budgeted):
+    if not _consumed(ex):
         return Usage()
-    if (ex.usage is None or ex.usage.input_tokens == 0) and not ex.input_estimate:
+    if _needs_input_estimate(ex):
         ex.input_estimate = estimate_input(ex, deps)
     return merge_estimate(ex.usage, ex.input_estimate, 0)
+
+
+def _consumed(ex: Exchange) -> bool:
+    adapter = ex.route.adapter if ex.route else None
+    return ex.upstream is not None and (adapter is None or adapter.budgeted)
+
+
+def _needs_input_estimate(ex: Exchange) -> bool:
+    """The provider reported no input and we have not counted it yet."""
+    return (ex.usage is None or ex.usage.input_tokens == 0) and not ex.input_estimate
 
 
 async def finish(ex: Exchange, deps: Deps) -> None:
     if ex.finished:
         return
     ex.finished = True
+    if _consumed(ex) and _needs_input_estimate(ex):  # its vocabulary, off the event loop
+        ex.input_estimate = await exact_input(ex, deps)
     usage = ex.usage = final_usage(ex, deps)
     model = (ex.meta.actual_model if ex.meta else "") or ex.attempt_model or ex.model
     ex.cost_usd = cost_usd(usage, deps.prices.lookup(model)) if ex.upstream else 0.0

@@ -192,6 +192,9 @@ async def _sse(ex: Exchange, deps: Deps, response: UpstreamResponse) -> AsyncGen
     finally:
         if relayed.blocked is not None:
             ex.error = relayed.blocked.log_message.replace("request", "response", 1)
+        if accounting.needs_estimate:  # no usage reported: its vocabulary, off the event loop
+            with trio.CancelScope(shield=True):
+                await deps.estimator.prepare(ex.attempt_model)
         ex.usage = accounting.result(lambda text: deps.estimator.count(ex.attempt_model, text))
         ex.meta = accounting.meta(dict(response.headers))
         if isinstance(accounting, LazyStreamAccounting):  # the text as relayed, if it was read

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from tokenomics.domain.budget import DEFAULT_OUTPUT_TOKENS
 from tokenomics.pipeline.exchange import ProxyError
-from tokenomics.pipeline.stages import enforced, estimate_input
+from tokenomics.pipeline.stages import enforced, exact_input
 
 if TYPE_CHECKING:
     from tokenomics.domain.run_budget import RunBudget, RunReservation
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from tokenomics.pipeline.exchange import Exchange
 
 
-def reserve_run_budget(ex: Exchange, deps: Deps) -> None:
+async def reserve_run_budget(ex: Exchange, deps: Deps) -> None:
     budget = deps.run_budget
     if budget is None:
         return
@@ -30,7 +30,7 @@ def reserve_run_budget(ex: Exchange, deps: Deps) -> None:
             input_tokens=0, output_tokens=0, cost_estimate_usd=0.0, output_cost_usd=0.0
         )
         return
-    ex.input_estimate = ex.input_estimate or estimate_input(ex, deps)
+    ex.input_estimate = ex.input_estimate or await exact_input(ex, deps)
     ex.run_reservation = _reserve(ex, deps, budget)
 
 

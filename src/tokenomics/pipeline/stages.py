@@ -15,6 +15,7 @@ from tokenomics.domain.counters import Ask
 from tokenomics.domain.durations import is_expired
 from tokenomics.domain.errors import TokenomicsError
 from tokenomics.domain.ratelimit import RateLimited
+from tokenomics.formats.estimate import bound_bytes, bound_texts
 from tokenomics.pipeline import admission
 from tokenomics.pipeline.exchange import ProxyError
 from tokenomics.pipeline.rules import scan
@@ -200,7 +201,8 @@ def apply_prompts(ex: Exchange, deps: Deps) -> None:
 
 def estimate_input(ex: Exchange, deps: Deps) -> int:
     """Our token estimate of the request body (3 per message plus the texts, like the original);
-    a passthrough body that names a model counts as one text."""
+    a passthrough body that names a model counts as one text. On the event loop, await
+    `exact_input` instead: this one loads the vocabulary in place if it is not loaded yet."""
     adapter = ex.route.adapter if ex.route else None
     model = ex.attempt_model or ex.model
     if adapter is None:
@@ -210,47 +212,85 @@ def estimate_input(ex: Exchange, deps: Deps) -> int:
     return 3 + deps.estimator.count_texts(model, adapter.texts(ex.body))
 
 
+async def exact_input(ex: Exchange, deps: Deps) -> int:
+    """`estimate_input`, its vocabulary loaded first in a worker thread if need be."""
+    await deps.estimator.prepare(ex.attempt_model or ex.model)
+    return estimate_input(ex, deps)
+
+
+def input_bound(ex: Exchange, deps: Deps) -> int:
+    """Never less than `estimate_input`, for any model, and no vocabulary needed: the UTF-8
+    size of the same texts (`estimate.bound_texts`)."""
+    adapter = ex.route.adapter if ex.route else None
+    if adapter is None:
+        return 3 + bound_bytes(ex.body_bytes) if ex.model else 0
+    if ex.body is None:
+        return 0
+    return 3 + bound_texts(adapter.texts(ex.body))
+
+
 async def reserve_budget(ex: Exchange, deps: Deps) -> None:
     """Check and reserve in one step (D14); estimates are made only when a limit needs them.
 
     The reservation holds the input estimate and the request's output cap (its own, else
     `DEFAULT_OUTPUT_TOKENS` per choice), each at most the limit, until the actual usage settles
-    it: concurrent requests see each other at their maximum."""
+    it: concurrent requests see each other at their maximum. The input is first asked for at
+    its bound (`input_bound`: no vocabulary, never less than the estimate), so a request far
+    from its limit is admitted without counting; only when the bound is refused is the
+    estimate counted and asked for, and a refusal then is the estimate's, with its numbers."""
     assert ex.resolved is not None
-    adapter = ex.route.adapter if ex.route else None
     budgeted = enforced(ex, "budgeted")
     max_tokens = ex.resolved.max_tokens if budgeted else 0
     max_cost = ex.resolved.max_cost_usd if budgeted else 0.0
-    cost_estimate = output_cost = 0.0
-    output = 0
-    if max_tokens > 0 or max_cost > 0:
-        ex.input_estimate = estimate_input(ex, deps)
-        price = deps.prices.lookup(ex.model)
-        if price is None and max_cost > 0:
-            raise ProxyError(
-                403,
-                f'model "{ex.model}" has no known price, so its cost budget cannot be enforced; '
-                "add a price for it under prices: in providers.yaml",
-            )
-        cap = (
-            adapter.output_cap(ex.body or {}, DEFAULT_OUTPUT_TOKENS)
-            if adapter is not None
-            else DEFAULT_OUTPUT_TOKENS  # a passthrough that names a model: its cap is unknown
-        )
-        output = min(cap, max_tokens) if max_tokens > 0 else 0
-        if price is not None:
-            cost_estimate = ex.input_estimate * price.input / 1e6
-            output_cost = min(cap * price.output / 1e6, max_cost) if max_cost > 0 else 0.0
-    ask = Ask(max_tokens, max_cost, ex.input_estimate, cost_estimate, output, output_cost)
+    if not (max_tokens > 0 or max_cost > 0):
+        await _reserve(ex, deps, Ask(max_tokens, max_cost, ex.input_estimate, 0.0))
+        return
+    ask = _asker(ex, deps, max_tokens, max_cost)
     try:
-        if ex.deferred_rate is None:
-            ex.reservation = await counters(deps).reserve(ex.token_hash, ask)
-        else:
-            await _admit(ex, deps, ask)
+        await _reserve(ex, deps, ask(input_bound(ex, deps)))
+        return
+    except BudgetExceeded:
+        ex.input_estimate = await exact_input(ex, deps)
+    try:
+        await _reserve(ex, deps, ask(ex.input_estimate))
     except BudgetExceeded as exc:
         fields = {"used": exc.used, "input": exc.requested, "limit": exc.limit}
         ex.events.append(("budget.exceeded", _event_data(ex, **fields)))
         raise
+
+
+def _asker(ex: Exchange, deps: Deps, max_tokens: int, max_cost: float) -> Callable[[int], Ask]:
+    """The ask for a given input count: the input and the output cap, with their prices."""
+    price = deps.prices.lookup(ex.model)
+    if price is None and max_cost > 0:
+        raise ProxyError(
+            403,
+            f'model "{ex.model}" has no known price, so its cost budget cannot be enforced; '
+            "add a price for it under prices: in providers.yaml",
+        )
+    adapter = ex.route.adapter if ex.route else None
+    cap = (
+        adapter.output_cap(ex.body or {}, DEFAULT_OUTPUT_TOKENS)
+        if adapter is not None
+        else DEFAULT_OUTPUT_TOKENS  # a passthrough that names a model: its cap is unknown
+    )
+    output = min(cap, max_tokens) if max_tokens > 0 else 0
+    output_cost = 0.0
+    if price is not None and max_cost > 0:
+        output_cost = min(cap * price.output / 1e6, max_cost)
+
+    def ask(input_tokens: int) -> Ask:
+        cost = input_tokens * price.input / 1e6 if price is not None else 0.0
+        return Ask(max_tokens, max_cost, input_tokens, cost, output, output_cost)
+
+    return ask
+
+
+async def _reserve(ex: Exchange, deps: Deps, ask: Ask) -> None:
+    if ex.deferred_rate is None:
+        ex.reservation = await counters(deps).reserve(ex.token_hash, ask)
+    else:
+        await _admit(ex, deps, ask)
 
 
 async def _admit(ex: Exchange, deps: Deps, ask: Ask) -> None:
