@@ -66,8 +66,11 @@ def authenticate(ex: Exchange, deps: Deps) -> None:
         raise ProxyError(401, MISSING_TOKEN)
     ex.token_hash = deps.hash_key.hash(credential)
     record = deps.tokens.lookup(ex.token_hash)
-    now = datetime.fromtimestamp(deps.now(), UTC)
-    if record is not None and record.expires_at and is_expired(record.expires_at, now):
+    if (
+        record is not None
+        and record.expires_at
+        and is_expired(record.expires_at, datetime.fromtimestamp(deps.now(), UTC))
+    ):
         data = {"token_hash": ex.hash16, "expired_at": record.expires_at}
         ex.events.append(("token.expired", data))  # once per token: the outbox keeps count
         raise ProxyError(401, "invalid token")
