@@ -28,6 +28,7 @@ H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 seen: list[dict[str, Any]] = []
 FLOOD_CHUNK = b"x" * 65536
 FLOOD_CHUNKS = 2048  # 128 MiB
+flooded: dict[str, trio.Event] = {}  # set when /flood's writes are over
 
 
 @pytest.fixture
@@ -79,6 +80,7 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         for _ in range(FLOOD_CHUNKS):
             await send({"type": "http.response.body", "body": FLOOD_CHUNK, "more_body": True})
         seen.append({"path": "/flood", "seconds": trio.current_time() - started})
+        flooded["done"].set()
         await send({"type": "http.response.body", "body": b""})
         return
     if path == "/fail":
@@ -331,11 +333,11 @@ async def test_a_client_that_stops_reading_is_dropped_after_the_idle_timeout(
     """The write that cannot finish ends within the idle timeout plus one sweep; the app's
     later writes return at once (the connection is lost), so its request ends."""
     seen.clear()
+    flooded["done"] = trio.Event()
     async with connected() as (_, stream):
         await stream.send_all(b"GET /flood HTTP/1.1\r\nhost: t\r\n\r\n")
         with trio.fail_after(4 * IDLE):
-            while not any("seconds" in entry for entry in seen):
-                await trio.sleep(0.5)
+            await flooded["done"].wait()
     (flood,) = (entry for entry in seen if "seconds" in entry)
     assert IDLE <= flood["seconds"] <= IDLE + 2
 

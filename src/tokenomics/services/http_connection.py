@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import deque
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 import trio
@@ -154,7 +154,7 @@ class Connection:
 
     def on_head(self, head: Head) -> None:
         path, _, query = head.target.partition(b"?")
-        scope = {
+        scope: dict[str, Any] = {
             "type": "http", "asgi": ASGI, "http_version": head.version, "method": head.method,
             "scheme": self.scheme, "path": unquote(path.decode("latin-1")), "raw_path": path,
             "query_string": query, "root_path": "", "headers": head.headers,
