@@ -47,7 +47,7 @@ def _credential(ex: Exchange) -> str:
     `key=` leaves the query even when a header carried the token: no client credential is
     ever forwarded (headers are dropped in `headers.py`).
     """
-    pairs = parse_qsl(ex.query, keep_blank_values=True)
+    pairs = parse_qsl(ex.query, keep_blank_values=True) if ex.query else []
     key = next((v for k, v in pairs if k == "key"), "")
     if any(k == "key" for k, _ in pairs):
         ex.query = urlencode([(k, v) for k, v in pairs if k != "key"])
