@@ -26,6 +26,9 @@ IDLE = 5.0
 FAST = b"GET / HTTP/1.1\r\nhost: test\r\n\r\n"
 H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 seen: list[dict[str, Any]] = []
+FLOOD_CHUNK = b"x" * 65536
+FLOOD_CHUNKS = 2048  # 128 MiB
+flooded: dict[str, trio.Event] = {}  # set when /flood's writes are over
 
 
 @pytest.fixture
@@ -70,6 +73,15 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await read_body(receive)
         assert (await receive())["type"] == "http.disconnect"
         seen.append({"path": "/watch", "disconnected": True})
+        return
+    if path == "/flood":  # far more than socket buffers hold, to a client that never reads
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        started = trio.current_time()
+        for _ in range(FLOOD_CHUNKS):
+            await send({"type": "http.response.body", "body": FLOOD_CHUNK, "more_body": True})
+        seen.append({"path": "/flood", "seconds": trio.current_time() - started})
+        flooded["done"].set()
+        await send({"type": "http.response.body", "body": b""})
         return
     if path == "/fail":
         raise RuntimeError("boom")
@@ -313,6 +325,21 @@ async def test_a_request_longer_than_the_timeout_is_answered_and_the_timer_resta
         answered = trio.current_time()
         assert await stream.receive_some() == b""
         assert IDLE <= trio.current_time() - answered < IDLE + 1
+
+
+async def test_a_client_that_stops_reading_is_dropped_after_the_idle_timeout(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """The write that cannot finish ends within the idle timeout plus one sweep; the app's
+    later writes return at once (the connection is lost), so its request ends."""
+    seen.clear()
+    flooded["done"] = trio.Event()
+    async with connected() as (_, stream):
+        await stream.send_all(b"GET /flood HTTP/1.1\r\nhost: t\r\n\r\n")
+        with trio.fail_after(4 * IDLE):
+            await flooded["done"].wait()
+    (flood,) = (entry for entry in seen if "seconds" in entry)
+    assert IDLE <= flood["seconds"] <= IDLE + 2
 
 
 async def test_a_client_leaving_mid_request_is_a_disconnect_and_leaves_no_task(

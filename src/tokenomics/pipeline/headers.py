@@ -24,6 +24,7 @@ DROPPED = frozenset(
 # `date`: the server adds its own, and two Date headers are invalid (RFC 9110 §6.6.1).
 # `content-encoding` is relayed: the client names only the codings we could not undo.
 RESPONSE_DROPPED = frozenset({"set-cookie", "content-length", "date"})
+_NOT_FORWARDED = HOP_BY_HOP | CREDENTIALS | DROPPED
 
 
 def _connection_listed(headers: Headers) -> set[str]:
@@ -50,9 +51,11 @@ def upstream_headers(client: Headers, target: Target, client_request_id: str) ->
     """Client headers minus hop-by-hop, credentials and steering; then auth and provider headers."""
     fixed = {k.lower(): v for k, v in (target.provider.headers if target.provider else {}).items()}
     auth = _auth(target)
-    skip = {*HOP_BY_HOP, *CREDENTIALS, *DROPPED, *_connection_listed(client), *fixed}
+    extra = _connection_listed(client)
+    extra.update(fixed)
     if auth is not None:
-        skip.add(auth[0])
+        extra.add(auth[0])
+    skip = _NOT_FORWARDED | extra if extra else _NOT_FORWARDED
     out = [
         (name, value)
         for name, value in client

@@ -48,7 +48,7 @@ def _credential(ex: Exchange) -> str:
     `key=` leaves the query even when a header carried the token: no client credential is
     ever forwarded (headers are dropped in `headers.py`).
     """
-    pairs = parse_qsl(ex.query, keep_blank_values=True)
+    pairs = parse_qsl(ex.query, keep_blank_values=True) if ex.query else []
     key = next((v for k, v in pairs if k == "key"), "")
     if any(k == "key" for k, _ in pairs):
         ex.query = urlencode([(k, v) for k, v in pairs if k != "key"])
@@ -67,8 +67,11 @@ def authenticate(ex: Exchange, deps: Deps) -> None:
         raise ProxyError(401, MISSING_TOKEN)
     ex.token_hash = deps.hash_key.hash(credential)
     record = deps.tokens.lookup(ex.token_hash)
-    now = datetime.fromtimestamp(deps.now(), UTC)
-    if record is not None and record.expires_at and is_expired(record.expires_at, now):
+    if (
+        record is not None
+        and record.expires_at
+        and is_expired(record.expires_at, datetime.fromtimestamp(deps.now(), UTC))
+    ):
         data = {"token_hash": ex.hash16, "expired_at": record.expires_at}
         ex.events.append(("token.expired", data))  # once per token: the outbox keeps count
         raise ProxyError(401, "invalid token")

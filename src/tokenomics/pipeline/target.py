@@ -60,6 +60,24 @@ def _refuse_unroutable(policy: Policy, route: Route, model: str, resolved: Resol
         )
 
 
+# `provider_at` per (upstream, providers table): the same few on every request. The table is
+# kept beside its answers so that another table (tests build many) never reads a stale one.
+_NAMED: dict[tuple[str, int], tuple[Mapping[str, ProviderConfig], str]] = {}
+_NAMED_LIMIT = 256
+
+
+def _provider_name(base: str, providers: Mapping[str, ProviderConfig]) -> str:
+    key = (base, id(providers))
+    found = _NAMED.get(key)
+    if found is not None and found[0] is providers:
+        return found[1]
+    if len(_NAMED) >= _NAMED_LIMIT:
+        _NAMED.clear()
+    name = provider_at(base, providers)
+    _NAMED[key] = (providers, name)
+    return name
+
+
 def provider_at(base: str, providers: Mapping[str, ProviderConfig]) -> str:
     """The name for a request no policy or config named a provider for (the default OpenAI
     route): the configured provider whose upstream it went to (of several, the one named in
@@ -107,4 +125,4 @@ def resolve_target(
         if by_model:
             _refuse_unroutable(policy, route, model, resolved)
         raise ProxyError(500, f'base key env "{key_env}" is not set')
-    return Target(resolved, name or provider_at(base, providers), provider, base, key_env, key)
+    return Target(resolved, name or _provider_name(base, providers), provider, base, key_env, key)

@@ -32,6 +32,7 @@ from tokenomics.pipeline.finish import finish
 from tokenomics.pipeline.run import admit, error_reply, run_pipeline
 from tokenomics.services.body import Bodies, ClientGone, close_after
 from tokenomics.services.finished import BODY_LIMIT
+from tokenomics.services.http_request import CLIENT_GONE
 
 if TYPE_CHECKING:
     from tokenomics.pipeline.deps import Deps
@@ -80,6 +81,12 @@ def _capture(ex: Exchange, chunk: bytes, clock: Callable[[], float]) -> None:
     if ex.capture and ex.sent_bytes < BODY_LIMIT:
         ex.sent_chunks.append(chunk[: BODY_LIMIT - ex.sent_bytes])
     ex.sent_bytes += len(chunk)
+
+
+def _client_gone(scope: trio.CancelScope, ex: Exchange) -> None:
+    if not ex.replied:
+        ex.error = ex.error or "client disconnected"
+        scope.cancel()
 
 
 class ProxyApp:
@@ -218,7 +225,7 @@ class ProxyApp:
         try:
             with trio.CancelScope() as request:
                 if reply is None:
-                    self._spawn(self._watch_disconnect, receive, request, ex)
+                    self._on_disconnect(scope, receive, request, ex)
                     reply = await run_pipeline(ex, self.deps)
                 await self._send_reply(send, reply, ex, self.clock, partial(finish, ex, self.deps))
         finally:
@@ -246,13 +253,22 @@ class ProxyApp:
             return reply
         return None
 
+    def _on_disconnect(
+        self, scope: Scope, receive: Receive, request: trio.CancelScope, ex: Exchange
+    ) -> None:
+        """Cancel the request if its client leaves before the reply is sent: told by our server
+        (`http_request.CLIENT_GONE`, no task), else by a watcher task waiting in `receive`."""
+        when_gone = scope.get("extensions", {}).get(CLIENT_GONE)
+        if when_gone is not None:
+            when_gone(partial(_client_gone, request, ex))
+        else:
+            self._spawn(self._watch_disconnect, receive, request, ex)
+
     @staticmethod
     async def _watch_disconnect(receive: Receive, scope: trio.CancelScope, ex: Exchange) -> None:
         while (await receive())["type"] != "http.disconnect":
             pass
-        if not ex.replied:
-            ex.error = ex.error or "client disconnected"
-            scope.cancel()
+        _client_gone(scope, ex)
 
     @staticmethod
     async def _send_reply(

@@ -5,8 +5,10 @@ its head completes; requests are served one at a time, in order (pipelining), ea
 calling the ASGI app. Reading goes on while a request is served, so a client that leaves is
 noticed (`http.disconnect`), and stops while too many bytes wait unconsumed (the app reads a
 body at its own pace). `idle_timeout` bounds the time with no request under way: idle
-between requests, or still sending a request line and headers. A write that makes no
-progress for `idle_timeout` ends the connection (a client that stops reading).
+between requests, or still sending a request line and headers. A write that has not finished
+after `idle_timeout` ends the connection (a client that stops reading): the server's sweep
+(`http_server.Listeners.sweep`, about once a second) closes its socket, which ends the write.
+A cancel scope per write cost more than the rest of the write's Python code.
 
 After a response the connection closes when the request or the response said so, when the
 request's body was not read to its end (its remaining bytes cannot be told from the next
@@ -18,7 +20,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import deque
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 import trio
@@ -26,7 +28,7 @@ import trio
 from tokenomics.formats.classify import classify
 from tokenomics.formats.errors import error_body
 from tokenomics.services.http_parser import H2_PREFACE, BadRequest, Head, RequestParser
-from tokenomics.services.http_request import Request
+from tokenomics.services.http_request import CLIENT_GONE, Request
 from tokenomics.services.http_response import DateHeader, head_bytes
 
 if TYPE_CHECKING:
@@ -84,6 +86,8 @@ class Connection:
         self.read_scope = trio.CancelScope()
         self.resume: trio.Event | None = None
         self.nursery: trio.Nursery | None = None
+        self.writing_since: float | None = None  # when the write under way began
+        self.stalled = False  # a write did not finish in time: the sweep closed the socket
 
     async def run(self) -> None:
         """Serve the connection's requests until it closes; the stream is closed after."""
@@ -150,13 +154,14 @@ class Connection:
 
     def on_head(self, head: Head) -> None:
         path, _, query = head.target.partition(b"?")
-        scope = {
+        scope: dict[str, Any] = {
             "type": "http", "asgi": ASGI, "http_version": head.version, "method": head.method,
             "scheme": self.scheme, "path": unquote(path.decode("latin-1")), "raw_path": path,
             "query_string": query, "root_path": "", "headers": head.headers,
             "client": self.client, "server": self.server,
         }  # fmt: skip
         request = self.reading = Request(self, head, scope)
+        scope["extensions"] = {CLIENT_GONE: request.when_gone}
         self.read_scope.deadline = math.inf
         self._enqueue(request)
 
@@ -262,21 +267,34 @@ class Connection:
     async def write(self, data: bytes) -> None:
         if self.gone:
             return
-        with trio.move_on_after(self.limits.idle_timeout) as scope:
-            try:
-                await self.stream.send_all(data)
-                return
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                pass
-        if scope.cancelled_caught:
-            log.info("closing a connection whose client stopped reading")
+        self.writing_since = trio.current_time()
+        try:
+            await self.stream.send_all(data)
+            return
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        finally:
+            self.writing_since = None
         self._lost()
+
+    async def drop_if_stalled(self, now: float) -> None:
+        """Close the socket under a write that has not finished for `idle_timeout` (called by
+        the server's sweep): the write fails, and the connection is lost."""
+        since = self.writing_since
+        if since is None or now - since < self.limits.idle_timeout or self.stalled:
+            return
+        self.stalled = True
+        log.info("closing a connection whose client stopped reading")
+        stream = self.stream
+        transport = stream.transport_stream if isinstance(stream, trio.SSLStream) else stream
+        await trio.aclose_forcefully(transport)
 
     def _lost(self) -> None:
         self.gone = True
         for request in (self.current, self.reading, *self.queue):
             if isinstance(request, Request):
                 request.wake()
+                request.gone()
         if self.current is None:
             self.read_scope.cancel()
 

@@ -12,12 +12,17 @@ import trio
 from tokenomics.services.http_response import CONTINUE, Framing, head_bytes
 
 if TYPE_CHECKING:
-    from collections.abc import MutableMapping
+    from collections.abc import Callable, MutableMapping
 
     from tokenomics.services.http_connection import Connection
     from tokenomics.services.http_parser import Head
 
 DISCONNECT = {"type": "http.disconnect"}
+# An extension of the scope (`scope["extensions"]`): `when_gone(callback)` has the server call
+# `callback()` once if the client leaves (or its connection breaks) before the response's
+# last byte, where an app would otherwise need a task of its own waiting in `receive()` for
+# `http.disconnect` (a task per request cost the proxy ~4% of its CPU at c=64, py-spy).
+CLIENT_GONE = "tokenomics.client_gone"
 
 
 class Request:
@@ -34,6 +39,7 @@ class Request:
         "head",
         "headers",
         "last",
+        "on_gone",
         "responded",
         "scope",
         "started",
@@ -57,6 +63,20 @@ class Request:
         self.headers: list[tuple[bytes, bytes]] = []
         self.framing: Framing | None = None
         self.waiter: trio.Event | None = None
+        self.on_gone: Callable[[], None] | None = None
+
+    def when_gone(self, callback: Callable[[], None]) -> None:
+        """Call `callback()` once if the client leaves before the response is complete (at
+        once if it already has)."""
+        self.on_gone = callback
+        if self.conn.gone:
+            self.gone()
+
+    def gone(self) -> None:
+        """The connection is lost: tell the app, unless the response was complete."""
+        callback, self.on_gone = self.on_gone, None
+        if callback is not None and not self.responded:
+            callback()
 
     def wake(self) -> None:
         waiter = self.waiter

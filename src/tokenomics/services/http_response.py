@@ -12,7 +12,6 @@ CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 # How the body of a response is framed on the wire.
 NONE, LENGTH, CHUNKED, UNTIL_CLOSE = range(4)
 _status_lines: dict[int, bytes] = {}
-_FORBIDDEN = (b"\r", b"\n", b"\0")
 
 
 def status_line(status: int) -> bytes:
@@ -94,8 +93,6 @@ def head_bytes(
             continue  # ours is written below
         elif lowered in (b"transfer-encoding", b"date"):
             continue
-        if any(c in name or c in value for c in _FORBIDDEN):
-            raise ValueError("a response header holds CR, LF or NUL")
         lines.append(name + b": " + value + b"\r\n")
     if status < 200 or status in (204, 304) or method == "HEAD":
         mode, remaining = NONE, 0
@@ -115,4 +112,9 @@ def head_bytes(
         lines.append(b"connection: keep-alive\r\n")
     lines.append(date)
     lines.append(b"\r\n")
-    return b"".join(lines), Framing(mode, remaining, close)
+    head = b"".join(lines)
+    # No CR, LF or NUL in a name or value: each line holds only its own CRLF (one check of the
+    # whole head, in C, instead of one per header).
+    if head.count(b"\r") != len(lines) or head.count(b"\n") != len(lines) or b"\0" in head:
+        raise ValueError("a response header holds CR, LF or NUL")
+    return head, Framing(mode, remaining, close)

@@ -35,6 +35,7 @@ log = logging.getLogger("tokenomics.server")
 MAX_HEAD = 64 * 1024  # request line and headers; 431 beyond
 BACKLOG = 1024
 ACCEPT_RETRY = 0.1  # seconds to wait when out of file descriptors
+SWEEP = 1.0  # seconds between two looks for writes stalled longer than `idle_timeout`
 
 
 @dataclass(frozen=True)
@@ -142,6 +143,16 @@ class Listeners:
                 continue
             nursery.start_soon(self.connection, stream, secure)
 
+    async def sweep(self) -> None:
+        """Close connections whose write has not finished for `idle_timeout` (clients that
+        stopped reading), looking every `SWEEP` seconds (at most a quarter of the timeout)."""
+        period = min(SWEEP, self.limits.idle_timeout / 4)
+        while True:
+            await trio.sleep(period)
+            now = trio.current_time()
+            for conn in list(self.connections):
+                await conn.drop_if_stalled(now)
+
     async def connection(self, tcp: trio.SocketStream, secure: bool) -> None:
         stream: trio.abc.Stream = tcp
         if secure and self.context is not None:
@@ -184,6 +195,7 @@ async def serve(
             async with trio.open_nursery() as accepting:
                 for listener, secure in bound:
                     accepting.start_soon(listeners.accept, listener, secure, connections)
+                accepting.start_soon(listeners.sweep)
                 task_status.started(urls)
                 await shutdown_trigger()
                 accepting.cancel_scope.cancel()

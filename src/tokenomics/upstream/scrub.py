@@ -54,22 +54,40 @@ def _overlap(data: bytes, form: bytes) -> int:
     return 0
 
 
+class _Forms:
+    """What scrubbing a set of secrets needs, made once per set (every request of a token
+    with one provider key has the same): the forms, a longer one first, their text for
+    headers, and the bytes they contain."""
+
+    __slots__ = ("alphabet", "forms", "texts")
+
+    def __init__(self, forms: Iterable[bytes]) -> None:
+        self.forms = tuple(sorted(forms, key=len, reverse=True))
+        self.texts = tuple(form.decode("latin-1") for form in self.forms)  # headers' decoding
+        self.alphabet = frozenset(b"".join(self.forms))
+
+
+@functools.lru_cache(maxsize=256)
+def _forms_of(secrets: tuple[str, ...]) -> _Forms | None:
+    forms = {form for secret in secrets if len(secret) >= MIN_SECRET for form in _forms(secret)}
+    return _Forms(forms) if forms else None
+
+
 class Scrubber:
     """Scrubs one response: its headers once, its body chunk by chunk (`feed`, then `flush`)."""
 
     __slots__ = ("_alphabet", "_forms", "_held", "_texts")
 
-    def __init__(self, forms: Iterable[bytes]) -> None:
-        self._forms = tuple(sorted(forms, key=len, reverse=True))  # a longer form first
-        self._texts = tuple(form.decode("latin-1") for form in self._forms)  # headers' decoding
-        self._alphabet = frozenset(b"".join(self._forms))
+    def __init__(self, forms: Iterable[bytes] | _Forms) -> None:
+        made = forms if isinstance(forms, _Forms) else _Forms(forms)
+        self._forms, self._texts, self._alphabet = made.forms, made.texts, made.alphabet
         self._held = b""
 
     @classmethod
     def of(cls, secrets: Iterable[str]) -> Scrubber | None:
         """A scrubber for these secrets; None when none is long enough to scrub."""
-        forms = {form for secret in secrets if len(secret) >= MIN_SECRET for form in _forms(secret)}
-        return cls(forms) if forms else None
+        made = _forms_of(tuple(secrets))
+        return cls(made) if made is not None else None
 
     def feed(self, data: bytes) -> bytes:
         """The next part of the body, scrubbed, minus an end that could begin a secret."""

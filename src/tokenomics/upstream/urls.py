@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -16,6 +17,7 @@ class UpstreamConfigError(TokenomicsError):
     status = 500
 
 
+@functools.lru_cache(maxsize=1024)  # the same few upstreams, paths and models on every request
 def join_url(base: str, path: str, query: str, *, model: str = "") -> str:
     """`base` root (its own path kept) + request `path` + `query`; `{model}` substituted."""
     path = path.replace("{model}", model) if model else path
