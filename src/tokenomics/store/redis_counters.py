@@ -28,6 +28,7 @@ from tokenomics.domain.budget import NANOS_PER_USD, BudgetExceeded, Spend, forma
 from tokenomics.domain.counters import Ask, CountersHealth, Outcome
 from tokenomics.domain.ratelimit import RateLimited
 from tokenomics.store import redis_scripts
+from tokenomics.store.redis_settles import Settles
 from tokenomics.store.resp import RedisUnavailable, RespError
 
 if TYPE_CHECKING:
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
     from tokenomics.domain.counters import Claim
     from tokenomics.domain.policy import RateLimit
     from tokenomics.store.redis_pending import PendingSettles
+    from tokenomics.store.redis_settles import Call
     from tokenomics.store.resp import Arg, RedisClient, Reply
 
 HOLD_TTL_MS = 3_600_000  # a reservation of a proxy that died lapses after an hour
@@ -163,6 +165,7 @@ class RedisCounters:
         self._shas: dict[str, str] = {}
         self.pending_count = 0
         self.dropped = 0
+        self.settles = Settles()
 
     async def _load(self, name: str) -> str:
         reply = await self.client.call("SCRIPT", "LOAD", SCRIPTS[name])
@@ -173,9 +176,14 @@ class RedisCounters:
 
     async def run(self, name: str, keys: Sequence[str], args: Sequence[Arg]) -> list[Reply]:
         """EVALSHA the script (loading it first, and again after NOSCRIPT); an error reply
-        from the script is a `RedisUnavailable` (503), never a crash."""
+        from the script is a `RedisUnavailable` (503), never a crash. Queued settles go first
+        in the same pipeline (`redis_settles`)."""
         sha = self._shas.get(name) or await self._load(name)
-        reply = await self.client.call("EVALSHA", sha, len(keys), *keys, *args)
+        command: list[Arg] = ["EVALSHA", sha, len(keys), *keys, *args]
+        if self.settles.queue:
+            reply = await self.flush(command)
+        else:
+            reply = (await self.client.execute([command]))[0]
         if isinstance(reply, RespError) and reply.code == "NOSCRIPT":
             sha = await self._load(name)
             reply = await self.client.call("EVALSHA", sha, len(keys), *keys, *args)
@@ -183,6 +191,37 @@ class RedisCounters:
             log.error("the Redis %s script failed: %s", name, reply)
             raise RedisUnavailable(f"{UNAVAILABLE}: the {name} script failed in Redis")
         return reply
+
+    async def flush(self, command: list[Arg] | None = None) -> Reply:
+        """Send the queued settles, and `command` after them, in one pipeline; returns the
+        reply to `command`. Settles that may not have been applied (Redis unavailable, the
+        caller cancelled) are kept for `replay` (their marker makes a replay apply once)."""
+        calls = self.settles.take()
+        self.settles.sending += len(calls)
+        try:
+            sha = self._shas.get("settle") or await self._load("settle")
+            commands = [["EVALSHA", sha, len(keys), *keys, *args] for _, keys, args in calls]
+            replies = await self.client.execute([*commands, command] if command else commands)
+            await self._settled(calls, replies)
+        except BaseException as exc:
+            with trio.CancelScope(shield=True):
+                await self._keep_calls(calls, exc)
+            raise
+        finally:
+            self.settles.sending -= len(calls)
+        return replies[-1] if command else None
+
+    async def _settled(self, calls: list[Call], replies: list[Reply]) -> None:
+        for (key, keys, args), reply in zip(calls, replies, strict=False):
+            if isinstance(reply, RespError):  # NOSCRIPT (a Redis restart) or a failure
+                try:
+                    reply = await self.run("settle", keys, args)
+                except RedisUnavailable as exc:
+                    await self._keep_calls([(key, keys, args)], exc)
+                    continue
+            numbers = _ints(reply, 2) if isinstance(reply, list) else None
+            if numbers is not None:
+                self.settles.learn(key, Spend(numbers[0], numbers[1] / NANOS_PER_USD))
 
     async def acquire(self, key: str, limit: RateLimit | None) -> Claim:
         if not _rated(limit):
@@ -262,27 +301,33 @@ class RedisCounters:
         spent = outcome.committed and (outcome.tokens > 0 or outcome.cost_usd > 0)
         if not args[0] and not args[4] and not spent:
             return None  # nothing held, nothing spent
+        if self.settles.deferred:
+            return self.settles.put((key, keys, args), outcome)
         try:
             reply = await self.run("settle", keys, args)
         except RedisUnavailable as exc:
-            await self._keep(keys, args, exc)
+            await self._keep_calls([(key, keys, args)], exc)
             return None
         numbers = _ints(reply, 2)
         return None if numbers is None else Spend(numbers[0], numbers[1] / NANOS_PER_USD)
 
-    async def _keep(self, keys: list[str], args: list[Arg], exc: RedisUnavailable) -> None:
-        if self.pending is None:
-            self.dropped += 1
-            log.error("a settle was lost while Redis was unavailable: %s", exc.message)
+    async def _keep_calls(self, calls: list[Call], exc: BaseException) -> None:
+        if not calls:
             return
-        kept = await trio.to_thread.run_sync(self.pending.add, keys, [str(a) for a in args])
-        if kept:
-            self.pending_count += 1
-        else:
-            self.dropped += 1
+        why = exc.message if isinstance(exc, RedisUnavailable) else type(exc).__name__
+        if self.pending is None:
+            self.dropped += len(calls)
+            log.error("%d settle(s) lost while Redis was unavailable: %s", len(calls), why)
+            return
+        rows = [(keys, [str(a) for a in args]) for _, keys, args in calls]
+        kept = await trio.to_thread.run_sync(self.pending.add_many, rows)
+        self.pending_count += kept
+        if kept < len(calls):
+            self.dropped += len(calls) - kept
             log.error(
-                "a settle could not be queued for Redis (queue full or store unwritable); dropped"
-            )
+                "%d settle(s) could not be queued for Redis (queue full or store unwritable);"
+                " dropped", len(calls) - kept,
+            )  # fmt: skip
 
     async def replay(self, batch: int = 200) -> int:
         """Apply queued settles (oldest first) while Redis answers; returns how many."""
