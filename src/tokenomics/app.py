@@ -188,7 +188,7 @@ async def run_server(
     try:
         hooks = EventServices.open(settings, Path(settings.storage.db_path))
         await trio.to_thread.run_sync(cache.reload)
-        restore = restorer(deps.budgets, usage)
+        restore = redis_sync.restorer(deps.counters, restorer(deps.budgets, usage))
         indexed = indexer.index_file if indexer is not None else None
         session = await open_ledger(settings, cwd, home, restore, indexed)
         send, receive = trio.open_memory_channel[Finished](RECORD_QUEUE)

@@ -21,10 +21,11 @@ from tokenomics.store.redis_settles import LINGER
 from tokenomics.store.resp import LATENCY_BUCKETS, RedisAddress, RedisClient, RedisUnavailable
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
     from pathlib import Path
 
     from tokenomics.config.settings import Settings
-    from tokenomics.domain.budget import Budgets
+    from tokenomics.domain.budget import Budgets, Spend
     from tokenomics.domain.counters import Counters
     from tokenomics.domain.ratelimit import RateLimiter
 
@@ -51,6 +52,28 @@ def build_counters(
     )
     counters.pending_count = pending.count()
     return counters
+
+
+def restorer(
+    counters: Counters | None, local: Callable[[dict[str, Spend]], Awaitable[bool]]
+) -> Callable[[dict[str, Spend]], Awaitable[bool]]:
+    """With the Redis backend, what crashed journals prove reaches Redis too (`raise_to`), not
+    only the local counters. False when Redis could not take it: the journals then stay, and
+    the next start tries again (raising is idempotent)."""
+    if not isinstance(counters, RedisCounters):
+        return local
+
+    async def restore(spends: dict[str, Spend]) -> bool:
+        saved = await local(spends)
+        try:
+            raised = await counters.raise_to(spends)
+        except RedisUnavailable as exc:
+            log.warning("crashed sessions' spend not brought to Redis yet: %s", exc.message)
+            return False
+        log.info("raised %d token(s)' spend in Redis to what crashed sessions prove", raised)
+        return saved
+
+    return restore
 
 
 def metrics(counters: RedisCounters) -> list[str]:

@@ -44,7 +44,9 @@ HOLD_TTL_MS = 3_600_000  # a reservation of a proxy that died lapses after an ho
 SLOT_TTL_MS = 600_000  # its parallel slots after ten minutes (a longer stream frees its slot)
 MARKER_TTL_MS = 7 * 86_400_000  # how long a settle is remembered (replays within a week)
 SCRIPTS = {"reserve": redis_scripts.RESERVE, "acquire": redis_scripts.ACQUIRE,
-           "admit": redis_scripts.ADMIT, "settle": redis_scripts.SETTLE}  # fmt: skip
+           "admit": redis_scripts.ADMIT, "settle": redis_scripts.SETTLE,
+           "raise": redis_scripts.RAISE}  # fmt: skip
+RAISE_BATCH = 500
 UNAVAILABLE = "usage store unavailable"
 
 log = logging.getLogger("tokenomics.redis")
@@ -349,6 +351,27 @@ class RedisCounters:
                     await trio.to_thread.run_sync(self.pending.delete, applied)
                     done += len(applied)
                     self.pending_count = max(self.pending_count - len(applied), 0)
+
+    async def raise_to(self, spends: dict[str, Spend]) -> int:
+        """Raise each token's settled spend in Redis to at least the given one (what crashed
+        journals prove, `services.ledger`); returns how many were raised. A settle of those
+        that still comes later (one queued in SQLite during an outage) counts again: an
+        overcount, never an undercount."""
+        raised = 0
+        items = list(spends.items())
+        for start in range(0, len(items), RAISE_BATCH):
+            sha = self._shas.get("raise") or await self._load("raise")
+            commands: list[list[Arg]] = [
+                ["EVALSHA", sha, 3, *token_keys(key)[:3], max(spend.tokens, 0),
+                 _nanos(max(spend.cost_usd, 0.0))]
+                for key, spend in items[start : start + RAISE_BATCH]
+            ]  # fmt: skip
+            for reply in await self.client.execute(commands):
+                if isinstance(reply, RespError):
+                    self._shas.pop("raise", None)  # NOSCRIPT (a restart): loaded next time
+                    raise RedisUnavailable(f"{UNAVAILABLE}: the raise script failed: {reply.code}")
+                raised += reply == [1]
+        return raised
 
     async def ping(self) -> bool:
         try:

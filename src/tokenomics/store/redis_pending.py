@@ -38,7 +38,7 @@ class PendingSettles:
         try:
             with self._db.write() as conn:
                 (count,) = conn.execute("SELECT COUNT(*) FROM redis_pending").fetchone()
-                room = max(MAX_ROWS - count, 0)
+                room = max(MAX_ROWS - int(count), 0)
                 conn.executemany(
                     "INSERT INTO redis_pending (keys, args) VALUES (?, ?)",
                     [(orjson.dumps(k).decode(), orjson.dumps(a).decode()) for k, a in rows[:room]],
