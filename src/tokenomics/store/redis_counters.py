@@ -18,8 +18,10 @@ back; the `settled:<id>` marker makes a replay apply once even if the first try 
 
 from __future__ import annotations
 
+import itertools
 import logging
-import uuid
+import os
+import secrets
 from typing import TYPE_CHECKING
 
 import trio
@@ -63,6 +65,27 @@ class RedisClaim:
         self.slot = slot
 
 
+class _Ids:
+    """Reservation and slot ids unique across the fleet without a syscall each (`uuid4` reads
+    the OS's random source every time): a random 64-bit prefix per process, drawn again in a
+    forked child, and a counter."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.prefix = secrets.token_hex(8)
+        self.counter = itertools.count()
+
+    def new(self) -> str:
+        return f"{self.prefix}{next(self.counter):x}"
+
+
+_IDS = _Ids()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_IDS.reset)
+
+
 def _nanos(usd: float) -> int:
     return round(usd * NANOS_PER_USD)
 
@@ -89,7 +112,7 @@ def _rated(limit: RateLimit | None) -> bool:
 def _acquire_call(key: str, limit: RateLimit | None) -> tuple[list[str], list[Arg], str]:
     """KEYS and ARGV of `ACQUIRE` (the `A` part of `ADMIT`), and the slot id ("" for none)."""
     assert limit is not None
-    slot = uuid.uuid4().hex if limit.max_parallel > 0 else ""
+    slot = _IDS.new() if limit.max_parallel > 0 else ""
     windows = _windows(limit)
     keys = [f"tokenomics:parallel:{key}", *(window_key(key, w) for w in windows)]
     args: list[Arg] = [limit.max_parallel, slot or "-", SLOT_TTL_MS, len(windows)]
@@ -106,7 +129,7 @@ def _reserve_args(ask: Ask) -> tuple[list[Arg], str]:
     """ARGV of `RESERVE` (the `R` part of `ADMIT`) and the reservation id."""
     tokens = ask.input_tokens + ask.output_tokens
     nanos = _nanos(ask.cost_estimate_usd) + _nanos(ask.output_cost_usd)
-    hold = uuid.uuid4().hex
+    hold = _IDS.new()
     args: list[Arg] = [ask.max_tokens, _nanos(ask.max_cost_usd) if ask.max_cost_usd > 0 else 0,
                        ask.input_tokens, _nanos(ask.cost_estimate_usd), tokens, nanos, hold,
                        HOLD_TTL_MS]  # fmt: skip
@@ -280,7 +303,7 @@ class RedisCounters:
         hold = reservation.hold if isinstance(reservation, RedisClaim) else ""
         slot_id = slot.slot if isinstance(slot, RedisClaim) else ""
         windows = _windows(limit) if outcome.tokens > 0 else []
-        marker = f"tokenomics:settled:{hold or uuid.uuid4().hex}"
+        marker = f"tokenomics:settled:{hold or _IDS.new()}"
         keys = [*token_keys(key), f"tokenomics:parallel:{key}", marker]
         keys += [window_key(key, w) for w in windows]
         committed = "1" if outcome.committed else "0"
