@@ -70,9 +70,17 @@ def _arg(value: Arg) -> bytes:
 
 def encode(*args: Arg) -> bytes:
     parts = [b"*%d\r\n" % len(args)]
-    for arg in args:
-        data = _arg(arg)
-        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    append = parts.append
+    for arg in args:  # the common exact types inline (a bool is not an int here: `_arg`)
+        if type(arg) is str:
+            data = arg.encode()
+        elif type(arg) is int:
+            data = b"%d" % arg
+        elif type(arg) is bytes:
+            data = arg
+        else:
+            data = _arg(arg)
+        append(b"$%d\r\n%s\r\n" % (len(data), data))
     return b"".join(parts)
 
 
