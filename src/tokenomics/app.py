@@ -8,7 +8,7 @@ stores, clients and dependencies it runs on are built by `app_deps.py`.
     │   ├── token refresher  snapshot reloaded when the store changes
     │   ├── event writer     events of finished requests -> the outbox (when webhooks are set)
     │   ├── dispatcher       outbox -> webhooks
-    │   ├── redis keeper     (session.backend: redis) sends deferred settles, probes, replays queued ones
+    │   ├── redis keeper     (session.backend: redis) sends deferred settles, replays kept ones
     │   ├── revocation       (session.backend: redis) token changes published/heard fleet-wide
     │   ├── otlp             spans of finished requests to a collector (when configured)
     │   └── estimator warm-up

@@ -113,10 +113,13 @@ async def flush_settles(counters: RedisCounters, *, linger: float = LINGER) -> N
     try:
         while True:
             await settles.wait()
-            await trio.sleep(linger)
-            if settles.queue:
-                with contextlib.suppress(RedisUnavailable):
-                    await counters.flush()
+            puts = -1
+            while settles.puts != puts:  # every `linger` while settles come (no wake-up each)
+                puts = settles.puts
+                await trio.sleep(linger)
+                if settles.queue:
+                    with contextlib.suppress(RedisUnavailable):
+                        await counters.flush()
     finally:
         settles.deferred = False
         with trio.CancelScope(shield=True), contextlib.suppress(RedisUnavailable):

@@ -35,7 +35,9 @@ class Settles:
         self.known: dict[str, Spend] = {}
         self.deferred = False  # set by the flusher task while it runs
         self.sending = 0  # settles taken from the queue whose pipeline has not answered yet
+        self.puts = 0  # settles queued so far (the flusher polls while this moves)
         self._wake = trio.Event()
+        self._waiting = False
 
     @property
     def idle(self) -> bool:
@@ -45,7 +47,9 @@ class Settles:
     def put(self, call: Call, outcome: Outcome) -> Spend:
         """Queue one settle; the token's spend as far as this proxy knows, with it."""
         self.queue.append(call)
-        self._wake.set()
+        self.puts += 1
+        if self._waiting:
+            self._wake.set()
         key = call[0]
         spend = self.known.get(key, Spend())
         if outcome.committed:
@@ -69,5 +73,8 @@ class Settles:
     async def wait(self) -> None:
         """Until a settle is queued."""
         while not self.queue:
-            self._wake = trio.Event()
-            await self._wake.wait()
+            self._wake, self._waiting = trio.Event(), True
+            try:
+                await self._wake.wait()
+            finally:
+                self._waiting = False
