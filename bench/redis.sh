@@ -4,7 +4,8 @@
 #   bench/redis.sh                       (DURATION=5 seconds per run, ROUNDS=3)
 #
 # 1. Added latency at concurrency 1: the same proxy (policy of bench/run.sh: a rate limit and a
-#    token budget, so each request makes an acquire, a reserve and a settle call) with
+#    token budget, so each request makes one admission call before the upstream's, and a settle
+#    that the next admission carries in its pipeline) with
 #    `session.backend: memory`, then `redis` (a local redis-server on CPU 1), interleaved rounds.
 # 2. Throughput at concurrency 64 with the Redis backend: one worker, then `server.workers: 2`
 #    (both allowed on CPUs 0 and 1; nginx, wrk and redis share CPU 1).

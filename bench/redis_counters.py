@@ -7,7 +7,8 @@ round, runs N requests' worth of counter steps (admission of a policy with a rat
 budget, settle) through `LocalCounters` and through `RedisCounters`, and prints the median
 time per request of each: admission (what the client waits for: `admit`, one round trip; the
 old acquire-then-reserve, two round trips, is measured too for the ratio) and settle (one
-round trip, made after the reply went out).
+round trip here; in the proxy it is queued off the request's path and carried by the next
+admission, `store/redis_settles.py`).
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ stores, clients and dependencies it runs on are built by `app_deps.py`.
     │   ├── event writer     events of finished requests -> the outbox (when webhooks are set)
     │   ├── delivery         outbox -> webhooks: a child process at nice 19, supervised here
     │   │                    (in-process dispatcher, pruning only, when no webhook is set)
-    │   ├── redis keeper     (session.backend: redis) probes, replays queued settles
+    │   ├── redis keeper     (session.backend: redis) sends deferred settles, replays kept ones
     │   ├── revocation       (session.backend: redis) token changes published/heard fleet-wide
     │   └── otlp             spans of finished requests to a collector (when configured)
     └── producers nursery (stopped first on shutdown)
@@ -229,7 +229,7 @@ async def _run_server(
     try:
         hooks = EventServices.open(settings, Path(settings.storage.db_path), environ)
         await trio.to_thread.run_sync(cache.reload)
-        restore = restorer(deps.budgets, usage)
+        restore = redis_sync.restorer(deps.counters, restorer(deps.budgets, usage))
         indexed = indexer.index_file if indexer is not None else None
         session = await open_ledger(settings, cwd, home, restore, indexed)
         send, receive = trio.open_memory_channel[Finished](RECORD_QUEUE)

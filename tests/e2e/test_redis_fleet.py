@@ -22,6 +22,7 @@ from tests.support.redis_server import RedisServer, redis_server  # noqa: F401
 
 from tokenomics.domain.durations import format_rfc3339
 from tokenomics.domain.tokens import new_token
+from tokenomics.store.redis_counters import RedisCounters
 from tokenomics.store.tokens import TokenStore
 
 OUTPUT = 220
@@ -115,8 +116,14 @@ async def until(done: Callable[[], object]) -> None:
 
 
 async def quiet(proxies: list[Proxy]) -> None:
-    """Until every proxy finished (settled) its requests."""
+    """Until every proxy finished its requests and Redis has their settles."""
     await until(lambda: not any(proxy.server.stats.in_flight for proxy in proxies))
+    await until(lambda: all(_settled(proxy) for proxy in proxies))
+
+
+def _settled(proxy: Proxy) -> bool:
+    counters = proxy.server.deps.counters
+    return not isinstance(counters, RedisCounters) or counters.settles.idle
 
 
 async def test_fifty_requests_on_two_proxies_share_one_budget(

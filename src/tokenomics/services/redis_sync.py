@@ -1,9 +1,12 @@
 """The counters backend chosen by `session.backend`, and the Redis keeper task: it replays the
 settles queued while Redis was away and probes a Redis that is down (with the client's
-backoff), so the proxy recovers by itself even when no request comes."""
+backoff), so the proxy recovers by itself even when no request comes; and, while it runs,
+settles leave the request's path (`store.redis_settles`): its flusher sends the queued ones
+that no admission carried within `LINGER`, and what is left when it stops."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import TYPE_CHECKING
 
@@ -14,13 +17,15 @@ from tokenomics.store.db import Database
 from tokenomics.store.local_counters import LocalCounters
 from tokenomics.store.redis_counters import RedisCounters
 from tokenomics.store.redis_pending import PendingSettles
+from tokenomics.store.redis_settles import LINGER
 from tokenomics.store.resp import LATENCY_BUCKETS, RedisAddress, RedisClient, RedisUnavailable
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
     from pathlib import Path
 
     from tokenomics.config.settings import Settings
-    from tokenomics.domain.budget import Budgets
+    from tokenomics.domain.budget import Budgets, Spend
     from tokenomics.domain.counters import Counters
     from tokenomics.domain.ratelimit import RateLimiter
 
@@ -47,6 +52,28 @@ def build_counters(
     )
     counters.pending_count = pending.count()
     return counters
+
+
+def restorer(
+    counters: Counters | None, local: Callable[[dict[str, Spend]], Awaitable[bool]]
+) -> Callable[[dict[str, Spend]], Awaitable[bool]]:
+    """With the Redis backend, what crashed journals prove reaches Redis too (`raise_to`), not
+    only the local counters. False when Redis could not take it: the journals then stay, and
+    the next start tries again (raising is idempotent)."""
+    if not isinstance(counters, RedisCounters):
+        return local
+
+    async def restore(spends: dict[str, Spend]) -> bool:
+        saved = await local(spends)
+        try:
+            raised = await counters.raise_to(spends)
+        except RedisUnavailable as exc:
+            log.warning("crashed sessions' spend not brought to Redis yet: %s", exc.message)
+            return False
+        log.info("raised %d token(s)' spend in Redis to what crashed sessions prove", raised)
+        return saved
+
+    return restore
 
 
 def metrics(counters: RedisCounters) -> list[str]:
@@ -78,30 +105,59 @@ def metrics(counters: RedisCounters) -> list[str]:
     return lines
 
 
+async def flush_settles(counters: RedisCounters, *, linger: float = LINGER) -> None:
+    """Until cancelled, then once more (shielded, bounded by the client's timeout): send the
+    settles no admission carried. What Redis does not take is kept by `flush` for `replay`."""
+    settles = counters.settles
+    settles.deferred = True
+    try:
+        while True:
+            await settles.wait()
+            puts = -1
+            while settles.puts != puts:  # every `linger` while settles come (no wake-up each)
+                puts = settles.puts
+                await trio.sleep(linger)
+                if settles.queue:
+                    with contextlib.suppress(RedisUnavailable):
+                        await counters.flush()
+    finally:
+        settles.deferred = False
+        with trio.CancelScope(shield=True), contextlib.suppress(RedisUnavailable):
+            if settles.queue:
+                await counters.flush()
+
+
 async def keep(
     counters: RedisCounters,
     *,
     interval: float = INTERVAL,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Until cancelled: probe Redis while it is down, replay queued settles once it is up."""
-    task_status.started()
+    """Until cancelled: flush deferred settles, probe Redis while it is down, replay queued
+    settles once it is up."""
     try:
-        while True:
-            await trio.sleep(interval)
-            health = counters.client.health
-            if not health.up and trio.current_time() < health.down_until:
-                continue
-            if not health.up and not await counters.ping():
-                continue
-            if counters.pending_count:
-                try:
-                    replayed = await counters.replay()
-                except (RedisUnavailable, StoreError) as exc:
-                    log.warning("queued settles not replayed yet: %s", exc.message)
-                else:
-                    log.info("replayed %d settle(s) queued while Redis was away", replayed)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(flush_settles, counters)
+            task_status.started()
+            await _probe(counters, interval)
     finally:
         await counters.client.aclose()
         if counters.pending is not None:
             counters.pending.close()
+
+
+async def _probe(counters: RedisCounters, interval: float) -> None:
+    while True:
+        await trio.sleep(interval)
+        health = counters.client.health
+        if not health.up and trio.current_time() < health.down_until:
+            continue
+        if not health.up and not await counters.ping():
+            continue
+        if counters.pending_count:
+            try:
+                replayed = await counters.replay()
+            except (RedisUnavailable, StoreError) as exc:
+                log.warning("queued settles not replayed yet: %s", exc.message)
+            else:
+                log.info("replayed %d settle(s) queued while Redis was away", replayed)

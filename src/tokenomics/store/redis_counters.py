@@ -19,15 +19,29 @@ back; the `settled:<id>` marker makes a replay apply once even if the first try 
 from __future__ import annotations
 
 import logging
-import uuid
 from typing import TYPE_CHECKING
 
 import trio
 
-from tokenomics.domain.budget import NANOS_PER_USD, BudgetExceeded, Spend, format_usd
+from tokenomics.domain.budget import NANOS_PER_USD, Spend
 from tokenomics.domain.counters import Ask, CountersHealth, Outcome
-from tokenomics.domain.ratelimit import RateLimited
 from tokenomics.store import redis_scripts
+from tokenomics.store.redis_calls import (
+    IDS,
+    MARKER_TTL_MS,
+    RedisClaim,
+    acquire_call,
+    ints,
+    raise_budget_exceeded,
+    raise_rate_limited,
+    rated,
+    reserve_args,
+    to_nanos,
+    token_keys,
+    window_key,
+    windows_of,
+)
+from tokenomics.store.redis_settles import Settles
 from tokenomics.store.resp import RedisUnavailable, RespError
 
 if TYPE_CHECKING:
@@ -36,114 +50,16 @@ if TYPE_CHECKING:
     from tokenomics.domain.counters import Claim
     from tokenomics.domain.policy import RateLimit
     from tokenomics.store.redis_pending import PendingSettles
+    from tokenomics.store.redis_settles import Call
     from tokenomics.store.resp import Arg, RedisClient, Reply
 
-HOLD_TTL_MS = 3_600_000  # a reservation of a proxy that died lapses after an hour
-SLOT_TTL_MS = 600_000  # its parallel slots after ten minutes (a longer stream frees its slot)
-MARKER_TTL_MS = 7 * 86_400_000  # how long a settle is remembered (replays within a week)
 SCRIPTS = {"reserve": redis_scripts.RESERVE, "acquire": redis_scripts.ACQUIRE,
-           "admit": redis_scripts.ADMIT, "settle": redis_scripts.SETTLE}  # fmt: skip
+           "admit": redis_scripts.ADMIT, "settle": redis_scripts.SETTLE,
+           "raise": redis_scripts.RAISE}  # fmt: skip
+RAISE_BATCH = 500
 UNAVAILABLE = "usage store unavailable"
 
 log = logging.getLogger("tokenomics.redis")
-
-
-class RedisClaim:
-    """A reservation (`hold`, with its amounts) or a parallel slot (`slot`) held in Redis."""
-
-    __slots__ = ("hold", "key", "slot")
-
-    def __init__(self, key: str, *, hold: str = "", slot: str = "") -> None:
-        self.key = key
-        self.hold = hold
-        self.slot = slot
-
-
-def _nanos(usd: float) -> int:
-    return round(usd * NANOS_PER_USD)
-
-
-def _windows(limit: RateLimit | None) -> list[tuple[int, str]]:
-    """The distinct (length in ms, strategy) windows of a limit's rules, in rule order."""
-    seen: list[tuple[int, str]] = []
-    for rule in limit.rules if limit else ():
-        window = (max(int(rule.window_delta.total_seconds() * 1000), 1), rule.strategy)
-        if window not in seen:
-            seen.append(window)
-    return seen
-
-
-def _ints(reply: list[Reply], count: int) -> list[int] | None:
-    numbers = [v for v in reply if isinstance(v, int)]
-    return numbers if len(numbers) == count == len(reply) else None
-
-
-def _rated(limit: RateLimit | None) -> bool:
-    return limit is not None and (bool(limit.rules) or limit.max_parallel > 0)
-
-
-def _acquire_call(key: str, limit: RateLimit | None) -> tuple[list[str], list[Arg], str]:
-    """KEYS and ARGV of `ACQUIRE` (the `A` part of `ADMIT`), and the slot id ("" for none)."""
-    assert limit is not None
-    slot = uuid.uuid4().hex if limit.max_parallel > 0 else ""
-    windows = _windows(limit)
-    keys = [f"tokenomics:parallel:{key}", *(window_key(key, w) for w in windows)]
-    args: list[Arg] = [limit.max_parallel, slot or "-", SLOT_TTL_MS, len(windows)]
-    for length, strategy in windows:
-        args += [length, strategy]
-    args.append(len(limit.rules))
-    for rule in limit.rules:
-        window = (max(int(rule.window_delta.total_seconds() * 1000), 1), rule.strategy)
-        args += [windows.index(window) + 1, rule.requests, rule.tokens, rule.window]
-    return keys, args, slot
-
-
-def _reserve_args(ask: Ask) -> tuple[list[Arg], str]:
-    """ARGV of `RESERVE` (the `R` part of `ADMIT`) and the reservation id."""
-    tokens = ask.input_tokens + ask.output_tokens
-    nanos = _nanos(ask.cost_estimate_usd) + _nanos(ask.output_cost_usd)
-    hold = uuid.uuid4().hex
-    args: list[Arg] = [ask.max_tokens, _nanos(ask.max_cost_usd) if ask.max_cost_usd > 0 else 0,
-                       ask.input_tokens, _nanos(ask.cost_estimate_usd), tokens, nanos, hold,
-                       HOLD_TTL_MS]  # fmt: skip
-    return args, hold
-
-
-def _raise_rate_limited(reply: list[Reply]) -> None:
-    if reply and reply[0] == 1 and len(reply) == 3:
-        what, retry = reply[1], reply[2]
-        text = what.decode("utf-8", "replace") if isinstance(what, bytes) else "limit"
-        seconds = max(retry, 1) / 1000 if isinstance(retry, int) else 1.0
-        raise RateLimited(f"rate limit exceeded: {text}", seconds)
-
-
-def _raise_budget_exceeded(numbers: list[int], ask: Ask) -> None:
-    verdict, used, used_nanos = numbers
-    if verdict == 1:
-        raise BudgetExceeded(
-            f"budget exceeded: used {used} + input {ask.input_tokens} > limit {ask.max_tokens}",
-            kind="tokens", used=used, requested=ask.input_tokens, limit=ask.max_tokens,
-        )  # fmt: skip
-    if verdict == 2:
-        spent = used_nanos / NANOS_PER_USD
-        raise BudgetExceeded(
-            f"cost budget exceeded: used ${format_usd(spent)} + estimated "
-            f"${format_usd(ask.cost_estimate_usd)} > limit ${format_usd(ask.max_cost_usd)}",
-            kind="cost", used=spent, requested=ask.cost_estimate_usd, limit=ask.max_cost_usd,
-        )  # fmt: skip
-
-
-def usage_key(key: str) -> str:
-    return f"tokenomics:usage:{key}"
-
-
-def token_keys(key: str) -> list[str]:
-    return [usage_key(key), f"tokenomics:cost:{key}", f"tokenomics:holds:{key}",
-            f"tokenomics:hold_expiry:{key}"]  # fmt: skip
-
-
-def window_key(key: str, window: tuple[int, str]) -> str:
-    return f"tokenomics:rate:{key}:{window[0]}:{window[1]}"
 
 
 class RedisCounters:
@@ -163,6 +79,7 @@ class RedisCounters:
         self._shas: dict[str, str] = {}
         self.pending_count = 0
         self.dropped = 0
+        self.settles = Settles()
 
     async def _load(self, name: str) -> str:
         reply = await self.client.call("SCRIPT", "LOAD", SCRIPTS[name])
@@ -173,9 +90,14 @@ class RedisCounters:
 
     async def run(self, name: str, keys: Sequence[str], args: Sequence[Arg]) -> list[Reply]:
         """EVALSHA the script (loading it first, and again after NOSCRIPT); an error reply
-        from the script is a `RedisUnavailable` (503), never a crash."""
+        from the script is a `RedisUnavailable` (503), never a crash. Queued settles go first
+        in the same pipeline (`redis_settles`)."""
         sha = self._shas.get(name) or await self._load(name)
-        reply = await self.client.call("EVALSHA", sha, len(keys), *keys, *args)
+        command: list[Arg] = ["EVALSHA", sha, len(keys), *keys, *args]
+        if self.settles.queue:
+            reply = await self.flush(command)
+        else:
+            reply = (await self.client.execute([command]))[0]
         if isinstance(reply, RespError) and reply.code == "NOSCRIPT":
             sha = await self._load(name)
             reply = await self.client.call("EVALSHA", sha, len(keys), *keys, *args)
@@ -184,46 +106,77 @@ class RedisCounters:
             raise RedisUnavailable(f"{UNAVAILABLE}: the {name} script failed in Redis")
         return reply
 
+    async def flush(self, command: list[Arg] | None = None) -> Reply:
+        """Send the queued settles, and `command` after them, in one pipeline; returns the
+        reply to `command`. Settles that may not have been applied (Redis unavailable, the
+        caller cancelled) are kept for `replay` (their marker makes a replay apply once)."""
+        calls = self.settles.take()
+        self.settles.sending += len(calls)
+        try:
+            sha = self._shas.get("settle") or await self._load("settle")
+            commands = [["EVALSHA", sha, len(keys), *keys, *args] for _, keys, args in calls]
+            replies = await self.client.execute([*commands, command] if command else commands)
+            await self._settled(calls, replies)
+        except BaseException as exc:
+            with trio.CancelScope(shield=True):
+                await self._keep_calls(calls, exc)
+            raise
+        finally:
+            self.settles.sending -= len(calls)
+        return replies[-1] if command else None
+
+    async def _settled(self, calls: list[Call], replies: list[Reply]) -> None:
+        for (key, keys, args), reply in zip(calls, replies, strict=False):
+            if isinstance(reply, RespError):  # NOSCRIPT (a Redis restart) or a failure
+                try:
+                    reply = await self.run("settle", keys, args)
+                except RedisUnavailable as exc:
+                    await self._keep_calls([(key, keys, args)], exc)
+                    continue
+            numbers = ints(reply, 2) if isinstance(reply, list) else None
+            if numbers is not None:
+                self.settles.learn(key, Spend(numbers[0], numbers[1] / NANOS_PER_USD))
+
     async def acquire(self, key: str, limit: RateLimit | None) -> Claim:
-        if not _rated(limit):
+        if not rated(limit):
             return RedisClaim(key)
-        keys, args, slot = _acquire_call(key, limit)
+        keys, args, slot = acquire_call(key, limit)
         try:
             reply = await self.run("acquire", keys, args)
         except RedisUnavailable:
             if self.fail_open:
                 return RedisClaim(key)
             raise
-        _raise_rate_limited(reply)
+        raise_rate_limited(reply)
         return RedisClaim(key, slot=slot)
 
     async def reserve(self, key: str, ask: Ask) -> Claim:
         if not ask.limited:
             return RedisClaim(key)  # nothing to check: usage is added when it settles
-        args, hold = _reserve_args(ask)
+        args, hold = reserve_args(ask)
         reply = await self.run("reserve", token_keys(key), args)
-        numbers = _ints(reply, 3)
+        numbers = ints(reply, 3)
         if numbers is None:
             raise RedisUnavailable(f"{UNAVAILABLE}: unexpected reply to reserve")
-        _raise_budget_exceeded(numbers, ask)
+        raise_budget_exceeded(numbers, ask)
         return RedisClaim(key, hold=hold)
 
     async def admit(self, key: str, limit: RateLimit | None, ask: Ask) -> tuple[Claim, Claim]:
         """`acquire` then `reserve` in one round trip (the `ADMIT` script) when both are
         needed. Redis unavailable is a 503 even with `rate_limit_fail_open`: the budget could
         not be checked either (the two-step path ends the same way)."""
-        if not _rated(limit) or not ask.limited:
+        if not rated(limit) or not ask.limited:
             return await self.acquire(key, limit), await self.reserve(key, ask)
-        acquire_keys, acquire_args, slot = _acquire_call(key, limit)
-        reserve_args, hold = _reserve_args(ask)
+        acquire_keys, acquire_args, slot = acquire_call(key, limit)
+        budget_args, hold = reserve_args(ask)
         keys = [*token_keys(key), *acquire_keys]
-        reply = await self.run("admit", keys, [*reserve_args, *acquire_args])
-        _raise_rate_limited(reply)
+        reply = await self.run("admit", keys, [*budget_args, *acquire_args])
+        raise_rate_limited(reply)
         if reply and reply[0] == 2:
-            numbers = _ints(reply[1:], 3)
+            numbers = ints(reply[1:], 3)
             if numbers is None:
                 raise RedisUnavailable(f"{UNAVAILABLE}: unexpected reply to admit")
-            _raise_budget_exceeded(numbers, ask)
+            raise_budget_exceeded(numbers, ask)
         if reply != [0]:
             raise RedisUnavailable(f"{UNAVAILABLE}: unexpected reply to admit")
         return RedisClaim(key, slot=slot), RedisClaim(key, hold=hold)
@@ -238,12 +191,12 @@ class RedisCounters:
     ) -> tuple[list[str], list[Arg]]:
         hold = reservation.hold if isinstance(reservation, RedisClaim) else ""
         slot_id = slot.slot if isinstance(slot, RedisClaim) else ""
-        windows = _windows(limit) if outcome.tokens > 0 else []
-        marker = f"tokenomics:settled:{hold or uuid.uuid4().hex}"
+        windows = windows_of(limit) if outcome.tokens > 0 else []
+        marker = f"tokenomics:settled:{hold or IDS.new()}"
         keys = [*token_keys(key), f"tokenomics:parallel:{key}", marker]
         keys += [window_key(key, w) for w in windows]
         committed = "1" if outcome.committed else "0"
-        nanos = _nanos(outcome.cost_usd)
+        nanos = to_nanos(outcome.cost_usd)
         args: list[Arg] = [hold, committed, outcome.tokens, nanos, slot_id, MARKER_TTL_MS]
         args.append(len(windows))
         for length, strategy in windows:
@@ -262,27 +215,33 @@ class RedisCounters:
         spent = outcome.committed and (outcome.tokens > 0 or outcome.cost_usd > 0)
         if not args[0] and not args[4] and not spent:
             return None  # nothing held, nothing spent
+        if self.settles.deferred:
+            return self.settles.put((key, keys, args), outcome)
         try:
             reply = await self.run("settle", keys, args)
         except RedisUnavailable as exc:
-            await self._keep(keys, args, exc)
+            await self._keep_calls([(key, keys, args)], exc)
             return None
-        numbers = _ints(reply, 2)
+        numbers = ints(reply, 2)
         return None if numbers is None else Spend(numbers[0], numbers[1] / NANOS_PER_USD)
 
-    async def _keep(self, keys: list[str], args: list[Arg], exc: RedisUnavailable) -> None:
-        if self.pending is None:
-            self.dropped += 1
-            log.error("a settle was lost while Redis was unavailable: %s", exc.message)
+    async def _keep_calls(self, calls: list[Call], exc: BaseException) -> None:
+        if not calls:
             return
-        kept = await trio.to_thread.run_sync(self.pending.add, keys, [str(a) for a in args])
-        if kept:
-            self.pending_count += 1
-        else:
-            self.dropped += 1
+        why = exc.message if isinstance(exc, RedisUnavailable) else type(exc).__name__
+        if self.pending is None:
+            self.dropped += len(calls)
+            log.error("%d settle(s) lost while Redis was unavailable: %s", len(calls), why)
+            return
+        rows = [(keys, [str(a) for a in args]) for _, keys, args in calls]
+        kept = await trio.to_thread.run_sync(self.pending.add_many, rows)
+        self.pending_count += kept
+        if kept < len(calls):
+            self.dropped += len(calls) - kept
             log.error(
-                "a settle could not be queued for Redis (queue full or store unwritable); dropped"
-            )
+                "%d settle(s) could not be queued for Redis (queue full or store unwritable);"
+                " dropped", len(calls) - kept,
+            )  # fmt: skip
 
     async def replay(self, batch: int = 200) -> int:
         """Apply queued settles (oldest first) while Redis answers; returns how many."""
@@ -304,6 +263,27 @@ class RedisCounters:
                     await trio.to_thread.run_sync(self.pending.delete, applied)
                     done += len(applied)
                     self.pending_count = max(self.pending_count - len(applied), 0)
+
+    async def raise_to(self, spends: dict[str, Spend]) -> int:
+        """Raise each token's settled spend in Redis to at least the given one (what crashed
+        journals prove, `services.ledger`); returns how many were raised. A settle of those
+        that still comes later (one queued in SQLite during an outage) counts again: an
+        overcount, never an undercount."""
+        raised = 0
+        items = list(spends.items())
+        for start in range(0, len(items), RAISE_BATCH):
+            sha = self._shas.get("raise") or await self._load("raise")
+            commands: list[list[Arg]] = [
+                ["EVALSHA", sha, 3, *token_keys(key)[:3], max(spend.tokens, 0),
+                 to_nanos(max(spend.cost_usd, 0.0))]
+                for key, spend in items[start : start + RAISE_BATCH]
+            ]  # fmt: skip
+            for reply in await self.client.execute(commands):
+                if isinstance(reply, RespError):
+                    self._shas.pop("raise", None)  # NOSCRIPT (a restart): loaded next time
+                    raise RedisUnavailable(f"{UNAVAILABLE}: the raise script failed: {reply.code}")
+                raised += reply == [1]
+        return raised
 
     async def ping(self) -> bool:
         try:

@@ -30,18 +30,22 @@ class PendingSettles:
 
     def add(self, keys: list[str], args: list[str]) -> bool:
         """Queue one settle; False when the queue is full (or the disk refuses it)."""
+        return self.add_many([(keys, args)]) == 1
+
+    def add_many(self, rows: list[tuple[list[str], list[str]]]) -> int:
+        """Queue settles in one transaction; how many were kept (0 when the disk refuses
+        them, fewer than given when the queue fills up)."""
         try:
             with self._db.write() as conn:
                 (count,) = conn.execute("SELECT COUNT(*) FROM redis_pending").fetchone()
-                if count >= MAX_ROWS:
-                    return False
-                conn.execute(
+                room = max(MAX_ROWS - int(count), 0)
+                conn.executemany(
                     "INSERT INTO redis_pending (keys, args) VALUES (?, ?)",
-                    (orjson.dumps(keys).decode(), orjson.dumps(args).decode()),
+                    [(orjson.dumps(k).decode(), orjson.dumps(a).decode()) for k, a in rows[:room]],
                 )
         except (StoreError, sqlite3.Error):
-            return False
-        return True
+            return 0
+        return min(len(rows), room)
 
     def take(self, limit: int) -> list[tuple[int, list[str], list[str]]]:
         rows = self._db.query(

@@ -247,3 +247,23 @@ local held = redis.call('HMGET', H, '_t', '_n')
 return {math.max(used - (tonumber(held[1]) or 0), 0), math.max(nanos - (tonumber(held[2]) or 0), 0)}
 """
 )
+
+# Raise a token's settled spend (usage minus what its holds reserve) to at least ARGV[1]
+# tokens and ARGV[2] nano-dollars: what a crashed worker's journal proves it spent, some of
+# which its last settles may not have brought to Redis (`RedisCounters.raise_to`).
+RAISE = """
+local U, C, H = KEYS[1], KEYS[2], KEYS[3]
+local held = redis.call('HMGET', H, '_t', '_n')
+local want_t = tonumber(ARGV[1]) + (tonumber(held[1]) or 0)
+local want_n = tonumber(ARGV[2]) + (tonumber(held[2]) or 0)
+local raised = 0
+if (tonumber(redis.call('GET', U) or '0') or 0) < want_t then
+  redis.call('SET', U, want_t)
+  raised = 1
+end
+if (tonumber(redis.call('GET', C) or '0') or 0) < want_n then
+  redis.call('SET', C, want_n)
+  raised = 1
+end
+return {raised}
+"""

@@ -15,7 +15,6 @@ error) is closed, never reused: its reply stream is out of step.
 from __future__ import annotations
 
 import math
-from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Union
 
@@ -24,7 +23,7 @@ import trio
 from tokenomics.domain.errors import TokenomicsError
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable, Sequence
+    from collections.abc import Callable, Sequence
 
 Reply = Union[bytes, int, None, "RespError", list["Reply"]]
 Arg = bytes | str | int | float
@@ -42,6 +41,10 @@ class RedisUnavailable(TokenomicsError):
     """Redis could not be reached or answered too late or out of protocol (503)."""
 
     status = 503
+
+
+# What makes a call fail with `RedisUnavailable` (and opens the circuit).
+UNAVAILABLE = (OSError, trio.TooSlowError, trio.BrokenResourceError, RedisUnavailable)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,9 +70,17 @@ def _arg(value: Arg) -> bytes:
 
 def encode(*args: Arg) -> bytes:
     parts = [b"*%d\r\n" % len(args)]
-    for arg in args:
-        data = _arg(arg)
-        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    append = parts.append
+    for arg in args:  # the common exact types inline (a bool is not an int here: `_arg`)
+        if type(arg) is str:
+            data = arg.encode()
+        elif type(arg) is int:
+            data = b"%d" % arg
+        elif type(arg) is bytes:
+            data = arg
+        else:
+            data = _arg(arg)
+        append(b"$%d\r\n%s\r\n" % (len(data), data))
     return b"".join(parts)
 
 
@@ -244,36 +255,34 @@ class RedisClient:
                 raise RedisUnavailable(f"Redis refused the connection setup: {reply.code}")
         return conn
 
-    @asynccontextmanager
-    async def connection(self) -> AsyncIterator[Connection]:
-        """A pooled connection, returned to the pool only when the block completed."""
-        conn = self._idle.pop() if self._idle else await self._connect()
-        ok = False
-        try:
-            yield conn
-            ok = True
-        finally:
-            if ok and len(self._idle) < self._pool_size:
-                self._idle.append(conn)
-            else:
-                with trio.CancelScope(shield=True):
-                    await conn.aclose()
-
     async def execute(self, commands: Sequence[Sequence[Arg]]) -> list[Reply]:
-        """Send `commands` as one pipeline and return their replies (error replies included)."""
+        """Send `commands` as one pipeline and return their replies (error replies included).
+        A pooled connection goes back to the pool only when its call completed."""
         now = self._clock()
         health = self.health
         if not health.up and now < health.down_until:
             raise RedisUnavailable(f"Redis at {self._where} is unavailable ({health.last_error})")
+        conn: Connection | None = None
         try:
             with trio.fail_after(self.timeout):
-                async with self.connection() as conn:
-                    replies = await conn.execute(commands)
-        except (OSError, trio.TooSlowError, trio.BrokenResourceError, RedisUnavailable) as exc:
+                conn = self._idle.pop() if self._idle else await self._connect()
+                replies = await conn.execute(commands)
+        except BaseException as exc:
+            if conn is not None:
+                with trio.CancelScope(shield=True):
+                    await conn.aclose()
+            if not isinstance(exc, UNAVAILABLE):
+                raise
             self._failed(now, exc)
             raise RedisUnavailable(
                 f"Redis at {self._where} is unavailable ({health.last_error})"
             ) from None
+        assert conn is not None
+        if len(self._idle) < self._pool_size:
+            self._idle.append(conn)
+        else:
+            with trio.CancelScope(shield=True):
+                await conn.aclose()
         self._succeeded(now)
         return replies
 

@@ -1,0 +1,141 @@
+"""How the Redis counters' script calls are built and their replies read (`redis_counters`):
+the keys of a token, the KEYS and ARGV of each script, reservation and slot ids, and the
+refusals a reply means. Pure functions, no I/O."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import secrets
+from typing import TYPE_CHECKING
+
+from tokenomics.domain.budget import NANOS_PER_USD, BudgetExceeded, format_usd
+from tokenomics.domain.ratelimit import RateLimited
+
+if TYPE_CHECKING:
+    from tokenomics.domain.counters import Ask
+    from tokenomics.domain.policy import RateLimit
+    from tokenomics.store.resp import Arg, Reply
+
+HOLD_TTL_MS = 3_600_000  # a reservation of a proxy that died lapses after an hour
+SLOT_TTL_MS = 600_000  # its parallel slots after ten minutes (a longer stream frees its slot)
+MARKER_TTL_MS = 7 * 86_400_000  # how long a settle is remembered (replays within a week)
+
+
+class RedisClaim:
+    """A reservation (`hold`, with its amounts) or a parallel slot (`slot`) held in Redis."""
+
+    __slots__ = ("hold", "key", "slot")
+
+    def __init__(self, key: str, *, hold: str = "", slot: str = "") -> None:
+        self.key = key
+        self.hold = hold
+        self.slot = slot
+
+
+class _Ids:
+    """Reservation and slot ids unique across the fleet without a syscall each (`uuid4` reads
+    the OS's random source every time): a random 64-bit prefix per process, drawn again in a
+    forked child, and a counter."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.prefix = secrets.token_hex(8)
+        self.counter = itertools.count()
+
+    def new(self) -> str:
+        return f"{self.prefix}{next(self.counter):x}"
+
+
+IDS = _Ids()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=IDS.reset)
+
+
+def to_nanos(usd: float) -> int:
+    return round(usd * NANOS_PER_USD)
+
+
+def windows_of(limit: RateLimit | None) -> list[tuple[int, str]]:
+    """The distinct (length in ms, strategy) windows of a limit's rules, in rule order."""
+    seen: list[tuple[int, str]] = []
+    for rule in limit.rules if limit else ():
+        window = (max(int(rule.window_delta.total_seconds() * 1000), 1), rule.strategy)
+        if window not in seen:
+            seen.append(window)
+    return seen
+
+
+def ints(reply: list[Reply], count: int) -> list[int] | None:
+    numbers = [v for v in reply if isinstance(v, int)]
+    return numbers if len(numbers) == count == len(reply) else None
+
+
+def rated(limit: RateLimit | None) -> bool:
+    return limit is not None and (bool(limit.rules) or limit.max_parallel > 0)
+
+
+def acquire_call(key: str, limit: RateLimit | None) -> tuple[list[str], list[Arg], str]:
+    """KEYS and ARGV of `ACQUIRE` (the `A` part of `ADMIT`), and the slot id ("" for none)."""
+    assert limit is not None
+    slot = IDS.new() if limit.max_parallel > 0 else ""
+    windows = windows_of(limit)
+    keys = [f"tokenomics:parallel:{key}", *(window_key(key, w) for w in windows)]
+    args: list[Arg] = [limit.max_parallel, slot or "-", SLOT_TTL_MS, len(windows)]
+    for length, strategy in windows:
+        args += [length, strategy]
+    args.append(len(limit.rules))
+    for rule in limit.rules:
+        window = (max(int(rule.window_delta.total_seconds() * 1000), 1), rule.strategy)
+        args += [windows.index(window) + 1, rule.requests, rule.tokens, rule.window]
+    return keys, args, slot
+
+
+def reserve_args(ask: Ask) -> tuple[list[Arg], str]:
+    """ARGV of `RESERVE` (the `R` part of `ADMIT`) and the reservation id."""
+    tokens = ask.input_tokens + ask.output_tokens
+    nanos = to_nanos(ask.cost_estimate_usd) + to_nanos(ask.output_cost_usd)
+    hold = IDS.new()
+    args: list[Arg] = [ask.max_tokens, to_nanos(ask.max_cost_usd) if ask.max_cost_usd > 0 else 0,
+                       ask.input_tokens, to_nanos(ask.cost_estimate_usd), tokens, nanos, hold,
+                       HOLD_TTL_MS]  # fmt: skip
+    return args, hold
+
+
+def raise_rate_limited(reply: list[Reply]) -> None:
+    if reply and reply[0] == 1 and len(reply) == 3:
+        what, retry = reply[1], reply[2]
+        text = what.decode("utf-8", "replace") if isinstance(what, bytes) else "limit"
+        seconds = max(retry, 1) / 1000 if isinstance(retry, int) else 1.0
+        raise RateLimited(f"rate limit exceeded: {text}", seconds)
+
+
+def raise_budget_exceeded(numbers: list[int], ask: Ask) -> None:
+    verdict, used, used_nanos = numbers
+    if verdict == 1:
+        raise BudgetExceeded(
+            f"budget exceeded: used {used} + input {ask.input_tokens} > limit {ask.max_tokens}",
+            kind="tokens", used=used, requested=ask.input_tokens, limit=ask.max_tokens,
+        )  # fmt: skip
+    if verdict == 2:
+        spent = used_nanos / NANOS_PER_USD
+        raise BudgetExceeded(
+            f"cost budget exceeded: used ${format_usd(spent)} + estimated "
+            f"${format_usd(ask.cost_estimate_usd)} > limit ${format_usd(ask.max_cost_usd)}",
+            kind="cost", used=spent, requested=ask.cost_estimate_usd, limit=ask.max_cost_usd,
+        )  # fmt: skip
+
+
+def usage_key(key: str) -> str:
+    return f"tokenomics:usage:{key}"
+
+
+def token_keys(key: str) -> list[str]:
+    return [usage_key(key), f"tokenomics:cost:{key}", f"tokenomics:holds:{key}",
+            f"tokenomics:hold_expiry:{key}"]  # fmt: skip
+
+
+def window_key(key: str, window: tuple[int, str]) -> str:
+    return f"tokenomics:rate:{key}:{window[0]}:{window[1]}"

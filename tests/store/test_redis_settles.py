@@ -1,0 +1,127 @@
+"""Settles off the request's path (`store.redis_settles`) against a real redis-server: while
+the flusher runs, a settle is queued and returns at once; the next admission carries it in the
+same pipeline, ahead of its own script (so Redis frees the slot first); what no admission
+carried is sent by the flusher, and what Redis does not take waits in SQLite for `replay`."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import trio
+from tests.e2e.test_redis_fleet import until
+from tests.support.redis_server import RedisServer, redis_server  # noqa: F401
+from trio.testing import wait_all_tasks_blocked
+
+from tokenomics.domain.budget import Spend
+from tokenomics.domain.counters import Ask, Outcome
+from tokenomics.domain.policy import RateLimit, RateRule
+from tokenomics.services.redis_sync import flush_settles
+from tokenomics.store.db import Database
+from tokenomics.store.redis_counters import RedisCounters
+from tokenomics.store.redis_pending import PendingSettles
+from tokenomics.store.resp import RedisAddress, RedisClient
+
+KEY = "cd" * 32
+ONE_AT_A_TIME = RateLimit(
+    (RateRule(requests=1000, window="1m", window_delta=timedelta(minutes=1)),), max_parallel=1
+)
+ASK = Ask(10_000, 0.0, 10, 0.0, 20, 0.0)
+
+
+def counters(server: RedisServer, pending: PendingSettles | None = None) -> RedisCounters:
+    return RedisCounters(RedisClient(RedisAddress("127.0.0.1", server.port), timeout=1), pending)
+
+
+def used(server: RedisServer) -> int:
+    reply = server.command("GET", f"tokenomics:usage:{KEY}")
+    return 0 if reply.startswith(b"$-1") else int(reply.split(b"\r\n")[1])
+
+
+def evalshas(server: RedisServer) -> int:
+    for line in server.command("INFO", "commandstats").decode().splitlines():
+        if line.startswith("cmdstat_evalsha:"):
+            return int(line.split("calls=")[1].split(",")[0])
+    return 0
+
+
+async def test_the_next_admission_carries_the_settle_ahead_of_itself(
+    redis_server: RedisServer,  # noqa: F811
+) -> None:
+    one = counters(redis_server)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(lambda: flush_settles(one, linger=3600))  # never on its own here
+        await wait_all_tasks_blocked()
+        slot, hold = await one.admit(KEY, ONE_AT_A_TIME, ASK)
+        spend = await one.settle(KEY, ONE_AT_A_TIME, slot, hold, Outcome(True, 25, 0.0))
+        assert spend is not None and spend.tokens == 25  # this proxy's lower bound
+        assert len(one.settles.queue) == 1 and used(redis_server) == 30  # not sent yet
+        redis_server.command("CONFIG", "RESETSTAT")
+        # max_parallel 1: admitted only because the settle went first and freed the slot
+        slot, hold = await one.admit(KEY, ONE_AT_A_TIME, ASK)
+        assert evalshas(redis_server) == 2 and one.settles.idle
+        assert used(redis_server) == 25 + 30
+        await one.settle(KEY, ONE_AT_A_TIME, slot, hold, Outcome(True, 5, 0.0))
+        nursery.cancel_scope.cancel()  # the flusher sends what is left as it stops
+    assert one.settles.idle and not one.settles.deferred
+    assert used(redis_server) == 30
+    assert one.settles.known[KEY].tokens == 30  # raised by the reply
+    await one.client.aclose()
+
+
+async def test_the_flusher_sends_a_settle_no_admission_carried(
+    redis_server: RedisServer,  # noqa: F811
+) -> None:
+    one = counters(redis_server)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(lambda: flush_settles(one, linger=0.001))
+        await wait_all_tasks_blocked()
+        hold = await one.reserve(KEY, ASK)
+        await one.settle(KEY, None, None, hold, Outcome(True, 7, 0.0))
+        await until(lambda: one.settles.idle)
+        assert used(redis_server) == 7
+        nursery.cancel_scope.cancel()
+    await one.client.aclose()
+
+
+async def test_settles_redis_did_not_take_wait_in_sqlite_and_apply_once(
+    redis_server: RedisServer,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    pending = PendingSettles(Database.open(tmp_path / "t.db"))
+    one = counters(redis_server, pending)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(lambda: flush_settles(one, linger=3600))
+        await wait_all_tasks_blocked()
+        holds = [await one.reserve(KEY, ASK) for _ in range(3)]
+        for hold in holds:
+            await one.settle(KEY, None, None, hold, Outcome(True, 4, 0.0))
+        redis_server.kill()
+        nursery.cancel_scope.cancel()  # the last flush fails: all three are kept
+    assert one.settles.idle
+    assert pending.count() == one.pending_count == 3
+    redis_server.start()  # no persistence: the holds are gone, the settles still count
+    await trio.sleep(one.client.health.backoff)
+    assert await one.replay() == 3
+    assert await one.replay() == 0
+    assert used(redis_server) == 12
+    await one.client.aclose()
+    pending.close()
+
+
+async def test_a_crashed_journal_s_spend_raises_the_settled_spend_in_redis(
+    redis_server: RedisServer,  # noqa: F811
+) -> None:
+    one = counters(redis_server)
+    hold = await one.reserve(KEY, ASK)  # 30 held
+    await one.settle(KEY, None, None, await one.reserve(KEY, ASK), Outcome(True, 40, 0.0))
+    assert used(redis_server) == 40 + 30
+    # a crashed worker's journal: 90 tokens and $0.50 settled (its last settles never arrived)
+    assert await one.raise_to({KEY: Spend(90, 0.5), "ef" * 32: Spend(0, 0.0)}) == 1
+    assert used(redis_server) == 90 + 30  # the open hold still counts on top
+    cost = redis_server.command("GET", f"tokenomics:cost:{KEY}")
+    assert cost == b"$9\r\n500000000\r\n"
+    assert await one.raise_to({KEY: Spend(60, 0.1)}) == 0  # never lowered
+    spend = await one.settle(KEY, None, None, hold, Outcome(True, 5, 0.0))
+    assert spend is not None and spend.tokens == 95
+    await one.client.aclose()
