@@ -222,18 +222,16 @@ async def run_server(
             admin, admin_store = open_admin(settings, environ, server, cache, hooks.dispatcher.wake)
             if admin is not None:  # the ledger and tokens read once before the first page asks
                 consumers.start_soon(admin.warm_up)
-            async with trio.open_nursery() as watchers:  # of client disconnects, per request
-                app = server.app = ProxyApp(
-                    deps, stats, trio.current_time, watchers.start_soon, admin=admin
+            app = server.app = ProxyApp(
+                deps, stats, trio.current_time, admin=admin,
+                webhook=fleet.receiver if fleet is not None else None,
+            )  # fmt: skip
+            async with trio.open_nursery() as producers:
+                server.urls = await producers.start(
+                    partial(serve, app, config, shutdown_trigger=server._stop.wait)
                 )
-                app.webhook = fleet.receiver if fleet is not None else None
-                async with trio.open_nursery() as producers:
-                    server.urls = await producers.start(
-                        partial(serve, app, config, shutdown_trigger=server._stop.wait)
-                    )
-                    await hooks.server_started(server.urls, settings.server.upstream_url)
-                    task_status.started(server)
-                watchers.cancel_scope.cancel()  # those of requests cut short by the shutdown
+                await hooks.server_started(server.urls, settings.server.upstream_url)
+                task_status.started(server)
             send.close()  # the ledger drains what is left and writes the session
             hooks.send.close()  # the event writer too; what is not delivered stays queued
             hooks.dispatcher.stop(server_settings.shutdown_grace)

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from tokenomics.upstream.client import UpstreamResponse
 
 Headers = list[tuple[str, str]]
+BODY_LIMIT = 512 * 1024  # bytes of a body kept for memory and events (`cli.md` §7.3, §7.6)
 
 
 class ProxyError(TokenomicsError):
@@ -110,8 +111,6 @@ class Exchange:
     # The assistant text of an SSE reply no output rule touched, as the relay read it (text,
     # truncated): what the client received, so memory need not parse the stream again.
     relayed_text: tuple[str, bool] | None = None
-    replied: bool = False  # the whole reply reached the server
-    finished: bool = False
 
     @property
     def family(self) -> Family:

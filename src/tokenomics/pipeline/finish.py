@@ -30,9 +30,7 @@ def final_usage(ex: Exchange, deps: Deps) -> Usage:
 
 
 async def finish(ex: Exchange, deps: Deps) -> None:
-    if ex.finished:
-        return
-    ex.finished = True
+    """Called exactly once per exchange, by the request's life (`run.py`)."""
     usage = ex.usage = final_usage(ex, deps)
     model = (ex.meta.actual_model if ex.meta else "") or ex.attempt_model or ex.model
     ex.cost_usd = cost_usd(usage, deps.prices.lookup(model)) if ex.upstream else 0.0

@@ -17,6 +17,7 @@ import orjson
 
 from tokenomics.domain.ledger import Entry, EntryValues, request_entry
 from tokenomics.domain.usage import ResponseMeta, Usage
+from tokenomics.pipeline.exchange import BODY_LIMIT
 from tokenomics.services.capture import is_sensitive
 
 if TYPE_CHECKING:
@@ -25,7 +26,6 @@ if TYPE_CHECKING:
     from tokenomics.pipeline.exchange import Exchange
 
 Headers = tuple[tuple[str, str], ...]
-BODY_LIMIT = 512 * 1024  # bytes of a body kept for memory and events (`cli.md` §7.3, §7.6)
 
 
 @dataclass(frozen=True, slots=True)
