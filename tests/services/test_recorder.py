@@ -20,11 +20,12 @@ def exchange(n: int) -> Exchange:
 
 
 async def test_a_full_channel_makes_requests_wait_and_loses_no_record() -> None:
-    recorder = Recorder(Stats(lambda model: True), LoggingSettings(), trio.current_time)
     send, receive = trio.open_memory_channel[Finished](2)
     journaled: list[str] = []
-    recorder.journal = lambda f: journaled.append(f.client_request_id)
-    recorder.sink = send
+    recorder = Recorder(
+        Stats(lambda model: True), LoggingSettings(), trio.current_time,
+        journal=lambda f: journaled.append(f.client_request_id), sink=send,
+    )  # fmt: skip
     done: list[int] = []
 
     async def finish(n: int, cancel: bool) -> None:
@@ -46,9 +47,8 @@ async def test_a_full_channel_makes_requests_wait_and_loses_no_record() -> None:
 
 
 async def test_a_closed_channel_is_logged_not_raised(caplog: pytest.LogCaptureFixture) -> None:
-    recorder = Recorder(Stats(lambda model: True), LoggingSettings(), trio.current_time)
     send, receive = trio.open_memory_channel[Finished](1)
-    recorder.sink = send
+    recorder = Recorder(Stats(lambda model: True), LoggingSettings(), trio.current_time, sink=send)
     receive.close()
     await recorder.record(exchange(1))
     assert "after the record consumers stopped" in caplog.text

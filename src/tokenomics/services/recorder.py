@@ -73,21 +73,32 @@ def request_log(ex: Exchange, duration_ms: int, settings: LoggingSettings) -> di
 
 
 class Recorder:
-    def __init__(self, stats: Stats, settings: LoggingSettings, clock: Callable[[], float]) -> None:
+    """`journal`: the session ledger's `record` (a line in the journal now); `sink`: the record
+    consumers' channel (of `RECORD_QUEUE` records); `events`: the event writer's channel
+    (`services/event_writer.py`), when webhooks are set; `spans`: the OpenTelemetry exporter's
+    `offer` (never waits; drops when its queue is full). Each None when that consumer is off."""
+
+    def __init__(
+        self,
+        stats: Stats,
+        settings: LoggingSettings,
+        clock: Callable[[], float],
+        *,
+        journal: Callable[[Finished], None] | None = None,
+        sink: trio.MemorySendChannel[Finished] | None = None,
+        events: trio.MemorySendChannel[Finished] | None = None,
+        spans: Callable[[Finished], None] | None = None,
+    ) -> None:
         self._stats = stats
         self._settings = settings
         self._clock = clock
         # The latest exchanges' events (`rule.*`, …), newest last, until the event channel
         # delivers them; read by `status` and tests.
         self.recent_events: deque[tuple[str, dict[str, Any]]] = deque(maxlen=RECENT_EVENTS)
-        # Set by the composition root: the session ledger's `record` (a line in the journal
-        # now), and the record consumers' channel (of `RECORD_QUEUE` records).
-        self.journal: Callable[[Finished], None] | None = None
-        self.sink: trio.MemorySendChannel[Finished] | None = None
-        # The event writer's channel (`services/event_writer.py`), when webhooks are set.
-        self.events: trio.MemorySendChannel[Finished] | None = None
-        # The OpenTelemetry exporter's `offer` (never waits; drops when its queue is full).
-        self.spans: Callable[[Finished], None] | None = None
+        self.journal = journal
+        self.sink = sink
+        self.events = events
+        self.spans = spans
 
     async def record(self, ex: Exchange) -> None:
         seconds = max(0.0, self._clock() - ex.started)
