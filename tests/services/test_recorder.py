@@ -9,14 +9,17 @@ import trio
 import trio.testing
 
 from tokenomics.config.settings import LoggingSettings
-from tokenomics.pipeline.exchange import Exchange
+from tokenomics.domain.usage import Usage
+from tokenomics.pipeline.exchange import Exchange, Incoming, Settled
 from tokenomics.services.finished import Finished
 from tokenomics.services.recorder import Recorder
 from tokenomics.services.stats import Stats
 
 
 def exchange(n: int) -> Exchange:
-    return Exchange("POST", "/v1/chat/completions", "", [], b"", "peer", 0.0, "", f"req_{n}")
+    ex = Exchange(Incoming("POST", [], {}, "peer", 0.0, "", f"req_{n}"), "/v1/chat/completions", "")
+    ex.settle(Settled(Usage(), 0.0, None))
+    return ex
 
 
 async def test_a_full_channel_makes_requests_wait_and_loses_no_record() -> None:

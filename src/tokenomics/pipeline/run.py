@@ -41,7 +41,7 @@ from tokenomics.domain.errors import TokenomicsError
 from tokenomics.formats.classify import RefusedPath, route_request
 from tokenomics.formats.errors import error_body
 from tokenomics.pipeline.body import Bodies, ClientGone, close_after
-from tokenomics.pipeline.exchange import BODY_LIMIT, Exchange, ProxyError, Reply
+from tokenomics.pipeline.exchange import BODY_LIMIT, Exchange, Incoming, ProxyError, Reply
 from tokenomics.pipeline.finish import finish
 from tokenomics.pipeline.forward import forward
 from tokenomics.pipeline.relay import relay
@@ -123,19 +123,17 @@ class Requests:
     def exchange(self, scope: Scope) -> Exchange:
         raw = [(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in scope["headers"]]
         client = scope.get("client")
-        return Exchange(
+        request = Incoming(
             method=scope["method"],
-            path=_raw_path(scope),
-            query=scope.get("query_string", b"").decode("latin-1"),
             raw_headers=raw,
-            body_bytes=b"",
+            headers=dict(raw),
             peer=client[0] if client else "",
             started=self.clock(),
             started_at=self._started_at(),
             client_request_id=f"req_{self._ids.getrandbits(128):032x}",
-            headers=dict(raw),
-            capture=self._capture,
         )
+        query = scope.get("query_string", b"").decode("latin-1")
+        return Exchange(request, _raw_path(scope), query, capture=self._capture)
 
     def _started_at(self) -> str:
         """Now in RFC 3339 UTC with milliseconds; the part to the second is formatted once."""
@@ -153,10 +151,10 @@ class Requests:
         (closing the connection when the body stays unread), else None."""
         try:
             admit(ex, self.deps)
-            ex.body_bytes = await self.bodies.read(receive, ex.headers)
+            ex.body_bytes = await self.bodies.read(receive, ex.request.headers)
         except TokenomicsError as exc:
             reply = error_reply(ex, exc)
-            if close_after(ex.headers):
+            if close_after(ex.request.headers):
                 reply.headers.append(("connection", "close"))
             ex.status, ex.reply = reply.status, reply
             return reply
@@ -170,7 +168,7 @@ class Requests:
                 request.start_soon(_watch, receive, request.cancel_scope, life)
                 await self._reply(life, await run_pipeline(life.ex, self.deps))
         except Exception:  # a bug: this request ends, the server goes on
-            log.exception("request %s failed", life.ex.client_request_id)
+            log.exception("request %s failed", life.ex.request.client_request_id)
             await self._failed(life)
 
     async def _failed(self, life: _Life) -> None:
@@ -190,7 +188,7 @@ class Requests:
         life.started = True
         if reply.stream is None:
             headers.append((b"content-length", str(len(reply.body)).encode()))
-            ex.first_byte_ms = int((self.clock() - ex.started) * 1000)
+            ex.first_byte_ms = int((self.clock() - ex.request.started) * 1000)
             await send({"type": "http.response.start", "status": reply.status, "headers": headers})
             life.replied = True
             await self._finish(life)
@@ -235,7 +233,7 @@ async def _watch(receive: Receive, request: trio.CancelScope, life: _Life) -> No
 def _capture(ex: Exchange, chunk: bytes, clock: Callable[[], float]) -> None:
     """Keep what the client received of a stream, up to `BODY_LIMIT`, for memory and events."""
     if ex.first_byte_ms is None:
-        ex.first_byte_ms = int((clock() - ex.started) * 1000)
+        ex.first_byte_ms = int((clock() - ex.request.started) * 1000)
     if ex.capture and ex.sent_bytes < BODY_LIMIT:
         ex.sent_chunks.append(chunk[: BODY_LIMIT - ex.sent_bytes])
     ex.sent_bytes += len(chunk)
@@ -254,7 +252,7 @@ def _raw_path(scope: Scope) -> str:
 def admit(ex: Exchange, deps: Deps) -> None:
     """Route the request and run the head stages (framing, token); raises their error.
     `ex.path` comes as the client sent it and becomes the path that goes upstream."""
-    ex.route = route_request(ex.method, ex.path, ex.headers)
+    ex.route = route_request(ex.request.method, ex.path, ex.request.headers)
     ex.path = ex.route.path
     for stage in HEAD_STAGES:
         stage(ex, deps)

@@ -36,11 +36,12 @@ RECORD_QUEUE = 256
 
 def request_log(ex: Exchange, duration_ms: int, settings: LoggingSettings) -> dict[str, Any]:
     """The request-log keys of the original, empty ones omitted, plus provider and cost."""
-    usage = ex.usage
+    settled, request = ex.settled, ex.request
+    usage = settled.usage
     target = ex.target
     entry: dict[str, Any] = {
-        "timestamp": ex.started_at,
-        "method": ex.method,
+        "timestamp": request.started_at,
+        "method": request.method,
         "path": ex.path,
         "token_hash": "****" if settings.hide_token_hash else ex.hash16,
         "model": ex.model,
@@ -49,20 +50,20 @@ def request_log(ex: Exchange, duration_ms: int, settings: LoggingSettings) -> di
         "upstream_url": redact(target.base_url) if target else "",
         "status_code": ex.status,
         "duration_ms": duration_ms,
-        "input_tokens": usage.input_tokens if usage else 0,
-        "output_tokens": usage.output_tokens if usage else 0,
-        "cost_usd": ex.cost_usd,
+        "input_tokens": usage.input_tokens,
+        "output_tokens": usage.output_tokens,
+        "cost_usd": settled.cost_usd,
         "stream": ex.stream,
         "error": ex.error,
-        "remote_addr": ex.peer,
-        "user_agent": ex.headers.get("user-agent", ""),
+        "remote_addr": request.peer,
+        "user_agent": request.headers.get("user-agent", ""),
         "retry_count": ex.retry_count,
         "fallback_model": ex.fallback_model,
         "metadata": ex.metadata,
         "rule_matches": ex.rule_matches,
         "upstream_request_id": ex.meta.upstream_request_id if ex.meta else "",
         "upstream_id": ex.meta.upstream_id if ex.meta else "",
-        "client_request_id": ex.client_request_id,
+        "client_request_id": request.client_request_id,
     }
     if settings.request_body:
         entry["request_body"] = sent_body(ex)[:BODY_SAMPLE].decode("utf-8", "replace")
@@ -101,7 +102,7 @@ class Recorder:
         self.spans = spans
 
     async def record(self, ex: Exchange) -> None:
-        seconds = max(0.0, self._clock() - ex.started)
+        seconds = max(0.0, self._clock() - ex.request.started)
         self.recent_events.extend(ex.events)
         self._stats.record(ex, seconds)
         if not self._settings.disable_request:
