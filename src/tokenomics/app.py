@@ -138,10 +138,9 @@ def _recorder(
 ) -> Recorder:  # fmt: skip
     """Where finished requests go, bound to the consumers that will run: the session journal
     and the ledger's channel, the event writer (webhooks), the span exporter."""
-    journaling = session is not None and session.journaling
     return Recorder(
         parts.stats, parts.settings.logging, trio.current_time,
-        journal=session.record if session is not None and journaling else None,
+        journal=session.record if session is not None and session.journaling else None,
         sink=sink if session is not None else None,
         events=hooks.send if hooks.active else None,
         spans=exporter.offer if exporter is not None else None,

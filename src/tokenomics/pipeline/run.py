@@ -98,6 +98,7 @@ class Requests:
         self._second_text = ""
 
     async def serve(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """One proxied request, steps 1 to 8 of the module's docstring."""
         ex = self.exchange(scope)
         try:
             reply = await self._admit(ex, receive)
