@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from tokenomics.app_deps import build_deps, now_text, open_ledger, open_tokens, restorer
+from tokenomics.app_deps import Parts, now_text, open_ledger, open_parts, open_tokens, restorer
 from tokenomics.services import (
     event_writer,
     ledger,
@@ -106,14 +106,10 @@ class Server:
         return self.ledger.session_id if self.ledger and self.ledger.journaling else ""
 
 
-async def _start_events(
-    consumers: trio.Nursery, hooks: EventServices, deps: Deps, stats: Stats
-) -> None:
+async def _start_events(consumers: trio.Nursery, hooks: EventServices, stats: Stats) -> None:
     """Delivery (or pruning) always runs (rows of the CLI); requests hand their records to
-    the event writer only when a webhook is configured."""
+    the event writer only when a webhook is configured (`_recorder`)."""
     if hooks.active:
-        assert isinstance(deps.recorder, Recorder)
-        deps.recorder.events = hooks.send
         await consumers.start(event_writer.run, hooks.writer, hooks.receive)
     stats.webhooks = hooks.metric_lines
     await consumers.start(hooks.run)
@@ -150,19 +146,28 @@ async def start_fleet(nursery: trio.Nursery, fleet: remote_fleet.Fleet) -> None:
         await nursery.start(remote_register.run, fleet.registration)
 
 
-async def start_exporter(
-    consumers: trio.Nursery, settings: Settings, environ: Mapping[str, str],
-    session: ledger.Ledger | None, deps: Deps, stats: Stats, cwd: Path,
-) -> None:  # fmt: skip
+def open_exporter(
+    settings: Settings, environ: Mapping[str, str], session: ledger.Ledger | None, cwd: Path
+) -> otlp.OtlpExporter | None:
     """The OpenTelemetry exporter, when an endpoint is configured; its run id is the ledger
     session's."""
     run_id = session.session_id if session is not None else secrets.token_hex(4)
-    exporter = otlp.open_exporter(settings.otlp, environ, run_id=run_id, cwd=cwd)
-    if exporter is not None:
-        assert isinstance(deps.recorder, Recorder)
-        deps.recorder.spans = exporter.offer
-        stats.otlp = exporter.statistics
-        await consumers.start(exporter.run)
+    return otlp.open_exporter(settings.otlp, environ, run_id=run_id, cwd=cwd)
+
+
+def _recorder(
+    parts: Parts, session: ledger.Ledger | None, sink: trio.MemorySendChannel[Finished],
+    hooks: EventServices, exporter: otlp.OtlpExporter | None,
+) -> Recorder:  # fmt: skip
+    """Where finished requests go, bound to the consumers that will run: the session journal
+    and the ledger's channel, the event writer (webhooks), the span exporter."""
+    return Recorder(
+        parts.stats, parts.settings.logging, trio.current_time,
+        journal=session.record if session is not None and session.journaling else None,
+        sink=sink if session is not None else None,
+        events=hooks.send if hooks.active else None,
+        spans=exporter.offer if exporter is not None else None,
+    )  # fmt: skip
 
 
 async def run_server(
@@ -199,11 +204,8 @@ async def _run_server(
     run_limits: RunLimits | None,
     task_status: trio.TaskStatus[Server],
 ) -> None:
-    deps, tokens, usage, stats = build_deps(
-        settings, environ, hash_key, cwd=cwd, home=home, run_limits=run_limits
-    )
-    cache = deps.tokens
-    assert isinstance(cache, token_cache.TokenCache)
+    parts = open_parts(settings, environ, hash_key, cwd=cwd, home=home, run_limits=run_limits)
+    cache, stats = parts.cache, parts.stats
     server_settings = settings.server
     tls = resolve_tls(
         enabled=server_settings.tls.enabled, auto_gen=server_settings.tls.auto_gen,
@@ -229,19 +231,18 @@ async def _run_server(
     try:
         hooks = EventServices.open(settings, Path(settings.storage.db_path), environ)
         await trio.to_thread.run_sync(cache.reload)
-        restore = redis_sync.restorer(deps.counters, restorer(deps.budgets, usage))
+        restore = redis_sync.restorer(parts.counters, restorer(parts.budgets, parts.usage))
         indexed = indexer.index_file if indexer is not None else None
         session = await open_ledger(settings, cwd, home, restore, indexed)
+        exporter = open_exporter(settings, environ, session, cwd)
         send, receive = trio.open_memory_channel[Finished](RECORD_QUEUE)
+        deps = parts.deps(_recorder(parts, session, send, hooks, exporter))
         async with trio.open_nursery() as consumers:
             if session is not None:
-                assert isinstance(deps.recorder, Recorder)
-                deps.recorder.journal = session.record if session.journaling else None
-                deps.recorder.sink = send
                 stats.ledger = session.statistics if session.journaling else None
                 await consumers.start(ledger.run, session, receive)
             await consumers.start(
-                partial(usage_writer.run, deps.budgets, usage, clock_now=now_text)
+                partial(usage_writer.run, deps.budgets, parts.usage, clock_now=now_text)
             )
             await consumers.start(token_cache.run, cache)
             fleet = remote_fleet.build(
@@ -249,42 +250,42 @@ async def _run_server(
             )
             if fleet is not None:
                 await start_fleet(consumers, fleet)
-            await _start_events(consumers, hooks, deps, stats)
+            await _start_events(consumers, hooks, stats)
             if isinstance(deps.counters, RedisCounters):
                 stats.metric_lines.append(partial(redis_sync.metrics, deps.counters))
                 await consumers.start(redis_sync.keep, deps.counters)
                 await consumers.start(revocation.run, cache, deps.counters.client)
-            await start_exporter(consumers, settings, environ, session, deps, stats, cwd)
+            if exporter is not None:
+                stats.otlp = exporter.statistics
+                await consumers.start(exporter.run)
             server = Server([], stats, deps, session)
             stopped = server.stopped
             admin, admin_store = open_admin(settings, environ, server, cache, hooks.wake)
             if admin is not None:  # the ledger and tokens read once before the first page asks
                 consumers.start_soon(admin.warm_up)
-            async with trio.open_nursery() as watchers:  # of client disconnects, per request
-                app = server.app = ProxyApp(
-                    deps, stats, trio.current_time, watchers.start_soon, admin=admin
+            app = server.app = ProxyApp(
+                deps, stats, trio.current_time, admin=admin,
+                webhook=fleet.receiver if fleet is not None else None,
+            )  # fmt: skip
+            async with trio.open_nursery() as producers:
+                server.urls = await producers.start(
+                    partial(serve, app, config, shutdown_trigger=server._stop.wait)
                 )
-                app.webhook = fleet.receiver if fleet is not None else None
-                async with trio.open_nursery() as producers:
-                    server.urls = await producers.start(
-                        partial(serve, app, config, shutdown_trigger=server._stop.wait)
-                    )
-                    await hooks.server_started(server.urls, settings.server.upstream_url)
-                    task_status.started(server)
-                watchers.cancel_scope.cancel()  # those of requests cut short by the shutdown
+                await hooks.server_started(server.urls, settings.server.upstream_url)
+                task_status.started(server)
             send.close()  # the ledger drains what is left and writes the session
             hooks.send.close()  # the event writer too; what is not delivered stays queued
             hooks.stop(server_settings.shutdown_grace)
             consumers.cancel_scope.cancel()
     finally:
         with trio.CancelScope(shield=True):
-            await deps.upstreams.aclose()
+            await parts.upstreams.aclose()
             if fleet is not None:
                 await fleet.aclose()
         if hooks is not None:
             await hooks.aclose()
-        tokens.close()
-        usage.close()
+        parts.tokens.close()
+        parts.usage.close()
         if indexer is not None:
             indexer.close()
         if admin_store is not None:

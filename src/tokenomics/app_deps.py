@@ -4,6 +4,7 @@ the composition root (`app.py`), which starts the tasks."""
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -21,7 +22,6 @@ from tokenomics.formats.estimate import TokenEstimator
 from tokenomics.pipeline.deps import Deps
 from tokenomics.services import comm_events, ledger, redis_sync, token_cache, usage_writer
 from tokenomics.services.memory import MemoryWriter
-from tokenomics.services.recorder import Recorder
 from tokenomics.services.stats import Stats
 from tokenomics.store.db import Database
 from tokenomics.store.encryption import Cipher
@@ -32,8 +32,12 @@ from tokenomics.upstream.client import Upstreams
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
+    from tokenomics.config.providers import ProviderConfig
     from tokenomics.config.settings import Settings
+    from tokenomics.domain.counters import Counters
+    from tokenomics.domain.pricing import PriceTable
     from tokenomics.domain.tokens import HashKey
+    from tokenomics.services.recorder import Recorder
 
 
 async def open_ledger(
@@ -82,7 +86,48 @@ def open_tokens(settings: Settings, environ: Mapping[str, str]) -> TokenStore:
     return TokenStore.open(Path(settings.storage.db_path), cipher, key_env)
 
 
-def build_deps(
+@dataclass(frozen=True, slots=True)
+class Parts:
+    """What a server's `Deps` are made of, opened before the record consumers exist (the
+    ledger restores `budgets` from crashed journals before it opens); `deps` binds them with
+    the recorder once those consumers' channels are known."""
+
+    settings: Settings
+    environ: Mapping[str, str]
+    hash_key: HashKey
+    tokens: TokenStore  # the token cache's connection
+    usage: UsageStore
+    cache: token_cache.TokenCache
+    stats: Stats
+    providers: Mapping[str, ProviderConfig]
+    prices: PriceTable
+    budgets: Budgets
+    limiter: RateLimiter
+    counters: Counters | None
+    run_budget: RunBudget | None
+    upstreams: Upstreams
+    estimator: TokenEstimator
+
+    def deps(self, recorder: Recorder) -> Deps:
+        return Deps(
+            settings=self.settings,
+            environ=self.environ,
+            tokens=self.cache,
+            hash_key=self.hash_key,
+            providers=self.providers,
+            limiter=self.limiter,
+            budgets=self.budgets,
+            estimator=self.estimator,
+            prices=self.prices,
+            upstreams=self.upstreams,
+            recorder=recorder,
+            now=time.time,
+            counters=self.counters,
+            run_budget=self.run_budget,
+        )
+
+
+def open_parts(
     settings: Settings,
     environ: Mapping[str, str],
     hash_key: HashKey,
@@ -90,7 +135,7 @@ def build_deps(
     cwd: Path,
     home: Path | None,
     run_limits: RunLimits | None = None,
-) -> tuple[Deps, TokenStore, UsageStore, Stats]:
+) -> Parts:
     narrow_data_dir(settings)
     db_path = Path(settings.storage.db_path)
     tokens = open_tokens(settings, environ)
@@ -100,25 +145,14 @@ def build_deps(
     )
     price_overrides = {m: f for p in providers.values() for m, f in p.prices.items()}
     prices = load_prices(price_overrides)
-    stats = Stats(known_model=prices.__contains__)
     budgets, limiter = Budgets(usage.load()), RateLimiter(trio.current_time)
-    deps = Deps(
-        settings=settings,
-        environ=environ,
-        tokens=token_cache.TokenCache(tokens),
-        hash_key=hash_key,
-        providers=providers,
-        limiter=limiter,
-        budgets=budgets,
-        estimator=TokenEstimator(),
-        prices=prices,
-        upstreams=Upstreams(),
-        recorder=Recorder(stats, settings.logging, trio.current_time),
-        now=time.time,
+    return Parts(
+        settings=settings, environ=environ, hash_key=hash_key, tokens=tokens, usage=usage,
+        cache=token_cache.TokenCache(tokens), stats=Stats(known_model=prices.__contains__),
+        providers=providers, prices=prices, budgets=budgets, limiter=limiter,
         counters=redis_sync.build_counters(settings, db_path, budgets, limiter),
-        run_budget=_run_budget(run_limits),
-    )
-    return deps, tokens, usage, stats
+        run_budget=_run_budget(run_limits), upstreams=Upstreams(), estimator=TokenEstimator(),
+    )  # fmt: skip
 
 
 def _run_budget(limits: RunLimits | None) -> RunBudget | None:

@@ -233,16 +233,15 @@ SPOOFED = [(b"x-real-ip", b"127.0.0.1"), (b"x-forwarded-for", b"127.0.0.1"),
 async def test_a_non_loopback_peer_is_refused_whatever_the_forwarding_headers_say(
     proxy: Proxy, path: str
 ) -> None:
-    async with trio.open_nursery() as nursery:
-        app = ProxyApp(proxy.server.deps, proxy.server.stats, trio.current_time, nursery.start_soon)
-        for peer in (("10.1.2.3", 5000), ("::ffff:10.1.2.3", 5000), None):
-            status, headers, body = await call_app(app, path, peer, SPOOFED)
-            assert status == 403, peer
-            assert json.loads(body) == {"error": "admin UI/API is local-only"}
-            assert headers[b"content-type"] == b"application/json"
-        for peer in (("127.0.0.1", 5000), ("::1", 5000), ("::ffff:127.0.0.1", 5000)):
-            status, _, _ = await call_app(app, path, peer, [])
-            assert status == 200, peer
+    app = ProxyApp(proxy.server.deps, proxy.server.stats, trio.current_time)
+    for peer in (("10.1.2.3", 5000), ("::ffff:10.1.2.3", 5000), None):
+        status, headers, body = await call_app(app, path, peer, SPOOFED)
+        assert status == 403, peer
+        assert json.loads(body) == {"error": "admin UI/API is local-only"}
+        assert headers[b"content-type"] == b"application/json"
+    for peer in (("127.0.0.1", 5000), ("::1", 5000), ("::ffff:127.0.0.1", 5000)):
+        status, _, _ = await call_app(app, path, peer, [])
+        assert status == 200, peer
 
 
 @pytest.mark.parametrize("path", ["/stats", "/metrics"])
@@ -255,12 +254,9 @@ async def test_basic_auth_is_required_when_configured(
             wrong = await client.get(path, auth=("ops", "nope"))
             other_scheme = await client.get(path, headers={"authorization": "Bearer s3cret"})
             right = await client.get(path, auth=("ops", "s3cret"))
-        async with trio.open_nursery() as nursery:
-            app = ProxyApp(
-                proxy.server.deps, proxy.server.stats, trio.current_time, nursery.start_soon
-            )
-            basic = (b"authorization", b"Basic b3BzOnMzY3JldA==")  # ops:s3cret
-            remote, _, _ = await call_app(app, path, ("10.1.2.3", 5000), [basic, *SPOOFED])
+        app = ProxyApp(proxy.server.deps, proxy.server.stats, trio.current_time)
+        basic = (b"authorization", b"Basic b3BzOnMzY3JldA==")  # ops:s3cret
+        remote, _, _ = await call_app(app, path, ("10.1.2.3", 5000), [basic, *SPOOFED])
     for response in (missing, wrong, other_scheme):
         assert response.status_code == 401
         assert response.json() == {"error": "unauthorized"}

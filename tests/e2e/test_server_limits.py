@@ -29,7 +29,7 @@ from tests.support.raw_wire import (
     head,
 )
 
-from tokenomics.services.body import MIB, Bodies
+from tokenomics.pipeline.body import MIB, Bodies
 
 
 @pytest.fixture
@@ -39,7 +39,7 @@ def autojump_clock() -> trio.testing.MockClock:
 
 def bodies(proxy: Proxy) -> Bodies:
     assert proxy.server.app is not None
-    return proxy.server.app.bodies
+    return proxy.server.app.requests.bodies
 
 
 # --- the token before the body (item 4) -------------------------------------------------------

@@ -358,7 +358,7 @@ async def test_shutdown_cuts_a_stream_longer_than_the_grace_period_and_returns(
     tmp_path: Path,
 ) -> None:
     """The server stops within its grace period even with a stream still running: the request
-    is cut, its disconnect watcher (in the server's own nursery) is cancelled, and the
+    is cut, its disconnect watcher (in the request's own nursery) is cancelled, and the
     exchange is still recorded once."""
     async with start_proxy(tmp_path, env={"TOKENOMICS_SERVER_SHUTDOWN_GRACE": "1"}) as proxy:
         token = proxy.token(OPENAI)

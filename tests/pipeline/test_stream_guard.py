@@ -19,7 +19,7 @@ from tokenomics.domain.usage import Family as ApiFamily
 from tokenomics.formats.classify import classify
 from tokenomics.formats.stream_text import stream_text
 from tokenomics.pipeline import stream_guard
-from tokenomics.pipeline.exchange import Exchange
+from tokenomics.pipeline.exchange import Exchange, Incoming
 from tokenomics.pipeline.stream_guard import (
     DEFAULT_WINDOW,
     MAX_HOLD,
@@ -739,7 +739,7 @@ def test_a_warn_rule_does_not_fire_on_a_word_still_arriving() -> None:
 
 
 def exchange(path: str, rules: list[Json]) -> Exchange:
-    ex = Exchange("POST", path, "", [], b"", "peer", 0.0, "", "")
+    ex = Exchange(Incoming("POST", [], {}, "peer", 0.0, "", ""), path, "")
     ex.route = classify("POST", path, {})
     ex.resolved = resolve_for_model(
         parse_policy(orjson.dumps({"base_key_env": "K", "rules": rules})), "m"

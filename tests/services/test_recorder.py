@@ -9,22 +9,26 @@ import trio
 import trio.testing
 
 from tokenomics.config.settings import LoggingSettings
-from tokenomics.pipeline.exchange import Exchange
+from tokenomics.domain.usage import Usage
+from tokenomics.pipeline.exchange import Exchange, Incoming, Settled
 from tokenomics.services.finished import Finished
 from tokenomics.services.recorder import Recorder
 from tokenomics.services.stats import Stats
 
 
 def exchange(n: int) -> Exchange:
-    return Exchange("POST", "/v1/chat/completions", "", [], b"", "peer", 0.0, "", f"req_{n}")
+    ex = Exchange(Incoming("POST", [], {}, "peer", 0.0, "", f"req_{n}"), "/v1/chat/completions", "")
+    ex.settle(Settled(Usage(), 0.0, None))
+    return ex
 
 
 async def test_a_full_channel_makes_requests_wait_and_loses_no_record() -> None:
-    recorder = Recorder(Stats(lambda model: True), LoggingSettings(), trio.current_time)
     send, receive = trio.open_memory_channel[Finished](2)
     journaled: list[str] = []
-    recorder.journal = lambda f: journaled.append(f.client_request_id)
-    recorder.sink = send
+    recorder = Recorder(
+        Stats(lambda model: True), LoggingSettings(), trio.current_time,
+        journal=lambda f: journaled.append(f.client_request_id), sink=send,
+    )  # fmt: skip
     done: list[int] = []
 
     async def finish(n: int, cancel: bool) -> None:
@@ -46,9 +50,8 @@ async def test_a_full_channel_makes_requests_wait_and_loses_no_record() -> None:
 
 
 async def test_a_closed_channel_is_logged_not_raised(caplog: pytest.LogCaptureFixture) -> None:
-    recorder = Recorder(Stats(lambda model: True), LoggingSettings(), trio.current_time)
     send, receive = trio.open_memory_channel[Finished](1)
-    recorder.sink = send
+    recorder = Recorder(Stats(lambda model: True), LoggingSettings(), trio.current_time, sink=send)
     receive.close()
     await recorder.record(exchange(1))
     assert "after the record consumers stopped" in caplog.text

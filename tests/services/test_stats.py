@@ -7,14 +7,16 @@ import re
 
 from tokenomics.domain.policy import MemoryPolicy
 from tokenomics.domain.resolve import Resolved
-from tokenomics.pipeline.exchange import Exchange
+from tokenomics.domain.usage import Usage
+from tokenomics.pipeline.exchange import Exchange, Incoming, Settled
 from tokenomics.services.stats import OTHER_MODEL, Stats
 
 PRICED = frozenset({"gpt-4o", "claude-sonnet-4"})
 
 
 def exchange(model: str, pinned: str = "") -> Exchange:
-    ex = Exchange("POST", "/v1/chat/completions", "", [], b"", "peer", 0.0, "", "id")
+    ex = Exchange(Incoming("POST", [], {}, "peer", 0.0, "", "id"), "/v1/chat/completions", "")
+    ex.settle(Settled(Usage(), 0.0, None))
     ex.model, ex.status, ex.token_hash = model, 200, "a" * 64
     if pinned:
         ex.resolved = Resolved(

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from tokenomics.domain.counters import Outcome
 from tokenomics.domain.pricing import cost_usd
 from tokenomics.domain.usage import Usage, merge_estimate
+from tokenomics.pipeline.exchange import Settled
 from tokenomics.pipeline.stages import counters, estimate_input, exact_input
 
 if TYPE_CHECKING:
@@ -39,25 +40,25 @@ def _needs_input_estimate(ex: Exchange) -> bool:
 
 
 async def finish(ex: Exchange, deps: Deps) -> None:
-    if ex.finished:
-        return
-    ex.finished = True
+    """Called exactly once per exchange, by the request's life (`run.py`)."""
     if _consumed(ex) and _needs_input_estimate(ex):  # its vocabulary, off the event loop
         ex.input_estimate = await exact_input(ex, deps)
-    usage = ex.usage = final_usage(ex, deps)
+    usage = final_usage(ex, deps)
     model = (ex.meta.actual_model if ex.meta else "") or ex.attempt_model or ex.model
-    ex.cost_usd = cost_usd(usage, deps.prices.lookup(model)) if ex.upstream else 0.0
+    price = cost_usd(usage, deps.prices.lookup(model)) if ex.upstream else 0.0
+    spend = None
     if ex.reservation is not None or ex.permit is not None or usage.total_tokens:
-        outcome = Outcome(ex.upstream is not None, usage.total_tokens, ex.cost_usd or 0.0)
+        outcome = Outcome(ex.upstream is not None, usage.total_tokens, price or 0.0)
         limit = ex.policy.rate_limit if ex.policy is not None else None
-        spend = await counters(deps).settle(
+        settled = await counters(deps).settle(
             ex.token_hash, limit, ex.permit, ex.reservation, outcome
         )
         if ex.reservation is not None:
-            ex.spend = spend
+            spend = settled
     if ex.run_reservation is not None:
         if ex.upstream is not None:
-            ex.run_reservation.settle(usage.total_tokens, ex.cost_usd or 0.0)
+            ex.run_reservation.settle(usage.total_tokens, price or 0.0)
         else:
             ex.run_reservation.release()
+    ex.settle(Settled(usage, price, spend))
     await deps.recorder.record(ex)

@@ -1,28 +1,296 @@
-"""`admit`: the stages on the request's head, before its body is read; `run_pipeline`: the
-other stages, the upstream call and the relay, with errors answered in the client's API
-family. The caller sends the reply and then calls `finish` (shielded)."""
+"""A proxied request's life, from the bytes of its head to its record: the one module to read.
+
+`Requests.serve` is called once per proxied request by the server's routing
+(`services/asgi.py`) and reads top to bottom:
+
+    1. parse    `exchange`: the head becomes an `Exchange` (`exchange.py` states the order in
+                which its parts are written)
+    2. admit    the route, then the head stages (framing, token): a refusal is answered
+                before a byte of the body is read (the connection closes when one is left)
+    3. body     read under a deadline, a size limit and the process-wide cap (`body.py`);
+                a client gone before its body was whole leaves nothing to record
+    4. stages   `BODY_STAGES` (`stages.py`): policy, limits, rules, budget, each `(ex, deps)`
+    5. forward  the upstream call, with retries and fallbacks (`forward.py`)
+    6. relay    the response, buffered or streamed as it arrives (`relay.py`)
+    7. reply    sent to the client, a stream chunk by chunk
+    8. finish   settle, price, hand to the recorder (`finish.py`): exactly once, here. Just
+                before the reply's last byte (a client holding the whole reply can count on
+                its record, even if the process dies the next instant); else, shielded, on the
+                way out: refused, failed upstream, client gone, cancelled, or a bug.
+
+Steps 4-7 run in the request's own cancel scope, told by our server when the client leaves
+(`CLIENT_GONE`; under another server, a watcher task in the request's own nursery waits for
+`http.disconnect`): a client that leaves before the whole reply was sent cancels them (the
+upstream call with them). A failure there (a bug in a stage, the relay, the watcher) ends this
+request only: it is logged, answered 500 in the client's API family when nothing was sent
+yet, and recorded.
+Errors of ours (`TokenomicsError`) are answered in the client's API family by `error_reply`.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import logging
+import os
+import random
+import time
+from functools import partial
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+import trio
 
 from tokenomics.domain.budget import BudgetExceeded
 from tokenomics.domain.errors import TokenomicsError
 from tokenomics.formats.classify import RefusedPath, route_request
 from tokenomics.formats.errors import error_body
-from tokenomics.pipeline.exchange import Reply
+from tokenomics.pipeline.body import Bodies, ClientGone, close_after
+from tokenomics.pipeline.exchange import BODY_LIMIT, Exchange, Incoming, ProxyError, Reply
+from tokenomics.pipeline.finish import finish
 from tokenomics.pipeline.forward import forward
 from tokenomics.pipeline.relay import relay
 from tokenomics.pipeline.run_budget import reserve_run_budget
 from tokenomics.pipeline.stages import HEAD_STAGES, STAGES, undefer
 
 if TYPE_CHECKING:
-    from tokenomics.pipeline.deps import Deps
-    from tokenomics.pipeline.exchange import Exchange
+    from collections.abc import Awaitable, Callable, MutableMapping
 
+    from tokenomics.pipeline.deps import Deps
+
+    Scope = MutableMapping[str, Any]
+    Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+    Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+log = logging.getLogger("tokenomics.server")
+# The scope extension of our HTTP server (`services/http_request.CLIENT_GONE`, the same
+# string): `when_gone(callback)` calls back once if the client leaves before the response's
+# last byte, where another server needs a watcher task per request waiting in `receive()` (a
+# task per request was ~4% of the proxy's CPU at c=64).
+CLIENT_GONE = "tokenomics.client_gone"
 JSON = ("content-type", "application/json")
 # The body stages, then the run's own budget on top of the policy's (`tokenomics run --max-*`).
 BODY_STAGES = (*STAGES, reserve_run_budget)
+
+
+class _Life:
+    """Where one request's reply stands; `finished` makes the record exactly once."""
+
+    __slots__ = ("ex", "finished", "replied", "send", "started")
+
+    def __init__(self, ex: Exchange, send: Send) -> None:
+        self.ex = ex
+        self.send = send
+        self.started = False  # the response head went to the server
+        self.replied = False  # the whole reply did (the server then reports a disconnect)
+        self.finished = False
+
+
+class Requests:
+    """The proxied requests of one server: their shared parts (body cap, request ids)."""
+
+    def __init__(self, deps: Deps, clock: Callable[[], float]) -> None:
+        self.deps = deps
+        self.clock = clock
+        server = deps.settings.server
+        self.bodies = Bodies(
+            max_request_mb=server.max_request_mb,
+            max_buffered_mb=server.max_buffered_mb,
+            timeout=server.body_timeout,
+        )
+        # Streamed replies are kept (bounded) for ledger memory and events; a token whose
+        # policy has memory turns it on for its own requests (`stages.authenticate`).
+        ledger = deps.settings.ledger
+        self._capture = ledger.enabled and (ledger.memory or ledger.event_ledger)
+        # Request ids only need to be unique: a PRNG seeded from the OS, not a syscall each.
+        self._ids = random.Random(os.urandom(32))
+        self._second = -1
+        self._second_text = ""
+
+    async def serve(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """One proxied request, steps 1 to 8 of the module's docstring."""
+        ex = self.exchange(scope)
+        try:
+            reply = await self._admit(ex, receive)
+        except ClientGone:  # before the request was whole: nothing to record
+            return
+        life = _Life(ex, send)
+        try:
+            if reply is None:
+                await self._run(life, scope, receive)
+            else:
+                await self._reply(life, reply)
+        finally:
+            # The relay closes the upstream response; not when the reply never started.
+            if ex.upstream is not None and not ex.upstream.closed:
+                with trio.CancelScope(shield=True):
+                    await ex.upstream.aclose()
+            if not life.finished:
+                with trio.CancelScope(shield=True):
+                    await self._finish(life)
+
+    # 1. parse -----------------------------------------------------------------------------
+
+    def exchange(self, scope: Scope) -> Exchange:
+        raw = [(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in scope["headers"]]
+        client = scope.get("client")
+        request = Incoming(
+            method=scope["method"],
+            raw_headers=raw,
+            headers=dict(raw),
+            peer=client[0] if client else "",
+            started=self.clock(),
+            started_at=self._started_at(),
+            client_request_id=f"req_{self._ids.getrandbits(128):032x}",
+        )
+        query = scope.get("query_string", b"").decode("latin-1")
+        return Exchange(request, _raw_path(scope), query, capture=self._capture)
+
+    def _started_at(self) -> str:
+        """Now in RFC 3339 UTC with milliseconds; the part to the second is formatted once."""
+        now = time.time()
+        second = int(now)
+        if second != self._second:
+            self._second = second
+            self._second_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        return f"{self._second_text}.{int((now - second) * 1000):03d}Z"
+
+    # 2.-3. admit, body --------------------------------------------------------------------
+
+    async def _admit(self, ex: Exchange, receive: Receive) -> Reply | None:
+        """The checks on the request's head, then its body: the error reply when one fails
+        (closing the connection when the body stays unread), else None."""
+        try:
+            admit(ex, self.deps)
+            ex.body_bytes = await self.bodies.read(receive, ex.request.headers)
+        except TokenomicsError as exc:
+            reply = error_reply(ex, exc)
+            if close_after(ex.request.headers):
+                reply.headers.append(("connection", "close"))
+            ex.status, ex.reply = reply.status, reply
+            return reply
+        return None
+
+    # 4.-7. stages, forward, relay, reply, beside the watcher ------------------------------
+
+    async def _run(self, life: _Life, scope: Scope, receive: Receive) -> None:
+        try:
+            when_gone = scope.get("extensions", {}).get(CLIENT_GONE)
+            if when_gone is not None:  # our server calls back when the client leaves: no task
+                with trio.CancelScope() as request:
+                    when_gone(partial(_client_gone, request, life))
+                    await self._reply(life, await run_pipeline(life.ex, self.deps))
+            else:
+                async with trio.open_nursery() as watched:
+                    watched.start_soon(_watch, receive, watched.cancel_scope, life)
+                    await self._reply(life, await run_pipeline(life.ex, self.deps))
+        except Exception:  # a bug: this request ends, the server goes on
+            log.exception("request %s failed", life.ex.request.client_request_id)
+            await self._failed(life)
+
+    async def _failed(self, life: _Life) -> None:
+        ex = life.ex
+        ex.error = "internal error"
+        if not life.started:
+            reply = error_reply(ex, ProxyError(500, "internal error"))
+            ex.status, ex.reply = reply.status, reply
+            await self._reply(life, reply)
+
+    async def _reply(self, life: _Life, reply: Reply) -> None:
+        """Send the reply, and finish (record) the exchange before its last byte. `replied` is
+        set before that, because the server reports `http.disconnect` for every finished
+        response while the last send is under way."""
+        ex, send = life.ex, life.send
+        headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in reply.headers]
+        life.started = True
+        if reply.stream is None:
+            headers.append((b"content-length", str(len(reply.body)).encode()))
+            ex.first_byte_ms = int((self.clock() - ex.request.started) * 1000)
+            await send({"type": "http.response.start", "status": reply.status, "headers": headers})
+            life.replied = True
+            await self._finish(life)
+            await send({"type": "http.response.body", "body": reply.body})
+            return
+        await send({"type": "http.response.start", "status": reply.status, "headers": headers})
+        # An empty part flushes the head now: the server holds it for the first body part.
+        await send({"type": "http.response.body", "body": b"", "more_body": True})
+        stream = reply.stream
+        try:
+            async for chunk in stream:
+                _capture(ex, chunk, self.clock)
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        finally:
+            with trio.CancelScope(shield=True):
+                await stream.aclose()
+        life.replied = True
+        await self._finish(life)
+        await send({"type": "http.response.body", "body": b""})
+
+    # 8. finish ----------------------------------------------------------------------------
+
+    async def _finish(self, life: _Life) -> None:
+        """The record, then the body's memory is let go (before the reply's last byte)."""
+        life.finished = True
+        try:
+            await finish(life.ex, self.deps)
+        finally:
+            self.bodies.release(len(life.ex.body_bytes))
+
+
+async def _watch(receive: Receive, request: trio.CancelScope, life: _Life) -> None:
+    """The client, while its request runs: gone before the whole reply was sent, the request
+    is cancelled. Ends by itself: the server reports `http.disconnect` once a reply is whole."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+    _client_gone(request, life)
+
+
+def _client_gone(request: trio.CancelScope, life: _Life) -> None:
+    if not life.replied:
+        life.ex.error = life.ex.error or "client disconnected"
+        request.cancel()
+
+
+def _capture(ex: Exchange, chunk: bytes, clock: Callable[[], float]) -> None:
+    """Keep what the client received of a stream, up to `BODY_LIMIT`, for memory and events."""
+    if ex.first_byte_ms is None:
+        ex.first_byte_ms = int((clock() - ex.request.started) * 1000)
+    if ex.capture and ex.sent_bytes < BODY_LIMIT:
+        ex.sent_chunks.append(chunk[: BODY_LIMIT - ex.sent_bytes])
+    ex.sent_bytes += len(chunk)
+
+
+def _raw_path(scope: Scope) -> str:
+    """The path as the client sent it, still percent-encoded: the pipeline decodes it once
+    and classifies what it sends upstream (`formats/paths.py`). `raw_path` is optional in ASGI."""
+    raw = scope.get("raw_path")
+    return raw.decode("latin-1") if raw is not None else quote(scope["path"], safe="/")
+
+
+# The stages -------------------------------------------------------------------------------
+
+
+def admit(ex: Exchange, deps: Deps) -> None:
+    """Route the request and run the head stages (framing, token); raises their error.
+    `ex.path` comes as the client sent it and becomes the path that goes upstream."""
+    ex.route = route_request(ex.request.method, ex.path, ex.request.headers)
+    ex.path = ex.route.path
+    for stage in HEAD_STAGES:
+        stage(ex, deps)
+
+
+async def run_pipeline(ex: Exchange, deps: Deps) -> Reply:
+    """The body stages, the upstream call and the relay, once `admit` passed and the body was
+    read; our errors become the reply, in the client's API family."""
+    try:
+        for stage in BODY_STAGES:
+            step = stage(ex, deps)
+            if step is not None:
+                await step
+        await forward(ex, deps)
+        reply = await relay(ex, deps)
+    except TokenomicsError as exc:
+        reply = error_reply(ex, await undefer(ex, deps, exc))
+    ex.status, ex.reply = reply.status, reply
+    return reply
 
 
 def error_reply(ex: Exchange, error: TokenomicsError) -> Reply:
@@ -35,27 +303,3 @@ def error_reply(ex: Exchange, error: TokenomicsError) -> Reply:
         headers.append(("x-should-retry", "false"))
     ex.error = ex.error or error.message
     return Reply(error.status, headers, body=error_body(family, error.status, error.message))
-
-
-def admit(ex: Exchange, deps: Deps) -> None:
-    """Route the request and run the head stages (framing, token); raises their error.
-    `ex.path` comes as the client sent it and becomes the path that goes upstream."""
-    ex.route = route_request(ex.method, ex.path, ex.headers)
-    ex.path = ex.route.path
-    for stage in HEAD_STAGES:
-        stage(ex, deps)
-
-
-async def run_pipeline(ex: Exchange, deps: Deps) -> Reply:
-    """The rest, once `admit` passed and the body was read."""
-    try:
-        for stage in BODY_STAGES:
-            step = stage(ex, deps)
-            if step is not None:
-                await step
-        await forward(ex, deps)
-        reply = await relay(ex, deps)
-    except TokenomicsError as exc:
-        reply = error_reply(ex, await undefer(ex, deps, exc))
-    ex.status, ex.reply = reply.status, reply
-    return reply

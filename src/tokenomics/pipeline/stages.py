@@ -53,14 +53,16 @@ def _credential(ex: Exchange) -> str:
     if any(k == "key" for k, _ in pairs):
         ex.query = urlencode([(k, v) for k, v in pairs if k != "key"])
     for name in ("x-api-key", "authorization", "api-key", "x-goog-api-key"):
-        value = ex.headers.get(name, "")
+        value = ex.request.headers.get(name, "")
         if value:
             return value.removeprefix("Bearer ") if name == "authorization" else value
     return key
 
 
 def authenticate(ex: Exchange, deps: Deps) -> None:
-    openclaw = {key: v for h, key in OPENCLAW_HEADERS.items() if (v := ex.headers.get(h, ""))}
+    openclaw = {
+        key: v for h, key in OPENCLAW_HEADERS.items() if (v := ex.request.headers.get(h, ""))
+    }
     ex.metadata = openclaw  # also on rejected requests
     credential = ex.credential = _credential(ex).strip()
     if not credential:
@@ -101,7 +103,7 @@ def _body_model(body: object) -> str:
 def check_framing(ex: Exchange, deps: Deps) -> None:
     """RFC 9112 §6.1: both Content-Length and Transfer-Encoding is how requests are smuggled
     past another proxy; such a request is refused (and its connection closed after)."""
-    if "transfer-encoding" in ex.headers and "content-length" in ex.headers:
+    if "transfer-encoding" in ex.request.headers and "content-length" in ex.request.headers:
         raise ProxyError(400, "request has both Content-Length and Transfer-Encoding")
 
 

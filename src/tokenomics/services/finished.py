@@ -17,6 +17,7 @@ import orjson
 
 from tokenomics.domain.ledger import Entry, EntryValues, request_entry
 from tokenomics.domain.usage import ResponseMeta, Usage
+from tokenomics.pipeline.exchange import BODY_LIMIT
 from tokenomics.services.capture import is_sensitive
 
 if TYPE_CHECKING:
@@ -25,7 +26,6 @@ if TYPE_CHECKING:
     from tokenomics.pipeline.exchange import Exchange
 
 Headers = tuple[tuple[str, str], ...]
-BODY_LIMIT = 512 * 1024  # bytes of a body kept for memory and events (`cli.md` §7.3, §7.6)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +102,8 @@ def sent_body(ex: Exchange) -> bytes:
 
 
 def from_exchange(ex: Exchange, duration_ms: int, now: datetime | None = None) -> Finished:
-    request_headers = _headers(ex.raw_headers)
+    request, settled = ex.request, ex.settled
+    request_headers = _headers(request.raw_headers)
     sent = sent_body(ex) if ex.upstream is not None and ex.capture else b""
     reply = ex.reply
     response_headers = _headers(reply.headers) if reply is not None else ()
@@ -112,10 +113,10 @@ def from_exchange(ex: Exchange, duration_ms: int, now: datetime | None = None) -
     chunks = tuple(ex.sent_chunks)
     return Finished(
         recorded_at=now or datetime.now(UTC),
-        started_at=ex.started_at,
+        started_at=request.started_at,
         duration_ms=duration_ms,
-        client_request_id=ex.client_request_id,
-        method=ex.method,
+        client_request_id=request.client_request_id,
+        method=request.method,
         path=ex.path,
         token_hash=ex.token_hash,
         model=ex.attempt_model or ex.model,
@@ -123,9 +124,9 @@ def from_exchange(ex: Exchange, duration_ms: int, now: datetime | None = None) -
         status=ex.status,
         stream=ex.stream or bool(reply is not None and reply.stream is not None),
         error=ex.error,
-        usage=ex.usage or Usage(),
+        usage=settled.usage,
         meta=ex.meta or ResponseMeta(),
-        cost_usd=ex.cost_usd,
+        cost_usd=settled.cost_usd,
         retry_count=ex.retry_count,
         fallback_model=ex.fallback_model,
         rule_matches=tuple(ex.rule_matches),
@@ -144,7 +145,7 @@ def from_exchange(ex: Exchange, duration_ms: int, now: datetime | None = None) -
         first_byte_ms=ex.first_byte_ms,
         response_text=ex.relayed_text,
         events=tuple(ex.events),
-        spend=ex.spend,
+        spend=settled.spend,
         authenticated=ex.policy is not None,
     )
 

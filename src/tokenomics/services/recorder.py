@@ -36,11 +36,12 @@ RECORD_QUEUE = 256
 
 def request_log(ex: Exchange, duration_ms: int, settings: LoggingSettings) -> dict[str, Any]:
     """The request-log keys of the original, empty ones omitted, plus provider and cost."""
-    usage = ex.usage
+    settled, request = ex.settled, ex.request
+    usage = settled.usage
     target = ex.target
     entry: dict[str, Any] = {
-        "timestamp": ex.started_at,
-        "method": ex.method,
+        "timestamp": request.started_at,
+        "method": request.method,
         "path": ex.path,
         "token_hash": "****" if settings.hide_token_hash else ex.hash16,
         "model": ex.model,
@@ -49,20 +50,20 @@ def request_log(ex: Exchange, duration_ms: int, settings: LoggingSettings) -> di
         "upstream_url": redact(target.base_url) if target else "",
         "status_code": ex.status,
         "duration_ms": duration_ms,
-        "input_tokens": usage.input_tokens if usage else 0,
-        "output_tokens": usage.output_tokens if usage else 0,
-        "cost_usd": ex.cost_usd,
+        "input_tokens": usage.input_tokens,
+        "output_tokens": usage.output_tokens,
+        "cost_usd": settled.cost_usd,
         "stream": ex.stream,
         "error": ex.error,
-        "remote_addr": ex.peer,
-        "user_agent": ex.headers.get("user-agent", ""),
+        "remote_addr": request.peer,
+        "user_agent": request.headers.get("user-agent", ""),
         "retry_count": ex.retry_count,
         "fallback_model": ex.fallback_model,
         "metadata": ex.metadata,
         "rule_matches": ex.rule_matches,
         "upstream_request_id": ex.meta.upstream_request_id if ex.meta else "",
         "upstream_id": ex.meta.upstream_id if ex.meta else "",
-        "client_request_id": ex.client_request_id,
+        "client_request_id": request.client_request_id,
     }
     if settings.request_body:
         entry["request_body"] = sent_body(ex)[:BODY_SAMPLE].decode("utf-8", "replace")
@@ -73,24 +74,35 @@ def request_log(ex: Exchange, duration_ms: int, settings: LoggingSettings) -> di
 
 
 class Recorder:
-    def __init__(self, stats: Stats, settings: LoggingSettings, clock: Callable[[], float]) -> None:
+    """`journal`: the session ledger's `record` (a line in the journal now); `sink`: the record
+    consumers' channel (of `RECORD_QUEUE` records); `events`: the event writer's channel
+    (`services/event_writer.py`), when webhooks are set; `spans`: the OpenTelemetry exporter's
+    `offer` (never waits; drops when its queue is full). Each None when that consumer is off."""
+
+    def __init__(
+        self,
+        stats: Stats,
+        settings: LoggingSettings,
+        clock: Callable[[], float],
+        *,
+        journal: Callable[[Finished], None] | None = None,
+        sink: trio.MemorySendChannel[Finished] | None = None,
+        events: trio.MemorySendChannel[Finished] | None = None,
+        spans: Callable[[Finished], None] | None = None,
+    ) -> None:
         self._stats = stats
         self._settings = settings
         self._clock = clock
         # The latest exchanges' events (`rule.*`, …), newest last, until the event channel
         # delivers them; read by `status` and tests.
         self.recent_events: deque[tuple[str, dict[str, Any]]] = deque(maxlen=RECENT_EVENTS)
-        # Set by the composition root: the session ledger's `record` (a line in the journal
-        # now), and the record consumers' channel (of `RECORD_QUEUE` records).
-        self.journal: Callable[[Finished], None] | None = None
-        self.sink: trio.MemorySendChannel[Finished] | None = None
-        # The event writer's channel (`services/event_writer.py`), when webhooks are set.
-        self.events: trio.MemorySendChannel[Finished] | None = None
-        # The OpenTelemetry exporter's `offer` (never waits; drops when its queue is full).
-        self.spans: Callable[[Finished], None] | None = None
+        self.journal = journal
+        self.sink = sink
+        self.events = events
+        self.spans = spans
 
     async def record(self, ex: Exchange) -> None:
-        seconds = max(0.0, self._clock() - ex.started)
+        seconds = max(0.0, self._clock() - ex.request.started)
         self.recent_events.extend(ex.events)
         self._stats.record(ex, seconds)
         if not self._settings.disable_request:

@@ -23,7 +23,7 @@ import trio
 from tokenomics.domain.durations import format_rfc3339, parse_expires
 from tokenomics.domain.errors import TokenomicsError
 from tokenomics.domain.tokens import new_token
-from tokenomics.services.body import BodyTooLarge, ClientGone, read_small
+from tokenomics.pipeline.body import BodyTooLarge, ClientGone, read_small
 from tokenomics.services.remote_clients import ClientRegistry, RegistrationError
 
 if TYPE_CHECKING:

@@ -132,25 +132,26 @@ class Stats:
         return self._now
 
     def record(self, ex: Exchange, seconds: float) -> None:
-        usage = ex.usage
-        inputs, outputs = (usage.input_tokens, usage.output_tokens) if usage else (0, 0)
+        settled = ex.settled
+        usage, cost = settled.usage, settled.cost_usd
+        inputs, outputs = usage.input_tokens, usage.output_tokens
         error = ex.status >= 400 or bool(ex.error)
         model = ex.attempt_model or ex.model
         provider = ex.target.provider_name if ex.target else ""
         label = self._model_label(ex, model)
-        self.by_route[(label, provider, ex.status)].add(inputs, outputs, error, ex.cost_usd)
+        self.by_route[(label, provider, ex.status)].add(inputs, outputs, error, cost)
         self.latency[provider].observe(seconds)
         if not ex.token_hash:
             return  # unauthenticated: metrics only
         key_env = ex.target.key_env if ex.target else (ex.policy.base_key_env if ex.policy else "")
-        self.totals.add(inputs, outputs, error, ex.cost_usd)
+        self.totals.add(inputs, outputs, error, cost)
         # Folded like the label: a client's made-up model names never grow the table.
-        self.by_model_and_key[(label, key_env)].add(inputs, outputs, error, ex.cost_usd)
+        self.by_model_and_key[(label, key_env)].add(inputs, outputs, error, cost)
         now = self._now_text()
         token = self.by_token.get(ex.hash16)
         if token is None:
             token = self.by_token[ex.hash16] = _TokenTally(base_key_env=key_env, first_seen=now)
-        token.add(inputs, outputs, error, ex.cost_usd)
+        token.add(inputs, outputs, error, cost)
         token.last_model, token.last_seen = model, now
 
     def _model_label(self, ex: Exchange, model: str) -> str:

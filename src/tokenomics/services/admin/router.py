@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from tokenomics.domain.errors import TokenomicsError
+from tokenomics.pipeline.body import BodyTooLarge, ClientGone, read_small
 from tokenomics.services.admin.http import (
     MAX_BODY,
     SECURITY_HEADERS,
@@ -26,7 +27,6 @@ from tokenomics.services.admin.http import (
     parse_query,
 )
 from tokenomics.services.admin.ui import serve_ui
-from tokenomics.services.body import BodyTooLarge, ClientGone, read_small
 
 if TYPE_CHECKING:
     from tokenomics.services.admin.guard import Guard

@@ -12,8 +12,8 @@ import trio.testing
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tokenomics.pipeline.body import MIB, Bodies, ClientGone, close_after
 from tokenomics.pipeline.exchange import ProxyError
-from tokenomics.services.body import MIB, Bodies, ClientGone, close_after
 
 Message = MutableMapping[str, Any]
 
