@@ -12,7 +12,7 @@ import trio.testing
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tokenomics.pipeline.exchange import ProxyError
+from tokenomics.domain.errors import ProxyError
 from tokenomics.services.body import MIB, Bodies, ClientGone, close_after
 
 Message = MutableMapping[str, Any]

@@ -27,9 +27,9 @@ from tokenomics.cli.init_agents import (
     write_codex,
     write_gemini,
 )
-from tokenomics.cli.token import CommandError
 from tokenomics.config.providers import load_providers
 from tokenomics.config.settings import Settings
+from tokenomics.domain.errors import CommandError
 
 OUTPUTS = ("shell", "dotenv", "json")
 

@@ -20,8 +20,8 @@ import orjson
 from tokenomics.cli import envvars
 from tokenomics.cli.context import Context
 from tokenomics.cli.run_agents import GEMINI_AUTH, set_gemini_auth
-from tokenomics.cli.token import CommandError
 from tokenomics.config.private_files import FILE_MODE, replace_private
+from tokenomics.domain.errors import CommandError
 
 AGENTS = ("claude-code", "codex", "gemini")
 CLAUDE_SETTINGS = Path(".claude") / "settings.local.json"

@@ -18,16 +18,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tokenomics.config.private_files import open_private, private_dir, replace_private
-from tokenomics.domain.errors import TokenomicsError
+from tokenomics.domain.errors import PidFileError
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
 LOCK_TIMEOUT = 60.0  # seconds; a `start` holds the lock while its server comes up
-
-
-class PidFileError(TokenomicsError):
-    """The PID file or its lock cannot be read or written."""
 
 
 @dataclass(frozen=True, slots=True)

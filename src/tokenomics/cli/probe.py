@@ -16,12 +16,10 @@ from urllib.parse import urlsplit
 import trio
 from trio.abc import Stream
 
+from tokenomics.domain.errors import ProbeError
+
 MAX_RESPONSE = 1 << 20
 TIMEOUT = 5.0  # seconds for one probe, connect to last byte
-
-
-class ProbeError(Exception):
-    """The probe got no usable HTTP answer; the message says why in a few words."""
 
 
 def unverified_context() -> ssl.SSLContext:

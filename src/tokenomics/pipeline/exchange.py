@@ -5,8 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from tokenomics.domain.errors import TokenomicsError
-
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator
 
@@ -21,15 +19,6 @@ if TYPE_CHECKING:
     from tokenomics.upstream.client import UpstreamResponse
 
 Headers = list[tuple[str, str]]
-
-
-class ProxyError(TokenomicsError):
-    """An error the proxy answers itself, with its HTTP status (`Retry-After` when set)."""
-
-    def __init__(self, status: int, message: str, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.retry_after = retry_after
 
 
 @dataclass(slots=True)

@@ -19,16 +19,16 @@ from typing import TYPE_CHECKING, Any
 import orjson
 import trio
 
-from tokenomics.domain.engine import Blocked
+from tokenomics.domain.errors import Blocked, ProxyError, UpstreamError
 from tokenomics.domain.lazy_stream_usage import LazyStreamAccounting, marks
 from tokenomics.domain.stream_usage import StreamAccounting
 from tokenomics.domain.usage import meta_from_response, usage_from_body
 from tokenomics.formats.errors import stream_error_event
-from tokenomics.pipeline.exchange import ProxyError, Reply
+from tokenomics.pipeline.exchange import Reply
 from tokenomics.pipeline.headers import client_headers
 from tokenomics.pipeline.rules import scan
 from tokenomics.pipeline.stream_guard import StreamGuard, guard_for
-from tokenomics.upstream.client import UpstreamError, header, read_all
+from tokenomics.upstream.client import header, read_all
 from tokenomics.upstream.sse import (
     EventFields,
     EventSplitter,

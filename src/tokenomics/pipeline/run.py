@@ -6,9 +6,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from tokenomics.domain.budget import BudgetExceeded
-from tokenomics.domain.errors import TokenomicsError
-from tokenomics.formats.classify import RefusedPath, route_request
+from tokenomics.domain.errors import BudgetExceeded, TokenomicsError
+from tokenomics.formats.classify import route_request
 from tokenomics.formats.errors import error_body
 from tokenomics.pipeline.exchange import Reply
 from tokenomics.pipeline.forward import forward
@@ -26,11 +25,10 @@ BODY_STAGES = (*STAGES, reserve_run_budget)
 
 
 def error_reply(ex: Exchange, error: TokenomicsError) -> Reply:
-    family = error.family if isinstance(error, RefusedPath) else ex.family
+    family = error.family or ex.family
     headers = [JSON]
-    retry_after = getattr(error, "retry_after", None)
-    if retry_after is not None:
-        headers.append(("retry-after", str(max(1, round(retry_after + 0.499)))))
+    if error.retry_after is not None:
+        headers.append(("retry-after", str(max(1, round(error.retry_after + 0.499)))))
     if isinstance(error, BudgetExceeded):  # not transient: the SDKs need not retry it
         headers.append(("x-should-retry", "false"))
     ex.error = ex.error or error.message

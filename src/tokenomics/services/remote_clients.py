@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 from tokenomics.config.private_files import replace_private
 from tokenomics.domain.durations import format_rfc3339
-from tokenomics.domain.errors import TokenomicsError
+from tokenomics.domain.errors import RegistrationError
 from tokenomics.services.webhook_send import WebhookTarget
 
 if TYPE_CHECKING:
@@ -24,10 +24,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("tokenomics.remote")
 MAX_CLIENTS = 1000
-
-
-class RegistrationError(TokenomicsError):
-    status = 400
 
 
 @dataclass(frozen=True, slots=True)

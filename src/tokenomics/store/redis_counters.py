@@ -24,11 +24,11 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from tokenomics.domain.budget import NANOS_PER_USD, BudgetExceeded, Spend, format_usd
+from tokenomics.domain.budget import NANOS_PER_USD, Spend, format_usd
 from tokenomics.domain.counters import Ask, CountersHealth, Outcome
-from tokenomics.domain.ratelimit import RateLimited
+from tokenomics.domain.errors import BudgetExceeded, RateLimited, RedisUnavailable
 from tokenomics.store import redis_scripts
-from tokenomics.store.resp import RedisUnavailable, RespError
+from tokenomics.store.resp import RespError
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

@@ -23,7 +23,7 @@ from urllib.request import getproxies
 import httpx2
 import trio
 
-from tokenomics.domain.errors import TokenomicsError
+from tokenomics.domain.errors import UpstreamError, UpstreamTimeout
 from tokenomics.upstream.decoding import ContentDecoder, decoder_for
 from tokenomics.upstream.http11 import Head, ProtocolError
 from tokenomics.upstream.mock import MockProvider, MockReply
@@ -36,20 +36,6 @@ if TYPE_CHECKING:
 
 Headers = list[tuple[str, str]]
 _UNDECODABLE = "upstream response could not be decoded"
-
-
-class UpstreamError(TokenomicsError):
-    """The upstream could not be reached or broke off; `reason` is safe to show."""
-
-    status = 502
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-class UpstreamTimeout(UpstreamError):
-    status = 504
 
 
 @dataclass(frozen=True, slots=True)

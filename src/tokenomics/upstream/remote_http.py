@@ -11,15 +11,9 @@ from typing import Any
 import httpx2
 import orjson
 
-from tokenomics.domain.errors import TokenomicsError
+from tokenomics.domain.errors import RemoteError
 
 MAX_REPLY = 64 * 1024 * 1024  # a token list of ~100k tokens; anything larger is refused
-
-
-class RemoteError(TokenomicsError):
-    """The central server could not be reached or answered with an error."""
-
-    status = 502
 
 
 @dataclass(frozen=True, slots=True)

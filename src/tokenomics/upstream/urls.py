@@ -5,15 +5,9 @@ from __future__ import annotations
 import re
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from tokenomics.domain.errors import TokenomicsError
+from tokenomics.domain.errors import UpstreamConfigError
 
 _PLACEHOLDER = re.compile(r"\{[a-z_]+\}")
-
-
-class UpstreamConfigError(TokenomicsError):
-    """The upstream URL cannot be used as configured (a 500: the operator must fix it)."""
-
-    status = 500
 
 
 def join_url(base: str, path: str, query: str, *, model: str = "") -> str:
