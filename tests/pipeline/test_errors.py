@@ -39,6 +39,7 @@ HTTP_FACING: list[tuple[E.TokenomicsError, int]] = [
     (E.RedisUnavailable("redis down"), 503),
     (E.UpstreamError("upstream reset"), 502),
     (E.UpstreamTimeout("upstream too slow"), 504),
+    (E.UpstreamTooLarge("upstream response larger than 64 MiB"), 502),
     (E.RemoteError("central server down"), 502),
     (E.HttpError(418, "teapot"), 418),
     (E.ProxyError(413, "body too large"), 413),

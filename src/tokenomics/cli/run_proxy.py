@@ -18,10 +18,11 @@ from urllib.parse import urlsplit
 import orjson
 import trio
 
-from tokenomics.cli.probe import http_get, join_url, unverified_context
+from tokenomics.cli.probe import http_get, join_url
 from tokenomics.domain.errors import ProbeError, ProxyUnreachable, TokenomicsError
 from tokenomics.domain.money import describe_cost
 from tokenomics.services.tls import resolve_tls
+from tokenomics.upstream.fetch import unverified_context
 
 if TYPE_CHECKING:
     from tokenomics.config.settings import Settings

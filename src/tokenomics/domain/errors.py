@@ -19,7 +19,8 @@ stay next to their code because they never leave it.
     │                                       ─ RunBudgetExceeded (`tokenomics run --max-*`)
     ├── StoreError                     503  NotFoundError 404, ConflictError 409, CryptoError,
     │                                       RedisUnavailable
-    ├── UpstreamError                  502  UpstreamTimeout 504, RemoteError (the central server)
+    ├── UpstreamError                  502  UpstreamTimeout 504, UpstreamTooLarge,
+    │                                       RemoteError (the central server)
     ├── HttpError                      any  an answer with its own status: ProxyError (+
     │                                       retry_after), AdminError (+ headers), ApiError
     ├── SecurityError                  500  a secret (hash key) is missing or unusable
@@ -219,6 +220,10 @@ class UpstreamError(TokenomicsError):
 
 class UpstreamTimeout(UpstreamError):
     status = 504
+
+
+class UpstreamTooLarge(UpstreamError):
+    """The upstream's response body is over the reader's limit (never silently cut)."""
 
 
 class RemoteError(UpstreamError):
