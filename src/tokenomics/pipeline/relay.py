@@ -32,7 +32,6 @@ from tokenomics.upstream.client import header, read_all
 from tokenomics.upstream.sse import (
     EventFields,
     EventSplitter,
-    SSEParser,
     SSETooLarge,
     all_event_fields,
     event_fields,
@@ -49,7 +48,7 @@ if TYPE_CHECKING:
 MAX_RESPONSE_BYTES = 32 * 1024 * 1024
 
 
-def _json(text: str) -> Any:
+def _json(text: str | bytes) -> Any:
     try:
         return orjson.loads(text)
     except orjson.JSONDecodeError:
@@ -283,4 +282,4 @@ def _guarded_array(
     if guard.blocked is not None:
         ex.error = guard.blocked.log_message.replace("request", "response", 1)
         raise ProxyError(403, guard.blocked.message.replace("request", "response", 1))
-    return orjson.dumps([_json(e.data) for e in SSEParser().feed(b"".join(frames))])
+    return orjson.dumps([_json(data) for _, data in all_event_fields(b"".join(frames))])
