@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tokenomics.config.private_files import open_private, private_dir, replace_private
+from tokenomics.config.private_files import open_private, private_dir, write_atomic
 from tokenomics.domain.errors import PidFileError
 
 if TYPE_CHECKING:
@@ -66,7 +66,7 @@ def write(path: Path, record: PidRecord) -> None:
     """Atomically replace `path` (0600) with `record`."""
     try:
         private_dir(path.parent)
-        replace_private(path, format_record(record).encode())
+        write_atomic(path, format_record(record).encode())
     except OSError as exc:
         raise PidFileError(f"write PID file {path}: {exc.strerror or exc}") from None
 

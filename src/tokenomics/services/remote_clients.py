@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from tokenomics.config.private_files import replace_private
+from tokenomics.config.private_files import write_atomic
 from tokenomics.domain.durations import format_rfc3339
 from tokenomics.domain.errors import RegistrationError
 from tokenomics.services.webhook_send import WebhookTarget
@@ -104,7 +104,7 @@ class ClientRegistry:
         if self._path is None:
             return
         rows = [asdict(r) for r in self._clients.values()]
-        replace_private(self._path, json.dumps(rows, indent=1).encode())
+        write_atomic(self._path, json.dumps(rows, indent=1).encode())
 
     def prune(self) -> None:
         now = self._now()
