@@ -10,7 +10,8 @@ import trio.testing
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tokenomics.domain.budget import BudgetExceeded, Budgets, Reservation, Spend, format_usd
+from tokenomics.domain.budget import Budgets, Reservation, Spend, format_usd
+from tokenomics.domain.errors import BudgetExceeded
 
 A, B = "a" * 64, "b" * 64
 

@@ -9,15 +9,8 @@ from typing import Any
 
 import pytest
 
-from tokenomics.domain.engine import (
-    JAILBREAK_REDACTED,
-    Blocked,
-    Match,
-    check,
-    mask,
-    max_match_len,
-    spans,
-)
+from tokenomics.domain.engine import JAILBREAK_REDACTED, Match, check, mask, max_match_len, spans
+from tokenomics.domain.errors import Blocked
 from tokenomics.domain.policy import parse_policy
 from tokenomics.domain.resolve import resolve_for_model
 from tokenomics.domain.rules import Rule, compile_rule, parse_rule_list

@@ -9,8 +9,9 @@ import pytest
 import trio
 import trio.testing
 
+from tokenomics.domain.errors import RateLimited
 from tokenomics.domain.policy import RateLimit, parse_policy
-from tokenomics.domain.ratelimit import PARALLEL_RETRY_AFTER, Permit, RateLimited, RateLimiter
+from tokenomics.domain.ratelimit import PARALLEL_RETRY_AFTER, Permit, RateLimiter
 
 A, B = "a" * 64, "b" * 64
 

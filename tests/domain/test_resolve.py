@@ -4,13 +4,9 @@ import json
 
 import pytest
 
+from tokenomics.domain.errors import ModelNotAllowed
 from tokenomics.domain.policy import Prompt, parse_policy
-from tokenomics.domain.resolve import (
-    ModelNotAllowed,
-    inject_prompts,
-    resolve_for_model,
-    resolve_provider,
-)
+from tokenomics.domain.resolve import inject_prompts, resolve_for_model, resolve_provider
 
 ROUTING = {
     "base_key_env": "GLOBAL_KEY",

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tokenomics.domain.run_budget import RunBudget, RunBudgetExceeded, RunLimits, format_seconds
+from tokenomics.domain.errors import RunBudgetExceeded
+from tokenomics.domain.run_budget import RunBudget, RunLimits, format_seconds
 
 
 class Clock:

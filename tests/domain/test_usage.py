@@ -17,7 +17,7 @@ from tokenomics.domain.usage import (
     meta_from_response,
     usage_from_body,
 )
-from tokenomics.upstream.sse import SSEParser
+from tokenomics.upstream.sse import EventSplitter, all_event_fields, event_fields
 
 FAMILIES: tuple[Family, ...] = ("openai", "anthropic", "gemini")
 
@@ -212,13 +212,15 @@ GEMINI_STREAM = sse(
 
 def account(stream: bytes, family: Family, chunks: list[bytes] | None = None) -> StreamAccounting:
     acc = StreamAccounting(family)
-    parser = SSEParser()
-    events = []
-    for chunk in chunks if chunks is not None else [stream]:
-        events += parser.feed(chunk)
-    for event in events + parser.close():
-        if event.data != "[DONE]":
-            acc.feed(event.event, json.loads(event.data))
+    splitter = EventSplitter()
+    raws = [
+        raw
+        for chunk in (chunks if chunks is not None else [stream])
+        for raw in splitter.feed(chunk)
+    ]
+    for fields in map(event_fields, [*raws, splitter.flush()]):
+        if fields is not None and fields[1] != b"[DONE]":
+            acc.feed(fields[0], json.loads(fields[1]))
     return acc
 
 
@@ -658,8 +660,7 @@ def test_merge_keeps_a_reported_zero_output_when_no_estimate_is_given() -> None:
 
 
 def events_of(stream: bytes) -> list[tuple[str | None, bytes]]:
-    parser = SSEParser()
-    return [(e.event, e.data.encode()) for e in parser.feed(stream) + parser.close()]
+    return all_event_fields(stream)
 
 
 OPENAI_WITHOUT_USAGE = sse(

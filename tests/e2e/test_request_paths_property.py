@@ -30,7 +30,8 @@ from tests.support.mock_upstream import mock_upstream
 from tests.support.proxy import start_proxy
 from tests.support.raw_http import RawReply, raw_request
 
-from tokenomics.formats.classify import RefusedPath, route_request
+from tokenomics.domain.errors import RefusedPath
+from tokenomics.formats.classify import route_request
 
 ROUTES = [
     "/v1/chat/completions",

@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tokenomics.formats.paths import BadPath, canonical_path
+from tokenomics.domain.errors import BadPath
+from tokenomics.formats.paths import canonical_path
 from tokenomics.upstream.pool import Destination
 from tokenomics.upstream.urls import join_url
 

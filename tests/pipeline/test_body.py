@@ -12,8 +12,8 @@ import trio.testing
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tokenomics.domain.errors import ProxyError
 from tokenomics.pipeline.body import MIB, Bodies, ClientGone, close_after
-from tokenomics.pipeline.exchange import ProxyError
 
 Message = MutableMapping[str, Any]
 

@@ -27,7 +27,7 @@ from tokenomics.pipeline.stream_guard import (
     StreamGuard,
     guard_for,
 )
-from tokenomics.upstream.sse import SSEParser
+from tokenomics.upstream.sse import all_event_fields, event_fields
 
 Json = dict[str, Any]
 
@@ -46,9 +46,12 @@ def sse(payload: Any, name: str | None = None, end: str = "\n\n") -> bytes:
 
 
 def payloads(raw: bytes) -> list[tuple[str | None, Any]]:
-    parser = SSEParser()
-    events = parser.feed(raw) + parser.close()
-    return [(e.event, e.data if e.data == "[DONE]" else orjson.loads(e.data)) for e in events]
+    return [(name, parsed(data)) for name, data in all_event_fields(raw)]
+
+
+def parsed(data: bytes) -> Any:
+    """An event's data as the guard gets it: JSON, or text (`[DONE]`)."""
+    return data.decode() if data == b"[DONE]" else orjson.loads(data)
 
 
 # ── the families: a stream of given text pieces, and the text a client reads from one ───────
@@ -248,12 +251,11 @@ def guard(family: Family, rules: list[Rule]) -> tuple[StreamGuard, Recorded]:
 def run(family: Family, rules: list[Rule], events: list[bytes]) -> Run:
     """Feed whole events as the relay does (one parsed event per raw event)."""
     g, recorded = guard(family, rules)
-    parser = SSEParser()
     outputs = []
     for raw in events:
-        (event,) = parser.feed(raw)
-        data = event.data
-        outputs.append(g.feed(raw, event.event, data if data == "[DONE]" else orjson.loads(data)))
+        fields = event_fields(raw)
+        assert fields is not None
+        outputs.append(g.feed(raw, fields[0], parsed(fields[1])))
     outputs.append(g.close())
     return Run(outputs, g, recorded)
 
@@ -761,8 +763,9 @@ def test_the_exchange_gets_the_matches_and_events_scan_would_record() -> None:
     g = guard_for(ex)
     assert g is not None
     for raw in chat_events(words("my ssn is 123-45-6789 ok")):
-        (event,) = SSEParser().feed(raw)
-        g.feed(raw, event.event, event.data if event.data == "[DONE]" else orjson.loads(event.data))
+        fields = event_fields(raw)
+        assert fields is not None
+        g.feed(raw, fields[0], parsed(fields[1]))
     assert [kind for kind, _ in ex.events] == ["rule.match", "rule.mask"]
     assert ex.events[1][1]["scope"] == "output"
     assert [m["action"] for m in ex.rule_matches] == ["mask", "mask"]

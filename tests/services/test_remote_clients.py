@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from tokenomics.domain.errors import RegistrationError
 from tokenomics.domain.policy import parse_policy
 from tokenomics.domain.policy_guard import PolicyGuard
-from tokenomics.services.remote_clients import ClientRegistry, RegistrationError
+from tokenomics.services.remote_clients import ClientRegistry
 
 
 class Clock:

@@ -14,12 +14,13 @@ import pytest
 import trio
 import trio.testing
 
+from tokenomics.domain.errors import RemoteError
 from tokenomics.domain.policy_guard import PolicyGuard
 from tokenomics.services.remote_sync import REMOTE, Syncer, SyncState, next_delay, run
 from tokenomics.services.remote_webhook import Debouncer, signature_ok
 from tokenomics.services.token_cache import TokenCache
 from tokenomics.store.tokens import TokenStore
-from tokenomics.upstream.remote_http import RemoteError, RemoteReply
+from tokenomics.upstream.remote_http import RemoteReply
 
 POLICY = json.dumps({"base_key_env": "OPENAI_API_KEY"})
 A, B, LOCAL = "a" * 64, "b" * 64, "c" * 64

@@ -10,10 +10,11 @@ import pytest
 import trio
 from tests.support.redis_server import RedisServer, redis_server  # noqa: F401
 
-from tokenomics.domain.budget import BudgetExceeded, Budgets
+from tokenomics.domain.budget import Budgets
 from tokenomics.domain.counters import Ask, Counters, Outcome
+from tokenomics.domain.errors import BudgetExceeded, RateLimited
 from tokenomics.domain.policy import RateLimit, RateRule
-from tokenomics.domain.ratelimit import RateLimited, RateLimiter
+from tokenomics.domain.ratelimit import RateLimiter
 from tokenomics.store.local_counters import LocalCounters
 from tokenomics.store.redis_counters import RedisCounters, window_key
 from tokenomics.store.resp import RedisAddress, RedisClient

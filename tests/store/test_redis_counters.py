@@ -10,14 +10,13 @@ import pytest
 import trio
 from tests.support.redis_server import RedisServer, redis_server  # noqa: F401
 
-from tokenomics.domain.budget import BudgetExceeded
 from tokenomics.domain.counters import Ask, Outcome
+from tokenomics.domain.errors import BudgetExceeded, RateLimited, RedisUnavailable
 from tokenomics.domain.policy import RateLimit, RateRule
-from tokenomics.domain.ratelimit import RateLimited
 from tokenomics.store.db import Database
 from tokenomics.store.redis_counters import RedisClaim, RedisCounters
 from tokenomics.store.redis_pending import PendingSettles
-from tokenomics.store.resp import RedisAddress, RedisClient, RedisUnavailable
+from tokenomics.store.resp import RedisAddress, RedisClient
 
 KEY = "ab" * 32
 

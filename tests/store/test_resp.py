@@ -9,14 +9,8 @@ import pytest
 import trio
 from tests.support.redis_server import RedisServer, redis_server  # noqa: F401
 
-from tokenomics.store.resp import (
-    Parser,
-    RedisAddress,
-    RedisClient,
-    RedisUnavailable,
-    RespError,
-    encode,
-)
+from tokenomics.domain.errors import RedisUnavailable
+from tokenomics.store.resp import Parser, RedisAddress, RedisClient, RespError, encode
 
 
 def parse_all(data: bytes, step: int = 1) -> list[object]:

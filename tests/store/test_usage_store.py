@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tokenomics.domain.budget import BudgetExceeded, Budgets, Spend
-from tokenomics.domain.errors import StoreError
+from tokenomics.domain.budget import Budgets, Spend
+from tokenomics.domain.errors import BudgetExceeded, StoreError
 from tokenomics.store.db import MIGRATIONS, SCHEMA_VERSION, Database
 from tokenomics.store.usage import UsageStore
 

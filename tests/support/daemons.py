@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tokenomics.cli import pidfile, process
+from tokenomics.domain.errors import PidFileError
 
 HASH_KEY = "daemon-test-key"
 
@@ -88,7 +89,7 @@ class Daemons:
 def _read(path: Path) -> pidfile.PidRecord | None:
     try:
         return pidfile.read(path)
-    except pidfile.PidFileError:
+    except PidFileError:
         return None
 
 

@@ -16,14 +16,9 @@ from pathlib import Path
 import pytest
 import trio
 
+from tokenomics.domain.errors import UpstreamError, UpstreamTimeout
 from tokenomics.services.tls import ensure_certificates, ssl_context
-from tokenomics.upstream.client import (
-    UpstreamError,
-    UpstreamRequest,
-    Upstreams,
-    UpstreamTimeout,
-    read_all,
-)
+from tokenomics.upstream.client import UpstreamRequest, Upstreams, read_all
 
 BODY = b'{"model":"gpt-4o-mini","messages":[]}'
 REPLY = b'{"id":"x"}'

@@ -2,7 +2,8 @@
 
 import pytest
 
-from tokenomics.upstream.urls import UpstreamConfigError, join_url, redact, with_query
+from tokenomics.domain.errors import UpstreamConfigError
+from tokenomics.upstream.urls import join_url, redact, with_query
 
 
 def test_join_keeps_the_base_path_and_substitutes_the_model() -> None:

@@ -15,7 +15,7 @@ from tokenomics.cli import pidfile, process
 from tokenomics.cli.process import Identity
 from tokenomics.config.prices import load_prices
 from tokenomics.config.providers import ProviderConfig
-from tokenomics.domain.errors import TokenomicsError
+from tokenomics.domain.errors import PidFileError, TokenomicsError
 from tokenomics.store.db import SCHEMA_VERSION
 
 if TYPE_CHECKING:
@@ -145,7 +145,7 @@ def proxy_status(settings: Settings) -> Check:
     path = settings.pid_file
     try:
         record = pidfile.read(path)
-    except pidfile.PidFileError as exc:
+    except PidFileError as exc:
         return Check("warn", "proxy status", str(exc), f"rm {path}")
     if record is None:
         return Check("ok", "proxy status", "no background proxy running")

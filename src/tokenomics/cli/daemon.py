@@ -17,16 +17,12 @@ from typing import TYPE_CHECKING
 import tokenomics
 from tokenomics.cli import process
 from tokenomics.config.private_files import open_private, private_dir
-from tokenomics.domain.errors import TokenomicsError
+from tokenomics.domain.errors import StartError
 
 if TYPE_CHECKING:
     from tokenomics.config.settings import Settings
 
 READY_TIMEOUT = 30.0  # seconds for a new server to answer /health
-
-
-class StartError(TokenomicsError):
-    """The background server could not be started."""
 
 
 @dataclass(frozen=True, slots=True)

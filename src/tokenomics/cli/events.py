@@ -17,7 +17,7 @@ from cyclopts import App, Parameter
 from tokenomics.cli.context import Context
 from tokenomics.cli.ledger_tables import tabwrite
 from tokenomics.cli.output import print_json
-from tokenomics.cli.token import CommandError
+from tokenomics.domain.errors import CommandError
 from tokenomics.domain.events import rfc3339_nano
 from tokenomics.services.events_service import webhook_targets
 from tokenomics.store.db import Database

@@ -22,14 +22,14 @@ from tokenomics.cli.init_agents import (
     CODEX_KEY_ENV,
     read_text,
     shell_quote,
-    write_atomic,
     write_claude_code,
     write_codex,
     write_gemini,
+    write_text,
 )
-from tokenomics.cli.token import CommandError
 from tokenomics.config.providers import load_providers
 from tokenomics.config.settings import Settings
+from tokenomics.domain.errors import CommandError
 
 OUTPUTS = ("shell", "dotenv", "json")
 
@@ -118,7 +118,7 @@ def emit(ctx: Context, output: str, dotenv: str, pairs: list[tuple[str, str]]) -
     elif output == "dotenv":
         target = dotenv or ".env"
         path = ctx.cwd / Path(target).expanduser()
-        write_atomic(path, merge_dotenv(read_text(path), pairs))
+        write_text(path, merge_dotenv(read_text(path), pairs))
         ctx.stderr.write(f"Updated {target}\n")
     else:
         raise CommandError(f"unknown output format: {output} (supported: {', '.join(OUTPUTS)})")

@@ -10,8 +10,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +18,8 @@ import orjson
 from tokenomics.cli import envvars
 from tokenomics.cli.context import Context
 from tokenomics.cli.run_agents import GEMINI_AUTH, set_gemini_auth
-from tokenomics.cli.token import CommandError
-from tokenomics.config.private_files import FILE_MODE, replace_private
+from tokenomics.config.private_files import FILE_MODE, write_atomic
+from tokenomics.domain.errors import CommandError
 
 AGENTS = ("claude-code", "codex", "gemini")
 CLAUDE_SETTINGS = Path(".claude") / "settings.local.json"
@@ -51,7 +49,7 @@ def write_claude_code(ctx: Context, pairs: list[tuple[str, str]], token: str, ba
     env.update(pairs)
     path.parent.mkdir(parents=True, exist_ok=True)
     text = orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n"
-    write_atomic(path, text, force_mode=True)  # it holds a credential: always 0600
+    write_text(path, text, keep_mode=False)  # it holds a credential: always 0600
     shown = [f"  {k}={envvars.mask_secret(v) if v == token else v}" for k, v in pairs]
     ctx.stderr.write(
         "\n".join(
@@ -97,7 +95,7 @@ def write_codex(ctx: Context, base: str, token: str, key_env: str) -> None:
     updated = _with_codex_provider(path, text, entry)
     if updated != text:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        write_atomic(path, updated)
+        write_text(path, updated)
     has_key = ctx.environ.get(key_env) == token
     key_note = "" if has_key else f" (export it with your token, {envvars.mask_secret(token)})"
     ctx.stderr.write(
@@ -162,7 +160,7 @@ def write_gemini(ctx: Context, pairs: list[tuple[str, str]], token: str) -> None
         raise CommandError(f'{path}: expected a JSON object with a "security.auth" object')
     if orjson.dumps(data) != before:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        write_atomic(path, orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")
+        write_text(path, orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")
     ctx.stdout.write("".join(f"export {k}={shell_quote(v)}\n" for k, v in pairs))
     ctx.stderr.write(
         f"Wrote {path} (security.auth.selectedType = {GEMINI_AUTH})\n"
@@ -183,18 +181,10 @@ def read_text(path: Path) -> str:
         raise CommandError(f"cannot read {path}: {exc}") from None
 
 
-def write_atomic(path: Path, text: str, *, mode: int = 0o600, force_mode: bool = False) -> None:
-    """Replace `path` in one step (temporary file + rename, symlinks followed).
-
-    A new file gets `mode`; an existing one keeps its own mode unless `force_mode`.
-    """
-    path = path.resolve()
-    if not force_mode:
-        with contextlib.suppress(FileNotFoundError):
-            mode = path.stat().st_mode & 0o777
+def write_text(path: Path, text: str, *, keep_mode: bool = True) -> None:
+    """`write_atomic` for a file the user owns: an existing one keeps its mode (else 0600,
+    always 0600 without `keep_mode`); a failure is one `CommandError` line."""
     try:
-        replace_private(path, text.encode())
-        if mode != FILE_MODE:
-            os.chmod(path, mode)
+        write_atomic(path, text.encode(), mode=None if keep_mode else FILE_MODE)
     except OSError as exc:
         raise CommandError(f"cannot write {path}: {exc.strerror or exc}") from None

@@ -34,7 +34,7 @@ from tokenomics.cli.ledger_tables import (
     write_lines,
 )
 from tokenomics.cli.output import print_json
-from tokenomics.cli.token import CommandError
+from tokenomics.domain.errors import CommandError
 from tokenomics.domain.ledger_session import format_duration, session_requests
 from tokenomics.domain.money import format_cost
 from tokenomics.services.ledger_files import read_sessions

@@ -35,8 +35,8 @@ from tokenomics.cli.ledger_index import (
     open_index,
 )
 from tokenomics.cli.ledger_report import parse_filter
-from tokenomics.cli.token import CommandError
 from tokenomics.domain.durations import format_rfc3339_nano
+from tokenomics.domain.errors import CommandError
 from tokenomics.domain.ledger_report import TOKEN_PREFIX
 from tokenomics.domain.ledger_rows import from_micros
 

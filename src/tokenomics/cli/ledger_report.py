@@ -36,8 +36,7 @@ from tokenomics.cli.ledger_tables import (
     write_lines,
 )
 from tokenomics.cli.output import is_terminal, print_json, print_table
-from tokenomics.cli.token import CommandError
-from tokenomics.domain.errors import DurationError
+from tokenomics.domain.errors import CommandError, DurationError
 from tokenomics.domain.ledger_report import (
     CSV_COLUMNS,
     Group,

@@ -10,7 +10,7 @@ import sys
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TextIO
 
 import cyclopts
 from cyclopts import App, Parameter
@@ -33,7 +33,7 @@ from tokenomics.cli import (
 from tokenomics.cli import run as run_command
 from tokenomics.cli.context import Context
 from tokenomics.config.dotenv import load_dotenv_files
-from tokenomics.domain.errors import TokenomicsError
+from tokenomics.domain.errors import ErrorGroup, TokenomicsError
 
 HELP = """Tokenomics: a self-hosted gateway for LLM APIs.
 
@@ -90,11 +90,18 @@ def build_app() -> App:
         except TokenomicsError as exc:
             if debug:
                 traceback.print_exc()
-            sys.stderr.write(f"Error: {exc}\n")
+            report(exc, sys.stderr)
             return 1
         return result if isinstance(result, int) else 0
 
     return app
+
+
+def report(error: TokenomicsError, stderr: TextIO) -> None:
+    """One `Error:` line per error (an `ErrorGroup` holds several); the exit code is 1 for
+    any of ours, so the first and the most severe agree."""
+    for each in error.errors if isinstance(error, ErrorGroup) else (error,):
+        stderr.write(f"Error: {each}\n")
 
 
 def _parse_error(exc: cyclopts.CycloptsError) -> str:

@@ -17,17 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tokenomics.config.private_files import open_private, private_dir, replace_private
-from tokenomics.domain.errors import TokenomicsError
+from tokenomics.config.private_files import open_private, private_dir, write_atomic
+from tokenomics.domain.errors import PidFileError
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
 LOCK_TIMEOUT = 60.0  # seconds; a `start` holds the lock while its server comes up
-
-
-class PidFileError(TokenomicsError):
-    """The PID file or its lock cannot be read or written."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +66,7 @@ def write(path: Path, record: PidRecord) -> None:
     """Atomically replace `path` (0600) with `record`."""
     try:
         private_dir(path.parent)
-        replace_private(path, format_record(record).encode())
+        write_atomic(path, format_record(record).encode())
     except OSError as exc:
         raise PidFileError(f"write PID file {path}: {exc.strerror or exc}") from None
 

@@ -8,7 +8,6 @@ spawned it, or the proxy URL's `/health` answers with its PID (`x-tokenomics-pid
 from __future__ import annotations
 
 import contextlib
-import http.client
 import os
 import signal
 import subprocess
@@ -18,7 +17,8 @@ from enum import Enum
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from tokenomics.cli.probe import unverified_context
+from tokenomics.domain.errors import UpstreamError
+from tokenomics.upstream.fetch import fetch_blocking, unverified_context
 
 if TYPE_CHECKING:
     from tokenomics.cli.pidfile import PidRecord
@@ -103,22 +103,16 @@ def health_pid(url: str, timeout: float = 1.0) -> int | None:
     if parts.scheme not in ("http", "https") or not parts.hostname or not parts.port:
         return None
     host = probe_host(parts.hostname)
-    conn: http.client.HTTPConnection
-    if parts.scheme == "https":
-        conn = http.client.HTTPSConnection(
-            host, parts.port, timeout=timeout, context=unverified_context()
-        )
-    else:
-        conn = http.client.HTTPConnection(host, parts.port, timeout=timeout)
+    host = f"[{host}]" if ":" in host else host
+    context = unverified_context()  # our own proxy, maybe with a self-signed certificate
     try:
-        conn.request("GET", "/health")
-        response = conn.getresponse()
-        response.read()
-        value = response.getheader(PID_HEADER, "") if response.status == 200 else ""
-    except (OSError, http.client.HTTPException):
+        fetched = fetch_blocking(
+            "GET", f"{parts.scheme}://{host}:{parts.port}/health", within=timeout,
+            ssl_context=context, trust_env=False,
+        )  # fmt: skip
+    except UpstreamError:
         return None
-    finally:
-        conn.close()
+    value = fetched.header(PID_HEADER.lower()) if fetched.status == 200 else ""
     return int(value) if value.isdigit() else None
 
 

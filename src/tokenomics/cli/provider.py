@@ -16,11 +16,11 @@ from cyclopts import App, Parameter
 
 from tokenomics.cli.context import Context
 from tokenomics.cli.output import print_json
-from tokenomics.cli.probe import unverified_context
-from tokenomics.cli.token import CommandError
 from tokenomics.config.providers import ProviderConfig, load_providers
-from tokenomics.upstream.client import UpstreamError, UpstreamRequest, Upstreams
-from tokenomics.upstream.urls import UpstreamConfigError, join_url, redact, with_query
+from tokenomics.domain.errors import CommandError, UpstreamConfigError, UpstreamError
+from tokenomics.upstream.client import UpstreamRequest, Upstreams
+from tokenomics.upstream.fetch import unverified_context
+from tokenomics.upstream.urls import join_url, redact, with_query
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence

@@ -3,14 +3,13 @@ fresh this host's last sync is (`{dir}/remote_sync.json`, written by the running
 
 from __future__ import annotations
 
-import ssl
 import time
-import urllib.error
-import urllib.request
 from typing import TYPE_CHECKING
 
 from tokenomics.cli.checks import Check
+from tokenomics.domain.errors import UpstreamError
 from tokenomics.services.remote_fleet import describe_state, read_state
+from tokenomics.upstream.fetch import fetch_blocking, os_reason, unverified_context
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -21,20 +20,15 @@ if TYPE_CHECKING:
 def _probe(settings: Settings, timeout: float) -> int | str:
     """The HTTP status of `GET {url}/api/v1/tokens`, or why there was none."""
     remote = settings.remote
-    request = urllib.request.Request(remote.url.rstrip("/") + "/api/v1/tokens", method="GET")
-    if remote.api_key:
-        request.add_header("Authorization", f"Bearer {remote.api_key}")
-    context = ssl.create_default_context()
-    if remote.insecure:
-        context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    headers = [("authorization", f"Bearer {remote.api_key}")] if remote.api_key else []
     try:
-        with urllib.request.urlopen(request, timeout=timeout, context=context) as response:
-            return int(response.status)
-    except urllib.error.HTTPError as exc:
-        return int(exc.code)
-    except (OSError, ValueError) as exc:
-        reason = getattr(exc, "reason", exc)
-        return str(reason)[:200]
+        fetched = fetch_blocking(
+            "GET", remote.url.rstrip("/") + "/api/v1/tokens", headers=headers, within=timeout,
+            ssl_context=unverified_context() if remote.insecure else None,
+        )  # fmt: skip
+    except UpstreamError as exc:
+        return os_reason(exc)[:200]
+    return fetched.status
 
 
 def remote(settings: Settings, timeout: float = 5.0) -> Iterator[Check]:

@@ -27,8 +27,8 @@ from tokenomics.cli import envvars, run_agents, run_budget, run_proxy
 from tokenomics.cli.context import Context
 from tokenomics.cli.run_child import run_child
 from tokenomics.cli.serve import run_trio
-from tokenomics.cli.token import CommandError
 from tokenomics.config.providers import ProviderConfig, load_providers
+from tokenomics.domain.errors import CommandError
 from tokenomics.domain.run_budget import RunLimits
 from tokenomics.services import logs
 

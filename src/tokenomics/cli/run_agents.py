@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from tokenomics.cli.envvars import EnvPairs, command_names
-from tokenomics.config.private_files import private_dir, replace_private
+from tokenomics.config.private_files import private_dir, write_atomic
 
 CODEX_PROVIDER = "tokenomics"
 CODEX_KEY_ENV = "OPENAI_API_KEY"
@@ -111,7 +111,7 @@ def gemini_home(user_home: Path | None, scratch: Path) -> tuple[Path, str]:
                     (target / entry.name).symlink_to(entry)
     settings, note = _gemini_settings(source / GEMINI_SETTINGS if source else home / "none")
     path = target / GEMINI_SETTINGS
-    replace_private(path, (json.dumps(settings, indent=2) + "\n").encode())
+    write_atomic(path, (json.dumps(settings, indent=2) + "\n").encode())
     return home, note
 
 

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import math
 
-from tokenomics.cli.token import CommandError
 from tokenomics.domain.durations import parse_go_duration
+from tokenomics.domain.errors import CommandError
 from tokenomics.domain.run_budget import RunLimits
 
 

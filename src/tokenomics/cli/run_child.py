@@ -18,14 +18,10 @@ from functools import partial
 
 import trio
 
-from tokenomics.domain.errors import TokenomicsError
+from tokenomics.domain.errors import StartError
 
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 KEYBOARD = (signal.SIGINT, signal.SIGQUIT)
-
-
-class StartError(TokenomicsError):
-    """The command could not be executed."""
 
 
 def exit_status(returncode: int) -> int:

@@ -18,20 +18,17 @@ from urllib.parse import urlsplit
 import orjson
 import trio
 
-from tokenomics.cli.probe import ProbeError, http_get, join_url, unverified_context
-from tokenomics.domain.errors import TokenomicsError
+from tokenomics.cli.probe import http_get, join_url
+from tokenomics.domain.errors import ProbeError, ProxyUnreachable, TokenomicsError
 from tokenomics.domain.money import describe_cost
 from tokenomics.services.tls import resolve_tls
+from tokenomics.upstream.fetch import unverified_context
 
 if TYPE_CHECKING:
     from tokenomics.config.settings import Settings
 
 REMOTE_ATTEMPTS = 30  # ~3 s, 100 ms apart, like the original's readiness wait
 LOOPBACK = "127.0.0.1"
-
-
-class ProxyUnreachable(TokenomicsError):
-    """The remote proxy does not answer `/ping`."""
 
 
 def url_host(host: str) -> str:

@@ -14,32 +14,37 @@ from cyclopts import Parameter
 from tokenomics.app import Server, run_server
 from tokenomics.cli import workers
 from tokenomics.cli.context import Context
-from tokenomics.domain.errors import TokenomicsError
+from tokenomics.domain.errors import ErrorGroup, TokenomicsError, flatten
 from tokenomics.services import logs
 
 T = TypeVar("T")
 Args = TypeVarTuple("Args")
 
 
-def first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    """The first of our errors inside a (nested) exception group, else the group itself."""
-    for exc in group.exceptions:
-        if isinstance(exc, BaseExceptionGroup):
-            inner = first_error(exc)
-            if inner is not exc:
-                return inner
-        elif isinstance(exc, TokenomicsError):
-            return exc
-    return group
+def our_errors(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """What a (nested) exception group means to the CLI: `KeyboardInterrupt` if one is in it;
+    our one error, or an `ErrorGroup` of all of ours (each once, in order) when every leaf is
+    ours; else the group itself, so a bug is never hidden behind an expected error."""
+    leaves = flatten(group)
+    if any(isinstance(exc, KeyboardInterrupt) for exc in leaves):
+        return KeyboardInterrupt()
+    if not all(isinstance(exc, TokenomicsError) for exc in leaves):
+        return group
+    errors: list[TokenomicsError] = []
+    for exc in leaves:
+        assert isinstance(exc, TokenomicsError)
+        if not any(type(e) is type(exc) and e.message == exc.message for e in errors):
+            errors.append(exc)
+    return errors[0] if len(errors) == 1 else ErrorGroup(errors)
 
 
 def run_trio(main: Callable[[*Args], Awaitable[T]], *args: *Args) -> T:
-    """`trio.run(main, *args)`, with one of our errors raised out of the nursery groups it
-    arrives in, so the CLI prints it as one `Error:` line."""
+    """`trio.run(main, *args)`, with our errors raised out of the nursery groups they arrive
+    in, so the CLI prints each as one `Error:` line (see `our_errors`)."""
     try:
         return trio.run(main, *args)
     except BaseExceptionGroup as group:
-        error = first_error(group)
+        error = our_errors(group)
         if error is group:
             raise
         raise error from None

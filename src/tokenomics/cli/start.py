@@ -19,6 +19,7 @@ from tokenomics.cli.context import Context
 from tokenomics.cli.pidfile import PidRecord
 from tokenomics.cli.process import Identity
 from tokenomics.config.private_files import private_dir
+from tokenomics.domain.errors import PidFileError
 
 
 def _opt(text: str, **more: Any) -> Parameter:
@@ -69,7 +70,7 @@ def _running_url(ctx: Context, pid_path: Path, url: str) -> str:
     """The URL of a server already running for this PID file (or on `url`), else ""."""
     try:
         record = pidfile.read(pid_path)
-    except pidfile.PidFileError as exc:
+    except PidFileError as exc:
         ctx.stderr.write(f"Replacing unreadable PID file: {exc}\n")
         record = None
     if record is not None:
@@ -99,6 +100,6 @@ def _launch(ctx: Context, listener: daemon.Listener, pid_path: Path, log_path: P
             if daemon.exit_status(pid) is None:
                 process.terminate(pid, grace=5)
                 daemon.exit_status(pid)
-        with contextlib.suppress(pidfile.PidFileError):
+        with contextlib.suppress(PidFileError):
             pidfile.remove(pid_path)
         raise

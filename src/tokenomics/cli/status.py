@@ -20,7 +20,7 @@ from tokenomics.cli.output import print_json
 from tokenomics.cli.process import Identity
 from tokenomics.config.providers import ProviderConfig, load_providers
 from tokenomics.config.settings import Settings
-from tokenomics.domain.errors import TokenomicsError
+from tokenomics.domain.errors import PidFileError, TokenomicsError
 from tokenomics.services.remote_fleet import describe_state, read_state
 
 
@@ -48,7 +48,7 @@ def proxy_state(path: Path) -> dict[str, Any]:
     unknown), `detail` (the status line), `pid` and `url` (when running)."""
     try:
         record = pidfile.read(path)
-    except pidfile.PidFileError as exc:
+    except PidFileError as exc:
         return {"state": "unknown", "detail": f"unknown ({exc})", "pid": None, "url": ""}
     if record is None:
         return {"state": "stopped", "detail": "stopped", "pid": None, "url": ""}

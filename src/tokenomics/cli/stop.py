@@ -15,7 +15,7 @@ from cyclopts import Parameter
 from tokenomics.cli import daemon, pidfile, process
 from tokenomics.cli.context import Context
 from tokenomics.cli.process import Identity
-from tokenomics.domain.errors import ConfigError
+from tokenomics.domain.errors import ConfigError, StartError
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -56,7 +56,7 @@ def _default_url(ctx: Context) -> str:
     """Where `start` with default flags listens: the probe for an old-style PID file."""
     try:
         return daemon.choose_listener(ctx.settings(), "", None, None).url
-    except (ConfigError, daemon.StartError):
+    except (ConfigError, StartError):
         return ""
 
 

@@ -15,7 +15,7 @@ from cyclopts import App, Parameter
 from tokenomics.cli.context import Context
 from tokenomics.cli.output import is_terminal, print_json, print_table
 from tokenomics.domain.durations import is_expired
-from tokenomics.domain.errors import NotFoundError, TokenomicsError
+from tokenomics.domain.errors import CommandError, NotFoundError
 from tokenomics.domain.tokens import TOKEN_PREFIX
 from tokenomics.services.token_ops import create_expiry, mint, update_expiry, validated_policy
 from tokenomics.store.tokens import TokenRecord, TokenStore
@@ -27,10 +27,6 @@ Json = Annotated[bool, Parameter(help="Print JSON.", negative="")]
 
 
 SHORT_HASH = 12  # characters of a hash in `token list` (`--wide` shows all 64)
-
-
-class CommandError(TokenomicsError):
-    """A command failed; the message is printed as `Error: <message>`."""
 
 
 def read_policy_arg(value: str) -> str:

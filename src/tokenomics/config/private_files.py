@@ -83,18 +83,42 @@ def touch_private(path: Path) -> Path:
     return path
 
 
-def replace_private(path: Path, data: bytes) -> None:
-    """Replace `path` at once with a 0600 file holding `data` (written and fsynced first).
+def write_atomic(path: Path, data: bytes, *, mode: int | None = FILE_MODE) -> None:
+    """Replace `path` in one step with a file holding `data`: the one way Tokenomics writes a
+    whole file (session JSON, PID file, certificates, settings of agents, remote state).
 
-    The temporary file (`mkstemp`, 0600) lives next to `path`; on error it is removed."""
+    A temporary file (`mkstemp`: 0600 from the start, whatever the umask) next to `path` is
+    written, given its final mode, fsynced, renamed over `path`, and the directory fsynced so
+    the rename survives a power loss too. `mode` None keeps the mode of an existing `path`
+    (0600 for a new one). A symlink at `path` is followed: its target is replaced. On error
+    the temporary file is removed and `path` is untouched."""
+    path = path.resolve() if path.is_symlink() else path
+    if mode is None:
+        try:
+            mode = stat.S_IMODE(path.stat().st_mode)
+        except FileNotFoundError:
+            mode = FILE_MODE
     fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as out:
             out.write(data)
             out.flush()
+            if mode != FILE_MODE:
+                os.fchmod(out.fileno(), mode)
             os.fsync(out.fileno())
         os.replace(temp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(temp)
         raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make a rename in `path` durable (best effort: some filesystems refuse)."""
+    with contextlib.suppress(OSError):
+        dir_fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)

@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from tokenomics.domain.errors import TokenomicsError
+from tokenomics.domain.errors import BudgetExceeded
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
@@ -45,25 +45,6 @@ def format_usd(value: float) -> str:
     """Dollars with up to 6 decimals, trailing zeros trimmed: 0.5 -> "0.5", 2.0 -> "2"."""
     text = f"{value:.6f}".rstrip("0").rstrip(".")
     return "0" if text in ("", "-0") else text
-
-
-class BudgetExceeded(TokenomicsError):
-    """A request would take a token's usage over its budget.
-
-    `kind` is "tokens" or "cost"; `used`, `requested` and `limit` are in tokens or dollars
-    (the numbers of the `budget.exceeded` event).
-    """
-
-    status = 429
-
-    def __init__(
-        self, message: str, *, kind: str, used: float, requested: float, limit: float
-    ) -> None:
-        super().__init__(message)
-        self.kind = kind
-        self.used = used
-        self.requested = requested
-        self.limit = limit
 
 
 @dataclass(frozen=True, slots=True)

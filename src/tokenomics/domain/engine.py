@@ -27,7 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from tokenomics.domain.errors import TokenomicsError
+from tokenomics.domain.errors import Blocked
 from tokenomics.domain.jailbreak import detect_jailbreak
 from tokenomics.domain.pii import find_pii, max_length
 
@@ -49,19 +49,6 @@ class Match:
     action: str
     message: str
     client_message: str
-
-
-class Blocked(TokenomicsError):
-    """A `fail` rule matched. The message is the client-safe text; `log_message` quotes."""
-
-    status = 403
-
-    def __init__(self, matches: Sequence[Match]) -> None:
-        last = matches[-1]
-        super().__init__(f"request blocked by rule {last.index}: {last.client_message}")
-        self.matches = tuple(matches)
-        self.rule_index = last.index
-        self.log_message = f"request blocked by rule {last.index}: {last.message}"
 
 
 def applies(rule: Rule, scope: str) -> bool:

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from tokenomics.domain.errors import TokenomicsError
+from tokenomics.domain.errors import RateLimited
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -31,16 +31,6 @@ SUB_BUCKETS = 64
 PARALLEL_RETRY_AFTER = 1.0
 DEFAULT_IDLE_SECONDS = 600.0
 DEFAULT_COLLECT_EVERY = 60.0
-
-
-class RateLimited(TokenomicsError):
-    """A request was refused by a rate limit; `retry_after` is in seconds (> 0)."""
-
-    status = 429
-
-    def __init__(self, message: str, retry_after: float) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,7 @@ import functools
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from tokenomics.domain.errors import TokenomicsError
+from tokenomics.domain.errors import ModelNotAllowed
 
 if TYPE_CHECKING:
     from tokenomics.domain.policy import (
@@ -19,12 +19,6 @@ if TYPE_CHECKING:
     )
     from tokenomics.domain.regex import Pattern
     from tokenomics.domain.rules import Rule
-
-
-class ModelNotAllowed(TokenomicsError):
-    """The requested model is not permitted by the resolved policy."""
-
-    status = 403
 
 
 @dataclass(frozen=True, slots=True)

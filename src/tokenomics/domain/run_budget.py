@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from tokenomics.domain.budget import BudgetExceeded
+from tokenomics.domain.errors import RunBudgetExceeded
 from tokenomics.domain.money import format_dollars
 
 if TYPE_CHECKING:
@@ -68,21 +68,6 @@ class RunLimits:
             (self.max_duration, f"{format_seconds(self.max_duration)} max duration"),
         ]
         return ", ".join(text for value, text in parts if value)
-
-
-class RunBudgetExceeded(BudgetExceeded):
-    """A request would take the run over one of its limits. `kind`: "cost", "tokens",
-    "requests" or "duration"."""
-
-    def __init__(self, limit_text: str, detail: str, **numbers: float | str) -> None:
-        super().__init__(
-            f"run budget exceeded: {limit_text} for this run ({detail})",
-            kind=str(numbers["kind"]),
-            used=float(numbers["used"]),
-            requested=float(numbers["requested"]),
-            limit=float(numbers["limit"]),
-        )
-        self.limit_text = limit_text
 
 
 class RunReservation:

@@ -11,6 +11,7 @@ import re
 from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
+from tokenomics.domain.errors import BadPath, RefusedPath
 from tokenomics.formats.anthropic import AnthropicCountTokens, AnthropicMessages
 from tokenomics.formats.base import Adapter, Route
 from tokenomics.formats.gemini import Gemini, GeminiCountTokens
@@ -20,7 +21,7 @@ from tokenomics.formats.openai import (
     OpenAIEmbeddings,
     OpenAIResponses,
 )
-from tokenomics.formats.paths import BadPath, canonical_path
+from tokenomics.formats.paths import canonical_path
 
 if TYPE_CHECKING:
     from tokenomics.domain.usage import Family
@@ -39,14 +40,6 @@ _SUFFIXES: tuple[tuple[str, Adapter], ...] = (
 _GEMINI_GENERATE, _GEMINI_COUNT = Gemini(), GeminiCountTokens()
 # A model in a path: an Azure deployment, or a Gemini (tuned) model followed by any action.
 _PATH_MODEL = re.compile(r"/deployments/([^/]+)/|/(?:models|tunedModels)/([^/:]+):")
-
-
-class RefusedPath(BadPath):
-    """A `BadPath` with the API family its error is shaped for."""
-
-    def __init__(self, message: str, family: Family) -> None:
-        super().__init__(message)
-        self.family = family
 
 
 def _passthrough_family(path: str, headers: dict[str, str]) -> Family:

@@ -14,18 +14,12 @@ from __future__ import annotations
 import re
 from urllib.parse import unquote
 
-from tokenomics.domain.errors import TokenomicsError
+from tokenomics.domain.errors import BadPath
 
 _MALFORMED_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _ENCODED_SEPARATOR = re.compile(r"%(2[Ff]|5[Cc])")
 _REFUSED = frozenset("?#%\\;{}")
 _SLASHES = re.compile(r"//+")
-
-
-class BadPath(TokenomicsError):
-    """The request path cannot be forwarded as it is classified (HTTP 400)."""
-
-    status = 400
 
 
 def _refuse(reason: str) -> BadPath:

@@ -16,7 +16,7 @@ from typing import Any
 
 import trio
 
-from tokenomics.pipeline.exchange import ProxyError
+from tokenomics.domain.errors import ProxyError
 
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 MIB = 1024 * 1024

@@ -22,8 +22,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from tokenomics.domain.errors import TokenomicsError
-
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator
 
@@ -39,15 +37,6 @@ if TYPE_CHECKING:
 
 Headers = list[tuple[str, str]]
 BODY_LIMIT = 512 * 1024  # bytes of a body kept for memory and events (`cli.md` §7.3, §7.6)
-
-
-class ProxyError(TokenomicsError):
-    """An error the proxy answers itself, with its HTTP status (`Retry-After` when set)."""
-
-    def __init__(self, status: int, message: str, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.retry_after = retry_after
 
 
 @dataclass(slots=True)

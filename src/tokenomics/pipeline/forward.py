@@ -17,12 +17,11 @@ from typing import TYPE_CHECKING
 import orjson
 import trio
 
-from tokenomics.domain.errors import TokenomicsError
+from tokenomics.domain.errors import ProxyError, TokenomicsError, UpstreamError
 from tokenomics.domain.policy import DEFAULT_RETRY_ON
-from tokenomics.pipeline.exchange import ProxyError
 from tokenomics.pipeline.headers import upstream_headers
 from tokenomics.pipeline.target import Target, resolve_target
-from tokenomics.upstream.client import UpstreamError, UpstreamRequest, header
+from tokenomics.upstream.client import UpstreamRequest, header
 from tokenomics.upstream.urls import join_url, with_query
 
 if TYPE_CHECKING:

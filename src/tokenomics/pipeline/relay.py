@@ -19,20 +19,19 @@ from typing import TYPE_CHECKING, Any
 import orjson
 import trio
 
-from tokenomics.domain.engine import Blocked
+from tokenomics.domain.errors import Blocked, ProxyError, UpstreamError
 from tokenomics.domain.lazy_stream_usage import LazyStreamAccounting, marks
 from tokenomics.domain.stream_usage import StreamAccounting
 from tokenomics.domain.usage import meta_from_response, usage_from_body
 from tokenomics.formats.errors import stream_error_event
-from tokenomics.pipeline.exchange import ProxyError, Reply
+from tokenomics.pipeline.exchange import Reply
 from tokenomics.pipeline.headers import client_headers
 from tokenomics.pipeline.rules import scan
 from tokenomics.pipeline.stream_guard import StreamGuard, guard_for
-from tokenomics.upstream.client import UpstreamError, header, read_all
+from tokenomics.upstream.client import header, read_all
 from tokenomics.upstream.sse import (
     EventFields,
     EventSplitter,
-    SSEParser,
     SSETooLarge,
     all_event_fields,
     event_fields,
@@ -49,7 +48,7 @@ if TYPE_CHECKING:
 MAX_RESPONSE_BYTES = 32 * 1024 * 1024
 
 
-def _json(text: str) -> Any:
+def _json(text: str | bytes) -> Any:
     try:
         return orjson.loads(text)
     except orjson.JSONDecodeError:
@@ -286,4 +285,4 @@ def _guarded_array(
     if guard.blocked is not None:
         ex.error = guard.blocked.log_message.replace("request", "response", 1)
         raise ProxyError(403, guard.blocked.message.replace("request", "response", 1))
-    return orjson.dumps([_json(e.data) for e in SSEParser().feed(b"".join(frames))])
+    return orjson.dumps([_json(data) for _, data in all_event_fields(b"".join(frames))])

@@ -8,7 +8,8 @@ from __future__ import annotations
 import copy
 from typing import TYPE_CHECKING, Any
 
-from tokenomics.domain.engine import Blocked, Match, applies, check, mask
+from tokenomics.domain.engine import Match, applies, check, mask
+from tokenomics.domain.errors import Blocked
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence

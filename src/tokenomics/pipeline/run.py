@@ -39,12 +39,11 @@ from urllib.parse import quote
 
 import trio
 
-from tokenomics.domain.budget import BudgetExceeded
-from tokenomics.domain.errors import TokenomicsError
-from tokenomics.formats.classify import RefusedPath, route_request
+from tokenomics.domain.errors import BudgetExceeded, ProxyError, TokenomicsError
+from tokenomics.formats.classify import route_request
 from tokenomics.formats.errors import error_body
 from tokenomics.pipeline.body import Bodies, ClientGone, close_after
-from tokenomics.pipeline.exchange import BODY_LIMIT, Exchange, Incoming, ProxyError, Reply
+from tokenomics.pipeline.exchange import BODY_LIMIT, Exchange, Incoming, Reply
 from tokenomics.pipeline.finish import finish
 from tokenomics.pipeline.forward import forward
 from tokenomics.pipeline.relay import relay
@@ -294,11 +293,10 @@ async def run_pipeline(ex: Exchange, deps: Deps) -> Reply:
 
 
 def error_reply(ex: Exchange, error: TokenomicsError) -> Reply:
-    family = error.family if isinstance(error, RefusedPath) else ex.family
+    family = error.family or ex.family
     headers = [JSON]
-    retry_after = getattr(error, "retry_after", None)
-    if retry_after is not None:
-        headers.append(("retry-after", str(max(1, round(retry_after + 0.499)))))
+    if error.retry_after is not None:
+        headers.append(("retry-after", str(max(1, round(error.retry_after + 0.499)))))
     if isinstance(error, BudgetExceeded):  # not transient: the SDKs need not retry it
         headers.append(("x-should-retry", "false"))
     ex.error = ex.error or error.message

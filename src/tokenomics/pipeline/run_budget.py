@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from tokenomics.domain.budget import DEFAULT_OUTPUT_TOKENS
-from tokenomics.pipeline.exchange import ProxyError
+from tokenomics.domain.errors import ProxyError
 from tokenomics.pipeline.stages import enforced, exact_input
 
 if TYPE_CHECKING:

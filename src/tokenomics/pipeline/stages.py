@@ -10,14 +10,12 @@ from urllib.parse import parse_qsl, urlencode
 
 import orjson
 
-from tokenomics.domain.budget import DEFAULT_OUTPUT_TOKENS, BudgetExceeded
+from tokenomics.domain.budget import DEFAULT_OUTPUT_TOKENS
 from tokenomics.domain.counters import Ask
 from tokenomics.domain.durations import is_expired
-from tokenomics.domain.errors import TokenomicsError
-from tokenomics.domain.ratelimit import RateLimited
+from tokenomics.domain.errors import BudgetExceeded, ProxyError, RateLimited, TokenomicsError
 from tokenomics.formats.estimate import bound_bytes, bound_texts
 from tokenomics.pipeline import admission
-from tokenomics.pipeline.exchange import ProxyError
 from tokenomics.pipeline.rules import scan
 from tokenomics.pipeline.target import resolve_target
 from tokenomics.store.local_counters import LocalCounters

@@ -51,16 +51,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 
-from tokenomics.domain.engine import (
-    REDACTED,
-    Blocked,
-    Match,
-    applies,
-    evaluate,
-    mask,
-    max_match_len,
-    spans,
-)
+from tokenomics.domain.engine import REDACTED, Match, applies, evaluate, mask, max_match_len, spans
+from tokenomics.domain.errors import Blocked
 from tokenomics.formats.errors import stream_error_event
 from tokenomics.formats.stream_text import Channel, Piece, StreamText, closes, stream_text
 from tokenomics.pipeline.rules import record_mask, record_matches

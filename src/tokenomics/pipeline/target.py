@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from tokenomics.domain.resolve import ModelNotAllowed, resolve_for_model, resolve_provider
-from tokenomics.pipeline.exchange import ProxyError
+from tokenomics.domain.errors import ModelNotAllowed, ProxyError
+from tokenomics.domain.resolve import resolve_for_model, resolve_provider
 
 if TYPE_CHECKING:
     from collections.abc import Mapping

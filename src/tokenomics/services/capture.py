@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from tokenomics.pipeline.headers import CREDENTIALS
-from tokenomics.upstream.sse import EventFields, SSEEvent, SSEParser, all_event_fields
+from tokenomics.upstream.sse import EventFields, all_event_fields
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -118,13 +118,6 @@ def is_event_stream(content_type: str) -> bool:
 
 
 def sse_fields(chunks: Iterable[bytes]) -> list[EventFields]:
-    """The name and `data` of each SSE event in captured chunks, as `sse_events` gives them,
-    read the relay's way (whole events, the usual one-line event cut out directly)."""
+    """The name and `data` of each SSE event with data in captured chunks, a last one lacking
+    its blank line included, read the relay's way (`upstream/sse.py`)."""
     return all_event_fields(b"".join(chunks))
-
-
-def sse_events(chunks: Iterable[bytes]) -> list[SSEEvent]:
-    """The SSE events of captured stream chunks, a last one lacking its blank line included."""
-    parser = SSEParser()
-    events = [event for chunk in chunks for event in parser.feed(chunk)]
-    return events + parser.close()

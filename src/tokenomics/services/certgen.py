@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from tokenomics.config.private_files import replace_private
+from tokenomics.config.private_files import write_atomic
 from tokenomics.domain.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -273,5 +273,5 @@ def write_pair(pair: Pair, cert_path: Path, key_path: Path) -> None:
     )
 
     key_pem = pair.key.private_bytes(Encoding.PEM, PrivateFormat.TraditionalOpenSSL, NoEncryption())
-    replace_private(key_path, key_pem)
-    replace_private(cert_path, pair.cert.public_bytes(Encoding.PEM))
+    write_atomic(key_path, key_pem)
+    write_atomic(cert_path, pair.cert.public_bytes(Encoding.PEM))

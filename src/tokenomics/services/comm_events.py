@@ -30,7 +30,7 @@ from tokenomics.services.capture import (
     parse_time,
     safe_headers,
     sanitise,
-    sse_events,
+    sse_fields,
     text_of,
 )
 
@@ -75,9 +75,12 @@ def chunk_bodies(chunks: tuple[bytes, ...], content_type: str) -> list[str]:
     """The `data:` payloads of an SSE stream (`[DONE]` included), else each chunk as text."""
     if not is_event_stream(content_type):
         return [_sample(chunk, len(chunk), content_type) for chunk in chunks]
-    events = sse_events(chunks)
-    # The parser decoded invalid UTF-8 as U+FFFD; memory and events show it as `?`.
-    return [sanitise(event.data.replace("\ufffd", "?")) for event in events if event.data]
+    # Invalid UTF-8 is decoded as U+FFFD; memory and events show it as `?`.
+    return [
+        sanitise(data.decode("utf-8", "replace").replace("\ufffd", "?"))
+        for _, data in sse_fields(chunks)
+        if data
+    ]
 
 
 def _request(f: Finished, timestamp: str) -> Event:

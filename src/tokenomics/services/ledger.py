@@ -31,6 +31,7 @@ import orjson
 import trio
 import trio.lowlevel
 
+from tokenomics.config.private_files import write_atomic
 from tokenomics.domain.durations import format_rfc3339
 from tokenomics.services import git_context
 from tokenomics.services.finished import ledger_entry
@@ -47,7 +48,6 @@ from tokenomics.services.ledger_files import (
     records_line,
     recover_all,
     session_bytes,
-    write_atomic,
 )
 from tokenomics.services.recorder import drain, gather
 

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from tokenomics.config.private_files import open_private, private_dir, replace_private
+from tokenomics.config.private_files import open_private, private_dir, write_atomic
 from tokenomics.domain.budget import Spend
 from tokenomics.domain.ledger import Entry, parse_time
 from tokenomics.domain.ledger_session import is_session, session_json
@@ -47,17 +47,6 @@ logger = logging.getLogger("tokenomics.ledger")
 def ensure_dir(path: Path) -> None:
     """Create `path` (and parents) with mode 0700, or narrow it to 0700; raises OSError."""
     private_dir(path, owned=True)
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write `data` to `path` via a 0600 temp file in the same directory, fsync, rename."""
-    replace_private(path, data)
-    with contextlib.suppress(OSError):  # make the rename itself durable
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
 
 
 def session_bytes(session: Entry) -> bytes:

@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from tokenomics.domain.errors import RedisUnavailable
 from tokenomics.services.comm_events import communication_events
 from tokenomics.services.memory_files import (
     DEFAULT_DIR,
@@ -40,7 +41,7 @@ from tokenomics.services.memory_files import (
 )
 from tokenomics.services.memory_format import exchange_entries, redis_entries
 from tokenomics.store.redis_memory import RedisMemory
-from tokenomics.store.resp import RedisAddress, RedisUnavailable
+from tokenomics.store.resp import RedisAddress
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence

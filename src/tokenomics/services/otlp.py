@@ -34,16 +34,10 @@ from urllib.parse import unquote, urlsplit
 import trio
 
 from tokenomics import __version__
-from tokenomics.domain.errors import ConfigError
+from tokenomics.domain.errors import ConfigError, UpstreamError
 from tokenomics.services import git_context
 from tokenomics.services.otlp_spans import Pair, Span, export_body, run_attributes, span_of
-from tokenomics.upstream.client import (
-    UpstreamError,
-    UpstreamRequest,
-    Upstreams,
-    header,
-    read_all,
-)
+from tokenomics.upstream.client import UpstreamRequest, Upstreams, header, read_all
 
 if TYPE_CHECKING:
     from collections.abc import Mapping

@@ -12,13 +12,13 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from tokenomics.domain.errors import StoreError
+from tokenomics.domain.errors import RedisUnavailable, StoreError
 from tokenomics.store.db import Database
 from tokenomics.store.local_counters import LocalCounters
 from tokenomics.store.redis_counters import RedisCounters
 from tokenomics.store.redis_pending import PendingSettles
 from tokenomics.store.redis_settles import LINGER
-from tokenomics.store.resp import LATENCY_BUCKETS, RedisAddress, RedisClient, RedisUnavailable
+from tokenomics.store.resp import LATENCY_BUCKETS, RedisAddress, RedisClient
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable

@@ -21,15 +21,16 @@ import orjson
 import trio
 
 from tokenomics.domain.durations import format_rfc3339, parse_expires
-from tokenomics.domain.errors import TokenomicsError
+from tokenomics.domain.errors import ApiError, RegistrationError, TokenomicsError
 from tokenomics.domain.tokens import new_token
 from tokenomics.pipeline.body import BodyTooLarge, ClientGone, read_small
-from tokenomics.services.remote_clients import ClientRegistry, RegistrationError
+from tokenomics.services.remote_clients import ClientRegistry
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, MutableMapping
 
     from tokenomics.domain.tokens import HashKey
+    from tokenomics.services.remote_clients import ClientRegistry
     from tokenomics.store.tokens import TokenRecord, TokenStore
 
     Scope = MutableMapping[str, Any]
@@ -40,12 +41,6 @@ log = logging.getLogger("tokenomics.remote")
 MAX_BODY = 1024 * 1024
 _HASH = re.compile(r"[0-9a-f]{64}")
 _TOKENS, _CLIENTS = "/api/v1/tokens", "/api/v1/clients"
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status, self.message = status, message
 
 
 def token_json(record: TokenRecord) -> dict[str, Any]:

@@ -13,9 +13,9 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from tokenomics.config.private_files import replace_private
+from tokenomics.config.private_files import write_atomic
 from tokenomics.domain.durations import format_rfc3339
-from tokenomics.domain.errors import TokenomicsError
+from tokenomics.domain.errors import RegistrationError
 from tokenomics.services.webhook_send import WebhookTarget
 
 if TYPE_CHECKING:
@@ -24,10 +24,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("tokenomics.remote")
 MAX_CLIENTS = 1000
-
-
-class RegistrationError(TokenomicsError):
-    status = 400
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +104,7 @@ class ClientRegistry:
         if self._path is None:
             return
         rows = [asdict(r) for r in self._clients.values()]
-        replace_private(self._path, json.dumps(rows, indent=1).encode())
+        write_atomic(self._path, json.dumps(rows, indent=1).encode())
 
     def prune(self) -> None:
         now = self._now()

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import trio
 
-from tokenomics.config.private_files import replace_private
+from tokenomics.config.private_files import write_atomic
 from tokenomics.domain.policy_guard import PolicyGuard
 from tokenomics.services.remote_register import Registration
 from tokenomics.services.remote_sync import Syncer, SyncState
@@ -71,7 +71,7 @@ def guard_for(settings: Settings, providers: Mapping[str, ProviderConfig]) -> Po
 
 def save_state(path: Path, state: SyncState) -> None:
     try:
-        replace_private(path, json.dumps(state.as_dict(time.time())).encode())
+        write_atomic(path, json.dumps(state.as_dict(time.time())).encode())
     except OSError as exc:
         log.warning("cannot write %s: %s", path, exc)
 

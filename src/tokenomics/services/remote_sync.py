@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from tokenomics.domain.errors import PolicyError, TokenomicsError
+from tokenomics.domain.errors import PolicyError, RemoteError, TokenomicsError
 from tokenomics.domain.policy import parse_policy
-from tokenomics.upstream.remote_http import RemoteError, status_text
+from tokenomics.upstream.remote_http import status_text
 
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -21,7 +21,8 @@ import orjson
 import trio
 
 from tokenomics.domain.durations import parse_rfc3339
-from tokenomics.services.remote_api import ApiError, read_body
+from tokenomics.domain.errors import ApiError
+from tokenomics.services.remote_api import read_body
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, MutableMapping

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from tokenomics.domain.errors import StoreError
-from tokenomics.store.resp import BACKOFF_MAX, RedisUnavailable
+from tokenomics.domain.errors import RedisUnavailable, StoreError
+from tokenomics.store.resp import BACKOFF_MAX
 
 if TYPE_CHECKING:
     from tokenomics.services.token_cache import TokenCache

@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING, Protocol
 
 import trio
 
+from tokenomics.domain.errors import UpstreamError
 from tokenomics.domain.events import signature
-from tokenomics.upstream.client import UpstreamError, UpstreamRequest, Upstreams, header, read_all
+from tokenomics.upstream.client import UpstreamRequest, Upstreams, header, read_all
 
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -9,8 +9,8 @@ import os
 import secrets
 from typing import TYPE_CHECKING
 
-from tokenomics.domain.budget import NANOS_PER_USD, BudgetExceeded, format_usd
-from tokenomics.domain.ratelimit import RateLimited
+from tokenomics.domain.budget import NANOS_PER_USD, format_usd
+from tokenomics.domain.errors import BudgetExceeded, RateLimited
 
 if TYPE_CHECKING:
     from tokenomics.domain.counters import Ask

@@ -25,6 +25,7 @@ import trio
 
 from tokenomics.domain.budget import NANOS_PER_USD, Spend
 from tokenomics.domain.counters import Ask, CountersHealth, Outcome
+from tokenomics.domain.errors import RedisUnavailable
 from tokenomics.store import redis_scripts
 from tokenomics.store.redis_calls import (
     IDS,
@@ -42,7 +43,7 @@ from tokenomics.store.redis_calls import (
     windows_of,
 )
 from tokenomics.store.redis_settles import Settles
-from tokenomics.store.resp import RedisUnavailable, RespError
+from tokenomics.store.resp import RespError
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

@@ -12,7 +12,8 @@ from __future__ import annotations
 import socket
 from typing import TYPE_CHECKING
 
-from tokenomics.store.resp import Parser, RedisUnavailable, RespError, encode
+from tokenomics.domain.errors import RedisUnavailable
+from tokenomics.store.resp import Parser, RespError, encode
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Union
 
 import trio
 
-from tokenomics.domain.errors import TokenomicsError
+from tokenomics.domain.errors import RedisUnavailable
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -35,12 +35,6 @@ READ_SIZE = 65536
 BACKOFF_FIRST = 0.05
 BACKOFF_MAX = 2.0
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, math.inf)
-
-
-class RedisUnavailable(TokenomicsError):
-    """Redis could not be reached or answered too late or out of protocol (503)."""
-
-    status = 503
 
 
 # What makes a call fail with `RedisUnavailable` (and opens the circuit).

@@ -23,7 +23,7 @@ from urllib.request import getproxies
 import httpx2
 import trio
 
-from tokenomics.domain.errors import TokenomicsError
+from tokenomics.domain.errors import UpstreamError, UpstreamTimeout, UpstreamTooLarge
 from tokenomics.upstream.decoding import ContentDecoder, decoder_for
 from tokenomics.upstream.http11 import Head, ProtocolError
 from tokenomics.upstream.mock import MockProvider, MockReply
@@ -36,20 +36,7 @@ if TYPE_CHECKING:
 
 Headers = list[tuple[str, str]]
 _UNDECODABLE = "upstream response could not be decoded"
-
-
-class UpstreamError(TokenomicsError):
-    """The upstream could not be reached or broke off; `reason` is safe to show."""
-
-    status = 502
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-class UpstreamTimeout(UpstreamError):
-    status = 504
+INVALID_URL = "invalid upstream URL"
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +69,7 @@ async def read_all(response: UpstreamResponse, limit: int, idle_timeout: float) 
     async for chunk in response.chunks(idle_timeout):
         size += len(chunk)
         if size > limit:
-            raise UpstreamError(f"upstream response larger than {limit // (1024 * 1024)} MiB")
+            raise UpstreamTooLarge(f"upstream response larger than {limit // (1024 * 1024)} MiB")
         parts.append(chunk)
     return b"".join(parts)
 
@@ -263,12 +250,14 @@ class Upstreams:
         *,
         max_connections: int = 1000,
         ssl_context: ssl.SSLContext | None = None,
+        trust_env: bool = True,
     ) -> None:
         """`ssl_context`: how HTTPS upstreams are verified (default: httpx2's, the system's
-        CAs, `SSL_CERT_FILE`/`SSL_CERT_DIR` honoured)."""
+        CAs, `SSL_CERT_FILE`/`SSL_CERT_DIR` honoured); `trust_env=False`: never through the
+        environment's outbound proxy."""
         context = ssl_context or httpx2.create_ssl_context()
         self._client: httpx2.AsyncClient | None = None
-        if _environment_proxies():
+        if trust_env and _environment_proxies():
             limits = httpx2.Limits(
                 max_connections=max_connections, max_keepalive_connections=256, keepalive_expiry=30
             )
@@ -289,7 +278,7 @@ class Upstreams:
         try:
             destination = self._pool.destination(request.url)
         except httpx2.InvalidURL:
-            raise UpstreamError("invalid upstream URL") from None
+            raise UpstreamError(INVALID_URL) from None
         try:
             data, rest = destination.encode(request.method, request.headers, request.body)
         except ValueError:

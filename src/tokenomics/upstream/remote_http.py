@@ -8,18 +8,13 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 
-import httpx2
 import orjson
 
-from tokenomics.domain.errors import TokenomicsError
+from tokenomics.domain.errors import RemoteError, UpstreamError, UpstreamTooLarge
+from tokenomics.upstream.client import INVALID_URL, Upstreams
+from tokenomics.upstream.fetch import Fetched, fetch, os_reason, unverified_context
 
 MAX_REPLY = 64 * 1024 * 1024  # a token list of ~100k tokens; anything larger is refused
-
-
-class RemoteError(TokenomicsError):
-    """The central server could not be reached or answered with an error."""
-
-    status = 502
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,66 +25,51 @@ class RemoteReply:
 
 
 class RemoteHttp:
-    """One keep-alive client to `base_url`, with `Authorization: Bearer <api_key>`."""
+    """One keep-alive client to `base_url`, with `Authorization: Bearer <api_key>`, on the
+    upstream client (an outbound proxy of the environment honoured)."""
 
     def __init__(
         self, base_url: str, api_key: str, *, insecure: bool = False, timeout: float = 30
     ) -> None:
-        headers = {"user-agent": "tokenomics-sync/1.0", "accept": "application/json"}
+        self._headers = [("user-agent", "tokenomics-sync/1.0"), ("accept", "application/json")]
         if api_key:
-            headers["authorization"] = f"Bearer {api_key}"
+            self._headers.append(("authorization", f"Bearer {api_key}"))
         self._base = base_url.rstrip("/")
-        self._client = httpx2.AsyncClient(
-            headers=headers, verify=not insecure, timeout=httpx2.Timeout(timeout),
-            follow_redirects=False, trust_env=True,
-        )  # fmt: skip
+        self._timeout = timeout
+        context = unverified_context() if insecure else None
+        self._upstreams = Upstreams(max_connections=4, ssl_context=context)
 
     async def call(
         self, method: str, path: str, *, json: Any = None, etag: str = ""
     ) -> RemoteReply:
-        headers = {"if-none-match": etag} if etag else {}
-        content = orjson.dumps(json) if json is not None else None
-        if content is not None:
-            headers["content-type"] = "application/json"
+        headers = [*self._headers, *([("if-none-match", etag)] if etag else [])]
+        content = orjson.dumps(json) if json is not None else b""
+        if json is not None:
+            headers.append(("content-type", "application/json"))
         try:
-            request = self._client.build_request(
-                method, self._base + path, headers=headers, content=content
-            )
-            response = await self._client.send(request, stream=True)
-        except httpx2.InvalidURL:
-            raise RemoteError("invalid remote.url") from None
-        except httpx2.HTTPError as exc:
-            raise RemoteError(f"cannot reach the central server: {type(exc).__name__}") from None
-        try:
-            body = await _read(response)
-        finally:
-            await response.aclose()
-        return RemoteReply(response.status_code, response.headers.get("etag", ""), body)
+            fetched = await fetch(
+                self._upstreams, method, self._base + path, headers=headers, body=content,
+                within=self._timeout, limit=MAX_REPLY,
+            )  # fmt: skip
+        except UpstreamTooLarge:
+            raise RemoteError("the central server's reply is too large") from None
+        except UpstreamError as exc:
+            if exc.reason == INVALID_URL:
+                raise RemoteError("invalid remote.url") from None
+            raise RemoteError(f"cannot reach the central server: {os_reason(exc)}") from None
+        return RemoteReply(fetched.status, fetched.header("etag"), _decode(fetched))
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        await self._upstreams.aclose()
 
 
-async def _read(response: httpx2.Response) -> Any:
-    parts: list[bytes] = []
-    size = 0
-    try:
-        async for chunk in response.aiter_raw():
-            size += len(chunk)
-            if size > MAX_REPLY:
-                raise RemoteError("the central server's reply is too large")
-            parts.append(chunk)
-    except httpx2.HTTPError as exc:
-        raise RemoteError(f"reading the central server's reply: {type(exc).__name__}") from None
-    data = b"".join(parts)
-    if not data.strip():
+def _decode(fetched: Fetched) -> Any:
+    if not fetched.body.strip():
         return None
     try:
-        return orjson.loads(data)
+        return orjson.loads(fetched.body)
     except orjson.JSONDecodeError:
-        raise RemoteError(
-            f"the central server answered {response.status_code} with no JSON"
-        ) from None
+        raise RemoteError(f"the central server answered {fetched.status} with no JSON") from None
 
 
 def status_text(status: int) -> str:

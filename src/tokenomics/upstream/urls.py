@@ -6,15 +6,9 @@ import functools
 import re
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from tokenomics.domain.errors import TokenomicsError
+from tokenomics.domain.errors import UpstreamConfigError
 
 _PLACEHOLDER = re.compile(r"\{[a-z_]+\}")
-
-
-class UpstreamConfigError(TokenomicsError):
-    """The upstream URL cannot be used as configured (a 500: the operator must fix it)."""
-
-    status = 500
 
 
 @functools.lru_cache(maxsize=1024)  # the same few upstreams, paths and models on every request

@@ -18,7 +18,7 @@ import hmac
 import ipaddress
 from dataclasses import dataclass
 
-from tokenomics.services.admin.http import AdminError
+from tokenomics.domain.errors import AdminError
 
 MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 LOOPBACK_NAMES = frozenset({"localhost", "localhost."})

@@ -9,7 +9,7 @@ from urllib.parse import parse_qsl
 
 import orjson
 
-from tokenomics.domain.errors import TokenomicsError
+from tokenomics.domain.errors import AdminError
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -28,15 +28,6 @@ SECURITY_HEADERS: Headers = [
 ]
 JSON_TYPE = (b"content-type", b"application/json")
 MAX_BODY = 1024 * 1024
-
-
-class AdminError(TokenomicsError):
-    """Answer the admin request with `status` and `{"error": message}`."""
-
-    def __init__(self, status: int, message: str, headers: Headers | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.headers = headers or []
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,16 +9,10 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from tokenomics.domain.errors import NotFoundError
+from tokenomics.domain.errors import AdminError, NotFoundError
 from tokenomics.domain.tokens import HASH_RE
 from tokenomics.services import token_ops
-from tokenomics.services.admin.http import (
-    JSON_TYPE,
-    AdminError,
-    Request,
-    Response,
-    json_response,
-)
+from tokenomics.services.admin.http import JSON_TYPE, Request, Response, json_response
 from tokenomics.services.admin.router import Route, route
 from tokenomics.services.admin.summaries import SummaryCache, detail, live, live_json, summary
 

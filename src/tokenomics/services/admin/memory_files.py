@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from tokenomics.services.admin.http import AdminError, Request, Response, json_response
+from tokenomics.domain.errors import AdminError
+from tokenomics.services.admin.http import Request, Response, json_response
 from tokenomics.services.admin.router import Route, route
 
 if TYPE_CHECKING:

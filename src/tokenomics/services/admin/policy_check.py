@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING
 
 import orjson
 
-from tokenomics.services.admin.http import AdminError, Request, Response, json_response
+from tokenomics.domain.errors import AdminError
+from tokenomics.services.admin.http import Request, Response, json_response
 from tokenomics.services.admin.router import Route, route
 from tokenomics.services.token_ops import validated_policy
 

@@ -15,12 +15,11 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from tokenomics.domain.errors import TokenomicsError
+from tokenomics.domain.errors import AdminError, TokenomicsError
 from tokenomics.pipeline.body import BodyTooLarge, ClientGone, read_small
 from tokenomics.services.admin.http import (
     MAX_BODY,
     SECURITY_HEADERS,
-    AdminError,
     Request,
     Response,
     error_response,

@@ -8,9 +8,10 @@ from typing import TYPE_CHECKING, Any
 import orjson
 import trio
 
+from tokenomics.domain.errors import AdminError
 from tokenomics.domain.ledger import parse_time
 from tokenomics.domain.ledger_rows import Aggregate
-from tokenomics.services.admin.http import AdminError, Request, Response, json_response
+from tokenomics.services.admin.http import Request, Response, json_response
 from tokenomics.services.admin.router import Route, route
 from tokenomics.services.ledger_files import SESSION, journal_session
 

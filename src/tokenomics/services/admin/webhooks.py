@@ -8,7 +8,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from tokenomics.services.admin.http import AdminError, Request, Response, json_response
+from tokenomics.domain.errors import AdminError
+from tokenomics.services.admin.http import Request, Response, json_response
 from tokenomics.services.admin.router import Route, route
 from tokenomics.services.events_service import webhook_targets
 from tokenomics.store.outbox import Outbox, Row
