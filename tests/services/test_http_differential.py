@@ -102,6 +102,28 @@ STRICTER = {
 }
 
 
+CHUNK_LINE = re.compile(rb"([0-9A-Fa-f]+)([ \t]*)(;[^\r\n]*)?\r\n")
+
+
+def _chunked(head: bytes) -> bool:
+    return any(v.strip().lower() == b"chunked" for v in _values(head, b"transfer-encoding"))
+
+
+def _bad_chunk_size(body: bytes) -> bool:
+    """RFC 9112 §7.1: chunk-size = 1*HEXDIG, then a chunk-ext or CRLF: "0 \r\n" is invalid,
+    and a size past 64 bits cannot be framed. h11 accepts whitespace there and waits for any
+    size; llhttp refuses both (stricter, the safe side for framing)."""
+    at = 0
+    while (line := CHUNK_LINE.match(body, at)) is not None:
+        size = int(line[1], 16)
+        if (line[2] and not line[3]) or size >= 2**64:
+            return True
+        if size == 0:
+            return False
+        at = line.end() + size + 2
+    return False
+
+
 def _lines(head: bytes) -> list[bytes]:
     return re.split(rb"\r?\n", head)[1:]
 
@@ -127,6 +149,8 @@ def h11_reference(data: bytes) -> Outcome:
         end = HEAD_END.search(rest)
         raw_head = rest[: end.end() if end else len(rest)]
         if b"\n" in raw_head and any(rule(raw_head) for rule in STRICTER.values()):
+            return Outcome(done, True)
+        if _chunked(raw_head) and _bad_chunk_size(rest[len(raw_head) :]):
             return Outcome(done, True)
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
         conn.receive_data(LENIENT.sub(rb"\1 \2 ", rest, count=1))
