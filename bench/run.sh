@@ -9,6 +9,7 @@
 # created by scripts/check). Prints a table; numbers are machine-specific, ratios are the point.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+export PYTHONPATH="$PWD/src"  # this checkout, whatever the venv's editable install points at
 DURATION=${DURATION:-10}
 for tool in nginx wrk taskset; do
     command -v "$tool" >/dev/null || { echo "bench: $tool is missing (apt-get install -y nginx-light wrk)" >&2; exit 1; }
