@@ -18,6 +18,24 @@ requests of a day mix models, tokens and agents.
 
 from __future__ import annotations
 
+# The sums kept per group by `ledger_daily` and `ledger_facets`, after their keys.
+SUMS = """
+        n                     INTEGER NOT NULL,
+        input_tokens          INTEGER NOT NULL,
+        output_tokens         INTEGER NOT NULL,
+        cached_input_tokens   INTEGER NOT NULL,
+        cache_creation_tokens INTEGER NOT NULL,
+        reasoning_tokens      INTEGER NOT NULL,
+        cost_usd              REAL NOT NULL,
+        unpriced              INTEGER NOT NULL,
+        estimated             INTEGER NOT NULL,
+        errors                INTEGER NOT NULL,
+        rate_limited          INTEGER NOT NULL,
+        retry_count           INTEGER NOT NULL,
+        rule_failures         INTEGER NOT NULL
+    )
+"""
+
 MIGRATION: tuple[str, ...] = (
     """
     CREATE TABLE ledger_files (
@@ -79,22 +97,8 @@ MIGRATION: tuple[str, ...] = (
         branch                TEXT NOT NULL,
         git_commit            TEXT NOT NULL,
         repo                  TEXT NOT NULL,
-        agent                 TEXT NOT NULL,
-        n                     INTEGER NOT NULL,
-        input_tokens          INTEGER NOT NULL,
-        output_tokens         INTEGER NOT NULL,
-        cached_input_tokens   INTEGER NOT NULL,
-        cache_creation_tokens INTEGER NOT NULL,
-        reasoning_tokens      INTEGER NOT NULL,
-        cost_usd              REAL NOT NULL,
-        unpriced              INTEGER NOT NULL,
-        estimated             INTEGER NOT NULL,
-        errors                INTEGER NOT NULL,
-        rate_limited          INTEGER NOT NULL,
-        retry_count           INTEGER NOT NULL,
-        rule_failures         INTEGER NOT NULL
-    )
-    """,
+        agent                 TEXT NOT NULL,"""
+    + SUMS,
     "CREATE INDEX ledger_daily_file ON ledger_daily (file_id)",
     "CREATE INDEX ledger_daily_day ON ledger_daily (day)",
     """
@@ -106,22 +110,8 @@ MIGRATION: tuple[str, ...] = (
         session_id            TEXT NOT NULL,
         branch                TEXT NOT NULL,
         git_commit            TEXT NOT NULL,
-        repo                  TEXT NOT NULL,
-        n                     INTEGER NOT NULL,
-        input_tokens          INTEGER NOT NULL,
-        output_tokens         INTEGER NOT NULL,
-        cached_input_tokens   INTEGER NOT NULL,
-        cache_creation_tokens INTEGER NOT NULL,
-        reasoning_tokens      INTEGER NOT NULL,
-        cost_usd              REAL NOT NULL,
-        unpriced              INTEGER NOT NULL,
-        estimated             INTEGER NOT NULL,
-        errors                INTEGER NOT NULL,
-        rate_limited          INTEGER NOT NULL,
-        retry_count           INTEGER NOT NULL,
-        rule_failures         INTEGER NOT NULL
-    )
-    """,
+        repo                  TEXT NOT NULL,"""
+    + SUMS,
     "CREATE INDEX ledger_facets_kind ON ledger_facets (kind, day)",
     "CREATE INDEX ledger_facets_file ON ledger_facets (file_id)",
 )
