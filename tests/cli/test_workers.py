@@ -120,6 +120,38 @@ def test_two_workers_survive_a_sigkill_and_stop_on_sigterm(
     assert f"Sessions: {len(sessions)}" in summary.out
 
 
+@pytest.mark.slow
+def test_workers_stop_when_their_supervisor_is_killed(
+    daemons: Daemons,  # noqa: F811
+    redis_server: RedisServer,  # noqa: F811
+) -> None:
+    port = free_port()
+    config = CONFIG.format(port=port, backend="redis", addr=redis_server.addr)
+    (daemons.cwd / "config.yaml").write_text(config)
+    parent = daemons.popen("serve")
+    assert parent.stderr is not None
+    lines = Lines(parent.stderr)
+    try:
+        lines.wait("Tokenomics listening on", 2)
+        workers = children(parent.pid)
+        assert len(workers) == 2
+        parent.kill()  # SIGKILL: the supervisor cannot pass anything on
+        parent.wait(timeout=10)
+        wait_for(lambda: not any(_alive(pid) for pid in workers))
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+    assert "supervisor gone: shutting down" in lines.rest()
+    assert not answers(f"http://127.0.0.1:{port}")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return "Z" not in Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+    except FileNotFoundError:
+        return False
+
+
 class _Hook(http.server.BaseHTTPRequestHandler):
     """A webhook receiver answering 200 and recording each event's id and type."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -60,6 +61,17 @@ async def _watch_signals(signals: AsyncIterator[int], server: Server, stderr: Te
         raise KeyboardInterrupt
 
 
+async def watch_supervisor(server: Server, stderr: TextIO) -> None:
+    """A worker's stdin is a pipe from its supervisor that nobody writes (`workers.py`): its
+    end means the supervisor is gone, and the worker shuts down rather than serve on orphaned."""
+    stdin = trio.lowlevel.FdStream(os.dup(0))
+    async with stdin:
+        while await stdin.receive_some(4096):
+            pass
+    print("supervisor gone: shutting down", file=stderr, flush=True)
+    server.shutdown()
+
+
 async def _serve(ctx: Context) -> None:
     settings = ctx.settings()
     hash_key = ctx.hash_key()
@@ -71,6 +83,8 @@ async def _serve(ctx: Context) -> None:
                 partial(run_server, settings, ctx.environ, hash_key, cwd=ctx.cwd, home=ctx.home)
             )
             nursery.start_soon(_watch_signals, signals, server, ctx.stderr)
+            if workers.is_worker(ctx.environ):
+                nursery.start_soon(watch_supervisor, server, ctx.stderr)
             print(f"Tokenomics listening on {', '.join(server.urls)}", file=ctx.stderr, flush=True)
             await server.stopped.wait()
             nursery.cancel_scope.cancel()
@@ -96,7 +110,7 @@ def serve(
     ctx.settings(**flags)  # the flags win over environment and config file
     ctx.hash_key()  # D7: refuse to start without the hash key, before anything else
     if workers.check_workers(ctx.settings()) > 1 and not workers.is_worker(ctx.environ):
-        workers.supervise(ctx.settings(), ctx.environ, ctx.stderr)
+        run_trio(workers.supervisor(ctx.settings(), ctx.environ, ctx.stderr).run)
         return
     handlers = logs.configure(ctx.settings().logging, stream=sys.stderr)
     try:

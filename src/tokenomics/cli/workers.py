@@ -10,13 +10,16 @@ gives up after `MAX_QUICK_DEATHS` deaths in a row within `YOUNG` seconds of star
 SIGINT/SIGTERM passes SIGTERM to every worker, waits for them to drain (server.shutdown_grace
 plus a margin), then kills what is left. With webhooks configured, the supervisor also keeps the
 machine's one webhook delivery process (`services/delivery_process.py`; workers do not deliver:
-it finds their events by polling the outbox), stopped after the workers.
+it finds their events by polling the outbox), stopped after the workers. A worker's stdin is a
+pipe from the supervisor that nobody writes: when it ends (the supervisor was killed), the
+worker shuts down gracefully (`serve.watch_supervisor`) instead of serving on, orphaned.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -109,10 +112,17 @@ class Supervisor:
         quick_deaths, delay = 0, 0.1
         while not self.stopping:
             started = trio.current_time()
-            process = await trio.lowlevel.open_process(list(self.command), env=env)
+            # stdin: a pipe nobody writes; the worker stops when it ends (this process died).
+            process = await trio.lowlevel.open_process(
+                list(self.command), env=env, stdin=subprocess.PIPE
+            )
             self.processes[index] = process
+            if self.stopping:  # `stop` ran while it was starting: it was not signalled
+                process.send_signal(signal.SIGTERM)
             with trio.CancelScope(shield=True):
                 code = await process.wait()
+                if process.stdin is not None:
+                    await process.stdin.aclose()
             if self.stopping:
                 return
             young = trio.current_time() - started < YOUNG
@@ -128,9 +138,9 @@ class Supervisor:
             delay = min(delay * 2, 5.0) if young else 0.1
 
 
-def supervise(settings: Settings, environ: Mapping[str, str], stderr: TextIO) -> None:
+def supervisor(settings: Settings, environ: Mapping[str, str], stderr: TextIO) -> Supervisor:
     count = check_workers(settings)
-    supervisor = Supervisor(
+    keeper = Supervisor(
         worker_command(), dict(environ), count, float(settings.server.shutdown_grace), stderr
     )
     # (imported here: the HTTP client behind them is not for `--help`)
@@ -140,6 +150,6 @@ def supervise(settings: Settings, environ: Mapping[str, str], stderr: TextIO) ->
     targets = webhook_targets(settings.events.webhooks)
     if targets:
         db_path = Path(settings.storage.db_path)
-        supervisor.delivery = DeliveryProcess(delivery_config(settings, db_path, targets), environ)
+        keeper.delivery = DeliveryProcess(delivery_config(settings, db_path, targets), environ)
     print(f"Tokenomics supervising {count} workers (PID {os.getpid()})", file=stderr, flush=True)
-    trio.run(supervisor.run)
+    return keeper
