@@ -208,11 +208,11 @@ class Requests:
             await self._finish(life)
             await send({"type": "http.response.body", "body": reply.body})
             return
-        await send({"type": "http.response.start", "status": reply.status, "headers": headers})
-        # An empty part flushes the head now: the server holds it for the first body part.
-        await send({"type": "http.response.body", "body": b"", "more_body": True})
         stream = reply.stream
-        try:
+        try:  # the stream is closed (and its usage read) however the sends end
+            await send({"type": "http.response.start", "status": reply.status, "headers": headers})
+            # An empty part flushes the head now: the server holds it for the first body part.
+            await send({"type": "http.response.body", "body": b"", "more_body": True})
             async for chunk in stream:
                 _capture(ex, chunk, self.clock)
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
@@ -229,7 +229,10 @@ class Requests:
         """The record, then the body's memory is let go (before the reply's last byte)."""
         life.finished = True
         try:
-            await finish(life.ex, self.deps)
+            # Shielded: a cancellation (client gone, shutdown) while it settles or records
+            # must not leave the request unrecorded and its hold or slot taken.
+            with trio.CancelScope(shield=True):
+                await finish(life.ex, self.deps)
         finally:
             self.bodies.release(len(life.ex.body_bytes))
 

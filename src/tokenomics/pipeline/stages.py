@@ -240,7 +240,8 @@ async def reserve_budget(ex: Exchange, deps: Deps) -> None:
     it: concurrent requests see each other at their maximum. The input is first asked for at
     its bound (`input_bound`: no vocabulary, never less than the estimate), so a request far
     from its limit is admitted without counting; only when the bound is refused is the
-    estimate counted and asked for, and a refusal then is the estimate's, with its numbers."""
+    estimate counted and asked for, and a refusal then is the estimate's, with its numbers.
+    A rate limit deferred into this step (one-step admission) is asked with the count alone."""
     assert ex.resolved is not None
     budgeted = enforced(ex, "budgeted")
     max_tokens = ex.resolved.max_tokens if budgeted else 0
@@ -249,11 +250,16 @@ async def reserve_budget(ex: Exchange, deps: Deps) -> None:
         await _reserve(ex, deps, Ask(max_tokens, max_cost, ex.input_estimate, 0.0))
         return
     ask = _asker(ex, deps, max_tokens, max_cost)
-    try:
-        await _reserve(ex, deps, ask(input_bound(ex, deps)))
-        return
-    except BudgetExceeded:
-        ex.input_estimate = await exact_input(ex, deps)
+    if ex.deferred_rate is None:
+        try:
+            await _reserve(ex, deps, ask(input_bound(ex, deps)))
+            return
+        except BudgetExceeded:
+            pass
+    # With the rate limit deferred into this step (Redis), the ask is made once, counted: a
+    # refused bound would have counted the request in the rate windows without taking its
+    # `max_parallel` slot, and the retry (a plain reserve) would have run without one.
+    ex.input_estimate = await exact_input(ex, deps)
     try:
         await _reserve(ex, deps, ask(ex.input_estimate))
     except BudgetExceeded as exc:

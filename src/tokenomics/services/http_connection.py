@@ -246,6 +246,7 @@ class Connection:
         self.current = None
         if isinstance(current, Request):
             current.responded = True
+            current.on_gone = None  # the app's callback (and what it holds) is let go now
             current.wake()
             if current.chunks:  # body bytes the app left unread
                 self.consumed(sum(map(len, current.chunks)))
