@@ -31,7 +31,19 @@ def test_replies_parse_whatever_the_chunking() -> None:
 
 @pytest.mark.parametrize(
     "data",
-    [b"!weird\r\n", b"$abc\r\n", b"$999999999999\r\n", b"*99999999999\r\n", b"+" + b"x" * 70000],
+    [
+        b"!weird\r\n",
+        b"$abc\r\n",
+        b"$999999999999\r\n",
+        b"*99999999999\r\n",
+        b"+" + b"x" * 70000,
+        b"$3\r\nabcXY+OK\r\n",  # a bulk string not followed by CRLF: out of step
+        b"$-7\r\n",
+        b"*-2\r\n",
+        b":1_000\r\n",
+        b"$ 3\r\nabc\r\n",
+        b"*1\r\n" * 600 + b":1\r\n",  # nesting that would exhaust the recursion limit
+    ],
 )
 def test_hostile_replies_are_unavailable_errors(data: bytes) -> None:
     with pytest.raises(RedisUnavailable):

@@ -66,6 +66,9 @@ def restorer(
     async def restore(spends: dict[str, Spend]) -> bool:
         saved = await local(spends)
         try:
+            # Settles kept during an outage first: raising is a maximum, so applied after
+            # them it counts nothing twice (the other way round, the kept ones added on top).
+            await counters.replay()
             raised = await counters.raise_to(spends)
         except RedisUnavailable as exc:
             log.warning("crashed sessions' spend not brought to Redis yet: %s", exc.message)

@@ -251,8 +251,8 @@ class RedisCounters:
         done = 0
         while True:
             rows = await trio.to_thread.run_sync(self.pending.take, batch)
-            if not rows:
-                self.pending_count = 0
+            if not rows:  # counted, not 0: a settle may have been queued meanwhile
+                self.pending_count = await trio.to_thread.run_sync(self.pending.count)
                 return done
             applied: list[int] = []
             try:
@@ -267,9 +267,9 @@ class RedisCounters:
 
     async def raise_to(self, spends: dict[str, Spend]) -> int:
         """Raise each token's settled spend in Redis to at least the given one (what crashed
-        journals prove, `services.ledger`); returns how many were raised. A settle of those
-        that still comes later (one queued in SQLite during an outage) counts again: an
-        overcount, never an undercount."""
+        journals prove, `services.ledger`); returns how many were raised. The settles queued in
+        SQLite are replayed first (`redis_sync.restorer`): one of those arriving after the
+        raise would count again."""
         raised = 0
         items = list(spends.items())
         for start in range(0, len(items), RAISE_BATCH):

@@ -15,6 +15,7 @@ error) is closed, never reused: its reply stream is out of step.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Union
 
@@ -31,6 +32,8 @@ Arg = bytes | str | int | float
 MAX_BULK = 64 * 1024 * 1024
 MAX_ARRAY = 1_000_000
 MAX_LINE = 64 * 1024
+MAX_DEPTH = 8  # our scripts reply with flat arrays; a deeper reply is not ours
+INTEGER = re.compile(rb"-?[0-9]+")
 READ_SIZE = 65536
 BACKOFF_FIRST = 0.05
 BACKOFF_MAX = 2.0
@@ -111,16 +114,19 @@ class Parser:
         self._pos = end + 2
         return line
 
-    def _int(self, text: bytes, limit: int) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise RedisUnavailable("Redis sent a malformed length") from None
+    def _int(self, text: bytes, limit: int, least: int = -(2**63)) -> int:
+        if INTEGER.fullmatch(text) is None:  # int() would take "1_000", " 7", "+7"
+            raise RedisUnavailable("Redis sent a malformed number")
+        value = int(text)
         if value > limit:
             raise RedisUnavailable("Redis sent a reply that is too large")
+        if value < least:
+            raise RedisUnavailable("Redis sent a malformed length")
         return value
 
-    def _reply(self) -> Reply:
+    def _reply(self, depth: int = 0) -> Reply:
+        if depth > MAX_DEPTH:
+            raise RedisUnavailable("Redis sent arrays nested too deep")
         line = self._line()
         kind, rest = line[:1], line[1:]
         if kind == b"+":
@@ -130,17 +136,20 @@ class Parser:
         if kind == b":":
             return self._int(rest, 2**63)
         if kind == b"$":
-            size = self._int(rest, MAX_BULK)
+            size = self._int(rest, MAX_BULK, least=-1)
             if size < 0:
                 return None
             if len(self._buf) - self._pos < size + 2:
                 raise _Incomplete
-            data = bytes(self._buf[self._pos : self._pos + size])
-            self._pos += size + 2
+            end = self._pos + size
+            if self._buf[end : end + 2] != b"\r\n":  # out of step with the stream
+                raise RedisUnavailable("Redis sent a bulk string of the wrong length")
+            data = bytes(self._buf[self._pos : end])
+            self._pos = end + 2
             return data
         if kind == b"*":
-            count = self._int(rest, MAX_ARRAY)
-            return None if count < 0 else [self._reply() for _ in range(count)]
+            count = self._int(rest, MAX_ARRAY, least=-1)
+            return None if count < 0 else [self._reply(depth + 1) for _ in range(count)]
         raise RedisUnavailable("Redis sent a reply of an unknown type")
 
 
@@ -268,6 +277,7 @@ class RedisClient:
             if not isinstance(exc, UNAVAILABLE):
                 raise
             self._failed(now, exc)
+            await self._drop_idle()  # as dead as this one, most likely (Redis restarted)
             raise RedisUnavailable(
                 f"Redis at {self._where} is unavailable ({health.last_error})"
             ) from None
@@ -314,6 +324,9 @@ class RedisClient:
                 break
 
     async def aclose(self) -> None:
+        await self._drop_idle()
+
+    async def _drop_idle(self) -> None:
         idle, self._idle = self._idle, []
         with trio.CancelScope(shield=True):
             for conn in idle:
