@@ -327,3 +327,13 @@ def test_an_unfinished_event_past_the_limit_raises() -> None:
     splitter.feed(b"data: " + b"x" * 900)
     with pytest.raises(SSETooLarge):
         splitter.feed(b"x" * 200)
+
+
+@pytest.mark.parametrize(
+    "chunk", [b"data: a\n\n\n", b"data: a\n\n\n\n\n", b"data: a\n\ndata: b\n\n\n", b"\n\n\n"]
+)
+def test_an_odd_run_of_line_ends_is_relayed_whole(chunk: bytes) -> None:
+    """The relay sends `split_events` of `whole`: every byte of it, extra blank lines too."""
+    splitter = EventSplitter()
+    whole = splitter.whole(chunk)
+    assert b"".join(split_events(whole)) == whole == chunk

@@ -89,7 +89,11 @@ def split_events(whole: bytes) -> list[bytes]:
             return [whole]
         if first < 0:
             return []
-        return [event + b"\n\n" for event in whole.split(b"\n\n")[:-1]]
+        parts = whole.split(b"\n\n")
+        events = [event + b"\n\n" for event in parts[:-1]]
+        if parts[-1]:  # an odd run of line ends ("\n\n\n"): `whole` ends past the last split
+            events[-1] += parts[-1]
+        return events
     events: list[bytes] = []
     start = 0
     for match in _EVENT_END.finditer(whole):
