@@ -14,10 +14,11 @@ import pytest
 import trio
 import trio.testing
 
+from tokenomics.config.settings import RemoteWebhookSettings
 from tokenomics.domain.errors import RemoteError
 from tokenomics.domain.policy_guard import PolicyGuard
 from tokenomics.services.remote_sync import REMOTE, Syncer, SyncState, next_delay, run
-from tokenomics.services.remote_webhook import Debouncer, signature_ok
+from tokenomics.services.remote_webhook import Debouncer, WebhookReceiver, signature_ok
 from tokenomics.services.token_cache import TokenCache
 from tokenomics.store.tokens import TokenStore
 from tokenomics.upstream.remote_http import RemoteReply
@@ -223,3 +224,43 @@ def test_signature_matches_the_spec_vector() -> None:
 @pytest.fixture
 def autojump_clock() -> trio.testing.MockClock:
     return trio.testing.MockClock(autojump_threshold=0)
+
+
+def _receiver() -> WebhookReceiver:
+    settings = RemoteWebhookSettings(enabled=True, secret="s3cret", signing_key="")
+    return WebhookReceiver(settings, poke=lambda: None, now=lambda: 0.0)
+
+
+async def _post(
+    receiver: WebhookReceiver, secret: bytes, receive: Any
+) -> tuple[int, list[dict[str, Any]]]:
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"method": "POST", "headers": [(b"x-webhook-secret", secret)]}
+    await receiver(scope, receive, send)
+    return sent[0]["status"], sent
+
+
+async def test_a_webhook_with_the_wrong_secret_is_refused_before_its_body_is_read() -> None:
+    async def receive() -> dict[str, Any]:
+        raise AssertionError("the body of an unauthenticated sender was read")
+
+    status, _ = await _post(_receiver(), b"wrong", receive)
+    assert status == 401
+
+
+async def test_a_webhook_body_that_never_ends_is_a_408_not_a_held_task(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async def receive() -> dict[str, Any]:
+        await trio.sleep(5)  # a trickle: a byte every 5 s, never the end
+        return {"type": "http.request", "body": b"x", "more_body": True}
+
+    started = trio.current_time()
+    status, sent = await _post(_receiver(), b"s3cret", receive)
+    assert status == 408
+    assert trio.current_time() - started < 60
+    assert b"not received in time" in sent[1]["body"]

@@ -242,14 +242,17 @@ class Dispatcher:
         if self._stop_deadline is not None:
             await trio.sleep_forever()  # shutting down: no new attempt (cancelled next)
         await trio.lowlevel.checkpoint()
-        deadline = trio.current_time() + target.timeout + 5.0
+        # The sender bounds the head and the body by `timeout` each: this only backs it up.
+        deadline = trio.current_time() + 2 * target.timeout + 5.0
         with trio.CancelScope(shield=True, deadline=deadline) as scope:
             self._in_flight.add(scope)
             try:
                 return await self._sender.post(target, item.id, item.type, item.body)
             finally:
                 self._in_flight.discard(scope)
-        return Attempt(0, "webhook delivery cut short by the shutdown")
+        if self._stop_deadline is not None:
+            return Attempt(0, "webhook delivery cut short by the shutdown")
+        return Attempt(0, "webhook delivery timed out")
 
     async def _dead_letter(
         self, target: WebhookTarget, item: Pending, attempts: int, result: Attempt

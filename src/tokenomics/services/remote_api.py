@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("tokenomics.remote")
 MAX_BODY = 1024 * 1024
+BODY_TIMEOUT = 30.0
 _HASH = re.compile(r"[0-9a-f]{64}")
 _TOKENS, _CLIENTS = "/api/v1/tokens", "/api/v1/clients"
 
@@ -60,13 +61,16 @@ async def _reply(send: Send, status: int, body: Any, extra: list[tuple[bytes, by
 
 
 async def read_body(receive: Receive, limit: int = MAX_BODY) -> bytes:
-    """The whole body; more than `limit` bytes is a 413 (never silently cut)."""
-    try:
-        return await read_small(receive, limit)
-    except BodyTooLarge:
-        raise ApiError(413, "request body too large") from None
-    except ClientGone:
-        raise ApiError(400, "request body incomplete") from None
+    """The whole body; more than `limit` bytes is a 413 (never silently cut), not all there
+    within `BODY_TIMEOUT` seconds a 408 (a slow sender holds no task and memory for long)."""
+    with trio.move_on_after(BODY_TIMEOUT):
+        try:
+            return await read_small(receive, limit)
+        except BodyTooLarge:
+            raise ApiError(413, "request body too large") from None
+        except ClientGone:
+            raise ApiError(400, "request body incomplete") from None
+    raise ApiError(408, "request body not received in time")
 
 
 async def _json_object(receive: Receive) -> dict[str, Any]:

@@ -103,14 +103,14 @@ class WebhookReceiver:
         length = headers.get(b"content-length", b"0")
         if length.isdigit() and int(length) > MAX_BODY:
             raise ApiError(413, "payload too large")
+        if self._secret and not hmac.compare_digest(  # before a byte of the body is read
+            headers.get(b"x-webhook-secret", b""), self._secret
+        ):
+            raise ApiError(401, "unauthorized")
         try:
             body = await read_body(receive, MAX_BODY)
         except ApiError as exc:
             raise ApiError(413, "payload too large") if exc.status == 413 else exc from None
-        if self._secret and not hmac.compare_digest(
-            headers.get(b"x-webhook-secret", b""), self._secret
-        ):
-            raise ApiError(401, "unauthorized")
         signature = headers.get(b"x-webhook-signature", b"").decode("latin-1")
         if self._key and not signature_ok(self._key, body, signature):
             raise ApiError(403, "invalid signature")
