@@ -90,10 +90,10 @@ def split_events(whole: bytes) -> list[bytes]:
         if first < 0:
             return []
         parts = whole.split(b"\n\n")
-        events = [event + b"\n\n" for event in parts[:-1]]
+        split = [event + b"\n\n" for event in parts[:-1]]
         if parts[-1]:  # an odd run of line ends ("\n\n\n"): `whole` ends past the last split
-            events[-1] += parts[-1]
-        return events
+            split[-1] += parts[-1]
+        return split
     events: list[bytes] = []
     start = 0
     for match in _EVENT_END.finditer(whole):
