@@ -9,7 +9,6 @@ jitter. Secrets go in headers only; errors carry no URL query or secret.
 
 from __future__ import annotations
 
-import ssl
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -20,6 +19,7 @@ import trio
 from tokenomics.domain.errors import UpstreamError
 from tokenomics.domain.events import signature
 from tokenomics.upstream.client import UpstreamRequest, Upstreams, header, read_all
+from tokenomics.upstream.fetch import unverified_context
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -112,13 +112,6 @@ class Backoff:
         return max(jittered, hint) if hint is not None else float(jittered)
 
 
-def _insecure_context() -> ssl.SSLContext:
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    return context
-
-
 class HttpSender:
     """Posts through pooled `Upstreams` (one verifying, one for `insecure` targets)."""
 
@@ -130,7 +123,7 @@ class HttpSender:
         if not insecure:
             return self._verified
         if self._insecure is None:
-            self._insecure = Upstreams(max_connections=256, ssl_context=_insecure_context())
+            self._insecure = Upstreams(max_connections=256, ssl_context=unverified_context())
         return self._insecure
 
     async def post(self, target: WebhookTarget, event_id: str, kind: str, body: bytes) -> Attempt:

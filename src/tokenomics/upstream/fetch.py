@@ -77,10 +77,10 @@ async def fetch_once(
     ssl_context: ssl.SSLContext | None = None,
     trust_env: bool = True,
 ) -> Fetched:
-    """`fetch` on a client of its own, closed afterwards. `ssl_context` None: the system's CAs;
+    """`fetch` on a client of its own, closed afterwards. `ssl_context` None: the CAs the
+    upstream client trusts (so `doctor` checks what the syncer will see);
     `trust_env=False`: never through an outbound proxy (a probe of our own loopback proxy)."""
-    context = ssl_context or ssl.create_default_context()
-    upstreams = Upstreams(max_connections=1, ssl_context=context, trust_env=trust_env)
+    upstreams = Upstreams(max_connections=1, ssl_context=ssl_context, trust_env=trust_env)
     try:
         with trio.move_on_after(within) as deadline:
             return await fetch(
