@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from tokenomics.domain.errors import RedisUnavailable, StoreError
-from tokenomics.store.resp import BACKOFF_MAX
+from tokenomics.store.resp import BACKOFF_MAX, encode
 
 if TYPE_CHECKING:
     from tokenomics.services.token_cache import TokenCache
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
 CHANNEL = "tokenomics:tokens"
 PRINTS = "tokenomics:tokens:prints"
+KEEPALIVE = 5.0  # seconds of silence on the subscription before it is PINGed
 PUBLISH_EVERY = 0.1
 _VALID = re.compile(r"^[0-9a-f]{64}$")
 _PRINT = re.compile(r"^([0-9a-f]{16}|-)$")
@@ -63,7 +64,8 @@ async def _publisher(cache: TokenCache, client: RedisClient) -> None:
 
 
 async def _listen(cache: TokenCache, client: RedisClient, conn: Connection) -> None:
-    await conn.execute([["SUBSCRIBE", CHANNEL]])
+    with trio.fail_after(client.timeout):
+        await conn.execute([["SUBSCRIBE", CHANNEL]])
     snapshot = await client.call("HGETALL", PRINTS)
     if isinstance(snapshot, list):
         for i in range(0, len(snapshot) - 1, 2):
@@ -71,18 +73,28 @@ async def _listen(cache: TokenCache, client: RedisClient, conn: Connection) -> N
             if isinstance(h, bytes) and isinstance(p, bytes):
                 _heard(cache, h.decode("ascii", "replace"), p.decode("ascii", "replace"))
     while True:
-        message = await conn.read()
-        if not (isinstance(message, list) and len(message) == 3 and message[0] == b"message"):
-            continue
-        payload = message[2]
-        if not isinstance(payload, bytes):
-            continue
-        token_hash, _, print_ = payload.decode("ascii", "replace").partition(" ")
-        if _heard(cache, token_hash, print_):
-            try:
-                await trio.to_thread.run_sync(cache.refresh_if_changed)
-            except StoreError as exc:
-                log.warning("could not refresh tokens: %s", exc)
+        with trio.move_on_after(KEEPALIVE) as quiet:
+            await _message(cache, await conn.read())
+        if quiet.cancelled_caught:  # a half-open connection stays quiet forever: ask it
+            await conn.send(encode("PING"))
+            with trio.fail_after(client.timeout):
+                await _message(cache, await conn.read())
+
+
+async def _message(cache: TokenCache, message: object) -> None:
+    """A message of the subscription: a token's new print refreshes the cache (a PING's
+    answer and anything else is ignored)."""
+    if not (isinstance(message, list) and len(message) == 3 and message[0] == b"message"):
+        return
+    payload = message[2]
+    if not isinstance(payload, bytes):
+        return
+    token_hash, _, print_ = payload.decode("ascii", "replace").partition(" ")
+    if _heard(cache, token_hash, print_):
+        try:
+            await trio.to_thread.run_sync(cache.refresh_if_changed)
+        except StoreError as exc:
+            log.warning("could not refresh tokens: %s", exc)
 
 
 async def _subscriber(cache: TokenCache, client: RedisClient) -> None:

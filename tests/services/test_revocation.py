@@ -1,0 +1,59 @@
+"""The fleet-wide revocation subscriber (`services/revocation.py`) against a Redis that stops
+answering without closing the connection (half-open TCP): it must notice and subscribe again."""
+
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+
+import pytest
+import trio
+import trio.testing
+
+from tokenomics.services import revocation
+from tokenomics.services.token_cache import TokenCache
+from tokenomics.store.resp import RedisAddress, RedisClient
+from tokenomics.store.tokens import TokenStore
+
+
+@pytest.fixture
+def autojump_clock() -> trio.testing.MockClock:
+    return trio.testing.MockClock(autojump_threshold=0)
+
+
+SUBSCRIBED = b"*3\r\n$9\r\nsubscribe\r\n$17\r\ntokenomics:tokens\r\n:1\r\n"
+
+
+class SilentRedis:
+    """Answers SUBSCRIBE and HGETALL, then never a PING: a connection gone half-open."""
+
+    def __init__(self) -> None:
+        self.subscriptions = 0
+        self.pings = 0
+
+    async def handle(self, stream: trio.SocketStream) -> None:
+        async with stream:
+            while data := await stream.receive_some(65536):
+                if b"SUBSCRIBE" in data:
+                    self.subscriptions += 1
+                    await stream.send_all(SUBSCRIBED)
+                elif b"HGETALL" in data:
+                    await stream.send_all(b"*0\r\n")
+                elif b"PING" in data:
+                    self.pings += 1  # no answer
+
+
+async def test_a_subscription_that_goes_silent_is_pinged_and_made_again(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    redis = SilentRedis()
+    cache = TokenCache(TokenStore.open(tmp_path / "t.db"))
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(partial(trio.serve_tcp, redis.handle, 0, host="127.0.0.1"))
+        port = listeners[0].socket.getsockname()[1]
+        client = RedisClient(RedisAddress("127.0.0.1", port), timeout=0.5)
+        await nursery.start(revocation.run, cache, client)
+        await trio.sleep(3 * revocation.KEEPALIVE)
+        nursery.cancel_scope.cancel()
+    assert redis.pings >= 2
+    assert redis.subscriptions >= 3  # each silent PING ended the connection; it subscribed again
