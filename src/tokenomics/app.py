@@ -47,7 +47,7 @@ from tokenomics.services.asgi import ProxyApp
 from tokenomics.services.events_service import EventServices
 from tokenomics.services.finished import Finished
 from tokenomics.services.http_server import serve, server_config
-from tokenomics.services.ledger_index import open_indexer
+from tokenomics.services.ledger_index import LedgerIndexer, open_indexer
 from tokenomics.services.recorder import RECORD_QUEUE, Recorder
 from tokenomics.services.tls import resolve_tls
 from tokenomics.store.redis_counters import RedisCounters
@@ -206,29 +206,30 @@ async def _run_server(
 ) -> None:
     parts = open_parts(settings, environ, hash_key, cwd=cwd, home=home, run_limits=run_limits)
     cache, stats = parts.cache, parts.stats
-    server_settings = settings.server
-    tls = resolve_tls(
-        enabled=server_settings.tls.enabled, auto_gen=server_settings.tls.auto_gen,
-        cert_dir=Path(server_settings.tls.cert_dir), cert_file=server_settings.tls.cert_file,
-        key_file=server_settings.tls.key_file,
-        hosts=(server_settings.host, *server_settings.tls.hosts), now=datetime.now(UTC),
-    )  # fmt: skip
-    config = server_config(
-        host=server_settings.host, http_port=server_settings.http_port,
-        https_port=server_settings.https_port, tls=tls, grace=server_settings.shutdown_grace,
-        idle_timeout=server_settings.idle_timeout, ephemeral=ephemeral,
-        reuse_port=server_settings.workers > 1 and not ephemeral,
-    )  # fmt: skip
     stopped: trio.Event | None = None
     fleet: remote_fleet.Fleet | None = None
     admin_store: TokenStore | None = None
     admin: AdminApp | None = None
     hooks: EventServices | None = None
-    indexer = (
-        open_indexer(Path(settings.storage.db_path), settings.sessions_dir)
-        if settings.ledger.enabled else None
-    )  # fmt: skip
-    try:
+    indexer: LedgerIndexer | None = None
+    try:  # from here on, what was opened is closed however starting ends
+        server_settings = settings.server
+        tls = resolve_tls(
+            enabled=server_settings.tls.enabled, auto_gen=server_settings.tls.auto_gen,
+            cert_dir=Path(server_settings.tls.cert_dir), cert_file=server_settings.tls.cert_file,
+            key_file=server_settings.tls.key_file,
+            hosts=(server_settings.host, *server_settings.tls.hosts), now=datetime.now(UTC),
+        )  # fmt: skip
+        config = server_config(
+            host=server_settings.host, http_port=server_settings.http_port,
+            https_port=server_settings.https_port, tls=tls, grace=server_settings.shutdown_grace,
+            idle_timeout=server_settings.idle_timeout, ephemeral=ephemeral,
+            reuse_port=server_settings.workers > 1 and not ephemeral,
+        )  # fmt: skip
+        indexer = (
+            open_indexer(Path(settings.storage.db_path), settings.sessions_dir)
+            if settings.ledger.enabled else None
+        )  # fmt: skip
         hooks = EventServices.open(settings, Path(settings.storage.db_path), environ)
         await trio.to_thread.run_sync(cache.reload)
         restore = redis_sync.restorer(parts.counters, restorer(parts.budgets, parts.usage))
