@@ -14,7 +14,7 @@ from tokenomics.domain.errors import BudgetExceeded, RateLimited
 
 if TYPE_CHECKING:
     from tokenomics.domain.counters import Ask
-    from tokenomics.domain.policy import RateLimit
+    from tokenomics.domain.policy import RateLimit, RateRule
     from tokenomics.store.resp import Arg, Reply
 
 HOLD_TTL_MS = 3_600_000  # a reservation of a proxy that died lapses after an hour
@@ -58,14 +58,25 @@ def to_nanos(usd: float) -> int:
     return round(usd * NANOS_PER_USD)
 
 
+def _window(rule: RateRule) -> tuple[int, str]:
+    return max(int(rule.window_delta.total_seconds() * 1000), 1), rule.strategy
+
+
 def windows_of(limit: RateLimit | None) -> list[tuple[int, str]]:
     """The distinct (length in ms, strategy) windows of a limit's rules, in rule order."""
     seen: list[tuple[int, str]] = []
     for rule in limit.rules if limit else ():
-        window = (max(int(rule.window_delta.total_seconds() * 1000), 1), rule.strategy)
-        if window not in seen:
+        if (window := _window(rule)) not in seen:
             seen.append(window)
     return seen
+
+
+def window_args(windows: list[tuple[int, str]]) -> list[Arg]:
+    """ARGV of a window list: its length, then each window's length and strategy."""
+    args: list[Arg] = [len(windows)]
+    for length, strategy in windows:
+        args += [length, strategy]
+    return args
 
 
 def ints(reply: list[Reply], count: int) -> list[int] | None:
@@ -83,13 +94,10 @@ def acquire_call(key: str, limit: RateLimit | None) -> tuple[list[str], list[Arg
     slot = IDS.new() if limit.max_parallel > 0 else ""
     windows = windows_of(limit)
     keys = [f"tokenomics:parallel:{key}", *(window_key(key, w) for w in windows)]
-    args: list[Arg] = [limit.max_parallel, slot or "-", SLOT_TTL_MS, len(windows)]
-    for length, strategy in windows:
-        args += [length, strategy]
+    args: list[Arg] = [limit.max_parallel, slot or "-", SLOT_TTL_MS, *window_args(windows)]
     args.append(len(limit.rules))
     for rule in limit.rules:
-        window = (max(int(rule.window_delta.total_seconds() * 1000), 1), rule.strategy)
-        args += [windows.index(window) + 1, rule.requests, rule.tokens, rule.window]
+        args += [windows.index(_window(rule)) + 1, rule.requests, rule.tokens, rule.window]
     return keys, args, slot
 
 

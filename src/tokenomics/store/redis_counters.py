@@ -39,6 +39,7 @@ from tokenomics.store.redis_calls import (
     reserve_args,
     to_nanos,
     token_keys,
+    window_args,
     window_key,
     windows_of,
 )
@@ -199,10 +200,7 @@ class RedisCounters:
         committed = "1" if outcome.committed else "0"
         nanos = to_nanos(outcome.cost_usd)
         args: list[Arg] = [hold, committed, outcome.tokens, nanos, slot_id, MARKER_TTL_MS]
-        args.append(len(windows))
-        for length, strategy in windows:
-            args += [length, strategy]
-        return keys, args
+        return keys, [*args, *window_args(windows)]
 
     async def settle(
         self,
