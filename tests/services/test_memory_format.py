@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from tests.support.finished import REPLY_BODY, REQUEST_BODY, finished, openai_deltas, sse, streamed
 
+from tokenomics.pipeline.stream_capture import StreamCapture
 from tokenomics.services.comm_events import communication_events
 from tokenomics.services.memory_format import (
     TRUNCATED,
@@ -15,6 +16,10 @@ from tokenomics.services.memory_format import (
 )
 
 KEY = "a1b2c3d4"
+
+
+def captured(chunks: tuple[bytes, ...]) -> StreamCapture:
+    return StreamCapture.of(chunks, sse=True)
 
 
 def test_buffered_exchange_writes_exact_request_and_response_entries() -> None:
@@ -64,7 +69,7 @@ def test_streamed_exchange_renders_events_and_the_captured_text() -> None:
 
 
 def test_stream_without_events_says_none_captured() -> None:
-    assert stream_text((), 0) == (
+    assert stream_text(StreamCapture(sse=True), 0) == (
         "[streaming sse]\n\nSSE events:\n(none captured)\n\nCaptured assistant text:\n(none)"
     )
 
@@ -72,7 +77,7 @@ def test_stream_without_events_says_none_captured() -> None:
 def test_stream_cut_at_the_capture_limit_says_truncated() -> None:
     chunks = openai_deltas("partial")
 
-    text = stream_text(chunks, total=sum(len(c) for c in chunks) + 10)
+    text = stream_text(captured(chunks), total=sum(len(c) for c in chunks) + 10)
 
     assert text.endswith(f"Captured assistant text:\npartial\n\n{TRUNCATED}")
 
@@ -83,14 +88,16 @@ def test_anthropic_stream_text_is_captured_by_event_name() -> None:
         b'"delta":{"type":"text_delta","text":"Bonjour"}}\n\n',
     )
 
-    assert stream_text(chunks, len(chunks[0])).endswith("Captured assistant text:\nBonjour")
+    assert stream_text(captured(chunks), len(chunks[0])).endswith(
+        "Captured assistant text:\nBonjour"
+    )
 
 
 def test_text_the_relay_already_read_is_used_as_is() -> None:
     chunks = openai_deltas("Bon", "jour")
-    parsed = stream_text(chunks, sum(len(c) for c in chunks))
-    assert stream_text(chunks, sum(len(c) for c in chunks), ("Bonjour", False)) == parsed
-    cut = stream_text(chunks, sum(len(c) for c in chunks), ("Bon", True))
+    parsed = stream_text(captured(chunks), sum(len(c) for c in chunks))
+    assert stream_text(captured(chunks), sum(len(c) for c in chunks), ("Bonjour", False)) == parsed
+    cut = stream_text(captured(chunks), sum(len(c) for c in chunks), ("Bon", True))
     assert cut.endswith(f"Captured assistant text:\nBon\n\n{TRUNCATED}")
 
 
@@ -120,7 +127,7 @@ def test_binary_empty_and_cut_bodies() -> None:
 
 def test_control_characters_become_spaces_and_invalid_bytes_question_marks() -> None:
     chunks = (b'data: {"x":"a\x01b"}\n\n', b"data: caf\xe9\n\n")
-    text = stream_text(chunks, sum(len(c) for c in chunks))
+    text = stream_text(captured(chunks), sum(len(c) for c in chunks))
 
     assert '1. {"x":"a b"}' in text
     assert "2. caf?" in text

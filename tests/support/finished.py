@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 
 from tokenomics.domain.usage import ResponseMeta, Usage
+from tokenomics.pipeline.stream_capture import EVENT_BODIES, StreamCapture, is_event_stream
 from tokenomics.services.finished import Finished
 
 TOKEN_HASH = "0123456789abcdef" + "f" * 48
@@ -70,14 +71,16 @@ def finished(**overrides: Any) -> Finished:
 
 
 def streamed(chunks: tuple[bytes, ...], **overrides: Any) -> Finished:
-    """A forwarded, successful SSE stream that sent `chunks` to the client."""
+    """A forwarded, successful SSE stream that sent `chunks` to the client, read as the
+    proxy reads them for memory and events (any content type may be given)."""
     fields: dict[str, Any] = {
         "stream": True,
         "response_headers": (("content-type", "text/event-stream"),),
         "response_content_type": "text/event-stream",
         "response_body": b"",
-        "response_chunks": chunks,
         "response_bytes": sum(len(chunk) for chunk in chunks),
     }
     fields.update(overrides)
+    sse = is_event_stream(fields["response_content_type"])
+    fields.setdefault("response_stream", StreamCapture.of(chunks, sse, EVENT_BODIES))
     return finished(**fields)

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from tokenomics.domain.run_budget import RunReservation
     from tokenomics.domain.usage import Family, ResponseMeta, Usage
     from tokenomics.formats.base import Route
+    from tokenomics.pipeline.stream_capture import StreamCapture
     from tokenomics.pipeline.target import Target
     from tokenomics.upstream.client import UpstreamResponse
 
@@ -116,8 +117,8 @@ class Exchange:
     events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # for the event sink
     metadata: dict[str, str] = field(default_factory=dict)
     # `capture`: memory or events will read the bodies exchanged (the record then carries the
-    # body sent upstream, and the chunks of a streamed reply up to `BODY_LIMIT` bytes); the
-    # total size and when the first byte went out are always kept.
+    # body sent upstream, and what they show of a streamed reply, `sent`); the total size and
+    # when the first byte went out are always kept.
     capture: bool = False
     # 3. the outcome (forward, relay, reply)
     upstream: UpstreamResponse | None = None
@@ -129,7 +130,7 @@ class Exchange:
     error: str = ""
     status: int = 0
     reply: Reply | None = None
-    sent_chunks: list[bytes] = field(default_factory=list)
+    sent: StreamCapture | None = None  # what memory and events keep of a streamed reply
     sent_bytes: int = 0
     first_byte_ms: int | None = None
     # The assistant text of an SSE reply no output rule touched, as the relay read it (text,

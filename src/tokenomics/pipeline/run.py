@@ -43,12 +43,14 @@ from tokenomics.domain.errors import BudgetExceeded, ProxyError, TokenomicsError
 from tokenomics.formats.classify import route_request
 from tokenomics.formats.errors import error_body
 from tokenomics.pipeline.body import Bodies, ClientGone, close_after
-from tokenomics.pipeline.exchange import BODY_LIMIT, Exchange, Incoming, Reply
+from tokenomics.pipeline.exchange import Exchange, Incoming, Reply
 from tokenomics.pipeline.finish import finish
 from tokenomics.pipeline.forward import forward
 from tokenomics.pipeline.relay import relay
 from tokenomics.pipeline.run_budget import reserve_run_budget
 from tokenomics.pipeline.stages import HEAD_STAGES, STAGES, undefer
+from tokenomics.pipeline.stream_capture import EVENT_BODIES, StreamCapture, is_event_stream
+from tokenomics.upstream.client import header
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, MutableMapping
@@ -99,6 +101,7 @@ class Requests:
         # policy has memory turns it on for its own requests (`stages.authenticate`).
         ledger = deps.settings.ledger
         self._capture = ledger.enabled and (ledger.memory or ledger.event_ledger)
+        self._event_bodies = EVENT_BODIES if ledger.event_ledger else 0  # events list them
         # Request ids only need to be unique: a PRNG seeded from the OS, not a syscall each.
         self._ids = random.Random(os.urandom(32))
         self._second = -1
@@ -209,6 +212,9 @@ class Requests:
             await send({"type": "http.response.body", "body": reply.body})
             return
         stream = reply.stream
+        if ex.capture:
+            sse = is_event_stream(header(reply.headers, "content-type"))
+            ex.sent = StreamCapture(sse, self._event_bodies)
         try:  # the stream is closed (and its usage read) however the sends end
             await send({"type": "http.response.start", "status": reply.status, "headers": headers})
             # An empty part flushes the head now: the server holds it for the first body part.
@@ -252,11 +258,11 @@ def _client_gone(request: trio.CancelScope, life: _Life) -> None:
 
 
 def _capture(ex: Exchange, chunk: bytes, clock: Callable[[], float]) -> None:
-    """Keep what the client received of a stream, up to `BODY_LIMIT`, for memory and events."""
+    """Read what the client receives of a stream for memory and events (`stream_capture`)."""
     if ex.first_byte_ms is None:
         ex.first_byte_ms = int((clock() - ex.request.started) * 1000)
-    if ex.capture and ex.sent_bytes < BODY_LIMIT:
-        ex.sent_chunks.append(chunk[: BODY_LIMIT - ex.sent_bytes])
+    if ex.sent is not None:
+        ex.sent.feed(chunk)
     ex.sent_bytes += len(chunk)
 
 

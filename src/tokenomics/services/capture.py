@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from tokenomics.pipeline.headers import CREDENTIALS
-from tokenomics.upstream.sse import EventFields, all_event_fields
+from tokenomics.pipeline.stream_capture import is_event_stream as is_event_stream  # re-exported
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -111,13 +111,3 @@ def parse_time(text: str, fallback: datetime) -> datetime:
     except ValueError:
         return fallback
     return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-def is_event_stream(content_type: str) -> bool:
-    return "event-stream" in content_type.lower()
-
-
-def sse_fields(chunks: Iterable[bytes]) -> list[EventFields]:
-    """The name and `data` of each SSE event with data in captured chunks, a last one lacking
-    its blank line included, read the relay's way (`upstream/sse.py`)."""
-    return all_event_fields(b"".join(chunks))

@@ -25,19 +25,19 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from tokenomics.domain.durations import format_rfc3339_ms
+from tokenomics.pipeline.stream_capture import EVENT_BODIES
 from tokenomics.services.capture import (
-    is_event_stream,
     parse_time,
     safe_headers,
     sanitise,
-    sse_fields,
     text_of,
 )
 
 if TYPE_CHECKING:
+    from tokenomics.pipeline.stream_capture import StreamCapture
     from tokenomics.services.finished import Finished
 
-MAX_CHUNK_EVENTS = 256
+MAX_CHUNK_EVENTS = EVENT_BODIES
 BINARY = "[binary]"
 Event = dict[str, Any]
 
@@ -53,12 +53,13 @@ def communication_events(f: Finished, *, max_chunks: int = MAX_CHUNK_EVENTS) -> 
     events.append(_event(f, "response.started", format_rfc3339_ms(first_byte), _response_start(f)))
     done = format_rfc3339_ms(f.recorded_at)
     final: Event = {}
-    if f.stream and f.response_chunks:
-        bodies = chunk_bodies(f.response_chunks, f.response_content_type)
+    captured = f.response_stream
+    if f.stream and captured is not None and captured.kept_bytes:
+        bodies, count = chunk_bodies(captured, f.response_content_type)
         for index, body in enumerate(bodies[:max_chunks], start=1):
             fields = {"chunk_index": index, "body": body, "stream": True}
             events.append(_event(f, "response.chunk", format_rfc3339_ms(first_byte), fields))
-        final = {"chunk_count": len(bodies), "chunks_omitted": max(0, len(bodies) - max_chunks)}
+        final = {"chunk_count": count, "chunks_omitted": max(0, count - max_chunks)}
     elif f.response_body:
         fields = {
             "status_code": f.status,
@@ -71,16 +72,14 @@ def communication_events(f: Finished, *, max_chunks: int = MAX_CHUNK_EVENTS) -> 
     return events
 
 
-def chunk_bodies(chunks: tuple[bytes, ...], content_type: str) -> list[str]:
-    """The `data:` payloads of an SSE stream (`[DONE]` included), else each chunk as text."""
-    if not is_event_stream(content_type):
-        return [_sample(chunk, len(chunk), content_type) for chunk in chunks]
+def chunk_bodies(captured: StreamCapture, content_type: str) -> tuple[list[str], int]:
+    """The first `data:` payloads of an SSE stream (`[DONE]` included), else each chunk as
+    text; and how many there were in all."""
+    if not captured.sse:
+        chunks = captured.chunks
+        return [_sample(chunk, len(chunk), content_type) for chunk in chunks], len(chunks)
     # Invalid UTF-8 is decoded as U+FFFD; memory and events show it as `?`.
-    return [
-        sanitise(data.decode("utf-8", "replace").replace("\ufffd", "?"))
-        for _, data in sse_fields(chunks)
-        if data
-    ]
+    return [sanitise(body.replace("\ufffd", "?")) for body in captured.bodies], captured.payloads
 
 
 def _request(f: Finished, timestamp: str) -> Event:

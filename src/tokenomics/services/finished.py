@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from tokenomics.domain.budget import Spend
     from tokenomics.domain.policy import MemoryPolicy
     from tokenomics.pipeline.exchange import Exchange
+    from tokenomics.pipeline.stream_capture import StreamCapture
 
 Headers = tuple[tuple[str, str], ...]
 
@@ -62,7 +63,7 @@ class Finished:
     response_content_type: str
     # A buffered reply's body, or the streamed chunks in order, both up to BODY_LIMIT bytes.
     response_body: bytes = b""
-    response_chunks: tuple[bytes, ...] = ()
+    response_stream: StreamCapture | None = None  # what memory and events keep of a stream
     response_bytes: int = 0  # full size of what the client received
     first_byte_ms: int | None = None  # from the start of the exchange to the reply's first byte
     # The assistant text of a streamed reply as the client received it (text, truncated), when
@@ -110,7 +111,9 @@ def from_exchange(ex: Exchange, duration_ms: int, now: datetime | None = None) -
     policy = ex.policy
     memory = policy.memory if policy is not None and policy.memory.enabled else None
     body = reply.body if reply is not None and reply.stream is None else b""
-    chunks = tuple(ex.sent_chunks)
+    captured = ex.sent
+    if captured is not None:
+        captured.close()
     return Finished(
         recorded_at=now or datetime.now(UTC),
         started_at=request.started_at,
@@ -140,7 +143,7 @@ def from_exchange(ex: Exchange, duration_ms: int, now: datetime | None = None) -
         response_headers=response_headers,
         response_content_type=_content_type(response_headers),
         response_body=body[:BODY_LIMIT],
-        response_chunks=chunks,
+        response_stream=captured,
         response_bytes=len(body) if reply is not None and reply.stream is None else ex.sent_bytes,
         first_byte_ms=ex.first_byte_ms,
         response_text=ex.relayed_text,

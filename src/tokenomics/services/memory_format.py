@@ -18,16 +18,15 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from tokenomics.domain.durations import format_rfc3339
-from tokenomics.domain.stream_usage import StreamAccounting
+from tokenomics.pipeline.stream_capture import StreamCapture
 from tokenomics.services.capture import (
     header_lines,
     is_event_stream,
     parse_time,
     sanitise,
-    sse_fields,
     text_of,
 )
-from tokenomics.services.memory_limits import clip, kept_headers, request_text
+from tokenomics.services.memory_limits import clip, clip_kept, kept_headers, request_text
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
@@ -87,10 +86,13 @@ def request_content(f: Finished) -> str:
 
 def response_content(f: Finished) -> str | None:
     """The response's content; None for a buffered reply with a status ≥ 400."""
+    captured = f.response_stream
     if f.stream and is_event_stream(f.response_content_type):
-        body = stream_text(f.response_chunks, f.response_bytes, f.response_text)
+        captured = captured or StreamCapture(sse=True)
+        body = stream_text(captured, f.response_bytes, f.response_text)
     elif f.stream:  # a stream that is not SSE (a Gemini JSON array): its bytes in order
-        body = body_text(b"".join(f.response_chunks), f.response_bytes, f.response_content_type)
+        kept = b"".join(captured.chunks) if captured is not None else b""
+        body = body_text(kept, f.response_bytes, f.response_content_type)
     elif f.status >= 400:
         return None
     else:
@@ -114,28 +116,25 @@ def body_text(
     return text
 
 
-def stream_text(
-    chunks: tuple[bytes, ...], total: int, known: tuple[str, bool] | None = None
-) -> str:
+def stream_text(captured: StreamCapture, total: int, known: tuple[str, bool] | None = None) -> str:
     """`[streaming sse]`, the numbered `data:` payloads and the assistant text they carry.
 
-    The chunks are what the client received, so the text is the masked one; `known` is that
-    text (and whether it was cut) when the relay already read it, else it is read here.
+    The capture is of what the client received, so the text is the masked one; `known` is
+    that text (and whether it was cut) when the relay already read it.
     """
-    events = sse_fields(chunks)
-    if known is None:
-        accounting = StreamAccounting.of_events(events, None)  # the text only
-        known = (accounting.text, accounting.text_truncated)
-    payloads = [data.decode("utf-8", "replace") for _, data in events]
-    text, truncated = known
-    # Sanitising maps character by character, so the numbered list is sanitised whole.
-    numbered = "\n".join(f"{n}. {p}" for n, p in enumerate(filter(None, payloads), 1))
+    text, truncated = known or (captured.text.text, captured.text.text_truncated)
     lines = ["[streaming sse]", "", "SSE events:"]
-    lines.append(clip(sanitise(numbered.replace("\ufffd", "?"))) if numbered else "(none captured)")
+    numbered = captured.numbered
+    lines.append(clip_kept(numbered, _sanitise_payloads) if numbered.length else "(none captured)")
     lines += ["", "Captured assistant text:", clip(sanitise(text)) or "(none)"]
-    if truncated or total > sum(len(chunk) for chunk in chunks):
+    if truncated or total > captured.kept_bytes:
         lines += ["", TRUNCATED]
     return "\n".join(lines)
+
+
+def _sanitise_payloads(text: str) -> str:
+    """Payloads as shown: invalid UTF-8 (decoded as U+FFFD) as `?`, like every other text."""
+    return sanitise(text.replace("\ufffd", "?"))
 
 
 def event_content(event: dict[str, Any]) -> str:

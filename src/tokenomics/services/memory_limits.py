@@ -25,10 +25,12 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-if TYPE_CHECKING:
-    from collections.abc import Iterable
+from tokenomics.pipeline.stream_capture import SECTION_LIMIT as SECTION_LIMIT  # re-exported
 
-SECTION_LIMIT = 8 * 1024
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+
+    from tokenomics.pipeline.stream_capture import Clipped
 KEPT_HEADERS = frozenset({
     "content-type", "user-agent", "anthropic-version", "anthropic-beta", "openai-beta",
     "x-request-id", "request-id", "x-client-request-id", "x-openclaw-agent-id",
@@ -53,8 +55,19 @@ def clip(text: str, limit: int = SECTION_LIMIT) -> str:
     if len(text) <= limit:
         return text
     head, tail = limit // 4, limit - limit // 4
-    left_out = len(text) - head - tail
-    return f"{text[:head]}\n[... {left_out} characters left out for memory ...]\n{text[-tail:]}"
+    return _around(text[:head], len(text) - head - tail, text[-tail:])
+
+
+def clip_kept(kept: Clipped, sanitise: Callable[[str], str]) -> str:
+    """`clip(sanitise(text))` of a text kept as a `Clipped`; `sanitise` maps characters one
+    to one, so it may be applied to the kept parts alone."""
+    if not kept.left_out:
+        return sanitise(kept.head + kept.tail_text())
+    return _around(sanitise(kept.head), kept.left_out, sanitise(kept.tail_text()))
+
+
+def _around(head: str, left_out: int, tail: str) -> str:
+    return f"{head}\n[... {left_out} characters left out for memory ...]\n{tail}"
 
 
 def request_text(text: str) -> str:

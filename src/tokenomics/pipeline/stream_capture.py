@@ -1,0 +1,135 @@
+"""What memory files and communication events keep of a streamed reply, in bounded memory.
+
+A stream may run for minutes: keeping every chunk the client received until it ends made
+each open stream grow by all it had sent (1,000 slow streams: +57 MB). An SSE reply is read
+as it goes instead, into what its readers show (`cli.md` §7.3, §7.6):
+- the numbered `data:` payloads, as the memory file clips them: their first and last
+  characters and their length (`Clipped`);
+- the assistant text, up to its own limit (`StreamAccounting`, text only);
+- the first `keep_bodies` payloads and how many there were (communication events).
+Any other stream (a Gemini JSON array) keeps its chunks, up to `BODY_LIMIT` bytes, as before.
+Only the first `BODY_LIMIT` bytes are read either way; `kept_bytes` says how many were.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from tokenomics.domain.stream_usage import StreamAccounting
+from tokenomics.pipeline.exchange import BODY_LIMIT
+from tokenomics.upstream.sse import EventSplitter, event_fields
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+SECTION_LIMIT = 8 * 1024  # characters of one memory section (`services/memory_limits.clip`)
+CLIP_HEAD = SECTION_LIMIT // 4  # what `clip` keeps of a text's start …
+CLIP_TAIL = SECTION_LIMIT - CLIP_HEAD  # … and of its end
+EVENT_BODIES = 256  # SSE payloads listed as communication events (`services/comm_events`)
+
+
+def is_event_stream(content_type: str) -> bool:
+    return "event-stream" in content_type.lower()
+
+
+class Clipped:
+    """A text appended piece by piece, kept as its first `head` and last `tail` characters
+    and its length: all `clip` shows of it. While the text fits in `head + tail` characters,
+    `head + tail_text()` is the whole of it."""
+
+    __slots__ = ("_head", "_keep_head", "_keep_tail", "_tail", "_tail_size", "length")
+
+    def __init__(self, head: int = CLIP_HEAD, tail: int = CLIP_TAIL) -> None:
+        self._keep_head, self._keep_tail = head, tail
+        self._head = ""
+        self._tail: list[str] = []
+        self._tail_size = 0
+        self.length = 0
+
+    @property
+    def head(self) -> str:
+        return self._head
+
+    def append(self, piece: str) -> None:
+        self.length += len(piece)
+        room = self._keep_head - len(self._head)
+        if room > 0:
+            self._head += piece[:room]
+            piece = piece[room:]
+        if piece:
+            self._tail.append(piece)
+            self._tail_size += len(piece)
+            if self._tail_size > 2 * self._keep_tail:  # trimmed now and then: amortised O(1)
+                self._tail = [self.tail_text()]
+                self._tail_size = len(self._tail[0])
+
+    def tail_text(self) -> str:
+        """The last `tail` characters (fewer when the text is shorter)."""
+        return "".join(self._tail)[-self._keep_tail :] if self._keep_tail else ""
+
+    @property
+    def left_out(self) -> int:
+        """Characters neither in `head` nor in `tail_text()`."""
+        return max(0, self.length - self._keep_head - self._keep_tail)
+
+
+class StreamCapture:
+    """Fed each chunk sent to the client, in order; read once the stream has ended."""
+
+    __slots__ = (
+        "_keep_bodies", "_splitter", "bodies", "chunks", "kept_bytes", "numbered", "payloads",
+        "sse", "text",
+    )  # fmt: skip
+
+    def __init__(self, sse: bool, keep_bodies: int = 0) -> None:
+        self.sse = sse
+        self._keep_bodies = keep_bodies
+        self._splitter: EventSplitter | None = EventSplitter() if sse else None
+        self.kept_bytes = 0  # of the stream, read here (at most `BODY_LIMIT`)
+        self.chunks: list[bytes] = []  # not SSE: the chunks themselves
+        self.numbered = Clipped()  # SSE: `1. <payload>` lines, joined with LF
+        self.payloads = 0  # SSE: events with a non-empty `data`
+        self.bodies: list[str] = []  # SSE: the first `keep_bodies` of those, decoded
+        self.text = StreamAccounting(None)  # SSE: the assistant text the events carry
+
+    @classmethod
+    def of(cls, chunks: Iterable[bytes], sse: bool, keep_bodies: int = 0) -> StreamCapture:
+        """The capture of a whole stream."""
+        capture = cls(sse, keep_bodies)
+        for chunk in chunks:
+            capture.feed(chunk)
+        capture.close()
+        return capture
+
+    def feed(self, chunk: bytes) -> None:
+        room = BODY_LIMIT - self.kept_bytes
+        if room <= 0:
+            return
+        chunk = chunk[:room]
+        self.kept_bytes += len(chunk)
+        if self._splitter is None:
+            self.chunks.append(chunk)
+            return
+        for raw in self._splitter.feed(chunk):
+            self._event(raw)
+
+    def close(self) -> None:
+        """The end of the stream: an event lacking its blank line is read too."""
+        if self._splitter is not None:
+            if rest := self._splitter.flush():
+                self._event(rest)
+            self._splitter = None
+
+    def _event(self, raw: bytes) -> None:
+        fields = event_fields(raw)
+        if fields is None:
+            return
+        name, data = fields
+        self.text.feed_data(name, data)
+        if not data:
+            return
+        payload = data.decode("utf-8", "replace")
+        self.payloads += 1
+        self.numbered.append(f"{'' if self.payloads == 1 else chr(10)}{self.payloads}. {payload}")
+        if len(self.bodies) < self._keep_bodies:
+            self.bodies.append(payload)

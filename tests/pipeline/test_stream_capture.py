@@ -1,0 +1,158 @@
+"""`StreamCapture`: a stream read as it goes for memory and events, in bounded memory, shows
+what reading all of its chunks at its end showed (the reference below, the code it replaced)."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tokenomics.domain.stream_usage import StreamAccounting
+from tokenomics.pipeline.exchange import BODY_LIMIT
+from tokenomics.pipeline.stream_capture import CLIP_HEAD, CLIP_TAIL, Clipped, StreamCapture
+from tokenomics.services.capture import sanitise
+from tokenomics.services.memory_format import TRUNCATED, stream_text
+from tokenomics.services.memory_limits import clip, clip_kept
+from tokenomics.upstream.sse import all_event_fields
+
+OPENAI = (
+    b'data: {"choices":[{"delta":{"content":"Bonjour, \xc3\xa7a va"}}]}\n\n'
+    b'data: {"choices":[{"delta":{"content":"\xf0\x9f\x8e\x89"}}]}\n\n'
+    b'data: {"choices":[],"usage":{"total_tokens":3}}\n\n'
+    b"data: [DONE]\n\n"
+)
+DECODED = [
+    (None, '{"choices":[{"delta":{"content":"Bonjour, ça va"}}]}'),
+    (None, '{"choices":[{"delta":{"content":"🎉"}}]}'),
+    (None, '{"choices":[],"usage":{"total_tokens":3}}'),
+    (None, "[DONE]"),
+]
+# Each shape with what the WHATWG field rules make of it (checked against the line-by-line
+# parser this module replaced, `bench/sse_parsers.py --against aa880b7`).
+SHAPES = [
+    (OPENAI, DECODED),
+    (OPENAI[:-2], DECODED),  # the last event lacks its blank line
+    (OPENAI[:40], [(None, '{"choices":[{"delta":{"content":"B')]),  # cut (the capture limit)
+    (b"data:no-space\n\ndata:  two spaces\n\n", [(None, "no-space"), (None, " two spaces")]),
+    (b"data:\n\ndata: \n\n", [(None, ""), (None, "")]),  # empty payloads
+    (
+        b"event: message_start\ndata: {}\n\nevent: ping\ndata: {}\n\n",
+        [("message_start", "{}"), ("ping", "{}")],
+    ),  # named events
+    (b": keep-alive\n\ndata: x\n\n", [(None, "x")]),  # a comment
+    (b"data: a\ndata: b\n\n", [(None, "a\nb")]),  # two data lines make one payload
+    (b"data: a\r\n\r\ndata: b\r\n\r\n", [(None, "a"), (None, "b")]),  # CRLF
+    (b"\xef\xbb\xbfdata: bom\n\n", [(None, "bom")]),  # a BOM
+    (b"data: a\n\n\n\ndata: b\n\n", [(None, "a"), (None, "b")]),  # extra blank lines
+    (b"data: \xff\xfe invalid\n\n", [(None, "\ufffd\ufffd invalid")]),  # invalid UTF-8
+    (b"id: 7\ndata: x\n\n", [(None, "x")]),
+    (b"", []),
+]
+
+
+def bodies(chunks: list[bytes]) -> list[str]:
+    return StreamCapture.of(chunks, sse=True, keep_bodies=100).bodies
+
+
+@pytest.mark.parametrize(("raw", "expected"), SHAPES)
+def test_payloads_follow_the_field_rules(
+    raw: bytes, expected: list[tuple[str | None, str]]
+) -> None:
+    assert bodies([raw]) == [data for _, data in expected if data]
+
+
+@pytest.mark.parametrize(("raw", "expected"), [SHAPES[0], SHAPES[5], SHAPES[8]])
+def test_payloads_are_the_same_at_every_split(
+    raw: bytes, expected: list[tuple[str | None, str]]
+) -> None:
+    for cut in range(len(raw) + 1):
+        assert bodies([raw[:cut], raw[cut:]]) == [data for _, data in expected if data], cut
+
+
+def test_named_events_carry_their_text() -> None:
+    raw = (
+        b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,'
+        b'"delta":{"type":"text_delta","text":"Bonjour"}}\n\n'
+    )
+    assert StreamCapture.of([raw], sse=True).text.text == "Bonjour"
+
+
+def reference_text(chunks: list[bytes], total: int) -> str:
+    """`memory_format.stream_text` as it was: every chunk kept to the end, then read whole."""
+    events = all_event_fields(b"".join(chunks))
+    accounting = StreamAccounting.of_events(events, None)
+    payloads = [data.decode("utf-8", "replace") for _, data in events]
+    numbered = "\n".join(f"{n}. {p}" for n, p in enumerate(filter(None, payloads), 1))
+    lines = ["[streaming sse]", "", "SSE events:"]
+    lines.append(clip(sanitise(numbered.replace("\ufffd", "?"))) if numbered else "(none captured)")
+    lines += ["", "Captured assistant text:", clip(sanitise(accounting.text)) or "(none)"]
+    if accounting.text_truncated or total > sum(len(chunk) for chunk in chunks):
+        lines += ["", TRUNCATED]
+    return "\n".join(lines)
+
+
+def delta(text: str) -> bytes:
+    return (
+        b"data: " + orjson.dumps({"choices": [{"index": 0, "delta": {"content": text}}]}) + b"\n\n"
+    )
+
+
+PAYLOAD = st.text(st.characters(codec="utf-8", exclude_characters="\r\n"), max_size=400)
+
+
+@given(
+    st.lists(st.one_of(PAYLOAD.map(delta), PAYLOAD.map(lambda p: f"data: {p}\n\n".encode()),
+                       st.binary(max_size=60)), max_size=80),
+    st.lists(st.integers(1, 700), min_size=1, max_size=20),
+)  # fmt: skip
+def test_memory_shows_what_reading_the_whole_stream_showed(
+    events: list[bytes], cuts: list[int]
+) -> None:
+    stream = b"".join(events)
+    chunks, at = [], 0
+    while at < len(stream):  # cut where hypothesis says, over and over
+        size = cuts[len(chunks) % len(cuts)]
+        chunks.append(stream[at : at + size])
+        at += size
+    total = len(stream)
+    text = stream_text(StreamCapture.of(chunks, sse=True), total)
+    assert text == reference_text(chunks, total)
+
+
+def test_a_long_stream_keeps_only_what_memory_shows() -> None:
+    capture = StreamCapture(sse=True)
+    sent = [delta(f" word{n}") for n in range(3_000)]
+    for chunk in sent:
+        capture.feed(chunk)
+    assert capture.payloads == 3_000 and capture.bodies == []
+    assert capture.kept_bytes == sum(map(len, sent)) < BODY_LIMIT
+    numbered = capture.numbered
+    assert len(numbered.head) == CLIP_HEAD and len(numbered.tail_text()) == CLIP_TAIL
+    assert clip_kept(numbered, sanitise).endswith('{"content":" word2999"}}]}')
+    for _ in range(20):  # past the capture limit nothing more is read
+        capture.feed(b"x" * 100_000)
+    assert capture.kept_bytes == BODY_LIMIT
+
+
+@given(st.lists(st.text(max_size=3000), max_size=30), st.integers(0, 50), st.integers(0, 50))
+def test_clipped_is_clip_of_the_joined_text(pieces: list[str], head: int, tail: int) -> None:
+    kept = Clipped(head, tail)
+    for piece in pieces:
+        kept.append(piece)
+    whole = "".join(pieces)
+    assert kept.length == len(whole)
+    assert kept.head == whole[:head]
+    if len(whole) > head + tail:
+        assert kept.left_out == len(whole) - head - tail
+        assert kept.tail_text() == (whole[-tail:] if tail else "")
+    else:
+        assert kept.left_out == 0 and kept.head + kept.tail_text() == whole
+
+
+@given(st.text(max_size=3 * (CLIP_HEAD + CLIP_TAIL)), st.integers(1, 5000))
+def test_clip_kept_is_clip(text: str, step: int) -> None:
+    kept = Clipped()
+    for at in range(0, len(text), step):
+        kept.append(text[at : at + step])
+    assert clip_kept(kept, sanitise) == clip(sanitise(text))
