@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 Event = tuple[str | None, bytes]  # an SSE event's name (or None) and its `data`
 
 DEFAULT_MAX_TEXT_BYTES = 512 * 1024  # assistant text kept from a stream (for memory capture)
-MAX_KEPT_BYTES = 1024 * 1024  # raw events a lazy accounting keeps before it reads them all
+MAX_KEPT_BYTES = 16 * 1024  # raw events a lazy accounting keeps before it reads them all
 # Keys of a chunk and of a delta that carry nothing but text (or nothing we read): anything
 # else sends the chunk through the full field checks.
 _PLAIN_CHUNK = frozenset({"id", "object", "created", "model", "choices", "system_fingerprint",
