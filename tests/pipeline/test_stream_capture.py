@@ -10,7 +10,13 @@ from hypothesis import strategies as st
 
 from tokenomics.domain.stream_usage import StreamAccounting
 from tokenomics.pipeline.exchange import BODY_LIMIT
-from tokenomics.pipeline.stream_capture import CLIP_HEAD, CLIP_TAIL, Clipped, StreamCapture
+from tokenomics.pipeline.stream_capture import (
+    CLIP_HEAD,
+    CLIP_TAIL,
+    READ_EVERY,
+    Clipped,
+    StreamCapture,
+)
 from tokenomics.services.capture import sanitise
 from tokenomics.services.memory_format import TRUNCATED, stream_text
 from tokenomics.services.memory_limits import clip, clip_kept
@@ -125,14 +131,18 @@ def test_a_long_stream_keeps_only_what_memory_shows() -> None:
     sent = [delta(f" word{n}") for n in range(3_000)]
     for chunk in sent:
         capture.feed(chunk)
-    assert capture.payloads == 3_000 and capture.bodies == []
+    assert sum(map(len, capture.chunks)) <= READ_EVERY  # read as it goes
+    capture.close()
+    assert capture.payloads == 3_000 and capture.bodies == [] and capture.chunks == []
     assert capture.kept_bytes == sum(map(len, sent)) < BODY_LIMIT
     numbered = capture.numbered
     assert len(numbered.head) == CLIP_HEAD and len(numbered.tail_text()) == CLIP_TAIL
     assert clip_kept(numbered, sanitise).endswith('{"content":" word2999"}}]}')
+    again = StreamCapture(sse=True)
     for _ in range(20):  # past the capture limit nothing more is read
-        capture.feed(b"x" * 100_000)
-    assert capture.kept_bytes == BODY_LIMIT
+        again.feed(b"data: " + b"x" * 100_000 + b"\n\n")
+    again.close()
+    assert again.kept_bytes == BODY_LIMIT and again.payloads == 6
 
 
 @given(st.lists(st.text(max_size=3000), max_size=30), st.integers(0, 50), st.integers(0, 50))

@@ -2,7 +2,8 @@
 
 A stream may run for minutes: keeping every chunk the client received until it ends made
 each open stream grow by all it had sent (1,000 slow streams: +57 MB). An SSE reply is read
-as it goes instead, into what its readers show (`cli.md` §7.3, §7.6):
+as it goes instead (every 4 KiB: a short stream is read once, at its end), into what its
+readers show (`cli.md` §7.3, §7.6):
 - the numbered `data:` payloads, as the memory file clips them: their first and last
   characters and their length (`Clipped`);
 - the assistant text, up to its own limit (`StreamAccounting`, text only);
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 SECTION_LIMIT = 8 * 1024  # characters of one memory section (`services/memory_limits.clip`)
 CLIP_HEAD = SECTION_LIMIT // 4  # what `clip` keeps of a text's start …
 CLIP_TAIL = SECTION_LIMIT - CLIP_HEAD  # … and of its end
+READ_EVERY = 4 * 1024  # an SSE stream's chunks are read once this many bytes wait (and at its end)
 EVENT_BODIES = 256  # SSE payloads listed as communication events (`services/comm_events`)
 
 
@@ -77,8 +79,8 @@ class StreamCapture:
     """Fed each chunk sent to the client, in order; read once the stream has ended."""
 
     __slots__ = (
-        "_keep_bodies", "_splitter", "bodies", "chunks", "kept_bytes", "numbered", "payloads",
-        "sse", "text",
+        "_keep_bodies", "_splitter", "_unread", "bodies", "chunks", "kept_bytes", "numbered",
+        "payloads", "sse", "text",
     )  # fmt: skip
 
     def __init__(self, sse: bool, keep_bodies: int = 0) -> None:
@@ -86,7 +88,8 @@ class StreamCapture:
         self._keep_bodies = keep_bodies
         self._splitter: EventSplitter | None = EventSplitter() if sse else None
         self.kept_bytes = 0  # of the stream, read here (at most `BODY_LIMIT`)
-        self.chunks: list[bytes] = []  # not SSE: the chunks themselves
+        self.chunks: list[bytes] = []  # not SSE: the chunks; SSE: the ones not read yet
+        self._unread = 0
         self.numbered = Clipped()  # SSE: `1. <payload>` lines, joined with LF
         self.payloads = 0  # SSE: events with a non-empty `data`
         self.bodies: list[str] = []  # SSE: the first `keep_bodies` of those, decoded
@@ -107,18 +110,28 @@ class StreamCapture:
             return
         chunk = chunk[:room]
         self.kept_bytes += len(chunk)
-        if self._splitter is None:
-            self.chunks.append(chunk)
-            return
-        for raw in self._splitter.feed(chunk):
-            self._event(raw)
+        self.chunks.append(chunk)
+        if self._splitter is not None:
+            self._unread += len(chunk)
+            if self._unread > READ_EVERY:
+                self._read()
 
     def close(self) -> None:
-        """The end of the stream: an event lacking its blank line is read too."""
+        """The end of the stream: what is left is read, an event lacking its blank line too."""
         if self._splitter is not None:
+            self._read()
             if rest := self._splitter.flush():
                 self._event(rest)
             self._splitter = None
+
+    def _read(self) -> None:
+        """The chunks fed since the last read, as events (in one piece: one scan)."""
+        assert self._splitter is not None
+        whole = b"".join(self.chunks)
+        self.chunks.clear()
+        self._unread = 0
+        for raw in self._splitter.feed(whole):
+            self._event(raw)
 
     def _event(self, raw: bytes) -> None:
         fields = event_fields(raw)
