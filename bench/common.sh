@@ -10,7 +10,9 @@ done
 work=$(mktemp -d)
 server_pids=()
 cleanup() {
-    for pid in "${server_pids[@]}"; do kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null; done
+    # `|| true`: under `set -e`, a killed process's status (143) ended the trap at the first
+    # one and left the others (and nginx) running.
+    for pid in "${server_pids[@]}"; do kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true; done
     [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null
     rm -rf "$work"
 }
