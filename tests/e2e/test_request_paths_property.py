@@ -147,6 +147,10 @@ async def check(running: Running, target: str) -> None:
         assert not 200 <= reply.status < 300, (name, target, reply.body)
         assert await upstream_paths(running) == [], (name, target)
     reply = await send(running, target, running.tokens["open"])
+    if "#" in target:  # not a valid request-target (RFC 9112 §3.2): refused by the server
+        assert reply.status == 400, (target, reply.body)
+        assert await upstream_paths(running) == [], target
+        return
     raw_path, _, query = target.partition("?")
     try:
         route = route_request("POST", raw_path, {"content-type": "application/json"})

@@ -89,6 +89,9 @@ STRICTER = {
     "repeated host": lambda head: _count(head, b"host") > 1,
     # the request-target is ASCII (§3.2, RFC 3986); h11 passes other bytes through.
     "non-ASCII target": lambda head: not head.split(b" ", 2)[1].isascii(),
+    # §3.2: origin-form has no fragment; llhttp splits one off, h11 passes it through. We
+    # refuse it: forwarded, the upstream URL would drop it (and the query it looks like).
+    "fragment in target": lambda head: b"#" in head.split(b" ", 2)[1],
     # RFC 9110 §5.5: control bytes other than HTAB in a field value are invalid; h11 keeps
     # them (short of CR, LF, NUL), llhttp refuses them.
     "control byte in a header": lambda head: CONTROL.search(head.split(b"\n", 1)[-1]) is not None,
@@ -335,3 +338,11 @@ def test_the_classic_smuggling_requests_are_refused() -> None:
         outcome = ours([data])
         assert outcome.refused and all(r[1] != b"/admin" for r in outcome.requests), data
         assert h11_reference(data).refused, data
+
+
+def test_a_fragment_in_the_target_is_refused() -> None:
+    """llhttp splits `#…` off as a fragment; forwarded, it would be dropped from the query."""
+    for target in (b"/?#%761/chat/completions", b"/v1/chat/completions#x", b"/a?b=1#c"):
+        data = b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n" % target
+        assert ours([data]).refused and not ours([data]).requests, target
+        assert h11_reference(data).refused, target

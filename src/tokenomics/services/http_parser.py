@@ -145,7 +145,11 @@ class RequestParser:
             return
         parser = self._parser
         version = parser.get_http_version()
-        if version in HTTP1:
+        if b"#" in self._url:  # RFC 9112 §3.2: no fragment; an upstream URL would drop it
+            problem: BadRequest | None = BadRequest(
+                400, "invalid request target: '#' is not allowed"
+            )
+        elif version in HTTP1:
             problem = _check(self._headers, version)
         else:
             problem = BadRequest(505, f"HTTP/{version} is not served; use HTTP/1.1")
