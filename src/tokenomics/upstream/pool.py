@@ -205,13 +205,21 @@ class ConnectionPool:
 
     async def checkin(self, connection: Connection) -> None:
         """Take a connection back after its response; one that can carry another is kept."""
-        self._slots.release()
-        idle = self._idle.setdefault(connection.key, [])
-        if connection.reusable and len(idle) < self._max_idle:
-            connection.idle()
-            idle.append(connection)
-        else:
+        if not self.checkin_nowait(connection):
+            self._slots.release()
             await connection.aclose()
+
+    def checkin_nowait(self, connection: Connection) -> bool:
+        """`checkin` of a connection that is kept (no I/O); False, and nothing done, when it
+        is to be closed."""
+        idle = self._idle.setdefault(connection.key, [])
+        if not connection.reusable or len(idle) >= self._max_idle:
+            return False
+        self._slots.release()
+        connection.idle()
+        idle.append(connection)
+        return True
+
 
     async def _checkout(self, destination: Destination) -> Connection:
         idle = self._idle.get(destination.key)
