@@ -140,7 +140,7 @@ class Connection:
     async def _linger(self) -> None:
         """Send EOF and read what the client still sends, so that closing with unread bytes
         does not reset the connection before the client has read our response."""
-        if not isinstance(self.stream, trio.SocketStream):
+        if not isinstance(self.stream, trio.abc.HalfCloseableStream):  # TLS: no EOF to send
             return
         with trio.move_on_after(LINGER):
             try:
