@@ -3,7 +3,11 @@ scenarios 74 and 75; D13 estimated, D15 unpriced)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tokenomics.domain.ledger import EntryValues, parse_time, request_entry, rollups
 from tokenomics.domain.ledger_session import format_duration, session_json, summary
@@ -62,6 +66,67 @@ def test_request_entry_keeps_optionals_in_order_and_flags_unpriced_and_estimated
     ]  # fmt: skip
     assert e["metadata"] == {"team": "ml"}
     assert e["provider_meta"] == {"finish_reason": "stop"}
+
+
+def reference_entry(v: EntryValues) -> dict[str, Any]:
+    """§7.3 stated once more, plainly: the required keys, then each optional one when set."""
+    cost = v.cost_usd if v.cost_usd is not None or v.input_tokens + v.output_tokens else 0.0
+    required = {
+        "timestamp": v.recorded_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f000Z"),
+        "token_hash": v.token_hash, "model": v.model, "provider": v.provider,
+        "input_tokens": v.input_tokens, "output_tokens": v.output_tokens,
+        "duration_ms": v.duration_ms, "status_code": v.status_code, "cost_usd": cost,
+    }  # fmt: skip
+    optional = {
+        "path": v.path, "stream": v.stream, "error": v.error, "upstream_id": v.upstream_id,
+        "upstream_request_id": v.upstream_request_id, "retry_count": v.retry_count,
+        "fallback_model": v.fallback_model, "rule_matches": [dict(m) for m in v.rule_matches],
+        "metadata": {k: s for k, s in v.metadata.items() if s},
+        "provider_meta": {k: m for k, m in v.provider_meta.items() if m not in (None, "", 0)},
+        "unpriced": cost is None, "estimated": v.estimated,
+    }  # fmt: skip
+    return required | {k: value for k, value in optional.items() if value}
+
+
+TEXT = st.sampled_from(["", "x", "gpt-4o"])
+META = st.dictionaries(TEXT, st.one_of(st.none(), TEXT, st.integers(0, 3), st.booleans()))
+
+
+@given(
+    at=st.datetimes(
+        datetime(2000, 1, 2),
+        datetime(2100, 1, 1),
+        timezones=st.sampled_from([UTC, timezone(timedelta(hours=2))]),
+    ),
+    tokens=st.tuples(st.integers(0, 5), st.integers(0, 5)),
+    cost=st.one_of(st.none(), st.floats(0, 1)),
+    texts=st.tuples(TEXT, TEXT, TEXT, TEXT, TEXT),
+    flags=st.tuples(st.booleans(), st.booleans(), st.integers(0, 2)),
+    matches=st.lists(st.dictionaries(TEXT, TEXT), max_size=2),
+    metadata=st.dictionaries(TEXT, TEXT),
+    provider_meta=META,
+)
+def test_request_entry_is_the_schema_whatever_is_set(
+    at: datetime,
+    tokens: tuple[int, int],
+    cost: float | None,
+    texts: tuple[str, str, str, str, str],
+    flags: tuple[bool, bool, int],
+    matches: list[dict[str, str]],
+    metadata: dict[str, str],
+    provider_meta: dict[str, Any],
+) -> None:
+    path, error, upstream_id, upstream_request_id, fallback = texts
+    stream, estimated, retries = flags
+    values = EntryValues(
+        recorded_at=at, token_hash=A, model="m", provider="p", input_tokens=tokens[0],
+        output_tokens=tokens[1], duration_ms=3, status_code=200, cost_usd=cost, stream=stream,
+        error=error, upstream_id=upstream_id, upstream_request_id=upstream_request_id,
+        retry_count=retries, fallback_model=fallback, rule_matches=matches, metadata=metadata,
+        provider_meta=provider_meta, estimated=estimated, path=path,
+    )  # fmt: skip
+    got, expected = request_entry(values), reference_entry(values)
+    assert list(got.items()) == list(expected.items())
 
 
 def test_a_request_without_tokens_costs_zero_even_without_a_price() -> None:

@@ -31,6 +31,7 @@ from tokenomics.upstream.urls import join_url
 )
 def test_accepted_paths_are_decoded_once(raw: str, decoded: str) -> None:
     assert canonical_path(raw) == decoded
+    assert canonical_path(raw) == decoded  # again, from the paths already accepted
 
 
 @pytest.mark.parametrize(
@@ -44,8 +45,9 @@ def test_accepted_paths_are_decoded_once(raw: str, decoded: str) -> None:
     ],
 )  # fmt: skip
 def test_ambiguous_paths_are_refused(raw: str) -> None:
-    with pytest.raises(BadPath, match="^request path refused: "):
-        canonical_path(raw)
+    for _ in range(2):  # every time: a refusal is never remembered as accepted
+        with pytest.raises(BadPath, match="^request path refused: "):
+            canonical_path(raw)
 
 
 PIECES = st.one_of(

@@ -47,18 +47,34 @@ chunk_lists = st.lists(st.integers(0, 300 * 1024), max_size=6).map(
 )
 
 
-@given(chunks=chunk_lists, declare=st.booleans(), already_held=st.integers(0, MIB))
+async def never_received() -> Message:
+    raise AssertionError("the body was received, not taken whole")
+
+
+@given(
+    chunks=chunk_lists,
+    declare=st.booleans(),
+    already_held=st.integers(0, MIB),
+    arrived=st.booleans(),
+)
 def test_a_read_holds_exactly_its_body_or_nothing(
-    chunks: list[bytes], declare: bool, already_held: int
+    chunks: list[bytes], declare: bool, already_held: int, arrived: bool
 ) -> None:
+    """Received part by part, or taken whole from the server (`arrived`): the same outcome."""
     reader = bodies()
     reader.held = already_held
     total = sum(map(len, chunks))
     headers = {"content-length": str(total)} if declare else {"transfer-encoding": "chunked"}
 
+    def whole() -> bytes:
+        return b"".join(chunks)
+
     async def main() -> None:
         try:
-            body = await reader.read(messages(chunks), headers)
+            if arrived:
+                body = await reader.read(never_received, headers, whole)
+            else:
+                body = await reader.read(messages(chunks), headers, lambda: None)
         except ProxyError as error:
             assert reader.held == already_held
             if total > MIB:

@@ -59,6 +59,17 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": body})
         return
+    if path == "/whole":  # the body taken whole when it has all arrived, else received
+        body = scope["extensions"]["tokenomics.whole_body"]()
+        how = b"whole" if body is not None else b"received"
+        body = body if body is not None else await read_body(receive)
+        if body is None:
+            return
+        assert scope["extensions"]["tokenomics.whole_body"]() is None  # taken once
+        headers = [(b"content-length", str(len(body)).encode()), (b"x-body", how)]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+        return
     if path == "/stream":  # no length: chunked, its chunks come late
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"", "more_body": True})  # the head
@@ -192,6 +203,27 @@ async def test_a_chunked_body_is_decoded_and_its_trailers_dropped() -> None:
         assert (await client.response())[1] == b"hello world"
         await stream.send_all(FAST)  # still in step
         assert (await client.response())[1] == b"ok"
+
+
+async def test_a_body_that_arrived_whole_is_taken_at_once_else_received() -> None:
+    async with connected() as (_, stream):
+        client = Client(stream)
+        await stream.send_all(
+            b"POST /whole HTTP/1.1\r\nhost: t\r\ncontent-length: 5\r\n\r\nhello"
+            b"POST /whole HTTP/1.1\r\nhost: t\r\ntransfer-encoding: chunked\r\n\r\n"
+            b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"
+        )
+        for expected in (b"hello", b"abcde"):
+            head, body = await client.response()
+            assert (body, dict(head.headers)[b"x-body"]) == (expected, b"whole")
+        # The head first, waiting for 100-continue: the body is not there, so it is received.
+        await stream.send_all(
+            b"POST /whole HTTP/1.1\r\nhost: t\r\ncontent-length: 3\r\nexpect: 100-continue\r\n\r\n"
+        )
+        assert (await stream.receive_some()).startswith(b"HTTP/1.1 100 ")
+        await stream.send_all(b"xyz")
+        head, body = await client.response()
+        assert (body, dict(head.headers)[b"x-body"]) == (b"xyz", b"received")
 
 
 async def test_expect_100_continue_is_answered_when_the_app_reads_the_body() -> None:

@@ -186,6 +186,24 @@ async def test_nothing_listening_is_a_connect_error() -> None:
             await call(Upstreams(), f"http://127.0.0.1:{port}")
 
 
+async def test_release_keeps_a_whole_responses_connection_a_partial_one_needs_aclose() -> None:
+    upstream, upstreams = RawUpstream(), Upstreams(max_connections=1)
+    async with running(upstream) as url:
+        request = UpstreamRequest("POST", url + "/x", [], BODY)
+        partial_read = await upstreams.open(request, headers_timeout=5)
+        # Opened but its body unread: the connection cannot carry another request.
+        assert not partial_read.release() and not partial_read.closed
+        await partial_read.aclose()  # dropped, its slot freed
+        whole = await upstreams.open(request, headers_timeout=5)
+        assert await read_all(whole, 1 << 20, 5) == REPLY
+        assert whole.release() and whole.closed  # back in the pool, its slot freed, no I/O
+        assert whole.release()
+        await whole.aclose()  # already closed: nothing more happens
+        assert await call(upstreams, url) == (200, REPLY)  # the only slot is free again
+    await upstreams.aclose()
+    assert upstream.connections == 2  # the partial one's, then the one kept for the rest
+
+
 async def test_max_connections_makes_further_requests_wait_for_a_free_one() -> None:
     upstream, upstreams = RawUpstream(), Upstreams(max_connections=1)
     async with running(upstream) as url:

@@ -78,6 +78,8 @@ def format_rfc3339_nano(moment: datetime) -> str:
 
 
 def _utc(moment: datetime) -> datetime:
+    if moment.tzinfo is UTC:  # the common case (`datetime.now(UTC)`): no conversion
+        return moment.replace(tzinfo=None)
     return moment.astimezone(UTC).replace(tzinfo=None)
 
 

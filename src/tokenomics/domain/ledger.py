@@ -92,21 +92,31 @@ def request_entry(v: EntryValues) -> Entry:
         "status_code": v.status_code,
         "cost_usd": cost,
     }
-    optional: Entry = {
-        "path": v.path,
-        "stream": v.stream,
-        "error": v.error,
-        "upstream_id": v.upstream_id,
-        "upstream_request_id": v.upstream_request_id,
-        "retry_count": v.retry_count,
-        "fallback_model": v.fallback_model,
-        "rule_matches": [dict(m) for m in v.rule_matches],
-        "metadata": {k: s for k, s in v.metadata.items() if s},
-        "provider_meta": {k: m for k, m in v.provider_meta.items() if m not in (None, "", 0)},
-        "unpriced": cost is None,
-        "estimated": v.estimated,
-    }
-    entry.update((k, value) for k, value in optional.items() if value)
+    # The optional keys in their order, each only when set (written out: once per request).
+    if v.path:
+        entry["path"] = v.path
+    if v.stream:
+        entry["stream"] = v.stream
+    if v.error:
+        entry["error"] = v.error
+    if v.upstream_id:
+        entry["upstream_id"] = v.upstream_id
+    if v.upstream_request_id:
+        entry["upstream_request_id"] = v.upstream_request_id
+    if v.retry_count:
+        entry["retry_count"] = v.retry_count
+    if v.fallback_model:
+        entry["fallback_model"] = v.fallback_model
+    if v.rule_matches:
+        entry["rule_matches"] = [dict(m) for m in v.rule_matches]
+    if metadata := {k: s for k, s in v.metadata.items() if s}:
+        entry["metadata"] = metadata
+    if provider_meta := {k: m for k, m in v.provider_meta.items() if m not in (None, "", 0)}:
+        entry["provider_meta"] = provider_meta
+    if cost is None:
+        entry["unpriced"] = True
+    if v.estimated:
+        entry["estimated"] = v.estimated
     return entry
 
 

@@ -41,8 +41,26 @@ def _decode(raw: str) -> str:
         raise _refuse("percent-encoded bytes that are not UTF-8") from None
 
 
+# Accepted paths, decoded: a proxy sees the same few on every request, and the check below
+# walks every character in Python. Short ones only, and cleared when full (bounded memory).
+_ACCEPTED: dict[str, str] = {}
+_ACCEPTED_SIZE = 1024
+_ACCEPTED_LENGTH = 256
+
+
 def canonical_path(raw: str) -> str:
     """The decoded path of `raw` (a request target's path, as sent); `BadPath` if ambiguous."""
+    path = _ACCEPTED.get(raw)
+    if path is None:
+        path = _canonical(raw)
+        if len(raw) <= _ACCEPTED_LENGTH:
+            if len(_ACCEPTED) >= _ACCEPTED_SIZE:
+                _ACCEPTED.clear()
+            _ACCEPTED[raw] = path
+    return path
+
+
+def _canonical(raw: str) -> str:
     path = _decode(raw)
     for char in path:
         if char in _REFUSED:

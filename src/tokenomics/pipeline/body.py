@@ -87,13 +87,28 @@ class Bodies:
     def _too_large(self) -> ProxyError:
         return ProxyError(413, f"request body larger than {self.max_request_mb} MiB")
 
-    async def read(self, receive: Receive, headers: dict[str, str]) -> bytes:
+    async def read(
+        self,
+        receive: Receive,
+        headers: dict[str, str],
+        whole: Callable[[], bytes | None] | None = None,
+    ) -> bytes:
         """The whole body; the caller releases `len(body)` when its request ends. Raises
-        ProxyError 413, 503 or 408, or ClientGone; nothing stays held then."""
+        ProxyError 413, 503 or 408, or ClientGone; nothing stays held then. `whole`: the
+        server's way to take a body that has already arrived whole (None when it has not),
+        read then without a deadline."""
         declared = _declared(headers)
         limit = self.max_request_mb * MIB
         if declared is not None and declared > limit:
             raise self._too_large()
+        body = whole() if whole is not None else None
+        if body is not None:
+            if len(body) > limit:
+                raise self._too_large()
+            size = max(len(body), declared or 0)
+            self._take(size)
+            self.release(size - len(body))
+            return body
         taken = 0
         try:
             with trio.move_on_after(self.timeout):

@@ -28,7 +28,7 @@ from tokenomics.pipeline.exchange import Reply
 from tokenomics.pipeline.headers import client_headers
 from tokenomics.pipeline.rules import scan
 from tokenomics.pipeline.stream_guard import StreamGuard, guard_for
-from tokenomics.upstream.client import header, read_all
+from tokenomics.upstream.client import close_response, header, read_all
 from tokenomics.upstream.sse import (
     EventFields,
     EventSplitter,
@@ -198,8 +198,7 @@ async def _sse(ex: Exchange, deps: Deps, response: UpstreamResponse) -> AsyncGen
         ex.meta = accounting.meta(dict(response.headers))
         if isinstance(accounting, LazyStreamAccounting):  # the text as relayed, if it was read
             ex.relayed_text = accounting.text()
-        with trio.CancelScope(shield=True):
-            await response.aclose()
+        await close_response(response)
 
 
 async def _raw(ex: Exchange, deps: Deps, response: UpstreamResponse) -> AsyncGenerator[bytes, None]:
@@ -220,8 +219,7 @@ async def _raw(ex: Exchange, deps: Deps, response: UpstreamResponse) -> AsyncGen
         body = last if isinstance(last, dict) else None
         ex.usage = usage_from_body(body, ex.family) if body else None
         ex.meta = meta_from_response(body, dict(response.headers))
-        with trio.CancelScope(shield=True):
-            await response.aclose()
+        await close_response(response)
 
 
 async def relay(ex: Exchange, deps: Deps) -> Reply:
@@ -241,8 +239,7 @@ async def relay(ex: Exchange, deps: Deps) -> Reply:
     except UpstreamError as exc:
         raise ProxyError(exc.status, f"failed to read upstream response: {exc}") from None
     finally:
-        with trio.CancelScope(shield=True):
-            await response.aclose()
+        await close_response(response)
     parsed = (
         _json(body.decode("utf-8", "replace"))
         if "json" in content_type or body[:1] in b"{["

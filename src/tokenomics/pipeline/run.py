@@ -67,6 +67,9 @@ log = logging.getLogger("tokenomics.server")
 # last byte, where another server needs a watcher task per request waiting in `receive()` (a
 # task per request was ~4% of the proxy's CPU at c=64).
 CLIENT_GONE = "tokenomics.client_gone"
+# And `whole_body()`: the body when it has all arrived, read then without a deadline (a
+# cancel scope per request; `services/http_request.WHOLE_BODY`).
+WHOLE_BODY = "tokenomics.whole_body"
 JSON = ("content-type", "application/json")
 # The body stages, then the run's own budget on top of the policy's (`tokenomics run --max-*`).
 BODY_STAGES = (*STAGES, reserve_run_budget)
@@ -111,7 +114,7 @@ class Requests:
         """One proxied request, steps 1 to 8 of the module's docstring."""
         ex = self.exchange(scope)
         try:
-            reply = await self._admit(ex, receive)
+            reply = await self._admit(ex, scope, receive)
         except ClientGone:  # before the request was whole: nothing to record
             return
         life = _Life(ex, send)
@@ -157,12 +160,13 @@ class Requests:
 
     # 2.-3. admit, body --------------------------------------------------------------------
 
-    async def _admit(self, ex: Exchange, receive: Receive) -> Reply | None:
+    async def _admit(self, ex: Exchange, scope: Scope, receive: Receive) -> Reply | None:
         """The checks on the request's head, then its body: the error reply when one fails
         (closing the connection when the body stays unread), else None."""
         try:
             admit(ex, self.deps)
-            ex.body_bytes = await self.bodies.read(receive, ex.request.headers)
+            whole = scope.get("extensions", {}).get(WHOLE_BODY)
+            ex.body_bytes = await self.bodies.read(receive, ex.request.headers, whole)
         except TokenomicsError as exc:
             reply = error_reply(ex, exc)
             if close_after(ex.request.headers):

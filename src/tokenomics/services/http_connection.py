@@ -28,7 +28,7 @@ import trio
 from tokenomics.formats.classify import classify
 from tokenomics.formats.errors import error_body
 from tokenomics.services.http_parser import H2_PREFACE, BadRequest, Head, RequestParser
-from tokenomics.services.http_request import CLIENT_GONE, Request
+from tokenomics.services.http_request import CLIENT_GONE, WHOLE_BODY, Request
 from tokenomics.services.http_response import DateHeader, head_bytes
 
 if TYPE_CHECKING:
@@ -140,7 +140,7 @@ class Connection:
     async def _linger(self) -> None:
         """Send EOF and read what the client still sends, so that closing with unread bytes
         does not reset the connection before the client has read our response."""
-        if not isinstance(self.stream, trio.SocketStream):
+        if not isinstance(self.stream, trio.abc.HalfCloseableStream):  # TLS: no EOF to send
             return
         with trio.move_on_after(LINGER):
             try:
@@ -161,7 +161,7 @@ class Connection:
             "client": self.client, "server": self.server,
         }  # fmt: skip
         request = self.reading = Request(self, head, scope)
-        scope["extensions"] = {CLIENT_GONE: request.when_gone}
+        scope["extensions"] = {CLIENT_GONE: request.when_gone, WHOLE_BODY: request.whole_body}
         self.read_scope.deadline = math.inf
         self._enqueue(request)
 

@@ -23,6 +23,10 @@ DISCONNECT = {"type": "http.disconnect"}
 # last byte, where an app would otherwise need a task of its own waiting in `receive()` for
 # `http.disconnect` (a task per request cost the proxy ~4% of its CPU at c=64, py-spy).
 CLIENT_GONE = "tokenomics.client_gone"
+# Another: `whole_body()` is the request's whole body when it has all arrived and the app has
+# received none of it (what `receive()` would return without waiting), else None; an app then
+# needs no timeout (a cancel scope, ~2.5% of the proxy's CPU at c=64) around reading it.
+WHOLE_BODY = "tokenomics.whole_body"
 
 
 class Request:
@@ -77,6 +81,17 @@ class Request:
         callback, self.on_gone = self.on_gone, None
         if callback is not None and not self.responded:
             callback()
+
+    def whole_body(self) -> bytes | None:
+        """The whole body, taken, when it is all here and none of it was received; else None."""
+        if self.body_done or not self.complete or self.broken:
+            return None
+        chunks = self.chunks
+        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        chunks.clear()
+        self.conn.consumed(len(body))
+        self.body_done = True
+        return body
 
     def wake(self) -> None:
         waiter = self.waiter

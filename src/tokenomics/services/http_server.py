@@ -24,6 +24,7 @@ from tokenomics.domain.errors import ConfigError
 from tokenomics.services.http_connection import Connection, Limits
 from tokenomics.services.http_response import DateHeader
 from tokenomics.services.tls import ssl_context
+from tokenomics.upstream.tcp import TCPStream
 
 if TYPE_CHECKING:
     import ssl
@@ -154,12 +155,15 @@ class Listeners:
                 await conn.drop_if_stalled(now)
 
     async def connection(self, tcp: trio.SocketStream, secure: bool) -> None:
-        stream: trio.abc.Stream = tcp
+        client, server = _address(tcp.socket, True), _address(tcp.socket, False)
+        stream: trio.abc.Stream
         if secure and self.context is not None:
             stream = trio.SSLStream(tcp, self.context, server_side=True, https_compatible=True)
+        else:
+            stream = TCPStream.adopt(tcp)
         conn = Connection(
             stream, self.app, self.limits, self.date, scheme="https" if secure else "http",
-            client=_address(tcp.socket, True), server=_address(tcp.socket, False),
+            client=client, server=server,
         )  # fmt: skip
         self.connections.add(conn)
         if self.stopping:  # accepted just before the listeners closed

@@ -55,7 +55,20 @@ class UpstreamResponse(Protocol):
 
     def chunks(self, idle_timeout: float) -> AsyncIterator[bytes]: ...
 
+    def release(self) -> bool:
+        """Close now when that needs no I/O (a whole response's connection back to the pool):
+        True once closed; False: `aclose()` is needed."""
+        ...
+
     async def aclose(self) -> None: ...
+
+
+async def close_response(response: UpstreamResponse) -> None:
+    """Close `response`, shielded only when that has to wait (a cancel scope per request
+    cost ~1.5% of the proxy's CPU, py-spy at c=64)."""
+    if not response.release():
+        with trio.CancelScope(shield=True):
+            await response.aclose()
 
 
 def header(headers: Headers, name: str) -> str:
@@ -148,6 +161,11 @@ class _PooledResponse:
         except zlib.error:
             raise UpstreamError(_UNDECODABLE) from None
 
+    def release(self) -> bool:
+        if not self.closed and self._pool.checkin_nowait(self._connection):
+            self.closed = True
+        return self.closed
+
     async def aclose(self) -> None:
         if not self.closed:
             self.closed = True
@@ -185,6 +203,9 @@ class _HttpxResponse:
         except zlib.error:
             raise UpstreamError(_UNDECODABLE) from None
 
+    def release(self) -> bool:
+        return self.closed
+
     async def aclose(self) -> None:
         self.closed = True
         await self._response.aclose()
@@ -209,6 +230,10 @@ class _MockResponse:
                 yield scrubbed
         if tail := self._body.end():
             yield tail
+
+    def release(self) -> bool:
+        self.closed = True
+        return True
 
     async def aclose(self) -> None:
         self.closed = True

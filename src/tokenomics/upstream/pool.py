@@ -2,8 +2,8 @@
 
 Requests are written and responses read by `http11` (our own HTTP/1.1: with httpcore2's
 connection on h11 the client cost ~0.18 ms of CPU per request on the benchmark machine, with it
-~0.08 ms, `bench/floors.sh`) over trio TCP or TLS streams, the request head and a small body in
-one write. Behaviour is httpx2's: its default TLS context
+~0.08 ms, `bench/floors.sh`) over plain TCP (`tcp.py`) or trio's TLS streams, the request head
+and a small body in one write. Behaviour is httpx2's: its default TLS context
 (`SSL_CERT_FILE`/`SSL_CERT_DIR` honoured), the same automatic headers, keep-alive for 30 s, an
 idle connection the server has closed is dropped before use, at most `max_connections` open
 (further requests wait). A connection goes back to the pool only after a whole response that
@@ -20,8 +20,10 @@ import httpx2
 import trio
 
 from tokenomics.upstream.http11 import Head, ProtocolError, ResponseReader, encode_request
+from tokenomics.upstream.tcp import TCPStream, readable
 
 if TYPE_CHECKING:
+    import socket
     import ssl
 
 RawHeaders = list[tuple[bytes, bytes]]
@@ -98,8 +100,10 @@ class Connection:
 
     __slots__ = ("_idle_since", "_socket", "_stream", "_unsent", "key", "reader")
 
-    def __init__(self, stream: trio.abc.Stream, socket: trio.socket.SocketType, key: _Key) -> None:
-        self._stream, self._socket, self.key = stream, socket, key
+    def __init__(
+        self, stream: trio.abc.Stream, sock: socket.socket | trio.socket.SocketType, key: _Key
+    ) -> None:
+        self._stream, self._socket, self.key = stream, sock, key
         self._idle_since = 0.0
         self._unsent = False  # a request was not written whole: never reuse the connection
         self.reader: ResponseReader | None = None  # of the current or last response
@@ -148,7 +152,7 @@ class Connection:
 
     def expired(self, expiry: float) -> bool:
         """Idle too long, or readable while idle: the server closed it (or sent junk)."""
-        return trio.current_time() - self._idle_since > expiry or self._socket.is_readable()
+        return trio.current_time() - self._idle_since > expiry or readable(self._socket)
 
     async def aclose(self) -> None:
         await trio.aclose_forcefully(self._stream)
@@ -205,13 +209,20 @@ class ConnectionPool:
 
     async def checkin(self, connection: Connection) -> None:
         """Take a connection back after its response; one that can carry another is kept."""
-        self._slots.release()
-        idle = self._idle.setdefault(connection.key, [])
-        if connection.reusable and len(idle) < self._max_idle:
-            connection.idle()
-            idle.append(connection)
-        else:
+        if not self.checkin_nowait(connection):
+            self._slots.release()
             await connection.aclose()
+
+    def checkin_nowait(self, connection: Connection) -> bool:
+        """`checkin` of a connection that is kept (no I/O); False, and nothing done, when it
+        is to be closed."""
+        idle = self._idle.setdefault(connection.key, [])
+        if not connection.reusable or len(idle) >= self._max_idle:
+            return False
+        self._slots.release()
+        connection.idle()
+        idle.append(connection)
+        return True
 
     async def _checkout(self, destination: Destination) -> Connection:
         idle = self._idle.get(destination.key)
@@ -229,20 +240,19 @@ class ConnectionPool:
             tcp = await trio.open_tcp_stream(hostname, port)  # TCP_NODELAY is trio's default
         except OSError as exc:
             raise ConnectError("connect failed") from exc
-        stream: trio.abc.Stream = tcp
-        if scheme == b"https":
-            tls = trio.SSLStream(
-                tcp, self._ssl_context, server_hostname=hostname, https_compatible=True
-            )
-            try:
-                await tls.do_handshake()
-            except BaseException as exc:
-                await trio.aclose_forcefully(tcp)
-                if isinstance(exc, trio.BrokenResourceError):
-                    raise ConnectError("TLS handshake failed") from exc
-                raise
-            stream = tls
-        return Connection(stream, tcp.socket, key)
+        if scheme != b"https":  # plain: our leaner stream on the connected socket
+            plain = TCPStream.adopt(tcp)
+            return Connection(plain, plain.socket, key)
+        context = self._ssl_context
+        tls = trio.SSLStream(tcp, context, server_hostname=hostname, https_compatible=True)
+        try:
+            await tls.do_handshake()
+        except BaseException as exc:
+            await trio.aclose_forcefully(tcp)
+            if isinstance(exc, trio.BrokenResourceError):
+                raise ConnectError("TLS handshake failed") from exc
+            raise
+        return Connection(tls, tcp.socket, key)
 
     async def aclose(self) -> None:
         idle, self._idle = self._idle, {}
