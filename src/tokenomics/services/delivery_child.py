@@ -4,12 +4,15 @@
 `services/delivery_process.py` (a child of `serve`, or of the `server.workers` supervisor).
 Its standard input is its line to the parent: the first line is the configuration (JSON: the
 database, the webhook targets with their secrets, the maximum age, the poll interval, the
-shutdown grace and the log format), then every byte that follows means "new events are in the
-outbox" (the parent's cheap wake-up; rows of other processes are found by polling), and the
-end of the input means the parent is gone. On SIGTERM, or at the end of the input, an
-attempt in flight gets the grace period; what is not delivered stays in the outbox for the
-next start. One delivery process per outbox: a lock file beside the database
-(`<db>.delivery.lock`, flock) is held while delivering. `os.nice(19)`: request handling always
+shutdown grace and the log format), then each line is a batch of the parent's finished
+requests (`<number> <batch>`: their events are built and appended in one transaction, then the
+number is written to the standard output, the parent's receipt) or, empty, a wake-up (the
+parent appended events itself; rows of other processes are found by polling). The end of the
+input means the parent is gone: what is still in the pipe is committed first. On SIGTERM, or
+at the end of the input, an attempt in flight gets the grace period; what is not delivered
+stays in the outbox for the next start. One delivery process per outbox: a lock file beside
+the database (`<db>.delivery.lock`, flock) is held while delivering (batches are committed
+meanwhile). `os.nice(19)`: request handling always
 wins the CPU, and delivery still moves (slowly) under saturation; events wait in the durable
 outbox meanwhile.
 """

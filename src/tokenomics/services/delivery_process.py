@@ -4,12 +4,13 @@ Delivering an event costs about as much CPU as a short request (a signed POST an
 and a request makes two or more events; on the proxy's own event loop that took 12-14% of its
 throughput. So `serve` runs the dispatcher in `services/delivery_child.py`, at nice 19, and
 this module keeps it running: it starts the child (the configuration on its standard input),
-restarts it with a growing delay when it dies (the outbox keeps every event; delivery goes on
-where the stored cursor says), wakes it with one byte on the pipe when this process has
-appended events (`wake()`, coalesced: at most one byte in flight per wake-up), and on
-cancellation stops it with SIGTERM, the grace period plus a margin, then SIGKILL. Rows of other
-processes (the CLI, `server.workers` processes) the child finds by polling the outbox.
-`/metrics` reads the counters the child stores with each webhook's cursor (`outbox.counters`).
+feeds it the event writer's batches and wake-ups (`EventPipe`: the child commits each batch and
+answers with its number on its standard output), restarts it with a growing delay when it dies
+(the outbox keeps every committed event; delivery goes on where the stored cursor says, and the
+batches it did not answer are appended by this process: `spill`), and on cancellation stops it
+with SIGTERM, the grace period plus a margin, then SIGKILL, and appends what it did not answer.
+Rows of other processes (the CLI, `server.workers` processes) the child finds by polling the
+outbox. `/metrics` reads the counters the child stores with each webhook's cursor.
 """
 
 from __future__ import annotations

@@ -1,11 +1,15 @@
 """The events of finished requests into the outbox, in batches, off the request path.
 
 The recorder hands each `Finished` over a bounded channel (a `send_nowait`, no wait unless the
-channel is full); `run` gathers them for up to `BATCH_SECONDS`, builds their events on the
-event loop (small dicts; the envelopes are encoded in the thread) and appends the batch to
-the outbox in one worker-thread transaction, then wakes the dispatcher. Only the types some
-webhook wants are kept (`wants`); `token.expired` is appended once per token and expiry.
-On shutdown the rest of the channel is written, shielded and time-bounded.
+channel is full); `run` gathers them for up to `BATCH_SECONDS` and takes from each the few
+values its events are built from (`Source`). With a delivery process (`serve`), the batch goes
+to it as one line on its pipe (`services/event_pipe.py`): the child builds the events, appends
+them in one transaction and answers, so the serving process does no SQLite work for events.
+Otherwise (no child running, the child behind, a `server.workers` process, shutdown) the batch
+is built here and appended in one worker-thread transaction, then the dispatcher is woken. Only
+the types some webhook wants are kept (`wants`); `token.expired` is appended once per token and
+expiry. A batch's event ids derive from its random key (`event_id`): written twice, it repeats
+them. On shutdown the rest of the channel is written here, shielded and time-bounded.
 """
 
 from __future__ import annotations
