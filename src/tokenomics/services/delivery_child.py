@@ -105,6 +105,9 @@ def _commit(writer: EventWriter, line: bytes, answer_fd: int) -> None:
     except StoreError as exc:  # not answered: the parent appends it when this process ends
         log.error("event outbox: a batch of events not written: %s", exc)
         return
+    except (ValueError, TypeError) as exc:  # never: the parent encoded it
+        log.error("event outbox: a batch of events not readable: %s", exc)
+        return
     with contextlib.suppress(OSError):  # the parent is gone: nobody waits for the answer
         os.write(answer_fd, number + b"\n")
 

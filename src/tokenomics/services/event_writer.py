@@ -195,7 +195,12 @@ class EventWriter:
     async def spill(self, payloads: Sequence[bytes]) -> None:
         """Batches handed over that the delivery process did not confirm: appended here."""
         for payload in payloads:
-            key, sources = decode(payload)
+            try:
+                key, sources = decode(payload)
+            except (ValueError, TypeError) as exc:  # never: this process encoded it
+                self.errors += 1
+                log.error("event outbox: a batch of events not readable: %s", exc)
+                continue
             await self._store(*self.build(key, sources))
 
     async def write_events(self, batch: list[Event]) -> None:
