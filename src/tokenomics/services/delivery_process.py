@@ -70,6 +70,7 @@ class DeliveryProcess:
         self.pipe = pipe or EventPipe()
         self._spill = spill
         self.process: trio.Process | None = None
+        self._finished: trio.Process | None = None  # the last child whose end was seen to
         self.starts = 0
 
     def wake(self) -> None:
@@ -109,8 +110,7 @@ class DeliveryProcess:
         self.pipe.start()
 
     async def _supervise(self) -> int:
-        """Feed batches and wake-ups to the running child until it exits, read its answers
-        to the end, and append what it did not confirm; its exit code."""
+        """Feed batches and wake-ups to the running child until it exits; its exit code."""
         process = self.process
         assert process is not None and process.stdin is not None and process.stdout is not None
         async with trio.open_nursery() as reading:
@@ -119,12 +119,19 @@ class DeliveryProcess:
                 feeding.start_soon(self.pipe.feed, process.stdin)
                 code = await process.wait()
                 feeding.cancel_scope.cancel()
-        await self._take_back()
+        await self._finish(process)
         return code
 
-    async def _take_back(self) -> None:
-        """The child is gone: append the batches it did not confirm (shielded)."""
+    async def _finish(self, process: trio.Process) -> None:
+        """The child has exited: read its last answers, append the batches it did not
+        confirm, close its pipes (shielded; once per child)."""
+        self._finished = process
         with trio.CancelScope(shield=True):
+            if process.stdout is not None and process.stdin is not None:
+                with trio.move_on_after(STOP_MARGIN):  # ends at once: it has exited
+                    await self.pipe.read_answers(process.stdout)
+                await process.stdout.aclose()
+                await process.stdin.aclose()
             payloads = self.pipe.take()
             if payloads and self._spill is not None:
                 await self._spill(payloads)
@@ -134,20 +141,14 @@ class DeliveryProcess:
         SIGKILL after the grace period and a margin."""
         process = self.process
         self.pipe.up = False
-        if process is None:
-            return
+        if process is None or process is self._finished:
+            return  # not started, or its end already seen to
         if process.returncode is None:
             process.send_signal(signal.SIGTERM)
             with trio.move_on_after(self._config.grace + STOP_MARGIN):
                 await process.wait()
-            if process.returncode is None:
-                log.error("webhook delivery process did not stop in time: killed")
-                process.kill()
-                await process.wait()
-        if process.stdout is not None:
-            with trio.move_on_after(STOP_MARGIN):  # its last answers (it has exited)
-                await self.pipe.read_answers(process.stdout)
-        await self._take_back()
-        for stream in (process.stdin, process.stdout):
-            if stream is not None:
-                await stream.aclose()
+        if process.returncode is None:
+            log.error("webhook delivery process did not stop in time: killed")
+            process.kill()
+            await process.wait()
+        await self._finish(process)
