@@ -15,8 +15,10 @@
 # are pinned to CPU 0 (common.sh), nginx and wrk to CPU 1.
 #
 # Environment: DURATION (5), ROUNDS (3), CONCS ("1 64"), DRAIN_LIMIT (120 s); HOLD_DELIVERY=1
-# stops the delivery process (SIGSTOP) while wrk runs and lets it go (SIGCONT) for the drain:
-# what is left in serve_ms/req is the cost of emitting the events alone.
+# stops the delivery process (SIGSTOP) while wrk runs and lets it go (SIGCONT) for the drain.
+# Since the delivery process commits the events (docs/DECISIONS.md, D-event-pipe), a stopped one
+# stops answering: after 1 MiB of unanswered batches the serving process appends them itself,
+# so HOLD_DELIVERY=1 now measures that fallback, not the usual hand-over.
 source "$(dirname "$0")/common.sh"
 DURATION=${DURATION:-5}
 ROUNDS=${ROUNDS:-3}

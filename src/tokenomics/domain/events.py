@@ -171,10 +171,11 @@ def budget_exceeded(
 
 
 def budget_update(
-    token_hash: str, model: str, input_tokens: int, *, at: datetime | None = None
-) -> Event:
+    token_hash: str, model: str, input_tokens: int, *, at: datetime | None = None,
+    event_id: str = "",
+) -> Event:  # fmt: skip
     data = {"token_hash": _prefix(token_hash), "model": model, "input_tokens": input_tokens}
-    return event(BUDGET_UPDATE, data, at=at)
+    return event(BUDGET_UPDATE, data, at=at, event_id=event_id)
 
 
 def rate_exceeded(token_hash: str, model: str, error: str, *, at: datetime | None = None) -> Event:
@@ -194,7 +195,7 @@ class Completed:
     output_tokens: int
 
 
-def request_completed(done: Completed, *, at: datetime | None = None) -> Event:
+def request_completed(done: Completed, *, at: datetime | None = None, event_id: str = "") -> Event:
     data: dict[str, Any] = {
         "token_hash": _prefix(done.token_hash), "model": done.model, "stream": done.stream,
         "status_code": done.status_code, "input_tokens": done.input_tokens,
@@ -202,7 +203,7 @@ def request_completed(done: Completed, *, at: datetime | None = None) -> Event:
     }  # fmt: skip
     if not done.stream:
         data["error"] = done.status_code >= 400
-    return event(REQUEST_COMPLETED, data, at=at)
+    return event(REQUEST_COMPLETED, data, at=at, event_id=event_id)
 
 
 def server_start(
@@ -214,11 +215,11 @@ def server_start(
 
 def openclaw_agent(
     kind: str, token_hash: str, model: str, status: int, metadata: Mapping[str, str],
-    error: str = "", *, at: datetime | None = None,
+    error: str = "", *, at: datetime | None = None, event_id: str = "",
 ) -> Event:  # fmt: skip
     """`openclaw.agent.request` (status 0), `.success` or `.error` (with `error`)."""
     data: dict[str, Any] = {"token_hash": _prefix(token_hash), "model": model, "status": status}
     data.update((key, value) for key, value in metadata.items() if value)
     if error:
         data["error"] = error
-    return event(kind, data, at=at)
+    return event(kind, data, at=at, event_id=event_id)

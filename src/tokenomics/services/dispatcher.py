@@ -39,19 +39,7 @@ PAGE = 64
 PRUNE_EVERY = 60.0
 DEFAULT_MAX_AGE = 86400.0
 
-__all__ = ["Dispatcher", "WebhookStatistics", "WebhookTarget"]
-
-
-@dataclass(slots=True)
-class WebhookStatistics:
-    """Counters of one webhook since this process started (pending and dead from the store)."""
-
-    delivered: int = 0
-    failed: int = 0  # attempts that did not deliver
-    retried: int = 0  # attempts scheduled again after a failure
-    dead_lettered: int = 0
-    pending: int = 0
-    failing: bool = False
+__all__ = ["Dispatcher", "WebhookTarget"]
 
 
 @dataclass(slots=True)
@@ -67,6 +55,7 @@ class _Worker:
     target: WebhookTarget
     scope: trio.CancelScope
     wakeup: trio.Event
+    failing: bool = False  # logged once until it delivers again
 
 
 class Dispatcher:
@@ -89,21 +78,16 @@ class Dispatcher:
         self._rng = rng
         self._lock = threading.Lock()
         self._workers: dict[str, _Worker] = {}
-        self._stats: dict[str, WebhookStatistics] = {}
         self._in_flight: set[trio.CancelScope] = set()
         self._stop_deadline: float | None = None
         self._mark: tuple[int, int] = (-1, -1)
-        self._counted: dict[str, float] = {}  # when each target's backlog was last counted
 
-    # ── for the composition root, metrics and tests ──────────────────────────────────────
+    # ── for the composition root ─────────────────────────────────────────────────────────
 
     def wake(self) -> None:
         """New events are in the outbox (written by this process)."""
         for worker in self._workers.values():
             worker.wakeup.set()
-
-    def statistics(self) -> dict[str, WebhookStatistics]:
-        return {name: WebhookStatistics(**_fields(s)) for name, s in self._stats.items()}
 
     def stop(self, grace: float) -> None:
         """Shutdown begins: an attempt in flight gets at most `grace` more seconds (the task is
@@ -152,7 +136,6 @@ class Dispatcher:
         for name, target in wanted.items():
             if name not in self._workers:
                 worker = self._workers[name] = _Worker(target, trio.CancelScope(), trio.Event())
-                self._stats.setdefault(name, WebhookStatistics())
                 nursery.start_soon(self._work, worker)
 
     async def _work(self, worker: _Worker) -> None:
@@ -166,12 +149,12 @@ class Dispatcher:
 
     async def _round(self, worker: _Worker) -> None:
         """One page of the target's events, delivered in order; the progress is stored once
-        for the page (a crash then sends the page's delivered events again: same ids)."""
+        for the page (a crash then sends the page's delivered events again: same ids). The
+        counters (`/metrics`) are the outbox's (`Outbox.counters`), stored as it goes."""
         target = worker.target
         page: list[Pending] = await self._io(
             self._outbox.page, target.name, target.events, self._page
         )
-        await self._count_pending(target, page)
         if not page:
             await worker.wakeup.wait()
             worker.wakeup = trio.Event()
@@ -179,29 +162,19 @@ class Dispatcher:
         progress = _Progress()
         try:
             for item in page:
-                await self._deliver(target, item, progress)
+                await self._deliver(worker, item, progress)
         finally:
             with trio.CancelScope(shield=True):
                 await self._flush(target, progress)
-
-    async def _count_pending(self, target: WebhookTarget, page: list[Pending]) -> None:
-        """A short page is everything pending; behind a full one, counting is a scan of the
-        backlog: done at most once a second (the gauge of a burst need not be exact)."""
-        stats = self._stats[target.name]
-        if len(page) < self._page:
-            stats.pending = len(page)
-        elif trio.current_time() - self._counted.get(target.name, -PRUNE_EVERY) >= 1.0:
-            self._counted[target.name] = trio.current_time()
-            stats.pending = await self._io(self._outbox.pending_count, target.name, target.events)
 
     async def _flush(self, target: WebhookTarget, progress: _Progress) -> None:
         if progress.count:
             await self._io(self._outbox.advance, target.name, progress.seq, progress.count)
             progress.count = 0
 
-    async def _deliver(self, target: WebhookTarget, item: Pending, progress: _Progress) -> None:
+    async def _deliver(self, worker: _Worker, item: Pending, progress: _Progress) -> None:
         """Try `item` until it is delivered or dead-lettered."""
-        stats = self._stats[target.name]
+        target = worker.target
         attempts, next_at = item.attempts, item.next_attempt_at
         while True:
             wait = next_at - self._now()
@@ -211,10 +184,9 @@ class Dispatcher:
             attempts += 1
             if result.delivered:
                 await self._delivered(target, item, progress)
-                self._recovered(target, stats)
+                self._recovered(worker)
                 return
-            stats.failed += 1
-            self._failing(target, stats, result)
+            self._failing(worker, result)
             with trio.CancelScope(shield=True):  # what was sent is stored, even now
                 await self._flush(target, progress)
             if result.permanent or self._now() - item.since >= self._max_age:
@@ -225,12 +197,8 @@ class Dispatcher:
                 await self._io(
                     self._outbox.failed, target.name, item, attempts, next_at, result.error
                 )
-            stats.retried += 1
 
     async def _delivered(self, target: WebhookTarget, item: Pending, progress: _Progress) -> None:
-        stats = self._stats[target.name]
-        stats.delivered += 1
-        stats.pending = max(0, stats.pending - 1)
         if item.retry:  # from the dead letters: off that list now
             with trio.CancelScope(shield=True):
                 await self._io(self._outbox.delivered, target.name, item)
@@ -261,9 +229,6 @@ class Dispatcher:
             await self._io(
                 self._outbox.dead_letter, target.name, item, attempts, result.error, self._now()
             )
-        stats = self._stats[target.name]
-        stats.dead_lettered += 1
-        stats.pending = max(0, stats.pending - 1)
         why = "not retried" if result.permanent else f"older than {self._max_age:g}s"
         log.error(
             "webhook %s: event %s (%s) dead-lettered after %d attempt(s), %s: %s; "
@@ -271,19 +236,16 @@ class Dispatcher:
             target.name, item.id, item.type, attempts, why, result.error or "failed",
         )  # fmt: skip
 
-    def _failing(self, target: WebhookTarget, stats: WebhookStatistics, result: Attempt) -> None:
-        if not stats.failing:
-            stats.failing = True
+    def _failing(self, worker: _Worker, result: Attempt) -> None:
+        if not worker.failing:
+            worker.failing = True
+            target = worker.target
             log.warning(
                 "webhook %s (%s) is failing: %s; retrying with backoff",
                 target.name, redact(target.url), result.error or "failed",
             )  # fmt: skip
 
-    def _recovered(self, target: WebhookTarget, stats: WebhookStatistics) -> None:
-        if stats.failing:
-            stats.failing = False
-            log.warning("webhook %s is delivering again", target.name)
-
-
-def _fields(stats: WebhookStatistics) -> dict[str, Any]:
-    return {name: getattr(stats, name) for name in WebhookStatistics.__slots__}
+    def _recovered(self, worker: _Worker) -> None:
+        if worker.failing:
+            worker.failing = False
+            log.warning("webhook %s is delivering again", worker.target.name)

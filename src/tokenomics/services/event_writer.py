@@ -1,19 +1,27 @@
 """The events of finished requests into the outbox, in batches, off the request path.
 
 The recorder hands each `Finished` over a bounded channel (a `send_nowait`, no wait unless the
-channel is full); `run` gathers them for up to `BATCH_SECONDS`, builds their events on the
-event loop (small dicts; the envelopes are encoded in the thread) and appends the batch to
-the outbox in one worker-thread transaction, then wakes the dispatcher. Only the types some
-webhook wants are kept (`wants`); `token.expired` is appended once per token and expiry.
-On shutdown the rest of the channel is written, shielded and time-bounded.
+channel is full); `run` gathers them for up to `BATCH_SECONDS` and takes from each the few
+values its events are built from (`Source`). With a delivery process (`serve`), the batch goes
+to it as one line on its pipe (`services/event_pipe.py`): the child builds the events, appends
+them in one transaction and answers, so the serving process does no SQLite work for events.
+Otherwise (no child running, the child behind, a `server.workers` process, shutdown) the batch
+is built here and appended in one worker-thread transaction, then the dispatcher is woken. Only
+the types some webhook wants are kept (`wants`); `token.expired` is appended once per token and
+expiry. A batch's event ids derive from its random key (`event_id`): written twice, it repeats
+them. On shutdown the rest of the channel is written here, shielded and time-bounded.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import secrets
 import threading
-from typing import TYPE_CHECKING
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, NamedTuple
 
+import orjson
 import trio
 
 from tokenomics.domain import events
@@ -24,6 +32,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
     from tokenomics.domain.events import Event
+    from tokenomics.services.event_pipe import EventPipe
     from tokenomics.services.finished import Finished
     from tokenomics.store.outbox import Outbox
 
@@ -42,51 +51,115 @@ def _openclaw(f: Finished) -> dict[str, str] | None:
     return {k: v for k, v in f.metadata.items() if k in events.OPENCLAW_KEYS and v}
 
 
-def events_of(f: Finished) -> list[Event]:
-    """Every event one finished request produced, in the order they happened."""
-    at, model = f.recorded_at, f.model
-    openclaw = _openclaw(f)
+class Source(NamedTuple):
+    """What a finished request's events are built from: a few plain values, so a batch of
+    them crosses the delivery process's pipe as one line of JSON (`encode`)."""
+
+    at: datetime
+    token_hash: str
+    model: str
+    stream: bool
+    status: int
+    error: str
+    input_tokens: int
+    output_tokens: int
+    forwarded: bool
+    authenticated: bool
+    events: Sequence[tuple[str, dict[str, Any]]]
+    openclaw: dict[str, str] | None
+
+
+def source_of(f: Finished) -> Source:
+    usage = f.usage
+    return Source(
+        f.recorded_at, f.token_hash, f.model, f.stream, f.status, f.error, usage.input_tokens,
+        usage.output_tokens, f.forwarded, f.authenticated, f.events, _openclaw(f),
+    )  # fmt: skip
+
+
+def encode(key: str, sources: Sequence[Source]) -> bytes:
+    """A batch as one line (orjson writes no raw line end): its key, then its sources."""
+    return orjson.dumps([key, [tuple(source) for source in sources]])
+
+
+def decode(payload: bytes) -> tuple[str, list[Source]]:
+    key, rows = orjson.loads(payload)
+    sources = []
+    for row in rows:
+        at, token, model, stream, status, error, used_in, used_out, sent, known = row[:10]
+        happened = [(str(kind), dict(data)) for kind, data in row[10]]
+        sources.append(Source(datetime.fromisoformat(at), token, model, stream, status, error,
+                              used_in, used_out, sent, known, happened, row[11]))  # fmt: skip
+    return str(key), sources
+
+
+def new_key() -> str:
+    """A batch's key: its events' ids derive from it (`event_id`), so a batch written twice
+    (the delivery process killed between its commit and its answer) repeats the same ids."""
+    return secrets.token_hex(16)
+
+
+def event_id(key: str, request: int, index: int) -> str:
+    """`evt_` + 16 bytes in hex: a keyed hash of the event's place in its batch."""
+    digest = hashlib.blake2b(f"{request}.{index}".encode(), digest_size=16, key=key.encode())
+    return "evt_" + digest.hexdigest()
+
+
+def events_of(f: Source, key: str, n: int) -> list[Event]:
+    """Every event one finished request (the `n`th of the batch `key`) produced, in the order
+    they happened."""
+    at, model, openclaw, token = f.at, f.model, f.openclaw, f.token_hash
     out: list[Event] = []
+
+    def eid() -> str:
+        return event_id(key, n, len(out))
+
     if openclaw is not None:
-        out.append(events.openclaw_agent(events.OPENCLAW_REQUEST, f.token_hash, model, 0,
-                                         openclaw, at=at))  # fmt: skip
+        out.append(events.openclaw_agent(events.OPENCLAW_REQUEST, token, model, 0, openclaw,
+                                         at=at, event_id=eid()))  # fmt: skip
     for kind, data in f.events:
         if kind == events.RULE_VIOLATION and openclaw:
             data = {**openclaw, **data}
-        out.append(events.event(kind, data, at=at))
+        out.append(events.event(kind, data, at=at, event_id=eid()))
     if f.forwarded:
-        usage = f.usage
-        out.append(events.budget_update(f.token_hash, model, usage.input_tokens, at=at))
+        out.append(events.budget_update(token, model, f.input_tokens, at=at, event_id=eid()))
     if f.authenticated:
-        done = events.Completed(f.token_hash, model, f.stream, f.status,
-                                f.usage.input_tokens, f.usage.output_tokens)  # fmt: skip
-        out.append(events.request_completed(done, at=at))
+        done = events.Completed(token, model, f.stream, f.status, f.input_tokens,
+                                f.output_tokens)  # fmt: skip
+        out.append(events.request_completed(done, at=at, event_id=eid()))
     if openclaw is not None:
         ok = 200 <= f.status < 300
         kind = events.OPENCLAW_SUCCESS if ok else events.OPENCLAW_ERROR
         error = "" if ok else (f.error or f"HTTP {f.status}")
-        out.append(events.openclaw_agent(kind, f.token_hash, model, f.status, openclaw, error,
-                                         at=at))  # fmt: skip
+        out.append(events.openclaw_agent(kind, token, model, f.status, openclaw, error,
+                                         at=at, event_id=eid()))  # fmt: skip
     return out
 
 
 class EventWriter:
+    """Builds and appends events (the serving process's fallback, and the delivery process's
+    work); `pipe`, when set, is the cheap way: the batch goes to the delivery process."""
+
     def __init__(
-        self, outbox: Outbox, wants: Callable[[str], bool], wake: Callable[[], None]
-    ) -> None:
+        self, outbox: Outbox, wants: Callable[[str], bool], wake: Callable[[], None],
+        pipe: EventPipe | None = None,
+    ) -> None:  # fmt: skip
         self._outbox = outbox
         self._wants = wants
         self._wake = wake
+        self._pipe = pipe
         self.written = 0
         self.errors = 0
         self._lock = threading.Lock()  # one connection: one thread at a time
 
-    def build(self, batch: Sequence[Finished]) -> tuple[list[Event], list[tuple[str, Event]]]:
+    def build(
+        self, key: str, batch: Sequence[Source]
+    ) -> tuple[list[Event], list[tuple[str, Event]]]:
         """The wanted events of `batch`, and the `token.expired` ones (with their full hash)."""
         plain: list[Event] = []
         expired: list[tuple[str, Event]] = []
-        for f in batch:
-            for e in events_of(f):
+        for n, f in enumerate(batch):
+            for e in events_of(f, key, n):
                 if not self._wants(e.type):
                     continue
                 if e.type == events.TOKEN_EXPIRED:
@@ -97,18 +170,38 @@ class EventWriter:
 
     def _append(self, plain: list[Event], expired: list[tuple[str, Event]]) -> int:
         with self._lock:
-            return self._append_locked(plain, expired)
+            self._outbox.append(plain)
+            count = len(plain)
+            for token_hash, e in expired:
+                count += self._outbox.append_expired(token_hash, str(e.data["expired_at"]), e)
+            return count
 
-    def _append_locked(self, plain: list[Event], expired: list[tuple[str, Event]]) -> int:
-        self._outbox.append(plain)
-        count = len(plain)
-        for token_hash, e in expired:
-            count += self._outbox.append_expired(token_hash, str(e.data["expired_at"]), e)
-        return count
+    def commit(self, payload: bytes) -> int:
+        """Build and append one batch that came as `encode`d (in a worker thread)."""
+        key, sources = decode(payload)
+        return self._append(*self.build(key, sources))
 
-    async def write(self, batch: Sequence[Finished]) -> None:
-        plain, expired = self.build(batch)
-        await self._store(plain, expired)
+    async def write(self, batch: Sequence[Finished], *, direct: bool = False) -> None:
+        """Hand the batch to the delivery process, or (no pipe, it is down or behind, or
+        `direct`) build and append it here."""
+        if not batch:
+            return
+        sources = [source_of(f) for f in batch]
+        key = new_key()
+        if self._pipe is not None and not direct and self._pipe.offer(encode(key, sources)):
+            return
+        await self._store(*self.build(key, sources))
+
+    async def spill(self, payloads: Sequence[bytes]) -> None:
+        """Batches handed over that the delivery process did not confirm: appended here."""
+        for payload in payloads:
+            try:
+                key, sources = decode(payload)
+            except (ValueError, TypeError) as exc:  # never: this process encoded it
+                self.errors += 1
+                log.error("event outbox: a batch of events not readable: %s", exc)
+                continue
+            await self._store(*self.build(key, sources))
 
     async def write_events(self, batch: list[Event]) -> None:
         """Events not of a request (`server.start`)."""
@@ -141,6 +234,6 @@ async def run(
             batch, gathering = gathering, []
             await writer.write(batch)
     finally:
-        with trio.move_on_after(FINAL_SECONDS, shield=True):
-            await writer.write([*gathering, *drain(receive)])
+        with trio.move_on_after(FINAL_SECONDS, shield=True):  # here: delivery is stopping
+            await writer.write([*gathering, *drain(receive)], direct=True)
         receive.close()

@@ -14,8 +14,9 @@ a URL listed twice gets `#2`, `#3`.
 
 from __future__ import annotations
 
+import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
@@ -26,7 +27,8 @@ from tokenomics.domain.errors import StoreError
 from tokenomics.services import event_writer
 from tokenomics.services.delivery_child import ChildConfig
 from tokenomics.services.delivery_process import WORKER_ENV, DeliveryProcess
-from tokenomics.services.dispatcher import Dispatcher, WebhookStatistics
+from tokenomics.services.dispatcher import Dispatcher
+from tokenomics.services.event_pipe import EventPipe
 from tokenomics.services.finished import Finished
 from tokenomics.services.logs import LEVELS
 from tokenomics.services.webhook_send import HttpSender, WebhookTarget
@@ -39,6 +41,10 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from tokenomics.config.settings import Settings, WebhookSettings
+
+
+log = logging.getLogger("tokenomics.webhooks")
+COUNT_EVERY = 1.0  # seconds between two counts of the backlogs for /metrics, at least
 
 
 def webhook_targets(webhooks: Sequence[WebhookSettings]) -> list[WebhookTarget]:
@@ -71,14 +77,14 @@ _METRICS = (
 )
 
 
-def metric_lines(stats: Mapping[str, WebhookStatistics | Counters]) -> list[str]:
+def metric_lines(stats: Mapping[str, Counters]) -> list[str]:
     """`tokenomics_webhook_<name>{webhook="…"}` per webhook, in Prometheus text format."""
     lines: list[str] = []
-    for field, kind, text in _METRICS:
-        metric = f"tokenomics_webhook_{field}" + ("_total" if kind == "counter" else "")
+    for name, kind, text in _METRICS:
+        metric = f"tokenomics_webhook_{name}" + ("_total" if kind == "counter" else "")
         lines += [f"# HELP {metric} {text}", f"# TYPE {metric} {kind}"]
-        for name, values in sorted(stats.items()):
-            lines.append(f'{metric}{{webhook="{_escape(name)}"}} {getattr(values, field)}')
+        for target, values in sorted(stats.items()):
+            lines.append(f'{metric}{{webhook="{_escape(target)}"}} {getattr(values, name)}')
     return lines
 
 
@@ -112,8 +118,10 @@ class EventServices:
     sender: HttpSender
     send: trio.MemorySendChannel[Finished]
     receive: trio.MemoryReceiveChannel[Finished]
-    _outbox: Outbox  # read by /metrics (on the event loop: a connection of its own)
+    _outbox: Outbox  # counted for /metrics (in a worker thread: a connection of its own)
     _databases: tuple[Database, Database]
+    _counted: list[str] = field(default_factory=list)  # /metrics lines of the last count
+    _count_wanted: trio.Event = field(default_factory=trio.Event)
 
     @classmethod
     def open(
@@ -126,18 +134,22 @@ class EventServices:
         filters = [t.events for t in targets]
         written, read = Database.open(db_path), Database.open(db_path)
         sender = HttpSender()
-        dispatcher, delivery = None, None
+        dispatcher, delivery, pipe = None, None, None
         if not targets:
             dispatcher = Dispatcher(
                 Outbox(read), lambda: targets, sender, max_age=float(settings.events.max_age)
             )
         elif not environ.get(WORKER_ENV):
-            config = delivery_config(settings, db_path, targets)
-            delivery = DeliveryProcess(config, os.environ)  # the process's, like the sender's
-        wake = delivery.wake if delivery else dispatcher.wake if dispatcher else _nobody
+            pipe = EventPipe()
+        wake = pipe.wake if pipe else dispatcher.wake if dispatcher else _nobody
         writer = event_writer.EventWriter(
-            Outbox(written), lambda kind: events.any_matches(filters, kind), wake
+            Outbox(written), lambda kind: events.any_matches(filters, kind), wake, pipe
         )
+        if pipe is not None:
+            config = delivery_config(settings, db_path, targets)
+            delivery = DeliveryProcess(  # the process's environment, like the sender's
+                config, os.environ, pipe=pipe, spill=writer.spill
+            )
         send, receive = trio.open_memory_channel[Finished](event_writer.QUEUE)
         return cls(
             targets, writer, dispatcher, delivery, sender, send, receive, Outbox(read),
@@ -152,13 +164,35 @@ class EventServices:
             self.dispatcher.wake()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """The delivery process, or the in-process dispatcher, or (a worker) nothing."""
-        if self.delivery is not None:
-            await self.delivery.run(task_status=task_status)
-        elif self.dispatcher is not None:
-            await self.dispatcher.run(task_status=task_status)
-        else:
+        """The delivery process, or the in-process dispatcher, or (a worker) nothing; and,
+        with webhooks, the counting behind `/metrics`."""
+        async with trio.open_nursery() as nursery:
+            if self.targets:
+                await self._count()
+                nursery.start_soon(self._keep_counting)
+            if self.delivery is not None:
+                await nursery.start(self.delivery.run)
+            elif self.dispatcher is not None:
+                await nursery.start(self.dispatcher.run)
             task_status.started()
+
+    async def _keep_counting(self) -> None:
+        """Count again when `/metrics` was scraped, at most every `COUNT_EVERY` seconds: a
+        backlog is counted off the event loop, and only when someone looks."""
+        while True:
+            await self._count_wanted.wait()
+            self._count_wanted = trio.Event()
+            await self._count()
+            await trio.sleep(COUNT_EVERY)
+
+    async def _count(self) -> None:
+        targets = [(t.name, t.events) for t in self.targets]
+        try:
+            counters = await trio.to_thread.run_sync(self._outbox.counters, targets)
+        except StoreError as exc:
+            log.warning("event outbox: webhook counters not read: %s", exc)
+            return
+        self._counted = metric_lines({c.target: c for c in counters})
 
     def stop(self, grace: float) -> None:
         """Shutdown begins (the delivery process gets SIGTERM and `grace` when cancelled)."""
@@ -179,12 +213,11 @@ class EventServices:
             await self.writer.write_events([event])
 
     def metric_lines(self) -> list[str]:
-        """Each webhook's counters as stored by the delivering process (whichever it is)."""
-        try:
-            counters = self._outbox.counters([(t.name, t.events) for t in self.targets])
-        except StoreError:
-            return []
-        return metric_lines({c.target: c for c in counters})
+        """Each webhook's counters as stored by the delivering process (whichever it is), as
+        last counted (at the start, then after each scrape: a scrape shows the count the one
+        before it asked for, so a scrape never waits on a backlog being counted)."""
+        self._count_wanted.set()
+        return self._counted
 
     async def aclose(self) -> None:
         with trio.CancelScope(shield=True):
