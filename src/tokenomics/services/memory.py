@@ -141,17 +141,20 @@ class MemoryWriter:
         event loop, so the thread that writes them holds the GIL only briefly."""
         if self._closed:
             raise RuntimeError("the memory writer is closed")
-        ledger: dict[Path, list[str]] = {}
+        ledger: list[str] = []
         out: list[Rendered | RedisRendered] = []
         for record in records:
             if not record.forwarded:
                 continue  # nothing was sent upstream: nothing to remember (D12)
             if self._ledger_dir is not None:
-                self._add_ledger(ledger, record, session_id)
+                ledger.append(self._ledger_entry(record, session_id))
             if record.memory is not None:
                 out.extend(self._policy_entry(record, record.memory))
-        ledger_files = [Rendered(path, "".join(t).encode()) for path, t in ledger.items()]
-        return ledger_files + out
+        if not ledger or self._ledger_dir is None:
+            return out
+        # One file a day and session: named once a batch (a path per record was 3% of a stream).
+        name = f"{self._now().date().isoformat()}_{session_id}.md"
+        return [Rendered(self._ledger_dir / name, "".join(ledger).encode()), *out]
 
     def write_rendered(self, rendered: Sequence[Rendered | RedisRendered]) -> None:
         """Append rendered entries (rotating policy files first); blocking I/O. Raise the first
@@ -194,13 +197,10 @@ class MemoryWriter:
 
     # ── internals ────────────────────────────────────────────────────────────────────────────
 
-    def _add_ledger(self, out: dict[Path, list[str]], f: Finished, session_id: str) -> None:
-        assert self._ledger_dir is not None
+    def _ledger_entry(self, f: Finished, session_id: str) -> str:
         events = communication_events(f) if self._events else ()
-        text = exchange_entries(f, session_id, events)
-        name = f"{self._now().date().isoformat()}_{session_id}.md"
-        out.setdefault(self._ledger_dir / name, []).append(text)
         self._entries += 1
+        return exchange_entries(f, session_id, events)
 
     def _policy_entry(self, f: Finished, memory: MemoryPolicy) -> list[Rendered | RedisRendered]:
         try:
