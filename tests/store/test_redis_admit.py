@@ -120,6 +120,39 @@ async def test_a_budget_refusal_counts_the_request_but_keeps_no_slot(
         assert one.limiter.statistics().in_flight == 0
 
 
+@pytest.mark.parametrize("backend", ["memory", "redis"])
+async def test_a_budget_refusal_at_a_bound_takes_nothing(
+    backend: str,
+    redis_server: RedisServer,  # noqa: F811
+) -> None:
+    """Asked with a bound of the input (`bound=True`), a budget refusal leaves the request
+    uncounted and holds nothing, so the ask with the estimate that follows counts it once."""
+    one: Counters = (
+        counters(redis_server)
+        if backend == "redis"
+        else LocalCounters(Budgets(), RateLimiter(trio.current_time))
+    )
+    limit = rate(2, max_parallel=1)
+    with pytest.raises(BudgetExceeded, match=r"used 0 \+ input 50 > limit 40"):
+        await one.admit(KEY, limit, ask(40, 50), bound=True)
+    slot, hold = await one.admit(KEY, limit, ask(40, 10, 5))  # the estimate: admitted
+    with pytest.raises(RateLimited, match=r"1 concurrent requests \(max 1\)"):
+        await one.admit(KEY, limit, ask(40, 10), bound=True)  # the slot is taken
+    await one.settle(KEY, limit, slot, hold, Outcome(True, 12, 0.0))
+    slot, hold = await one.admit(KEY, limit, ask(40, 10), bound=True)  # counted: 2 of 2
+    await one.settle(KEY, limit, slot, hold, Outcome(True, 12, 0.0))
+    with pytest.raises(RateLimited, match=r"2 requests in 1m window \(max 2\)"):
+        await one.admit(KEY, limit, ask(40, 10), bound=True)
+    if isinstance(one, RedisCounters):
+        assert number(redis_server, "GET", f"tokenomics:usage:{KEY}") == 24
+        assert number(redis_server, "HLEN", f"tokenomics:holds:{KEY}") == 2  # _t, _n only
+        assert number(redis_server, "ZCARD", f"tokenomics:parallel:{KEY}") == 0
+    else:
+        assert isinstance(one, LocalCounters)
+        assert one.budgets.settled(KEY).tokens == 24
+        assert one.limiter.statistics().in_flight == 0
+
+
 async def test_many_clients_admitting_overshoot_by_at_most_one_output(
     redis_server: RedisServer,  # noqa: F811
 ) -> None:

@@ -163,18 +163,22 @@ class RedisCounters:
         raise_budget_exceeded(numbers, ask)
         return RedisClaim(key, hold=hold)
 
-    async def admit(self, key: str, limit: RateLimit | None, ask: Ask) -> tuple[Claim, Claim]:
+    async def admit(
+        self, key: str, limit: RateLimit | None, ask: Ask, *, bound: bool = False
+    ) -> tuple[Claim, Claim]:
         """`acquire` then `reserve` in one round trip (the `ADMIT` script) when both are
         needed. Redis unavailable is a 503 even with `rate_limit_fail_open`: the budget could
-        not be checked either (the two-step path ends the same way)."""
-        if not rated(limit) or not ask.limited:
+        not be checked either (the two-step path ends the same way). With `bound`, a budget
+        refusal takes nothing (`ADMIT` answers 3 instead of 2)."""
+        if not rated(limit) or not ask.limited:  # one of them is no step: nothing to undo
             return await self.acquire(key, limit), await self.reserve(key, ask)
         acquire_keys, acquire_args, slot = acquire_call(key, limit)
         budget_args, hold = reserve_args(ask)
         keys = [*token_keys(key), *acquire_keys]
-        reply = await self.run("admit", keys, [*budget_args, *acquire_args])
+        flag = "1" if bound else "0"
+        reply = await self.run("admit", keys, [*budget_args, flag, *acquire_args])
         raise_rate_limited(reply)
-        if reply and reply[0] == 2:
+        if reply and reply[0] in (2, 3):
             numbers = ints(reply[1:], 3)
             if numbers is None:
                 raise RedisUnavailable(f"{UNAVAILABLE}: unexpected reply to admit")
