@@ -16,7 +16,6 @@ error) is closed, never reused: its reply stream is out of step.
 from __future__ import annotations
 
 import math
-import re
 import socket
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Union
@@ -35,7 +34,6 @@ MAX_BULK = 64 * 1024 * 1024
 MAX_ARRAY = 1_000_000
 MAX_LINE = 64 * 1024
 MAX_DEPTH = 8  # our scripts reply with flat arrays; a deeper reply is not ours
-INTEGER = re.compile(rb"-?[0-9]+")
 READ_SIZE = 65536
 BACKOFF_FIRST = 0.05
 BACKOFF_MAX = 2.0
@@ -67,20 +65,39 @@ def _arg(value: Arg) -> bytes:
     return str(value).encode()
 
 
+def _bulk(data: bytes) -> bytes:
+    return b"$%d\r\n%s\r\n" % (len(data), data)
+
+
+# Encoded short strings and ints: most of a call's arguments repeat from call to call (the
+# keys of a token, the script's SHA, limits, TTLs) and formatting each costs more than a dict
+# lookup. Bounded: emptied when full (the ids of each request fill it slowly).
+BULK_CACHE: dict[str | int, bytes] = {}
+MAX_CACHED_BULKS = 4096
+MAX_BULK_CACHED = 128
+
+
 def encode(*args: Arg) -> bytes:
     parts = [b"*%d\r\n" % len(args)]
     append = parts.append
+    bulks = BULK_CACHE
     for arg in args:  # the common exact types inline (a bool is not an int here: `_arg`)
         if type(arg) is str:
-            data = arg.encode()
+            append(bulks.get(arg) or _cached(arg, arg.encode()))
         elif type(arg) is int:
-            data = b"%d" % arg
-        elif type(arg) is bytes:
-            data = arg
+            append(bulks.get(arg) or _cached(arg, b"%d" % arg))
         else:
-            data = _arg(arg)
-        append(b"$%d\r\n%s\r\n" % (len(data), data))
+            append(_bulk(_arg(arg)))
     return b"".join(parts)
+
+
+def _cached(arg: str | int, data: bytes) -> bytes:
+    bulk = _bulk(data)
+    if len(bulk) <= MAX_BULK_CACHED:
+        if len(BULK_CACHE) >= MAX_CACHED_BULKS:
+            BULK_CACHE.clear()
+        BULK_CACHE[arg] = bulk
+    return bulk
 
 
 class Parser:
@@ -107,17 +124,19 @@ class Parser:
             return Parser.MORE
 
     def _line(self) -> bytes:
-        end = self._buf.find(b"\r\n", self._pos)
+        buf, pos = self._buf, self._pos
+        end = buf.find(b"\r\n", pos)
         if end < 0:
-            if len(self._buf) - self._pos > MAX_LINE:
+            if len(buf) - pos > MAX_LINE:
                 raise RedisUnavailable("Redis sent a line that is too long")
             raise _Incomplete
-        line = bytes(self._buf[self._pos : end])
         self._pos = end + 2
-        return line
+        return bytes(buf[pos:end])
 
-    def _int(self, text: bytes, limit: int, least: int = -(2**63)) -> int:
-        if INTEGER.fullmatch(text) is None:  # int() would take "1_000", " 7", "+7"
+    @staticmethod
+    def _int(text: bytes, limit: int, least: int = -(2**63)) -> int:
+        # digits only (int() would take "1_000", " 7", "+7"); bytes.isdigit is ASCII-only
+        if not (text[1:] if text[:1] == b"-" else text).isdigit():
             raise RedisUnavailable("Redis sent a malformed number")
         value = int(text)
         if value > limit:
@@ -131,28 +150,34 @@ class Parser:
             raise RedisUnavailable("Redis sent arrays nested too deep")
         line = self._line()
         kind, rest = line[:1], line[1:]
+        if kind == b":":
+            return self._int(rest, 2**63)
+        if kind == b"*":
+            count = self._int(rest, MAX_ARRAY, least=-1)
+            if count < 0:
+                return None
+            depth += 1
+            return [self._reply(depth) for _ in range(count)]
+        if kind == b"$":
+            return self._bulk(rest)
         if kind == b"+":
             return rest
         if kind == b"-":
             return RespError(rest.decode("utf-8", "replace"))
-        if kind == b":":
-            return self._int(rest, 2**63)
-        if kind == b"$":
-            size = self._int(rest, MAX_BULK, least=-1)
-            if size < 0:
-                return None
-            if len(self._buf) - self._pos < size + 2:
-                raise _Incomplete
-            end = self._pos + size
-            if self._buf[end : end + 2] != b"\r\n":  # out of step with the stream
-                raise RedisUnavailable("Redis sent a bulk string of the wrong length")
-            data = bytes(self._buf[self._pos : end])
-            self._pos = end + 2
-            return data
-        if kind == b"*":
-            count = self._int(rest, MAX_ARRAY, least=-1)
-            return None if count < 0 else [self._reply(depth + 1) for _ in range(count)]
         raise RedisUnavailable("Redis sent a reply of an unknown type")
+
+    def _bulk(self, rest: bytes) -> bytes | None:
+        size = self._int(rest, MAX_BULK, least=-1)
+        if size < 0:
+            return None
+        buf, pos = self._buf, self._pos
+        if len(buf) - pos < size + 2:
+            raise _Incomplete
+        end = pos + size
+        if buf[end : end + 2] != b"\r\n":  # out of step with the stream
+            raise RedisUnavailable("Redis sent a bulk string of the wrong length")
+        self._pos = end + 2
+        return bytes(buf[pos:end])
 
 
 class _Incomplete(Exception):
