@@ -16,7 +16,8 @@ from tokenomics.domain.errors import BudgetExceeded, RateLimited
 from tokenomics.domain.policy import RateLimit, RateRule
 from tokenomics.domain.ratelimit import RateLimiter
 from tokenomics.store.local_counters import LocalCounters
-from tokenomics.store.redis_counters import RedisCounters, window_key
+from tokenomics.store.redis_calls import MEMO, SLOT_TTL_MS, acquire_call, window_key
+from tokenomics.store.redis_counters import RedisCounters
 from tokenomics.store.resp import RedisAddress, RedisClient
 
 KEY = "ab" * 32
@@ -195,3 +196,27 @@ async def test_admission_without_a_rate_limit_or_a_budget_is_one_step_or_none(
     await one.admit(KEY, None, ask(100, 10))
     await one.admit(KEY, None, ask(0, 10))
     assert stat(redis_server, "evalsha") == 2
+
+
+def test_calls_built_from_the_memo_are_those_built_afresh() -> None:
+    """A limit's and a token's unchanging parts are remembered (by the limit's identity):
+    every limit still gets its own windows and rules, also once the memo has been emptied."""
+    slow = RateLimit((RateRule(requests=5, window="1m", window_delta=MINUTE),
+                      RateRule(requests=0, tokens=50, window="1h", window_delta=MINUTE * 60,
+                               strategy="fixed")), max_parallel=2)  # fmt: skip
+    for _ in range(2):
+        for i in range(MEMO.MAX + 5):
+            keys, args, _ = acquire_call(f"{i:064x}", rate(i + 1))
+            assert keys == [
+                f"tokenomics:parallel:{i:064x}",
+                window_key(f"{i:064x}", (60_000, "sliding")),
+            ]
+            assert args[3:] == [1, 60_000, "sliding", 1, 1, i + 1, 0, "1m"]
+        keys, args, slot = acquire_call(KEY, slow)
+        assert keys[1:] == [
+            window_key(KEY, (60_000, "sliding")),
+            window_key(KEY, (3_600_000, "fixed")),
+        ]
+        assert args == [2, slot, SLOT_TTL_MS, 2, 60_000, "sliding", 3_600_000, "fixed", 2,
+                        1, 5, 0, "1m", 2, 0, 50, "1h"]  # fmt: skip
+        assert len(MEMO.limits) <= MEMO.MAX and len(MEMO.keys) <= MEMO.MAX
