@@ -133,3 +133,22 @@ async def test_budget_refusals_count_in_the_rate_window_on_both_backends(
     assert answers == [(429, "budget exceeded"), (429, "budget exceeded"),
                        (429, "rate limit exceeded")]  # fmt: skip
     assert mock_upstream_server.requests == []
+
+
+@pytest.mark.parametrize("backend", ["memory", "redis"])
+async def test_a_request_near_its_budget_is_counted_once_on_both_backends(
+    backend: str,
+    mock_upstream_server: MockUpstream,
+    tmp_path: Path,
+    redis_server: RedisServer,  # noqa: F811
+) -> None:
+    """The input's bound (its UTF-8 size, ~150) is over the budget, its estimate (~35) is not:
+    admitted after the second ask, and counted once in the rate window (with Redis the first
+    ask, refused at the bound, takes nothing), so the second such request is admitted too."""
+    policy = {**PROVIDERS, "max_tokens": 140,
+              "rate_limit": {"rules": [{"requests": 2, "window": "1m"}]}}  # fmt: skip
+    answers = await statuses(
+        backend, tmp_path, mock_upstream_server, redis_server, policy, [body("echo", 30)] * 3, []
+    )
+    assert answers == [(200, ""), (200, ""), (429, "rate limit exceeded")]
+    assert len(mock_upstream_server.requests) == 2

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import trio
 import trio.testing
+from tests.support.redis_server import RedisServer, redis_server  # noqa: F401
 
 from tokenomics.services import revocation
 from tokenomics.services.token_cache import TokenCache
@@ -57,3 +58,20 @@ async def test_a_subscription_that_goes_silent_is_pinged_and_made_again(
         nursery.cancel_scope.cancel()
     assert redis.pings >= 2
     assert redis.subscriptions >= 3  # each silent PING ended the connection; it subscribed again
+
+
+async def test_published_prints_older_than_the_retention_are_dropped(
+    redis_server: RedisServer,  # noqa: F811
+) -> None:
+    """The prints hash does not grow for ever: a change older than `keep_ms` goes at the next
+    publication (its date forced into the past here: Redis's clock is real time)."""
+    client = RedisClient(RedisAddress("127.0.0.1", redis_server.port), timeout=2)
+    old, new = "a" * 64, "b" * 64
+    assert await revocation.publish(client, {old: "-"}) == 0
+    assert old.encode() in redis_server.command("HGETALL", revocation.PRINTS)
+    redis_server.command("ZADD", revocation.CHANGED, "1", old)  # long ago
+    assert await revocation.publish(client, {new: "0123456789abcdef"}) == 1
+    prints = redis_server.command("HGETALL", revocation.PRINTS)
+    assert old.encode() not in prints and new.encode() in prints
+    assert redis_server.command("ZSCORE", revocation.CHANGED, old).startswith(b"$-1")
+    await client.aclose()

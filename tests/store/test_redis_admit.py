@@ -16,7 +16,8 @@ from tokenomics.domain.errors import BudgetExceeded, RateLimited
 from tokenomics.domain.policy import RateLimit, RateRule
 from tokenomics.domain.ratelimit import RateLimiter
 from tokenomics.store.local_counters import LocalCounters
-from tokenomics.store.redis_counters import RedisCounters, window_key
+from tokenomics.store.redis_calls import MEMO, SLOT_TTL_MS, acquire_call, window_key
+from tokenomics.store.redis_counters import RedisCounters
 from tokenomics.store.resp import RedisAddress, RedisClient
 
 KEY = "ab" * 32
@@ -120,6 +121,39 @@ async def test_a_budget_refusal_counts_the_request_but_keeps_no_slot(
         assert one.limiter.statistics().in_flight == 0
 
 
+@pytest.mark.parametrize("backend", ["memory", "redis"])
+async def test_a_budget_refusal_at_a_bound_takes_nothing(
+    backend: str,
+    redis_server: RedisServer,  # noqa: F811
+) -> None:
+    """Asked with a bound of the input (`bound=True`), a budget refusal leaves the request
+    uncounted and holds nothing, so the ask with the estimate that follows counts it once."""
+    one: Counters = (
+        counters(redis_server)
+        if backend == "redis"
+        else LocalCounters(Budgets(), RateLimiter(trio.current_time))
+    )
+    limit = rate(2, max_parallel=1)
+    with pytest.raises(BudgetExceeded, match=r"used 0 \+ input 50 > limit 40"):
+        await one.admit(KEY, limit, ask(40, 50), bound=True)
+    slot, hold = await one.admit(KEY, limit, ask(40, 10, 5))  # the estimate: admitted
+    with pytest.raises(RateLimited, match=r"1 concurrent requests \(max 1\)"):
+        await one.admit(KEY, limit, ask(40, 10), bound=True)  # the slot is taken
+    await one.settle(KEY, limit, slot, hold, Outcome(True, 12, 0.0))
+    slot, hold = await one.admit(KEY, limit, ask(40, 10), bound=True)  # counted: 2 of 2
+    await one.settle(KEY, limit, slot, hold, Outcome(True, 12, 0.0))
+    with pytest.raises(RateLimited, match=r"2 requests in 1m window \(max 2\)"):
+        await one.admit(KEY, limit, ask(40, 10), bound=True)
+    if isinstance(one, RedisCounters):
+        assert number(redis_server, "GET", f"tokenomics:usage:{KEY}") == 24
+        assert number(redis_server, "HLEN", f"tokenomics:holds:{KEY}") == 2  # _t, _n only
+        assert number(redis_server, "ZCARD", f"tokenomics:parallel:{KEY}") == 0
+    else:
+        assert isinstance(one, LocalCounters)
+        assert one.budgets.settled(KEY).tokens == 24
+        assert one.limiter.statistics().in_flight == 0
+
+
 async def test_many_clients_admitting_overshoot_by_at_most_one_output(
     redis_server: RedisServer,  # noqa: F811
 ) -> None:
@@ -162,3 +196,27 @@ async def test_admission_without_a_rate_limit_or_a_budget_is_one_step_or_none(
     await one.admit(KEY, None, ask(100, 10))
     await one.admit(KEY, None, ask(0, 10))
     assert stat(redis_server, "evalsha") == 2
+
+
+def test_calls_built_from_the_memo_are_those_built_afresh() -> None:
+    """A limit's and a token's unchanging parts are remembered (by the limit's identity):
+    every limit still gets its own windows and rules, also once the memo has been emptied."""
+    slow = RateLimit((RateRule(requests=5, window="1m", window_delta=MINUTE),
+                      RateRule(requests=0, tokens=50, window="1h", window_delta=MINUTE * 60,
+                               strategy="fixed")), max_parallel=2)  # fmt: skip
+    for _ in range(2):
+        for i in range(MEMO.MAX + 5):
+            keys, args, _ = acquire_call(f"{i:064x}", rate(i + 1))
+            assert keys == [
+                f"tokenomics:parallel:{i:064x}",
+                window_key(f"{i:064x}", (60_000, "sliding")),
+            ]
+            assert args[3:] == [1, 60_000, "sliding", 1, 1, i + 1, 0, "1m"]
+        keys, args, slot = acquire_call(KEY, slow)
+        assert keys[1:] == [
+            window_key(KEY, (60_000, "sliding")),
+            window_key(KEY, (3_600_000, "fixed")),
+        ]
+        assert args == [2, slot, SLOT_TTL_MS, 2, 60_000, "sliding", 3_600_000, "fixed", 2,
+                        1, 5, 0, "1m", 2, 0, 50, "1h"]  # fmt: skip
+        assert len(MEMO.limits) <= MEMO.MAX and len(MEMO.keys) <= MEMO.MAX

@@ -5,10 +5,13 @@ carried is sent by the flusher, and what Redis does not take waits in SQLite for
 
 from __future__ import annotations
 
+import socket
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 import trio
+import trio.testing
 from tests.e2e.test_redis_fleet import until
 from tests.support.redis_server import RedisServer, redis_server  # noqa: F401
 from trio.testing import wait_all_tasks_blocked
@@ -23,6 +26,13 @@ from tokenomics.store.redis_pending import PendingSettles
 from tokenomics.store.resp import RedisAddress, RedisClient
 
 KEY = "cd" * 32
+
+
+@pytest.fixture
+def autojump_clock() -> trio.testing.MockClock:
+    return trio.testing.MockClock(autojump_threshold=0)
+
+
 ONE_AT_A_TIME = RateLimit(
     (RateRule(requests=1000, window="1m", window_delta=timedelta(minutes=1)),), max_parallel=1
 )
@@ -125,3 +135,27 @@ async def test_a_crashed_journal_s_spend_raises_the_settled_spend_in_redis(
     spend = await one.settle(KEY, None, None, hold, Outcome(True, 5, 0.0))
     assert spend is not None and spend.tokens == 95
     await one.client.aclose()
+
+
+async def test_the_flusher_sends_only_settles_that_waited_linger(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A settle queued just before the flusher's turn is left for the next admission: sent on
+    its own only once it has waited `linger` (here nothing listens: it is counted as lost)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    one = RedisCounters(RedisClient(RedisAddress("127.0.0.1", port), timeout=1))
+    call = (KEY, [f"tokenomics:usage:{KEY}"], ["", "1", 1, 0, "", 1000, 0])
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(lambda: flush_settles(one, linger=1.0))
+        await wait_all_tasks_blocked()
+        one.settles.put(call, Outcome(True, 1, 0.0))  # t = 0
+        await trio.sleep(0.6)
+        assert one.settles.take() == [call]  # an admission carried it
+        one.settles.put(call, Outcome(True, 1, 0.0))  # t = 0.6: due at 1.6
+        await trio.sleep(0.6)
+        assert len(one.settles.queue) == 1 and one.dropped == 0  # not sent at 1.0
+        await trio.sleep(0.6)
+        assert one.settles.idle and one.dropped == 1  # sent at 1.6 (nobody there)
+        nursery.cancel_scope.cancel()

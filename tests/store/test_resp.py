@@ -10,6 +10,7 @@ import trio
 from tests.support.redis_server import RedisServer, redis_server  # noqa: F401
 
 from tokenomics.domain.errors import RedisUnavailable
+from tokenomics.store import resp
 from tokenomics.store.resp import Parser, RedisAddress, RedisClient, RespError, encode
 
 
@@ -41,6 +42,12 @@ def test_replies_parse_whatever_the_chunking() -> None:
         b"$-7\r\n",
         b"*-2\r\n",
         b":1_000\r\n",
+        b":+7\r\n",
+        b": 7\r\n",
+        b":-\r\n",
+        b":\r\n",
+        b":7 \r\n",
+        b":\xd9\xa3\r\n",  # a non-ASCII digit
         b"$ 3\r\nabc\r\n",
         b"*1\r\n" * 600 + b":1\r\n",  # nesting that would exhaust the recursion limit
     ],
@@ -52,6 +59,25 @@ def test_hostile_replies_are_unavailable_errors(data: bytes) -> None:
 
 def test_encode_is_resp_arrays_of_bulk_strings() -> None:
     assert encode("SET", b"k", 5, 1.5) == b"*4\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\n5\r\n$3\r\n1.5\r\n"
+
+
+def bulk(data: bytes) -> bytes:
+    return b"$%d\r\n%s\r\n" % (len(data), data)
+
+
+def test_encoding_is_the_same_from_the_cache_and_after_it_is_emptied() -> None:
+    """Repeated strings and ints come from a bounded cache: the bytes never change, however
+    many distinct ones go through (the cache empties itself when full)."""
+    args: list[str | int] = ["é", "x" * 500, -3, 0, 2**70]
+    for round_ in range(3):
+        for i in range(resp.MAX_CACHED_BULKS + 10):
+            assert encode("k", i, f"id{i}") == b"*3\r\n" + bulk(b"k") + bulk(b"%d" % i) + bulk(
+                b"id%d" % i
+            )
+        expected = b"".join(bulk(str(a).encode()) for a in args)
+        assert encode(*args) == b"*5\r\n" + expected, round_
+        assert len(resp.BULK_CACHE) <= resp.MAX_CACHED_BULKS
+    assert encode(True, 1) == b"*2\r\n" + bulk(b"True") + bulk(b"1")
 
 
 def test_addresses() -> None:

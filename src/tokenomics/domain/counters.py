@@ -78,10 +78,14 @@ class Counters(Protocol):
         `RedisUnavailable` (503)."""
         ...
 
-    async def admit(self, key: str, limit: RateLimit | None, ask: Ask) -> tuple[Claim, Claim]:
+    async def admit(
+        self, key: str, limit: RateLimit | None, ask: Ask, *, bound: bool = False
+    ) -> tuple[Claim, Claim]:
         """`acquire` then `reserve` as one step: (slot, reservation). A rate refusal takes
         nothing; a budget refusal leaves the request counted in the rate windows, as the two
-        steps do, and the slot not held."""
+        steps do, and the slot not held. With `bound` (the ask's input is a bound of the
+        estimate, which the caller asks with next if this is refused), a budget refusal takes
+        nothing either: the ask with the estimate counts the request once."""
         ...
 
     async def settle(

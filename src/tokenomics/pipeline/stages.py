@@ -241,7 +241,8 @@ async def reserve_budget(ex: Exchange, deps: Deps) -> None:
     its bound (`input_bound`: no vocabulary, never less than the estimate), so a request far
     from its limit is admitted without counting; only when the bound is refused is the
     estimate counted and asked for, and a refusal then is the estimate's, with its numbers.
-    A rate limit deferred into this step (one-step admission) is asked with the count alone."""
+    A rate limit deferred into this step (one-step admission) is asked with both, the bound's
+    refusal taking nothing (`Counters.admit`'s `bound`): the request is counted once."""
     assert ex.resolved is not None
     budgeted = enforced(ex, "budgeted")
     max_tokens = ex.resolved.max_tokens if budgeted else 0
@@ -250,15 +251,11 @@ async def reserve_budget(ex: Exchange, deps: Deps) -> None:
         await _reserve(ex, deps, Ask(max_tokens, max_cost, ex.input_estimate, 0.0))
         return
     ask = _asker(ex, deps, max_tokens, max_cost)
-    if ex.deferred_rate is None:
-        try:
-            await _reserve(ex, deps, ask(input_bound(ex, deps)))
-            return
-        except BudgetExceeded:
-            pass
-    # With the rate limit deferred into this step (Redis), the ask is made once, counted: a
-    # refused bound would have counted the request in the rate windows without taking its
-    # `max_parallel` slot, and the retry (a plain reserve) would have run without one.
+    try:
+        await _reserve(ex, deps, ask(input_bound(ex, deps)), bound=True)
+        return
+    except BudgetExceeded:
+        pass
     ex.input_estimate = await exact_input(ex, deps)
     try:
         await _reserve(ex, deps, ask(ex.input_estimate))
@@ -295,26 +292,28 @@ def _asker(ex: Exchange, deps: Deps, max_tokens: int, max_cost: float) -> Callab
     return ask
 
 
-async def _reserve(ex: Exchange, deps: Deps, ask: Ask) -> None:
+async def _reserve(ex: Exchange, deps: Deps, ask: Ask, *, bound: bool = False) -> None:
     if ex.deferred_rate is None:
         ex.reservation = await counters(deps).reserve(ex.token_hash, ask)
     else:
-        await _admit(ex, deps, ask)
+        await _admit(ex, deps, ask, bound)
 
 
-async def _admit(ex: Exchange, deps: Deps, ask: Ask) -> None:
-    """The deferred rate limit and the budget, one step (`Counters.admit`)."""
+async def _admit(ex: Exchange, deps: Deps, ask: Ask, bound: bool) -> None:
+    """The deferred rate limit and the budget, one step (`Counters.admit`). Refused at the
+    `bound`, nothing was taken: the rate limit stays deferred to the ask with the estimate."""
     assert ex.policy is not None
     try:
         ex.permit, ex.reservation = await counters(deps).admit(
-            ex.token_hash, ex.policy.rate_limit, ask
+            ex.token_hash, ex.policy.rate_limit, ask, bound=bound
         )
     except RateLimited as exc:
         admission.restore(ex)
         ex.events.append(("rate.exceeded", _event_data(ex, error=exc.message)))
         raise
     except BudgetExceeded:
-        ex.deferred_rate = None  # the rate limit passed (and counted the request)
+        if not bound:
+            ex.deferred_rate = None  # the rate limit passed (and counted the request)
         raise
     except TokenomicsError:
         admission.restore(ex)  # a 503: the early rate step would have raised it first

@@ -116,13 +116,13 @@ async def flush_settles(counters: RedisCounters, *, linger: float = LINGER) -> N
     try:
         while True:
             await settles.wait()
-            puts = -1
-            while settles.puts != puts:  # every `linger` while settles come (no wake-up each)
-                puts = settles.puts
-                await trio.sleep(linger)
-                if settles.queue:
-                    with contextlib.suppress(RedisUnavailable):
-                        await counters.flush()
+            while settles.queue:  # no wake-up per settle while they come: one per `linger`
+                due = settles.since + linger
+                if trio.current_time() < due:  # only what waited that long: the rest is
+                    await trio.sleep_until(due)  # likely carried by the next admission
+                    continue
+                with contextlib.suppress(RedisUnavailable):
+                    await counters.flush()
     finally:
         settles.deferred = False
         with trio.CancelScope(shield=True), contextlib.suppress(RedisUnavailable):

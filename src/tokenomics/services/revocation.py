@@ -3,10 +3,13 @@ refused by every proxy sharing the Redis at once, not only after their stores sy
 
 Each proxy publishes the changes its token snapshot saw (`TokenCache.take_changes`): the token
 hash and its new fingerprint ("-" when deleted) go to the `tokenomics:tokens:prints` hash and
-the `tokenomics:tokens` channel. Every proxy subscribes; what it hears goes to the snapshot's
-`fleet` view, so `lookup` refuses a token whose local record differs (one dict lookup per
-request), and a reload of the local store is asked for at once (a shared store catches up in
-milliseconds). After (re)connecting, the whole hash is read again: nothing missed while away.
+the `tokenomics:tokens` channel. The hash keeps a change for `PRINTS_KEEP_MS` (a day: every
+store has caught up by then), then it is dropped by the next publication (the
+`tokenomics:tokens:changed` sorted set dates each entry), so it does not grow for ever.
+Every proxy subscribes; what it hears goes to the snapshot's `fleet` view, so `lookup` refuses
+a token whose local record differs (one dict lookup per request), and a reload of the local
+store is asked for at once (a shared store catches up in milliseconds). After (re)connecting,
+the whole hash is read again: nothing missed while away.
 """
 
 from __future__ import annotations
@@ -26,6 +29,25 @@ if TYPE_CHECKING:
 
 CHANNEL = "tokenomics:tokens"
 PRINTS = "tokenomics:tokens:prints"
+CHANGED = "tokenomics:tokens:changed"  # sorted set: token hash -> ms of its last change
+PRINTS_KEEP_MS = 86_400_000
+PRUNE_BATCH = 1000
+# KEYS: prints, changed; ARGV: keep_ms, batch, then (hash, print) pairs -> how many dropped
+_RECORD = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+for i = 3, #ARGV, 2 do
+  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+  redis.call('ZADD', KEYS[2], now, ARGV[i])
+end
+local old = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now - tonumber(ARGV[1]),
+                       'LIMIT', 0, tonumber(ARGV[2]))
+if #old > 0 then
+  redis.call('HDEL', KEYS[1], unpack(old))
+  redis.call('ZREM', KEYS[2], unpack(old))
+end
+return #old
+"""
 KEEPALIVE = 5.0  # seconds of silence on the subscription before it is PINGed
 PUBLISH_EVERY = 0.1
 _VALID = re.compile(r"^[0-9a-f]{64}$")
@@ -34,10 +56,20 @@ _PRINT = re.compile(r"^([0-9a-f]{16}|-)$")
 log = logging.getLogger("tokenomics.tokens")
 
 
-async def publish(client: RedisClient, changes: dict[str, str]) -> None:
-    commands: list[list[Arg]] = [["HSET", PRINTS, *[x for pair in changes.items() for x in pair]]]
+async def publish(
+    client: RedisClient, changes: dict[str, str], *, keep_ms: int = PRINTS_KEEP_MS
+) -> int:
+    """Record the changes (dropping those older than `keep_ms`) and announce them; returns
+    how many old ones were dropped. Rare (only when tokens change): the script is sent whole."""
+    pairs = [x for pair in changes.items() for x in pair]
+    commands: list[list[Arg]] = [
+        ["EVAL", _RECORD, 2, PRINTS, CHANGED, keep_ms, PRUNE_BATCH, *pairs]
+    ]
     commands += [["PUBLISH", CHANNEL, f"{h} {p}"] for h, p in changes.items()]
-    await client.execute(commands)
+    recorded = (await client.execute(commands))[0]
+    if not isinstance(recorded, int):
+        raise RedisUnavailable(f"token changes not recorded in Redis: {recorded!r}")
+    return recorded
 
 
 def _heard(cache: TokenCache, token_hash: str, print_: str) -> bool:

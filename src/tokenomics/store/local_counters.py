@@ -49,7 +49,17 @@ class LocalCounters:
             output_cost_usd=ask.output_cost_usd,
         )
 
-    async def admit(self, key: str, limit: RateLimit | None, ask: Ask) -> tuple[Claim, Claim]:
+    async def admit(
+        self, key: str, limit: RateLimit | None, ask: Ask, *, bound: bool = False
+    ) -> tuple[Claim, Claim]:
+        if bound:  # the budget first: its refusal at a bound takes nothing
+            reservation = await self.reserve(key, ask)
+            try:
+                return LocalSlot(key, self.limiter.acquire(key, limit)), reservation
+            except BaseException:
+                if isinstance(reservation, Reservation):
+                    reservation.release()
+                raise
         slot = LocalSlot(key, self.limiter.acquire(key, limit))
         try:
             return slot, await self.reserve(key, ask)

@@ -88,17 +88,56 @@ def rated(limit: RateLimit | None) -> bool:
     return limit is not None and (bool(limit.rules) or limit.max_parallel > 0)
 
 
+class _Memo:
+    """What a call takes from a limit or a token that does not change between requests (the
+    windows, the rules' ARGV, the keys), built once: formatting them cost more than the rest
+    of a call. Limits are remembered by identity (a policy's `RateLimit` lives as long as its
+    token's snapshot; the entry holds it, so its id is not reused). Bounded: emptied when full."""
+
+    MAX = 10_000
+
+    def __init__(self) -> None:
+        self.limits: dict[int, tuple[RateLimit, list[tuple[int, str]], list[Arg]]] = {}
+        self.keys: dict[tuple[str, int], tuple[RateLimit, list[str], list[str]]] = {}
+
+    def limit(self, limit: RateLimit) -> tuple[list[tuple[int, str]], list[Arg]]:
+        """The limit's windows, and the ARGV of `ACQUIRE` after the slot's part."""
+        hit = self.limits.get(id(limit))
+        if hit is not None and hit[0] is limit:
+            return hit[1], hit[2]
+        windows = windows_of(limit)
+        args = [*window_args(windows), len(limit.rules)]
+        for rule in limit.rules:
+            args += [windows.index(_window(rule)) + 1, rule.requests, rule.tokens, rule.window]
+        if len(self.limits) >= self.MAX:
+            self.limits.clear()
+        self.limits[id(limit)] = (limit, windows, args)
+        return windows, args
+
+    def keys_of(self, key: str, limit: RateLimit) -> tuple[list[str], list[str]]:
+        """The token's keys (`token_keys`, then its parallel key) and its window keys."""
+        hit = self.keys.get((key, id(limit)))
+        if hit is not None and hit[0] is limit:
+            return hit[1], hit[2]
+        windows, _ = self.limit(limit)
+        own = [*token_keys(key), f"tokenomics:parallel:{key}"]
+        found = (limit, own, [window_key(key, w) for w in windows])
+        if len(self.keys) >= self.MAX:
+            self.keys.clear()
+        self.keys[key, id(limit)] = found
+        return found[1], found[2]
+
+
+MEMO = _Memo()
+
+
 def acquire_call(key: str, limit: RateLimit | None) -> tuple[list[str], list[Arg], str]:
     """KEYS and ARGV of `ACQUIRE` (the `A` part of `ADMIT`), and the slot id ("" for none)."""
     assert limit is not None
     slot = IDS.new() if limit.max_parallel > 0 else ""
-    windows = windows_of(limit)
-    keys = [f"tokenomics:parallel:{key}", *(window_key(key, w) for w in windows)]
-    args: list[Arg] = [limit.max_parallel, slot or "-", SLOT_TTL_MS, *window_args(windows)]
-    args.append(len(limit.rules))
-    for rule in limit.rules:
-        args += [windows.index(_window(rule)) + 1, rule.requests, rule.tokens, rule.window]
-    return keys, args, slot
+    _, rest = MEMO.limit(limit)
+    own, windows = MEMO.keys_of(key, limit)
+    return [own[4], *windows], [limit.max_parallel, slot or "-", SLOT_TTL_MS, *rest], slot
 
 
 def reserve_args(ask: Ask) -> tuple[list[Arg], str]:

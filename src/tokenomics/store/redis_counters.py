@@ -30,6 +30,7 @@ from tokenomics.store import redis_scripts
 from tokenomics.store.redis_calls import (
     IDS,
     MARKER_TTL_MS,
+    MEMO,
     RedisClaim,
     acquire_call,
     ints,
@@ -39,9 +40,6 @@ from tokenomics.store.redis_calls import (
     reserve_args,
     to_nanos,
     token_keys,
-    window_args,
-    window_key,
-    windows_of,
 )
 from tokenomics.store.redis_settles import Settles
 from tokenomics.store.resp import RespError
@@ -163,18 +161,24 @@ class RedisCounters:
         raise_budget_exceeded(numbers, ask)
         return RedisClaim(key, hold=hold)
 
-    async def admit(self, key: str, limit: RateLimit | None, ask: Ask) -> tuple[Claim, Claim]:
+    async def admit(
+        self, key: str, limit: RateLimit | None, ask: Ask, *, bound: bool = False
+    ) -> tuple[Claim, Claim]:
         """`acquire` then `reserve` in one round trip (the `ADMIT` script) when both are
         needed. Redis unavailable is a 503 even with `rate_limit_fail_open`: the budget could
-        not be checked either (the two-step path ends the same way)."""
-        if not rated(limit) or not ask.limited:
+        not be checked either (the two-step path ends the same way). With `bound`, a budget
+        refusal takes nothing (`ADMIT` answers 3 instead of 2)."""
+        if not rated(limit) or not ask.limited:  # one of them is no step: nothing to undo
             return await self.acquire(key, limit), await self.reserve(key, ask)
-        acquire_keys, acquire_args, slot = acquire_call(key, limit)
+        assert limit is not None  # rated
+        _, acquire_args, slot = acquire_call(key, limit)
         budget_args, hold = reserve_args(ask)
-        keys = [*token_keys(key), *acquire_keys]
-        reply = await self.run("admit", keys, [*budget_args, *acquire_args])
+        own, windows = MEMO.keys_of(key, limit)  # the token's keys, its parallel one, windows
+        keys = [*own, *windows]
+        flag = "1" if bound else "0"
+        reply = await self.run("admit", keys, [*budget_args, flag, *acquire_args])
         raise_rate_limited(reply)
-        if reply and reply[0] == 2:
+        if reply and reply[0] in (2, 3):
             numbers = ints(reply[1:], 3)
             if numbers is None:
                 raise RedisUnavailable(f"{UNAVAILABLE}: unexpected reply to admit")
@@ -193,14 +197,17 @@ class RedisCounters:
     ) -> tuple[list[str], list[Arg]]:
         hold = reservation.hold if isinstance(reservation, RedisClaim) else ""
         slot_id = slot.slot if isinstance(slot, RedisClaim) else ""
-        windows = windows_of(limit) if outcome.tokens > 0 else []
         marker = f"tokenomics:settled:{hold or IDS.new()}"
-        keys = [*token_keys(key), f"tokenomics:parallel:{key}", marker]
-        keys += [window_key(key, w) for w in windows]
         committed = "1" if outcome.committed else "0"
         nanos = to_nanos(outcome.cost_usd)
         args: list[Arg] = [hold, committed, outcome.tokens, nanos, slot_id, MARKER_TTL_MS]
-        return keys, [*args, *window_args(windows)]
+        if limit is None:
+            return [*token_keys(key), f"tokenomics:parallel:{key}", marker], [*args, 0]
+        own, window_keys = MEMO.keys_of(key, limit)  # the token's keys, parallel, windows
+        if outcome.tokens <= 0:
+            return [*own, marker], [*args, 0]
+        windows, acquire_args = MEMO.limit(limit)
+        return [*own, marker, *window_keys], [*args, *acquire_args[: 1 + 2 * len(windows)]]
 
     async def settle(
         self,

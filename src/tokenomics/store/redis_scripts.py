@@ -198,19 +198,23 @@ return {0}
 # with what the in-process backend leaves behind when they run one after the other: a rate
 # refusal takes nothing; a budget refusal leaves the request counted in the rate windows (as
 # `RateLimiter.acquire` counts it) but takes no parallel slot (the in-process one is given back
-# when the refused request ends).
-# KEYS: usage, cost, holds, hold_expiry, parallel, window 1..n; ARGV: R (8 values), then A
+# when the refused request ends). With the bound flag set, the input asked for is a bound of
+# the estimate: a budget refusal then takes nothing either (3: ask again with the estimate).
+# KEYS: usage, cost, holds, hold_expiry, parallel, window 1..n; ARGV: R (8 values), bound
+# "1"/"0", then A
 # -> {0} | {1, what, retry_ms} (rate limited) | {2, 1 | 2, used tokens, used nanos} (budget)
+#    | {3, 1 | 2, used tokens, used nanos} (budget, at the bound: nothing taken)
 ADMIT = (
     _COMMON
     + _TAKE
     + """
 local now = now_ms()
-local W, A = slice(KEYS, 6), slice(ARGV, 9)
+local W, A = slice(KEYS, 6), slice(ARGV, 10)
 local refused, wins = rate_check(KEYS[5], W, A, now)
 if refused then return refused end
-count_request(W, wins, now)
 local budget = budget_reserve(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV, now)
+if budget[1] ~= 0 and ARGV[9] == '1' then return {3, budget[1], budget[2], budget[3]} end
+count_request(W, wins, now)
 if budget[1] ~= 0 then return {2, budget[1], budget[2], budget[3]} end
 take_slot(KEYS[5], A, now)
 return {0}

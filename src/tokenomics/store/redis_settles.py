@@ -35,7 +35,7 @@ class Settles:
         self.known: dict[str, Spend] = {}
         self.deferred = False  # set by the flusher task while it runs
         self.sending = 0  # settles taken from the queue whose pipeline has not answered yet
-        self.puts = 0  # settles queued so far (the flusher polls while this moves)
+        self.since = 0.0  # when the oldest queued settle was queued (Trio's clock)
         self._wake = trio.Event()
         self._waiting = False
 
@@ -46,8 +46,9 @@ class Settles:
 
     def put(self, call: Call, outcome: Outcome) -> Spend:
         """Queue one settle; the token's spend as far as this proxy knows, with it."""
+        if not self.queue:
+            self.since = trio.current_time()
         self.queue.append(call)
-        self.puts += 1
         if self._waiting:
             self._wake.set()
         key = call[0]
