@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.e2e.test_redis_fleet import body, fleet, quiet, share_token
+from tests.e2e.test_redis_fleet import body, fleet, quiet, share_token, until
 from tests.store.test_redis_admit import stat
 from tests.support.mock_upstream import MockUpstream
 from tests.support.proxy import start_proxy
@@ -36,6 +36,9 @@ async def test_admission_is_one_round_trip(
             warm = await client.post("/v1/chat/completions", json=body("echo", 3),
                                      headers={"x-api-key": token})  # fmt: skip
             await quiet(proxies)
+            # The token's creation is announced (one EVAL, sent whole: rare) within 0.1 s; on
+            # a slow machine that could fall after the reset.
+            await until(lambda: stat(redis_server, "eval") == 1)
             redis_server.command("CONFIG", "RESETSTAT")
             response = await client.post("/v1/chat/completions", json=body("echo", 3),
                                          headers={"x-api-key": token})  # fmt: skip
