@@ -36,12 +36,15 @@ if TYPE_CHECKING:
 Event = tuple[str | None, bytes]  # an SSE event's name (or None) and its `data`
 
 DEFAULT_MAX_TEXT_BYTES = 512 * 1024  # assistant text kept from a stream (for memory capture)
-MAX_KEPT_BYTES = 16 * 1024  # raw events a lazy accounting keeps before it reads them all
+MAX_KEPT_BYTES = 8 * 1024  # raw events a lazy accounting keeps before it reads them all
 # Keys of a chunk and of a delta that carry nothing but text (or nothing we read): anything
 # else sends the chunk through the full field checks.
 _PLAIN_CHUNK = frozenset({"id", "object", "created", "model", "choices", "system_fingerprint",
                           "service_tier", "obfuscation", "provider"})  # fmt: skip
 _PLAIN_DELTA = frozenset({"role", "content", "refusal"})
+
+
+JOIN_EVERY = 32  # text pieces joined into one as they come (each character copied once more)
 
 
 class _Capped:
@@ -61,8 +64,11 @@ class _Capped:
             return
         size = len(piece) if piece.isascii() else len(piece.encode())
         if self.size + size <= self.cap:
-            self.parts.append(piece)
+            parts = self.parts
+            parts.append(piece)
             self.size += size
+            if len(parts) % JOIN_EVERY == 0:  # a stream's deltas are a few characters each:
+                parts[-JOIN_EVERY:] = ["".join(parts[-JOIN_EVERY:])]  # a str apiece cost ~12x
             return
         self.truncated = True
         kept = piece.encode()[: self.cap - self.size].decode("utf-8", "ignore")

@@ -14,6 +14,7 @@ Only the first `BODY_LIMIT` bytes are read either way; `kept_bytes` says how man
 
 from __future__ import annotations
 
+from collections import deque
 from typing import TYPE_CHECKING
 
 from tokenomics.domain.stream_usage import StreamAccounting
@@ -44,7 +45,7 @@ class Clipped:
     def __init__(self, head: int = CLIP_HEAD, tail: int = CLIP_TAIL) -> None:
         self._keep_head, self._keep_tail = head, tail
         self._head = ""
-        self._tail: list[str] = []
+        self._tail: deque[str] = deque()
         self._tail_size = 0
         self.length = 0
 
@@ -59,11 +60,13 @@ class Clipped:
             self._head += piece[:room]
             piece = piece[room:]
         if piece:
-            self._tail.append(piece)
+            tail = self._tail
+            tail.append(piece)
             self._tail_size += len(piece)
-            if self._tail_size > 2 * self._keep_tail:  # trimmed now and then: amortised O(1)
-                self._tail = [self.tail_text()]
-                self._tail_size = len(self._tail[0])
+            # Whole pieces the tail no longer needs are dropped: it holds `tail` characters
+            # and at most one piece more, and nothing is copied.
+            while tail and self._tail_size - len(tail[0]) >= self._keep_tail:
+                self._tail_size -= len(tail.popleft())
 
     def tail_text(self) -> str:
         """The last `tail` characters (fewer when the text is shorter)."""
