@@ -15,6 +15,7 @@ import re
 from urllib.parse import unquote
 
 from tokenomics.domain.errors import BadPath
+from tokenomics.domain.memo import remember
 
 _MALFORMED_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _ENCODED_SEPARATOR = re.compile(r"%(2[Ff]|5[Cc])")
@@ -54,9 +55,7 @@ def canonical_path(raw: str) -> str:
     if path is None:
         path = _canonical(raw)
         if len(raw) <= _ACCEPTED_LENGTH:
-            if len(_ACCEPTED) >= _ACCEPTED_SIZE:
-                _ACCEPTED.clear()
-            _ACCEPTED[raw] = path
+            remember(_ACCEPTED, raw, path, _ACCEPTED_SIZE)
     return path
 
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from tokenomics.domain.errors import ModelNotAllowed, ProxyError
+from tokenomics.domain.memo import remember
 from tokenomics.domain.resolve import resolve_for_model, resolve_provider
 
 if TYPE_CHECKING:
@@ -71,10 +72,8 @@ def _provider_name(base: str, providers: Mapping[str, ProviderConfig]) -> str:
     found = _NAMED.get(key)
     if found is not None and found[0] is providers:
         return found[1]
-    if len(_NAMED) >= _NAMED_LIMIT:
-        _NAMED.clear()
     name = provider_at(base, providers)
-    _NAMED[key] = (providers, name)
+    remember(_NAMED, key, (providers, name), _NAMED_LIMIT)
     return name
 
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from tokenomics.domain.budget import NANOS_PER_USD, format_usd
 from tokenomics.domain.errors import BudgetExceeded, RateLimited
+from tokenomics.domain.memo import remember
 
 if TYPE_CHECKING:
     from tokenomics.domain.counters import Ask
@@ -109,9 +110,7 @@ class _Memo:
         args = [*window_args(windows), len(limit.rules)]
         for rule in limit.rules:
             args += [windows.index(_window(rule)) + 1, rule.requests, rule.tokens, rule.window]
-        if len(self.limits) >= self.MAX:
-            self.limits.clear()
-        self.limits[id(limit)] = (limit, windows, args)
+        remember(self.limits, id(limit), (limit, windows, args), self.MAX)
         return windows, args
 
     def keys_of(self, key: str, limit: RateLimit) -> tuple[list[str], list[str]]:
@@ -122,10 +121,8 @@ class _Memo:
         windows, _ = self.limit(limit)
         own = [*token_keys(key), f"tokenomics:parallel:{key}"]
         found = (limit, own, [window_key(key, w) for w in windows])
-        if len(self.keys) >= self.MAX:
-            self.keys.clear()
-        self.keys[key, id(limit)] = found
-        return found[1], found[2]
+        remember(self.keys, (key, id(limit)), found, self.MAX)
+        return own, found[2]
 
 
 MEMO = _Memo()

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Union
 import trio
 
 from tokenomics.domain.errors import RedisUnavailable
+from tokenomics.domain.memo import remember
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -94,9 +95,7 @@ def encode(*args: Arg) -> bytes:
 def _cached(arg: str | int, data: bytes) -> bytes:
     bulk = _bulk(data)
     if len(bulk) <= MAX_BULK_CACHED:
-        if len(BULK_CACHE) >= MAX_CACHED_BULKS:
-            BULK_CACHE.clear()
-        BULK_CACHE[arg] = bulk
+        remember(BULK_CACHE, arg, bulk, MAX_CACHED_BULKS)
     return bulk
 
 

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import httpx2
 import trio
 
+from tokenomics.domain.memo import remember
 from tokenomics.upstream.http11 import Head, ProtocolError, ResponseReader, encode_request
 from tokenomics.upstream.tcp import TCPStream, readable
 
@@ -180,9 +181,7 @@ class ConnectionPool:
     def destination(self, url: str) -> Destination:
         found = self._destinations.get(url)
         if found is None:
-            if len(self._destinations) >= _URL_CACHE_SIZE:
-                self._destinations.clear()
-            found = self._destinations[url] = Destination.parse(url)
+            found = remember(self._destinations, url, Destination.parse(url), _URL_CACHE_SIZE)
         return found
 
     async def send(
