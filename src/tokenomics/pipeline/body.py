@@ -105,9 +105,7 @@ class Bodies:
         if body is not None:
             if len(body) > limit:
                 raise self._too_large()
-            size = max(len(body), declared or 0)
-            self._take(size)
-            self.release(size - len(body))
+            self._take(len(body))  # the server framed it: its declared length, if any
             return body
         taken = 0
         try:
