@@ -15,7 +15,6 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from tokenomics.pipeline.headers import CREDENTIALS
-from tokenomics.pipeline.stream_capture import is_event_stream as is_event_stream  # re-exported
 
 if TYPE_CHECKING:
     from collections.abc import Iterable

@@ -18,10 +18,9 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from tokenomics.domain.durations import format_rfc3339
-from tokenomics.pipeline.stream_capture import StreamCapture
+from tokenomics.pipeline.stream_capture import StreamCapture, is_event_stream
 from tokenomics.services.capture import (
     header_lines,
-    is_event_stream,
     parse_time,
     sanitise,
     text_of,
