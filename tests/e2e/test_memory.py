@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 import pytest
+import trio
 from tests.support.proxy import Proxy, start_proxy
 
 from tokenomics.services.finished import Finished
@@ -211,3 +212,34 @@ async def test_a_claude_code_say_hi_leaves_a_small_memory_without_credentials(
     assert token not in ledger and "tkn_" not in ledger
     for dropped in ("X-Stainless", "X-App", "Authorization", "X-Api-Key", "Dangerous"):
         assert dropped.lower() not in ledger.lower(), dropped
+
+
+async def test_a_stream_the_client_left_is_remembered_as_far_as_it_went(tmp_path: Path) -> None:
+    """The request hands its stream's capture over unread; the memory writer reads it in its
+    batch, the event the client was cut off in included."""
+    records: list[Finished] = []
+    body = {"model": "pace-300-gpt", "stream": True,
+            "messages": [{"role": "user", "content": "hello there"}]}  # fmt: skip
+    async with start_proxy(tmp_path) as proxy:
+        recorder = proxy.server.deps.recorder
+        assert isinstance(recorder, Recorder) and recorder.journal is not None
+        forward = recorder.journal
+        recorder.journal = lambda f: (records.append(f), forward(f))[-1]
+        token = proxy.token(memory_policy([], tmp_path / "mem"))
+        headers = {"Authorization": f"Bearer {token}"}
+        async with proxy.client() as client:
+            async with client.stream(
+                "POST", "/v1/chat/completions", json=body, headers=headers
+            ) as response:
+                async for part in response.aiter_raw():
+                    if b'"content":"Mock"' in part:
+                        break
+            with trio.fail_after(5):
+                while not records:  # noqa: ASYNC110 - recorded once the request is cancelled
+                    await trio.sleep(0.01)
+    (record,) = records
+    assert record.error == "client disconnected"
+    assert record.response_stream is not None and record.response_stream.closed
+    _, policy = remembered(tmp_path)
+    assert "[streaming sse]" in policy and "Captured assistant text:\nMock" in policy
+    assert "Mock reply to: hello there" not in policy  # it never got that far

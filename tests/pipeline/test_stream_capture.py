@@ -16,11 +16,12 @@ from tokenomics.pipeline.stream_capture import (
     READ_EVERY,
     Clipped,
     StreamCapture,
+    data_lines,
 )
 from tokenomics.services.capture import sanitise
 from tokenomics.services.memory_format import TRUNCATED, stream_text
 from tokenomics.services.memory_limits import clip, clip_kept
-from tokenomics.upstream.sse import all_event_fields
+from tokenomics.upstream.sse import EventSplitter, all_event_fields, event_fields, split_events
 
 OPENAI = (
     b'data: {"choices":[{"delta":{"content":"Bonjour, \xc3\xa7a va"}}]}\n\n'
@@ -166,3 +167,70 @@ def test_clip_kept_is_clip(text: str, step: int) -> None:
     for at in range(0, len(text), step):
         kept.append(text[at : at + step])
     assert clip_kept(kept, sanitise) == clip(sanitise(text))
+
+
+@pytest.mark.parametrize(("raw", "expected"), SHAPES)
+def test_a_block_of_plain_data_lines_is_read_in_one_split(
+    raw: bytes, expected: list[tuple[str | None, str]]
+) -> None:
+    whole = EventSplitter().whole(raw)
+    payloads = data_lines(whole)
+    if payloads is not None:  # else read event by event (`event_fields`)
+        events = [fields for raw in split_events(whole) if (fields := event_fields(raw))]
+        assert payloads == [data for _, data in events]
+
+
+@pytest.mark.parametrize(
+    ("whole", "payloads"),
+    [
+        (OPENAI, [data.encode() for _, data in DECODED]),
+        (b"data: a\n\ndata: \n\n", [b"a", b""]),  # an empty payload: read as none
+        (b"", []),
+        (b"data:no-space\n\n", None),
+        (b"data: a\ndata: b\n\n", None),  # two data lines
+        (b"event: e\ndata: a\n\n", None),
+        (b"data: a\n\n: comment\n\n", None),
+        (b"data: a\r\n\r\n", None),
+        (b"data: a\n\n\ndata: b\n\n", None),  # a line end more
+        (b"\xef\xbb\xbfdata: bom\n\n", None),
+    ],
+)
+def test_only_blocks_of_single_data_lines_are_read_in_one_split(
+    whole: bytes, payloads: list[bytes] | None
+) -> None:
+    assert data_lines(whole) == payloads
+
+
+SHAPE = st.sampled_from([raw for raw, _ in SHAPES if raw.endswith(b"\n\n")])
+
+
+@given(
+    st.lists(st.one_of(SHAPE, PAYLOAD.map(delta), st.binary(max_size=30)), max_size=40),
+    st.lists(st.integers(1, 5000), min_size=1, max_size=10),
+)
+def test_every_payload_is_counted_and_kept_like_reading_the_whole_stream(
+    events: list[bytes], cuts: list[int]
+) -> None:
+    stream = b"".join(events)
+    chunks, at = [], 0
+    while at < len(stream):
+        size = cuts[len(chunks) % len(cuts)]
+        chunks.append(stream[at : at + size])
+        at += size
+    capture = StreamCapture.of(chunks, sse=True, keep_bodies=50)
+    payloads = [data.decode("utf-8", "replace") for _, data in all_event_fields(stream) if data]
+    assert capture.payloads == len(payloads)
+    assert capture.bodies == payloads[:50]
+    assert stream_text(capture, len(stream)) == reference_text(chunks, len(stream))
+
+
+def test_a_capture_left_open_is_read_by_its_first_reader_and_only_once() -> None:
+    capture = StreamCapture(sse=True, keep_bodies=10)
+    capture.feed(OPENAI[:50])
+    capture.feed(OPENAI[50:])
+    assert capture.payloads == 0  # under READ_EVERY: nothing read yet
+    first = stream_text(capture, len(OPENAI))
+    assert capture.payloads == 4 and capture.chunks == []
+    capture.close()  # another reader closes it again: nothing left to read
+    assert capture.payloads == 4 and stream_text(capture, len(OPENAI)) == first
+    assert first == stream_text(StreamCapture.of([OPENAI], sse=True), len(OPENAI))

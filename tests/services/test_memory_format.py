@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from tests.support.finished import REPLY_BODY, REQUEST_BODY, finished, openai_deltas, sse, streamed
 
-from tokenomics.pipeline.stream_capture import StreamCapture
+from tokenomics.pipeline.stream_capture import EVENT_BODIES, StreamCapture
 from tokenomics.services.comm_events import communication_events
 from tokenomics.services.memory_format import (
     TRUNCATED,
@@ -192,3 +192,31 @@ def test_event_entries_follow_the_exchange_entries() -> None:
         f"## 2026-11-27T10:00:02Z | {KEY} | event | gpt-4o",
         f"## 2026-11-27T10:00:02Z | {KEY} | event | gpt-4o",
     ]
+
+
+def left_open(chunks: tuple[bytes, ...]) -> StreamCapture:
+    """A capture as the request hands it over: fed every chunk sent, not closed."""
+    capture = StreamCapture(sse=True, keep_bodies=EVENT_BODIES)
+    for chunk in chunks:
+        capture.feed(chunk)
+    return capture
+
+
+def test_a_capture_the_request_left_open_is_read_by_whichever_consumer_comes_first() -> None:
+    # The client went away mid-stream: the last event lacks its blank line.
+    chunks = (*openai_deltas("Hello", " world")[:2], b'data: {"choices":[{"delta":{"content":"!"')
+    closed = streamed(chunks)
+    events = communication_events(closed)
+    with_events, alone = exchange_entries(closed, KEY, events), exchange_entries(closed, KEY)
+    # The ledger's memory reads the events first; policy memory reads the entries alone.
+    record = streamed(chunks, response_stream=left_open(chunks))
+    assert record.response_stream is not None and not record.response_stream.closed
+    assert exchange_entries(record, KEY, communication_events(record)) == with_events
+    assert record.response_stream.closed
+    assert exchange_entries(record, KEY) == alone
+    record = streamed(chunks, response_stream=left_open(chunks))
+    assert exchange_entries(record, KEY) == alone
+    assert communication_events(record) == events
+    assert '3. {"choices":[{"delta":{"content":"!"\n' in alone  # the cut event, as it came
+    assert "Captured assistant text:\nHello world\n" in alone
+    assert [event.get("chunk_index") for event in events] == [None, None, 1, 2, 3, None]

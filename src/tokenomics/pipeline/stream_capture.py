@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from tokenomics.domain.stream_usage import StreamAccounting
 from tokenomics.pipeline.exchange import BODY_LIMIT
-from tokenomics.upstream.sse import EventSplitter, event_fields
+from tokenomics.upstream.sse import EventSplitter, event_fields, split_events
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -61,6 +61,12 @@ class Clipped:
             piece = piece[room:]
         if piece:
             tail = self._tail
+            if len(piece) >= self._keep_tail:  # the whole tail is in it: only that is kept
+                tail.clear()
+                self._tail_size = 0
+                piece = piece[len(piece) - self._keep_tail :]
+                if not piece:
+                    return
             tail.append(piece)
             self._tail_size += len(piece)
             # Whole pieces the tail no longer needs are dropped: it holds `tail` characters
@@ -79,7 +85,11 @@ class Clipped:
 
 
 class StreamCapture:
-    """Fed each chunk sent to the client, in order; read once the stream has ended."""
+    """Fed each chunk sent to the client, in order; read once the stream has ended.
+
+    The request hands it over to the record's consumers unclosed (what was not read yet is at
+    most `READ_EVERY` bytes): each consumer calls `close` before it reads the capture, in the
+    ledger's batch, so the last read costs the request nothing."""
 
     __slots__ = (
         "_keep_bodies", "_splitter", "_unread", "bodies", "chunks", "kept_bytes", "numbered",
@@ -107,6 +117,11 @@ class StreamCapture:
         capture.close()
         return capture
 
+    @property
+    def closed(self) -> bool:
+        """All of it has been read (always, for a stream that is not SSE)."""
+        return self._splitter is None
+
     def feed(self, chunk: bytes) -> None:
         room = BODY_LIMIT - self.kept_bytes
         if room <= 0:
@@ -120,7 +135,8 @@ class StreamCapture:
                 self._read()
 
     def close(self) -> None:
-        """The end of the stream: what is left is read, an event lacking its blank line too."""
+        """The end of the stream: what is left is read, an event lacking its blank line too.
+        Once: a second call (another consumer of the record) finds nothing left to read."""
         if self._splitter is not None:
             self._read()
             if rest := self._splitter.flush():
@@ -130,11 +146,33 @@ class StreamCapture:
     def _read(self) -> None:
         """The chunks fed since the last read, as events (in one piece: one scan)."""
         assert self._splitter is not None
-        whole = b"".join(self.chunks)
+        whole = self._splitter.whole(b"".join(self.chunks))
         self.chunks.clear()
         self._unread = 0
-        for raw in self._splitter.feed(whole):
-            self._event(raw)
+        payloads = data_lines(whole)
+        if payloads is None:  # named events, comments, CR line ends, …: event by event
+            for raw in split_events(whole):
+                self._event(raw)
+        elif payloads:
+            self._payloads(payloads)
+
+    def _payloads(self, payloads: list[bytes]) -> None:
+        """The payloads of a block of plain `data: …` events (`data_lines`), in a few steps
+        for the block: what `_event` does for one event, without cutting each one again."""
+        feed = self.text.feed_data
+        decoded = []
+        for data in payloads:
+            if data:
+                feed(None, data)
+                decoded.append(data.decode("utf-8", "replace"))
+        if not decoded:
+            return
+        first = self.payloads + 1
+        self.payloads += len(decoded)
+        numbered = "\n".join(map("{}. {}".format, range(first, self.payloads + 1), decoded))
+        self.numbered.append(numbered if first == 1 else "\n" + numbered)
+        if (room := self._keep_bodies - len(self.bodies)) > 0:
+            self.bodies += decoded[:room]
 
     def _event(self, raw: bytes) -> None:
         fields = event_fields(raw)
@@ -149,3 +187,17 @@ class StreamCapture:
         self.numbered.append(f"{'' if self.payloads == 1 else chr(10)}{self.payloads}. {payload}")
         if len(self.bodies) < self._keep_bodies:
             self.bodies.append(payload)
+
+
+def data_lines(whole: bytes) -> list[bytes] | None:
+    """The `data` of each event of a block of whole events when every one of them is a
+    single `data: …` line with LF line ends (the usual stream); None for any other block
+    (`event_fields` reads those). Three C-level scans and a split, for the whole block."""
+    if not whole:
+        return []
+    if whole[:6] != b"data: " or whole[-2:] != b"\n\n" or b"\r" in whole:
+        return None
+    payloads = whole[6:-2].split(b"\n\ndata: ")
+    # Every line end is one of the blank lines the split cut on (two apiece, the last
+    # one's included): no payload has a line of its own, an event has no other field.
+    return payloads if whole.count(b"\n") == 2 * len(payloads) else None

@@ -75,9 +75,10 @@ def communication_events(f: Finished, *, max_chunks: int = MAX_CHUNK_EVENTS) -> 
 def chunk_bodies(captured: StreamCapture, content_type: str) -> tuple[list[str], int]:
     """The first `data:` payloads of an SSE stream (`[DONE]` included), else each chunk as
     text; and how many there were in all."""
-    if not captured.sse:
+    if not captured.sse:  # nothing to read: the chunks as they were
         chunks = captured.chunks
         return [_sample(chunk, len(chunk), content_type) for chunk in chunks], len(chunks)
+    captured.close()  # what the request left unread (a no-op once closed)
     # Invalid UTF-8 is decoded as U+FFFD; memory and events show it as `?`.
     return [sanitise(body.replace("\ufffd", "?")) for body in captured.bodies], captured.payloads
 

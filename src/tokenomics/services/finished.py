@@ -111,9 +111,7 @@ def from_exchange(ex: Exchange, duration_ms: int, now: datetime | None = None) -
     policy = ex.policy
     memory = policy.memory if policy is not None and policy.memory.enabled else None
     body = reply.body if reply is not None and reply.stream is None else b""
-    captured = ex.sent
-    if captured is not None:
-        captured.close()
+    captured = ex.sent  # closed by the consumers that read it (`StreamCapture`)
     return Finished(
         recorded_at=now or datetime.now(UTC),
         started_at=request.started_at,

@@ -121,6 +121,7 @@ def stream_text(captured: StreamCapture, total: int, known: tuple[str, bool] | N
     The capture is of what the client received, so the text is the masked one; `known` is
     that text (and whether it was cut) when the relay already read it.
     """
+    captured.close()  # what the request left unread (a no-op once closed)
     text, truncated = known or (captured.text.text, captured.text.text_truncated)
     lines = ["[streaming sse]", "", "SSE events:"]
     numbered = captured.numbered
