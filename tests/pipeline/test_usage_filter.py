@@ -5,7 +5,12 @@ the answers of the full one, wherever the stream is cut."""
 
 from __future__ import annotations
 
+from bisect import bisect_right
+from itertools import accumulate
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from tests.domain.test_usage import (
     ANTHROPIC_CUT,
     ANTHROPIC_STREAM,
@@ -17,11 +22,11 @@ from tests.domain.test_usage import (
     words,
 )
 
-from tokenomics.domain.lazy_stream_usage import LazyStreamAccounting
+from tokenomics.domain.lazy_stream_usage import LazyStreamAccounting, marks
 from tokenomics.domain.stream_usage import StreamAccounting
 from tokenomics.domain.usage import Family
-from tokenomics.pipeline.relay import _Relayed
-from tokenomics.upstream.sse import EventSplitter, all_event_fields
+from tokenomics.pipeline.relay import _Relayed, _to_read
+from tokenomics.upstream.sse import EventSplitter, all_event_fields, event_fields, split_events
 
 TEXT = b'data: {"choices":[{"index":0,"delta":{"content":"hi"}}],"usage":null}\n\n'
 USAGE = b'data: {"choices": [ ],"usage":{"prompt_tokens":2,"total_tokens":3}}\n\n'
@@ -112,3 +117,51 @@ def test_the_lazy_accounting_answers_like_the_full_one_at_every_cut(
         assert (accounting.result(words), accounting.meta({})) == expected, cut
         text = accounting.text()
         assert text is None or text == (whole.text, whole.text_truncated), cut
+
+
+# ── where the relay reads: found around the marks, as cutting every event found them ────────
+
+
+def split_reference(block: bytes, meta: bool, strip: bool) -> tuple[list[bytes], bytes]:
+    """The events the relay read of a block and what it sent, as it did when it cut every
+    block into events (`split_events`) and picked them by index."""
+    events = split_events(block)
+    ends = list(accumulate(map(len, events)))
+    picked = {bisect_right(ends, position) for position in marks(block)}
+    if meta:
+        first = next((i for i, raw in enumerate(events) if b"data" in raw), len(events) - 1)
+        picked.update(range(first + 1))
+    read = [events[index] for index in sorted(picked)]
+    accounting = StreamAccounting("openai")
+    dropped = set()
+    for index in sorted(picked):
+        fields = event_fields(events[index])
+        payload = accounting.feed_data(*fields) if fields is not None else None
+        if strip and isinstance(payload, dict) and "usage" in payload and not payload["choices"]:
+            dropped.add(index)
+    return read, b"".join(raw for index, raw in enumerate(events) if index not in dropped)
+
+
+EVENT = st.sampled_from(
+    [TEXT, USAGE, DONE, EMPTY_NO_USAGE, b": ping\n\n", b"\n", b"\n\n", b"\r\n", b"event: x\n",
+     b'data: {"choices":[{"delta":{},"finish_reason":"stop"}]}\n\n', b"data: {}\n\n",
+     b'data: {"usage":null,"choices":[{"delta":{"content":"a"}}]}\n\n', b"id: 1\n"]
+)  # fmt: skip
+
+
+@given(st.lists(EVENT, max_size=12), st.booleans(), st.booleans())
+def test_the_events_read_are_the_ones_cutting_the_block_read(
+    parts: list[bytes], meta: bool, strip: bool
+) -> None:
+    block = EventSplitter().whole(b"".join(parts))
+    if not block:
+        return
+    expected_read, expected_out = split_reference(block, meta, strip)
+    spans = _to_read(block, meta)
+    if spans is not None:  # found around the marks: the same events
+        assert [block[start:end] for start, end in spans] == expected_read
+    accounting = LazyStreamAccounting("openai", all_event_fields)
+    if not meta:  # the response id and model are known already
+        accounting.feed_data(None, b'{"id":"x","model":"m"}')
+    relayed = _Relayed(accounting, strip=strip)
+    assert relayed.feed(block) == (expected_out if strip else block)

@@ -95,7 +95,7 @@ class LazyStreamAccounting:
         return self._full
 
 
-_MARKS = (  # (a literal that must be there, the pattern of a mark)
+_MARKS = (  # (a literal that must be there, the pattern of a mark, starting with it)
     (b"usage", re.compile(rb'usage(?!"\s*:\s*null)')),  # usage, usageMetadata, x_groq.usage
     (b'"finish_reason"', re.compile(rb'"finish_reason"\s*:\s*"')),
     (b"finishReason", re.compile(rb"finishReason")),
@@ -107,11 +107,12 @@ _MARKS = (  # (a literal that must be there, the pattern of a mark)
 def marks(data: bytes) -> list[int]:
     """Where the JSON events in `data` may carry more than text: usage, a finish or stop
     reason, a Responses object. OpenAI repeats `"usage":null` and `"finish_reason":null` in
-    every chunk: only a value counts. Literal scans first, so a block of plain text deltas
-    costs a few passes in C."""
-    return [
-        match.start()
-        for literal, pattern in _MARKS
-        if literal in data
-        for match in pattern.finditer(data)
-    ]
+    every chunk: only a value counts. Each literal is looked for first (`bytes.find`, a fast
+    scan in C), and a pattern runs from where its literal is, not from the block's start (its
+    own search goes byte by byte, ~3x slower: the usage of a stream is in its last events)."""
+    found: list[int] = []
+    for literal, pattern in _MARKS:
+        at = data.find(literal)
+        if at >= 0:
+            found += [match.start() for match in pattern.finditer(data, at)]
+    return found

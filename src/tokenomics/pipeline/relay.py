@@ -67,18 +67,56 @@ def _read(raw: bytes, accounting: StreamAccounting) -> tuple[EventFields | None,
     return fields, accounting.feed_data(*fields)
 
 
-def _to_read(block: bytes, events: list[bytes], meta: bool) -> list[int]:
-    """Which of a block's events to read now: those with marks, and while the response id
-    and model are unknown (`meta`), the first ones up to one with data."""
+Span = tuple[int, int]  # an event's start and end in a block of whole events
+
+
+def _to_read(block: bytes, meta: bool) -> list[Span] | None:
+    """Where a block's events to read now are: those with marks, and while the response id
+    and model are unknown (`meta`), the first ones up to one with data. Found around the
+    marks, without cutting the whole block into events; None when its line ends are not the
+    usual LF pairs (CR, or a run of three or more at an event found): `_spans_of_events`."""
     positions = marks(block)
     if not positions and not meta:
         return []
+    if b"\r" in block:
+        return None
+    picked: set[Span] = set()
+    for position in positions:
+        start = block.rfind(b"\n\n", 0, position) + 2
+        if start == 1:
+            start = 0
+        elif start >= 3 and block[start - 3] == 10:  # an odd run: `split_events` pairs them
+            return None
+        picked.add((start, _event_end(block, position)))
+    at = 0
+    while meta and at < len(block):
+        end = _event_end(block, at)
+        picked.add((at, end))
+        meta = b"data" not in block[at:end]
+        at = end
+    spans = sorted(picked)
+    if any(block[end : end + 1] == b"\n" for _, end in spans):
+        return None
+    return spans
+
+
+def _event_end(block: bytes, position: int) -> int:
+    """The end of the event at `position`: past the first blank line after it."""
+    end = block.find(b"\n\n", position)
+    return len(block) if end < 0 else end + 2
+
+
+def _spans_of_events(block: bytes, events: list[bytes], meta: bool, eager: bool) -> list[Span]:
+    """`_to_read` for any block, its events cut (`split_events`), or all of them (`eager`)."""
     ends = list(accumulate(map(len, events)))
-    picked = {bisect_right(ends, position) for position in positions}
+    spans = [(end - len(raw), end) for raw, end in zip(events, ends, strict=True)]
+    if eager:
+        return spans
+    picked = {bisect_right(ends, position) for position in marks(block)}
     if meta:
         first = next((i for i, raw in enumerate(events) if b"data" in raw), len(events) - 1)
         picked.update(range(first + 1))
-    return sorted(picked)
+    return [spans[index] for index in sorted(picked)]
 
 
 class _Relayed:
@@ -95,34 +133,39 @@ class _Relayed:
 
     def feed(self, chunk: bytes) -> bytes:
         whole = self._split.whole(chunk)
-        out = self._account(whole, split_events(whole)) if whole else b""
+        out = self._account(whole, last=False) if whole else b""
         return out if self._strip else chunk  # unfiltered: as it came, whole events or not
 
     def close(self) -> bytes:
         rest = self._split.flush()
-        out = self._account(rest, [rest]) if rest else b""
+        out = self._account(rest, last=True) if rest else b""
         return out if self._strip else b""  # unfiltered: it went out as it came
 
     def abort(self) -> bytes:
         return b""
 
-    def _account(self, block: bytes, events: list[bytes]) -> bytes:
-        """Account for a block of whole events; returns it minus what the client did not ask
-        for."""
+    def _account(self, block: bytes, last: bool) -> bytes:
+        """Account for a block of whole events (`last`: the stream's unfinished last event);
+        returns it minus what the client did not ask for."""
         accounting = self._accounting
         eager = accounting.eager
-        picked = range(len(events)) if eager else _to_read(block, events, accounting.needs_meta)
-        dropped = set()
-        for index in picked:
-            fields = event_fields(events[index])
+        spans = None if eager or last else _to_read(block, accounting.needs_meta)
+        if spans is None:
+            events = [block] if last else split_events(block)
+            spans = _spans_of_events(block, events, accounting.needs_meta, eager)
+        dropped: list[Span] = []
+        for start, end in spans:
+            fields = event_fields(block[start:end])
             payload = accounting.feed_data(*fields) if fields is not None else None
             if self._strip and _usage_only(payload):
-                dropped.add(index)
+                dropped.append((start, end))
         if not eager:
             accounting.keep(block)
         if not dropped:
             return block
-        return b"".join(raw for index, raw in enumerate(events) if index not in dropped)
+        starts = [0, *(end for _, end in dropped)]
+        ends = [*(start for start, _ in dropped), len(block)]
+        return b"".join(block[start:end] for start, end in zip(starts, ends, strict=True))
 
 
 class _Guarded:
