@@ -158,7 +158,10 @@ def test_an_edited_policy_is_resolved_afresh_not_from_the_old_ones_answers() -> 
     before = parse_policy(json.dumps(ROUTING))
     assert resolve_for_model(before, "gpt-4o").max_tokens == 50000
     assert resolve_for_model(before, "gpt-4o") is resolve_for_model(before, "gpt-4o")
-    edited = {**ROUTING, "providers": {"openai": [{"model": "gpt-4o", "base_key_env": "K", "max_tokens": 7}]}}
+    edited = {
+        **ROUTING,
+        "providers": {"openai": [{"model": "gpt-4o", "base_key_env": "K", "max_tokens": 7}]},
+    }
     after = parse_policy(json.dumps(edited))
     assert resolve_for_model(after, "gpt-4o").max_tokens == 7
     assert resolve_for_model(after, "claude-3-opus").provider_name == ""

@@ -114,14 +114,6 @@ def _merge(view: Resolved, name: str, pp: ProviderPolicy) -> Resolved:
     )
 
 
-# What `resolve_for_model` / `resolve_provider` answered, by (policy, model or provider name):
-# a token's requests ask the same few. A policy is immutable and a changed one is another
-# object, kept beside its answers, so an answer is never read for another policy (nor for a
-# new one at a reused `id`, as the table holds the old one alive while it is kept).
-_RESOLVED: dict[tuple[int, str, bool], tuple[Policy, Resolved]] = {}
-RESOLVED_LIMIT = 1024
-
-
 def resolve_for_model(policy: Policy, model: str) -> Resolved:
     """The first matching provider policy in document order wins; else the global view."""
     found = _RESOLVED.get((id(policy), model, True))

@@ -3,10 +3,10 @@
 Built on the request task by the recorder from the `Exchange` (plain values, no live objects),
 then handed over a channel, so the request never waits on disk. Nothing changes a record once it
 is built; it is not a frozen dataclass only because building one costs ~5x more (a frozen
-`__init__` sets each of its ~38 fields through `object.__setattr__`, once per request). What it carries is what the
-client and the upstream actually saw: the request body as sent upstream (masked by rules,
-prompts added), the reply as the client received it (masked by output rules). Credential
-headers never enter it.
+`__init__` sets each of its ~38 fields through `object.__setattr__`, once per request). What
+it carries is what the client and the upstream actually saw: the request body as sent
+upstream (masked by rules, prompts added), the reply as the client received it (masked by
+output rules). Credential headers never enter it.
 """
 
 from __future__ import annotations
