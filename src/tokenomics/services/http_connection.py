@@ -1,10 +1,12 @@
 """One client connection of the HTTP/1.1 server.
 
 The connection's own task reads: it feeds bytes to the parser, which queues each request as
-its head completes; requests are served one at a time, in order (pipelining), each by a task
-calling the ASGI app. Reading goes on while a request is served, so a client that leaves is
-noticed (`http.disconnect`), and stops while too many bytes wait unconsumed (the app reads a
-body at its own pace). `idle_timeout` bounds the time with no request under way: idle
+its head completes. A second task serves them one at a time, in order (pipelining), calling
+the ASGI app: one serving task for the connection's life rather than one per request (a spawn
+per request was ~3% of the proxy's CPU, py-spy). Reading goes on while a request is served, so
+a client that leaves is noticed (`http.disconnect`, and the app's `when_gone` callback, which
+may have the app's call cancelled: the serving task's one cancel scope, not one per request),
+and stops while too many bytes wait unconsumed (the app reads a body at its own pace). `idle_timeout` bounds the time with no request under way: idle
 between requests, or still sending a request line and headers. A write that has not finished
 after `idle_timeout` ends the connection (a client that stops reading): the server's sweep
 (`http_server.Listeners.sweep`, about once a second) closes its socket, which ends the write.
@@ -84,8 +86,10 @@ class Connection:
         self.closing = False  # no request is read or served after the current one
         self.linger = False  # close by sending EOF first, then reading what is left
         self.read_scope = trio.CancelScope()
+        self.serve_scope = trio.CancelScope()  # cancelled for an app that asked (`when_gone`)
         self.resume: trio.Event | None = None
-        self.nursery: trio.Nursery | None = None
+        self.idle: trio.Event | None = None  # the serving task waits for a request
+        self.reading_ended = False
         self.writing_since: float | None = None  # when the write under way began
         self.stalled = False  # a write did not finish in time: the sweep closed the socket
 
@@ -93,10 +97,14 @@ class Connection:
         """Serve the connection's requests until it closes; the stream is closed after."""
         try:
             async with trio.open_nursery() as nursery:
-                self.nursery = nursery
-                with self.read_scope:
-                    self.read_scope.deadline = trio.current_time() + self.limits.idle_timeout
-                    await self._read()
+                nursery.start_soon(self._serving)
+                try:
+                    with self.read_scope:
+                        self.read_scope.deadline = trio.current_time() + self.limits.idle_timeout
+                        await self._read()
+                finally:
+                    self.reading_ended = True
+                    self._wake()
             if self.linger and not self.gone:
                 await self._linger()
         finally:
@@ -189,17 +197,34 @@ class Connection:
 
     def _enqueue(self, item: Request | BadRequest) -> None:
         if self.current is None:
-            self._start(item)
+            self.current = item
+            self._wake()
         else:
             self.queue.append(item)
 
-    def _start(self, item: Request | BadRequest) -> None:
-        self.current = item
-        assert self.nursery is not None
-        if isinstance(item, Request):
-            self.nursery.start_soon(self._serve, item)
-        else:
-            self.nursery.start_soon(self._refuse, item)
+    def _wake(self) -> None:
+        idle = self.idle
+        if idle is not None:
+            self.idle = None
+            idle.set()
+
+    async def _serving(self) -> None:
+        """The connection's requests, one after another, until it closes. A cancellation of
+        `serve_scope` (the app asked for it when its client left) ends it: the connection is
+        gone."""
+        with self.serve_scope:
+            while True:
+                item = self.current
+                if item is None:
+                    if self.closing or self.reading_ended:
+                        return
+                    idle = self.idle = trio.Event()
+                    await idle.wait()
+                elif isinstance(item, Request):
+                    await self._serve(item)
+                else:
+                    await self._refuse(item)
+        self._done(False)  # the app's call was cancelled (its client left): nothing more
 
     async def _serve(self, request: Request) -> None:
         try:
@@ -258,7 +283,7 @@ class Connection:
             self.read_scope.cancel()
             return
         if self.queue:
-            self._start(self.queue.popleft())
+            self.current = self.queue.popleft()
         else:
             self.read_scope.deadline = trio.current_time() + self.limits.idle_timeout
         if self.resume is not None and len(self.queue) <= MAX_QUEUED:
