@@ -21,9 +21,9 @@
 Steps 4-7 are cancelled when the client leaves before the whole reply was sent (the upstream
 call with them): our server calls back and cancels the request's call itself (`CLIENT_GONE`;
 the `trio.Cancelled` goes through step 8 on its way out); under another server, a watcher
-task in the request's own nursery waits for `http.disconnect` and cancels that nursery. A failure there (a bug in a stage, the relay, the watcher) ends this
-request only: it is logged, answered 500 in the client's API family when nothing was sent
-yet, and recorded.
+task in the request's own nursery waits for `http.disconnect` and cancels that nursery. A
+failure there (a bug in a stage, the relay, the watcher) ends this request only: it is
+logged, answered 500 in the client's API family when nothing was sent yet, and recorded.
 Errors of ours (`TokenomicsError`) are answered in the client's API family by `error_reply`.
 """
 

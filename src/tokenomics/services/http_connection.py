@@ -6,8 +6,9 @@ the ASGI app: one serving task for the connection's life rather than one per req
 per request was ~3% of the proxy's CPU, py-spy). Reading goes on while a request is served, so
 a client that leaves is noticed (`http.disconnect`, and the app's `when_gone` callback, which
 may have the app's call cancelled: the serving task's one cancel scope, not one per request),
-and stops while too many bytes wait unconsumed (the app reads a body at its own pace). `idle_timeout` bounds the time with no request under way: idle
-between requests, or still sending a request line and headers. A write that has not finished
+and stops while too many bytes wait unconsumed (the app reads a body at its own pace).
+`idle_timeout` bounds the time with no request under way: idle between requests, or still
+sending a request line and headers. A write that has not finished
 after `idle_timeout` ends the connection (a client that stops reading): the server's sweep
 (`http_server.Listeners.sweep`, about once a second) closes its socket, which ends the write.
 A cancel scope per write cost more than the rest of the write's Python code.

@@ -3,7 +3,9 @@
 Requests go out on pooled keep-alive connections (`pool.py`, per origin). When the environment
 names an HTTP(S) proxy, one `httpx2.AsyncClient` carries every request instead, since it honours
 `HTTP(S)_PROXY`, `ALL_PROXY` and `NO_PROXY`. `open()` bounds connect + time to response headers
-(D9); reading the body then uses an idle timeout per read, never a cap on total duration.
+(D9): on an idle pooled connection, while `run` keeps time, by the `head_timer` (no cancel
+scope per request); else by a cancel scope. Reading the body then uses an idle timeout per
+read, never a cap on total duration.
 Compressed replies (we ask for identity, but must cope) are decoded where we can: what we cannot
 undo stays named in `content-encoding`. The request's `secrets` are scrubbed from the response's
 headers and body as they arrive (`scrub.py`). `mock://` URLs are answered in-process by the
@@ -25,6 +27,7 @@ import trio
 
 from tokenomics.domain.errors import UpstreamError, UpstreamTimeout, UpstreamTooLarge
 from tokenomics.upstream.decoding import ContentDecoder, decoder_for
+from tokenomics.upstream.head_timer import HeadTimer
 from tokenomics.upstream.http11 import Head, ProtocolError
 from tokenomics.upstream.mock import MockProvider, MockReply
 from tokenomics.upstream.pool import ConnectError, Connection, ConnectionPool, TransportError
@@ -292,6 +295,7 @@ class Upstreams:
             )  # fmt: skip
         self._pool = ConnectionPool(context, max_connections=max_connections)
         self.mock = mock or MockProvider()
+        self.timer = HeadTimer()
 
     async def open(self, request: UpstreamRequest, *, headers_timeout: float) -> UpstreamResponse:
         """Send the request; returns once response headers arrived (within `headers_timeout` s)."""
@@ -308,7 +312,13 @@ class Upstreams:
             data, rest = destination.encode(request.method, request.headers, request.body)
         except ValueError:
             raise UpstreamError("invalid header or method for the upstream request") from None
-        try:
+        if self.timer.running and headers_timeout < math.inf:
+            connection = self._pool.checkout_nowait(destination)
+            if connection is not None:
+                return await self._open_on(
+                    connection, data, rest, request.method, headers_timeout, scrubber
+                )
+        try:  # connecting, or waiting for a slot: bounded by a scope of its own
             with trio.move_on_after(headers_timeout) as deadline:  # cheaper than fail_after
                 sent = await self._pool.send(destination, data, rest, request.method)
         except (ProtocolError, TransportError) as exc:
@@ -316,6 +326,33 @@ class Upstreams:
         if deadline.cancelled_caught:
             raise UpstreamTimeout(_timeout_text(headers_timeout))
         return _PooledResponse(self._pool, *sent, scrubber)
+
+    async def _open_on(
+        self,
+        connection: Connection,
+        data: bytes,
+        rest: bytes,
+        method: str,
+        headers_timeout: float,
+        scrubber: Scrubber | None,
+    ) -> UpstreamResponse:
+        """The request on an idle pooled connection, its headers timeout kept by the timer."""
+        timer = self.timer
+        timer.watch(connection, headers_timeout)
+        try:
+            head = await self._pool.request_on(connection, data, rest, method)
+        except (ProtocolError, TransportError) as exc:
+            if connection.timed_out:
+                raise UpstreamTimeout(_timeout_text(headers_timeout)) from None
+            raise UpstreamError(_core_reason(exc)) from None
+        finally:
+            timer.unwatch(connection)
+        return _PooledResponse(self._pool, connection, head, scrubber)
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Keep the headers timeouts of requests on pooled connections (`head_timer.py`)
+        until cancelled; without it each request enters a cancel scope of its own."""
+        await self.timer.run(task_status=task_status)
 
     async def _open_mock(
         self, request: UpstreamRequest, headers_timeout: float, scrubber: Scrubber | None
