@@ -8,10 +8,12 @@ a client that leaves is noticed (`http.disconnect`, and the app's `when_gone` ca
 may have the app's call cancelled: the serving task's one cancel scope, not one per request),
 and stops while too many bytes wait unconsumed (the app reads a body at its own pace).
 `idle_timeout` bounds the time with no request under way: idle between requests, or still
-sending a request line and headers. A write that has not finished
-after `idle_timeout` ends the connection (a client that stops reading): the server's sweep
-(`http_server.Listeners.sweep`, about once a second) closes its socket, which ends the write.
-A cancel scope per write cost more than the rest of the write's Python code.
+sending a request line and headers; a write that has not finished after `idle_timeout` ends
+the connection (a client that stops reading). Both are found by the server's sweep
+(`http_server.Listeners.sweep`, about once a second), which closes an idle connection, and the
+socket under a stalled write (the write then fails): a cancel scope per write cost more than
+the rest of the write's Python code, and moving the read's deadline twice per request cost
+more than a cancel scope.
 
 After a response the connection closes when the request or the response said so, when the
 request's body was not read to its end (its remaining bytes cannot be told from the next
@@ -21,7 +23,6 @@ request), when the response broke its own framing, or when the server is shuttin
 from __future__ import annotations
 
 import logging
-import math
 from collections import deque
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
@@ -92,6 +93,7 @@ class Connection:
         self.idle: trio.Event | None = None  # the serving task waits for a request
         self.reading_ended = False
         self.writing_since: float | None = None  # when the write under way began
+        self.idle_since: float | None = trio.current_time()  # no request under way since
         self.stalled = False  # a write did not finish in time: the sweep closed the socket
 
     async def run(self) -> None:
@@ -101,7 +103,6 @@ class Connection:
                 nursery.start_soon(self._serving)
                 try:
                     with self.read_scope:
-                        self.read_scope.deadline = trio.current_time() + self.limits.idle_timeout
                         await self._read()
                 finally:
                     self.reading_ended = True
@@ -171,7 +172,7 @@ class Connection:
         }  # fmt: skip
         request = self.reading = Request(self, head, scope)
         scope["extensions"] = {CLIENT_GONE: request.when_gone, WHOLE_BODY: request.whole_body}
-        self.read_scope.deadline = math.inf
+        self.idle_since = None
         self._enqueue(request)
 
     def on_body(self, data: bytes) -> None:
@@ -286,7 +287,7 @@ class Connection:
         if self.queue:
             self.current = self.queue.popleft()
         else:
-            self.read_scope.deadline = trio.current_time() + self.limits.idle_timeout
+            self.idle_since = trio.current_time()
         if self.resume is not None and len(self.queue) <= MAX_QUEUED:
             self.resume.set()
             self.resume = None
@@ -303,6 +304,14 @@ class Connection:
         finally:
             self.writing_since = None
         self._lost()
+
+    def close_if_idle(self, now: float) -> None:
+        """End the connection when no request has been under way for `idle_timeout` (called
+        by the server's sweep): idle since the last response, or still sending a head."""
+        since = self.idle_since
+        if since is not None and now - since >= self.limits.idle_timeout:
+            self.closing = True
+            self.read_scope.cancel()
 
     async def drop_if_stalled(self, now: float) -> None:
         """Close the socket under a write that has not finished for `idle_timeout` (called by
