@@ -137,8 +137,12 @@ class Connection:
         return head
 
     async def _write(self, data: bytes) -> None:
+        stream = self._stream
         try:
-            await self._stream.send_all(data)
+            if isinstance(stream, TCPStream):  # the response is awaited right after
+                await stream.send_now(data)
+            else:
+                await stream.send_all(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             raise TransportError("write failed") from exc
 
