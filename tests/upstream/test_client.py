@@ -188,6 +188,24 @@ async def test_with_the_timer_running_a_pooled_request_without_headers_in_time_t
     assert upstreams.timer.statistics()["watched"] == 0
 
 
+@pytest.mark.parametrize("length", [b"content-length: 100\r\n", b""], ids=["sized", "until-close"])
+async def test_with_the_timer_running_a_body_that_stops_flowing_is_an_idle_timeout(
+    autojump_clock: trio.abc.Clock, length: bytes
+) -> None:
+    head = b"HTTP/1.1 200 OK\r\n" + length + b"\r\npartial"
+    upstream, upstreams = RawUpstream(reply=head, stall_after_reply=True), Upstreams()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(upstreams.run)
+        async with running(upstream) as url:
+            started = trio.current_time()
+            with pytest.raises(UpstreamTimeout, match=r"no data from upstream for 3s"):
+                await call(upstreams, url, idle=3)
+            assert trio.current_time() - started == pytest.approx(3)
+        nursery.cancel_scope.cancel()
+    await upstreams.aclose()
+    assert upstreams.timer.statistics()["watched"] == 0
+
+
 async def test_a_body_that_stops_flowing_is_an_idle_timeout() -> None:
     head = b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\npartial"
     upstream, upstreams = RawUpstream(reply=head, stall_after_reply=True), Upstreams()

@@ -5,7 +5,7 @@ names an HTTP(S) proxy, one `httpx2.AsyncClient` carries every request instead, 
 `HTTP(S)_PROXY`, `ALL_PROXY` and `NO_PROXY`. `open()` bounds connect + time to response headers
 (D9): on an idle pooled connection, while `run` keeps time, by the `head_timer` (no cancel
 scope per request); else by a cancel scope. Reading the body then uses an idle timeout per
-read, never a cap on total duration.
+read (kept the same way), never a cap on total duration.
 Compressed replies (we ask for identity, but must cope) are decoded where we can: what we cannot
 undo stays named in `content-encoding`. The request's `secrets` are scrubbed from the response's
 headers and body as they arrive (`scrub.py`). `mock://` URLs are answered in-process by the
@@ -134,9 +134,14 @@ class _PooledResponse:
     when the body was not read to its end)."""
 
     def __init__(
-        self, pool: ConnectionPool, connection: Connection, head: Head, scrubber: Scrubber | None
+        self,
+        pool: ConnectionPool,
+        connection: Connection,
+        head: Head,
+        scrubber: Scrubber | None,
+        timer: HeadTimer,
     ) -> None:
-        self._pool, self._connection = pool, connection
+        self._pool, self._connection, self._timer = pool, connection, timer
         self.closed = False
         self.status = head.status
         headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in head.headers]
@@ -147,12 +152,16 @@ class _PooledResponse:
         body, connection = self._body, self._connection
         reader = connection.reader
         assert reader is not None
+        timer = self._timer if idle_timeout < math.inf else None
         try:
             while True:
                 if chunk := body.feed(reader.body()):
                     yield chunk
                 if reader.done:
                     break
+                if timer is not None and timer.running:  # the timer keeps the idle timeout
+                    reader.feed(await _timed_receive(connection, timer, idle_timeout))
+                    continue
                 with trio.move_on_after(idle_timeout):
                     reader.feed(await connection.receive())
                     continue
@@ -160,6 +169,8 @@ class _PooledResponse:
             if tail := body.end():
                 yield tail
         except (ProtocolError, TransportError) as exc:
+            if connection.timed_out:  # shut down by the timer: the end seen was not the body's
+                raise UpstreamTimeout(_idle_text(idle_timeout)) from None
             raise UpstreamError(_core_reason(exc)) from None
         except zlib.error:
             raise UpstreamError(_UNDECODABLE) from None
@@ -173,6 +184,19 @@ class _PooledResponse:
         if not self.closed:
             self.closed = True
             await self._pool.checkin(self._connection)
+
+
+async def _timed_receive(connection: Connection, timer: HeadTimer, idle: float) -> bytes:
+    """The connection's next bytes; `TransportError` when none came within `idle` seconds (the
+    timer shut the connection down: the end of the stream seen then is not the body's)."""
+    timer.watch(connection, idle)
+    try:
+        data = await connection.receive()
+    finally:
+        timer.unwatch(connection)
+    if connection.timed_out:
+        raise TransportError("no data in time")
+    return data
 
 
 class _HttpxResponse:
@@ -325,7 +349,7 @@ class Upstreams:
             raise UpstreamError(_core_reason(exc)) from None
         if deadline.cancelled_caught:
             raise UpstreamTimeout(_timeout_text(headers_timeout))
-        return _PooledResponse(self._pool, *sent, scrubber)
+        return _PooledResponse(self._pool, *sent, scrubber, self.timer)
 
     async def _open_on(
         self,
@@ -347,7 +371,7 @@ class Upstreams:
             raise UpstreamError(_core_reason(exc)) from None
         finally:
             timer.unwatch(connection)
-        return _PooledResponse(self._pool, connection, head, scrubber)
+        return _PooledResponse(self._pool, connection, head, scrubber, self.timer)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Keep the headers timeouts of requests on pooled connections (`head_timer.py`)

@@ -1,4 +1,5 @@
-"""The response-headers deadline of requests on pooled connections, kept by one task.
+"""The response-headers deadline of requests on pooled connections, and the idle timeout of
+each read of their bodies, kept by one task.
 
 A cancel scope with a deadline around every upstream call (`trio.move_on_after`) was the
 largest single cost of trio's machinery on the proxy's path (~4% of its CPU, py-spy at c=1):
@@ -6,8 +7,8 @@ entering and leaving it registers the deadline in trio's heap and recomputes the
 cancel status. Here a request on a pooled connection only records its deadline in a heap of
 our own (`watch`, `unwatch`: a push and a counter); one task (`run`, started by the
 composition root) sleeps until the earliest deadline, and a connection still waiting for its
-response head then is shut down: its pending write or read fails at once, and the request
-reports the timeout (`timed_out`). The connection is never reused.
+response head (or the next body bytes) then is shut down: its pending write or read fails
+at once, and the request reports the timeout (`timed_out`). The connection is never reused.
 
 The task sleeps until the earliest deadline, or (nothing watched) for the shortest timeout
 seen, so a new watch rarely has to move its wake-up (only a timeout shorter than any before).
