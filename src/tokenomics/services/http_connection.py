@@ -167,7 +167,7 @@ class Connection:
         path, _, query = head.target.partition(b"?")
         scope: dict[str, Any] = {
             "type": "http", "asgi": ASGI, "http_version": head.version, "method": head.method,
-            "scheme": self.scheme, "path": unquote(path.decode("latin-1")), "raw_path": path,
+            "scheme": self.scheme, "path": _decoded(path), "raw_path": path,
             "query_string": query, "root_path": "", "headers": head.headers,
             "client": self.client, "server": self.server,
         }  # fmt: skip
@@ -346,6 +346,12 @@ class Connection:
                 request.gone()
         if self.current is None:
             self.read_scope.cancel()
+
+
+def _decoded(path: bytes) -> str:
+    """The ASGI `path`: percent-decoded (most paths have nothing to decode)."""
+    text = path.decode("latin-1")
+    return unquote(text) if "%" in text else text
 
 
 def _family(method: str, target: bytes, headers: list[tuple[bytes, bytes]]) -> Family:
