@@ -225,9 +225,12 @@ class Requests:
             async for chunk in stream:
                 _capture(ex, chunk, self.clock)
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        finally:
+        except BaseException:  # cut short: its `finally` runs whole, shielded
             with trio.CancelScope(shield=True):
                 await stream.aclose()
+            raise
+        # Read to its end, the generator has finished (its `finally` ran): nothing to close,
+        # and no cancel scope for it.
         life.replied = True
         await self._finish(life)
         await send({"type": "http.response.body", "body": b""})
