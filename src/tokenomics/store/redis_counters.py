@@ -203,11 +203,11 @@ class RedisCounters:
         args: list[Arg] = [hold, committed, outcome.tokens, nanos, slot_id, MARKER_TTL_MS]
         if limit is None:
             return [*token_keys(key), f"tokenomics:parallel:{key}", marker], [*args, 0]
-        own, window_keys = MEMO.keys_of(key, limit)  # the token's keys, parallel, windows
-        if outcome.tokens <= 0:
+        own, _ = MEMO.keys_of(key, limit)  # the token's keys, its parallel one
+        window_keys, window_args = MEMO.token_windows(key, limit)
+        if outcome.tokens <= 0 or not window_keys:
             return [*own, marker], [*args, 0]
-        windows, acquire_args = MEMO.limit(limit)
-        return [*own, marker, *window_keys], [*args, *acquire_args[: 1 + 2 * len(windows)]]
+        return [*own, marker, *window_keys], [*args, *window_args]
 
     async def settle(
         self,

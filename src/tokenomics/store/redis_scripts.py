@@ -111,8 +111,8 @@ end
 _TAKE = """
 local function budget_reserve(U, C, H, Z, R, now)
   prune_holds(U, C, H, Z, now)
-  local used = tonumber(redis.call('GET', U) or '0') or 0
-  local nanos = tonumber(redis.call('GET', C) or '0') or 0
+  local v = redis.call('MGET', U, C)
+  local used, nanos = tonumber(v[1]) or 0, tonumber(v[2]) or 0
   local max_t, max_n = tonumber(R[1]), tonumber(R[2])
   if max_t > 0 and used + tonumber(R[3]) > max_t then return {1, used, nanos} end
   if max_n > 0 and nanos + tonumber(R[4]) > max_n then return {2, used, nanos} end
@@ -223,32 +223,56 @@ return {0}
 
 # KEYS: usage, cost, holds, hold_expiry, parallel, settled marker, window 1..n
 # ARGV: hold id or "", committed "1"/"0", tokens, nanos, slot id or "", marker ttl_ms, n,
-#       (len_ms, strategy) * n
+#       (len_ms, strategy) * n (the windows fed the tokens: those of a rule with a token limit)
 # -> {settled tokens, settled nanos}
+# The usual settle (a hold, committed) replaces the hold by the spend with one INCRBY per
+# counter and reads its reply from what the calls return: each `redis.call` costs more than
+# the Lua around it, so the script makes as few as it can (TIME only for windows).
 SETTLE = (
     _COMMON
     + """
 local U, C, H, Z = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local now = now_ms()
-if redis.call('SET', KEYS[6], '1', 'PX', ARGV[6], 'NX') then
-  if ARGV[1] ~= '' then drop_hold(U, C, H, Z, ARGV[1]) end
-  local tokens = tonumber(ARGV[3])
-  if ARGV[2] == '1' then
-    redis.call('INCRBY', U, ARGV[3])
-    redis.call('INCRBY', C, ARGV[4])
+local function settled(u, c, ht, hn)
+  if not ht then
+    local held = redis.call('HMGET', H, '_t', '_n')
+    ht, hn = tonumber(held[1]) or 0, tonumber(held[2]) or 0
   end
-  if ARGV[5] ~= '' then redis.call('ZREM', KEYS[5], ARGV[5]) end
-  if tokens > 0 then
-    for i = 1, tonumber(ARGV[7]) do
-      local key, len, strategy = KEYS[6 + i], tonumber(ARGV[6 + 2 * i]), ARGV[7 + 2 * i]
-      window_add(key, window_state(key, len, strategy, now), now, 0, tokens)
-    end
+  return {math.max(u - ht, 0), math.max(c - hn, 0)}
+end
+if not redis.call('SET', KEYS[6], '1', 'PX', ARGV[6], 'NX') then  -- applied before
+  local v = redis.call('MGET', U, C)
+  return settled(tonumber(v[1]) or 0, tonumber(v[2]) or 0)
+end
+local t, n, ht, hn = 0, 0, nil, nil
+local amounts = ARGV[1] ~= '' and redis.call('HGET', H, ARGV[1])
+if amounts then
+  local sep = string.find(amounts, ':', 1, true)
+  t, n = tonumber(string.sub(amounts, 1, sep - 1)), tonumber(string.sub(amounts, sep + 1))
+  redis.call('HDEL', H, ARGV[1])
+  redis.call('ZREM', Z, ARGV[1])
+  ht = redis.call('HINCRBY', H, '_t', 0 - t)
+  hn = redis.call('HINCRBY', H, '_n', 0 - n)
+end
+local spent_t, spent_n = 0, 0
+if ARGV[2] == '1' then spent_t, spent_n = tonumber(ARGV[3]), tonumber(ARGV[4]) end
+-- max(old - hold, 0) + spend: what DECRBY, a floor at 0, then INCRBY left, in one call
+local function add(key, by, floor)
+  if by == 0 then return tonumber(redis.call('GET', key) or '0') or 0 end  -- no key made
+  local v = redis.call('INCRBY', key, by)
+  if v < floor then redis.call('SET', key, floor); v = floor end
+  return v
+end
+local u, c = add(U, spent_t - t, spent_t), add(C, spent_n - n, spent_n)
+if ARGV[5] ~= '' then redis.call('ZREM', KEYS[5], ARGV[5]) end
+local tokens, nwin = tonumber(ARGV[3]), tonumber(ARGV[7])
+if tokens > 0 and nwin > 0 then
+  local now = now_ms()
+  for i = 1, nwin do
+    local key, len, strategy = KEYS[6 + i], tonumber(ARGV[6 + 2 * i]), ARGV[7 + 2 * i]
+    window_add(key, window_state(key, len, strategy, now), now, 0, tokens)
   end
 end
-local used = tonumber(redis.call('GET', U) or '0') or 0
-local nanos = tonumber(redis.call('GET', C) or '0') or 0
-local held = redis.call('HMGET', H, '_t', '_n')
-return {math.max(used - (tonumber(held[1]) or 0), 0), math.max(nanos - (tonumber(held[2]) or 0), 0)}
+return settled(u, c, ht, hn)
 """
 )
 
