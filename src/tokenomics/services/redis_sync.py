@@ -136,11 +136,12 @@ async def keep(
     interval: float = INTERVAL,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Until cancelled: flush deferred settles, probe Redis while it is down, replay queued
-    settles once it is up."""
+    """Until cancelled: flush deferred settles, bound the calls' time (`RedisClient.watch`),
+    probe Redis while it is down, replay queued settles once it is up."""
     try:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(flush_settles, counters)
+            nursery.start_soon(counters.client.watch)  # the calls' timeout, without scopes
             task_status.started()
             await _probe(counters, interval)
     finally:
