@@ -42,6 +42,56 @@ local function prune_holds(U, C, H, Z, now)
   local gone = redis.call('ZRANGEBYSCORE', Z, '-inf', now, 'LIMIT', 0, 256)
   for _, id in ipairs(gone) do drop_hold(U, C, H, Z, id) end
 end
+local function bucket_field(kind, b)
+  return kind .. string.format('%d', b)
+end
+-- A sliding window's hash: 64 buckets ('r<b>' requests, 't<b>' tokens; b = floor(ms / grain))
+-- and their running sums 'R', 'T' with 'o', the oldest bucket still kept. A call reads the
+-- three, and drops only the buckets that left the window since 'o' (one a grain, amortised),
+-- instead of reading all 64 each time. A hash without them (written by an older version,
+-- which drops them as unknown fields) is summed again once.
+local function sliding_sums(key, first)
+  local all = redis.call('HGETALL', key)
+  local r, t, gone = 0, 0, {}
+  for j = 1, #all, 2 do
+    local field, value = all[j], tonumber(all[j + 1]) or 0
+    local kind, b = string.sub(field, 1, 1), tonumber(string.sub(field, 2))
+    if b == nil or (kind ~= 'r' and kind ~= 't') or b < first then
+      gone[#gone + 1] = field
+    elseif kind == 'r' then r = r + value else t = t + value end
+  end
+  if #gone > 0 then redis.call('HDEL', key, unpack(gone)) end
+  return r, t
+end
+local function sliding_state(key, len, now)
+  local grain = len / 64
+  local first = math.floor((now - len) / grain)  -- the oldest bucket inside the window
+  local st = redis.call('HMGET', key, 'o', 'R', 'T')
+  local o, r, t = tonumber(st[1]), tonumber(st[2]), tonumber(st[3])
+  if o == nil or r == nil or t == nil or first - o > 64 then
+    r, t = sliding_sums(key, first)
+  elseif o < first then
+    local fields = {}
+    for b = o, first - 1 do
+      fields[#fields + 1] = bucket_field('r', b)
+      fields[#fields + 1] = bucket_field('t', b)
+    end
+    local values = redis.call('HMGET', key, unpack(fields))
+    local gone = {}
+    for j = 1, #fields, 2 do
+      local rv, tv = tonumber(values[j]), tonumber(values[j + 1])
+      if rv then r = r - rv; gone[#gone + 1] = fields[j] end
+      if tv then t = t - tv; gone[#gone + 1] = fields[j + 1] end
+    end
+    if #gone > 0 then redis.call('HDEL', key, unpack(gone)) end
+    r, t = math.max(r, 0), math.max(t, 0)
+  else
+    return {fixed = false, r = r, t = t, grain = grain, len = len, first = first, key = key}
+  end
+  redis.call('HSET', key, 'o', first, 'R', r, 'T', t)  -- made here: it expires too
+  redis.call('PEXPIRE', key, math.ceil(len + grain))
+  return {fixed = false, r = r, t = t, grain = grain, len = len, first = first, key = key}
+end
 local function window_state(key, len, strategy, now)
   if strategy == 'fixed' then
     local st = redis.call('HMGET', key, 's', 'r', 't')
@@ -52,27 +102,7 @@ local function window_state(key, len, strategy, now)
     return {fixed = true, start = start, r = tonumber(st[2]) or 0, t = tonumber(st[3]) or 0,
             len = len}
   end
-  local grain = len / 64
-  local horizon = now - len
-  local all = redis.call('HGETALL', key)
-  local buckets, order, r, t = {}, {}, 0, 0
-  for j = 1, #all, 2 do
-    local field, value = all[j], tonumber(all[j + 1]) or 0
-    local b = tonumber(string.sub(field, 2))
-    if b == nil or (b + 1) * grain <= horizon then
-      redis.call('HDEL', key, field)
-    else
-      if not buckets[b] then buckets[b] = {0, 0}; order[#order + 1] = b end
-      if string.sub(field, 1, 1) == 'r' then
-        buckets[b][1] = buckets[b][1] + value; r = r + value
-      else
-        buckets[b][2] = buckets[b][2] + value; t = t + value
-      end
-    end
-  end
-  table.sort(order)
-  return {fixed = false, r = r, t = t, buckets = buckets, order = order, grain = grain,
-          len = len}
+  return sliding_state(key, len, now)
 end
 local function window_add(key, w, now, requests, tokens)
   if w.fixed then
@@ -85,18 +115,37 @@ local function window_add(key, w, now, requests, tokens)
     end
     redis.call('PEXPIRE', key, math.max(w.start + w.len - now, 1))
   else
-    local b = string.format('%d', math.floor(now / w.grain))
-    if requests > 0 then redis.call('HINCRBY', key, 'r' .. b, requests) end
-    if tokens > 0 then redis.call('HINCRBY', key, 't' .. b, tokens) end
+    local b = math.floor(now / w.grain)
+    if requests > 0 then
+      redis.call('HINCRBY', key, bucket_field('r', b), requests)
+      redis.call('HINCRBY', key, 'R', requests)
+    end
+    if tokens > 0 then
+      redis.call('HINCRBY', key, bucket_field('t', b), tokens)
+      redis.call('HINCRBY', key, 'T', tokens)
+    end
     redis.call('PEXPIRE', key, math.ceil(w.len + w.grain))
   end
 end
+-- When a refused request may try again: a fixed window's end, or when enough of a sliding
+-- window's oldest buckets have left it (read whole here: a refusal is the rare case).
 local function retry_ms(w, kind, limit, now)
   if w.fixed then return w.start + w.len - now end
   local need = (kind == 1 and w.r or w.t) - limit + 1
+  local all = redis.call('HGETALL', w.key)
+  local prefix, found, order = kind == 1 and 'r' or 't', {}, {}
+  for j = 1, #all, 2 do
+    local field = all[j]
+    local b = tonumber(string.sub(field, 2))
+    if b and string.sub(field, 1, 1) == prefix and b >= w.first then
+      if not found[b] then order[#order + 1] = b end
+      found[b] = (found[b] or 0) + (tonumber(all[j + 1]) or 0)
+    end
+  end
+  table.sort(order)
   local freed = 0
-  for _, b in ipairs(w.order) do
-    freed = freed + w.buckets[b][kind]
+  for _, b in ipairs(order) do
+    freed = freed + found[b]
     if freed >= need then return math.min((b + 1) * w.grain + w.len - now, w.len) end
   end
   return w.len
