@@ -100,3 +100,14 @@ async def test_a_window_first_seen_by_a_refused_admission_still_expires(
     ttl = int(redis_server.command("PTTL", HOUR).split(b":")[1])
     assert ttl == -2 or ttl > 0  # absent, or expiring: never kept forever
     await one.client.aclose()
+
+
+async def test_a_window_expires_a_grain_after_its_newest_bucket_leaves_it(
+    redis_server: RedisServer,  # noqa: F811
+) -> None:
+    one = counters(redis_server)
+    for _ in range(3):  # one PEXPIRE per bucket started, not per call
+        await one.acquire(KEY, FOUR_A_MINUTE)
+    ttl = int(redis_server.command("PTTL", MINUTE).split(b":")[1])
+    assert 55_000 < ttl <= 60_000 + GRAIN_MS + 1
+    await one.client.aclose()

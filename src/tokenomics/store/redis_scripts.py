@@ -115,16 +115,18 @@ local function window_add(key, w, now, requests, tokens)
     end
     redis.call('PEXPIRE', key, math.max(w.start + w.len - now, 1))
   else
-    local b = math.floor(now / w.grain)
+    -- the TTL is set when a bucket is started: from then on the hash outlives the newest
+    -- bucket's stay in the window, so one PEXPIRE a bucket is enough
+    local b, started = math.floor(now / w.grain), false
     if requests > 0 then
-      redis.call('HINCRBY', key, bucket_field('r', b), requests)
+      started = redis.call('HINCRBY', key, bucket_field('r', b), requests) == requests
       redis.call('HINCRBY', key, 'R', requests)
     end
     if tokens > 0 then
-      redis.call('HINCRBY', key, bucket_field('t', b), tokens)
+      started = redis.call('HINCRBY', key, bucket_field('t', b), tokens) == tokens or started
       redis.call('HINCRBY', key, 'T', tokens)
     end
-    redis.call('PEXPIRE', key, math.ceil(w.len + w.grain))
+    if started then redis.call('PEXPIRE', key, math.ceil(w.len + w.grain)) end
   end
 end
 -- When a refused request may try again: a fixed window's end, or when enough of a sliding
