@@ -18,6 +18,7 @@ from trio.testing import wait_all_tasks_blocked
 
 from tokenomics.domain.budget import Spend
 from tokenomics.domain.counters import Ask, Outcome
+from tokenomics.domain.errors import RateLimited
 from tokenomics.domain.policy import RateLimit, RateRule
 from tokenomics.services.redis_sync import flush_settles
 from tokenomics.store.db import Database
@@ -152,10 +153,70 @@ async def test_the_flusher_sends_only_settles_that_waited_linger(
         await wait_all_tasks_blocked()
         one.settles.put(call, Outcome(True, 1, 0.0))  # t = 0
         await trio.sleep(0.6)
-        assert one.settles.take() == [call]  # an admission carried it
+        carried = one.settles.take()  # an admission carried it
+        assert carried == [call]
+        one.settles.landed(carried)
         one.settles.put(call, Outcome(True, 1, 0.0))  # t = 0.6: due at 1.6
         await trio.sleep(0.6)
         assert len(one.settles.queue) == 1 and one.dropped == 0  # not sent at 1.0
         await trio.sleep(0.6)
         assert one.settles.idle and one.dropped == 1  # sent at 1.6 (nobody there)
         nursery.cancel_scope.cancel()
+
+
+class Relay:
+    """A TCP relay to Redis that can hold what clients send: while `holding`, bytes that
+    arrive wait for `gate` (and `stuck` is set); bytes arriving after `holding` is unset pass."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.holding = False
+        self.stuck = trio.Event()
+        self.gate = trio.Event()
+
+    async def serve(self, client: trio.SocketStream) -> None:
+        redis = await trio.open_tcp_stream("127.0.0.1", self.port)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._copy, redis, client, False)
+            await self._copy(client, redis, True)
+            nursery.cancel_scope.cancel()
+
+    async def _copy(self, source: trio.SocketStream, sink: trio.SocketStream, out: bool) -> None:
+        while data := await source.receive_some():
+            if out and self.holding:
+                self.stuck.set()
+                await self.gate.wait()
+            await sink.send_all(data)
+
+
+async def test_an_admission_waits_for_its_token_s_settles_already_on_their_way(
+    redis_server: RedisServer,  # noqa: F811
+) -> None:
+    relay = Relay(redis_server.port)
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(trio.serve_tcp, relay.serve, 0)
+        port = listeners[0].socket.getsockname()[1]
+        one = RedisCounters(RedisClient(RedisAddress("127.0.0.1", port), timeout=5))
+        one.settles.deferred = True  # settles queue (no flusher: this test sends them)
+        slot, hold = await one.admit(KEY, ONE_AT_A_TIME, ASK)
+        await one.settle(KEY, ONE_AT_A_TIME, slot, hold, Outcome(True, 25, 0.0))
+        relay.holding = True
+        nursery.start_soon(one.flush)  # the settle is on its way, held by the relay
+        await relay.stuck.wait()
+        relay.holding = False  # an admission on another connection would pass it now
+        admitted: list[object] = []
+
+        async def admit() -> None:
+            try:
+                admitted.append(await one.admit(KEY, ONE_AT_A_TIME, ASK))
+            except RateLimited as exc:  # the slot the settle frees was still taken
+                admitted.append(exc)
+
+        nursery.start_soon(admit)
+        await until(lambda: bool(admitted) or one.settles.waiting > 0)
+        relay.gate.set()
+        await until(lambda: bool(admitted))
+        assert not isinstance(admitted[0], RateLimited)
+        assert one.settles.idle and used(redis_server) == 25 + 30
+        nursery.cancel_scope.cancel()
+    await one.client.aclose()

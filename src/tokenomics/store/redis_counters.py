@@ -111,7 +111,6 @@ class RedisCounters:
         reply to `command`. Settles that may not have been applied (Redis unavailable, the
         caller cancelled) are kept for `replay` (their marker makes a replay apply once)."""
         calls = self.settles.take()
-        self.settles.sending += len(calls)
         try:
             sha = self._shas.get("settle") or await self._load("settle")
             commands = [["EVALSHA", sha, len(keys), *keys, *args] for _, keys, args in calls]
@@ -122,7 +121,7 @@ class RedisCounters:
                 await self._keep_calls(calls, exc)
             raise
         finally:
-            self.settles.sending -= len(calls)
+            self.settles.landed(calls)
         return replies[-1] if command else None
 
     async def _settled(self, calls: list[Call], replies: list[Reply]) -> None:
@@ -141,6 +140,8 @@ class RedisCounters:
         if not rated(limit):
             return RedisClaim(key)
         keys, args, slot = acquire_call(key, limit)
+        if key in self.settles.flying:
+            await self.settles.wait_landed(key)
         try:
             reply = await self.run("acquire", keys, args)
         except RedisUnavailable:
@@ -154,6 +155,8 @@ class RedisCounters:
         if not ask.limited:
             return RedisClaim(key)  # nothing to check: usage is added when it settles
         args, hold = reserve_args(ask)
+        if key in self.settles.flying:
+            await self.settles.wait_landed(key)
         reply = await self.run("reserve", token_keys(key), args)
         numbers = ints(reply, 3)
         if numbers is None:
@@ -176,6 +179,8 @@ class RedisCounters:
         own, windows = MEMO.keys_of(key, limit)  # the token's keys, its parallel one, windows
         keys = [*own, *windows]
         flag = "1" if bound else "0"
+        if key in self.settles.flying:  # its settles first (`Settles.wait_landed`)
+            await self.settles.wait_landed(key)
         reply = await self.run("admit", keys, [*budget_args, flag, *acquire_args])
         raise_rate_limited(reply)
         if reply and reply[0] in (2, 3):

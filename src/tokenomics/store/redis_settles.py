@@ -35,6 +35,9 @@ class Settles:
         self.known: dict[str, Spend] = {}
         self.deferred = False  # set by the flusher task while it runs
         self.sending = 0  # settles taken from the queue whose pipeline has not answered yet
+        self.flying: dict[str, int] = {}  # the same, by token key
+        self.waiting = 0  # admissions waiting for a token's flying settles
+        self._landed = trio.Event()
         self.since = 0.0  # when the oldest queued settle was queued (Trio's clock)
         self._wake = trio.Event()
         self._waiting = False
@@ -59,8 +62,38 @@ class Settles:
         return spend
 
     def take(self) -> list[Call]:
+        """The queued settles, now flying until `landed`."""
         calls, self.queue = self.queue, []
+        flying = self.flying
+        for key, _, _ in calls:
+            flying[key] = flying.get(key, 0) + 1
+        self.sending += len(calls)
         return calls
+
+    def landed(self, calls: list[Call]) -> None:
+        """Their pipeline answered or failed (those Redis may not have are kept by then)."""
+        flying = self.flying
+        for key, _, _ in calls:
+            if (left := flying[key] - 1) > 0:
+                flying[key] = left
+            else:
+                del flying[key]
+        self.sending -= len(calls)
+        if self.waiting:
+            self._landed.set()
+            self._landed = trio.Event()
+
+    async def wait_landed(self, key: str) -> None:
+        """Until no settle of `key` is flying: an admission sent now on another connection
+        could reach Redis before them, and be refused a slot or budget they give back (they
+        are sent ahead of any later admission of this proxy that carries them, but one on
+        another connection may overtake them)."""
+        self.waiting += 1
+        try:
+            while key in self.flying:
+                await self._landed.wait()
+        finally:
+            self.waiting -= 1
 
     def learn(self, key: str, spend: Spend) -> None:
         """A settled spend seen for `key` (a reply, or our own settle): `known` only rises."""
