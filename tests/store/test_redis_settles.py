@@ -24,6 +24,7 @@ from tokenomics.services.redis_sync import flush_settles
 from tokenomics.store.db import Database
 from tokenomics.store.redis_counters import RedisCounters
 from tokenomics.store.redis_pending import PendingSettles
+from tokenomics.store.redis_settles import PATIENCE
 from tokenomics.store.resp import RedisAddress, RedisClient
 
 KEY = "cd" * 32
@@ -156,11 +157,39 @@ async def test_the_flusher_sends_only_settles_that_waited_linger(
         carried = one.settles.take()  # an admission carried it
         assert carried == [call]
         one.settles.landed(carried)
-        one.settles.put(call, Outcome(True, 1, 0.0))  # t = 0.6: due at 1.6
+        one.settles.put(call, Outcome(True, 1, 0.0))  # t = 0.6
         await trio.sleep(0.6)
         assert len(one.settles.queue) == 1 and one.dropped == 0  # not sent at 1.0
-        await trio.sleep(0.6)
-        assert one.settles.idle and one.dropped == 1  # sent at 1.6 (nobody there)
+        # an admission carried what the flusher waited for: patience doubles, due at 2.6
+        await trio.sleep(1.2)
+        assert len(one.settles.queue) == 1 and one.dropped == 0  # not sent at 1.6 either
+        await trio.sleep(0.3)
+        assert one.settles.idle and one.dropped == 1  # sent at 2.6 (nobody there)
+        one.settles.put(call, Outcome(True, 1, 0.0))  # t = 2.7: patience is back to 1
+        await trio.sleep(0.9)
+        assert one.dropped == 1
+        await trio.sleep(0.2)
+        assert one.settles.idle and one.dropped == 2  # sent at 3.7
+        nursery.cancel_scope.cancel()
+
+
+async def test_the_flusher_s_patience_grows_to_a_bound_while_admissions_carry_settles(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    one = RedisCounters(RedisClient(RedisAddress("127.0.0.1", 9), timeout=1))
+    call = (KEY, [f"tokenomics:usage:{KEY}"], ["", "1", 1, 0, "", 1000, 0])
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(lambda: flush_settles(one, linger=1.0))
+        await wait_all_tasks_blocked()
+        for _ in range(40):  # steady traffic: a settle queued, carried 0.5 s later
+            one.settles.put(call, Outcome(True, 1, 0.0))
+            await trio.sleep(0.5)
+            one.settles.landed(one.settles.take())
+        one.settles.put(call, Outcome(True, 1, 0.0))  # then traffic stops
+        await trio.sleep(PATIENCE - 0.1)
+        assert one.dropped == 0
+        await trio.sleep(0.2)
+        assert one.settles.idle and one.dropped == 1  # waited at most PATIENCE lingers
         nursery.cancel_scope.cancel()
 
 

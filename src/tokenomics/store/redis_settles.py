@@ -2,7 +2,8 @@
 (`services.redis_sync.keep`), `RedisCounters.settle` only queues the SETTLE call here and
 returns; the queue goes to Redis in one pipeline, ahead of the next admission's EVALSHA (same
 connection, same write, so Redis applies a request's settle before any later admission of this
-proxy) or, when no admission comes within `LINGER`, on its own. At concurrency 1 a request then
+proxy) or, when no admission comes within `LINGER` (more while admissions keep coming:
+`services.redis_sync.flush_settles`), on its own. At concurrency 1 a request then
 costs one round trip instead of two, and none of it after the upstream's answer.
 
 What a settle returns is no longer Redis's reply but the last settled spend this proxy knows
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from tokenomics.store.resp import Arg
 
 LINGER = 0.005  # how long a queued settle waits for an admission to carry it
+PATIENCE = 8  # while admissions carry them, up to this many lingers (`flush_settles`)
 MAX_KNOWN = 100_000  # tokens whose spend is remembered (bounded: the oldest go first)
 
 Call = tuple[str, list[str], list["Arg"]]  # token key, KEYS, ARGV of one SETTLE
@@ -37,6 +39,7 @@ class Settles:
         self.sending = 0  # settles taken from the queue whose pipeline has not answered yet
         self.flying: dict[str, int] = {}  # the same, by token key
         self.waiting = 0  # admissions waiting for a token's flying settles
+        self.taken = 0  # how many times the queue was taken (by an admission or the flusher)
         self._landed = trio.Event()
         self.since = 0.0  # when the oldest queued settle was queued (Trio's clock)
         self._wake = trio.Event()
@@ -64,6 +67,7 @@ class Settles:
     def take(self) -> list[Call]:
         """The queued settles, now flying until `landed`."""
         calls, self.queue = self.queue, []
+        self.taken += 1
         flying = self.flying
         for key, _, _ in calls:
             flying[key] = flying.get(key, 0) + 1
