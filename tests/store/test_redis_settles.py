@@ -218,7 +218,7 @@ class Relay:
             await sink.send_all(data)
 
 
-async def test_an_admission_waits_for_its_token_s_settles_already_on_their_way(
+async def test_an_admission_refused_while_its_token_s_settles_fly_asks_again_once_they_land(
     redis_server: RedisServer,  # noqa: F811
 ) -> None:
     relay = Relay(redis_server.port)
@@ -232,7 +232,7 @@ async def test_an_admission_waits_for_its_token_s_settles_already_on_their_way(
         relay.holding = True
         nursery.start_soon(one.flush)  # the settle is on its way, held by the relay
         await relay.stuck.wait()
-        relay.holding = False  # an admission on another connection would pass it now
+        relay.holding = False  # an admission on another connection passes it now: refused
         admitted: list[object] = []
 
         async def admit() -> None:

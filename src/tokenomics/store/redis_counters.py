@@ -106,6 +106,25 @@ class RedisCounters:
             raise RedisUnavailable(f"{UNAVAILABLE}: the {name} script failed in Redis")
         return reply
 
+    async def ordered(
+        self,
+        name: str,
+        key: str,
+        keys: Sequence[str],
+        args: Sequence[Arg],
+        refusals: tuple[int, ...],
+    ) -> list[Reply]:
+        """`run` a check-and-take; when Redis refuses it (a reply starting with one of
+        `refusals`, which take nothing) while settles of the same token are on their way on
+        another connection, ask again once they have landed. The refusal may be theirs: the
+        slot or the budget they give back (`Settles.wait_landed`). Only refusals wait, so
+        admissions at high concurrency on one token are not serialised behind settles."""
+        reply = await self.run(name, keys, args)
+        if reply and reply[0] in refusals and key in self.settles.flying:
+            await self.settles.wait_landed(key)
+            reply = await self.run(name, keys, args)
+        return reply
+
     async def flush(self, command: list[Arg] | None = None) -> Reply:
         """Send the queued settles, and `command` after them, in one pipeline; returns the
         reply to `command`. Settles that may not have been applied (Redis unavailable, the
@@ -140,10 +159,8 @@ class RedisCounters:
         if not rated(limit):
             return RedisClaim(key)
         keys, args, slot = acquire_call(key, limit)
-        if key in self.settles.flying:
-            await self.settles.wait_landed(key)
         try:
-            reply = await self.run("acquire", keys, args)
+            reply = await self.ordered("acquire", key, keys, args, (1,))
         except RedisUnavailable:
             if self.fail_open:
                 return RedisClaim(key)
@@ -155,9 +172,7 @@ class RedisCounters:
         if not ask.limited:
             return RedisClaim(key)  # nothing to check: usage is added when it settles
         args, hold = reserve_args(ask)
-        if key in self.settles.flying:
-            await self.settles.wait_landed(key)
-        reply = await self.run("reserve", token_keys(key), args)
+        reply = await self.ordered("reserve", key, token_keys(key), args, (1, 2))
         numbers = ints(reply, 3)
         if numbers is None:
             raise RedisUnavailable(f"{UNAVAILABLE}: unexpected reply to reserve")
@@ -179,9 +194,8 @@ class RedisCounters:
         own, windows = MEMO.keys_of(key, limit)  # the token's keys, its parallel one, windows
         keys = [*own, *windows]
         flag = "1" if bound else "0"
-        if key in self.settles.flying:  # its settles first (`Settles.wait_landed`)
-            await self.settles.wait_landed(key)
-        reply = await self.run("admit", keys, [*budget_args, flag, *acquire_args])
+        args = [*budget_args, flag, *acquire_args]
+        reply = await self.ordered("admit", key, keys, args, (1, 3))  # 2 counted the request
         raise_rate_limited(reply)
         if reply and reply[0] in (2, 3):
             numbers = ints(reply[1:], 3)

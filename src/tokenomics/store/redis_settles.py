@@ -88,10 +88,10 @@ class Settles:
             self._landed = trio.Event()
 
     async def wait_landed(self, key: str) -> None:
-        """Until no settle of `key` is flying: an admission sent now on another connection
-        could reach Redis before them, and be refused a slot or budget they give back (they
-        are sent ahead of any later admission of this proxy that carries them, but one on
-        another connection may overtake them)."""
+        """Until no settle of `key` is flying: an admission sent on another connection may
+        have reached Redis before them, and been refused a slot or budget they give back
+        (they are sent ahead of any later admission of this proxy that carries them, but one
+        on another connection may overtake them; `RedisCounters.ordered` asks again)."""
         self.waiting += 1
         try:
             while key in self.flying:
