@@ -211,3 +211,27 @@ async def test_watched_calls_reuse_their_connection_and_see_redis_go(
         assert client.health.errors == 1
         nursery.cancel_scope.cancel()
     await client.aclose()
+
+
+def connections_received(server: RedisServer) -> int:
+    info = server.command("INFO", "stats").decode()
+    return int(info.split("total_connections_received:")[1].split("\r\n")[0])
+
+
+async def test_a_burst_of_calls_keeps_its_connections_for_the_next_one(
+    redis_server: RedisServer,  # noqa: F811
+) -> None:
+    client = RedisClient(RedisAddress("127.0.0.1", redis_server.port), timeout=2)
+
+    async def burst() -> None:
+        async with trio.open_nursery() as nursery:
+            for _ in range(64):  # at once: each call takes a connection of its own
+                nursery.start_soon(client.call, "PING")
+
+    await burst()
+    assert client.pooled == 64  # all kept
+    opened = connections_received(redis_server)
+    await burst()
+    assert connections_received(redis_server) == opened + 1  # the INFO above, not ours
+    assert client.pooled == 64
+    await client.aclose()

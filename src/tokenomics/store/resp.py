@@ -38,6 +38,10 @@ MAX_DEPTH = 8  # our scripts reply with flat arrays; a deeper reply is not ours
 READ_SIZE = 65536
 BACKOFF_FIRST = 0.05
 BACKOFF_MAX = 2.0
+# Idle connections kept: as many as calls run at once, so a burst does not open (and Redis
+# accept) a connection per call over the bound and close it after: at concurrency 64 with 32
+# kept, opening them was ~3% of the proxy's samples. An idle connection costs a socket.
+POOL_SIZE = 256
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, math.inf)
 
 
@@ -299,7 +303,7 @@ class RedisClient:
         address: RedisAddress,
         *,
         timeout: float = 0.5,
-        pool_size: int = 32,
+        pool_size: int = POOL_SIZE,
         clock: Callable[[], float] = trio.current_time,
     ) -> None:
         self.address = address
@@ -395,6 +399,11 @@ class RedisClient:
                         conn.expire()
         finally:
             self._watched = False
+
+    @property
+    def pooled(self) -> int:
+        """Idle connections kept for the next calls."""
+        return len(self._idle)
 
     async def call(self, *args: Arg) -> Reply:
         return (await self.execute([args]))[0]
