@@ -208,3 +208,18 @@ async def test_a_settle_that_spends_and_holds_nothing_makes_no_usage_key(
     assert await one.settle(KEY, limit, slot, None, Outcome(False, 0, 0.0)) is not None
     assert redis_server.command("EXISTS", f"tokenomics:usage:{KEY}") == b":0\r\n"
     assert redis_server.command("ZCARD", f"tokenomics:parallel:{KEY}") == b":0\r\n"
+
+
+async def test_large_amounts_are_written_as_exact_integers(
+    redis_server: RedisServer,  # noqa: F811
+) -> None:
+    one = counters(redis_server)
+    claim = await one.reserve(KEY, Ask(10**15, 20_000.0, 10**12, 5_000.0, 10**12, 1_000.0))
+    assert redis_server.command("GET", f"tokenomics:usage:{KEY}") == b"$13\r\n2000000000000\r\n"
+    assert redis_server.command("GET", f"tokenomics:cost:{KEY}") == b"$13\r\n6000000000000\r\n"
+    spend = await one.settle(KEY, None, None, claim, Outcome(True, 3 * 10**12, 7_000.0))
+    assert spend is not None and spend.tokens == 3 * 10**12
+    assert spend.cost_usd == pytest.approx(7_000.0)
+    assert redis_server.command("HMGET", f"tokenomics:holds:{KEY}", "_t", "_n") == (
+        b"*2\r\n$1\r\n0\r\n$1\r\n0\r\n"
+    )

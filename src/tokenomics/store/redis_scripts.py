@@ -22,6 +22,9 @@ local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
+local function int(x)
+  return string.format('%d', x)
+end
 local function floor0(key, value)
   if value < 0 then redis.call('SET', key, 0) end
 end
@@ -167,11 +170,12 @@ local function budget_reserve(U, C, H, Z, R, now)
   local max_t, max_n = tonumber(R[1]), tonumber(R[2])
   if max_t > 0 and used + tonumber(R[3]) > max_t then return {1, used, nanos} end
   if max_n > 0 and nanos + tonumber(R[4]) > max_n then return {2, used, nanos} end
-  redis.call('INCRBY', U, R[5])
-  redis.call('INCRBY', C, R[6])
-  redis.call('HSET', H, R[7], R[5] .. ':' .. R[6])
-  redis.call('HINCRBY', H, '_t', R[5])
-  redis.call('HINCRBY', H, '_n', R[6])
+  -- written from what was read (one MSET, one HSET): each redis.call costs more than Lua
+  local held = redis.call('HMGET', H, '_t', '_n')
+  redis.call('MSET', U, int(used + tonumber(R[5])), C, int(nanos + tonumber(R[6])))
+  redis.call('HSET', H, R[7], R[5] .. ':' .. R[6],
+             '_t', int((tonumber(held[1]) or 0) + tonumber(R[5])),
+             '_n', int((tonumber(held[2]) or 0) + tonumber(R[6])))
   redis.call('ZADD', Z, now + tonumber(R[8]), R[7])
   return {0, used, nanos}
 end
@@ -294,15 +298,16 @@ if not redis.call('SET', KEYS[6], '1', 'PX', ARGV[6], 'NX') then  -- applied bef
   local v = redis.call('MGET', U, C)
   return settled(tonumber(v[1]) or 0, tonumber(v[2]) or 0)
 end
-local t, n, ht, hn = 0, 0, nil, nil
-local amounts = ARGV[1] ~= '' and redis.call('HGET', H, ARGV[1])
-if amounts then
-  local sep = string.find(amounts, ':', 1, true)
-  t, n = tonumber(string.sub(amounts, 1, sep - 1)), tonumber(string.sub(amounts, sep + 1))
+local t, n = 0, 0
+local held = redis.call('HMGET', H, ARGV[1] ~= '' and ARGV[1] or '_t', '_t', '_n')
+local ht, hn = tonumber(held[2]) or 0, tonumber(held[3]) or 0
+if ARGV[1] ~= '' and held[1] then
+  local sep = string.find(held[1], ':', 1, true)
+  t, n = tonumber(string.sub(held[1], 1, sep - 1)), tonumber(string.sub(held[1], sep + 1))
+  ht, hn = ht - t, hn - n
   redis.call('HDEL', H, ARGV[1])
+  redis.call('HSET', H, '_t', int(ht), '_n', int(hn))
   redis.call('ZREM', Z, ARGV[1])
-  ht = redis.call('HINCRBY', H, '_t', 0 - t)
-  hn = redis.call('HINCRBY', H, '_n', 0 - n)
 end
 local spent_t, spent_n = 0, 0
 if ARGV[2] == '1' then spent_t, spent_n = tonumber(ARGV[3]), tonumber(ARGV[4]) end
