@@ -223,3 +223,17 @@ async def test_large_amounts_are_written_as_exact_integers(
     assert redis_server.command("HMGET", f"tokenomics:holds:{KEY}", "_t", "_n") == (
         b"*2\r\n$1\r\n0\r\n$1\r\n0\r\n"
     )
+
+
+async def test_the_lapsed_hold_of_a_dead_proxy_is_given_back_at_the_next_reservation(
+    redis_server: RedisServer,  # noqa: F811
+) -> None:
+    holds, expiry = f"tokenomics:holds:{KEY}", f"tokenomics:hold_expiry:{KEY}"
+    redis_server.command("SET", f"tokenomics:usage:{KEY}", "70")  # 40 spent, 30 held by:
+    redis_server.command("HSET", holds, "dead", "30:0", "_t", "30", "_n", "0")
+    redis_server.command("ZADD", expiry, "1", "dead")  # expired long ago
+    one = counters(redis_server)
+    await one.reserve(KEY, ask(1000, 5, output=5))
+    assert redis_server.command("GET", f"tokenomics:usage:{KEY}") == b"$2\r\n50\r\n"  # 40 + 10
+    assert redis_server.command("HMGET", holds, "dead", "_t") == b"*2\r\n$-1\r\n$2\r\n10\r\n"
+    assert redis_server.command("ZCARD", expiry) == b":1\r\n"  # ours

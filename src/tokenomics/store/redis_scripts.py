@@ -6,7 +6,8 @@ Keys of a token (`<h>` is the full 64-hex token hash):
 
     tokenomics:usage:<h>          tokens spent plus what open reservations hold (proxy.md §5.1)
     tokenomics:cost:<h>           the same in nano-dollars
-    tokenomics:holds:<h>          hash: reservation id -> "tokens:nanos"; `_t`/`_n` their sums
+    tokenomics:holds:<h>          hash: reservation id -> "tokens:nanos"; `_t`/`_n` their sums;
+                                  `_p` when to look for lapsed ones next (ms)
     tokenomics:hold_expiry:<h>    zset: reservation id -> expiry (a crashed proxy's holds lapse)
     tokenomics:parallel:<h>       zset: slot id -> expiry (max_parallel across the fleet)
     tokenomics:rate:<h>:<ms>:<strategy>   one rate window; expires with the window
@@ -44,6 +45,7 @@ end
 local function prune_holds(U, C, H, Z, now)
   local gone = redis.call('ZRANGEBYSCORE', Z, '-inf', now, 'LIMIT', 0, 256)
   for _, id in ipairs(gone) do drop_hold(U, C, H, Z, id) end
+  return #gone > 0
 end
 local function bucket_field(kind, b)
   return kind .. string.format('%d', b)
@@ -164,18 +166,22 @@ end
 #   (window index, requests, tokens, label) * m -> nil, windows or {1, "<what> (max <n>)", retry_ms}
 _TAKE = """
 local function budget_reserve(U, C, H, Z, R, now)
-  prune_holds(U, C, H, Z, now)
+  -- lapsed holds (a proxy that died) are looked for at most once a second ('_p': when next)
+  local held, prune = redis.call('HMGET', H, '_t', '_n', '_p'), {}
+  if now >= (tonumber(held[3]) or 0) then
+    if prune_holds(U, C, H, Z, now) then held = redis.call('HMGET', H, '_t', '_n') end
+    prune = {'_p', int(now + 1000)}
+  end
   local v = redis.call('MGET', U, C)
   local used, nanos = tonumber(v[1]) or 0, tonumber(v[2]) or 0
   local max_t, max_n = tonumber(R[1]), tonumber(R[2])
   if max_t > 0 and used + tonumber(R[3]) > max_t then return {1, used, nanos} end
   if max_n > 0 and nanos + tonumber(R[4]) > max_n then return {2, used, nanos} end
   -- written from what was read (one MSET, one HSET): each redis.call costs more than Lua
-  local held = redis.call('HMGET', H, '_t', '_n')
   redis.call('MSET', U, int(used + tonumber(R[5])), C, int(nanos + tonumber(R[6])))
   redis.call('HSET', H, R[7], R[5] .. ':' .. R[6],
              '_t', int((tonumber(held[1]) or 0) + tonumber(R[5])),
-             '_n', int((tonumber(held[2]) or 0) + tonumber(R[6])))
+             '_n', int((tonumber(held[2]) or 0) + tonumber(R[6])), unpack(prune))
   redis.call('ZADD', Z, now + tonumber(R[8]), R[7])
   return {0, used, nanos}
 end
