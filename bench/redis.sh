@@ -14,6 +14,10 @@
 # 2. Throughput at concurrency 64 with the Redis backend: one worker, then `server.workers: 2`
 #    (both allowed on CPUs 0 and 1; nginx, wrk and redis share CPU 1).
 #
+# Columns: CPU per request is the proxy's with its workers (a supervisor's children counted),
+# and Redis's apart (redis_cpu_ms/req, the server's own share of the CPU it has with nginx
+# and wrk: with two workers on both CPUs, what it takes is what the workers do not get).
+#
 # Needs nginx, wrk, redis-server and the dev venv (.venv). Numbers are machine-specific; on a
 # shared VM compare the ratios of one run.
 source "$(dirname "$0")/common.sh"
@@ -24,6 +28,7 @@ command -v redis-server >/dev/null || { echo "bench: redis-server is missing" >&
 REDIS_PORT=$(free_port)
 taskset -c 1 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no \
     --dir "$work" >"$work/redis.log" 2>&1 &
+REDIS_PID=$!
 server_pids+=($!)
 start_nginx
 url() { echo "http://127.0.0.1:$1/v1/chat/completions"; }
@@ -53,10 +58,24 @@ for i in "${!TREES[@]}"; do
     labels+=("redis-c1$(tag $n)")
 done
 
-run_c() {  # label name concurrency
-    printf '%s\t%s\t%s\n' "$1" "$round" "$(measure "${pid[$2]}" "$(url "${port[$2]}")" "${token[$2]}" 0 "$3" "$DURATION")"
+ticks() {  # PID... -> their utime + stime, clock ticks
+    local total=0 pid
+    for pid in "$@"; do total=$((total + $(awk '{print $14 + $15}' "/proc/$pid/stat"))); done
+    echo "$total"
 }
-printf 'label\tround\trequests\treq/s\tcpu_ms/req\tp50_ms\terrors\n'
+run_c() {  # label name concurrency
+    # CPU per request of the proxy and its workers (the supervisor's children), and Redis's
+    local pids=("${pid[$2]}" $(pgrep -P "${pid[$2]}" || true)) line proxy0 redis0 proxy1 redis1 n
+    proxy0=$(ticks "${pids[@]}") redis0=$(ticks "$REDIS_PID")
+    line=$(measure "${pid[$2]}" "$(url "${port[$2]}")" "${token[$2]}" 0 "$3" "$DURATION")
+    proxy1=$(ticks "${pids[@]}") redis1=$(ticks "$REDIS_PID")
+    n=$(echo "$line" | cut -f1); [ "${n:-0}" -gt 0 ] || n=1
+    line=$(echo "$line" | awk -F'\t' -v OFS='\t' -v t="$((proxy1 - proxy0))" -v n="$n" \
+        -v hz="$(getconf CLK_TCK)" '{$3 = sprintf("%.3f", t / hz * 1000 / (n > 0 ? n : 1)); print}')
+    printf '%s\t%s\t%s\t%.3f\n' "$1" "$round" "$line" \
+        "$(echo "($redis1 - $redis0) / $(getconf CLK_TCK) * 1000 / $n" | bc -l)"
+}
+printf 'label\tround\trequests\treq/s\tcpu_ms/req\tp50_ms\terrors\tredis_cpu_ms/req\n'
 for round in $(seq "$ROUNDS"); do
     run_c memory-c1 memory 1
     for i in "${!TREES[@]}"; do run_c "redis-c1$(tag $((i + 1)))" "redis$((i + 1))" 1; done
@@ -83,4 +102,15 @@ done | tee "$work/workers.tsv"
 echo
 summary "$work/latency.tsv" "${labels[@]}"
 summary "$work/workers.tsv" "${wlabels[@]}"
-echo "(the CPU/req of workers2 is the supervisor's only: ignore it)"
+redis_summary() {  # FILE: Redis CPU per request, median per label
+    .venv/bin/python - "$1" <<'EOF'
+import statistics, sys
+rows = [line.split("\t") for line in open(sys.argv[1]).read().splitlines() if line]
+for label in dict.fromkeys(r[0] for r in rows if r[0] != "label"):
+    print(f"  {label}: Redis {statistics.median(float(r[7]) for r in rows if r[0] == label):.3f}"
+          " ms CPU/req")
+EOF
+}
+redis_summary "$work/latency.tsv"
+redis_summary "$work/workers.tsv"
+echo "(CPU/req: the proxy's, with its workers; Redis's apart, on the CPU it shares with nginx and wrk)"
