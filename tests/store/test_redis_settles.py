@@ -22,6 +22,7 @@ from tokenomics.domain.errors import RateLimited
 from tokenomics.domain.policy import RateLimit, RateRule
 from tokenomics.services.redis_sync import flush_settles
 from tokenomics.store.db import Database
+from tokenomics.store.redis_calls import settles_could_free
 from tokenomics.store.redis_counters import RedisCounters
 from tokenomics.store.redis_pending import PendingSettles
 from tokenomics.store.redis_settles import PATIENCE
@@ -249,3 +250,44 @@ async def test_an_admission_refused_while_its_token_s_settles_fly_asks_again_onc
         assert one.settles.idle and used(redis_server) == 25 + 30
         nursery.cancel_scope.cancel()
     await one.client.aclose()
+
+
+async def test_a_rate_window_refusal_does_not_wait_for_flying_settles(
+    redis_server: RedisServer,  # noqa: F811
+) -> None:
+    """Settles never take requests off a window: a client over its rate limit is answered at
+    once, with one call, even while its settles are held on their way."""
+    relay = Relay(redis_server.port)
+    two_a_minute = RateLimit(
+        (RateRule(requests=2, window="1m", window_delta=timedelta(minutes=1)),)
+    )
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(trio.serve_tcp, relay.serve, 0)
+        port = listeners[0].socket.getsockname()[1]
+        one = RedisCounters(RedisClient(RedisAddress("127.0.0.1", port), timeout=5))
+        one.settles.deferred = True
+        for _ in range(2):
+            slot, hold = await one.admit(KEY, two_a_minute, ASK)
+            await one.settle(KEY, two_a_minute, slot, hold, Outcome(True, 5, 0.0))
+        relay.holding = True
+        nursery.start_soon(one.flush)
+        await relay.stuck.wait()
+        relay.holding = False
+        with trio.fail_after(5), pytest.raises(RateLimited, match="2 requests in 1m window"):
+            await one.admit(KEY, two_a_minute, ASK)
+        assert KEY in one.settles.flying and one.settles.waiting == 0
+        relay.gate.set()
+        await until(lambda: one.settles.idle)
+        nursery.cancel_scope.cancel()
+    await one.client.aclose()
+
+
+def test_which_refusals_settles_could_have_prevented() -> None:
+    parallel = [1, b"1 concurrent requests (max 1)", 1000]
+    window = [1, b"2 requests in 1m window (max 2)", 3000]
+    assert settles_could_free("acquire", parallel) and settles_could_free("admit", parallel)
+    assert not settles_could_free("acquire", window) and not settles_could_free("admit", window)
+    assert settles_could_free("admit", [3, 1, 10, 0])  # the budget at the bound: took nothing
+    assert not settles_could_free("admit", [2, 1, 10, 0])  # counted in the windows already
+    assert settles_could_free("reserve", [1, 10, 0]) and settles_could_free("reserve", [2, 10, 0])
+    assert not settles_could_free("admit", [0]) and not settles_could_free("reserve", [0, 1, 0])

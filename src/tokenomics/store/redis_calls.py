@@ -168,6 +168,19 @@ def reserve_args(ask: Ask) -> tuple[list[Arg], str]:
     return args, hold
 
 
+def settles_could_free(script: str, reply: list[Reply]) -> bool:
+    """Whether settles applied first could have admitted what `reply` refuses: a refusal of
+    a parallel slot or of the budget that took nothing (`RESERVE`'s 1 and 2, `ADMIT`'s 3).
+    A rate window never: settles do not take requests off it, and add tokens to it."""
+    code = reply[0] if reply else None
+    if script == "reserve":
+        return code in (1, 2)
+    if script == "admit" and code == 3:
+        return True
+    what = reply[1] if code == 1 and len(reply) == 3 else None
+    return isinstance(what, bytes) and b" concurrent requests (max " in what
+
+
 def raise_rate_limited(reply: list[Reply]) -> None:
     if reply and reply[0] == 1 and len(reply) == 3:
         what, retry = reply[1], reply[2]

@@ -38,6 +38,7 @@ from tokenomics.store.redis_calls import (
     raise_rate_limited,
     rated,
     reserve_args,
+    settles_could_free,
     to_nanos,
     token_keys,
 )
@@ -107,20 +108,15 @@ class RedisCounters:
         return reply
 
     async def ordered(
-        self,
-        name: str,
-        key: str,
-        keys: Sequence[str],
-        args: Sequence[Arg],
-        refusals: tuple[int, ...],
+        self, name: str, key: str, keys: Sequence[str], args: Sequence[Arg]
     ) -> list[Reply]:
-        """`run` a check-and-take; when Redis refuses it (a reply starting with one of
-        `refusals`, which take nothing) while settles of the same token are on their way on
-        another connection, ask again once they have landed. The refusal may be theirs: the
-        slot or the budget they give back (`Settles.wait_landed`). Only refusals wait, so
-        admissions at high concurrency on one token are not serialised behind settles."""
+        """`run` a check-and-take; when Redis refuses what settles of the same token, on their
+        way on another connection, could have given back (`settles_could_free`), ask again
+        once they have landed: the refusal may be theirs (`Settles.wait_landed`). Only those
+        refusals wait, so admissions at high concurrency on one token are not serialised
+        behind settles, and a client over its rate limit costs no second call."""
         reply = await self.run(name, keys, args)
-        if reply and reply[0] in refusals and key in self.settles.flying:
+        if key in self.settles.flying and settles_could_free(name, reply):
             await self.settles.wait_landed(key)
             reply = await self.run(name, keys, args)
         return reply
@@ -160,7 +156,7 @@ class RedisCounters:
             return RedisClaim(key)
         keys, args, slot = acquire_call(key, limit)
         try:
-            reply = await self.ordered("acquire", key, keys, args, (1,))
+            reply = await self.ordered("acquire", key, keys, args)
         except RedisUnavailable:
             if self.fail_open:
                 return RedisClaim(key)
@@ -172,7 +168,7 @@ class RedisCounters:
         if not ask.limited:
             return RedisClaim(key)  # nothing to check: usage is added when it settles
         args, hold = reserve_args(ask)
-        reply = await self.ordered("reserve", key, token_keys(key), args, (1, 2))
+        reply = await self.ordered("reserve", key, token_keys(key), args)
         numbers = ints(reply, 3)
         if numbers is None:
             raise RedisUnavailable(f"{UNAVAILABLE}: unexpected reply to reserve")
@@ -195,7 +191,7 @@ class RedisCounters:
         keys = [*own, *windows]
         flag = "1" if bound else "0"
         args = [*budget_args, flag, *acquire_args]
-        reply = await self.ordered("admit", key, keys, args, (1, 3))  # 2 counted the request
+        reply = await self.ordered("admit", key, keys, args)
         raise_rate_limited(reply)
         if reply and reply[0] in (2, 3):
             numbers = ints(reply[1:], 3)
