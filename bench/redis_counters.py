@@ -8,7 +8,9 @@ budget, settle) through `LocalCounters` and through `RedisCounters`, and prints 
 time per request of each: admission (what the client waits for: `admit`, one round trip; the
 old acquire-then-reserve, two round trips, is measured too for the ratio) and settle (one
 round trip here; in the proxy it is queued off the request's path and carried by the next
-admission, `store/redis_settles.py`).
+admission, `store/redis_settles.py`). Then Redis's own side of a request, which wall-clock
+figures on a shared machine hide: the commands the scripts run and Redis's CPU time, with a
+new one-minute window and with a full one (63 buckets, as after a minute of traffic).
 """
 
 from __future__ import annotations
@@ -77,7 +79,45 @@ async def main(port: int, requests: int, rounds: int) -> None:
     added = one_step - statistics.median(a for a, _ in mem)
     print(f"latency the Redis backend adds before the upstream call: {added / 1000:.3f} ms")
     print(f"admission, two round trips / one: {two_step / one_step:.2f}x")
+    for full in (False, True):
+        calls, cpu_us = await server_side(redis, requests, full)
+        print(
+            f"Redis per request (admit + settle), {'full' if full else 'new'} one-minute "
+            f"window: {calls:.1f} commands in the scripts, {cpu_us:.1f} us of Redis CPU"
+        )
     await redis.client.aclose()
+
+
+async def redis_stats(client: RedisClient) -> tuple[int, float]:
+    """Commands run so far (EVALSHA's own and INFO's excluded), and Redis's CPU seconds."""
+    calls = 0
+    info = await client.call("INFO", "commandstats")
+    for line in info.decode().splitlines() if isinstance(info, bytes) else ():
+        name, _, rest = line.partition(":")
+        if name.startswith("cmdstat_") and name not in ("cmdstat_evalsha", "cmdstat_info"):
+            calls += int(rest.split("calls=")[1].split(",")[0])
+    cpu = await client.call("INFO", "cpu")
+    assert isinstance(cpu, bytes)
+    fields = dict(x.split(":") for x in cpu.decode().splitlines() if ":" in x)
+    return calls, float(fields["used_cpu_user"]) + float(fields["used_cpu_sys"])
+
+
+async def server_side(redis: RedisCounters, requests: int, full: bool) -> tuple[float, float]:
+    """Redis's side of one request (admission then settle): the commands its scripts run and
+    its CPU time (wall-clock free: what the sliding-window and call-count changes save, on
+    a busy machine too). `full`: the window holds 63 buckets, as after a minute of traffic."""
+    key = f"{time.monotonic_ns():064x}"[-64:]
+    if full:
+        seconds, micros = await redis.client.call("TIME")  # type: ignore[misc]  (a list)
+        bucket = int((int(seconds) * 1000 + int(micros) // 1000) // (60_000 / 64))
+        fields = [x for b in range(bucket - 62, bucket + 1) for x in (f"r{b}", 1)]
+        await redis.client.call("HSET", f"tokenomics:rate:{key}:60000:sliding", *fields)
+    calls0, cpu0 = await redis_stats(redis.client)
+    for _ in range(requests):
+        slot, hold = await redis.admit(key, LIMIT, ASK)
+        await redis.settle(key, LIMIT, slot, hold, Outcome(True, 120, 0.0))
+    calls1, cpu1 = await redis_stats(redis.client)
+    return (calls1 - calls0) / requests, (cpu1 - cpu0) / requests * 1e6
 
 
 def free_port() -> int:

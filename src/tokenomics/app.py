@@ -246,6 +246,7 @@ async def _run_server(
                 partial(usage_writer.run, deps.budgets, parts.usage, clock_now=now_text)
             )
             await consumers.start(token_cache.run, cache)
+            await consumers.start(parts.upstreams.run)  # headers timeouts of pooled requests
             fleet = remote_fleet.build(
                 settings, deps.providers, partial(open_tokens, settings, environ), cache, stats
             )

@@ -1,8 +1,11 @@
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
 from tokenomics.domain.durations import (
+    format_rfc3339,
+    format_rfc3339_ms,
+    format_rfc3339_nano,
     is_expired,
     parse_expires,
     parse_go_duration,
@@ -85,3 +88,30 @@ def test_expiry_is_strictly_after_the_instant_and_fails_closed() -> None:
     assert is_expired(moment, datetime(2026, 2, 28, 12, 30, 46, tzinfo=UTC))
     assert not is_expired(None, NOW) and not is_expired("", NOW)
     assert is_expired("not-a-date", NOW)
+
+
+def _reference(moment: datetime, timespec: str) -> str:
+    """What the formatters wrote before they kept each second's text."""
+    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(timespec=timespec)
+
+
+@pytest.mark.parametrize(
+    "moment",
+    [NOW, NOW.replace(microsecond=0), NOW.replace(microsecond=999_999),
+     datetime(1969, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC), datetime(1, 1, 1, tzinfo=UTC),
+     NOW.astimezone(timezone(timedelta(hours=5, minutes=30))),
+     NOW.astimezone(timezone(timedelta(hours=-3))), NOW.replace(tzinfo=None)],
+)  # fmt: skip
+def test_timestamps_format_in_utc_whatever_the_zone_and_second(moment: datetime) -> None:
+    for _ in range(2):  # the second's text is formatted once, then looked up
+        assert format_rfc3339(moment) == _reference(moment, "seconds") + "Z"
+        assert format_rfc3339_ms(moment) == _reference(moment, "milliseconds") + "Z"
+        assert format_rfc3339_nano(moment) == _reference(moment, "microseconds") + "000Z"
+
+
+def test_moments_of_one_second_keep_their_own_fraction_and_the_next_second_its_own() -> None:
+    start = NOW.replace(microsecond=0)
+    for micros in (0, 1, 999, 1000, 500_000, 999_999, 1_000_000, 1_000_001, 60_000_000):
+        moment = start + timedelta(microseconds=micros)
+        assert format_rfc3339_nano(moment) == _reference(moment, "microseconds") + "000Z"
+        assert format_rfc3339_ms(moment) == _reference(moment, "milliseconds") + "Z"

@@ -152,3 +152,29 @@ def test_resolve_provider_merges_its_first_policy() -> None:
     assert (resolved.provider_name, resolved.max_tokens) == ("openai", 50000)
     assert resolve_provider(policy, "").provider_name == ""
     assert resolve_provider(policy, "missing").base_key_env == "GLOBAL_KEY"
+
+
+def test_an_edited_policy_is_resolved_afresh_not_from_the_old_ones_answers() -> None:
+    before = parse_policy(json.dumps(ROUTING))
+    assert resolve_for_model(before, "gpt-4o").max_tokens == 50000
+    assert resolve_for_model(before, "gpt-4o") is resolve_for_model(before, "gpt-4o")
+    edited = {
+        **ROUTING,
+        "providers": {"openai": [{"model": "gpt-4o", "base_key_env": "K", "max_tokens": 7}]},
+    }
+    after = parse_policy(json.dumps(edited))
+    assert resolve_for_model(after, "gpt-4o").max_tokens == 7
+    assert resolve_for_model(after, "claude-3-opus").provider_name == ""
+    assert resolve_provider(after, "anthropic").upstream_url == ""
+    assert resolve_provider(before, "anthropic").upstream_url == "https://api.anthropic.com"
+    assert resolve_for_model(before, "gpt-4o").max_tokens == 50000
+
+
+def test_the_remembered_answers_stay_bounded_whatever_models_clients_send() -> None:
+    from tokenomics.domain import resolve
+
+    policy = parse_policy(json.dumps(ROUTING))
+    for n in range(resolve.RESOLVED_LIMIT + 10):
+        assert resolve_for_model(policy, f"made-up-{n}").provider_name == ""
+    assert len(resolve._RESOLVED) <= resolve.RESOLVED_LIMIT
+    assert resolve_for_model(policy, "llama-3").provider_name == "groq"

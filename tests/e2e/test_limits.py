@@ -346,6 +346,25 @@ async def test_raised_request_limit_applies_at_once(proxy: Proxy) -> None:
     assert rate_limited(more[4]) == "rate limit exceeded: 5 requests in 1m window (max 5)"
 
 
+async def test_an_edited_model_restriction_applies_at_once(proxy: Proxy) -> None:
+    """The resolved policy is remembered per policy and model: an edit is a new policy."""
+    token = proxy.token({**OPENAI, "model": "gpt-4o"})
+    async with proxy.client() as client:
+        assert (await post(client, token, chat("gpt-4o"))).status_code == 200
+        assert (await post(client, token, chat("gpt-4o-mini"))).status_code == 403
+        store = TokenStore.open(Path(proxy.settings.storage.db_path))
+        try:
+            edited = {**OPENAI, "model_regex": "^gpt-4o-", "max_tokens": 1}
+            store.update(proxy.key.hash(token), json.dumps(edited), None)
+        finally:
+            store.close()
+        proxy.reload_tokens()
+        now_allowed = await post(client, token, chat("gpt-4o-mini", "x"))
+        now_refused = await post(client, token, chat("gpt-4o"))
+    assert "budget exceeded" in openai_error_message(now_allowed, 429)
+    assert "does not match policy regex" in openai_error_message(now_refused, 403)
+
+
 async def test_cost_budget_refuses_a_model_without_a_price_instead_of_ignoring_it(
     proxy: Proxy, mock_upstream_server: MockUpstream
 ) -> None:

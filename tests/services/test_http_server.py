@@ -85,6 +85,16 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         assert (await receive())["type"] == "http.disconnect"
         seen.append({"path": "/watch", "disconnected": True})
         return
+    if path in ("/cancel", "/keep"):  # asks to be cancelled (or not) when its client leaves
+        cancel = path == "/cancel"
+        scope["extensions"]["tokenomics.client_gone"](lambda: seen.append({"gone": path}) or cancel)
+        try:
+            await trio.sleep(2 * IDLE)
+        except trio.Cancelled:
+            seen.append({"cancelled": path})
+            raise
+        seen.append({"finished": path})
+        return
     if path == "/flood":  # far more than socket buffers hold, to a client that never reads
         await send({"type": "http.response.start", "status": 200, "headers": []})
         started = trio.current_time()
@@ -388,6 +398,37 @@ async def test_a_client_leaving_mid_request_is_a_disconnect_and_leaves_no_task(
             await trio.sleep(1)
             server.stop.set()
     assert {"path": "/watch", "disconnected": True} in seen
+
+
+@pytest.mark.parametrize("path", ["/cancel", "/keep"])
+async def test_a_client_leaving_cancels_the_app_call_only_when_its_callback_asks(
+    autojump_clock: trio.abc.Clock, path: str
+) -> None:
+    seen.clear()
+    with trio.fail_after(4 * IDLE):  # the server and its connection tasks all end
+        async with trio.open_nursery() as nursery:
+            server = await start(nursery, grace=4 * IDLE)
+            stream = await trio.open_tcp_stream("127.0.0.1", server.port)
+            await stream.send_all(f"GET {path} HTTP/1.1\r\nhost: t\r\n\r\n".encode())
+            await trio.sleep(1)
+            await stream.aclose()
+            await trio.sleep(1)
+            assert {"gone": path} in seen
+            if path == "/cancel":  # cancelled at once, and its connection ended
+                assert {"cancelled": path} in seen
+            server.stop.set()
+    ended = {"cancelled": path} if path == "/cancel" else {"finished": path}
+    assert [entry for entry in seen if "gone" not in entry and "path" not in entry] == [ended]
+
+
+async def test_requests_after_a_cancelled_one_are_not_served() -> None:
+    seen.clear()
+    async with connected() as (_, stream):
+        await stream.send_all(b"GET /cancel HTTP/1.1\r\nhost: t\r\n\r\n" + FAST)
+        await trio.sleep(0.1)
+        await stream.send_eof()
+        assert await until_closed(stream) == b""
+    assert [entry.get("path") for entry in seen if "path" in entry] == ["/cancel"]
 
 
 async def test_graceful_shutdown_finishes_in_flight_requests_and_closes_idle_ones(

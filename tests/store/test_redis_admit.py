@@ -88,7 +88,7 @@ async def test_a_rate_refusal_reserves_nothing(redis_server: RedisServer) -> Non
     with pytest.raises(RateLimited, match=r"1 concurrent requests \(max 1\)"):
         await one.admit(KEY, limit, ask(1000, 10, 20))
     assert number(redis_server, "GET", f"tokenomics:usage:{KEY}") == 30  # the first hold only
-    assert number(redis_server, "HLEN", f"tokenomics:holds:{KEY}") == 3  # one hold, _t, _n
+    assert number(redis_server, "HLEN", f"tokenomics:holds:{KEY}") == 4  # one hold, _t, _n, _p
 
 
 @pytest.mark.parametrize("backend", ["memory", "redis"])
@@ -146,7 +146,7 @@ async def test_a_budget_refusal_at_a_bound_takes_nothing(
         await one.admit(KEY, limit, ask(40, 10), bound=True)
     if isinstance(one, RedisCounters):
         assert number(redis_server, "GET", f"tokenomics:usage:{KEY}") == 24
-        assert number(redis_server, "HLEN", f"tokenomics:holds:{KEY}") == 2  # _t, _n only
+        assert number(redis_server, "HLEN", f"tokenomics:holds:{KEY}") == 3  # _t, _n, _p only
         assert number(redis_server, "ZCARD", f"tokenomics:parallel:{KEY}") == 0
     else:
         assert isinstance(one, LocalCounters)

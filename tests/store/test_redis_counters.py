@@ -155,3 +155,85 @@ async def test_a_budget_for_exactly_one_request_admits_one_of_two_proxies(
         nursery.start_soon(one, a)
         nursery.start_soon(one, b)
     assert sorted(outcomes) == ["admitted", "refused"]
+
+
+def hash_fields(server: RedisServer, key: str) -> list[bytes]:
+    reply = server.command("HKEYS", key)  # *n\r\n then $len\r\nfield\r\n per field
+    return reply.split(b"\r\n")[2::2]
+
+
+async def test_a_settle_feeds_tokens_only_to_windows_with_a_token_rule(
+    redis_server: RedisServer,  # noqa: F811
+) -> None:
+    minute = timedelta(minutes=1)
+    limit = RateLimit(
+        (RateRule(requests=100, window="1m", window_delta=minute),
+         RateRule(requests=100, tokens=1000, window="1h", window_delta=timedelta(hours=1))),
+    )  # fmt: skip
+    one = counters(redis_server)
+    for _ in range(2):
+        slot, hold = await one.admit(KEY, limit, ask(10_000, 10, output=10))
+        assert await one.settle(KEY, limit, slot, hold, Outcome(True, 25, 0.0)) is not None
+    by_minute = hash_fields(redis_server, f"tokenomics:rate:{KEY}:60000:sliding")
+    by_hour = hash_fields(redis_server, f"tokenomics:rate:{KEY}:3600000:sliding")
+    assert any(field.startswith(b"r") for field in by_minute)
+    assert not any(field.startswith(b"t") for field in by_minute)  # requests only
+    assert any(field.startswith(b"t") for field in by_hour)
+    with pytest.raises(RateLimited, match="1000 tokens"):  # the hour's token rule still counts
+        for _ in range(40):
+            slot, hold = await one.admit(KEY, limit, ask(10_000, 10, output=10))
+            await one.settle(KEY, limit, slot, hold, Outcome(True, 25, 0.0))
+
+
+async def test_a_settle_after_usage_was_lowered_under_its_hold_floors_at_zero(
+    redis_server: RedisServer,  # noqa: F811
+) -> None:
+    one = counters(redis_server)
+    claim = await one.reserve(KEY, ask(1000, 30, output=20))
+    redis_server.command("SET", f"tokenomics:usage:{KEY}", "10")  # below the hold of 50
+    spend = await one.settle(KEY, None, None, claim, Outcome(True, 7, 0.0))
+    assert spend is not None and spend.tokens == 7  # max(10 - 50, 0) + 7
+    assert redis_server.command("GET", f"tokenomics:usage:{KEY}") == b"$1\r\n7\r\n"
+    assert redis_server.command("HMGET", f"tokenomics:holds:{KEY}", "_t", "_n") == (
+        b"*2\r\n$1\r\n0\r\n$1\r\n0\r\n"
+    )
+
+
+async def test_a_settle_that_spends_and_holds_nothing_makes_no_usage_key(
+    redis_server: RedisServer,  # noqa: F811
+) -> None:
+    limit = RateLimit((), max_parallel=2)
+    one = counters(redis_server)
+    slot = await one.acquire(KEY, limit)
+    assert await one.settle(KEY, limit, slot, None, Outcome(False, 0, 0.0)) is not None
+    assert redis_server.command("EXISTS", f"tokenomics:usage:{KEY}") == b":0\r\n"
+    assert redis_server.command("ZCARD", f"tokenomics:parallel:{KEY}") == b":0\r\n"
+
+
+async def test_large_amounts_are_written_as_exact_integers(
+    redis_server: RedisServer,  # noqa: F811
+) -> None:
+    one = counters(redis_server)
+    claim = await one.reserve(KEY, Ask(10**15, 20_000.0, 10**12, 5_000.0, 10**12, 1_000.0))
+    assert redis_server.command("GET", f"tokenomics:usage:{KEY}") == b"$13\r\n2000000000000\r\n"
+    assert redis_server.command("GET", f"tokenomics:cost:{KEY}") == b"$13\r\n6000000000000\r\n"
+    spend = await one.settle(KEY, None, None, claim, Outcome(True, 3 * 10**12, 7_000.0))
+    assert spend is not None and spend.tokens == 3 * 10**12
+    assert spend.cost_usd == pytest.approx(7_000.0)
+    assert redis_server.command("HMGET", f"tokenomics:holds:{KEY}", "_t", "_n") == (
+        b"*2\r\n$1\r\n0\r\n$1\r\n0\r\n"
+    )
+
+
+async def test_the_lapsed_hold_of_a_dead_proxy_is_given_back_at_the_next_reservation(
+    redis_server: RedisServer,  # noqa: F811
+) -> None:
+    holds, expiry = f"tokenomics:holds:{KEY}", f"tokenomics:hold_expiry:{KEY}"
+    redis_server.command("SET", f"tokenomics:usage:{KEY}", "70")  # 40 spent, 30 held by:
+    redis_server.command("HSET", holds, "dead", "30:0", "_t", "30", "_n", "0")
+    redis_server.command("ZADD", expiry, "1", "dead")  # expired long ago
+    one = counters(redis_server)
+    await one.reserve(KEY, ask(1000, 5, output=5))
+    assert redis_server.command("GET", f"tokenomics:usage:{KEY}") == b"$2\r\n50\r\n"  # 40 + 10
+    assert redis_server.command("HMGET", holds, "dead", "_t") == b"*2\r\n$-1\r\n$2\r\n10\r\n"
+    assert redis_server.command("ZCARD", expiry) == b":1\r\n"  # ours

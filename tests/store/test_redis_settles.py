@@ -18,11 +18,14 @@ from trio.testing import wait_all_tasks_blocked
 
 from tokenomics.domain.budget import Spend
 from tokenomics.domain.counters import Ask, Outcome
+from tokenomics.domain.errors import RateLimited
 from tokenomics.domain.policy import RateLimit, RateRule
 from tokenomics.services.redis_sync import flush_settles
 from tokenomics.store.db import Database
+from tokenomics.store.redis_calls import settles_could_free
 from tokenomics.store.redis_counters import RedisCounters
 from tokenomics.store.redis_pending import PendingSettles
+from tokenomics.store.redis_settles import PATIENCE
 from tokenomics.store.resp import RedisAddress, RedisClient
 
 KEY = "cd" * 32
@@ -152,10 +155,139 @@ async def test_the_flusher_sends_only_settles_that_waited_linger(
         await wait_all_tasks_blocked()
         one.settles.put(call, Outcome(True, 1, 0.0))  # t = 0
         await trio.sleep(0.6)
-        assert one.settles.take() == [call]  # an admission carried it
-        one.settles.put(call, Outcome(True, 1, 0.0))  # t = 0.6: due at 1.6
+        carried = one.settles.take()  # an admission carried it
+        assert carried == [call]
+        one.settles.landed(carried)
+        one.settles.put(call, Outcome(True, 1, 0.0))  # t = 0.6
         await trio.sleep(0.6)
         assert len(one.settles.queue) == 1 and one.dropped == 0  # not sent at 1.0
-        await trio.sleep(0.6)
-        assert one.settles.idle and one.dropped == 1  # sent at 1.6 (nobody there)
+        # an admission carried what the flusher waited for: patience doubles, due at 2.6
+        await trio.sleep(1.2)
+        assert len(one.settles.queue) == 1 and one.dropped == 0  # not sent at 1.6 either
+        await trio.sleep(0.3)
+        assert one.settles.idle and one.dropped == 1  # sent at 2.6 (nobody there)
+        one.settles.put(call, Outcome(True, 1, 0.0))  # t = 2.7: patience is back to 1
+        await trio.sleep(0.9)
+        assert one.dropped == 1
+        await trio.sleep(0.2)
+        assert one.settles.idle and one.dropped == 2  # sent at 3.7
         nursery.cancel_scope.cancel()
+
+
+async def test_the_flusher_s_patience_grows_to_a_bound_while_admissions_carry_settles(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    one = RedisCounters(RedisClient(RedisAddress("127.0.0.1", 9), timeout=1))
+    call = (KEY, [f"tokenomics:usage:{KEY}"], ["", "1", 1, 0, "", 1000, 0])
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(lambda: flush_settles(one, linger=1.0))
+        await wait_all_tasks_blocked()
+        for _ in range(40):  # steady traffic: a settle queued, carried 0.5 s later
+            one.settles.put(call, Outcome(True, 1, 0.0))
+            await trio.sleep(0.5)
+            one.settles.landed(one.settles.take())
+        one.settles.put(call, Outcome(True, 1, 0.0))  # then traffic stops
+        await trio.sleep(PATIENCE - 0.1)
+        assert one.dropped == 0
+        await trio.sleep(0.2)
+        assert one.settles.idle and one.dropped == 1  # waited at most PATIENCE lingers
+        nursery.cancel_scope.cancel()
+
+
+class Relay:
+    """A TCP relay to Redis that can hold what clients send: while `holding`, bytes that
+    arrive wait for `gate` (and `stuck` is set); bytes arriving after `holding` is unset pass."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.holding = False
+        self.stuck = trio.Event()
+        self.gate = trio.Event()
+
+    async def serve(self, client: trio.SocketStream) -> None:
+        redis = await trio.open_tcp_stream("127.0.0.1", self.port)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._copy, redis, client, False)
+            await self._copy(client, redis, True)
+            nursery.cancel_scope.cancel()
+
+    async def _copy(self, source: trio.SocketStream, sink: trio.SocketStream, out: bool) -> None:
+        while data := await source.receive_some():
+            if out and self.holding:
+                self.stuck.set()
+                await self.gate.wait()
+            await sink.send_all(data)
+
+
+async def test_an_admission_refused_while_its_token_s_settles_fly_asks_again_once_they_land(
+    redis_server: RedisServer,  # noqa: F811
+) -> None:
+    relay = Relay(redis_server.port)
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(trio.serve_tcp, relay.serve, 0)
+        port = listeners[0].socket.getsockname()[1]
+        one = RedisCounters(RedisClient(RedisAddress("127.0.0.1", port), timeout=5))
+        one.settles.deferred = True  # settles queue (no flusher: this test sends them)
+        slot, hold = await one.admit(KEY, ONE_AT_A_TIME, ASK)
+        await one.settle(KEY, ONE_AT_A_TIME, slot, hold, Outcome(True, 25, 0.0))
+        relay.holding = True
+        nursery.start_soon(one.flush)  # the settle is on its way, held by the relay
+        await relay.stuck.wait()
+        relay.holding = False  # an admission on another connection passes it now: refused
+        admitted: list[object] = []
+
+        async def admit() -> None:
+            try:
+                admitted.append(await one.admit(KEY, ONE_AT_A_TIME, ASK))
+            except RateLimited as exc:  # the slot the settle frees was still taken
+                admitted.append(exc)
+
+        nursery.start_soon(admit)
+        await until(lambda: bool(admitted) or one.settles.waiting > 0)
+        relay.gate.set()
+        await until(lambda: bool(admitted))
+        assert not isinstance(admitted[0], RateLimited)
+        assert one.settles.idle and used(redis_server) == 25 + 30
+        nursery.cancel_scope.cancel()
+    await one.client.aclose()
+
+
+async def test_a_rate_window_refusal_does_not_wait_for_flying_settles(
+    redis_server: RedisServer,  # noqa: F811
+) -> None:
+    """Settles never take requests off a window: a client over its rate limit is answered at
+    once, with one call, even while its settles are held on their way."""
+    relay = Relay(redis_server.port)
+    two_a_minute = RateLimit(
+        (RateRule(requests=2, window="1m", window_delta=timedelta(minutes=1)),)
+    )
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(trio.serve_tcp, relay.serve, 0)
+        port = listeners[0].socket.getsockname()[1]
+        one = RedisCounters(RedisClient(RedisAddress("127.0.0.1", port), timeout=5))
+        one.settles.deferred = True
+        for _ in range(2):
+            slot, hold = await one.admit(KEY, two_a_minute, ASK)
+            await one.settle(KEY, two_a_minute, slot, hold, Outcome(True, 5, 0.0))
+        relay.holding = True
+        nursery.start_soon(one.flush)
+        await relay.stuck.wait()
+        relay.holding = False
+        with trio.fail_after(5), pytest.raises(RateLimited, match="2 requests in 1m window"):
+            await one.admit(KEY, two_a_minute, ASK)
+        assert KEY in one.settles.flying and one.settles.waiting == 0
+        relay.gate.set()
+        await until(lambda: one.settles.idle)
+        nursery.cancel_scope.cancel()
+    await one.client.aclose()
+
+
+def test_which_refusals_settles_could_have_prevented() -> None:
+    parallel = [1, b"1 concurrent requests (max 1)", 1000]
+    window = [1, b"2 requests in 1m window (max 2)", 3000]
+    assert settles_could_free("acquire", parallel) and settles_could_free("admit", parallel)
+    assert not settles_could_free("acquire", window) and not settles_could_free("admit", window)
+    assert settles_could_free("admit", [3, 1, 10, 0])  # the budget at the bound: took nothing
+    assert not settles_could_free("admit", [2, 1, 10, 0])  # counted in the windows already
+    assert settles_could_free("reserve", [1, 10, 0]) and settles_could_free("reserve", [2, 10, 0])
+    assert not settles_could_free("admit", [0]) and not settles_could_free("reserve", [0, 1, 0])

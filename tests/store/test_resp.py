@@ -4,9 +4,12 @@ replies."""
 
 from __future__ import annotations
 
+from functools import partial
+
 import coredis
 import pytest
 import trio
+import trio.testing
 from tests.support.redis_server import RedisServer, redis_server  # noqa: F401
 
 from tokenomics.domain.errors import RedisUnavailable
@@ -167,3 +170,68 @@ async def test_a_silent_server_times_out() -> None:
             with pytest.raises(RedisUnavailable, match="no answer within 0.2 s"):
                 await client.call("PING")
         nursery.cancel_scope.cancel()
+
+
+async def answer_once_then_mute(stream: trio.SocketStream) -> None:
+    """A server that answers the first command (+PONG) and then never again."""
+    await stream.receive_some()
+    await stream.send_all(b"+PONG\r\n")
+    while await stream.receive_some():
+        pass
+
+
+async def test_a_watched_call_on_a_pooled_connection_times_out_without_its_own_scope() -> None:
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(trio.serve_tcp, answer_once_then_mute, 0)
+        port = listeners[0].socket.getsockname()[1]
+        client = RedisClient(RedisAddress("127.0.0.1", port), timeout=0.2)
+        nursery.start_soon(partial(client.watch, tick=0.05))
+        assert await client.call("PING") == b"PONG"  # opens the connection: scope path
+        with trio.fail_after(2):
+            with pytest.raises(RedisUnavailable, match="no answer within 0.2 s"):
+                await client.call("PING")  # pooled: only the watch bounds it
+        assert client.health.errors == 1 and not client.health.up
+        nursery.cancel_scope.cancel()
+
+
+async def test_watched_calls_reuse_their_connection_and_see_redis_go(
+    redis_server: RedisServer,  # noqa: F811
+) -> None:
+    client = RedisClient(RedisAddress("127.0.0.1", redis_server.port), timeout=0.5)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(client.watch)
+        await trio.testing.wait_all_tasks_blocked()
+        for _ in range(3):
+            assert await client.call("PING") == b"PONG"
+        assert await client.execute([["SET", "w", "1"], ["GET", "w"]]) == [b"OK", b"1"]
+        assert client.health.calls == 4 and client.health.errors == 0
+        redis_server.kill()
+        with pytest.raises(RedisUnavailable):
+            await client.call("PING")
+        assert client.health.errors == 1
+        nursery.cancel_scope.cancel()
+    await client.aclose()
+
+
+def connections_received(server: RedisServer) -> int:
+    info = server.command("INFO", "stats").decode()
+    return int(info.split("total_connections_received:")[1].split("\r\n")[0])
+
+
+async def test_a_burst_of_calls_keeps_its_connections_for_the_next_one(
+    redis_server: RedisServer,  # noqa: F811
+) -> None:
+    client = RedisClient(RedisAddress("127.0.0.1", redis_server.port), timeout=2)
+
+    async def burst() -> None:
+        async with trio.open_nursery() as nursery:
+            for _ in range(64):  # at once: each call takes a connection of its own
+                nursery.start_soon(client.call, "PING")
+
+    await burst()
+    assert client.pooled == 64  # all kept
+    opened = connections_received(redis_server)
+    await burst()
+    assert connections_received(redis_server) == opened + 1  # the INFO above, not ours
+    assert client.pooled == 64
+    await client.aclose()

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import trio
+import trio.testing
 
 from tokenomics.domain.errors import UpstreamError, UpstreamTimeout
 from tokenomics.services.tls import ensure_certificates, ssl_context
@@ -24,6 +25,11 @@ BODY = b'{"model":"gpt-4o-mini","messages":[]}'
 REPLY = b'{"id":"x"}'
 OK = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 10\r\n\r\n" + REPLY
 PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
+
+
+@pytest.fixture
+def autojump_clock() -> trio.testing.MockClock:
+    return trio.testing.MockClock(autojump_threshold=0)
 
 
 @pytest.fixture(autouse=True)
@@ -40,6 +46,7 @@ class RawUpstream:
     reply: bytes = OK
     close_after_reply: bool = False
     stall_before_reply: bool = False
+    stall_from: int = 0  # stall before the reply to this request (1 is the first) and on
     stall_after_reply: bool = False
     requests: list[tuple[bytes, bytes]] = field(default_factory=list)  # head, body
     reads: list[int] = field(default_factory=list)  # receive calls it took to get each request
@@ -81,7 +88,7 @@ class RawUpstream:
             self.requests.append((head, rest[:length]))
             self.reads.append(reads)
             buffer = rest[length:]
-            if self.stall_before_reply:
+            if self.stall_before_reply or 0 < self.stall_from <= len(self.requests):
                 await trio.sleep_forever()
             await stream.send_all(self.reply)
             if self.stall_after_reply:
@@ -157,6 +164,46 @@ async def test_no_response_headers_in_time_is_an_upstream_timeout() -> None:
         with pytest.raises(UpstreamTimeout, match=r"no response headers from upstream within 0.2s"):
             await call(upstreams, url, headers_timeout=0.2)
     await upstreams.aclose()
+
+
+async def test_with_the_timer_running_a_pooled_request_without_headers_in_time_times_out(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    upstream, upstreams = RawUpstream(stall_from=3), Upstreams(max_connections=1)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(upstreams.run)
+        async with running(upstream) as url:
+            assert await call(upstreams, url) == (200, REPLY)  # a new connection: its scope
+            assert await call(upstreams, url) == (200, REPLY)  # pooled: the timer's
+            assert upstreams.timer.statistics()["watched"] == 0
+            started = trio.current_time()
+            with pytest.raises(UpstreamTimeout, match=r"no response headers .* within 7s"):
+                await call(upstreams, url, headers_timeout=7)
+            assert trio.current_time() - started == pytest.approx(7)
+            upstream.stall_from = 0
+            assert await call(upstreams, url) == (200, REPLY)  # a new connection, the slot free
+        nursery.cancel_scope.cancel()
+    await upstreams.aclose()
+    assert upstream.connections == 2
+    assert upstreams.timer.statistics()["watched"] == 0
+
+
+@pytest.mark.parametrize("length", [b"content-length: 100\r\n", b""], ids=["sized", "until-close"])
+async def test_with_the_timer_running_a_body_that_stops_flowing_is_an_idle_timeout(
+    autojump_clock: trio.abc.Clock, length: bytes
+) -> None:
+    head = b"HTTP/1.1 200 OK\r\n" + length + b"\r\npartial"
+    upstream, upstreams = RawUpstream(reply=head, stall_after_reply=True), Upstreams()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(upstreams.run)
+        async with running(upstream) as url:
+            started = trio.current_time()
+            with pytest.raises(UpstreamTimeout, match=r"no data from upstream for 3s"):
+                await call(upstreams, url, idle=3)
+            assert trio.current_time() - started == pytest.approx(3)
+        nursery.cancel_scope.cancel()
+    await upstreams.aclose()
+    assert upstreams.timer.statistics()["watched"] == 0
 
 
 async def test_a_body_that_stops_flowing_is_an_idle_timeout() -> None:

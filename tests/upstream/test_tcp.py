@@ -121,3 +121,25 @@ async def test_readable_tells_an_idle_connection_the_peer_closed() -> None:
     await right.aclose()
     assert readable(left.socket)
     await left.aclose()
+
+
+@pytest.mark.parametrize("data", [b"short", BIG], ids=["taken-at-once", "larger-than-buffers"])
+async def test_send_now_delivers_whole_and_is_a_cancel_point(data: bytes) -> None:
+    sender, receiver = pair()
+    received = bytearray()
+
+    async def read() -> None:
+        while len(received) < len(data):
+            received.extend(await receiver.receive_some(65536))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(read)
+        await sender.send_now(data)
+    assert bytes(received) == data
+    with trio.CancelScope() as scope:
+        scope.cancel()
+        await sender.send_now(b"never sent")
+    assert scope.cancelled_caught
+    await sender.aclose()
+    assert not readable(receiver.socket) or await receiver.receive_some() == b""
+    await receiver.aclose()

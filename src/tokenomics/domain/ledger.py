@@ -51,9 +51,10 @@ def parse_time(text: str) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class EntryValues:
-    """The plain values of one finished exchange that the ledger keeps."""
+    """The plain values of one finished exchange that the ledger keeps. Built once per request
+    and only read: not frozen, whose `__init__` costs ~5x (`object.__setattr__` per field)."""
 
     recorded_at: datetime
     token_hash: str

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from tokenomics.domain.errors import ModelNotAllowed
+from tokenomics.domain.memo import remember
 
 if TYPE_CHECKING:
     from tokenomics.domain.policy import (
@@ -58,6 +59,14 @@ def _matches(pattern: Pattern, model: str) -> bool:
     return pattern.search(model) is not None
 
 
+# What `resolve_for_model` (True) and `resolve_provider` (False) answered, by policy and model
+# or provider name: a token's requests ask the same few. A policy is immutable (an edited one
+# is a new object) and is kept beside its answers, so an answer is never read for another
+# policy, nor for a new one at a reused `id` (the table holds the old one alive meanwhile).
+_RESOLVED: dict[tuple[int, str, bool], tuple[Policy, Resolved]] = {}
+RESOLVED_LIMIT = 1024
+
+
 def _global_view(policy: Policy) -> Resolved:
     return Resolved(
         provider_name="",
@@ -107,21 +116,32 @@ def _merge(view: Resolved, name: str, pp: ProviderPolicy) -> Resolved:
 
 def resolve_for_model(policy: Policy, model: str) -> Resolved:
     """The first matching provider policy in document order wins; else the global view."""
+    found = _RESOLVED.get((id(policy), model, True))
+    if found is not None and found[0] is policy:
+        return found[1]
     view = _global_view(policy)
     for name, entries in policy.providers:
         for pp in entries:
             if pp.matches(model):
-                return _merge(view, name, pp)
-    return view
+                return _remember(policy, model, True, _merge(view, name, pp))
+    return _remember(policy, model, True, view)
 
 
 def resolve_provider(policy: Policy, name: str) -> Resolved:
     """The global view merged with the first policy of provider `name` (model ignored)."""
+    found = _RESOLVED.get((id(policy), name, False))
+    if found is not None and found[0] is policy:
+        return found[1]
     view = _global_view(policy)
     for provider, entries in policy.providers:
         if provider == name and entries:
-            return _merge(view, name, entries[0])
-    return view
+            return _remember(policy, name, False, _merge(view, name, entries[0]))
+    return _remember(policy, name, False, view)
+
+
+def _remember(policy: Policy, name: str, by_model: bool, resolved: Resolved) -> Resolved:
+    remember(_RESOLVED, (id(policy), name, by_model), (policy, resolved), RESOLVED_LIMIT)
+    return resolved
 
 
 def inject_prompts(

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
 from tokenomics.domain.errors import BadPath, RefusedPath
+from tokenomics.domain.memo import remember
 from tokenomics.formats.anthropic import AnthropicCountTokens, AnthropicMessages
 from tokenomics.formats.base import Adapter, Route
 from tokenomics.formats.gemini import Gemini, GeminiCountTokens
@@ -58,6 +59,12 @@ def _with_path_model(route: Route, path: str) -> Route:
     return Route(route.adapter, route.family, path, match.group(group), match.start(group))
 
 
+# The routes of POST paths an adapter serves, by path: the same few on every request. Routes
+# are immutable; a passthrough route is not kept (its family depends on the headers).
+_ROUTES: dict[str, Route] = {}
+ROUTES_LIMIT = 1024
+
+
 def classify(method: str, path: str, headers: dict[str, str]) -> Route:
     """The route for a decoded request path; `headers` has lower-case names.
 
@@ -65,15 +72,25 @@ def classify(method: str, path: str, headers: dict[str, str]) -> Route:
     upstream, without it.
     """
     if method == "POST":
-        trimmed = path.rstrip("/") or path
-        for suffix, adapter in _SUFFIXES:
-            if trimmed.endswith(suffix):
-                return _with_path_model(Route(adapter, adapter.family, trimmed), trimmed)
-        match = _GEMINI.search(trimmed)
-        if match:
-            adapter = _GEMINI_COUNT if match.group(2) == "countTokens" else _GEMINI_GENERATE
-            return Route(adapter, "gemini", trimmed, match.group(1), match.start(1))
+        route = _ROUTES.get(path)
+        if route is not None:
+            return route
+        route = _llm_route(path.rstrip("/") or path)
+        if route is not None:
+            return remember(_ROUTES, path, route, ROUTES_LIMIT)
     return _with_path_model(Route(None, _passthrough_family(path, headers), path), path)
+
+
+def _llm_route(trimmed: str) -> Route | None:
+    """The route of a POST to `trimmed` when an adapter serves it."""
+    for suffix, adapter in _SUFFIXES:
+        if trimmed.endswith(suffix):
+            return _with_path_model(Route(adapter, adapter.family, trimmed), trimmed)
+    match = _GEMINI.search(trimmed)
+    if match:
+        adapter = _GEMINI_COUNT if match.group(2) == "countTokens" else _GEMINI_GENERATE
+        return Route(adapter, "gemini", trimmed, match.group(1), match.start(1))
+    return None
 
 
 def route_request(method: str, raw_path: str, headers: dict[str, str]) -> Route:

@@ -3,7 +3,7 @@
 An exchange is written in four parts, in this order, each by the step of a request's life
 (`run.py`) named here; a part is only read after it was written:
 
-1. `request` (`Incoming`, frozen): what the client sent, set once when its head is parsed
+1. `request` (`Incoming`, never changed): what the client sent, set once when its head is parsed
    (`Requests.exchange`); `body_bytes` once the body is read.
 2. The route and the target, chosen by the stages (`run.admit`, `stages.py`, `target.py`,
    `forward.py` for the fallback): the route and the path and query that go upstream, the
@@ -12,7 +12,7 @@ An exchange is written in four parts, in this order, each by the step of a reque
 3. The outcome: the upstream response and its attempts (`forward.py`), usage, meta and
    `error` as read by the relay (`relay.py`, `stream_guard.py`), then `status` and `reply`
    (`run.run_pipeline`) and what went to the client (`Requests._reply`).
-4. `settled` (`Settled`, frozen): the final usage (estimated where the provider said
+4. `settled` (`Settled`, never changed): the final usage (estimated where the provider said
    nothing), the price and the token's budget after it, set once by `finish` (`settle`), and
    read by the recorder.
 """
@@ -62,9 +62,10 @@ class DeferredRate:
     strip_usage: bool
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Incoming:
-    """Part 1: the request's head as the client sent it."""
+    """Part 1: the request's head as the client sent it. Never changed; not frozen, as a frozen
+    dataclass's `__init__` costs ~5x (`object.__setattr__` per field), once per request."""
 
     method: str
     raw_headers: Headers  # as received, lower-case names
@@ -75,9 +76,9 @@ class Incoming:
     client_request_id: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Settled:
-    """Part 4: what `finish` settled, once."""
+    """Part 4: what `finish` settled, once (never changed; not frozen, like `Incoming`)."""
 
     usage: Usage  # the provider's figures, estimates where it said nothing
     cost_usd: float | None  # None: the model has no price

@@ -18,12 +18,12 @@
                 its record, even if the process dies the next instant); else, shielded, on the
                 way out: refused, failed upstream, client gone, cancelled, or a bug.
 
-Steps 4-7 run in the request's own cancel scope, told by our server when the client leaves
-(`CLIENT_GONE`; under another server, a watcher task in the request's own nursery waits for
-`http.disconnect`): a client that leaves before the whole reply was sent cancels them (the
-upstream call with them). A failure there (a bug in a stage, the relay, the watcher) ends this
-request only: it is logged, answered 500 in the client's API family when nothing was sent
-yet, and recorded.
+Steps 4-7 are cancelled when the client leaves before the whole reply was sent (the upstream
+call with them): our server calls back and cancels the request's call itself (`CLIENT_GONE`;
+the `trio.Cancelled` goes through step 8 on its way out); under another server, a watcher
+task in the request's own nursery waits for `http.disconnect` and cancels that nursery. A
+failure there (a bug in a stage, the relay, the watcher) ends this request only: it is
+logged, answered 500 in the client's API family when nothing was sent yet, and recorded.
 Errors of ours (`TokenomicsError`) are answered in the client's API family by `error_reply`.
 """
 
@@ -180,10 +180,9 @@ class Requests:
     async def _run(self, life: _Life, scope: Scope, receive: Receive) -> None:
         try:
             when_gone = scope.get("extensions", {}).get(CLIENT_GONE)
-            if when_gone is not None:  # our server calls back when the client leaves: no task
-                with trio.CancelScope() as request:
-                    when_gone(partial(_client_gone, request, life))
-                    await self._reply(life, await run_pipeline(life.ex, self.deps))
+            if when_gone is not None:  # our server calls back, and cancels: no task, no scope
+                when_gone(partial(_client_gone, life))
+                await self._reply(life, await run_pipeline(life.ex, self.deps))
             else:
                 async with trio.open_nursery() as watched:
                     watched.start_soon(_watch, receive, watched.cancel_scope, life)
@@ -226,9 +225,12 @@ class Requests:
             async for chunk in stream:
                 _capture(ex, chunk, self.clock)
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        finally:
+        except BaseException:  # cut short: its `finally` runs whole, shielded
             with trio.CancelScope(shield=True):
                 await stream.aclose()
+            raise
+        # Read to its end, the generator has finished (its `finally` ran): nothing to close,
+        # and no cancel scope for it.
         life.replied = True
         await self._finish(life)
         await send({"type": "http.response.body", "body": b""})
@@ -252,13 +254,16 @@ async def _watch(receive: Receive, request: trio.CancelScope, life: _Life) -> No
     is cancelled. Ends by itself: the server reports `http.disconnect` once a reply is whole."""
     while (await receive())["type"] != "http.disconnect":
         pass
-    _client_gone(request, life)
-
-
-def _client_gone(request: trio.CancelScope, life: _Life) -> None:
-    if not life.replied:
-        life.ex.error = life.ex.error or "client disconnected"
+    if _client_gone(life):
         request.cancel()
+
+
+def _client_gone(life: _Life) -> bool:
+    """The client left: True (cancel the request) unless the whole reply was sent."""
+    if life.replied:
+        return False
+    life.ex.error = life.ex.error or "client disconnected"
+    return True
 
 
 def _capture(ex: Exchange, chunk: bytes, clock: Callable[[], float]) -> None:

@@ -1,10 +1,12 @@
 """A finished exchange as the record consumers see it (ledger, memory, communication events).
 
 Built on the request task by the recorder from the `Exchange` (plain values, no live objects),
-then handed over a channel, so the request never waits on disk. What it carries is what the
-client and the upstream actually saw: the request body as sent upstream (masked by rules,
-prompts added), the reply as the client received it (masked by output rules). Credential
-headers never enter it.
+then handed over a channel, so the request never waits on disk. Nothing changes a record once it
+is built; it is not a frozen dataclass only because building one costs ~5x more (a frozen
+`__init__` sets each of its ~38 fields through `object.__setattr__`, once per request). What
+it carries is what the client and the upstream actually saw: the request body as sent
+upstream (masked by rules, prompts added), the reply as the client received it (masked by
+output rules). Credential headers never enter it.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from tokenomics.domain.ledger import Entry, EntryValues, request_entry
+from tokenomics.domain.memo import remember
 from tokenomics.domain.usage import ResponseMeta, Usage
 from tokenomics.pipeline.exchange import BODY_LIMIT
 from tokenomics.services.capture import is_sensitive
@@ -29,7 +32,7 @@ if TYPE_CHECKING:
 Headers = tuple[tuple[str, str], ...]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Finished:
     recorded_at: datetime  # end of the exchange, UTC
     started_at: str  # RFC 3339 UTC with milliseconds
@@ -84,12 +87,24 @@ class Finished:
         return self.usage.estimated
 
 
-def _headers(pairs: list[tuple[str, str]]) -> Headers:
-    return tuple((k.lower(), v) for k, v in pairs if not is_sensitive(k))
+# A header name as a record keeps it (lower-case), or "" for a credential's (dropped).
+_NAMES: dict[str, str] = {}
+NAMES_LIMIT = 1024
 
 
-def _content_type(headers: Headers) -> str:
-    return next((v for k, v in headers if k == "content-type"), "")
+def _headers(pairs: list[tuple[str, str]]) -> tuple[Headers, str]:
+    """The headers without credentials, names lower-cased, and their content type."""
+    kept: list[tuple[str, str]] = []
+    content_type = ""
+    for name, value in pairs:
+        lower = _NAMES.get(name)
+        if lower is None:
+            lower = remember(_NAMES, name, "" if is_sensitive(name) else name.lower(), NAMES_LIMIT)
+        if lower:
+            kept.append((lower, value))
+            if lower == "content-type" and not content_type:
+                content_type = value
+    return tuple(kept), content_type
 
 
 def sent_body(ex: Exchange) -> bytes:
@@ -104,10 +119,10 @@ def sent_body(ex: Exchange) -> bytes:
 
 def from_exchange(ex: Exchange, duration_ms: int, now: datetime | None = None) -> Finished:
     request, settled = ex.request, ex.settled
-    request_headers = _headers(request.raw_headers)
+    request_headers, request_type = _headers(request.raw_headers)
     sent = sent_body(ex) if ex.upstream is not None and ex.capture else b""
     reply = ex.reply
-    response_headers = _headers(reply.headers) if reply is not None else ()
+    response_headers, response_type = _headers(reply.headers) if reply is not None else ((), "")
     policy = ex.policy
     memory = policy.memory if policy is not None and policy.memory.enabled else None
     body = reply.body if reply is not None and reply.stream is None else b""
@@ -135,11 +150,11 @@ def from_exchange(ex: Exchange, duration_ms: int, now: datetime | None = None) -
         memory=memory,
         forwarded=ex.upstream is not None,
         request_headers=request_headers,
-        request_content_type=_content_type(request_headers),
+        request_content_type=request_type,
         request_body=sent[:BODY_LIMIT],
         request_bytes=len(sent),
         response_headers=response_headers,
-        response_content_type=_content_type(response_headers),
+        response_content_type=response_type,
         response_body=body[:BODY_LIMIT],
         response_stream=captured,
         response_bytes=len(body) if reply is not None and reply.stream is None else ex.sent_bytes,

@@ -1,14 +1,19 @@
 """One client connection of the HTTP/1.1 server.
 
 The connection's own task reads: it feeds bytes to the parser, which queues each request as
-its head completes; requests are served one at a time, in order (pipelining), each by a task
-calling the ASGI app. Reading goes on while a request is served, so a client that leaves is
-noticed (`http.disconnect`), and stops while too many bytes wait unconsumed (the app reads a
-body at its own pace). `idle_timeout` bounds the time with no request under way: idle
-between requests, or still sending a request line and headers. A write that has not finished
-after `idle_timeout` ends the connection (a client that stops reading): the server's sweep
-(`http_server.Listeners.sweep`, about once a second) closes its socket, which ends the write.
-A cancel scope per write cost more than the rest of the write's Python code.
+its head completes. A second task serves them one at a time, in order (pipelining), calling
+the ASGI app: one serving task for the connection's life rather than one per request (a spawn
+per request was ~3% of the proxy's CPU, py-spy). Reading goes on while a request is served, so
+a client that leaves is noticed (`http.disconnect`, and the app's `when_gone` callback, which
+may have the app's call cancelled: the serving task's one cancel scope, not one per request),
+and stops while too many bytes wait unconsumed (the app reads a body at its own pace).
+`idle_timeout` bounds the time with no request under way: idle between requests, or still
+sending a request line and headers; a write that has not finished after `idle_timeout` ends
+the connection (a client that stops reading). Both are found by the server's sweep
+(`http_server.Listeners.sweep`, about once a second), which closes an idle connection, and the
+socket under a stalled write (the write then fails): a cancel scope per write cost more than
+the rest of the write's Python code, and moving the read's deadline twice per request cost
+more than a cancel scope.
 
 After a response the connection closes when the request or the response said so, when the
 request's body was not read to its end (its remaining bytes cannot be told from the next
@@ -18,7 +23,6 @@ request), when the response broke its own framing, or when the server is shuttin
 from __future__ import annotations
 
 import logging
-import math
 from collections import deque
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
@@ -30,6 +34,7 @@ from tokenomics.formats.errors import error_body
 from tokenomics.services.http_parser import H2_PREFACE, BadRequest, Head, RequestParser
 from tokenomics.services.http_request import CLIENT_GONE, WHOLE_BODY, Request
 from tokenomics.services.http_response import DateHeader, head_bytes
+from tokenomics.upstream.tcp import TCPStream
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -84,19 +89,25 @@ class Connection:
         self.closing = False  # no request is read or served after the current one
         self.linger = False  # close by sending EOF first, then reading what is left
         self.read_scope = trio.CancelScope()
+        self.serve_scope = trio.CancelScope()  # cancelled for an app that asked (`when_gone`)
         self.resume: trio.Event | None = None
-        self.nursery: trio.Nursery | None = None
+        self.parked: trio.lowlevel.Task | None = None  # the serving task, waiting for work
+        self.reading_ended = False
         self.writing_since: float | None = None  # when the write under way began
+        self.idle_since: float | None = trio.current_time()  # no request under way since
         self.stalled = False  # a write did not finish in time: the sweep closed the socket
 
     async def run(self) -> None:
         """Serve the connection's requests until it closes; the stream is closed after."""
         try:
             async with trio.open_nursery() as nursery:
-                self.nursery = nursery
-                with self.read_scope:
-                    self.read_scope.deadline = trio.current_time() + self.limits.idle_timeout
-                    await self._read()
+                nursery.start_soon(self._serving)
+                try:
+                    with self.read_scope:
+                        await self._read()
+                finally:
+                    self.reading_ended = True
+                    self._wake()
             if self.linger and not self.gone:
                 await self._linger()
         finally:
@@ -156,13 +167,13 @@ class Connection:
         path, _, query = head.target.partition(b"?")
         scope: dict[str, Any] = {
             "type": "http", "asgi": ASGI, "http_version": head.version, "method": head.method,
-            "scheme": self.scheme, "path": unquote(path.decode("latin-1")), "raw_path": path,
+            "scheme": self.scheme, "path": _decoded(path), "raw_path": path,
             "query_string": query, "root_path": "", "headers": head.headers,
             "client": self.client, "server": self.server,
         }  # fmt: skip
         request = self.reading = Request(self, head, scope)
         scope["extensions"] = {CLIENT_GONE: request.when_gone, WHOLE_BODY: request.whole_body}
-        self.read_scope.deadline = math.inf
+        self.idle_since = None
         self._enqueue(request)
 
     def on_body(self, data: bytes) -> None:
@@ -189,17 +200,42 @@ class Connection:
 
     def _enqueue(self, item: Request | BadRequest) -> None:
         if self.current is None:
-            self._start(item)
+            self.current = item
+            self._wake()
         else:
             self.queue.append(item)
 
-    def _start(self, item: Request | BadRequest) -> None:
-        self.current = item
-        assert self.nursery is not None
-        if isinstance(item, Request):
-            self.nursery.start_soon(self._serve, item)
-        else:
-            self.nursery.start_soon(self._refuse, item)
+    def _wake(self) -> None:
+        task = self.parked
+        if task is not None:
+            self.parked = None
+            trio.lowlevel.reschedule(task)
+
+    async def _park(self) -> None:
+        """Wait for `_wake` (trio's low-level parking: an Event per wait cost twice as much)."""
+        self.parked = trio.lowlevel.current_task()
+        await trio.lowlevel.wait_task_rescheduled(self._unpark)
+
+    def _unpark(self, _: Any) -> trio.lowlevel.Abort:
+        self.parked = None  # cancelled while parked
+        return trio.lowlevel.Abort.SUCCEEDED
+
+    async def _serving(self) -> None:
+        """The connection's requests, one after another, until it closes. A cancellation of
+        `serve_scope` (the app asked for it when its client left) ends it: the connection is
+        gone."""
+        with self.serve_scope:
+            while True:
+                item = self.current
+                if item is None:
+                    if self.closing or self.reading_ended:
+                        return
+                    await self._park()
+                elif isinstance(item, Request):
+                    await self._serve(item)
+                else:
+                    await self._refuse(item)
+        self._done(False)  # the app's call was cancelled (its client left): nothing more
 
     async def _serve(self, request: Request) -> None:
         try:
@@ -258,9 +294,9 @@ class Connection:
             self.read_scope.cancel()
             return
         if self.queue:
-            self._start(self.queue.popleft())
+            self.current = self.queue.popleft()
         else:
-            self.read_scope.deadline = trio.current_time() + self.limits.idle_timeout
+            self.idle_since = trio.current_time()
         if self.resume is not None and len(self.queue) <= MAX_QUEUED:
             self.resume.set()
             self.resume = None
@@ -269,14 +305,26 @@ class Connection:
         if self.gone:
             return
         self.writing_since = trio.current_time()
+        stream = self.stream
         try:
-            await self.stream.send_all(data)
+            if isinstance(stream, TCPStream):  # no scheduler trip: a wait follows every write
+                await stream.send_now(data)  # (the next request, the next upstream read)
+            else:
+                await stream.send_all(data)
             return
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
         finally:
             self.writing_since = None
         self._lost()
+
+    def close_if_idle(self, now: float) -> None:
+        """End the connection when no request has been under way for `idle_timeout` (called
+        by the server's sweep): idle since the last response, or still sending a head."""
+        since = self.idle_since
+        if since is not None and now - since >= self.limits.idle_timeout:
+            self.closing = True
+            self.read_scope.cancel()
 
     async def drop_if_stalled(self, now: float) -> None:
         """Close the socket under a write that has not finished for `idle_timeout` (called by
@@ -298,6 +346,12 @@ class Connection:
                 request.gone()
         if self.current is None:
             self.read_scope.cancel()
+
+
+def _decoded(path: bytes) -> str:
+    """The ASGI `path`: percent-decoded (most paths have nothing to decode)."""
+    text = path.decode("latin-1")
+    return unquote(text) if "%" in text else text
 
 
 def _family(method: str, target: bytes, headers: list[tuple[bytes, bytes]]) -> Family:

@@ -24,6 +24,7 @@ H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 BOTH_FRAMINGS = "request has both Content-Length and Transfer-Encoding"
 PER_HEADER = 4  # ": " and CRLF, counted towards the head's size
 HTTP1 = ("1.1", "1.0")
+UNSUPPORTED_CODING = "unsupported Transfer-Encoding (only chunked is accepted)"
 
 
 class BadRequest(Exception):
@@ -145,12 +146,13 @@ class RequestParser:
             return
         parser = self._parser
         version = parser.get_http_version()
+        expect_continue = False
         if b"#" in self._url:  # RFC 9112 §3.2: no fragment; an upstream URL would drop it
             problem: BadRequest | None = BadRequest(
                 400, "invalid request target: '#' is not allowed"
             )
         elif version in HTTP1:
-            problem = _check(self._headers, version)
+            problem, expect_continue = _check(self._headers, version)
         else:
             problem = BadRequest(505, f"HTTP/{version} is not served; use HTTP/1.1")
         if problem is not None:
@@ -164,7 +166,7 @@ class RequestParser:
             self._headers,
             keep_alive=parser.should_keep_alive(),
             upgrade=parser.should_upgrade(),
-            expect_continue=_expects_continue(self._headers, version),
+            expect_continue=expect_continue,
         )
         self._sink.on_head(head)
 
@@ -180,27 +182,25 @@ class RequestParser:
             self._sink.on_end()
 
 
-def _check(headers: list[tuple[bytes, bytes]], version: str) -> BadRequest | None:
-    """The rules llhttp leaves to the server."""
+def _check(headers: list[tuple[bytes, bytes]], version: str) -> tuple[BadRequest | None, bool]:
+    """The rules llhttp leaves to the server, and whether the client expects a 100 Continue
+    (one pass over the headers)."""
     hosts = codings = 0
+    expect = False
     for name, value in headers:
         if name == b"host":
             hosts += 1
         elif name == b"transfer-encoding":
             codings += 1
             if value.lower() != b"chunked":
-                return BadRequest(501, "unsupported Transfer-Encoding (only chunked is accepted)")
+                return BadRequest(501, UNSUPPORTED_CODING), False
+        elif name == b"expect" and value.strip().lower() == b"100-continue":
+            expect = True
     if codings > 1:
-        return BadRequest(400, "repeated Transfer-Encoding header")
+        return BadRequest(400, "repeated Transfer-Encoding header"), False
     if hosts > 1 or (hosts == 0 and version == "1.1"):
-        return BadRequest(400, "an HTTP/1.1 request needs exactly one Host header")
-    return None
-
-
-def _expects_continue(headers: list[tuple[bytes, bytes]], version: str) -> bool:
-    if version != "1.1":
-        return False
-    return any(n == b"expect" and v.strip().lower() == b"100-continue" for n, v in headers)
+        return BadRequest(400, "an HTTP/1.1 request needs exactly one Host header"), False
+    return None, expect and version == "1.1"
 
 
 _REASONS = {  # llhttp's words for the framings RFC 9112 §6.1 forbids, as the app words them

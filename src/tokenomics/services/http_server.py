@@ -145,13 +145,15 @@ class Listeners:
             nursery.start_soon(self.connection, stream, secure)
 
     async def sweep(self) -> None:
-        """Close connections whose write has not finished for `idle_timeout` (clients that
-        stopped reading), looking every `SWEEP` seconds (at most a quarter of the timeout)."""
+        """Close connections with no request under way for `idle_timeout`, and those whose
+        write has not finished for as long (clients that stopped reading), looking every
+        `SWEEP` seconds (at most a quarter of the timeout)."""
         period = min(SWEEP, self.limits.idle_timeout / 4)
         while True:
             await trio.sleep(period)
             now = trio.current_time()
             for conn in list(self.connections):
+                conn.close_if_idle(now)
                 await conn.drop_if_stalled(now)
 
     async def connection(self, tcp: trio.SocketStream, secure: bool) -> None:

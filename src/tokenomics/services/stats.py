@@ -38,9 +38,12 @@ class _Tally:
         self.request_count += 1
         self.input_tokens += inputs
         self.output_tokens += outputs
-        self.error_count += int(error)
-        self.cost_usd += cost or 0.0
-        self.unpriced_count += int(cost is None)
+        # Added as bools (True counts 1): four tallies per request, no `int()` calls.
+        self.error_count += error
+        if cost is None:
+            self.unpriced_count += 1
+        else:
+            self.cost_usd += cost
 
     def as_dict(self) -> dict[str, Any]:
         return {

@@ -63,10 +63,13 @@ def _window(rule: RateRule) -> tuple[int, str]:
     return max(int(rule.window_delta.total_seconds() * 1000), 1), rule.strategy
 
 
-def windows_of(limit: RateLimit | None) -> list[tuple[int, str]]:
-    """The distinct (length in ms, strategy) windows of a limit's rules, in rule order."""
+def windows_of(limit: RateLimit | None, *, tokens_only: bool = False) -> list[tuple[int, str]]:
+    """The distinct (length in ms, strategy) windows of a limit's rules, in rule order (with
+    `tokens_only`, of its rules with a token limit)."""
     seen: list[tuple[int, str]] = []
     for rule in limit.rules if limit else ():
+        if tokens_only and rule.tokens <= 0:
+            continue
         if (window := _window(rule)) not in seen:
             seen.append(window)
     return seen
@@ -89,6 +92,11 @@ def rated(limit: RateLimit | None) -> bool:
     return limit is not None and (bool(limit.rules) or limit.max_parallel > 0)
 
 
+# a limit, the token's own keys, its window keys, those of the windows a settle feeds, and
+# their `window_args`
+_Keys = tuple["RateLimit", list[str], list[str], list[str], list["Arg"]]
+
+
 class _Memo:
     """What a call takes from a limit or a token that does not change between requests (the
     windows, the rules' ARGV, the keys), built once: formatting them cost more than the rest
@@ -99,7 +107,7 @@ class _Memo:
 
     def __init__(self) -> None:
         self.limits: dict[int, tuple[RateLimit, list[tuple[int, str]], list[Arg]]] = {}
-        self.keys: dict[tuple[str, int], tuple[RateLimit, list[str], list[str]]] = {}
+        self.keys: dict[tuple[str, int], _Keys] = {}
 
     def limit(self, limit: RateLimit) -> tuple[list[tuple[int, str]], list[Arg]]:
         """The limit's windows, and the ARGV of `ACQUIRE` after the slot's part."""
@@ -115,14 +123,26 @@ class _Memo:
 
     def keys_of(self, key: str, limit: RateLimit) -> tuple[list[str], list[str]]:
         """The token's keys (`token_keys`, then its parallel key) and its window keys."""
+        found = self._keys(key, limit)
+        return found[1], found[2]
+
+    def token_windows(self, key: str, limit: RateLimit) -> tuple[list[str], list[Arg]]:
+        """The keys and the `window_args` of the windows a settle feeds: those of a rule
+        with a token limit (the others are never read for tokens)."""
+        found = self._keys(key, limit)
+        return found[3], found[4]
+
+    def _keys(self, key: str, limit: RateLimit) -> _Keys:
         hit = self.keys.get((key, id(limit)))
         if hit is not None and hit[0] is limit:
-            return hit[1], hit[2]
+            return hit
         windows, _ = self.limit(limit)
         own = [*token_keys(key), f"tokenomics:parallel:{key}"]
-        found = (limit, own, [window_key(key, w) for w in windows])
+        fed = windows_of(limit, tokens_only=True)
+        found = (limit, own, [window_key(key, w) for w in windows],
+                 [window_key(key, w) for w in fed], window_args(fed))  # fmt: skip
         remember(self.keys, (key, id(limit)), found, self.MAX)
-        return own, found[2]
+        return found
 
 
 MEMO = _Memo()
@@ -146,6 +166,19 @@ def reserve_args(ask: Ask) -> tuple[list[Arg], str]:
                        ask.input_tokens, to_nanos(ask.cost_estimate_usd), tokens, nanos, hold,
                        HOLD_TTL_MS]  # fmt: skip
     return args, hold
+
+
+def settles_could_free(script: str, reply: list[Reply]) -> bool:
+    """Whether settles applied first could have admitted what `reply` refuses: a refusal of
+    a parallel slot or of the budget that took nothing (`RESERVE`'s 1 and 2, `ADMIT`'s 3).
+    A rate window never: settles do not take requests off it, and add tokens to it."""
+    code = reply[0] if reply else None
+    if script == "reserve":
+        return code in (1, 2)
+    if script == "admit" and code == 3:
+        return True
+    what = reply[1] if code == 1 and len(reply) == 3 else None
+    return isinstance(what, bytes) and b" concurrent requests (max " in what
 
 
 def raise_rate_limited(reply: list[Reply]) -> None:

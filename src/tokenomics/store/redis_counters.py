@@ -38,6 +38,7 @@ from tokenomics.store.redis_calls import (
     raise_rate_limited,
     rated,
     reserve_args,
+    settles_could_free,
     to_nanos,
     token_keys,
 )
@@ -106,12 +107,25 @@ class RedisCounters:
             raise RedisUnavailable(f"{UNAVAILABLE}: the {name} script failed in Redis")
         return reply
 
+    async def ordered(
+        self, name: str, key: str, keys: Sequence[str], args: Sequence[Arg]
+    ) -> list[Reply]:
+        """`run` a check-and-take; when Redis refuses what settles of the same token, on their
+        way on another connection, could have given back (`settles_could_free`), ask again
+        once they have landed: the refusal may be theirs (`Settles.wait_landed`). Only those
+        refusals wait, so admissions at high concurrency on one token are not serialised
+        behind settles, and a client over its rate limit costs no second call."""
+        reply = await self.run(name, keys, args)
+        if key in self.settles.flying and settles_could_free(name, reply):
+            await self.settles.wait_landed(key)
+            reply = await self.run(name, keys, args)
+        return reply
+
     async def flush(self, command: list[Arg] | None = None) -> Reply:
         """Send the queued settles, and `command` after them, in one pipeline; returns the
         reply to `command`. Settles that may not have been applied (Redis unavailable, the
         caller cancelled) are kept for `replay` (their marker makes a replay apply once)."""
         calls = self.settles.take()
-        self.settles.sending += len(calls)
         try:
             sha = self._shas.get("settle") or await self._load("settle")
             commands = [["EVALSHA", sha, len(keys), *keys, *args] for _, keys, args in calls]
@@ -122,7 +136,7 @@ class RedisCounters:
                 await self._keep_calls(calls, exc)
             raise
         finally:
-            self.settles.sending -= len(calls)
+            self.settles.landed(calls)
         return replies[-1] if command else None
 
     async def _settled(self, calls: list[Call], replies: list[Reply]) -> None:
@@ -142,7 +156,7 @@ class RedisCounters:
             return RedisClaim(key)
         keys, args, slot = acquire_call(key, limit)
         try:
-            reply = await self.run("acquire", keys, args)
+            reply = await self.ordered("acquire", key, keys, args)
         except RedisUnavailable:
             if self.fail_open:
                 return RedisClaim(key)
@@ -154,7 +168,7 @@ class RedisCounters:
         if not ask.limited:
             return RedisClaim(key)  # nothing to check: usage is added when it settles
         args, hold = reserve_args(ask)
-        reply = await self.run("reserve", token_keys(key), args)
+        reply = await self.ordered("reserve", key, token_keys(key), args)
         numbers = ints(reply, 3)
         if numbers is None:
             raise RedisUnavailable(f"{UNAVAILABLE}: unexpected reply to reserve")
@@ -176,7 +190,8 @@ class RedisCounters:
         own, windows = MEMO.keys_of(key, limit)  # the token's keys, its parallel one, windows
         keys = [*own, *windows]
         flag = "1" if bound else "0"
-        reply = await self.run("admit", keys, [*budget_args, flag, *acquire_args])
+        args = [*budget_args, flag, *acquire_args]
+        reply = await self.ordered("admit", key, keys, args)
         raise_rate_limited(reply)
         if reply and reply[0] in (2, 3):
             numbers = ints(reply[1:], 3)
@@ -203,11 +218,11 @@ class RedisCounters:
         args: list[Arg] = [hold, committed, outcome.tokens, nanos, slot_id, MARKER_TTL_MS]
         if limit is None:
             return [*token_keys(key), f"tokenomics:parallel:{key}", marker], [*args, 0]
-        own, window_keys = MEMO.keys_of(key, limit)  # the token's keys, parallel, windows
-        if outcome.tokens <= 0:
+        own, _ = MEMO.keys_of(key, limit)  # the token's keys, its parallel one
+        window_keys, window_args = MEMO.token_windows(key, limit)
+        if outcome.tokens <= 0 or not window_keys:
             return [*own, marker], [*args, 0]
-        windows, acquire_args = MEMO.limit(limit)
-        return [*own, marker, *window_keys], [*args, *acquire_args[: 1 + 2 * len(windows)]]
+        return [*own, marker, *window_keys], [*args, *window_args]
 
     async def settle(
         self,

@@ -6,7 +6,8 @@ Keys of a token (`<h>` is the full 64-hex token hash):
 
     tokenomics:usage:<h>          tokens spent plus what open reservations hold (proxy.md §5.1)
     tokenomics:cost:<h>           the same in nano-dollars
-    tokenomics:holds:<h>          hash: reservation id -> "tokens:nanos"; `_t`/`_n` their sums
+    tokenomics:holds:<h>          hash: reservation id -> "tokens:nanos"; `_t`/`_n` their sums;
+                                  `_p` when to look for lapsed ones next (ms)
     tokenomics:hold_expiry:<h>    zset: reservation id -> expiry (a crashed proxy's holds lapse)
     tokenomics:parallel:<h>       zset: slot id -> expiry (max_parallel across the fleet)
     tokenomics:rate:<h>:<ms>:<strategy>   one rate window; expires with the window
@@ -21,6 +22,9 @@ _COMMON = """
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local function int(x)
+  return string.format('%d', x)
 end
 local function floor0(key, value)
   if value < 0 then redis.call('SET', key, 0) end
@@ -41,6 +45,57 @@ end
 local function prune_holds(U, C, H, Z, now)
   local gone = redis.call('ZRANGEBYSCORE', Z, '-inf', now, 'LIMIT', 0, 256)
   for _, id in ipairs(gone) do drop_hold(U, C, H, Z, id) end
+  return #gone > 0
+end
+local function bucket_field(kind, b)
+  return kind .. string.format('%d', b)
+end
+-- A sliding window's hash: 64 buckets ('r<b>' requests, 't<b>' tokens; b = floor(ms / grain))
+-- and their running sums 'R', 'T' with 'o', the oldest bucket still kept. A call reads the
+-- three, and drops only the buckets that left the window since 'o' (one a grain, amortised),
+-- instead of reading all 64 each time. A hash without them (written by an older version,
+-- which drops them as unknown fields) is summed again once.
+local function sliding_sums(key, first)
+  local all = redis.call('HGETALL', key)
+  local r, t, gone = 0, 0, {}
+  for j = 1, #all, 2 do
+    local field, value = all[j], tonumber(all[j + 1]) or 0
+    local kind, b = string.sub(field, 1, 1), tonumber(string.sub(field, 2))
+    if b == nil or (kind ~= 'r' and kind ~= 't') or b < first then
+      gone[#gone + 1] = field
+    elseif kind == 'r' then r = r + value else t = t + value end
+  end
+  if #gone > 0 then redis.call('HDEL', key, unpack(gone)) end
+  return r, t
+end
+local function sliding_state(key, len, now)
+  local grain = len / 64
+  local first = math.floor((now - len) / grain)  -- the oldest bucket inside the window
+  local st = redis.call('HMGET', key, 'o', 'R', 'T')
+  local o, r, t = tonumber(st[1]), tonumber(st[2]), tonumber(st[3])
+  if o == nil or r == nil or t == nil or first - o > 64 then
+    r, t = sliding_sums(key, first)
+  elseif o < first then
+    local fields = {}
+    for b = o, first - 1 do
+      fields[#fields + 1] = bucket_field('r', b)
+      fields[#fields + 1] = bucket_field('t', b)
+    end
+    local values = redis.call('HMGET', key, unpack(fields))
+    local gone = {}
+    for j = 1, #fields, 2 do
+      local rv, tv = tonumber(values[j]), tonumber(values[j + 1])
+      if rv then r = r - rv; gone[#gone + 1] = fields[j] end
+      if tv then t = t - tv; gone[#gone + 1] = fields[j + 1] end
+    end
+    if #gone > 0 then redis.call('HDEL', key, unpack(gone)) end
+    r, t = math.max(r, 0), math.max(t, 0)
+  else
+    return {fixed = false, r = r, t = t, grain = grain, len = len, first = first, key = key}
+  end
+  redis.call('HSET', key, 'o', first, 'R', r, 'T', t)  -- made here: it expires too
+  redis.call('PEXPIRE', key, math.ceil(len + grain))
+  return {fixed = false, r = r, t = t, grain = grain, len = len, first = first, key = key}
 end
 local function window_state(key, len, strategy, now)
   if strategy == 'fixed' then
@@ -52,27 +107,7 @@ local function window_state(key, len, strategy, now)
     return {fixed = true, start = start, r = tonumber(st[2]) or 0, t = tonumber(st[3]) or 0,
             len = len}
   end
-  local grain = len / 64
-  local horizon = now - len
-  local all = redis.call('HGETALL', key)
-  local buckets, order, r, t = {}, {}, 0, 0
-  for j = 1, #all, 2 do
-    local field, value = all[j], tonumber(all[j + 1]) or 0
-    local b = tonumber(string.sub(field, 2))
-    if b == nil or (b + 1) * grain <= horizon then
-      redis.call('HDEL', key, field)
-    else
-      if not buckets[b] then buckets[b] = {0, 0}; order[#order + 1] = b end
-      if string.sub(field, 1, 1) == 'r' then
-        buckets[b][1] = buckets[b][1] + value; r = r + value
-      else
-        buckets[b][2] = buckets[b][2] + value; t = t + value
-      end
-    end
-  end
-  table.sort(order)
-  return {fixed = false, r = r, t = t, buckets = buckets, order = order, grain = grain,
-          len = len}
+  return sliding_state(key, len, now)
 end
 local function window_add(key, w, now, requests, tokens)
   if w.fixed then
@@ -85,18 +120,39 @@ local function window_add(key, w, now, requests, tokens)
     end
     redis.call('PEXPIRE', key, math.max(w.start + w.len - now, 1))
   else
-    local b = string.format('%d', math.floor(now / w.grain))
-    if requests > 0 then redis.call('HINCRBY', key, 'r' .. b, requests) end
-    if tokens > 0 then redis.call('HINCRBY', key, 't' .. b, tokens) end
-    redis.call('PEXPIRE', key, math.ceil(w.len + w.grain))
+    -- the TTL is set when a bucket is started: from then on the hash outlives the newest
+    -- bucket's stay in the window, so one PEXPIRE a bucket is enough
+    local b, started = math.floor(now / w.grain), false
+    if requests > 0 then
+      started = redis.call('HINCRBY', key, bucket_field('r', b), requests) == requests
+      redis.call('HINCRBY', key, 'R', requests)
+    end
+    if tokens > 0 then
+      started = redis.call('HINCRBY', key, bucket_field('t', b), tokens) == tokens or started
+      redis.call('HINCRBY', key, 'T', tokens)
+    end
+    if started then redis.call('PEXPIRE', key, math.ceil(w.len + w.grain)) end
   end
 end
+-- When a refused request may try again: a fixed window's end, or when enough of a sliding
+-- window's oldest buckets have left it (read whole here: a refusal is the rare case).
 local function retry_ms(w, kind, limit, now)
   if w.fixed then return w.start + w.len - now end
   local need = (kind == 1 and w.r or w.t) - limit + 1
+  local all = redis.call('HGETALL', w.key)
+  local prefix, found, order = kind == 1 and 'r' or 't', {}, {}
+  for j = 1, #all, 2 do
+    local field = all[j]
+    local b = tonumber(string.sub(field, 2))
+    if b and string.sub(field, 1, 1) == prefix and b >= w.first then
+      if not found[b] then order[#order + 1] = b end
+      found[b] = (found[b] or 0) + (tonumber(all[j + 1]) or 0)
+    end
+  end
+  table.sort(order)
   local freed = 0
-  for _, b in ipairs(w.order) do
-    freed = freed + w.buckets[b][kind]
+  for _, b in ipairs(order) do
+    freed = freed + found[b]
     if freed >= need then return math.min((b + 1) * w.grain + w.len - now, w.len) end
   end
   return w.len
@@ -110,17 +166,22 @@ end
 #   (window index, requests, tokens, label) * m -> nil, windows or {1, "<what> (max <n>)", retry_ms}
 _TAKE = """
 local function budget_reserve(U, C, H, Z, R, now)
-  prune_holds(U, C, H, Z, now)
-  local used = tonumber(redis.call('GET', U) or '0') or 0
-  local nanos = tonumber(redis.call('GET', C) or '0') or 0
+  -- lapsed holds (a proxy that died) are looked for at most once a second ('_p': when next)
+  local held, prune = redis.call('HMGET', H, '_t', '_n', '_p'), {}
+  if now >= (tonumber(held[3]) or 0) then
+    if prune_holds(U, C, H, Z, now) then held = redis.call('HMGET', H, '_t', '_n') end
+    prune = {'_p', int(now + 1000)}
+  end
+  local v = redis.call('MGET', U, C)
+  local used, nanos = tonumber(v[1]) or 0, tonumber(v[2]) or 0
   local max_t, max_n = tonumber(R[1]), tonumber(R[2])
   if max_t > 0 and used + tonumber(R[3]) > max_t then return {1, used, nanos} end
   if max_n > 0 and nanos + tonumber(R[4]) > max_n then return {2, used, nanos} end
-  redis.call('INCRBY', U, R[5])
-  redis.call('INCRBY', C, R[6])
-  redis.call('HSET', H, R[7], R[5] .. ':' .. R[6])
-  redis.call('HINCRBY', H, '_t', R[5])
-  redis.call('HINCRBY', H, '_n', R[6])
+  -- written from what was read (one MSET, one HSET): each redis.call costs more than Lua
+  redis.call('MSET', U, int(used + tonumber(R[5])), C, int(nanos + tonumber(R[6])))
+  redis.call('HSET', H, R[7], R[5] .. ':' .. R[6],
+             '_t', int((tonumber(held[1]) or 0) + tonumber(R[5])),
+             '_n', int((tonumber(held[2]) or 0) + tonumber(R[6])), unpack(prune))
   redis.call('ZADD', Z, now + tonumber(R[8]), R[7])
   return {0, used, nanos}
 end
@@ -223,32 +284,57 @@ return {0}
 
 # KEYS: usage, cost, holds, hold_expiry, parallel, settled marker, window 1..n
 # ARGV: hold id or "", committed "1"/"0", tokens, nanos, slot id or "", marker ttl_ms, n,
-#       (len_ms, strategy) * n
+#       (len_ms, strategy) * n (the windows fed the tokens: those of a rule with a token limit)
 # -> {settled tokens, settled nanos}
+# The usual settle (a hold, committed) replaces the hold by the spend with one INCRBY per
+# counter and reads its reply from what the calls return: each `redis.call` costs more than
+# the Lua around it, so the script makes as few as it can (TIME only for windows).
 SETTLE = (
     _COMMON
     + """
 local U, C, H, Z = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local now = now_ms()
-if redis.call('SET', KEYS[6], '1', 'PX', ARGV[6], 'NX') then
-  if ARGV[1] ~= '' then drop_hold(U, C, H, Z, ARGV[1]) end
-  local tokens = tonumber(ARGV[3])
-  if ARGV[2] == '1' then
-    redis.call('INCRBY', U, ARGV[3])
-    redis.call('INCRBY', C, ARGV[4])
+local function settled(u, c, ht, hn)
+  if not ht then
+    local held = redis.call('HMGET', H, '_t', '_n')
+    ht, hn = tonumber(held[1]) or 0, tonumber(held[2]) or 0
   end
-  if ARGV[5] ~= '' then redis.call('ZREM', KEYS[5], ARGV[5]) end
-  if tokens > 0 then
-    for i = 1, tonumber(ARGV[7]) do
-      local key, len, strategy = KEYS[6 + i], tonumber(ARGV[6 + 2 * i]), ARGV[7 + 2 * i]
-      window_add(key, window_state(key, len, strategy, now), now, 0, tokens)
-    end
+  return {math.max(u - ht, 0), math.max(c - hn, 0)}
+end
+if not redis.call('SET', KEYS[6], '1', 'PX', ARGV[6], 'NX') then  -- applied before
+  local v = redis.call('MGET', U, C)
+  return settled(tonumber(v[1]) or 0, tonumber(v[2]) or 0)
+end
+local t, n = 0, 0
+local held = redis.call('HMGET', H, ARGV[1] ~= '' and ARGV[1] or '_t', '_t', '_n')
+local ht, hn = tonumber(held[2]) or 0, tonumber(held[3]) or 0
+if ARGV[1] ~= '' and held[1] then
+  local sep = string.find(held[1], ':', 1, true)
+  t, n = tonumber(string.sub(held[1], 1, sep - 1)), tonumber(string.sub(held[1], sep + 1))
+  ht, hn = ht - t, hn - n
+  redis.call('HDEL', H, ARGV[1])
+  redis.call('HSET', H, '_t', int(ht), '_n', int(hn))
+  redis.call('ZREM', Z, ARGV[1])
+end
+local spent_t, spent_n = 0, 0
+if ARGV[2] == '1' then spent_t, spent_n = tonumber(ARGV[3]), tonumber(ARGV[4]) end
+-- max(old - hold, 0) + spend: what DECRBY, a floor at 0, then INCRBY left, in one call
+local function add(key, by, floor)
+  if by == 0 then return tonumber(redis.call('GET', key) or '0') or 0 end  -- no key made
+  local v = redis.call('INCRBY', key, by)
+  if v < floor then redis.call('SET', key, floor); v = floor end
+  return v
+end
+local u, c = add(U, spent_t - t, spent_t), add(C, spent_n - n, spent_n)
+if ARGV[5] ~= '' then redis.call('ZREM', KEYS[5], ARGV[5]) end
+local tokens, nwin = tonumber(ARGV[3]), tonumber(ARGV[7])
+if tokens > 0 and nwin > 0 then
+  local now = now_ms()
+  for i = 1, nwin do
+    local key, len, strategy = KEYS[6 + i], tonumber(ARGV[6 + 2 * i]), ARGV[7 + 2 * i]
+    window_add(key, window_state(key, len, strategy, now), now, 0, tokens)
   end
 end
-local used = tonumber(redis.call('GET', U) or '0') or 0
-local nanos = tonumber(redis.call('GET', C) or '0') or 0
-local held = redis.call('HMGET', H, '_t', '_n')
-return {math.max(used - (tonumber(held[1]) or 0), 0), math.max(nanos - (tonumber(held[2]) or 0), 0)}
+return settled(u, c, ht, hn)
 """
 )
 

@@ -3,7 +3,9 @@
 Requests go out on pooled keep-alive connections (`pool.py`, per origin). When the environment
 names an HTTP(S) proxy, one `httpx2.AsyncClient` carries every request instead, since it honours
 `HTTP(S)_PROXY`, `ALL_PROXY` and `NO_PROXY`. `open()` bounds connect + time to response headers
-(D9); reading the body then uses an idle timeout per read, never a cap on total duration.
+(D9): on an idle pooled connection, while `run` keeps time, by the `head_timer` (no cancel
+scope per request); else by a cancel scope. Reading the body then uses an idle timeout per
+read (kept the same way), never a cap on total duration.
 Compressed replies (we ask for identity, but must cope) are decoded where we can: what we cannot
 undo stays named in `content-encoding`. The request's `secrets` are scrubbed from the response's
 headers and body as they arrive (`scrub.py`). `mock://` URLs are answered in-process by the
@@ -25,6 +27,7 @@ import trio
 
 from tokenomics.domain.errors import UpstreamError, UpstreamTimeout, UpstreamTooLarge
 from tokenomics.upstream.decoding import ContentDecoder, decoder_for
+from tokenomics.upstream.head_timer import HeadTimer
 from tokenomics.upstream.http11 import Head, ProtocolError
 from tokenomics.upstream.mock import MockProvider, MockReply
 from tokenomics.upstream.pool import ConnectError, Connection, ConnectionPool, TransportError
@@ -131,9 +134,14 @@ class _PooledResponse:
     when the body was not read to its end)."""
 
     def __init__(
-        self, pool: ConnectionPool, connection: Connection, head: Head, scrubber: Scrubber | None
+        self,
+        pool: ConnectionPool,
+        connection: Connection,
+        head: Head,
+        scrubber: Scrubber | None,
+        timer: HeadTimer,
     ) -> None:
-        self._pool, self._connection = pool, connection
+        self._pool, self._connection, self._timer = pool, connection, timer
         self.closed = False
         self.status = head.status
         headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in head.headers]
@@ -144,12 +152,16 @@ class _PooledResponse:
         body, connection = self._body, self._connection
         reader = connection.reader
         assert reader is not None
+        timer = self._timer if idle_timeout < math.inf else None
         try:
             while True:
                 if chunk := body.feed(reader.body()):
                     yield chunk
                 if reader.done:
                     break
+                if timer is not None and timer.running:  # the timer keeps the idle timeout
+                    reader.feed(await _timed_receive(connection, timer, idle_timeout))
+                    continue
                 with trio.move_on_after(idle_timeout):
                     reader.feed(await connection.receive())
                     continue
@@ -157,6 +169,8 @@ class _PooledResponse:
             if tail := body.end():
                 yield tail
         except (ProtocolError, TransportError) as exc:
+            if connection.timed_out:  # shut down by the timer: the end seen was not the body's
+                raise UpstreamTimeout(_idle_text(idle_timeout)) from None
             raise UpstreamError(_core_reason(exc)) from None
         except zlib.error:
             raise UpstreamError(_UNDECODABLE) from None
@@ -170,6 +184,19 @@ class _PooledResponse:
         if not self.closed:
             self.closed = True
             await self._pool.checkin(self._connection)
+
+
+async def _timed_receive(connection: Connection, timer: HeadTimer, idle: float) -> bytes:
+    """The connection's next bytes; `TransportError` when none came within `idle` seconds (the
+    timer shut the connection down: the end of the stream seen then is not the body's)."""
+    timer.watch(connection, idle)
+    try:
+        data = await connection.receive()
+    finally:
+        timer.unwatch(connection)
+    if connection.timed_out:
+        raise TransportError("no data in time")
+    return data
 
 
 class _HttpxResponse:
@@ -292,6 +319,7 @@ class Upstreams:
             )  # fmt: skip
         self._pool = ConnectionPool(context, max_connections=max_connections)
         self.mock = mock or MockProvider()
+        self.timer = HeadTimer()
 
     async def open(self, request: UpstreamRequest, *, headers_timeout: float) -> UpstreamResponse:
         """Send the request; returns once response headers arrived (within `headers_timeout` s)."""
@@ -308,14 +336,47 @@ class Upstreams:
             data, rest = destination.encode(request.method, request.headers, request.body)
         except ValueError:
             raise UpstreamError("invalid header or method for the upstream request") from None
-        try:
+        if self.timer.running and headers_timeout < math.inf:
+            connection = self._pool.checkout_nowait(destination)
+            if connection is not None:
+                return await self._open_on(
+                    connection, data, rest, request.method, headers_timeout, scrubber
+                )
+        try:  # connecting, or waiting for a slot: bounded by a scope of its own
             with trio.move_on_after(headers_timeout) as deadline:  # cheaper than fail_after
                 sent = await self._pool.send(destination, data, rest, request.method)
         except (ProtocolError, TransportError) as exc:
             raise UpstreamError(_core_reason(exc)) from None
         if deadline.cancelled_caught:
             raise UpstreamTimeout(_timeout_text(headers_timeout))
-        return _PooledResponse(self._pool, *sent, scrubber)
+        return _PooledResponse(self._pool, *sent, scrubber, self.timer)
+
+    async def _open_on(
+        self,
+        connection: Connection,
+        data: bytes,
+        rest: bytes,
+        method: str,
+        headers_timeout: float,
+        scrubber: Scrubber | None,
+    ) -> UpstreamResponse:
+        """The request on an idle pooled connection, its headers timeout kept by the timer."""
+        timer = self.timer
+        timer.watch(connection, headers_timeout)
+        try:
+            head = await self._pool.request_on(connection, data, rest, method)
+        except (ProtocolError, TransportError) as exc:
+            if connection.timed_out:
+                raise UpstreamTimeout(_timeout_text(headers_timeout)) from None
+            raise UpstreamError(_core_reason(exc)) from None
+        finally:
+            timer.unwatch(connection)
+        return _PooledResponse(self._pool, connection, head, scrubber, self.timer)
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Keep the headers timeouts of requests on pooled connections (`head_timer.py`)
+        until cancelled; without it each request enters a cancel scope of its own."""
+        await self.timer.run(task_status=task_status)
 
     async def _open_mock(
         self, request: UpstreamRequest, headers_timeout: float, scrubber: Scrubber | None

@@ -20,6 +20,7 @@ import httpx2
 import trio
 
 from tokenomics.domain.memo import remember
+from tokenomics.upstream.head_timer import shut_down
 from tokenomics.upstream.http11 import Head, ProtocolError, ResponseReader, encode_request
 from tokenomics.upstream.tcp import TCPStream, readable
 
@@ -99,7 +100,9 @@ class ConnectError(TransportError):
 class Connection:
     """One HTTP/1.1 connection over a trio socket or TLS stream, one request at a time."""
 
-    __slots__ = ("_idle_since", "_socket", "_stream", "_unsent", "key", "reader")
+    __slots__ = (
+        "_idle_since", "_socket", "_stream", "_unsent", "key", "reader", "timed_out", "watch",
+    )  # fmt: skip
 
     def __init__(
         self, stream: trio.abc.Stream, sock: socket.socket | trio.socket.SocketType, key: _Key
@@ -108,6 +111,8 @@ class Connection:
         self._idle_since = 0.0
         self._unsent = False  # a request was not written whole: never reuse the connection
         self.reader: ResponseReader | None = None  # of the current or last response
+        self.watch = 0  # its entry in the `HeadTimer`, while the response head is awaited
+        self.timed_out = False  # ... and the timer shut it down: no head in time
 
     async def request(self, data: bytes, body: bytes, method: str) -> Head:
         """Write the request (`data`, then `body` when it was too large to join it); return
@@ -132,8 +137,12 @@ class Connection:
         return head
 
     async def _write(self, data: bytes) -> None:
+        stream = self._stream
         try:
-            await self._stream.send_all(data)
+            if isinstance(stream, TCPStream):  # the response is awaited right after
+                await stream.send_now(data)
+            else:
+                await stream.send_all(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             raise TransportError("write failed") from exc
 
@@ -154,6 +163,10 @@ class Connection:
     def expired(self, expiry: float) -> bool:
         """Idle too long, or readable while idle: the server closed it (or sent junk)."""
         return trio.current_time() - self._idle_since > expiry or readable(self._socket)
+
+    def shut_down(self) -> None:
+        """End the connection's I/O now (no head in time): what waits on it fails."""
+        shut_down(self._socket)
 
     async def aclose(self) -> None:
         await trio.aclose_forcefully(self._stream)
@@ -204,6 +217,29 @@ class ConnectionPool:
             self._slots.release()
             if connection is not None:
                 await connection.aclose()
+            raise
+
+    def checkout_nowait(self, destination: Destination) -> Connection | None:
+        """An idle connection to `destination` and its slot, when both are there now (no
+        wait, no I/O); the caller then sends with `request_on`."""
+        idle = self._idle.get(destination.key)
+        if not idle or idle[-1].expired(self._keepalive_expiry):
+            return None
+        try:
+            self._slots.acquire_nowait()
+        except trio.WouldBlock:
+            return None
+        return idle.pop()
+
+    async def request_on(
+        self, connection: Connection, data: bytes, rest: bytes, method: str
+    ) -> Head:
+        """`send` on a connection from `checkout_nowait`."""
+        try:
+            return await connection.request(data, rest, method)
+        except BaseException:
+            self._slots.release()
+            await connection.aclose()
             raise
 
     async def checkin(self, connection: Connection) -> None:

@@ -8,7 +8,8 @@ low-level I/O, once the connection is made (`adopt` takes the socket of a connec
 `trio.SocketStream`, whose options, `TCP_NODELAY` and `TCP_NOTSENT_LOWAT`, stay set):
 
 - each call is a checkpoint, like trio's: cancelled before the system call when the task is
-  cancelled, a trip through the scheduler after one that did not have to wait;
+  cancelled, a trip through the scheduler after one that did not have to wait (`send_now`
+  skips that trip, for a caller that waits right after);
 - `aclose()` wakes a task waiting to send or receive (`ClosedResourceError`), so a write to a
   client that stopped reading ends when the server's sweep closes its socket;
 - errors are trio's: `ClosedResourceError` once closed here, `BrokenResourceError` for any
@@ -104,6 +105,22 @@ class TCPStream(trio.abc.HalfCloseableStream):
         if sent == len(data):
             await cancel_shielded_checkpoint()
         else:
+            await _send_rest(self, memoryview(data)[sent:])
+
+    async def send_now(self, data: bytes | bytearray | memoryview) -> None:
+        """`send_all`, a cancel point, but no trip through the scheduler when the kernel takes
+        all of `data` at once: for a caller that waits right after (for a reply, or for the
+        next request), where that trip (a turn of trio's loop, an epoll_wait) buys nothing."""
+        if self.closed:
+            raise _closed()
+        await checkpoint_if_cancelled()
+        try:
+            sent = self.socket.send(data)
+        except BlockingIOError:
+            sent = 0
+        except OSError as exc:
+            raise _failed(self, exc) from exc
+        if sent != len(data):
             await _send_rest(self, memoryview(data)[sent:])
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
