@@ -165,3 +165,9 @@ def test_the_events_read_are_the_ones_cutting_the_block_read(
         accounting.feed_data(None, b'{"id":"x","model":"m"}')
     relayed = _Relayed(accounting, strip=strip)
     assert relayed.feed(block) == (expected_out if strip else block)
+    # Once it reads every event (past `max_kept`), the same bytes go out.
+    eager = LazyStreamAccounting("openai", all_event_fields, max_kept=0)
+    relayed = _Relayed(eager, strip=strip)
+    relayed.feed(b'data: {"id":"x","model":"m"}\n\n')
+    assert eager.eager
+    assert relayed.feed(block) == (expected_out if strip else block)

@@ -135,6 +135,9 @@ class StreamAccounting:
         if not self.actual_model:
             self.actual_model = body_model(data)
         kind = data.get("type")
+        if kind is None and event_name is None:  # a chat or Gemini chunk: the usual event
+            self._chunk(data)
+            return
         if not (kind and isinstance(kind, str)):
             kind = event_name or ""
         if kind.startswith("response."):
