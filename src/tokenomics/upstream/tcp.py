@@ -93,6 +93,18 @@ class TCPStream(trio.abc.HalfCloseableStream):
         return cls(socket.socket(family, kind, proto, fileno=sock.detach()))
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        if await self._send(data):
+            await cancel_shielded_checkpoint()
+
+    async def send_now(self, data: bytes | bytearray | memoryview) -> None:
+        """`send_all`, a cancel point, but no trip through the scheduler when the kernel takes
+        all of `data` at once: for a caller that waits right after (for a reply, or for the
+        next request), where that trip (a turn of trio's loop, an epoll_wait) buys nothing."""
+        await self._send(data)
+
+    async def _send(self, data: bytes | bytearray | memoryview) -> bool:
+        """Send all of `data`; True when the kernel took it at once (no wait, no scheduling:
+        `send_all` then owes trio's contract a checkpoint)."""
         if self.closed:
             raise _closed()
         await checkpoint_if_cancelled()
@@ -103,25 +115,9 @@ class TCPStream(trio.abc.HalfCloseableStream):
         except OSError as exc:
             raise _failed(self, exc) from exc
         if sent == len(data):
-            await cancel_shielded_checkpoint()
-        else:
-            await _send_rest(self, memoryview(data)[sent:])
-
-    async def send_now(self, data: bytes | bytearray | memoryview) -> None:
-        """`send_all`, a cancel point, but no trip through the scheduler when the kernel takes
-        all of `data` at once: for a caller that waits right after (for a reply, or for the
-        next request), where that trip (a turn of trio's loop, an epoll_wait) buys nothing."""
-        if self.closed:
-            raise _closed()
-        await checkpoint_if_cancelled()
-        try:
-            sent = self.socket.send(data)
-        except BlockingIOError:
-            sent = 0
-        except OSError as exc:
-            raise _failed(self, exc) from exc
-        if sent != len(data):
-            await _send_rest(self, memoryview(data)[sent:])
+            return True
+        await _send_rest(self, memoryview(data)[sent:])
+        return False
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
         if self.closed:
