@@ -53,6 +53,24 @@ def _closed() -> trio.ClosedResourceError:
     return trio.ClosedResourceError("this stream was closed")
 
 
+async def _send(stream: TCPStream, data: bytes | bytearray | memoryview) -> bool:
+    """Send all of `data`; True when the kernel took it at once (no wait, no scheduling:
+    `send_all` then owes trio's contract a checkpoint)."""
+    if stream.closed:
+        raise _closed()
+    await checkpoint_if_cancelled()
+    try:
+        sent = stream.socket.send(data)
+    except BlockingIOError:
+        sent = 0
+    except OSError as exc:
+        raise _failed(stream, exc) from exc
+    if sent == len(data):
+        return True
+    await _send_rest(stream, memoryview(data)[sent:])
+    return False
+
+
 async def _send_rest(stream: TCPStream, rest: memoryview) -> None:
     sock = stream.socket
     while rest:
@@ -93,31 +111,14 @@ class TCPStream(trio.abc.HalfCloseableStream):
         return cls(socket.socket(family, kind, proto, fileno=sock.detach()))
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        if await self._send(data):
+        if await _send(self, data):
             await cancel_shielded_checkpoint()
 
     async def send_now(self, data: bytes | bytearray | memoryview) -> None:
         """`send_all`, a cancel point, but no trip through the scheduler when the kernel takes
         all of `data` at once: for a caller that waits right after (for a reply, or for the
         next request), where that trip (a turn of trio's loop, an epoll_wait) buys nothing."""
-        await self._send(data)
-
-    async def _send(self, data: bytes | bytearray | memoryview) -> bool:
-        """Send all of `data`; True when the kernel took it at once (no wait, no scheduling:
-        `send_all` then owes trio's contract a checkpoint)."""
-        if self.closed:
-            raise _closed()
-        await checkpoint_if_cancelled()
-        try:
-            sent = self.socket.send(data)
-        except BlockingIOError:
-            sent = 0
-        except OSError as exc:
-            raise _failed(self, exc) from exc
-        if sent == len(data):
-            return True
-        await _send_rest(self, memoryview(data)[sent:])
-        return False
+        await _send(self, data)
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
         if self.closed:
