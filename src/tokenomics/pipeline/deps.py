@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Awaitable, Callable, Mapping
 
     from tokenomics.config.providers import ProviderConfig
     from tokenomics.config.settings import Settings
@@ -30,7 +30,9 @@ class Recorder(Protocol):
     """Receives every finished exchange exactly once (stats, logs, ledger); waits only for room
     in the bounded channel of the record consumers (back-pressure, nothing dropped)."""
 
-    async def record(self, exchange: Exchange) -> None: ...
+    def record_now(self, exchange: Exchange) -> Awaitable[None] | None:
+        """Record without a checkpoint; what is left to await when a channel is full."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -44,7 +44,7 @@ from tokenomics.formats.classify import route_request
 from tokenomics.formats.errors import error_body
 from tokenomics.pipeline.body import Bodies, ClientGone, close_after
 from tokenomics.pipeline.exchange import Exchange, Incoming, Reply
-from tokenomics.pipeline.finish import finish
+from tokenomics.pipeline.finish import finish_now
 from tokenomics.pipeline.forward import forward
 from tokenomics.pipeline.relay import relay
 from tokenomics.pipeline.run_budget import reserve_run_budget
@@ -128,9 +128,8 @@ class Requests:
             if ex.upstream is not None and not ex.upstream.closed:
                 with trio.CancelScope(shield=True):
                     await ex.upstream.aclose()
-            if not life.finished:
-                with trio.CancelScope(shield=True):
-                    await self._finish(life)
+            if not life.finished:  # shielded where it waits
+                await self._finish(life)
 
     # 1. parse -----------------------------------------------------------------------------
 
@@ -241,10 +240,12 @@ class Requests:
         """The record, then the body's memory is let go (before the reply's last byte)."""
         life.finished = True
         try:
-            # Shielded: a cancellation (client gone, shutdown) while it settles or records
-            # must not leave the request unrecorded and its hold or slot taken.
-            with trio.CancelScope(shield=True):
-                await finish(life.ex, self.deps)
+            rest = finish_now(life.ex, self.deps)  # no checkpoint: nothing can cancel it
+            if rest is not None:
+                # Shielded: a cancellation (client gone, shutdown) while it settles or records
+                # must not leave the request unrecorded and its hold or slot taken.
+                with trio.CancelScope(shield=True):
+                    await rest
         finally:
             self.bodies.release(len(life.ex.body_bytes))
 

@@ -21,7 +21,7 @@ from tokenomics.services.logs import REQUEST_LOGGER
 from tokenomics.upstream.urls import redact
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Awaitable, Callable
 
     from tokenomics.config.settings import LoggingSettings
     from tokenomics.pipeline.exchange import Exchange
@@ -32,6 +32,7 @@ BODY_SAMPLE = 64 * 1024
 RECENT_EVENTS = 256
 # Records waiting for the consumers; each holds at most 2 x `BODY_LIMIT` of bodies.
 RECORD_QUEUE = 256
+STOPPED = "request finished after the record consumers stopped; not recorded"
 
 
 def request_log(ex: Exchange, duration_ms: int, settings: LoggingSettings) -> dict[str, Any]:
@@ -102,6 +103,13 @@ class Recorder:
         self.spans = spans
 
     async def record(self, ex: Exchange) -> None:
+        rest = self.record_now(ex)
+        if rest is not None:
+            await rest
+
+    def record_now(self, ex: Exchange) -> Awaitable[None] | None:
+        """Record `ex` without a checkpoint: None when every consumer took it, else the hand
+        over that waits for room in a full channel (to await, shielded)."""
         seconds = max(0.0, self._clock() - ex.request.started)
         self.recent_events.extend(ex.events)
         self._stats.record(ex, seconds)
@@ -114,16 +122,18 @@ class Recorder:
             and self.events is None
             and self.spans is None
         ):
-            return
+            return None
         finished = from_exchange(ex, int(seconds * 1000))
         if self.journal is not None:
             self.journal(finished)
         if self.spans is not None:
             self.spans(finished)
-        if self.sink is not None:
-            await _hand_over(self.sink, finished)
-        if self.events is not None:
-            await _hand_over(self.events, finished)
+        full = [
+            channel
+            for channel in (self.sink, self.events)
+            if channel is not None and not _handed_now(channel, finished)
+        ]
+        return _hand_over(full, finished) if full else None
 
 
 def drain(receive: trio.MemoryReceiveChannel[Finished]) -> list[Finished]:
@@ -163,14 +173,23 @@ async def gather(
     return True
 
 
-async def _hand_over(sink: trio.MemorySendChannel[Finished], finished: Finished) -> None:
+def _handed_now(sink: trio.MemorySendChannel[Finished], finished: Finished) -> bool:
     """Into the channel at once when there is room (no checkpoint: the common case costs no
-    trip through the scheduler), else wait for room, shielded."""
+    trip through the scheduler); False when it is full."""
     try:
-        try:
-            sink.send_nowait(finished)
-        except trio.WouldBlock:
-            with trio.CancelScope(shield=True):
-                await sink.send(finished)
+        sink.send_nowait(finished)
+    except trio.WouldBlock:
+        return False
     except (trio.ClosedResourceError, trio.BrokenResourceError):
-        log.warning("request finished after the record consumers stopped; not recorded")
+        log.warning(STOPPED)
+    return True
+
+
+async def _hand_over(full: list[trio.MemorySendChannel[Finished]], finished: Finished) -> None:
+    """Wait for room in each full channel, shielded."""
+    with trio.CancelScope(shield=True):
+        for sink in full:
+            try:
+                await sink.send(finished)
+            except (trio.ClosedResourceError, trio.BrokenResourceError):
+                log.warning(STOPPED)

@@ -75,6 +75,17 @@ class LocalCounters:
         reservation: Claim | None,
         outcome: Outcome,
     ) -> Spend | None:
+        return self.settle_now(key, limit, slot, reservation, outcome)
+
+    def settle_now(
+        self,
+        key: str,
+        limit: RateLimit | None,
+        slot: Claim | None,
+        reservation: Claim | None,
+        outcome: Outcome,
+    ) -> Spend | None:
+        """`settle` without a checkpoint (`pipeline.finish.finish_now`)."""
         spend = None
         if isinstance(reservation, Reservation):
             if outcome.committed:
