@@ -4,6 +4,8 @@ hands its record over, and the journal gets every record at once, before any wai
 
 from __future__ import annotations
 
+from functools import partial
+
 import pytest
 import trio
 import trio.testing
@@ -11,8 +13,14 @@ import trio.testing
 from tokenomics.config.settings import LoggingSettings
 from tokenomics.domain.usage import Usage
 from tokenomics.pipeline.exchange import Exchange, Incoming, Settled
-from tokenomics.services.finished import Finished
-from tokenomics.services.recorder import Recorder
+from tokenomics.services.finished import Finished, from_exchange
+from tokenomics.services.recorder import (
+    PEAK_RATE,
+    RECORD_QUEUE,
+    Recorder,
+    drain_interval,
+    gather,
+)
 from tokenomics.services.stats import Stats
 
 
@@ -55,3 +63,75 @@ async def test_a_closed_channel_is_logged_not_raised(caplog: pytest.LogCaptureFi
     receive.close()
     await recorder.record(exchange(1))
     assert "after the record consumers stopped" in caplog.text
+
+
+class _Steps(trio.abc.Instrument):
+    """Counts the steps (wake-ups) of the tasks of one name."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.count = 0
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        if task.name == self.name:
+            self.count += 1
+
+
+def finished_record(n: int) -> Finished:
+    ex = exchange(n)
+    return from_exchange(ex, 0)
+
+
+@pytest.fixture
+def autojump_clock() -> trio.testing.MockClock:
+    return trio.testing.MockClock(autojump_threshold=0)
+
+
+async def test_a_quiet_batch_gathers_with_few_wake_ups(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """One record in a 200 ms batch: a few drains, not one every `DRAIN_SECONDS` (10)."""
+    send, receive = trio.open_memory_channel[Finished](RECORD_QUEUE)
+    steps = _Steps("gathering")
+    trio.lowlevel.add_instrument(steps)
+    batch: list[Finished] = []
+
+    async def gathering() -> None:
+        assert await gather(receive, batch, seconds=0.2, limit=256)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(gathering, name="gathering")
+        await trio.sleep(1)  # idle: the gatherer waits for the first record
+        send.send_nowait(finished_record(1))
+    trio.lowlevel.remove_instrument(steps)
+    assert len(batch) == 1
+    assert steps.count <= 6  # start, first record, <= 4 drains (0.2 s / 64 ms)
+
+
+async def test_a_burst_after_a_quiet_spell_never_finds_the_channel_full(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Records at twice `PEAK_RATE` right after a quiet first one: each goes in at once."""
+    send, receive = trio.open_memory_channel[Finished](RECORD_QUEUE)
+    batch: list[Finished] = []
+    record = finished_record(1)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(partial(gather, receive, batch, seconds=0.2, limit=10_000))
+        await trio.sleep(1)
+        send.send_nowait(record)
+        for _ in range(799):  # 0.2 s at 4,000 a second
+            await trio.sleep(1 / (2 * PEAK_RATE))
+            send.send_nowait(record)  # raises trio.WouldBlock when full
+    assert len(batch) == 800
+
+
+@pytest.mark.parametrize(("taken", "elapsed", "interval"), [
+    (1, 0.0, 0.064),  # one record: half the channel at `PEAK_RATE`
+    (100, 0.1, 0.064),  # 1,000 a second: the same (it would take 128 ms)
+    (100, 0.02, 0.0256),  # 5,000 a second: half the channel in 25.6 ms
+    (1000, 0.02, 0.02),  # 50,000 a second: every `DRAIN_SECONDS`
+])  # fmt: skip
+def test_the_drain_interval_follows_the_arrival_rate(
+    taken: int, elapsed: float, interval: float
+) -> None:
+    assert drain_interval(taken, elapsed, RECORD_QUEUE) == pytest.approx(interval)
