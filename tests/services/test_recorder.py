@@ -90,7 +90,7 @@ def autojump_clock() -> trio.testing.MockClock:
 async def test_a_quiet_batch_gathers_with_few_wake_ups(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    """One record in a 200 ms batch: a few drains, not one every `DRAIN_SECONDS` (10)."""
+    """One record in a 200 ms batch: two drains, not one every `DRAIN_SECONDS` (10)."""
     send, receive = trio.open_memory_channel[Finished](RECORD_QUEUE)
     steps = _Steps("gathering")
     trio.lowlevel.add_instrument(steps)
@@ -105,13 +105,13 @@ async def test_a_quiet_batch_gathers_with_few_wake_ups(
         send.send_nowait(finished_record(1))
     trio.lowlevel.remove_instrument(steps)
     assert len(batch) == 1
-    assert steps.count <= 6  # start, first record, <= 4 drains (0.2 s / 64 ms)
+    assert steps.count <= 4  # start, first record, a drain at 64 ms, one at 200 ms
 
 
 async def test_a_burst_after_a_quiet_spell_never_finds_the_channel_full(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    """Records at twice `PEAK_RATE` right after a quiet first one: each goes in at once."""
+    """Records at 1.5 times `PEAK_RATE` right after a quiet first one: each goes in at once."""
     send, receive = trio.open_memory_channel[Finished](RECORD_QUEUE)
     batch: list[Finished] = []
     record = finished_record(1)
@@ -119,16 +119,18 @@ async def test_a_burst_after_a_quiet_spell_never_finds_the_channel_full(
         nursery.start_soon(partial(gather, receive, batch, seconds=0.2, limit=10_000))
         await trio.sleep(1)
         send.send_nowait(record)
-        for _ in range(799):  # 0.2 s at 4,000 a second
-            await trio.sleep(1 / (2 * PEAK_RATE))
+        for _ in range(599):  # 0.2 s at 3,000 a second
+            await trio.sleep(1 / (1.5 * PEAK_RATE))
             send.send_nowait(record)  # raises trio.WouldBlock when full
-    assert len(batch) == 800
+    assert len(batch) == 600
 
 
 @pytest.mark.parametrize(("taken", "elapsed", "interval"), [
-    (1, 0.0, 0.064),  # one record: half the channel at `PEAK_RATE`
-    (100, 0.1, 0.064),  # 1,000 a second: the same (it would take 128 ms)
-    (100, 0.02, 0.0256),  # 5,000 a second: half the channel in 25.6 ms
+    (1, 0.0, 0.064),  # the first wait: half the channel at `PEAK_RATE`
+    (3000, 0.0, 0.02),  # ... or sooner, when that many were waiting already
+    (2, 0.064, 4.096),  # ~30 a second: the batch's time (its caller takes the lesser)
+    (100, 0.1, 0.128),  # 1,000 a second: half the channel in 128 ms
+    (100, 0.02, 0.0256),  # 5,000 a second
     (1000, 0.02, 0.02),  # 50,000 a second: every `DRAIN_SECONDS`
 ])  # fmt: skip
 def test_the_drain_interval_follows_the_arrival_rate(

@@ -148,9 +148,9 @@ def drain(receive: trio.MemoryReceiveChannel[Finished]) -> list[Finished]:
 
 
 DRAIN_SECONDS = 0.02  # the shortest wait between two drains of a consumer's channel
-# A drain interval never lets more than half the channel fill at this rate (above what one
-# process serves, ~1,800 a second), so a burst after a quiet spell finds room even at twice it:
-# 256 records, 64 ms.
+# A batch's first drain comes before half the channel could fill at this rate (above what one
+# process serves, ~1,800 a second), so a burst after a quiet spell finds room up to twice it:
+# 256 records, 64 ms; the next ones follow the rate measured since.
 PEAK_RATE = 2000
 
 
@@ -163,30 +163,32 @@ async def gather(
 ) -> bool:
     """Fill `batch` with the next records: the first one waited for, then what arrives within
     `seconds` (at most `limit`); False at the channel's end. The bounded channel is emptied
-    meanwhile before it can fill (`drain_interval`), so finishing requests never wait on a gathering
-    batch (one sleep for the batch capped the proxy's throughput; a wake-up per record cost
-    ~25% more CPU per request; a drain every 20 ms woke the loop 10 times a batch however few
-    records came). What was taken stays in `batch` when the caller is cancelled."""
-    since = trio.current_time()
+    meanwhile before it can fill (`drain_interval`), so finishing requests never wait on a
+    gathering batch (one sleep for the batch capped the proxy's throughput; a wake-up per
+    record cost ~25% more CPU per request; a drain every 20 ms woke the loop 10 times a batch
+    however few records came). What was taken stays in `batch` when the caller is cancelled."""
     try:
         batch.append(await receive.receive())
     except (trio.EndOfChannel, trio.ClosedResourceError):
         return False
-    batch += drain(receive)
-    now = trio.current_time()
-    deadline = now + seconds
+    batch += drain(receive)  # what came while the last batch was written
+    start = now = trio.current_time()
+    deadline = start + seconds
     size = receive.statistics().max_buffer_size
     while len(batch) < limit and now < deadline:
-        await trio.sleep(min(deadline - now, drain_interval(len(batch), now - since, size)))
+        await trio.sleep(min(deadline - now, drain_interval(len(batch), now - start, size)))
         batch += drain(receive)
         now = trio.current_time()
     return True
 
 
 def drain_interval(taken: int, elapsed: float, size: float) -> float:
-    """Seconds until the channel of `size` would be half full at the rate records came so far
-    (`taken` in `elapsed`, or `PEAK_RATE` when faster); never under `DRAIN_SECONDS`."""
-    rate = max(taken / max(elapsed, DRAIN_SECONDS), PEAK_RATE)
+    """Seconds until the channel of `size` would be half full at the rate records came in the
+    batch so far (`taken` in `elapsed`), never under `DRAIN_SECONDS`. The batch's first wait
+    (`elapsed` 0: no rate known yet) assumes `PEAK_RATE`."""
+    rate = taken / max(elapsed, DRAIN_SECONDS)
+    if elapsed == 0:
+        rate = max(rate, PEAK_RATE)
     return max(DRAIN_SECONDS, size / 2 / rate)
 
 
