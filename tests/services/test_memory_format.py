@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 from tests.support.finished import REPLY_BODY, REQUEST_BODY, finished, openai_deltas, sse, streamed
 
+from tokenomics.domain.durations import format_rfc3339
 from tokenomics.pipeline.stream_capture import EVENT_BODIES, StreamCapture
+from tokenomics.services.capture import parse_time
 from tokenomics.services.comm_events import communication_events
 from tokenomics.services.memory_format import (
     TRUNCATED,
@@ -220,3 +223,30 @@ def test_a_capture_the_request_left_open_is_read_by_whichever_consumer_comes_fir
     assert '3. {"choices":[{"delta":{"content":"!"\n' in alone  # the cut event, as it came
     assert "Captured assistant text:\nHello world\n" in alone
     assert [event.get("chunk_index") for event in events] == [None, None, 1, 2, 3, None]
+
+
+@pytest.mark.parametrize(
+    "started_at",
+    [
+        "2026-11-27T10:00:01.250Z",  # as `Requests` writes it: read without a parse
+        "2026-12-31T23:59:59.999Z",
+        "2026-11-27T10:00:01Z",  # others are parsed
+        "2026-11-27T11:00:01.250+01:00",
+        "2026-11-27T10:00:01.250123Z",
+        "not a time",  # the record's end instead
+    ],
+)
+def test_the_request_entry_is_dated_when_the_exchange_started(started_at: str) -> None:
+    f = finished(started_at=started_at)
+    expected = format_rfc3339(parse_time(started_at, f.recorded_at))
+    assert exchange_entries(f, KEY).startswith(f"## {expected} | {KEY} | request |")
+
+
+def test_header_lines_follow_each_records_own_headers() -> None:
+    """The header lines are remembered by the kept headers: records that differ in a kept
+    header's value get their own lines, in either order."""
+    for value in ("sdk/1.0", "sdk/2.0", "sdk/1.0"):
+        text = exchange_entries(finished(request_headers=(("user-agent", value),)), KEY)
+        assert f"Request-Headers:\n  User-Agent: {value}\n\nBody:" in text
+    text = exchange_entries(finished(request_headers=(("x-stainless-os", "linux"),)), KEY)
+    assert "Request-Headers:\n  (none)\n\nBody:" in text

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from tokenomics.domain.durations import format_rfc3339
+from tokenomics.domain.memo import remember
 from tokenomics.pipeline.stream_capture import StreamCapture, is_event_stream
 from tokenomics.services.capture import (
     header_lines,
@@ -44,8 +45,10 @@ _EVENT_FIELDS = (
 )
 
 
-def entry(moment: datetime, key: str, role: str, model: str, content: str) -> str:
-    header = f"## {format_rfc3339(moment)} | {key} | {role} | {sanitise(model)}"
+def entry(moment: datetime | str, key: str, role: str, model: str, content: str) -> str:
+    """One entry; `moment` as a datetime or already formatted (`format_rfc3339`)."""
+    when = moment if isinstance(moment, str) else format_rfc3339(moment)
+    header = f"## {when} | {key} | {role} | {sanitise(model)}"
     return f"{header}\n\n{content.rstrip(chr(10))}\n\n---\n\n"
 
 
@@ -53,8 +56,7 @@ def exchange_entries(f: Finished, key: str, events: Iterable[dict[str, Any]] = (
     """The request entry, the response entry (when kept), then one entry per event."""
     if not f.forwarded:
         return ""
-    started = parse_time(f.started_at, f.recorded_at)
-    parts = [entry(started, key, "request", f.model, request_content(f))]
+    parts = [entry(_started(f), key, "request", f.model, request_content(f))]
     response = response_content(f)
     if response is not None:
         parts.append(entry(f.recorded_at, key, "response", f.model, response))
@@ -62,6 +64,16 @@ def exchange_entries(f: Finished, key: str, events: Iterable[dict[str, Any]] = (
         moment = parse_time(str(event.get("timestamp", "")), f.recorded_at)
         parts.append(entry(moment, key, "event", f.model, event_content(event)))
     return "".join(parts)
+
+
+def _started(f: Finished) -> datetime | str:
+    """When the exchange started, to the second: `Requests` writes `started_at` in UTC with
+    milliseconds (`2025-01-02T03:04:05.678Z`), whose first 19 characters are that (a parse and
+    a format per record otherwise); anything else is parsed."""
+    text = f.started_at
+    if len(text) == 24 and text[19] == "." and text[23] == "Z" and text[:19].isascii():
+        return f"{text[:19]}Z"
+    return parse_time(text, f.recorded_at)
 
 
 def redis_entries(f: Finished) -> list[str]:
@@ -157,8 +169,20 @@ def event_content(event: dict[str, Any]) -> str:
 
 def _message(content_type: str, title: str, headers: Headers, body: str) -> str:
     lines = [f"Content-Type: {sanitise(content_type) or '(none)'}", title]
-    lines += header_lines(kept_headers(headers)) or ["  (none)"]
+    lines += _header_lines(tuple(kept_headers(headers)))
     return "\n".join([*lines, "", "Body:", body])
+
+
+# The header lines of the kept headers, which repeat from one request to the next.
+_LINES: dict[Headers, list[str]] = {}
+LINES_LIMIT = 256
+
+
+def _header_lines(kept: Headers) -> list[str]:
+    lines = _LINES.get(kept)
+    if lines is None:
+        lines = remember(_LINES, kept, header_lines(kept) or ["  (none)"], LINES_LIMIT)
+    return lines
 
 
 def _json(text: str) -> Any:
