@@ -315,6 +315,24 @@ async def test_the_next_open_restores_the_last_spend_of_each_token_before_recove
     assert crashed.session_path.exists() and not crashed.journal_path.exists()
 
 
+async def test_a_crashed_journal_is_read_once_for_its_spends_and_its_recovery(
+    tmp_path: Path,
+) -> None:
+    """The journal is read before the restore, and its recovery writes what was read then:
+    its bytes are not read a second time (here they change in between, which a dead writer's
+    journal never does)."""
+    crashed = await crashed_with(tmp_path, Spend(10, 0.1), Spend(30, 0.3))
+
+    async def restore(spends: dict[str, Spend]) -> bool:
+        crashed.journal_path.write_bytes(b"not read again\n")
+        return True
+
+    await open_ledger(tmp_path, restore=restore)
+    session = json.loads(crashed.session_path.read_text())
+    assert [r["token_hash"][:1] for r in session["requests"]] == ["a", "a", "b"]
+    assert not crashed.journal_path.exists()
+
+
 async def test_a_restore_not_saved_keeps_the_journal_for_the_next_start(tmp_path: Path) -> None:
     crashed = await crashed_with(tmp_path, Spend(10, 0.1))
 

@@ -40,6 +40,7 @@ from tokenomics.services.ledger_files import (
     SESSION,
     Journal,
     JournalContent,
+    abandoned_journals,
     abandoned_spends,
     build_session,
     ensure_dir,
@@ -142,9 +143,10 @@ class Ledger:
         except OSError as exc:
             logger.error("session ledger disabled: cannot create %s: %s", sessions, exc)
             return await cls.open(None, cwd, memory=memory)
-        spends = await trio.to_thread.run_sync(abandoned_spends, sessions)
+        journals = await trio.to_thread.run_sync(abandoned_journals, sessions)
+        spends = abandoned_spends(journals)
         if not spends or restore is None or await restore(spends):
-            await trio.to_thread.run_sync(recover_all, sessions, indexed)
+            await trio.to_thread.run_sync(recover_all, sessions, indexed, journals)
         ledger = cls(sessions, cwd, events=events, memory=memory, indexed=indexed)
         await trio.to_thread.run_sync(ledger._open_journal)
         return ledger

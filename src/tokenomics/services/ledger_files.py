@@ -8,7 +8,8 @@ session JSON written atomically at close, and the recovery of journals left by a
     {dir}/sessions/<date>_<id>.json      the complete session (`cli.md` §7.3)
 
 A record's `spend` is its token's budget counter (settled requests) just after it: recovery
-raises the persisted counters to the last one of each token (`abandoned_spends`).
+raises the persisted counters to the last one of each token (`abandoned_spends`); each
+journal is read once at start for that and its recovery (`abandoned_journals`).
 
 The writer holds an exclusive `flock` on its journal while it lives, so recovery (a
 non-blocking `flock`) never touches the journal of a live process, and readers tell a running
@@ -35,7 +36,7 @@ from tokenomics.domain.ledger import Entry, parse_time
 from tokenomics.domain.ledger_session import is_session, session_json
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterable
     from pathlib import Path
 
     Recovered = Callable[[Path], None]  # told the session JSON a recovery wrote
@@ -126,7 +127,12 @@ class JournalContent:
 def read_journal(path: Path) -> JournalContent | None:
     """The header and records of a journal; unparseable lines (a truncated last one) skipped.
     None when the header cannot be read."""
-    lines = path.read_bytes().split(b"\n")
+    return parse_journal(path.read_bytes())
+
+
+def parse_journal(data: bytes) -> JournalContent | None:
+    """`read_journal` of a journal's bytes."""
+    lines = data.split(b"\n")
     try:
         header = orjson.loads(lines[0])
     except orjson.JSONDecodeError:
@@ -140,6 +146,15 @@ def read_journal(path: Path) -> JournalContent | None:
         except orjson.JSONDecodeError:
             continue
     return content
+
+
+@dataclass(frozen=True, slots=True)
+class Abandoned:
+    """A journal a crashed process left, read once at start (`abandoned_journals`)."""
+
+    path: Path
+    content: JournalContent | None  # None: its header cannot be read
+    headless: bool  # no whole line: killed while writing its header, it holds nothing
 
 
 def build_session(content: JournalContent, ended_at: datetime, git_end: Entry) -> Entry:
@@ -176,7 +191,10 @@ def _complete(path: Path) -> bool:
 def abandoned_session(path: Path) -> Entry | None:
     """The session a crashed process left in journal `path`, ended at its last request (or
     the journal's modification time); None when the header is unreadable."""
-    content = read_journal(path)
+    return _session_of(read_journal(path), path)
+
+
+def _session_of(content: JournalContent | None, path: Path) -> Entry | None:
     if content is None:
         return None
     last = parse_time(content.requests[-1].get("timestamp", "")) if content.requests else None
@@ -197,17 +215,16 @@ def journal_session(path: Path) -> Entry | None:
     return {**session, "running": True, **({"pid": pid} if isinstance(pid, int) else {})}
 
 
-def recover_journal(path: Path, on_recovered: Recovered | None = None) -> bool:
+def recover_journal(journal: Abandoned, on_recovered: Recovered | None = None) -> bool:
     """Turn one abandoned journal into its session JSON and remove it (`on_recovered` is given
     the JSON's path); False when it belongs to a live process or cannot be read."""
+    path = journal.path
     if locked_by_other(path):
         return False
     target = path.with_suffix(SESSION)
     if not _complete(target):
-        session = abandoned_session(path)
-        if session is None and b"\n" not in path.read_bytes():
-            # killed while writing its header (the first line, written before any record):
-            # it holds nothing
+        session = _session_of(journal.content, path)
+        if session is None and journal.headless:
             logger.warning("removed ledger journal %s, cut off in its header", path.name)
             path.unlink()
             return True
@@ -247,17 +264,29 @@ def read_sessions(sessions: Path) -> list[Entry]:
     return [found[k] for k in sorted(found)]
 
 
-def abandoned_spends(sessions: Path) -> dict[str, Spend]:
-    """The last budget counter of each token recorded in the journals of crashed processes
-    (not of live ones), the highest when several journals name a token. Never raises OSError:
-    an unreadable journal is skipped here and logged by `recover_all`."""
-    spends: dict[str, Spend] = {}
+def abandoned_journals(sessions: Path) -> list[Abandoned]:
+    """The journals of crashed processes in `sessions` (not of live ones), each read once for
+    both `abandoned_spends` and `recover_all`. Never raises OSError: a journal that cannot be
+    read is logged and kept for the next start."""
+    found: list[Abandoned] = []
     for path in sorted(sessions.glob(f"*{JOURNAL}")):
         try:
-            content = None if locked_by_other(path) else read_journal(path)
-        except OSError:
+            if locked_by_other(path):
+                continue
+            data = path.read_bytes()
+        except OSError as exc:
+            logger.error("could not recover ledger journal %s: %s", path, exc)
             continue
-        for key, spend in (content.spends if content else {}).items():
+        found.append(Abandoned(path, parse_journal(data), b"\n" not in data))
+    return found
+
+
+def abandoned_spends(journals: Iterable[Abandoned]) -> dict[str, Spend]:
+    """The last budget counter of each token recorded in `journals`, the highest when several
+    journals name a token."""
+    spends: dict[str, Spend] = {}
+    for journal in journals:
+        for key, spend in (journal.content.spends if journal.content else {}).items():
             known = spends.get(key, spend)
             spends[key] = Spend(
                 max(known.tokens, spend.tokens), max(known.cost_usd, spend.cost_usd)
@@ -265,15 +294,20 @@ def abandoned_spends(sessions: Path) -> dict[str, Spend]:
     return spends
 
 
-def recover_all(sessions: Path, on_recovered: Recovered | None = None) -> int:
-    """Recover every abandoned journal in `sessions`; returns how many. Never raises OSError:
-    a journal that cannot be recovered is logged and kept for the next start."""
+def recover_all(
+    sessions: Path,
+    on_recovered: Recovered | None = None,
+    journals: list[Abandoned] | None = None,
+) -> int:
+    """Recover every abandoned journal in `sessions` (those of `journals` when they were read
+    already); returns how many. Never raises OSError: a journal that cannot be recovered is
+    logged and kept for the next start."""
     count = 0
-    for path in sorted(sessions.glob(f"*{JOURNAL}")):
+    for journal in abandoned_journals(sessions) if journals is None else journals:
         try:
-            count += recover_journal(path, on_recovered)
+            count += recover_journal(journal, on_recovered)
         except OSError as exc:
-            logger.error("could not recover ledger journal %s: %s", path, exc)
+            logger.error("could not recover ledger journal %s: %s", journal.path, exc)
     return count
 
 
