@@ -364,3 +364,18 @@ async def test_a_full_record_channel_is_emptied_while_a_batch_gathers(
         waited = trio.current_time() - start
         await send.aclose()
     assert waited < 30  # not the batch's 60 s (the git context may take 3 s of the clock)
+
+
+@pytest.mark.parametrize(
+    ("count", "seconds", "size"),
+    [
+        (8, 0.0001, 16),  # fast: at most twice the last slice
+        (64, 0.0005, 128),
+        (8, 0.002, 4),  # slow (streams): fewer
+        (1, 0.01, 1),  # never none
+        (256, 0.0001, 256),  # never over a batch
+        (8, 0.0, 16),
+    ],
+)
+def test_a_render_slice_takes_about_a_millisecond(count: int, seconds: float, size: int) -> None:
+    assert ledger_service.slice_size(count, seconds) == size
