@@ -40,6 +40,7 @@ from urllib.parse import quote
 import trio
 
 from tokenomics.domain.errors import BudgetExceeded, ProxyError, TokenomicsError
+from tokenomics.domain.memo import remember
 from tokenomics.formats.classify import route_request
 from tokenomics.formats.errors import error_body
 from tokenomics.pipeline.body import Bodies, ClientGone, close_after
@@ -134,7 +135,8 @@ class Requests:
     # 1. parse -----------------------------------------------------------------------------
 
     def exchange(self, scope: Scope) -> Exchange:
-        raw = [(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in scope["headers"]]
+        names = _NAMES
+        raw = [(names.get(k) or _name(k), v.decode("latin-1")) for k, v in scope["headers"]]
         client = scope.get("client")
         request = Incoming(
             method=scope["method"],
@@ -274,6 +276,16 @@ def _capture(ex: Exchange, chunk: bytes, clock: Callable[[], float]) -> None:
     if ex.sent is not None:
         ex.sent.feed(chunk)
     ex.sent_bytes += len(chunk)
+
+
+# Header names as the exchange keeps them (decoded, lower-case), by their bytes: the same few
+# on every request.
+_NAMES: dict[bytes, str] = {}
+NAMES_LIMIT = 1024
+
+
+def _name(raw: bytes) -> str:
+    return remember(_NAMES, raw, raw.decode("latin-1").lower(), NAMES_LIMIT)
 
 
 def _raw_path(scope: Scope) -> str:
