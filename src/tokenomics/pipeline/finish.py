@@ -73,8 +73,9 @@ def finish_now(ex: Exchange, deps: Deps) -> Awaitable[None] | None:
     if not _needs_counters(ex, usage):
         spend = None
     elif isinstance(backend, LocalCounters):  # synchronous underneath
+        committed, tokens = ex.upstream is not None, usage.total_tokens
         spend = backend.settle_now(
-            ex.token_hash, _limit(ex), ex.permit, ex.reservation, _outcome(ex, usage, price)
+            ex.token_hash, _limit(ex), ex.permit, ex.reservation, committed, tokens, price or 0.0
         )
     else:
         return _settle_and_record(ex, deps, usage, price)

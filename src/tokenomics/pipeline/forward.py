@@ -32,8 +32,10 @@ if TYPE_CHECKING:
 MAX_BACKOFF = 8.0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Attempt:
+    """One planned upstream call (never changed; not frozen, like `Target`)."""
+
     model: str
     target: Target
     route: Route

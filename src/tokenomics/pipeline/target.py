@@ -23,8 +23,11 @@ if TYPE_CHECKING:
     from tokenomics.formats.base import Route
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Target:
+    """Where an attempt goes. Never changed once resolved; not frozen, as a frozen
+    dataclass's `__init__` costs ~5x (`object.__setattr__` per field), once per request."""
+
     resolved: Resolved
     provider_name: str
     provider: ProviderConfig | None

@@ -75,7 +75,9 @@ class LocalCounters:
         reservation: Claim | None,
         outcome: Outcome,
     ) -> Spend | None:
-        return self.settle_now(key, limit, slot, reservation, outcome)
+        return self.settle_now(
+            key, limit, slot, reservation, outcome.committed, outcome.tokens, outcome.cost_usd
+        )
 
     def settle_now(
         self,
@@ -83,18 +85,21 @@ class LocalCounters:
         limit: RateLimit | None,
         slot: Claim | None,
         reservation: Claim | None,
-        outcome: Outcome,
+        committed: bool,
+        tokens: int,
+        cost_usd: float,
     ) -> Spend | None:
-        """`settle` without a checkpoint (`pipeline.finish.finish_now`)."""
+        """`settle` without a checkpoint (`pipeline.finish.finish_now`), the outcome's fields
+        passed as they are."""
         spend = None
         if isinstance(reservation, Reservation):
-            if outcome.committed:
-                reservation.settle(outcome.tokens, outcome.cost_usd)
+            if committed:
+                reservation.settle(tokens, cost_usd)
             else:
                 reservation.release()
             spend = self.budgets.settled(key)
-        if outcome.tokens:
-            self.limiter.record_tokens(key, limit, outcome.tokens)
+        if tokens:
+            self.limiter.record_tokens(key, limit, tokens)
         if isinstance(slot, LocalSlot):
             slot.permit.release()
         return spend
