@@ -6,6 +6,8 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tokenomics.domain.lazy_stream_usage import LazyStreamAccounting, marks
 from tokenomics.domain.stream_usage import StreamAccounting
@@ -15,6 +17,7 @@ from tokenomics.domain.usage import (
     Usage,
     merge_estimate,
     meta_from_response,
+    meta_with_headers,
     usage_from_body,
 )
 from tokenomics.upstream.sse import EventSplitter, all_event_fields, event_fields
@@ -731,3 +734,52 @@ def test_past_its_limit_the_lazy_accounting_reads_everything_and_turns_eager() -
     assert lazy.eager
     assert lazy.text() == ("Hello there, friend", False)
     assert lazy.result(words) == account(OPENAI_STREAM, "openai").result(words)
+
+
+def _meta_reference(headers: dict[str, str]) -> ResponseMeta:
+    """The reading of the headers before its one-pass form: every name lower-cased first."""
+    lower = {name.lower(): value for name, value in headers.items()}
+
+    def number(*names: str) -> int | None:
+        for name in names:
+            value = lower.get(name)
+            if value is not None:
+                try:
+                    return int(value.strip())
+                except ValueError:
+                    continue
+        return None
+
+    def text(*names: str) -> str:
+        return next((v for name in names if (v := lower.get(name))), "")
+
+    return ResponseMeta(
+        "id", "model", "stop",
+        number("x-ratelimit-remaining-requests", "anthropic-ratelimit-requests-remaining"),
+        number("x-ratelimit-remaining-tokens", "anthropic-ratelimit-tokens-remaining"),
+        text("x-ratelimit-reset-requests", "anthropic-ratelimit-tokens-reset",
+             "x-ratelimit-reset-tokens"),
+        text("x-request-id", "request-id", "apim-request-id", "mistral-correlation-id"),
+    )  # fmt: skip
+
+
+_META_NAMES = st.sampled_from([
+    "x-request-id", "X-Request-ID", "request-id", "apim-request-id", "Mistral-Correlation-Id",
+    "x-ratelimit-remaining-requests", "X-RateLimit-Remaining-Requests",
+    "anthropic-ratelimit-requests-remaining", "x-ratelimit-remaining-tokens",
+    "anthropic-ratelimit-tokens-remaining", "x-ratelimit-reset-requests",
+    "anthropic-ratelimit-tokens-reset", "x-ratelimit-reset-tokens", "content-type", "Date",
+])  # fmt: skip
+
+
+@given(
+    st.dictionaries(
+        _META_NAMES | st.text(max_size=8),
+        st.sampled_from(["", "12", " 7 ", "x", "1.5"]) | st.text(max_size=4),
+    )
+)
+def test_meta_headers_read_as_when_every_name_was_lower_cased_first(
+    headers: dict[str, str],
+) -> None:
+    meta = meta_with_headers(headers, upstream_id="id", actual_model="model", finish_reason="stop")
+    assert meta == _meta_reference(headers)

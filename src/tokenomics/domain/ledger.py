@@ -110,7 +110,7 @@ def request_entry(v: EntryValues) -> Entry:
         entry["fallback_model"] = v.fallback_model
     if v.rule_matches:
         entry["rule_matches"] = [dict(m) for m in v.rule_matches]
-    if metadata := {k: s for k, s in v.metadata.items() if s}:
+    if v.metadata and (metadata := {k: s for k, s in v.metadata.items() if s}):
         entry["metadata"] = metadata
     if provider_meta := {k: m for k, m in v.provider_meta.items() if m not in (None, "", 0)}:
         entry["provider_meta"] = provider_meta

@@ -312,19 +312,31 @@ def _header_text(headers: Mapping[str, str], names: tuple[str, ...]) -> str:
     return ""
 
 
+# Every header name `meta_with_headers` reads.
+_META_HEADERS = frozenset((*_REQUEST_ID_HEADERS, *_REMAINING_REQUESTS, *_REMAINING_TOKENS, *_RESET))
+
+
 def meta_with_headers(
     headers: Mapping[str, str], *, upstream_id: str, actual_model: str, finish_reason: str
 ) -> ResponseMeta:
-    """Combine what the body said with the rate-limit and request-id headers (any case)."""
-    lower = {name.lower(): value for name, value in headers.items()}
+    """Combine what the body said with the rate-limit and request-id headers (any case; of
+    names that differ only in case, the last). One pass keeps only the names read here."""
+    found: dict[str, str] = {}
+    for name, value in headers.items():
+        if name in _META_HEADERS:
+            found[name] = value
+        elif not name.islower() and (lower := name.lower()) in _META_HEADERS:
+            found[lower] = value
+    if not found:  # none of them (a mock upstream, a bare server)
+        return ResponseMeta(upstream_id, actual_model, finish_reason)
     return ResponseMeta(
-        upstream_id=upstream_id,
-        actual_model=actual_model,
-        finish_reason=finish_reason,
-        rate_limit_remaining_requests=_header_int(lower, _REMAINING_REQUESTS),
-        rate_limit_remaining_tokens=_header_int(lower, _REMAINING_TOKENS),
-        rate_limit_reset=_header_text(lower, _RESET),
-        upstream_request_id=_header_text(lower, _REQUEST_ID_HEADERS),
+        upstream_id,
+        actual_model,
+        finish_reason,
+        _header_int(found, _REMAINING_REQUESTS),
+        _header_int(found, _REMAINING_TOKENS),
+        _header_text(found, _RESET),
+        _header_text(found, _REQUEST_ID_HEADERS),
     )
 
 
