@@ -25,6 +25,7 @@ DROPPED = frozenset(
 # `content-encoding` is relayed: the client names only the codings we could not undo.
 RESPONSE_DROPPED = frozenset({"set-cookie", "content-length", "date"})
 _NOT_FORWARDED = HOP_BY_HOP | CREDENTIALS | DROPPED
+_NOT_RELAYED = HOP_BY_HOP | RESPONSE_DROPPED
 
 
 def _connection_listed(headers: Headers) -> set[str]:
@@ -55,11 +56,12 @@ def upstream_headers(client: Headers, target: Target, client_request_id: str) ->
     extra.update(fixed)
     if auth is not None:
         extra.add(auth[0])
-    skip = _NOT_FORWARDED | extra if extra else _NOT_FORWARDED
     out = [
         (name, value)
         for name, value in client
-        if name not in skip and not name.startswith(("x-forwarded-", "proxy-"))
+        if name not in _NOT_FORWARDED
+        and name not in extra
+        and not name.startswith(("x-forwarded-", "proxy-"))
     ]
     out += ([auth] if auth else []) + list(fixed.items())
     out += [("accept-encoding", "identity"), ("x-client-request-id", client_request_id)]
@@ -69,5 +71,6 @@ def upstream_headers(client: Headers, target: Target, client_request_id: str) ->
 def client_headers(upstream: Headers) -> Headers:
     """Upstream response headers safe to relay (the server sets its own framing)."""
     listed = _connection_listed(upstream)
-    skip = HOP_BY_HOP | RESPONSE_DROPPED | listed
-    return [(name, value) for name, value in upstream if name not in skip]
+    return [
+        (name, value) for name, value in upstream if name not in _NOT_RELAYED and name not in listed
+    ]

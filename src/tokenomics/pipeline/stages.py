@@ -58,9 +58,12 @@ def _credential(ex: Exchange) -> str:
 
 
 def authenticate(ex: Exchange, deps: Deps) -> None:
-    openclaw = {
-        key: v for h, key in OPENCLAW_HEADERS.items() if (v := ex.request.headers.get(h, ""))
-    }
+    headers = ex.request.headers
+    openclaw = (
+        {key: v for h, key in OPENCLAW_HEADERS.items() if (v := headers.get(h, ""))}
+        if OPENCLAW_HEADERS.keys() & headers.keys()  # one C pass; rarely any
+        else {}
+    )
     ex.metadata = openclaw  # also on rejected requests
     credential = ex.credential = _credential(ex).strip()
     if not credential:
