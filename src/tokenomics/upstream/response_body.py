@@ -41,7 +41,10 @@ def core_reason(exc: Exception) -> str:
 
 def _decoding(headers: Headers) -> tuple[ContentDecoder | None, Headers]:
     """The decoder for the content codings we can undo, and the headers naming those left."""
-    decoder, rest = decoder_for(", ".join(v for k, v in headers if k == "content-encoding"))
+    codings = [v for k, v in headers if k == "content-encoding"]
+    if not codings:
+        return None, headers
+    decoder, rest = decoder_for(", ".join(codings))
     if decoder is None:
         return None, headers
     kept = [(k, v) for k, v in headers if k != "content-encoding"]
