@@ -123,13 +123,20 @@ class Connection:
 
     async def _read(self) -> None:
         first = True
+        tcp = self.stream if isinstance(self.stream, TCPStream) else None
+        waits = False  # the client sent whole requests only: it waits for their answers
         while not self.closing:
             if self.unconsumed > MAX_UNCONSUMED or len(self.queue) > MAX_QUEUED:
                 self.resume = trio.Event()
                 await self.resume.wait()
+                waits = False
                 continue
+            data: bytes | bytearray
             try:
-                data = await self.stream.receive_some(READ_SIZE)
+                if waits and tcp is not None:  # nothing there yet: wait, then read
+                    data = await tcp.receive_when_ready(READ_SIZE)
+                else:
+                    data = await self.stream.receive_some(READ_SIZE)
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 data = b""
             if not data:
@@ -142,6 +149,7 @@ class Connection:
             try:
                 if self.parser.feed(data) is not None:
                     return  # an upgrade was asked for: its request is the last one
+                waits = self.parser.idle
             except BadRequest as refused:
                 if self.reading is not None:  # its body was malformed
                     self.reading.broken = True

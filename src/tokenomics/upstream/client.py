@@ -85,14 +85,22 @@ def header(headers: Headers, name: str) -> str:
 
 async def read_all(response: UpstreamResponse, limit: int, idle_timeout: float) -> bytes:
     """The whole body; more than `limit` bytes is an `UpstreamError` (never silently cut)."""
+    if isinstance(response, _PooledResponse) and (whole := response.whole_now()) is not None:
+        if len(whole) > limit:  # (it arrived with the head: no generator, no wait)
+            raise _too_large(limit)
+        return whole
     parts: list[bytes] = []
     size = 0
     async for chunk in response.chunks(idle_timeout):
         size += len(chunk)
         if size > limit:
-            raise UpstreamTooLarge(f"upstream response larger than {limit // (1024 * 1024)} MiB")
+            raise _too_large(limit)
         parts.append(chunk)
     return b"".join(parts)
+
+
+def _too_large(limit: int) -> UpstreamTooLarge:
+    return UpstreamTooLarge(f"upstream response larger than {limit // (1024 * 1024)} MiB")
 
 
 class _PooledResponse:
@@ -140,6 +148,20 @@ class _PooledResponse:
             raise UpstreamError(core_reason(exc)) from None
         except zlib.error:
             raise UpstreamError(UNDECODABLE) from None
+
+    def whole_now(self) -> bytes | None:
+        """The whole body (decoded, scrubbed) when all of it is here already; else None, and
+        nothing read."""
+        reader = self._connection.reader
+        if reader is None or not reader.whole_buffered:
+            return None
+        body = self._body
+        try:
+            data = body.feed(reader.body())
+            tail = body.end()
+        except zlib.error:
+            raise UpstreamError(UNDECODABLE) from None
+        return data + tail if tail else data
 
     def release(self) -> bool:
         if not self.closed and self._pool.checkin_nowait(self._connection):

@@ -239,6 +239,15 @@ class ResponseReader:
         return True
 
     @property
+    def whole_buffered(self) -> bool:
+        """The head was read and all of the body is buffered (`body()` then ends it)."""
+        if self._head is None:
+            return False
+        if self._framing == _LENGTH:
+            return len(self._buf) - self._pos >= self._remaining
+        return self._framing == _NONE
+
+    @property
     def keep_alive(self) -> bool:
         return self._keep_alive and not self._extra and self._pos >= len(self._buf)
 

@@ -33,6 +33,7 @@ from tokenomics.upstream.tcp import TCPStream, readable
 if TYPE_CHECKING:
     import socket
     import ssl
+    from collections.abc import Awaitable
 
 RawHeaders = list[tuple[bytes, bytes]]
 _Key = tuple[bytes, bytes, int]
@@ -180,6 +181,9 @@ class Connection:
         return await self._head(reader)
 
     async def _head(self, reader: ResponseReader) -> Head:
+        stream = self._stream
+        if isinstance(stream, TCPStream):  # the request just went out: nothing is there yet
+            reader.feed(await self._receive(stream.receive_when_ready(READ_SIZE)))
         while (head := reader.head()) is None:
             reader.feed(await self.receive())
         return head
@@ -195,8 +199,12 @@ class Connection:
             raise TransportError("write failed") from exc
 
     async def receive(self) -> bytes:
+        return await self._receive(self._stream.receive_some(READ_SIZE))
+
+    @staticmethod
+    async def _receive(receiving: Awaitable[bytes | bytearray]) -> bytes:
         try:
-            return bytes(await self._stream.receive_some(READ_SIZE))  # no copy for bytes
+            return bytes(await receiving)  # no copy for bytes
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             raise TransportError("read failed") from exc
 
