@@ -139,3 +139,35 @@ def test_an_early_reply_closes_the_connection_only_when_a_body_stays_unread(
     headers: dict[str, str], closes: bool
 ) -> None:
     assert close_after(headers) is closes
+
+
+async def test_a_slow_upload_holds_the_bytes_it_sent_not_its_declared_length() -> None:
+    """Two uploads declare 700 KiB each under a 1 MiB budget: the second is not refused for
+    the first's promised bytes, only the bytes that arrived count (each sent byte is held)."""
+    reader = bodies()
+    first_sent, go_on = trio.Event(), trio.Event()
+    held_while_stalled: list[int] = []
+    declared = {"content-length": str(700 * 1024)}
+
+    async def slow() -> Message:
+        if not first_sent.is_set():
+            first_sent.set()
+            return {"type": "http.request", "body": b"a" * (100 * 1024), "more_body": True}
+        held_while_stalled.append(reader.held)
+        await go_on.wait()
+        return {"type": "http.request", "body": b"a" * (600 * 1024), "more_body": False}
+
+    async def slow_read() -> None:
+        with pytest.raises(ProxyError) as busy:
+            await reader.read(slow, declared, lambda: None)
+        assert busy.value.status == 503
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(slow_read)
+        await first_sent.wait()
+        await trio.testing.wait_all_tasks_blocked()
+        fast = await reader.read(messages([b"b" * (700 * 1024)]), declared, lambda: None)
+        assert len(fast) == 700 * 1024 and reader.held == 800 * 1024
+        go_on.set()  # the slow one's rest no longer fits beside the fast one's whole body
+    assert held_while_stalled == [100 * 1024]
+    assert reader.held == 700 * 1024  # the fast body, until its request releases it

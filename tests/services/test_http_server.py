@@ -341,7 +341,20 @@ async def test_an_idle_connection_closes_after_the_idle_timeout(
         await Client(stream).response()
         answered = trio.current_time()
         assert await stream.receive_some() == b""
-        assert IDLE <= trio.current_time() - answered < IDLE + 1
+        assert trio.current_time() - answered == pytest.approx(IDLE)  # not up to a sweep late
+
+
+async def test_an_idle_connection_closes_at_its_idle_timeout_between_two_sweeps(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """Answered a third of a second into a sweep period, it still closes on time."""
+    async with connected() as (_, stream):
+        await trio.sleep(1.3)
+        await stream.send_all(FAST)
+        await Client(stream).response()
+        answered = trio.current_time()
+        assert await stream.receive_some() == b""
+        assert trio.current_time() - answered == pytest.approx(IDLE)
 
 
 async def test_a_head_sent_too_slowly_is_dropped(autojump_clock: trio.abc.Clock) -> None:

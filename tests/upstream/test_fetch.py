@@ -51,11 +51,16 @@ async def test_a_refused_connection_says_so_in_a_few_words() -> None:
     assert os_reason(caught.value) == "connection refused"  # the operator's
 
 
-async def test_a_body_over_the_limit_is_refused_not_cut() -> None:
+@pytest.mark.parametrize("framing", ["length", "chunked"])  # the whole body at once, or not
+async def test_a_body_over_the_limit_is_refused_not_cut(framing: str) -> None:
     big = b"HTTP/1.1 200 OK\r\ncontent-length: 2000\r\n\r\n" + b"x" * 2000
+    if framing == "chunked":
+        big = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n7d0\r\n" + b"x" * 2000
+        big += b"\r\n0\r\n\r\n"
     async with running(RawUpstream(reply=big)) as url:
         with pytest.raises(UpstreamTooLarge):
             await fetch_once("GET", url, within=5, limit=1000)
+        assert (await fetch_once("GET", url, within=5, limit=2000)).body == b"x" * 2000
 
 
 async def test_a_server_that_never_answers_is_a_timeout_of_the_whole_exchange(

@@ -469,3 +469,27 @@ def test_encode_request_rejects_what_could_break_the_framing(
 ) -> None:
     with pytest.raises(ValueError):
         encode_request(method, target, [(name, value)], b"")
+
+
+@pytest.mark.parametrize(
+    ("response", "method", "whole"),
+    [
+        (CONTENT_LENGTH, "GET", True),
+        (OK + EMPTY, "GET", True),
+        (OK + b"Content-Length: 5\r\n\r\nhi", "GET", False),  # 3 bytes to come
+        (OK + b"Content-Length: 5\r\n\r\n", "HEAD", True),  # no body to a HEAD
+        (CHUNKED, "GET", False),  # chunked: `whole_buffered` does not parse ahead
+        (UNTIL_EOF, "GET", False),
+        (OK + b"Content-Length: 5\r\n", "GET", False),  # no head yet
+    ],
+)
+def test_whole_buffered_says_when_body_reads_all_of_the_body(
+    response: bytes, method: str, whole: bool
+) -> None:
+    reader = ResponseReader(method)
+    reader.feed(response)
+    reader.head()
+    assert reader.whole_buffered is whole
+    if whole:
+        reader.body()
+        assert reader.done

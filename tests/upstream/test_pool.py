@@ -4,8 +4,13 @@
 from __future__ import annotations
 
 import trio
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from tokenomics.upstream.pool import Connection
+from tokenomics.upstream.http11 import encode_request
+from tokenomics.upstream.pool import Connection, Destination
+
+Headers = list[tuple[str, str]]
 
 KEY = (b"http", b"upstream.test", 80)
 ANSWER = b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 4\r\n\r\nbig!"
@@ -55,3 +60,39 @@ async def test_a_whole_keep_alive_exchange_leaves_the_connection_reusable() -> N
     connection, status, body = await exchange(refuse_writes=False)
     assert (status, body) == (413, b"big!")
     assert connection.reusable
+
+
+# The request's bytes: the fast path (one string, checked once) must write exactly what the
+# checked path (`Destination.headers` + `encode_request`) writes, and refuse what it refuses.
+_NAME = st.sampled_from(["authorization", "content-type", "accept", "user-agent", "x-a", "X-B"])
+_VALUE = st.text(alphabet=st.characters(max_codepoint=0x17F), max_size=12)
+_URLS = ["http://upstream.test/v1/chat?x=1", "http://u:p@upstream.test:8080/v1", "https://a.b/"]
+
+
+def _checked(destination: Destination, method: str, headers: Headers, body: bytes) -> bytes:
+    head_headers = destination.headers(method, headers, body)
+    return encode_request(method, destination.target, head_headers, b"") + body
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from(_URLS),
+    st.sampled_from(["POST", "GET", "PUT", "DELETE", "G(T"]),
+    st.lists(st.tuples(_NAME | st.sampled_from(["bad name", "x:y"]), _VALUE), max_size=5),
+    st.binary(max_size=8),
+)
+def test_the_request_bytes_match_the_checked_encoding(
+    url: str, method: str, headers: Headers, body: bytes
+) -> None:
+    destination = Destination.parse(url)
+    for _ in range(2):  # the second time, names already accepted take the fast path
+        try:
+            expected: bytes | None = _checked(destination, method, headers, body)
+        except ValueError:
+            expected = None
+        try:
+            data, rest = destination.encode(method, headers, body)
+        except ValueError:
+            assert expected is None
+            continue
+        assert (data, rest) == (expected, b"")

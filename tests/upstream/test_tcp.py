@@ -143,3 +143,28 @@ async def test_send_now_delivers_whole_and_is_a_cancel_point(data: bytes) -> Non
     await sender.aclose()
     assert not readable(receiver.socket) or await receiver.receive_some() == b""
     await receiver.aclose()
+
+
+async def test_receive_when_ready_waits_for_the_bytes_then_the_end_and_fails_closed() -> None:
+    left, right = pair()
+    got: list[bytes] = []
+
+    async def read() -> None:
+        got.append(await left.receive_when_ready())
+        got.append(await left.receive_when_ready())
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(read)
+        await trio.testing.wait_all_tasks_blocked()
+        assert got == []  # waiting: nothing came yet
+        await right.send_all(b"reply")
+        await trio.testing.wait_all_tasks_blocked()
+        await right.aclose()
+    assert got == [b"reply", b""]
+    with trio.CancelScope() as scope:  # a cancel point like `receive_some`
+        scope.cancel()
+        await left.receive_when_ready()
+    assert scope.cancelled_caught
+    await left.aclose()
+    with pytest.raises(trio.ClosedResourceError):
+        await left.receive_when_ready()

@@ -3,10 +3,12 @@
 most `server.max_buffered_mb` of bodies in memory.
 
 So a client without a valid token costs no memory for its body, a client sending its body too
-slowly gets 408 when the time is up, and a burst of large bodies gets 503 with `Retry-After`
-instead of growing the process. A reply sent before the whole body was read closes the
-connection (`close_after`): the rest of the body is never read. (the server ends a connection
-as soon as a reply is sent while its request's body is unread.)
+slowly gets 408 when the time is up (and holds only the bytes it sent, not its declared
+length), and a burst of large bodies gets 503 with `Retry-After` instead of growing the
+process: at once when a declared length cannot fit, else when the bytes that arrived do not.
+A reply sent before the whole body was read closes the connection (`close_after`): the rest of
+the body is never read. (the server ends a connection as soon as a reply is sent while its
+request's body is unread.)
 """
 
 from __future__ import annotations
@@ -71,14 +73,20 @@ class Bodies:
         self.timeout = timeout
         self.held = 0  # bytes of bodies read or being read, until `release`
 
+    def _fits(self, size: int) -> bool:
+        return self.held + size <= self.max_buffered_mb * MIB
+
+    def _busy(self) -> ProxyError:
+        return ProxyError(
+            503,
+            f"too many request bodies in memory at once (limit {self.max_buffered_mb} MiB); "
+            "retry later",
+            retry_after=RETRY_BUSY,
+        )
+
     def _take(self, size: int) -> None:
-        if self.held + size > self.max_buffered_mb * MIB:
-            raise ProxyError(
-                503,
-                f"too many request bodies in memory at once (limit {self.max_buffered_mb} MiB); "
-                "retry later",
-                retry_after=RETRY_BUSY,
-            )
+        if not self._fits(size):
+            raise self._busy()
         self.held += size
 
     def release(self, size: int) -> None:
@@ -107,28 +115,23 @@ class Bodies:
                 raise self._too_large()
             self._take(len(body))  # the server framed it: its declared length, if any
             return body
+        if declared and not self._fits(declared):  # 503 before a byte is read
+            raise self._busy()
         taken = 0
         try:
             with trio.move_on_after(self.timeout):
-                if declared:  # the whole length at once: refused before a byte is read
-                    self._take(declared)
-                    taken = declared
                 parts: list[bytes] = []
-                size = 0
-                while True:
+                while True:  # memory is taken as the bytes arrive, not for bytes promised
                     message = await receive()
                     if message["type"] == "http.disconnect":
                         raise ClientGone
                     chunk = message.get("body", b"")
-                    size += len(chunk)
-                    if size > limit:
+                    if taken + len(chunk) > limit:
                         raise self._too_large()
-                    if size > taken:  # chunked, or more than declared
-                        self._take(size - taken)
-                        taken = size
+                    self._take(len(chunk))
+                    taken += len(chunk)
                     parts.append(chunk)
                     if not message.get("more_body", False):
-                        self.release(taken - size)
                         return b"".join(parts)
         except BaseException:
             self.release(taken)

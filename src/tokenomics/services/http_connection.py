@@ -10,10 +10,10 @@ and stops while too many bytes wait unconsumed (the app reads a body at its own 
 `idle_timeout` bounds the time with no request under way: idle between requests, or still
 sending a request line and headers; a write that has not finished after `idle_timeout` ends
 the connection (a client that stops reading). Both are found by the server's sweep
-(`http_server.Listeners.sweep`, about once a second), which closes an idle connection, and the
-socket under a stalled write (the write then fails): a cancel scope per write cost more than
-the rest of the write's Python code, and moving the read's deadline twice per request cost
-more than a cancel scope.
+(`http_server.Listeners.sweep`, at least once a second, and when a connection is due), which
+closes an idle connection, and the socket under a stalled write (the write then fails): a
+cancel scope per write cost more than the rest of the write's Python code, and moving the
+read's deadline twice per request cost more than a cancel scope.
 
 After a response the connection closes when the request or the response said so, when the
 request's body was not read to its end (its remaining bytes cannot be told from the next
@@ -23,6 +23,7 @@ request), when the response broke its own framing, or when the server is shuttin
 from __future__ import annotations
 
 import logging
+import math
 from collections import deque
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
@@ -122,13 +123,20 @@ class Connection:
 
     async def _read(self) -> None:
         first = True
+        tcp = self.stream if isinstance(self.stream, TCPStream) else None
+        waits = False  # the client sent whole requests only: it waits for their answers
         while not self.closing:
             if self.unconsumed > MAX_UNCONSUMED or len(self.queue) > MAX_QUEUED:
                 self.resume = trio.Event()
                 await self.resume.wait()
+                waits = False
                 continue
+            data: bytes | bytearray
             try:
-                data = await self.stream.receive_some(READ_SIZE)
+                if waits and tcp is not None:  # nothing there yet: wait, then read
+                    data = await tcp.receive_when_ready(READ_SIZE)
+                else:
+                    data = await self.stream.receive_some(READ_SIZE)
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 data = b""
             if not data:
@@ -141,6 +149,7 @@ class Connection:
             try:
                 if self.parser.feed(data) is not None:
                     return  # an upgrade was asked for: its request is the last one
+                waits = self.parser.idle
             except BadRequest as refused:
                 if self.reading is not None:  # its body was malformed
                     self.reading.broken = True
@@ -322,7 +331,8 @@ class Connection:
         """End the connection when no request has been under way for `idle_timeout` (called
         by the server's sweep): idle since the last response, or still sending a head."""
         since = self.idle_since
-        if since is not None and now - since >= self.limits.idle_timeout:
+        if since is not None and now >= since + self.limits.idle_timeout:
+            self.idle_since = None  # closing: nothing more to time
             self.closing = True
             self.read_scope.cancel()
 
@@ -330,13 +340,23 @@ class Connection:
         """Close the socket under a write that has not finished for `idle_timeout` (called by
         the server's sweep): the write fails, and the connection is lost."""
         since = self.writing_since
-        if since is None or now - since < self.limits.idle_timeout or self.stalled:
+        if since is None or now < since + self.limits.idle_timeout or self.stalled:
             return
         self.stalled = True
         log.info("closing a connection whose client stopped reading")
         stream = self.stream
         transport = stream.transport_stream if isinstance(stream, trio.SSLStream) else stream
         await trio.aclose_forcefully(transport)
+
+    def due(self) -> float:
+        """When the sweep must look at this connection again: its idle time, or its write
+        under way, reaches `idle_timeout` then (inf: neither)."""
+        timeout, due = self.limits.idle_timeout, math.inf
+        if self.idle_since is not None:
+            due = self.idle_since + timeout
+        if self.writing_since is not None and not self.stalled:
+            due = min(due, self.writing_since + timeout)
+        return due
 
     def _lost(self) -> None:
         self.gone = True

@@ -36,7 +36,7 @@ log = logging.getLogger("tokenomics.server")
 MAX_HEAD = 64 * 1024  # request line and headers; 431 beyond
 BACKLOG = 1024
 ACCEPT_RETRY = 0.1  # seconds to wait when out of file descriptors
-SWEEP = 1.0  # seconds between two looks for writes stalled longer than `idle_timeout`
+SWEEP = 1.0  # seconds at most between two looks for idle connections and stalled writes
 
 
 @dataclass(frozen=True)
@@ -146,15 +146,19 @@ class Listeners:
 
     async def sweep(self) -> None:
         """Close connections with no request under way for `idle_timeout`, and those whose
-        write has not finished for as long (clients that stopped reading), looking every
-        `SWEEP` seconds (at most a quarter of the timeout)."""
+        write has not finished for as long (clients that stopped reading), when they are due:
+        the sweep wakes at the earliest due, or after `SWEEP` seconds (at most a quarter of
+        the timeout, so a connection that becomes idle meanwhile is not due before)."""
         period = min(SWEEP, self.limits.idle_timeout / 4)
+        wake = trio.current_time() + period
         while True:
-            await trio.sleep(period)
+            await trio.sleep_until(wake)
             now = trio.current_time()
+            wake = now + period
             for conn in list(self.connections):
                 conn.close_if_idle(now)
                 await conn.drop_if_stalled(now)
+                wake = min(wake, conn.due())
 
     async def connection(self, tcp: trio.SocketStream, secure: bool) -> None:
         client, server = _address(tcp.socket, True), _address(tcp.socket, False)

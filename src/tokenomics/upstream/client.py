@@ -8,9 +8,9 @@ scope per request); else by a cancel scope. Reading the body then uses an idle t
 read (kept the same way), never a cap on total duration.
 Compressed replies (we ask for identity, but must cope) are decoded where we can: what we cannot
 undo stays named in `content-encoding`. The request's `secrets` are scrubbed from the response's
-headers and body as they arrive (`scrub.py`). `mock://` URLs are answered in-process by the
-built-in mock provider. Transport errors become `UpstreamError` with a safe message: never a
-URL, a query string or a key.
+headers and body as they arrive (`scrub.py`, `response_body.py`). `mock://` URLs are answered
+in-process by the built-in mock provider (`unpooled.py`, with httpx2's). Transport errors
+become `UpstreamError` with a safe message: never a URL, a query string or a key.
 """
 
 from __future__ import annotations
@@ -19,26 +19,31 @@ import math
 import zlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
-from urllib.parse import urlsplit
 from urllib.request import getproxies
 
 import httpx2
 import trio
 
 from tokenomics.domain.errors import UpstreamError, UpstreamTimeout, UpstreamTooLarge
-from tokenomics.upstream.decoding import ContentDecoder, decoder_for
 from tokenomics.upstream.head_timer import HeadTimer
 from tokenomics.upstream.http11 import Head, ProtocolError
-from tokenomics.upstream.mock import MockProvider, MockReply
-from tokenomics.upstream.pool import ConnectError, Connection, ConnectionPool, TransportError
+from tokenomics.upstream.mock import MockProvider
+from tokenomics.upstream.pool import Connection, ConnectionPool, TransportError
+from tokenomics.upstream.response_body import (
+    UNDECODABLE,
+    Body,
+    Headers,
+    core_reason,
+    idle_text,
+    timeout_text,
+)
 from tokenomics.upstream.scrub import Scrubber
+from tokenomics.upstream.unpooled import open_httpx, open_mock
 
 if TYPE_CHECKING:
     import ssl
     from collections.abc import AsyncIterator, Mapping
 
-Headers = list[tuple[str, str]]
-_UNDECODABLE = "upstream response could not be decoded"
 INVALID_URL = "invalid upstream URL"
 
 
@@ -80,53 +85,22 @@ def header(headers: Headers, name: str) -> str:
 
 async def read_all(response: UpstreamResponse, limit: int, idle_timeout: float) -> bytes:
     """The whole body; more than `limit` bytes is an `UpstreamError` (never silently cut)."""
+    if isinstance(response, _PooledResponse) and (whole := response.whole_now()) is not None:
+        if len(whole) > limit:  # (it arrived with the head: no generator, no wait)
+            raise _too_large(limit)
+        return whole
     parts: list[bytes] = []
     size = 0
     async for chunk in response.chunks(idle_timeout):
         size += len(chunk)
         if size > limit:
-            raise UpstreamTooLarge(f"upstream response larger than {limit // (1024 * 1024)} MiB")
+            raise _too_large(limit)
         parts.append(chunk)
     return b"".join(parts)
 
 
-def _idle_text(idle_timeout: float) -> str:
-    return f"no data from upstream for {idle_timeout:g}s"
-
-
-def _decoding(headers: Headers) -> tuple[ContentDecoder | None, Headers]:
-    """The decoder for the content codings we can undo, and the headers naming those left."""
-    decoder, rest = decoder_for(", ".join(v for k, v in headers if k == "content-encoding"))
-    if decoder is None:
-        return None, headers
-    kept = [(k, v) for k, v in headers if k != "content-encoding"]
-    return decoder, [*kept, ("content-encoding", rest)] if rest else kept
-
-
-class _Body:
-    """How a response is read: content codings undone, then secrets scrubbed; `headers` are
-    the response's headers to match (scrubbed, naming only the codings left)."""
-
-    __slots__ = ("_decoder", "_scrubber", "headers")
-
-    def __init__(self, headers: Headers, scrubber: Scrubber | None) -> None:
-        self._decoder, headers = _decoding(headers)
-        self._scrubber = scrubber
-        self.headers = scrubber.headers(headers) if scrubber is not None else headers
-
-    def feed(self, chunk: bytes) -> bytes:
-        if self._decoder is not None and chunk:
-            chunk = self._decoder.decode(chunk)
-        if self._scrubber is not None and chunk:
-            chunk = self._scrubber.feed(chunk)
-        return chunk
-
-    def end(self) -> bytes:
-        """What is left at the end of the body (zlib.error: it was cut short)."""
-        tail = self._decoder.flush() if self._decoder is not None else b""
-        if self._scrubber is not None:
-            tail = self._scrubber.feed(tail) + self._scrubber.flush()
-        return tail
+def _too_large(limit: int) -> UpstreamTooLarge:
+    return UpstreamTooLarge(f"upstream response larger than {limit // (1024 * 1024)} MiB")
 
 
 class _PooledResponse:
@@ -145,7 +119,7 @@ class _PooledResponse:
         self.closed = False
         self.status = head.status
         headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in head.headers]
-        self._body = _Body(headers, scrubber)
+        self._body = Body(headers, scrubber)
         self.headers = self._body.headers
 
     async def chunks(self, idle_timeout: float) -> AsyncIterator[bytes]:
@@ -165,15 +139,29 @@ class _PooledResponse:
                 with trio.move_on_after(idle_timeout):
                     reader.feed(await connection.receive())
                     continue
-                raise UpstreamTimeout(_idle_text(idle_timeout))
+                raise UpstreamTimeout(idle_text(idle_timeout))
             if tail := body.end():
                 yield tail
         except (ProtocolError, TransportError) as exc:
             if connection.timed_out:  # shut down by the timer: the end seen was not the body's
-                raise UpstreamTimeout(_idle_text(idle_timeout)) from None
-            raise UpstreamError(_core_reason(exc)) from None
+                raise UpstreamTimeout(idle_text(idle_timeout)) from None
+            raise UpstreamError(core_reason(exc)) from None
         except zlib.error:
-            raise UpstreamError(_UNDECODABLE) from None
+            raise UpstreamError(UNDECODABLE) from None
+
+    def whole_now(self) -> bytes | None:
+        """The whole body (decoded, scrubbed) when all of it is here already; else None, and
+        nothing read."""
+        reader = self._connection.reader
+        if reader is None or not reader.whole_buffered:
+            return None
+        body = self._body
+        try:
+            data = body.feed(reader.body())
+            tail = body.end()
+        except zlib.error:
+            raise UpstreamError(UNDECODABLE) from None
+        return data + tail if tail else data
 
     def release(self) -> bool:
         if not self.closed and self._pool.checkin_nowait(self._connection):
@@ -197,92 +185,6 @@ async def _timed_receive(connection: Connection, timer: HeadTimer, idle: float) 
     if connection.timed_out:
         raise TransportError("no data in time")
     return data
-
-
-class _HttpxResponse:
-    """A response from the httpx2 client (used when the environment names a proxy), its body
-    read raw and decoded like a pooled one's."""
-
-    def __init__(self, response: httpx2.Response, scrubber: Scrubber | None) -> None:
-        self._response = response
-        self.closed = False
-        self.status = response.status_code
-        self._body = _Body([(k.lower(), v) for k, v in response.headers.multi_items()], scrubber)
-        self.headers = self._body.headers
-
-    async def chunks(self, idle_timeout: float) -> AsyncIterator[bytes]:
-        iterator = self._response.aiter_raw().__aiter__()
-        try:
-            while True:
-                try:
-                    with trio.fail_after(idle_timeout):
-                        chunk = await iterator.__anext__()
-                except StopAsyncIteration:
-                    break
-                except trio.TooSlowError:
-                    raise UpstreamTimeout(_idle_text(idle_timeout)) from None
-                except httpx2.HTTPError as exc:
-                    raise UpstreamError(_reason(exc)) from None
-                if chunk := self._body.feed(chunk):
-                    yield chunk
-            if tail := self._body.end():
-                yield tail
-        except zlib.error:
-            raise UpstreamError(_UNDECODABLE) from None
-
-    def release(self) -> bool:
-        return self.closed
-
-    async def aclose(self) -> None:
-        self.closed = True
-        await self._response.aclose()
-
-
-class _MockResponse:
-    def __init__(self, reply: MockReply, scrubber: Scrubber | None) -> None:
-        self._reply = reply
-        self.closed = False
-        self.status = reply.status
-        self._body = _Body([(k.lower(), v) for k, v in reply.headers], scrubber)
-        self.headers = self._body.headers
-
-    async def chunks(self, idle_timeout: float) -> AsyncIterator[bytes]:
-        for index, chunk in enumerate(self._reply.chunks):
-            if index and self._reply.chunk_interval:
-                if self._reply.chunk_interval > idle_timeout:
-                    await trio.sleep(idle_timeout)
-                    raise UpstreamTimeout(_idle_text(idle_timeout))
-                await trio.sleep(self._reply.chunk_interval)
-            if scrubbed := self._body.feed(chunk):
-                yield scrubbed
-        if tail := self._body.end():
-            yield tail
-
-    def release(self) -> bool:
-        self.closed = True
-        return True
-
-    async def aclose(self) -> None:
-        self.closed = True
-
-
-def _reason(exc: Exception) -> str:
-    if isinstance(exc, httpx2.TimeoutException):
-        return "upstream timed out"
-    if isinstance(exc, httpx2.ConnectError):
-        return "could not connect to upstream"
-    if isinstance(exc, httpx2.RemoteProtocolError):
-        return "upstream closed the connection or sent an invalid response"
-    return "upstream connection failed"
-
-
-def _core_reason(exc: Exception) -> str:
-    """The same texts as `_reason`, for the pool's errors."""
-    if isinstance(exc, ConnectError):
-        return "could not connect to upstream"
-    if isinstance(exc, ProtocolError):
-        return "upstream closed the connection or sent an invalid response"
-    return "upstream connection failed"
 
 
 def _environment_proxies() -> bool:
@@ -324,10 +226,11 @@ class Upstreams:
     async def open(self, request: UpstreamRequest, *, headers_timeout: float) -> UpstreamResponse:
         """Send the request; returns once response headers arrived (within `headers_timeout` s)."""
         scrubber = Scrubber.of(request.secrets) if request.secrets else None
-        if request.url.startswith("mock:"):
-            return await self._open_mock(request, headers_timeout, scrubber)
-        if self._client is not None:
-            return await self._open_httpx(request, headers_timeout, scrubber)
+        if request.url.startswith("mock:") or self._client is not None:
+            outgoing = (request.method, request.url, request.headers, request.body)
+            if self._client is None:
+                return await open_mock(self.mock, outgoing, headers_timeout, scrubber)
+            return await open_httpx(self._client, outgoing, headers_timeout, scrubber)
         try:
             destination = self._pool.destination(request.url)
         except httpx2.InvalidURL:
@@ -346,9 +249,9 @@ class Upstreams:
             with trio.move_on_after(headers_timeout) as deadline:  # cheaper than fail_after
                 sent = await self._pool.send(destination, data, rest, request.method)
         except (ProtocolError, TransportError) as exc:
-            raise UpstreamError(_core_reason(exc)) from None
+            raise UpstreamError(core_reason(exc)) from None
         if deadline.cancelled_caught:
-            raise UpstreamTimeout(_timeout_text(headers_timeout))
+            raise UpstreamTimeout(timeout_text(headers_timeout))
         return _PooledResponse(self._pool, *sent, scrubber, self.timer)
 
     async def _open_on(
@@ -367,8 +270,8 @@ class Upstreams:
             head = await self._pool.request_on(connection, data, rest, method)
         except (ProtocolError, TransportError) as exc:
             if connection.timed_out:
-                raise UpstreamTimeout(_timeout_text(headers_timeout)) from None
-            raise UpstreamError(_core_reason(exc)) from None
+                raise UpstreamTimeout(timeout_text(headers_timeout)) from None
+            raise UpstreamError(core_reason(exc)) from None
         finally:
             timer.unwatch(connection)
         return _PooledResponse(self._pool, connection, head, scrubber, self.timer)
@@ -378,44 +281,10 @@ class Upstreams:
         until cancelled; without it each request enters a cancel scope of its own."""
         await self.timer.run(task_status=task_status)
 
-    async def _open_mock(
-        self, request: UpstreamRequest, headers_timeout: float, scrubber: Scrubber | None
-    ) -> UpstreamResponse:
-        parts = urlsplit(request.url)
-        reply = self.mock.respond(
-            request.method, parts.path, parts.query, dict(request.headers), request.body
-        )
-        if reply.first_byte_delay > headers_timeout:
-            await trio.sleep(headers_timeout)
-            raise UpstreamTimeout(_timeout_text(headers_timeout))
-        await trio.sleep(reply.first_byte_delay)
-        return _MockResponse(reply, scrubber)
-
-    async def _open_httpx(
-        self, request: UpstreamRequest, headers_timeout: float, scrubber: Scrubber | None
-    ) -> UpstreamResponse:
-        assert self._client is not None
-        built = self._client.build_request(
-            request.method, request.url, headers=request.headers, content=request.body
-        )
-        try:
-            with trio.fail_after(headers_timeout):
-                response = await self._client.send(built, stream=True)
-        except trio.TooSlowError:
-            raise UpstreamTimeout(_timeout_text(headers_timeout)) from None
-        except httpx2.HTTPError as exc:
-            raise UpstreamError(_reason(exc)) from None
-        return _HttpxResponse(response, scrubber)
-
     async def aclose(self) -> None:
         await self._pool.aclose()
         if self._client is not None:
             await self._client.aclose()
-
-
-def _timeout_text(timeout: float) -> str:
-    shown = f"{timeout:g}" if math.isfinite(timeout) else "?"
-    return f"no response headers from upstream within {shown}s"
 
 
 def lower_headers(headers: Mapping[str, str]) -> dict[str, str]:

@@ -9,7 +9,8 @@ low-level I/O, once the connection is made (`adopt` takes the socket of a connec
 
 - each call is a checkpoint, like trio's: cancelled before the system call when the task is
   cancelled, a trip through the scheduler after one that did not have to wait (`send_now`
-  skips that trip, for a caller that waits right after);
+  skips that trip, for a caller that waits right after; `receive_when_ready` waits before
+  its system call, for a caller that knows nothing is there yet);
 - `aclose()` wakes a task waiting to send or receive (`ClosedResourceError`), so a write to a
   client that stopped reading ends when the server's sweep closes its socket;
 - errors are trio's: `ClosedResourceError` once closed here, `BrokenResourceError` for any
@@ -133,6 +134,14 @@ class TCPStream(trio.abc.HalfCloseableStream):
             raise _failed(self, exc) from exc
         await cancel_shielded_checkpoint()
         return data
+
+    async def receive_when_ready(self, max_bytes: int | None = None) -> bytes:
+        """`receive_some` for a caller that knows nothing has arrived yet (it has just sent a
+        request, or read all of one and answers before the peer sends more): it waits for the
+        socket first, where trying it first would fail (a system call and an exception)."""
+        if self.closed:
+            raise _closed()
+        return await _receive_later(self, max_bytes or READ_SIZE)
 
     async def wait_send_all_might_not_block(self) -> None:
         if self.closed:
