@@ -1,4 +1,4 @@
-"""The RESP client (`store/resp.py`): the parser on hostile bytes, and a differential test
+"""The RESP client (`store/resp.py`, `store/resp_wire.py`): the parser on hostile bytes, and a differential test
 against coredis (the `redis` extra) on a real redis-server: the same commands give the same
 replies."""
 
@@ -13,8 +13,9 @@ import trio.testing
 from tests.support.redis_server import RedisServer, redis_server  # noqa: F401
 
 from tokenomics.domain.errors import RedisUnavailable
-from tokenomics.store import resp
-from tokenomics.store.resp import Parser, RedisAddress, RedisClient, RespError, encode
+from tokenomics.store import resp_wire
+from tokenomics.store.resp import RedisAddress, RedisClient
+from tokenomics.store.resp_wire import Parser, RespError, encode
 
 
 def parse_all(data: bytes, step: int = 1) -> list[object]:
@@ -73,13 +74,13 @@ def test_encoding_is_the_same_from_the_cache_and_after_it_is_emptied() -> None:
     many distinct ones go through (the cache empties itself when full)."""
     args: list[str | int] = ["é", "x" * 500, -3, 0, 2**70]
     for round_ in range(3):
-        for i in range(resp.MAX_CACHED_BULKS + 10):
+        for i in range(resp_wire.MAX_CACHED_BULKS + 10):
             assert encode("k", i, f"id{i}") == b"*3\r\n" + bulk(b"k") + bulk(b"%d" % i) + bulk(
                 b"id%d" % i
             )
         expected = b"".join(bulk(str(a).encode()) for a in args)
         assert encode(*args) == b"*5\r\n" + expected, round_
-        assert len(resp.BULK_CACHE) <= resp.MAX_CACHED_BULKS
+        assert len(resp_wire.BULK_CACHE) <= resp_wire.MAX_CACHED_BULKS
     assert encode(True, 1) == b"*2\r\n" + bulk(b"True") + bulk(b"1")
 
 

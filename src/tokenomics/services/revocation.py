@@ -21,11 +21,13 @@ from typing import TYPE_CHECKING
 import trio
 
 from tokenomics.domain.errors import RedisUnavailable, StoreError
-from tokenomics.store.resp import BACKOFF_MAX, encode
+from tokenomics.store.resp import BACKOFF_MAX
+from tokenomics.store.resp_wire import encode
 
 if TYPE_CHECKING:
     from tokenomics.services.token_cache import TokenCache
-    from tokenomics.store.resp import Arg, Connection, RedisClient
+    from tokenomics.store.resp import Connection, RedisClient
+    from tokenomics.store.resp_wire import Arg
 
 CHANNEL = "tokenomics:tokens"
 PRINTS = "tokenomics:tokens:prints"

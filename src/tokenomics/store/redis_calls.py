@@ -16,7 +16,7 @@ from tokenomics.domain.memo import remember
 if TYPE_CHECKING:
     from tokenomics.domain.counters import Ask
     from tokenomics.domain.policy import RateLimit, RateRule
-    from tokenomics.store.resp import Arg, Reply
+    from tokenomics.store.resp_wire import Arg, Reply
 
 HOLD_TTL_MS = 3_600_000  # a reservation of a proxy that died lapses after an hour
 SLOT_TTL_MS = 600_000  # its parallel slots after ten minutes (a longer stream frees its slot)

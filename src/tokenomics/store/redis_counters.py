@@ -43,7 +43,7 @@ from tokenomics.store.redis_calls import (
     token_keys,
 )
 from tokenomics.store.redis_settles import Settles
-from tokenomics.store.resp import RespError
+from tokenomics.store.resp_wire import RespError
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -52,7 +52,8 @@ if TYPE_CHECKING:
     from tokenomics.domain.policy import RateLimit
     from tokenomics.store.redis_pending import PendingSettles
     from tokenomics.store.redis_settles import Call
-    from tokenomics.store.resp import Arg, RedisClient, Reply
+    from tokenomics.store.resp import RedisClient
+    from tokenomics.store.resp_wire import Arg, Reply
 
 SCRIPTS = {"reserve": redis_scripts.RESERVE, "acquire": redis_scripts.ACQUIRE,
            "admit": redis_scripts.ADMIT, "settle": redis_scripts.SETTLE,
