@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from tokenomics.domain.budget import NANOS_PER_USD, format_usd
 from tokenomics.domain.errors import BudgetExceeded, RateLimited
 from tokenomics.domain.memo import remember
+from tokenomics.store.resp_wire import Stamped
 
 if TYPE_CHECKING:
     from tokenomics.domain.counters import Ask
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
 
 HOLD_TTL_MS = 3_600_000  # a reservation of a proxy that died lapses after an hour
 SLOT_TTL_MS = 600_000  # its parallel slots after ten minutes (a longer stream frees its slot)
-MARKER_TTL_MS = 7 * 86_400_000  # how long a settle is remembered (replays within a week)
+APPLIED = "tokenomics:applied:"  # + a stream: the last settle applied of it (`SettleCommand`)
 
 
 class RedisClaim:
@@ -53,6 +54,31 @@ class _Ids:
 IDS = _Ids()
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=IDS.reset)
+
+
+class SettleCommand(Stamped):
+    """The EVALSHA of one SETTLE, marked with where it was sent so that a replay applies it
+    once (`redis_scripts.SETTLE`): its marker key `tokenomics:applied:<stream>` and ARGV
+    `z<seq>`. Redis runs one connection's commands in order, so the sorted set under that key
+    holds the number of the last settle applied from it, and a settle was applied iff its
+    number is not above it. One small key per connection, not one per request.
+
+    `settle_call` gives each settle a stream of its own (its hold or a new id, number 1): what
+    it keeps if it was never sent. Sending it stamps the connection's stream and number into
+    its KEYS and ARGV (the lists are the call's: a settle kept for `replay` carries them)."""
+
+    __slots__ = ("args", "keys", "sha")
+
+    def __init__(self, sha: str, keys: list[str], args: list[Arg]) -> None:
+        self.sha = sha
+        self.keys = keys
+        self.args = args
+
+    def stamp(self, stream: str, seq: int) -> list[Arg]:
+        keys, args = self.keys, self.args
+        keys[5] = APPLIED + stream
+        args[5] = f"z{seq}"
+        return ["EVALSHA", self.sha, len(keys), *keys, *args]
 
 
 def to_nanos(usd: float) -> int:

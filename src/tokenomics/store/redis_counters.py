@@ -13,7 +13,8 @@ Redis down or slow: every call is bounded (`session.redis.timeout_ms`); an admis
 cannot reach Redis is refused with 503 (fail closed: no budget or rate limit can be checked),
 unless `session.redis.rate_limit_fail_open` lets rate limits through. A settle that cannot
 reach Redis is kept in the local SQLite queue (`redis_pending`) and replayed when Redis is
-back; the `settled:<id>` marker makes a replay apply once even if the first try got through.
+back; its stamp (`redis_calls.SettleCommand`) makes a replay apply once even if the first try
+got through.
 """
 
 from __future__ import annotations
@@ -28,10 +29,11 @@ from tokenomics.domain.counters import Ask, CountersHealth, Outcome
 from tokenomics.domain.errors import RedisUnavailable
 from tokenomics.store import redis_scripts
 from tokenomics.store.redis_calls import (
+    APPLIED,
     IDS,
-    MARKER_TTL_MS,
     MEMO,
     RedisClaim,
+    SettleCommand,
     acquire_call,
     ints,
     raise_budget_exceeded,
@@ -46,13 +48,11 @@ from tokenomics.store.redis_settles import Settles
 from tokenomics.store.resp_wire import RespError
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
-
     from tokenomics.domain.counters import Claim
     from tokenomics.domain.policy import RateLimit
     from tokenomics.store.redis_pending import PendingSettles
     from tokenomics.store.redis_settles import Call
-    from tokenomics.store.resp import RedisClient
+    from tokenomics.store.resp import Command, RedisClient
     from tokenomics.store.resp_wire import Arg, Reply
 
 SCRIPTS = {"reserve": redis_scripts.RESERVE, "acquire": redis_scripts.ACQUIRE,
@@ -90,27 +90,34 @@ class RedisCounters:
         self._shas[name] = sha = reply.decode()
         return sha
 
-    async def run(self, name: str, keys: Sequence[str], args: Sequence[Arg]) -> list[Reply]:
+    async def run(
+        self, name: str, keys: list[str], args: list[Arg], *, stamp: bool = False
+    ) -> list[Reply]:
         """EVALSHA the script (loading it first, and again after NOSCRIPT); an error reply
         from the script is a `RedisUnavailable` (503), never a crash. Queued settles go first
-        in the same pipeline (`redis_settles`)."""
+        in the same pipeline (`redis_settles`). With `stamp` (a settle sent anew, not
+        replayed), the settle is stamped by the connection that sends it (`SettleCommand`)."""
         sha = self._shas.get(name) or await self._load(name)
-        command: list[Arg] = ["EVALSHA", sha, len(keys), *keys, *args]
+        command = self._command(sha, keys, args, stamp)
         if self.settles.queue:
             reply = await self.flush(command)
         else:
             reply = (await self.client.execute([command]))[0]
         if isinstance(reply, RespError) and reply.code == "NOSCRIPT":
             sha = await self._load(name)
-            reply = await self.client.call("EVALSHA", sha, len(keys), *keys, *args)
+            reply = (await self.client.execute([self._command(sha, keys, args, stamp)]))[0]
         if isinstance(reply, RespError) or not isinstance(reply, list):
             log.error("the Redis %s script failed: %s", name, reply)
             raise RedisUnavailable(f"{UNAVAILABLE}: the {name} script failed in Redis")
         return reply
 
-    async def ordered(
-        self, name: str, key: str, keys: Sequence[str], args: Sequence[Arg]
-    ) -> list[Reply]:
+    @staticmethod
+    def _command(sha: str, keys: list[str], args: list[Arg], stamp: bool) -> Command:
+        return (
+            SettleCommand(sha, keys, args) if stamp else ["EVALSHA", sha, len(keys), *keys, *args]
+        )
+
+    async def ordered(self, name: str, key: str, keys: list[str], args: list[Arg]) -> list[Reply]:
         """`run` a check-and-take; when Redis refuses what settles of the same token, on their
         way on another connection, could have given back (`settles_could_free`), ask again
         once they have landed: the refusal may be theirs (`Settles.wait_landed`). Only those
@@ -122,14 +129,14 @@ class RedisCounters:
             reply = await self.run(name, keys, args)
         return reply
 
-    async def flush(self, command: list[Arg] | None = None) -> Reply:
+    async def flush(self, command: Command | None = None) -> Reply:
         """Send the queued settles, and `command` after them, in one pipeline; returns the
         reply to `command`. Settles that may not have been applied (Redis unavailable, the
         caller cancelled) are kept for `replay` (their marker makes a replay apply once)."""
         calls = self.settles.take()
         try:
             sha = self._shas.get("settle") or await self._load("settle")
-            commands = [["EVALSHA", sha, len(keys), *keys, *args] for _, keys, args in calls]
+            commands: list[Command] = [SettleCommand(sha, keys, args) for _, keys, args in calls]
             replies = await self.client.execute([*commands, command] if command else commands)
             await self._settled(calls, replies)
         except BaseException as exc:
@@ -143,8 +150,8 @@ class RedisCounters:
     async def _settled(self, calls: list[Call], replies: list[Reply]) -> None:
         for (key, keys, args), reply in zip(calls, replies, strict=False):
             if isinstance(reply, RespError):  # NOSCRIPT (a Redis restart) or a failure
-                try:
-                    reply = await self.run("settle", keys, args)
+                try:  # not applied: sent again, stamped anew
+                    reply = await self.run("settle", keys, args, stamp=True)
                 except RedisUnavailable as exc:
                     await self._keep_calls([(key, keys, args)], exc)
                     continue
@@ -213,10 +220,10 @@ class RedisCounters:
     ) -> tuple[list[str], list[Arg]]:
         hold = reservation.hold if isinstance(reservation, RedisClaim) else ""
         slot_id = slot.slot if isinstance(slot, RedisClaim) else ""
-        marker = f"tokenomics:settled:{hold or IDS.new()}"
+        marker = APPLIED + (hold or IDS.new())  # a stream of its own until sent
         committed = "1" if outcome.committed else "0"
         nanos = to_nanos(outcome.cost_usd)
-        args: list[Arg] = [hold, committed, outcome.tokens, nanos, slot_id, MARKER_TTL_MS]
+        args: list[Arg] = [hold, committed, outcome.tokens, nanos, slot_id, "z1"]
         if limit is None:
             return [*token_keys(key), f"tokenomics:parallel:{key}", marker], [*args, 0]
         own, _ = MEMO.keys_of(key, limit)  # the token's keys, its parallel one
@@ -240,7 +247,7 @@ class RedisCounters:
         if self.settles.deferred:
             return self.settles.put((key, keys, args), outcome)
         try:
-            reply = await self.run("settle", keys, args)
+            reply = await self.run("settle", keys, args, stamp=True)
         except RedisUnavailable as exc:
             await self._keep_calls([(key, keys, args)], exc)
             return None
@@ -276,9 +283,9 @@ class RedisCounters:
                 self.pending_count = await trio.to_thread.run_sync(self.pending.count)
                 return done
             applied: list[int] = []
-            try:
+            try:  # in order: a stream's settles apply once only in their order
                 for row_id, keys, args in rows:
-                    await self.run("settle", keys, args)
+                    await self.run("settle", keys, list(args))
                     applied.append(row_id)
             finally:
                 if applied:

@@ -15,14 +15,15 @@ finish (timeout, cancel, error) is closed, never reused: its reply stream is out
 from __future__ import annotations
 
 import math
+import secrets
 import socket
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Union
 
 import trio
 
 from tokenomics.domain.errors import RedisUnavailable
-from tokenomics.store.resp_wire import Arg, Parser, Reply, RespError, encode
+from tokenomics.store.resp_wire import Arg, Parser, Reply, RespError, Stamped, encode
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -36,6 +37,8 @@ BACKOFF_MAX = 2.0
 POOL_SIZE = 256
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, math.inf)
 
+
+Command = Union["Sequence[Arg]", Stamped]  # a command, or one completed as it is sent
 
 # What makes a call fail with `RedisUnavailable` (and opens the circuit).
 UNAVAILABLE = (OSError, trio.TooSlowError, trio.BrokenResourceError, RedisUnavailable)
@@ -53,6 +56,8 @@ class Connection:
         sock.setblocking(False)
         self._sock = sock
         self._parser = Parser()
+        self.stream = secrets.token_hex(8)  # for `Stamped` commands: this connection's id
+        self.stamped = 0  # and how many it sent
         self.expired = False  # its call outlived the client's timeout (`RedisClient.watch`)
 
     def expire(self) -> None:
@@ -91,11 +96,17 @@ class Connection:
                 raise RedisUnavailable("Redis closed the connection")
             parser.feed(data)
 
-    async def execute(self, commands: Sequence[Sequence[Arg]]) -> list[Reply]:
-        await self.send(b"".join([encode(*command) for command in commands]))
+    async def execute(self, commands: Sequence[Command]) -> list[Reply]:
+        await self.send(b"".join([self._encode(command) for command in commands]))
         if not self._parser.buffered:  # a reply is not there yet: no recv to learn it
             await trio.lowlevel.wait_readable(self._sock)
         return [await self.read() for _ in commands]
+
+    def _encode(self, command: Command) -> bytes:
+        if isinstance(command, Stamped):
+            self.stamped += 1
+            return encode(*command.stamp(self.stream, self.stamped))
+        return encode(*command)
 
     async def aclose(self) -> None:
         trio.lowlevel.notify_closing(self._sock)
@@ -179,7 +190,7 @@ class RedisClient:
                 raise RedisUnavailable(f"Redis refused the connection setup: {reply.code}")
         return conn
 
-    async def execute(self, commands: Sequence[Sequence[Arg]]) -> list[Reply]:
+    async def execute(self, commands: Sequence[Command]) -> list[Reply]:
         """Send `commands` as one pipeline and return their replies (error replies included).
         A pooled connection goes back to the pool only when its call completed."""
         now = self._clock()

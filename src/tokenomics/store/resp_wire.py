@@ -8,10 +8,13 @@ Every byte from Redis is treated as untrusted: lengths are bounded and a malform
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Union
+from typing import TYPE_CHECKING, Union
 
 from tokenomics.domain.errors import RedisUnavailable
 from tokenomics.domain.memo import remember
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 Reply = Union[bytes, int, None, "RespError", list["Reply"]]
 Arg = bytes | str | int | float
@@ -31,6 +34,18 @@ class RespError:
     @property
     def code(self) -> str:
         return self.message.split(" ", 1)[0]
+
+
+class Stamped:
+    """A command completed by the connection that sends it: `stamp` gets the connection's
+    stream (an id drawn when it opened) and the command's number on it (1, 2, ...: Redis runs
+    a connection's commands in that order), so a script can tell whether it already ran
+    (`redis_calls.SettleCommand`)."""
+
+    __slots__ = ()
+
+    def stamp(self, stream: str, seq: int) -> Sequence[Arg]:
+        raise NotImplementedError
 
 
 def _arg(value: Arg) -> bytes:
