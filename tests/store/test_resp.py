@@ -34,6 +34,26 @@ def test_replies_parse_whatever_the_chunking() -> None:
         assert parse_all(data, step) == expected
 
 
+def test_arrays_of_integers_parse_whole_or_item_by_item_alike() -> None:
+    """Arrays of 1 to 4 integers (our scripts' replies) are matched at once; anything else in
+    them (a 19-digit number, a bulk string, a fifth item) goes item by item, same result."""
+    cases = {
+        b"*1\r\n:0\r\n": [0],
+        b"*2\r\n:-5\r\n:123456789012345678\r\n": [-5, 123456789012345678],
+        b"*2\r\n:1\r\n:9223372036854775807\r\n": [1, 2**63 - 1],
+        b"*3\r\n:1\r\n$4\r\nwhat\r\n:5\r\n": [1, b"what", 5],
+        b"*4\r\n:2\r\n:1\r\n:3\r\n:4\r\n": [2, 1, 3, 4],
+        b"*5\r\n:1\r\n:2\r\n:3\r\n:4\r\n:5\r\n": [1, 2, 3, 4, 5],
+        b"*2\r\n:1\r\n*1\r\n:2\r\n": [1, [2]],
+        b"*12\r\n" + b":7\r\n" * 12: [7] * 12,
+    }
+    data = b"".join(cases)
+    for step in (1, 3, len(data)):
+        assert parse_all(data, step) == list(cases.values())
+    with pytest.raises(RedisUnavailable):
+        parse_all(b"*2\r\n:1\r\n:99999999999999999999\r\n")  # over the 2**63 bound
+
+
 @pytest.mark.parametrize(
     "data",
     [
