@@ -150,7 +150,10 @@ class RedisCounters:
     async def _settled(self, calls: list[Call], replies: list[Reply]) -> None:
         for (key, keys, args), reply in zip(calls, replies, strict=False):
             if isinstance(reply, RespError):  # NOSCRIPT (a Redis restart) or a failure
-                try:  # not applied: sent again, stamped anew
+                # not applied (NOSCRIPT; or OOM, refused at its first write, the marker's):
+                # sent again, stamped anew. Not by its stamp: a later settle of the same
+                # pipeline may have been applied, and its number is higher.
+                try:
                     reply = await self.run("settle", keys, args, stamp=True)
                 except RedisUnavailable as exc:
                     await self._keep_calls([(key, keys, args)], exc)
