@@ -4,6 +4,7 @@ refusals a reply means. Pure functions, no I/O."""
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import os
 import secrets
@@ -12,7 +13,8 @@ from typing import TYPE_CHECKING
 from tokenomics.domain.budget import NANOS_PER_USD, format_usd
 from tokenomics.domain.errors import BudgetExceeded, RateLimited
 from tokenomics.domain.memo import remember
-from tokenomics.store.resp_wire import Stamped
+from tokenomics.store.redis_scripts import ADMIT, SETTLE
+from tokenomics.store.resp_wire import Pre, Stamped
 
 if TYPE_CHECKING:
     from tokenomics.domain.counters import Ask
@@ -21,6 +23,8 @@ if TYPE_CHECKING:
 
 HOLD_TTL_MS = 3_600_000  # a reservation of a proxy that died lapses after an hour
 SLOT_TTL_MS = 600_000  # its parallel slots after ten minutes (a longer stream frees its slot)
+ADMIT_SHA = hashlib.sha1(ADMIT.encode()).hexdigest()  # what SCRIPT LOAD answers
+SETTLE_SHA = hashlib.sha1(SETTLE.encode()).hexdigest()
 APPLIED = "tokenomics:applied:"  # + a stream: the last settle applied of it (`SettleCommand`)
 
 
@@ -78,6 +82,8 @@ class SettleCommand(Stamped):
         keys, args = self.keys, self.args
         keys[5] = APPLIED + stream
         args[5] = f"z{seq}"
+        if self.sha == SETTLE_SHA:  # EVALSHA, the SHA and the token's keys encoded once
+            return [MEMO.settle_head(keys), *keys[5:], *args]
         return ["EVALSHA", self.sha, len(keys), *keys, *args]
 
 
@@ -118,9 +124,9 @@ def rated(limit: RateLimit | None) -> bool:
     return limit is not None and (bool(limit.rules) or limit.max_parallel > 0)
 
 
-# a limit, the token's own keys, its window keys, those of the windows a settle feeds, and
-# their `window_args`
-_Keys = tuple["RateLimit", list[str], list[str], list[str], list["Arg"]]
+# a limit, the token's own keys, its window keys, those of the windows a settle feeds, their
+# `window_args`, and ADMIT's command head (`_Memo.admit_head`)
+_Keys = tuple["RateLimit", list[str], list[str], list[str], list["Arg"], Pre]
 
 
 class _Memo:
@@ -134,6 +140,7 @@ class _Memo:
     def __init__(self) -> None:
         self.limits: dict[int, tuple[RateLimit, list[tuple[int, str]], list[Arg]]] = {}
         self.keys: dict[tuple[str, int], _Keys] = {}
+        self.heads: dict[tuple[str, int], Pre] = {}
 
     def limit(self, limit: RateLimit) -> tuple[list[tuple[int, str]], list[Arg]]:
         """The limit's windows, and the ARGV of `ACQUIRE` after the slot's part."""
@@ -144,8 +151,21 @@ class _Memo:
         args = [*window_args(windows), len(limit.rules)]
         for rule in limit.rules:
             args += [windows.index(_window(rule)) + 1, rule.requests, rule.tokens, rule.window]
-        remember(self.limits, id(limit), (limit, windows, args), self.MAX)
-        return windows, args
+        encoded: list[Arg] = [Pre.of(*args)]  # sent as they are: encoded once
+        remember(self.limits, id(limit), (limit, windows, encoded), self.MAX)
+        return windows, encoded
+
+    def admit_head(self, key: str, limit: RateLimit) -> Pre:
+        """EVALSHA, ADMIT's SHA and all its KEYS, encoded once."""
+        return self._keys(key, limit)[5]
+
+    def settle_head(self, keys: list[str]) -> Pre:
+        """EVALSHA, SETTLE's SHA, the number of `keys` and the token's five, encoded once."""
+        found = self.heads.get((keys[0], len(keys)))
+        if found is None:
+            found = Pre.of("EVALSHA", SETTLE_SHA, len(keys), *keys[:5])
+            remember(self.heads, (keys[0], len(keys)), found, self.MAX)
+        return found
 
     def keys_of(self, key: str, limit: RateLimit) -> tuple[list[str], list[str]]:
         """The token's keys (`token_keys`, then its parallel key) and its window keys."""
@@ -165,8 +185,10 @@ class _Memo:
         windows, _ = self.limit(limit)
         own = [*token_keys(key), f"tokenomics:parallel:{key}"]
         fed = windows_of(limit, tokens_only=True)
-        found = (limit, own, [window_key(key, w) for w in windows],
-                 [window_key(key, w) for w in fed], window_args(fed))  # fmt: skip
+        window_keys = [window_key(key, w) for w in windows]
+        head = Pre.of("EVALSHA", ADMIT_SHA, len(own) + len(window_keys), *own, *window_keys)
+        found = (limit, own, window_keys, [window_key(key, w) for w in fed], window_args(fed),
+                 head)  # fmt: skip
         remember(self.keys, (key, id(limit)), found, self.MAX)
         return found
 

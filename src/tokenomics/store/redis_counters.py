@@ -29,6 +29,7 @@ from tokenomics.domain.counters import Ask, CountersHealth, Outcome
 from tokenomics.domain.errors import RedisUnavailable
 from tokenomics.store import redis_scripts
 from tokenomics.store.redis_calls import (
+    ADMIT_SHA,
     APPLIED,
     IDS,
     MEMO,
@@ -53,7 +54,7 @@ if TYPE_CHECKING:
     from tokenomics.store.redis_pending import PendingSettles
     from tokenomics.store.redis_settles import Call
     from tokenomics.store.resp import Command, RedisClient
-    from tokenomics.store.resp_wire import Arg, Reply
+    from tokenomics.store.resp_wire import Arg, Pre, Reply
 
 SCRIPTS = {"reserve": redis_scripts.RESERVE, "acquire": redis_scripts.ACQUIRE,
            "admit": redis_scripts.ADMIT, "settle": redis_scripts.SETTLE,
@@ -91,14 +92,21 @@ class RedisCounters:
         return sha
 
     async def run(
-        self, name: str, keys: list[str], args: list[Arg], *, stamp: bool = False
+        self,
+        name: str,
+        keys: list[str],
+        args: list[Arg],
+        *,
+        stamp: bool = False,
+        head: Pre | None = None,
     ) -> list[Reply]:
         """EVALSHA the script (loading it first, and again after NOSCRIPT); an error reply
         from the script is a `RedisUnavailable` (503), never a crash. Queued settles go first
         in the same pipeline (`redis_settles`). With `stamp` (a settle sent anew, not
-        replayed), the settle is stamped by the connection that sends it (`SettleCommand`)."""
+        replayed), the settle is stamped by the connection that sends it (`SettleCommand`).
+        `head`: EVALSHA, the script's SHA and `keys` encoded once (`MEMO.admit_head`)."""
         sha = self._shas.get(name) or await self._load(name)
-        command = self._command(sha, keys, args, stamp)
+        command = [head, *args] if head is not None else self._command(sha, keys, args, stamp)
         if self.settles.queue:
             reply = await self.flush(command)
         else:
@@ -117,16 +125,18 @@ class RedisCounters:
             SettleCommand(sha, keys, args) if stamp else ["EVALSHA", sha, len(keys), *keys, *args]
         )
 
-    async def ordered(self, name: str, key: str, keys: list[str], args: list[Arg]) -> list[Reply]:
+    async def ordered(
+        self, name: str, key: str, keys: list[str], args: list[Arg], head: Pre | None = None
+    ) -> list[Reply]:
         """`run` a check-and-take; when Redis refuses what settles of the same token, on their
         way on another connection, could have given back (`settles_could_free`), ask again
         once they have landed: the refusal may be theirs (`Settles.wait_landed`). Only those
         refusals wait, so admissions at high concurrency on one token are not serialised
         behind settles, and a client over its rate limit costs no second call."""
-        reply = await self.run(name, keys, args)
+        reply = await self.run(name, keys, args, head=head)
         if key in self.settles.flying and settles_could_free(name, reply):
             await self.settles.wait_landed(key)
-            reply = await self.run(name, keys, args)
+            reply = await self.run(name, keys, args, head=head)
         return reply
 
     async def flush(self, command: Command | None = None) -> Reply:
@@ -202,7 +212,8 @@ class RedisCounters:
         keys = [*own, *windows]
         flag = "1" if bound else "0"
         args = [*budget_args, flag, *acquire_args]
-        reply = await self.ordered("admit", key, keys, args)
+        head = MEMO.admit_head(key, limit) if self._shas.get("admit") == ADMIT_SHA else None
+        reply = await self.ordered("admit", key, keys, args, head)
         raise_rate_limited(reply)
         if reply and reply[0] in (2, 3):
             numbers = ints(reply[1:], 3)

@@ -71,17 +71,36 @@ MAX_CACHED_BULKS = 4096
 MAX_BULK_CACHED = 128
 
 
+class Pre(bytes):
+    """Arguments encoded once, sent as they are (`encode` counts them as `items`): the part
+    of a command that is the same from call to call (EVALSHA, a script's SHA, a token's keys,
+    a limit's rules), which cost more to encode each time than the rest of the call."""
+
+    items: int
+
+    @classmethod
+    def of(cls, *args: Arg) -> Pre:
+        pre = cls(b"".join([_bulk(_arg(arg)) for arg in args]))
+        pre.items = len(args)
+        return pre
+
+
 def encode(*args: Arg) -> bytes:
-    parts = [b"*%d\r\n" % len(args)]
+    parts = [b""]
     append = parts.append
     bulks = BULK_CACHE
+    count = len(args)
     for arg in args:  # the common exact types inline (a bool is not an int here: `_arg`)
         if type(arg) is str:
             append(bulks.get(arg) or _cached(arg, arg.encode()))
         elif type(arg) is int:
             append(bulks.get(arg) or _cached(arg, b"%d" % arg))
+        elif type(arg) is Pre:
+            append(arg)
+            count += arg.items - 1
         else:
             append(_bulk(_arg(arg)))
+    parts[0] = b"*%d\r\n" % count
     return b"".join(parts)
 
 
