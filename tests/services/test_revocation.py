@@ -75,3 +75,27 @@ async def test_published_prints_older_than_the_retention_are_dropped(
     assert old.encode() not in prints and new.encode() in prints
     assert redis_server.command("ZSCORE", revocation.CHANGED, old).startswith(b"$-1")
     await client.aclose()
+
+
+async def test_undated_prints_are_dated_then_dropped_after_the_retention(
+    redis_server: RedisServer,  # noqa: F811
+) -> None:
+    """Prints an older proxy wrote without a date (its HSET alone) are dated by the next
+    publication, not kept for ever: dropped once that date is past the retention."""
+    client = RedisClient(RedisAddress("127.0.0.1", redis_server.port), timeout=2)
+    undated = [f"{i:064x}" for i in range(1500)]  # more than one batch of dates
+    for name in undated:
+        redis_server.command("HSET", revocation.PRINTS, name, "-")
+    dated = "c" * 64
+    assert await revocation.publish(client, {dated: "-"}) == 0  # dated now: none old yet
+    assert redis_server.command("ZCARD", revocation.CHANGED) == b":1501\r\n"
+    assert redis_server.command("ZSCORE", revocation.CHANGED, undated[0]) != b"$-1\r\n"
+    # a publication past the retention (here a retention of 0 ms) drops them all
+    await trio.sleep(0.01)
+    dropped = await revocation.publish(client, {"d" * 64: "-"}, keep_ms=1)
+    assert dropped == revocation.PRUNE_BATCH  # at most a batch per publication
+    dropped += await revocation.publish(client, {"d" * 64: "-"}, keep_ms=1)
+    assert dropped == 1501
+    assert redis_server.command("HLEN", revocation.PRINTS) == b":1\r\n"
+    assert redis_server.command("ZCARD", revocation.CHANGED) == b":1\r\n"
+    await client.aclose()

@@ -15,10 +15,20 @@ from tokenomics.domain.counters import Ask, Counters, Outcome
 from tokenomics.domain.errors import BudgetExceeded, RateLimited
 from tokenomics.domain.policy import RateLimit, RateRule
 from tokenomics.domain.ratelimit import RateLimiter
+from tokenomics.store import redis_scripts
 from tokenomics.store.local_counters import LocalCounters
-from tokenomics.store.redis_calls import MEMO, SLOT_TTL_MS, acquire_call, window_key
+from tokenomics.store.redis_calls import (
+    ADMIT_SHA,
+    MEMO,
+    SETTLE_SHA,
+    SLOT_TTL_MS,
+    SettleCommand,
+    acquire_call,
+    window_key,
+)
 from tokenomics.store.redis_counters import RedisCounters
 from tokenomics.store.resp import RedisAddress, RedisClient
+from tokenomics.store.resp_wire import encode
 
 KEY = "ab" * 32
 MINUTE = timedelta(minutes=1)
@@ -211,12 +221,34 @@ def test_calls_built_from_the_memo_are_those_built_afresh() -> None:
                 f"tokenomics:parallel:{i:064x}",
                 window_key(f"{i:064x}", (60_000, "sliding")),
             ]
-            assert args[3:] == [1, 60_000, "sliding", 1, 1, i + 1, 0, "1m"]
+            assert encode(*args[3:]) == encode(1, 60_000, "sliding", 1, 1, i + 1, 0, "1m")
         keys, args, slot = acquire_call(KEY, slow)
         assert keys[1:] == [
             window_key(KEY, (60_000, "sliding")),
             window_key(KEY, (3_600_000, "fixed")),
         ]
-        assert args == [2, slot, SLOT_TTL_MS, 2, 60_000, "sliding", 3_600_000, "fixed", 2,
-                        1, 5, 0, "1m", 2, 0, 50, "1h"]  # fmt: skip
+        assert encode(*args) == encode(2, slot, SLOT_TTL_MS, 2, 60_000, "sliding", 3_600_000,
+                                       "fixed", 2, 1, 5, 0, "1m", 2, 0, 50, "1h")  # fmt: skip
         assert len(MEMO.limits) <= MEMO.MAX and len(MEMO.keys) <= MEMO.MAX
+
+
+async def test_commands_with_parts_encoded_once_are_the_full_commands(
+    redis_server: RedisServer,  # noqa: F811
+) -> None:
+    """ADMIT's and SETTLE's EVALSHA, SHA and keys are encoded once (`Pre`): the bytes sent are
+    those of the full command, and the SHAs are what Redis answers to SCRIPT LOAD."""
+    client = RedisClient(RedisAddress("127.0.0.1", redis_server.port), timeout=2)
+    assert await client.call("SCRIPT", "LOAD", redis_scripts.ADMIT) == ADMIT_SHA.encode()
+    assert await client.call("SCRIPT", "LOAD", redis_scripts.SETTLE) == SETTLE_SHA.encode()
+    limit = rate(7)
+    own, windows = MEMO.keys_of(KEY, limit)
+    keys = [*own, *windows]
+    assert encode(MEMO.admit_head(KEY, limit), 1, "x") == encode(
+        "EVALSHA", ADMIT_SHA, len(keys), *keys, 1, "x"
+    )
+    counters = RedisCounters(client)
+    settle_keys, args = counters.settle_call(KEY, limit, None, None, Outcome(True, 3, 0.0))
+    stamped = SettleCommand(SETTLE_SHA, settle_keys, args).stamp("s1", 4)
+    assert encode(*stamped) == encode("EVALSHA", SETTLE_SHA, len(settle_keys), *settle_keys, *args)
+    assert settle_keys[5] == "tokenomics:applied:s1" and args[5] == "z4"
+    await client.aclose()

@@ -18,7 +18,7 @@ from trio.testing import wait_all_tasks_blocked
 
 from tokenomics.domain.budget import Spend
 from tokenomics.domain.counters import Ask, Outcome
-from tokenomics.domain.errors import RateLimited
+from tokenomics.domain.errors import RateLimited, RedisUnavailable
 from tokenomics.domain.policy import RateLimit, RateRule
 from tokenomics.services.redis_sync import flush_settles
 from tokenomics.store.db import Database
@@ -291,3 +291,44 @@ def test_which_refusals_settles_could_have_prevented() -> None:
     assert not settles_could_free("admit", [2, 1, 10, 0])  # counted in the windows already
     assert settles_could_free("reserve", [1, 10, 0]) and settles_could_free("reserve", [2, 10, 0])
     assert not settles_could_free("admit", [0]) and not settles_could_free("reserve", [0, 1, 0])
+
+
+async def test_settles_carried_after_a_script_flush_apply_once(
+    redis_server: RedisServer,  # noqa: F811
+) -> None:
+    """Redis lost its scripts (a restart, SCRIPT FLUSH): the queued settles and the admission
+    are refused (NOSCRIPT), loaded again and sent again, the settles with their stamps."""
+    one = counters(redis_server)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(lambda: flush_settles(one, linger=3600))
+        await wait_all_tasks_blocked()
+        for tokens in (3, 4):
+            slot, hold = await one.admit(KEY, ONE_AT_A_TIME, ASK)
+            await one.settle(KEY, ONE_AT_A_TIME, slot, hold, Outcome(True, tokens, 0.0))
+            redis_server.command("SCRIPT", "FLUSH")
+        slot, hold = await one.admit(KEY, ONE_AT_A_TIME, ASK)
+        assert one.settles.idle and used(redis_server) == 3 + 4 + 30
+        nursery.cancel_scope.cancel()
+    await one.client.aclose()
+
+
+async def test_an_admission_failing_in_redis_leaves_its_carried_settles_applied_once(
+    redis_server: RedisServer,  # noqa: F811
+) -> None:
+    """The settle carried ahead of an admission that fails in Redis (its rate window is not a
+    hash) is applied once; the admission is a 503, and takes nothing."""
+    one = counters(redis_server)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(lambda: flush_settles(one, linger=3600))
+        await wait_all_tasks_blocked()
+        slot, hold = await one.admit(KEY, ONE_AT_A_TIME, ASK)
+        await one.settle(KEY, ONE_AT_A_TIME, slot, hold, Outcome(True, 25, 0.0))
+        redis_server.command("SET", f"tokenomics:rate:{KEY}:60000:sliding", "not-a-hash")
+        with pytest.raises(RedisUnavailable):
+            await one.admit(KEY, ONE_AT_A_TIME, ASK)
+        assert one.settles.idle and one.dropped == 0
+        assert used(redis_server) == 25
+        redis_server.command("DEL", f"tokenomics:rate:{KEY}:60000:sliding")
+        await one.admit(KEY, ONE_AT_A_TIME, ASK)  # the slot was given back: admitted
+        nursery.cancel_scope.cancel()
+    await one.client.aclose()

@@ -1,4 +1,4 @@
-"""The RESP client (`store/resp.py`): the parser on hostile bytes, and a differential test
+"""The RESP client (`store/resp.py`, `store/resp_wire.py`): the parser on hostile bytes, and a differential test
 against coredis (the `redis` extra) on a real redis-server: the same commands give the same
 replies."""
 
@@ -13,8 +13,9 @@ import trio.testing
 from tests.support.redis_server import RedisServer, redis_server  # noqa: F401
 
 from tokenomics.domain.errors import RedisUnavailable
-from tokenomics.store import resp
-from tokenomics.store.resp import Parser, RedisAddress, RedisClient, RespError, encode
+from tokenomics.store import resp_wire
+from tokenomics.store.resp import RedisAddress, RedisClient
+from tokenomics.store.resp_wire import Parser, RespError, encode
 
 
 def parse_all(data: bytes, step: int = 1) -> list[object]:
@@ -31,6 +32,26 @@ def test_replies_parse_whatever_the_chunking() -> None:
     expected = [b"OK", RespError("ERR bad"), 42, b"he\r\nl", None, [1, [b""], None], []]
     for step in (1, 2, 7, len(data)):
         assert parse_all(data, step) == expected
+
+
+def test_arrays_of_integers_parse_whole_or_item_by_item_alike() -> None:
+    """Arrays of 1 to 4 integers (our scripts' replies) are matched at once; anything else in
+    them (a 19-digit number, a bulk string, a fifth item) goes item by item, same result."""
+    cases = {
+        b"*1\r\n:0\r\n": [0],
+        b"*2\r\n:-5\r\n:123456789012345678\r\n": [-5, 123456789012345678],
+        b"*2\r\n:1\r\n:9223372036854775807\r\n": [1, 2**63 - 1],
+        b"*3\r\n:1\r\n$4\r\nwhat\r\n:5\r\n": [1, b"what", 5],
+        b"*4\r\n:2\r\n:1\r\n:3\r\n:4\r\n": [2, 1, 3, 4],
+        b"*5\r\n:1\r\n:2\r\n:3\r\n:4\r\n:5\r\n": [1, 2, 3, 4, 5],
+        b"*2\r\n:1\r\n*1\r\n:2\r\n": [1, [2]],
+        b"*12\r\n" + b":7\r\n" * 12: [7] * 12,
+    }
+    data = b"".join(cases)
+    for step in (1, 3, len(data)):
+        assert parse_all(data, step) == list(cases.values())
+    with pytest.raises(RedisUnavailable):
+        parse_all(b"*2\r\n:1\r\n:99999999999999999999\r\n")  # over the 2**63 bound
 
 
 @pytest.mark.parametrize(
@@ -73,13 +94,13 @@ def test_encoding_is_the_same_from_the_cache_and_after_it_is_emptied() -> None:
     many distinct ones go through (the cache empties itself when full)."""
     args: list[str | int] = ["é", "x" * 500, -3, 0, 2**70]
     for round_ in range(3):
-        for i in range(resp.MAX_CACHED_BULKS + 10):
+        for i in range(resp_wire.MAX_CACHED_BULKS + 10):
             assert encode("k", i, f"id{i}") == b"*3\r\n" + bulk(b"k") + bulk(b"%d" % i) + bulk(
                 b"id%d" % i
             )
         expected = b"".join(bulk(str(a).encode()) for a in args)
         assert encode(*args) == b"*5\r\n" + expected, round_
-        assert len(resp.BULK_CACHE) <= resp.MAX_CACHED_BULKS
+        assert len(resp_wire.BULK_CACHE) <= resp_wire.MAX_CACHED_BULKS
     assert encode(True, 1) == b"*2\r\n" + bulk(b"True") + bulk(b"1")
 
 

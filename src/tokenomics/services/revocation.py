@@ -6,6 +6,9 @@ hash and its new fingerprint ("-" when deleted) go to the `tokenomics:tokens:pri
 the `tokenomics:tokens` channel. The hash keeps a change for `PRINTS_KEEP_MS` (a day: every
 store has caught up by then), then it is dropped by the next publication (the
 `tokenomics:tokens:changed` sorted set dates each entry), so it does not grow for ever.
+A print without a date (written before the dates existed, or by such a proxy still running in
+the fleet) is dated when a publication finds the hash longer than the dates, and so dropped a
+day later like the others.
 Every proxy subscribes; what it hears goes to the snapshot's `fleet` view, so `lookup` refuses
 a token whose local record differs (one dict lookup per request), and a reload of the local
 store is asked for at once (a shared store catches up in milliseconds). After (re)connecting,
@@ -21,11 +24,13 @@ from typing import TYPE_CHECKING
 import trio
 
 from tokenomics.domain.errors import RedisUnavailable, StoreError
-from tokenomics.store.resp import BACKOFF_MAX, encode
+from tokenomics.store.resp import BACKOFF_MAX
+from tokenomics.store.resp_wire import encode
 
 if TYPE_CHECKING:
     from tokenomics.services.token_cache import TokenCache
-    from tokenomics.store.resp import Arg, Connection, RedisClient
+    from tokenomics.store.resp import Connection, RedisClient
+    from tokenomics.store.resp_wire import Arg
 
 CHANNEL = "tokenomics:tokens"
 PRINTS = "tokenomics:tokens:prints"
@@ -39,6 +44,17 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 for i = 3, #ARGV, 2 do
   redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
   redis.call('ZADD', KEYS[2], now, ARGV[i])
+end
+if redis.call('HLEN', KEYS[1]) > redis.call('ZCARD', KEYS[2]) then  -- undated prints
+  local names, dates = redis.call('HKEYS', KEYS[1]), {}
+  for i = 1, #names do
+    dates[#dates + 1] = now
+    dates[#dates + 1] = names[i]
+    if #dates >= 2 * tonumber(ARGV[2]) or i == #names then
+      redis.call('ZADD', KEYS[2], 'NX', unpack(dates))  -- NX: a dated one keeps its date
+      dates = {}
+    end
+  end
 end
 local old = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now - tonumber(ARGV[1]),
                        'LIMIT', 0, tonumber(ARGV[2]))

@@ -4,6 +4,7 @@ refusals a reply means. Pure functions, no I/O."""
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import os
 import secrets
@@ -12,15 +13,19 @@ from typing import TYPE_CHECKING
 from tokenomics.domain.budget import NANOS_PER_USD, format_usd
 from tokenomics.domain.errors import BudgetExceeded, RateLimited
 from tokenomics.domain.memo import remember
+from tokenomics.store.redis_scripts import ADMIT, SETTLE
+from tokenomics.store.resp_wire import Pre, Stamped
 
 if TYPE_CHECKING:
     from tokenomics.domain.counters import Ask
     from tokenomics.domain.policy import RateLimit, RateRule
-    from tokenomics.store.resp import Arg, Reply
+    from tokenomics.store.resp_wire import Arg, Reply
 
 HOLD_TTL_MS = 3_600_000  # a reservation of a proxy that died lapses after an hour
 SLOT_TTL_MS = 600_000  # its parallel slots after ten minutes (a longer stream frees its slot)
-MARKER_TTL_MS = 7 * 86_400_000  # how long a settle is remembered (replays within a week)
+ADMIT_SHA = hashlib.sha1(ADMIT.encode()).hexdigest()  # what SCRIPT LOAD answers
+SETTLE_SHA = hashlib.sha1(SETTLE.encode()).hexdigest()
+APPLIED = "tokenomics:applied:"  # + a stream: the last settle applied of it (`SettleCommand`)
 
 
 class RedisClaim:
@@ -53,6 +58,33 @@ class _Ids:
 IDS = _Ids()
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=IDS.reset)
+
+
+class SettleCommand(Stamped):
+    """The EVALSHA of one SETTLE, marked with where it was sent so that a replay applies it
+    once (`redis_scripts.SETTLE`): its marker key `tokenomics:applied:<stream>` and ARGV
+    `z<seq>`. Redis runs one connection's commands in order, so the sorted set under that key
+    holds the number of the last settle applied from it, and a settle was applied iff its
+    number is not above it. One small key per connection, not one per request.
+
+    `settle_call` gives each settle a stream of its own (its hold or a new id, number 1): what
+    it keeps if it was never sent. Sending it stamps the connection's stream and number into
+    its KEYS and ARGV (the lists are the call's: a settle kept for `replay` carries them)."""
+
+    __slots__ = ("args", "keys", "sha")
+
+    def __init__(self, sha: str, keys: list[str], args: list[Arg]) -> None:
+        self.sha = sha
+        self.keys = keys
+        self.args = args
+
+    def stamp(self, stream: str, seq: int) -> list[Arg]:
+        keys, args = self.keys, self.args
+        keys[5] = APPLIED + stream
+        args[5] = f"z{seq}"
+        if self.sha == SETTLE_SHA:  # EVALSHA, the SHA and the token's keys encoded once
+            return [MEMO.settle_head(keys), *keys[5:], *args]
+        return ["EVALSHA", self.sha, len(keys), *keys, *args]
 
 
 def to_nanos(usd: float) -> int:
@@ -92,9 +124,9 @@ def rated(limit: RateLimit | None) -> bool:
     return limit is not None and (bool(limit.rules) or limit.max_parallel > 0)
 
 
-# a limit, the token's own keys, its window keys, those of the windows a settle feeds, and
-# their `window_args`
-_Keys = tuple["RateLimit", list[str], list[str], list[str], list["Arg"]]
+# a limit, the token's own keys, its window keys, those of the windows a settle feeds, their
+# `window_args`, and ADMIT's command head (`_Memo.admit_head`)
+_Keys = tuple["RateLimit", list[str], list[str], list[str], list["Arg"], Pre]
 
 
 class _Memo:
@@ -108,6 +140,7 @@ class _Memo:
     def __init__(self) -> None:
         self.limits: dict[int, tuple[RateLimit, list[tuple[int, str]], list[Arg]]] = {}
         self.keys: dict[tuple[str, int], _Keys] = {}
+        self.heads: dict[tuple[str, int], Pre] = {}
 
     def limit(self, limit: RateLimit) -> tuple[list[tuple[int, str]], list[Arg]]:
         """The limit's windows, and the ARGV of `ACQUIRE` after the slot's part."""
@@ -118,8 +151,21 @@ class _Memo:
         args = [*window_args(windows), len(limit.rules)]
         for rule in limit.rules:
             args += [windows.index(_window(rule)) + 1, rule.requests, rule.tokens, rule.window]
-        remember(self.limits, id(limit), (limit, windows, args), self.MAX)
-        return windows, args
+        encoded: list[Arg] = [Pre.of(*args)]  # sent as they are: encoded once
+        remember(self.limits, id(limit), (limit, windows, encoded), self.MAX)
+        return windows, encoded
+
+    def admit_head(self, key: str, limit: RateLimit) -> Pre:
+        """EVALSHA, ADMIT's SHA and all its KEYS, encoded once."""
+        return self._keys(key, limit)[5]
+
+    def settle_head(self, keys: list[str]) -> Pre:
+        """EVALSHA, SETTLE's SHA, the number of `keys` and the token's five, encoded once."""
+        found = self.heads.get((keys[0], len(keys)))
+        if found is None:
+            found = Pre.of("EVALSHA", SETTLE_SHA, len(keys), *keys[:5])
+            remember(self.heads, (keys[0], len(keys)), found, self.MAX)
+        return found
 
     def keys_of(self, key: str, limit: RateLimit) -> tuple[list[str], list[str]]:
         """The token's keys (`token_keys`, then its parallel key) and its window keys."""
@@ -139,8 +185,10 @@ class _Memo:
         windows, _ = self.limit(limit)
         own = [*token_keys(key), f"tokenomics:parallel:{key}"]
         fed = windows_of(limit, tokens_only=True)
-        found = (limit, own, [window_key(key, w) for w in windows],
-                 [window_key(key, w) for w in fed], window_args(fed))  # fmt: skip
+        window_keys = [window_key(key, w) for w in windows]
+        head = Pre.of("EVALSHA", ADMIT_SHA, len(own) + len(window_keys), *own, *window_keys)
+        found = (limit, own, window_keys, [window_key(key, w) for w in fed], window_args(fed),
+                 head)  # fmt: skip
         remember(self.keys, (key, id(limit)), found, self.MAX)
         return found
 

@@ -13,7 +13,8 @@ Redis down or slow: every call is bounded (`session.redis.timeout_ms`); an admis
 cannot reach Redis is refused with 503 (fail closed: no budget or rate limit can be checked),
 unless `session.redis.rate_limit_fail_open` lets rate limits through. A settle that cannot
 reach Redis is kept in the local SQLite queue (`redis_pending`) and replayed when Redis is
-back; the `settled:<id>` marker makes a replay apply once even if the first try got through.
+back; its stamp (`redis_calls.SettleCommand`) makes a replay apply once even if the first try
+got through.
 """
 
 from __future__ import annotations
@@ -28,10 +29,12 @@ from tokenomics.domain.counters import Ask, CountersHealth, Outcome
 from tokenomics.domain.errors import RedisUnavailable
 from tokenomics.store import redis_scripts
 from tokenomics.store.redis_calls import (
+    ADMIT_SHA,
+    APPLIED,
     IDS,
-    MARKER_TTL_MS,
     MEMO,
     RedisClaim,
+    SettleCommand,
     acquire_call,
     ints,
     raise_budget_exceeded,
@@ -43,16 +46,15 @@ from tokenomics.store.redis_calls import (
     token_keys,
 )
 from tokenomics.store.redis_settles import Settles
-from tokenomics.store.resp import RespError
+from tokenomics.store.resp_wire import RespError
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
-
     from tokenomics.domain.counters import Claim
     from tokenomics.domain.policy import RateLimit
     from tokenomics.store.redis_pending import PendingSettles
     from tokenomics.store.redis_settles import Call
-    from tokenomics.store.resp import Arg, RedisClient, Reply
+    from tokenomics.store.resp import Command, RedisClient
+    from tokenomics.store.resp_wire import Arg, Pre, Reply
 
 SCRIPTS = {"reserve": redis_scripts.RESERVE, "acquire": redis_scripts.ACQUIRE,
            "admit": redis_scripts.ADMIT, "settle": redis_scripts.SETTLE,
@@ -89,46 +91,62 @@ class RedisCounters:
         self._shas[name] = sha = reply.decode()
         return sha
 
-    async def run(self, name: str, keys: Sequence[str], args: Sequence[Arg]) -> list[Reply]:
+    async def run(
+        self,
+        name: str,
+        keys: list[str],
+        args: list[Arg],
+        *,
+        stamp: bool = False,
+        head: Pre | None = None,
+    ) -> list[Reply]:
         """EVALSHA the script (loading it first, and again after NOSCRIPT); an error reply
         from the script is a `RedisUnavailable` (503), never a crash. Queued settles go first
-        in the same pipeline (`redis_settles`)."""
+        in the same pipeline (`redis_settles`). With `stamp` (a settle sent anew, not
+        replayed), the settle is stamped by the connection that sends it (`SettleCommand`).
+        `head`: EVALSHA, the script's SHA and `keys` encoded once (`MEMO.admit_head`)."""
         sha = self._shas.get(name) or await self._load(name)
-        command: list[Arg] = ["EVALSHA", sha, len(keys), *keys, *args]
+        command = [head, *args] if head is not None else self._command(sha, keys, args, stamp)
         if self.settles.queue:
             reply = await self.flush(command)
         else:
             reply = (await self.client.execute([command]))[0]
         if isinstance(reply, RespError) and reply.code == "NOSCRIPT":
             sha = await self._load(name)
-            reply = await self.client.call("EVALSHA", sha, len(keys), *keys, *args)
+            reply = (await self.client.execute([self._command(sha, keys, args, stamp)]))[0]
         if isinstance(reply, RespError) or not isinstance(reply, list):
             log.error("the Redis %s script failed: %s", name, reply)
             raise RedisUnavailable(f"{UNAVAILABLE}: the {name} script failed in Redis")
         return reply
 
+    @staticmethod
+    def _command(sha: str, keys: list[str], args: list[Arg], stamp: bool) -> Command:
+        return (
+            SettleCommand(sha, keys, args) if stamp else ["EVALSHA", sha, len(keys), *keys, *args]
+        )
+
     async def ordered(
-        self, name: str, key: str, keys: Sequence[str], args: Sequence[Arg]
+        self, name: str, key: str, keys: list[str], args: list[Arg], head: Pre | None = None
     ) -> list[Reply]:
         """`run` a check-and-take; when Redis refuses what settles of the same token, on their
         way on another connection, could have given back (`settles_could_free`), ask again
         once they have landed: the refusal may be theirs (`Settles.wait_landed`). Only those
         refusals wait, so admissions at high concurrency on one token are not serialised
         behind settles, and a client over its rate limit costs no second call."""
-        reply = await self.run(name, keys, args)
+        reply = await self.run(name, keys, args, head=head)
         if key in self.settles.flying and settles_could_free(name, reply):
             await self.settles.wait_landed(key)
-            reply = await self.run(name, keys, args)
+            reply = await self.run(name, keys, args, head=head)
         return reply
 
-    async def flush(self, command: list[Arg] | None = None) -> Reply:
+    async def flush(self, command: Command | None = None) -> Reply:
         """Send the queued settles, and `command` after them, in one pipeline; returns the
         reply to `command`. Settles that may not have been applied (Redis unavailable, the
         caller cancelled) are kept for `replay` (their marker makes a replay apply once)."""
         calls = self.settles.take()
         try:
             sha = self._shas.get("settle") or await self._load("settle")
-            commands = [["EVALSHA", sha, len(keys), *keys, *args] for _, keys, args in calls]
+            commands: list[Command] = [SettleCommand(sha, keys, args) for _, keys, args in calls]
             replies = await self.client.execute([*commands, command] if command else commands)
             await self._settled(calls, replies)
         except BaseException as exc:
@@ -142,8 +160,11 @@ class RedisCounters:
     async def _settled(self, calls: list[Call], replies: list[Reply]) -> None:
         for (key, keys, args), reply in zip(calls, replies, strict=False):
             if isinstance(reply, RespError):  # NOSCRIPT (a Redis restart) or a failure
+                # not applied (NOSCRIPT; or OOM, refused at its first write, the marker's):
+                # sent again, stamped anew. Not by its stamp: a later settle of the same
+                # pipeline may have been applied, and its number is higher.
                 try:
-                    reply = await self.run("settle", keys, args)
+                    reply = await self.run("settle", keys, args, stamp=True)
                 except RedisUnavailable as exc:
                     await self._keep_calls([(key, keys, args)], exc)
                     continue
@@ -191,7 +212,8 @@ class RedisCounters:
         keys = [*own, *windows]
         flag = "1" if bound else "0"
         args = [*budget_args, flag, *acquire_args]
-        reply = await self.ordered("admit", key, keys, args)
+        head = MEMO.admit_head(key, limit) if self._shas.get("admit") == ADMIT_SHA else None
+        reply = await self.ordered("admit", key, keys, args, head)
         raise_rate_limited(reply)
         if reply and reply[0] in (2, 3):
             numbers = ints(reply[1:], 3)
@@ -212,10 +234,10 @@ class RedisCounters:
     ) -> tuple[list[str], list[Arg]]:
         hold = reservation.hold if isinstance(reservation, RedisClaim) else ""
         slot_id = slot.slot if isinstance(slot, RedisClaim) else ""
-        marker = f"tokenomics:settled:{hold or IDS.new()}"
+        marker = APPLIED + (hold or IDS.new())  # a stream of its own until sent
         committed = "1" if outcome.committed else "0"
         nanos = to_nanos(outcome.cost_usd)
-        args: list[Arg] = [hold, committed, outcome.tokens, nanos, slot_id, MARKER_TTL_MS]
+        args: list[Arg] = [hold, committed, outcome.tokens, nanos, slot_id, "z1"]
         if limit is None:
             return [*token_keys(key), f"tokenomics:parallel:{key}", marker], [*args, 0]
         own, _ = MEMO.keys_of(key, limit)  # the token's keys, its parallel one
@@ -239,7 +261,7 @@ class RedisCounters:
         if self.settles.deferred:
             return self.settles.put((key, keys, args), outcome)
         try:
-            reply = await self.run("settle", keys, args)
+            reply = await self.run("settle", keys, args, stamp=True)
         except RedisUnavailable as exc:
             await self._keep_calls([(key, keys, args)], exc)
             return None
@@ -275,9 +297,9 @@ class RedisCounters:
                 self.pending_count = await trio.to_thread.run_sync(self.pending.count)
                 return done
             applied: list[int] = []
-            try:
+            try:  # in order: a stream's settles apply once only in their order
                 for row_id, keys, args in rows:
-                    await self.run("settle", keys, args)
+                    await self.run("settle", keys, list(args))
                     applied.append(row_id)
             finally:
                 if applied:

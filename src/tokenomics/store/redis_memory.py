@@ -13,7 +13,7 @@ import socket
 from typing import TYPE_CHECKING
 
 from tokenomics.domain.errors import RedisUnavailable
-from tokenomics.store.resp import Parser, RespError, encode
+from tokenomics.store.resp_wire import Parser, RespError, encode
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence

@@ -22,7 +22,7 @@ from tokenomics.domain.budget import Spend
 
 if TYPE_CHECKING:
     from tokenomics.domain.counters import Outcome
-    from tokenomics.store.resp import Arg
+    from tokenomics.store.resp_wire import Arg
 
 LINGER = 0.005  # how long a queued settle waits for an admission to carry it
 PATIENCE = 8  # while admissions carry them, up to this many lingers (`flush_settles`)

@@ -1,6 +1,6 @@
-"""A minimal Redis client on Trio (non-blocking sockets it waits on): RESP2 encoding and
-parsing, a small connection pool, a bounded timeout per call, and a circuit that fails fast
-while Redis is down.
+"""A minimal Redis client on Trio (non-blocking sockets it waits on): a small connection
+pool, a bounded timeout per call, and a circuit that fails fast while Redis is down. The RESP2
+encoding and parser are in `resp_wire.py`.
 
 Why not coredis (declared as the `redis` extra): it runs on Trio (through anyio), but on this
 2-CPU machine one EVALSHA through it costs ~0.5 ms against ~0.1 ms over a plain Trio stream,
@@ -8,14 +8,14 @@ and the hot path makes one call per admitted request (issue 18 asks for <= 0.3 m
 we need is small: send a command (or a pipeline), read typed replies, subscribe. coredis stays
 the reference in the differential test (`tests/store/test_resp.py`).
 
-Every byte from Redis is treated as untrusted: lengths are bounded and a malformed reply is a
-`RedisUnavailable`, never a crash. A connection whose call did not finish (timeout, cancel,
-error) is closed, never reused: its reply stream is out of step.
+A malformed reply is a `RedisUnavailable`, never a crash. A connection whose call did not
+finish (timeout, cancel, error) is closed, never reused: its reply stream is out of step.
 """
 
 from __future__ import annotations
 
 import math
+import secrets
 import socket
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Union
@@ -23,18 +23,11 @@ from typing import TYPE_CHECKING, Union
 import trio
 
 from tokenomics.domain.errors import RedisUnavailable
-from tokenomics.domain.memo import remember
+from tokenomics.store.resp_wire import Arg, Parser, Reply, RespError, Stamped, encode
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
-Reply = Union[bytes, int, None, "RespError", list["Reply"]]
-Arg = bytes | str | int | float
-
-MAX_BULK = 64 * 1024 * 1024
-MAX_ARRAY = 1_000_000
-MAX_LINE = 64 * 1024
-MAX_DEPTH = 8  # our scripts reply with flat arrays; a deeper reply is not ours
 READ_SIZE = 65536
 BACKOFF_FIRST = 0.05
 BACKOFF_MAX = 2.0
@@ -45,154 +38,10 @@ POOL_SIZE = 256
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, math.inf)
 
 
+Command = Union["Sequence[Arg]", Stamped]  # a command, or one completed as it is sent
+
 # What makes a call fail with `RedisUnavailable` (and opens the circuit).
 UNAVAILABLE = (OSError, trio.TooSlowError, trio.BrokenResourceError, RedisUnavailable)
-
-
-@dataclass(frozen=True, slots=True)
-class RespError:
-    """An error reply (`-ERR ...`, `-NOSCRIPT ...`): a value, so pipelines keep their order."""
-
-    message: str
-
-    @property
-    def code(self) -> str:
-        return self.message.split(" ", 1)[0]
-
-
-def _arg(value: Arg) -> bytes:
-    if isinstance(value, bytes):
-        return value
-    if isinstance(value, str):
-        return value.encode()
-    if isinstance(value, float):
-        return repr(value).encode()
-    return str(value).encode()
-
-
-def _bulk(data: bytes) -> bytes:
-    return b"$%d\r\n%s\r\n" % (len(data), data)
-
-
-# Encoded short strings and ints: most of a call's arguments repeat from call to call (the
-# keys of a token, the script's SHA, limits, TTLs) and formatting each costs more than a dict
-# lookup. Bounded: emptied when full (the ids of each request fill it slowly).
-BULK_CACHE: dict[str | int, bytes] = {}
-MAX_CACHED_BULKS = 4096
-MAX_BULK_CACHED = 128
-
-
-def encode(*args: Arg) -> bytes:
-    parts = [b"*%d\r\n" % len(args)]
-    append = parts.append
-    bulks = BULK_CACHE
-    for arg in args:  # the common exact types inline (a bool is not an int here: `_arg`)
-        if type(arg) is str:
-            append(bulks.get(arg) or _cached(arg, arg.encode()))
-        elif type(arg) is int:
-            append(bulks.get(arg) or _cached(arg, b"%d" % arg))
-        else:
-            append(_bulk(_arg(arg)))
-    return b"".join(parts)
-
-
-def _cached(arg: str | int, data: bytes) -> bytes:
-    bulk = _bulk(data)
-    if len(bulk) <= MAX_BULK_CACHED:
-        remember(BULK_CACHE, arg, bulk, MAX_CACHED_BULKS)
-    return bulk
-
-
-class Parser:
-    """Incremental RESP2 parser: `feed` bytes, `next()` returns a reply or `Parser.MORE`.
-
-    An incomplete reply is a `None` return inside, not an exception: at concurrency 1 every
-    read starts on an empty buffer, and raising and catching cost more than the parse."""
-
-    MORE = object()
-
-    def __init__(self) -> None:
-        self._buf = bytearray()
-        self._pos = 0
-
-    def feed(self, data: bytes) -> None:
-        if self._pos:
-            del self._buf[: self._pos]
-            self._pos = 0
-        self._buf += data
-
-    @property
-    def buffered(self) -> bool:
-        return self._pos < len(self._buf)
-
-    def next(self) -> object:
-        if self._pos >= len(self._buf):
-            return Parser.MORE
-        found = self._reply(self._pos, 0)
-        if found is None:
-            return Parser.MORE
-        self._pos = found[1]
-        return found[0]
-
-    @staticmethod
-    def _int(text: bytes, limit: int, least: int = -(2**63)) -> int:
-        # digits only (int() would take "1_000", " 7", "+7"); bytes.isdigit is ASCII-only
-        if not (text[1:] if text[:1] == b"-" else text).isdigit():
-            raise RedisUnavailable("Redis sent a malformed number")
-        value = int(text)
-        if value > limit:
-            raise RedisUnavailable("Redis sent a reply that is too large")
-        if value < least:
-            raise RedisUnavailable("Redis sent a malformed length")
-        return value
-
-    def _reply(self, pos: int, depth: int) -> tuple[Reply, int] | None:
-        """The reply at `pos` and where it ends; None when it is not all here yet."""
-        buf = self._buf
-        end = buf.find(b"\r\n", pos)
-        if end < 0:
-            if len(buf) - pos > MAX_LINE:
-                raise RedisUnavailable("Redis sent a line that is too long")
-            return None
-        kind, rest = buf[pos], bytes(buf[pos + 1 : end])
-        if kind == 58:  # ':'
-            return self._int(rest, 2**63), end + 2
-        if kind == 36:  # '$'
-            return self._bulk(rest, end + 2)
-        if kind == 42:  # '*'
-            return self._array(rest, end + 2, depth)
-        if kind == 43:  # '+'
-            return rest, end + 2
-        if kind == 45:  # '-'
-            return RespError(rest.decode("utf-8", "replace")), end + 2
-        raise RedisUnavailable("Redis sent a reply of an unknown type")
-
-    def _array(self, rest: bytes, pos: int, depth: int) -> tuple[Reply, int] | None:
-        count = self._int(rest, MAX_ARRAY, least=-1)
-        if count < 0:
-            return None, pos
-        if depth >= MAX_DEPTH:
-            raise RedisUnavailable("Redis sent arrays nested too deep")
-        items: list[Reply] = []
-        for _ in range(count):
-            found = self._reply(pos, depth + 1)
-            if found is None:
-                return None
-            items.append(found[0])
-            pos = found[1]
-        return items, pos
-
-    def _bulk(self, rest: bytes, pos: int) -> tuple[Reply, int] | None:
-        size = self._int(rest, MAX_BULK, least=-1)
-        if size < 0:
-            return None, pos
-        buf = self._buf
-        if len(buf) - pos < size + 2:
-            return None
-        end = pos + size
-        if buf[end : end + 2] != b"\r\n":  # out of step with the stream
-            raise RedisUnavailable("Redis sent a bulk string of the wrong length")
-        return bytes(buf[pos:end]), end + 2
 
 
 class Connection:
@@ -207,6 +56,8 @@ class Connection:
         sock.setblocking(False)
         self._sock = sock
         self._parser = Parser()
+        self.stream = secrets.token_hex(8)  # for `Stamped` commands: this connection's id
+        self.stamped = 0  # and how many it sent
         self.expired = False  # its call outlived the client's timeout (`RedisClient.watch`)
 
     def expire(self) -> None:
@@ -245,11 +96,17 @@ class Connection:
                 raise RedisUnavailable("Redis closed the connection")
             parser.feed(data)
 
-    async def execute(self, commands: Sequence[Sequence[Arg]]) -> list[Reply]:
-        await self.send(b"".join([encode(*command) for command in commands]))
+    async def execute(self, commands: Sequence[Command]) -> list[Reply]:
+        await self.send(b"".join([self._encode(command) for command in commands]))
         if not self._parser.buffered:  # a reply is not there yet: no recv to learn it
             await trio.lowlevel.wait_readable(self._sock)
         return [await self.read() for _ in commands]
+
+    def _encode(self, command: Command) -> bytes:
+        if isinstance(command, Stamped):
+            self.stamped += 1
+            return encode(*command.stamp(self.stream, self.stamped))
+        return encode(*command)
 
     async def aclose(self) -> None:
         trio.lowlevel.notify_closing(self._sock)
@@ -333,7 +190,7 @@ class RedisClient:
                 raise RedisUnavailable(f"Redis refused the connection setup: {reply.code}")
         return conn
 
-    async def execute(self, commands: Sequence[Sequence[Arg]]) -> list[Reply]:
+    async def execute(self, commands: Sequence[Command]) -> list[Reply]:
         """Send `commands` as one pipeline and return their replies (error replies included).
         A pooled connection goes back to the pool only when its call completed."""
         now = self._clock()
