@@ -93,15 +93,16 @@ def _to_read(block: bytes, meta: bool) -> list[Span] | None:
         elif start >= 3 and block[start - 3] == 10:  # an odd run: `split_events` pairs them
             return None
         picked.add((start, _event_end(block, position)))
-    at = 0
-    while meta and at < len(block):
+    at, size = 0, len(block)
+    while meta and at < size:
         end = _event_end(block, at)
         picked.add((at, end))
-        meta = b"data" not in block[at:end]
+        meta = block.find(b"data", at, end) < 0
         at = end
     spans = sorted(picked)
-    if any(block[end : end + 1] == b"\n" for _, end in spans):
-        return None
+    for _, end in spans:
+        if end < size and block[end] == 10:  # a run of three line ends: `split_events` pairs them
+            return None
     return spans
 
 
