@@ -240,7 +240,7 @@ CHUNK_FIELD = st.sampled_from(["content", "refusal", "role", "reasoning", "tool_
 CHUNK = st.fixed_dictionaries(
     {"choices": st.lists(st.fixed_dictionaries(
         {"delta": st.dictionaries(CHUNK_FIELD, st.one_of(st.text(max_size=5), st.none(),
-                                                         st.integers()), max_size=3)},
+                                                         st.integers(-5, 5)), max_size=3)},
         optional={"finish_reason": st.sampled_from([None, "stop", ""]), "text": st.text(max_size=3)},
     ), max_size=2)},
     optional={"id": st.sampled_from(["", "c1"]), "model": st.sampled_from(["", "m"]),
