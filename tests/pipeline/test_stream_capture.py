@@ -234,3 +234,38 @@ def test_a_capture_left_open_is_read_by_its_first_reader_and_only_once() -> None
     capture.close()  # another reader closes it again: nothing left to read
     assert capture.payloads == 4 and stream_text(capture, len(OPENAI)) == first
     assert first == stream_text(StreamCapture.of([OPENAI], sse=True), len(OPENAI))
+
+
+CHUNK_FIELD = st.sampled_from(["content", "refusal", "role", "reasoning", "tool_calls"])
+CHUNK = st.fixed_dictionaries(
+    {"choices": st.lists(st.fixed_dictionaries(
+        {"delta": st.dictionaries(CHUNK_FIELD, st.one_of(st.text(max_size=5), st.none(),
+                                                         st.integers(-5, 5)), max_size=3)},
+        optional={"finish_reason": st.sampled_from([None, "stop", ""]), "text": st.text(max_size=3)},
+    ), max_size=2)},
+    optional={"id": st.sampled_from(["", "c1"]), "model": st.sampled_from(["", "m"]),
+              "type": st.sampled_from([None, "response.output_text.delta"]),
+              "usage": st.just({"prompt_tokens": 1, "completion_tokens": 2}),
+              "candidates": st.just([{"content": {"parts": [{"text": "g"}]}}])},
+)  # fmt: skip
+RAW_PAYLOAD = st.one_of(
+    CHUNK.map(orjson.dumps), st.sampled_from([b"[DONE]", b"not json", b"\xff{}", b"[1]"])
+)
+
+
+@given(st.lists(RAW_PAYLOAD, max_size=12), st.sampled_from([None, "openai", "gemini"]))
+def test_feed_plain_accounts_like_feeding_each_event(payloads: list[bytes], family: str) -> None:
+    one_by_one = StreamAccounting(family)  # type: ignore[arg-type]
+    for data in payloads:
+        one_by_one.feed_data(None, data)
+    plain = StreamAccounting(family)  # type: ignore[arg-type]
+    plain.feed_plain(payloads)
+    assert plain.text == one_by_one.text
+    assert plain.result(len) == one_by_one.result(len)
+    assert plain.meta({}) == one_by_one.meta({})
+
+
+def test_data_lines_refuse_a_payload_with_a_line_of_its_own() -> None:
+    assert data_lines(b"data: a\n\ndata: b\n\n") == [b"a", b"b"]
+    assert data_lines(b"data: a\nid: 1\n\ndata: b\n\n") is None
+    assert data_lines(b"data: a\n\ndata: b\n\n\n") is None

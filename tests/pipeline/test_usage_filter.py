@@ -8,6 +8,7 @@ from __future__ import annotations
 from bisect import bisect_right
 from itertools import accumulate
 
+import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -171,3 +172,21 @@ def test_the_events_read_are_the_ones_cutting_the_block_read(
     relayed.feed(b'data: {"id":"x","model":"m"}\n\n')
     assert eager.eager
     assert relayed.feed(block) == (expected_out if strip else block)
+
+
+def test_a_buffered_body_reads_as_it_did_when_decoded_first() -> None:
+    from tokenomics.pipeline.relay import _json
+
+    for body in [
+        b'{"a":"\xc3\xa7"}',
+        b'{"a":"\xff"}',
+        b"[1,2]",
+        b"not json",
+        b"",
+        b'{"a":"\xe2\x82"}',
+    ]:
+        try:
+            expected = orjson.loads(body.decode("utf-8", "replace"))
+        except orjson.JSONDecodeError:
+            expected = None
+        assert _json(body) == expected, body

@@ -167,6 +167,40 @@ class StreamAccounting:
             self.feed(name, payload)
         return payload
 
+    def feed_plain(self, payloads: Iterable[bytes]) -> None:
+        """`feed_data(None, data)` for the `data` of unnamed events, in order. The usual chunk
+        (once the id and model are known: one choice, a text delta, no finish reason, no key
+        that `feed` reads more from) only adds its text, without `feed`'s field checks: a
+        stream is mostly these (the memory capture reads every one)."""
+        loads, add, plain, plain_delta = orjson.loads, self._text.add, _PLAIN_CHUNK, _PLAIN_DELTA
+        family = self._family
+        for data in payloads:
+            try:
+                payload = loads(data)
+            except orjson.JSONDecodeError:
+                payload = event_json(data)
+            if type(payload) is not dict:
+                continue
+            choices = payload.get("choices")
+            if (
+                self.actual_model
+                and self.upstream_id
+                and type(choices) is list
+                and len(choices) == 1
+                and type(choice := choices[0]) is dict
+                and type(delta := choice.get("delta")) is dict
+                and type(content := delta.get("content")) is str
+                and content
+                and not choice.get("finish_reason")
+                and (len(delta) == 1 or plain_delta.issuperset(delta))
+                and payload.get("type") is None
+                and "candidates" not in payload
+                and (family is None or plain.issuperset(payload))  # None: no usage is read
+            ):
+                add(content)
+            else:
+                self.feed(None, payload)
+
     def _reported_usage(self) -> Usage | None:
         return anthropic_usage(self._anthropic) if self._anthropic else self._reported
 

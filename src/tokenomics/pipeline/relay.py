@@ -48,11 +48,16 @@ if TYPE_CHECKING:
 MAX_RESPONSE_BYTES = 32 * 1024 * 1024
 
 
-def _json(text: str | bytes) -> Any:
+def _json(body: bytes) -> Any:
+    """The body as JSON, invalid UTF-8 read as U+FFFD; None when it is not JSON. Read as bytes
+    first: decoding a valid body to a str only to parse it copied and checked it twice."""
     try:
-        return orjson.loads(text)
+        return orjson.loads(body)
     except orjson.JSONDecodeError:
-        return None
+        try:
+            return orjson.loads(body.decode("utf-8", "replace"))
+        except orjson.JSONDecodeError:
+            return None
 
 
 def _usage_only(payload: Any) -> bool:
@@ -88,15 +93,16 @@ def _to_read(block: bytes, meta: bool) -> list[Span] | None:
         elif start >= 3 and block[start - 3] == 10:  # an odd run: `split_events` pairs them
             return None
         picked.add((start, _event_end(block, position)))
-    at = 0
-    while meta and at < len(block):
+    at, size = 0, len(block)
+    while meta and at < size:
         end = _event_end(block, at)
         picked.add((at, end))
-        meta = b"data" not in block[at:end]
+        meta = block.find(b"data", at, end) < 0
         at = end
     spans = sorted(picked)
-    if any(block[end : end + 1] == b"\n" for _, end in spans):
-        return None
+    for _, end in spans:
+        if end < size and block[end] == 10:  # a run of three line ends: `split_events` pairs them
+            return None
     return spans
 
 
@@ -257,7 +263,7 @@ async def _raw(ex: Exchange, deps: Deps, response: UpstreamResponse) -> AsyncGen
     except UpstreamError as exc:
         ex.error = f"stream broken: {exc}"
     finally:
-        parsed = _json(b"".join(captured).decode("utf-8", "replace"))
+        parsed = _json(b"".join(captured))
         last = parsed[-1] if isinstance(parsed, list) and parsed else parsed
         body = last if isinstance(last, dict) else None
         ex.usage = usage_from_body(body, ex.family) if body else None
@@ -283,11 +289,7 @@ async def relay(ex: Exchange, deps: Deps) -> Reply:
         raise ProxyError(exc.status, f"failed to read upstream response: {exc}") from None
     finally:
         await close_response(response)
-    parsed = (
-        _json(body.decode("utf-8", "replace"))
-        if "json" in content_type or body[:1] in b"{["
-        else None
-    )
+    parsed = _json(body) if "json" in content_type or body[:1] in b"{[" else None
     if guard is not None and isinstance(parsed, list):
         return Reply(response.status, headers, body=_guarded_array(ex, guard, parsed, response))
     parsed = parsed if isinstance(parsed, dict) else None
