@@ -175,6 +175,8 @@ class StreamAccounting:
         loads, add, plain, plain_delta = orjson.loads, self._text.add, _PLAIN_CHUNK, _PLAIN_DELTA
         family = self._family
         for data in payloads:
+            if data == b"[DONE]":  # every stream ends so: no exception built for it
+                continue
             try:
                 payload = loads(data)
             except orjson.JSONDecodeError:
