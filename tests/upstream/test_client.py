@@ -5,6 +5,7 @@ are covered end to end in `tests/e2e`.)"""
 from __future__ import annotations
 
 import gzip
+import socket
 import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -292,6 +293,30 @@ async def test_a_proxy_named_in_the_environment_carries_the_requests(
         await upstreams.aclose()
     request_line = proxy.requests[0][0].split(b"\r\n")[0]
     assert request_line == b"POST http://upstream.invalid/v1/chat/completions HTTP/1.1"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def test_the_mock_provider_answers_in_process_even_with_a_proxy_in_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`tokenomics run` points agents' proxy variables at a closed port: `mock://` must not go
+    to httpx2 (it failed as "upstream connection failed" when the split merged the checks)."""
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{_free_port()}")  # nothing listens
+    monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{_free_port()}")
+    upstreams = Upstreams()
+    body = b'{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}'
+    request = UpstreamRequest("POST", "mock://openai/v1/chat/completions", [], body)
+    response = await upstreams.open(request, headers_timeout=5)
+    received = await read_all(response, 1 << 20, 5)
+    await response.aclose()
+    await upstreams.aclose()
+    assert response.status == 200
+    assert b"chat.completion" in received
 
 
 async def test_a_body_too_large_to_join_to_its_head_arrives_whole() -> None:

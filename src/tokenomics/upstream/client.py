@@ -226,10 +226,11 @@ class Upstreams:
     async def open(self, request: UpstreamRequest, *, headers_timeout: float) -> UpstreamResponse:
         """Send the request; returns once response headers arrived (within `headers_timeout` s)."""
         scrubber = Scrubber.of(request.secrets) if request.secrets else None
-        if request.url.startswith("mock:") or self._client is not None:
+        if self._client is not None or request.url.startswith("mock:"):
             outgoing = (request.method, request.url, request.headers, request.body)
-            if self._client is None:
+            if request.url.startswith("mock:"):  # in-process, whatever proxy the env names
                 return await open_mock(self.mock, outgoing, headers_timeout, scrubber)
+            assert self._client is not None
             return await open_httpx(self._client, outgoing, headers_timeout, scrubber)
         try:
             destination = self._pool.destination(request.url)
