@@ -88,6 +88,8 @@ def user(tmp_path_factory: pytest.TempPathFactory, npm_clients: Path) -> dict[st
         "GEMINI_CLI_TRUST_WORKSPACE": "true",
         "WORK": str(work),
     }  # fmt: skip
+    if "PYTHONPATH" in os.environ:  # a worktree's sources under test, not the venv's install
+        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
     subprocess.run(["git", "init", "-q", str(work)], check=True, env=env)  # Codex wants a repo
     created = tokenomics(env, "token", "create", "--policy", MOCK_POLICY, "--json")
     env["TOKENOMICS_KEY"] = json.loads(created.stdout)["token"]
