@@ -8,6 +8,7 @@ Every byte from Redis is treated as untrusted: lengths are bounded and a malform
 from __future__ import annotations
 
 import re
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Union
 
@@ -37,7 +38,7 @@ class RespError:
         return self.message.split(" ", 1)[0]
 
 
-class Stamped:
+class Stamped(ABC):
     """A command completed by the connection that sends it: `stamp` gets the connection's
     stream (an id drawn when it opened) and the command's number on it (1, 2, ...: Redis runs
     a connection's commands in that order), so a script can tell whether it already ran
@@ -45,8 +46,9 @@ class Stamped:
 
     __slots__ = ()
 
+    @abstractmethod
     def stamp(self, stream: str, seq: int) -> Sequence[Arg]:
-        raise NotImplementedError
+        """The command's arguments, with the stream and number in their places."""
 
 
 def _arg(value: Arg) -> bytes:
