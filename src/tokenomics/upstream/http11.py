@@ -248,6 +248,11 @@ class ResponseReader:
         return self._framing == _NONE
 
     @property
+    def unread(self) -> bool:
+        """The head was read and bytes after it arrived that `body()` has not taken yet."""
+        return self._head is not None and self._pos < len(self._buf)
+
+    @property
     def keep_alive(self) -> bool:
         return self._keep_alive and not self._extra and self._pos >= len(self._buf)
 

@@ -62,6 +62,10 @@ class HttpxResponse:
         except zlib.error:
             raise UpstreamError(UNDECODABLE) from None
 
+    # httpx2 says nothing of what it holds: every part goes out as it comes (no holding back).
+    buffered = False
+    complete = False
+
     def release(self) -> bool:
         return self.closed
 
@@ -103,6 +107,7 @@ def httpx_reason(exc: Exception) -> str:
 class MockResponse:
     def __init__(self, reply: MockReply, scrubber: Scrubber | None) -> None:
         self._reply = reply
+        self._given = 0  # chunks `chunks()` has given
         self.closed = False
         self.status = reply.status
         self._body = Body([(k.lower(), v) for k, v in reply.headers], scrubber)
@@ -115,10 +120,22 @@ class MockResponse:
                     await trio.sleep(idle_timeout)
                     raise UpstreamTimeout(idle_text(idle_timeout))
                 await trio.sleep(self._reply.chunk_interval)
+            self._given = index + 1
             if scrubbed := self._body.feed(chunk):
                 yield scrubbed
         if tail := self._body.end():
             yield tail
+
+    @property
+    def buffered(self) -> bool:
+        """The first chunk comes at once, and the others too when they are not paced."""
+        return self._given == 0 or self.complete
+
+    @property
+    def complete(self) -> bool:
+        """Every chunk is here when they are not paced, else once the last was given."""
+        reply = self._reply
+        return not reply.chunk_interval or self._given >= len(reply.chunks)
 
     def release(self) -> bool:
         self.closed = True
