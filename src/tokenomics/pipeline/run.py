@@ -12,7 +12,8 @@
     4. stages   `BODY_STAGES` (`stages.py`): policy, limits, rules, budget, each `(ex, deps)`
     5. forward  the upstream call, with retries and fallbacks (`forward.py`)
     6. relay    the response, buffered or streamed as it arrives (`relay.py`)
-    7. reply    sent to the client, a stream chunk by chunk
+    7. reply    sent to the client, a stream block by block as it arrives, in as few writes
+                as waiting allows (what came with the upstream's end goes with the last byte)
     8. finish   settle, price, hand to the recorder (`finish.py`): exactly once, here. Just
                 before the reply's last byte (a client holding the whole reply can count on
                 its record, even if the process dies the next instant); else, shielded, on the
@@ -54,7 +55,7 @@ from tokenomics.pipeline.stream_capture import EVENT_BODIES, StreamCapture, is_e
 from tokenomics.upstream.client import header
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, MutableMapping
+    from collections.abc import AsyncGenerator, Awaitable, Callable, MutableMapping
 
     from tokenomics.pipeline.deps import Deps
 
@@ -215,26 +216,41 @@ class Requests:
             await self._finish(life)
             await send({"type": "http.response.body", "body": reply.body})
             return
-        stream = reply.stream
+        await send({"type": "http.response.start", "status": reply.status, "headers": headers})
+        held = await self._stream(life, reply.stream, header(reply.headers, "content-type"))
+        life.replied = True
+        await self._finish(life)
+        await send({"type": "http.response.body", "body": held})
+
+    async def _stream(
+        self, life: _Life, stream: AsyncGenerator[bytes, None], content_type: str
+    ) -> bytes:
+        """Relay a stream's blocks as they come, in as few writes as waiting allows: the
+        head waits for the first block when body bytes came with it, and once the upstream's
+        body is whole (no wait lies ahead) the blocks are held, returned, to go out with the
+        reply's last byte. A stream that trickles gets its head, then each block, at once."""
+        ex, send = life.ex, life.send
+        upstream = ex.upstream
         if ex.capture:
-            sse = is_event_stream(header(reply.headers, "content-type"))
-            ex.sent = StreamCapture(sse, self._event_bodies)
+            ex.sent = StreamCapture(is_event_stream(content_type), self._event_bodies)
+        held: list[bytes] = []
         try:  # the stream is closed (and its usage read) however the sends end
-            await send({"type": "http.response.start", "status": reply.status, "headers": headers})
-            # An empty part flushes the head now: the server holds it for the first body part.
-            await send({"type": "http.response.body", "body": b"", "more_body": True})
+            if upstream is None or not upstream.buffered:
+                # An empty part flushes the head now: the server holds it for the first body part.
+                await send({"type": "http.response.body", "body": b"", "more_body": True})
             async for chunk in stream:
                 _capture(ex, chunk, self.clock)
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                if upstream is not None and upstream.complete:
+                    held.append(chunk)
+                else:
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
         except BaseException:  # cut short: its `finally` runs whole, shielded
             with trio.CancelScope(shield=True):
                 await stream.aclose()
             raise
         # Read to its end, the generator has finished (its `finally` ran): nothing to close,
         # and no cancel scope for it.
-        life.replied = True
-        await self._finish(life)
-        await send({"type": "http.response.body", "body": b""})
+        return held[0] if len(held) == 1 else b"".join(held)
 
     # 8. finish ----------------------------------------------------------------------------
 
