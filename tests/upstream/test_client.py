@@ -21,6 +21,8 @@ import trio.testing
 from tokenomics.domain.errors import UpstreamError, UpstreamTimeout
 from tokenomics.services.tls import ensure_certificates, ssl_context
 from tokenomics.upstream.client import UpstreamRequest, Upstreams, read_all
+from tokenomics.upstream.mock import MockReply
+from tokenomics.upstream.unpooled import MockResponse
 
 BODY = b'{"model":"gpt-4o-mini","messages":[]}'
 REPLY = b'{"id":"x"}'
@@ -356,3 +358,46 @@ async def test_codings_we_can_undo_are_undone_the_others_stay_named_and_secrets_
     assert received == b'{"echo":"Bearer [REDACTED]"}'
     assert ("content-encoding", "br") in response.headers  # gzip undone, br left to the client
     assert ("x-echo", "Bearer [REDACTED]") in response.headers
+
+
+async def test_a_pooled_response_tells_what_it_holds_without_waiting() -> None:
+    """`buffered`: body bytes came with the head; `complete`: the body's end came (a chunked
+    body's, once `chunks()` read up to it), so reading the rest cannot wait."""
+    head = (
+        b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
+    )
+    upstream, upstreams = RawUpstream(reply=head + b"3\r\nabc\r\n0\r\n\r\n"), Upstreams()
+    async with running(upstream) as url:
+        request = UpstreamRequest("POST", url + "/v1", [("content-type", "text/plain")], BODY)
+        response = await upstreams.open(request, headers_timeout=5)
+        assert response.buffered and not response.complete  # a chunked end is not parsed ahead
+        chunks = response.chunks(5)
+        assert await anext(chunks) == b"abc"
+        assert response.complete and response.buffered
+        assert [chunk async for chunk in chunks] == []
+        await response.aclose()
+    await upstreams.aclose()
+    upstream, upstreams = RawUpstream(reply=head, stall_after_reply=True), Upstreams()
+    async with running(upstream) as url:
+        request = UpstreamRequest("POST", url + "/v1", [("content-type", "text/plain")], BODY)
+        response = await upstreams.open(request, headers_timeout=5)
+        assert not response.buffered and not response.complete  # the head came alone
+        await response.aclose()
+    await upstreams.aclose()
+
+
+@pytest.mark.parametrize(
+    ("pace", "complete"), [(0.0, [True, True, True]), (1.0, [False, False, True])]
+)
+async def test_a_mock_response_is_complete_at_once_unless_paced(
+    pace: float, complete: list[bool], autojump_clock: trio.abc.Clock
+) -> None:
+    """Unpaced, the mock's chunks are all here; paced, once the last was given."""
+    reply = MockReply(200, (("content-type", "text/event-stream"),), (b"a", b"b", b"c"), 0, pace)
+    response = MockResponse(reply, None)
+    assert response.buffered and response.complete is complete[0]
+    seen = []
+    async for _ in response.chunks(5):
+        seen.append(response.complete)
+        assert response.buffered is response.complete
+    assert seen == complete

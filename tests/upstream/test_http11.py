@@ -493,3 +493,22 @@ def test_whole_buffered_says_when_body_reads_all_of_the_body(
     if whole:
         reader.body()
         assert reader.done
+
+
+@pytest.mark.parametrize(
+    ("response", "unread"),
+    [
+        (CONTENT_LENGTH, True),
+        (CHUNKED, True),  # `unread` does not parse: any byte after the head counts
+        (OK + EMPTY, False),
+        (OK + b"Content-Length: 5\r\n\r\n", False),  # the head alone
+        (OK + b"Content-Length: 5\r\n", False),  # no head yet
+    ],
+)
+def test_unread_says_whether_bytes_came_after_the_head(response: bytes, unread: bool) -> None:
+    reader = ResponseReader("GET")
+    reader.feed(response)
+    reader.head()
+    assert reader.unread is unread
+    reader.body()
+    assert not reader.unread  # `body()` took them
