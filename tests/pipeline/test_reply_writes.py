@@ -1,5 +1,6 @@
 """A streamed reply goes to the server in as few messages as waiting allows (`run._reply`):
-what the upstream already holds is not sent part by part. Each test runs the real server
+what the upstream already holds is not sent part by part, and the terminator follows the
+record. Each test runs the real server
 in-process and calls its request handler with a recording ASGI `send`: each message there is
 one write of our server (`services/http_request.Request.send`: the head waits for the first
 body part, and a final part is framed with the terminator)."""
@@ -158,11 +159,12 @@ def payloads(parts: list[tuple[bytes, bool]]) -> bytes:
     return b"".join(body for body, _ in parts)
 
 
-async def test_a_whole_chunked_upstream_reply_goes_out_with_its_head_in_one_final_part(
+async def test_a_whole_chunked_upstream_reply_goes_out_with_its_head_in_one_part_then_the_end(
     tmp_path: Path,
 ) -> None:
-    """Head, events and terminator in one upstream write: one body message, the last, after
-    the record (no empty part to flush the head, no part per block)."""
+    """Head, events and terminator in one upstream write: the head goes with all the blocks
+    in one body message (no empty part to flush it, no part per block), then the end, after
+    the record."""
     whole = CHUNKED_HEAD + chunk(delta("a") + delta("b")) + chunk(USAGE + DONE) + b"0\r\n\r\n"
 
     async def script(stream: trio.SocketStream) -> None:
@@ -171,12 +173,15 @@ async def test_a_whole_chunked_upstream_reply_goes_out_with_its_head_in_one_fina
     async with start_proxy(tmp_path) as proxy, upstream(proxy, script) as token:
         recorder = Recorder(proxy)
         await serve(proxy, token, recorder)
-    assert [m["type"] for m in recorder.messages] == ["http.response.start", "http.response.body"]
-    assert recorder.parts() == [(delta("a") + delta("b") + DONE, False)]  # usage-only: stripped
+    assert [m["type"] for m in recorder.messages][0] == "http.response.start"
+    stripped = delta("a") + delta("b") + DONE  # the usage-only chunk the proxy asked for: gone
+    assert recorder.parts() == [(stripped, True), (b"", False)]
     assert recorder.recorded_at_last == 1
 
 
-async def test_a_whole_content_length_upstream_reply_is_one_final_part(tmp_path: Path) -> None:
+async def test_a_whole_content_length_upstream_reply_is_one_part_then_the_end(
+    tmp_path: Path,
+) -> None:
     """The benchmark's upstream (nginx): head and body, framed by Content-Length, in one read."""
     body = delta("a") + USAGE + DONE
     head = SSE_HEAD + b"content-length: %d\r\n\r\n" % len(body)
@@ -187,17 +192,18 @@ async def test_a_whole_content_length_upstream_reply_is_one_final_part(tmp_path:
     async with start_proxy(tmp_path) as proxy, upstream(proxy, script) as token:
         recorder = Recorder(proxy)
         await serve(proxy, token, recorder)
-    assert recorder.parts() == [(delta("a") + DONE, False)]
+    assert recorder.parts() == [(delta("a") + DONE, True), (b"", False)]
     assert recorder.recorded_at_last == 1
 
 
-async def test_the_in_process_mock_stream_is_one_final_part(tmp_path: Path) -> None:
+async def test_the_in_process_mock_stream_is_one_part_then_the_end(tmp_path: Path) -> None:
     """The built-in mock sends its unpaced events at once: they go out together too."""
     async with start_proxy(tmp_path) as proxy:
         recorder = Recorder(proxy)
         await serve(proxy, proxy.token({"base_key_env": "OPENAI_KEY"}), recorder)
-    [(body, more)] = recorder.parts()  # role, "Mock reply to: hi", finish, [DONE]
-    assert not more and body.endswith(DONE) and body.count(b"data: ") == 7
+    [(body, more), end] = recorder.parts()  # role, "Mock reply to: hi", finish, [DONE]
+    assert more and body.endswith(DONE) and body.count(b"data: ") == 7
+    assert end == (b"", False)
     assert recorder.recorded_at_last == 1
 
 
@@ -206,7 +212,7 @@ async def test_a_trickling_stream_gets_its_head_alone_then_each_block_as_it_arri
 ) -> None:
     """The upstream sends the head alone and each event only once the proxy relayed the one
     before (else this deadlocks): the head is flushed at once, each block sent as it comes,
-    and the last events, which came with the upstream's end, go with the terminator."""
+    the last events, which came with the upstream's end, together, then the end."""
     async with start_proxy(tmp_path) as proxy:
         recorder = Recorder(proxy)
         flushed = recorder.when(lambda m: m["body"] == b"" and m["more_body"])
@@ -228,7 +234,8 @@ async def test_a_trickling_stream_gets_its_head_alone_then_each_block_as_it_arri
         (b"", True),
         (delta("a"), True),
         (delta("b"), True),
-        (DONE, False),
+        (DONE, True),
+        (b"", False),
     ]
     assert recorder.recorded_at_last == 1
 
@@ -247,7 +254,7 @@ async def test_a_head_with_its_first_event_goes_out_with_that_event(tmp_path: Pa
 
         async with upstream(proxy, script) as token:
             await serve(proxy, token, recorder)
-    assert recorder.parts() == [(delta("a"), True), (delta("b") + DONE, False)]
+    assert recorder.parts() == [(delta("a"), True), (delta("b") + DONE, True), (b"", False)]
     assert recorder.recorded_at_last == 1
 
 
@@ -284,4 +291,4 @@ async def test_a_client_gone_while_a_whole_reply_is_held_is_still_recorded_once(
         await trio.testing.wait_all_tasks_blocked()
         totals = proxy.server.stats.totals
         assert (totals.request_count, totals.error_count) == (1, 1)
-    assert recorder.parts() == []  # the final part never went out
+    assert recorder.parts() == []  # nothing more went out
