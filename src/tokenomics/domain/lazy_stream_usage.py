@@ -109,10 +109,16 @@ def marks(data: bytes) -> list[int]:
     reason, a Responses object. OpenAI repeats `"usage":null` and `"finish_reason":null` in
     every chunk: only a value counts. Each literal is looked for first (`bytes.find`, a fast
     scan in C), and a pattern runs from where its literal is, not from the block's start (its
-    own search goes byte by byte, ~3x slower: the usage of a stream is in its last events)."""
+    own search goes byte by byte, ~3x slower: the usage of a stream is in its last events); a
+    literal found once is matched there, without an iterator."""
     found: list[int] = []
     for literal, pattern in _MARKS:
         at = data.find(literal)
-        if at >= 0:
+        if at < 0:
+            continue
+        if data.find(literal, at + 1) < 0:  # its only place (a usage chunk): no iterator
+            if pattern.match(data, at) is not None:
+                found.append(at)
+        else:
             found += [match.start() for match in pattern.finditer(data, at)]
     return found
