@@ -169,6 +169,41 @@ RAW_EVENT = st.one_of(
 )  # fmt: skip
 
 
+SOUP = st.lists(
+    st.sampled_from(
+        [
+            b'"finish_reason"',
+            b"finish_reason",
+            b'"',
+            b":null",
+            b": null",
+            b':"',
+            b": ",
+            b" ",
+            b"\t",
+            b"usage",
+            b'usage"',
+            b'"usage":null',
+            b"null",
+            b":",
+            b"\n\n",
+            b"\n",
+            b"data: ",
+            b"{",
+            b"}",
+            b"finishReason",
+            b"R",
+            b"_",
+            b"stop_reason",
+            b'"response"',
+            b"\r\n",
+        ]
+    ),
+    max_size=16,
+).map(b"".join)  # fragments of marks and their null forms, in any order: overlaps, near misses
+RAW_EVENT = st.one_of(RAW_EVENT, SOUP.map(lambda soup: b"data: " + soup + b"\n\n"), SOUP)
+
+
 def relay_all(relayed: Any, chunks: list[bytes]) -> bytes:
     return b"".join(relayed.feed(chunk) for chunk in chunks) + relayed.close()
 
@@ -202,7 +237,8 @@ def test_the_relay_sends_and_answers_as_it_did(
     assert answers(new) == answers(old)
 
 
-@given(st.lists(RAW_EVENT, max_size=14))
+@settings(max_examples=1000)
+@given(st.lists(st.one_of(RAW_EVENT, SOUP), max_size=14))
 def test_marks_are_where_they_were(events: list[bytes]) -> None:
     block = b"".join(events)
     assert marks(block) == reference_marks(block)

@@ -95,30 +95,47 @@ class LazyStreamAccounting:
         return self._full
 
 
-_MARKS = (  # (a literal that must be there, the pattern of a mark, starting with it)
-    (b"usage", re.compile(rb'usage(?!"\s*:\s*null)')),  # usage, usageMetadata, x_groq.usage
-    (b'"finish_reason"', re.compile(rb'"finish_reason"\s*:\s*"')),
-    (b"finishReason", re.compile(rb"finishReason")),
-    (b"stop_reason", re.compile(rb"stop_reason")),
-    (b'"response"', re.compile(rb'"response"')),  # a Responses object: status, usage, id
-)
+# A mark: (a byte that must be there, a literal that must be there, its two null forms, the
+# pattern of a mark, starting with the literal).
+_MARKS = (
+    (b"", b"usage", (b'usage":null', b'usage": null'), re.compile(rb'usage(?!"\s*:\s*null)')),
+    (b"", b'"finish_reason"', (b'"finish_reason":null', b'"finish_reason": null'),
+     re.compile(rb'"finish_reason"\s*:\s*"')),
+    (b"R", b"finishReason", None, re.compile(rb"finishReason")),
+    (b"_", b"stop_reason", None, re.compile(rb"stop_reason")),
+    (b"", b'"response"', None, re.compile(rb'"response"')),  # a Responses object
+)  # fmt: skip
 
 
 def marks(data: bytes) -> list[int]:
-    """Where the JSON events in `data` may carry more than text: usage, a finish or stop
-    reason, a Responses object. OpenAI repeats `"usage":null` and `"finish_reason":null` in
-    every chunk: only a value counts. Each literal is looked for first (`bytes.find`, a fast
-    scan in C), and a pattern runs from where its literal is, not from the block's start (its
-    own search goes byte by byte, ~3x slower: the usage of a stream is in its last events); a
-    literal found once is matched there, without an iterator."""
+    """Where the JSON events in `data` may carry more than text: usage (usageMetadata,
+    x_groq.usage), a finish or stop reason, a Responses object (status, usage, id). OpenAI
+    repeats `"usage":null` and `"finish_reason":null` in every chunk: only a value counts.
+
+    Each literal is looked for first (`bytes.find`, a fast scan in C); a pattern runs only
+    from where its literal is (its own search goes byte by byte, ~5x the instructions). A
+    literal found once is matched there; one found as often as its null forms is null
+    everywhere (`bytes.count`; see `_all_null`); one with a byte that other families' events
+    lack is not looked for without that byte (`memchr`: OpenAI has no `finishReason`, Gemini
+    no `stop_reason`)."""
     found: list[int] = []
-    for literal, pattern in _MARKS:
+    for byte, literal, nulls, pattern in _MARKS:
+        if byte and data.find(byte) < 0:
+            continue
         at = data.find(literal)
         if at < 0:
             continue
         if data.find(literal, at + 1) < 0:  # its only place (a usage chunk): no iterator
             if pattern.match(data, at) is not None:
                 found.append(at)
-        else:
+        elif nulls is None or not _all_null(data, at, literal, nulls):
             found += [match.start() for match in pattern.finditer(data, at)]
     return found
+
+
+def _all_null(data: bytes, at: int, literal: bytes, nulls: tuple[bytes, bytes]) -> bool:
+    """Every `literal` from `at` on is one of its null forms (so none is a mark). Counts are
+    of non-overlapping places: a null form never overlaps another; `"finish_reason"` can
+    overlap itself only by its closing quote, and a place skipped so (or a mark) always
+    leaves the literal counted more often than its null forms."""
+    return data.count(literal, at) == data.count(nulls[0], at) + data.count(nulls[1], at)
