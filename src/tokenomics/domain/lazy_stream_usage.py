@@ -134,8 +134,11 @@ def marks(data: bytes) -> list[int]:
 
 
 def _all_null(data: bytes, at: int, literal: bytes, nulls: tuple[bytes, bytes]) -> bool:
-    """Every `literal` from `at` on is one of its null forms (so none is a mark). Counts are
-    of non-overlapping places: a null form never overlaps another; `"finish_reason"` can
-    overlap itself only by its closing quote, and a place skipped so (or a mark) always
-    leaves the literal counted more often than its null forms."""
-    return data.count(literal, at) == data.count(nulls[0], at) + data.count(nulls[1], at)
+    """Every `literal` from `at` (its first place) on is one of its null forms, so none is a
+    mark; the form of the first is counted first (a stream has one serializer: two counts).
+    Counts are of non-overlapping places: a null form never overlaps another, and
+    `"finish_reason"` overlaps itself only by its closing quote; a place skipped so (or a
+    mark) always leaves the literal counted more often than its null forms."""
+    first, second = nulls if data.startswith(nulls[0], at) else (nulls[1], nulls[0])
+    left = data.count(literal, at) - data.count(first, at)
+    return left == 0 or left == data.count(second, at)
