@@ -114,10 +114,10 @@ def marks(data: bytes) -> list[int]:
 
     Each literal is looked for first (`bytes.find`, a fast scan in C); a pattern runs only
     from where its literal is (its own search goes byte by byte, ~5x the instructions). A
-    literal found once is matched there; one found as often as its null forms is null
-    everywhere (`bytes.count`; see `_all_null`); one with a byte that other families' events
-    lack is not looked for without that byte (`memchr`: OpenAI has no `finishReason`, Gemini
-    no `stop_reason`)."""
+    literal found once is matched there. One whose last place is a null form is counted
+    (`_all_null`): found as often as its null forms, it is null everywhere, and the pattern
+    does not run. One with a byte that other families' events lack is not looked for
+    without that byte (`memchr`: OpenAI has no `finishReason`, Gemini no `stop_reason`)."""
     found: list[int] = []
     for byte, literal, nulls, pattern in _MARKS:
         if byte and data.find(byte) < 0:
@@ -125,20 +125,26 @@ def marks(data: bytes) -> list[int]:
         at = data.find(literal)
         if at < 0:
             continue
-        if data.find(literal, at + 1) < 0:  # its only place (a usage chunk): no iterator
+        last = data.rfind(literal)
+        if last == at:  # its only place (a usage chunk): no iterator
             if pattern.match(data, at) is not None:
                 found.append(at)
-        elif nulls is None or not _all_null(data, at, literal, nulls):
+        elif (
+            nulls is None
+            or not data.startswith(nulls, last)
+            or not _all_null(data, at, literal, nulls)
+        ):
             found += [match.start() for match in pattern.finditer(data, at)]
     return found
 
 
 def _all_null(data: bytes, at: int, literal: bytes, nulls: tuple[bytes, bytes]) -> bool:
-    """Every `literal` from `at` (its first place) on is one of its null forms, so none is a
-    mark; the form of the first is counted first (a stream has one serializer: two counts).
-    Counts are of non-overlapping places: a null form never overlaps another, and
-    `"finish_reason"` overlaps itself only by its closing quote; a place skipped so (or a
-    mark) always leaves the literal counted more often than its null forms."""
+    """Every place of `literal` from `at` (its first) on is one of its null forms, so none
+    is a mark (asked when the last one is null: a value is usually in the last events). The
+    form of the first is counted first (a stream has one serializer: two counts). Counts are
+    of non-overlapping places: a null form never overlaps another, and `"finish_reason"`
+    overlaps itself only by its closing quote; a place skipped so (or a mark) always leaves
+    the literal counted more often than its null forms."""
     first, second = nulls if data.startswith(nulls[0], at) else (nulls[1], nulls[0])
     left = data.count(literal, at) - data.count(first, at)
     return left == 0 or left == data.count(second, at)
