@@ -95,24 +95,55 @@ class LazyStreamAccounting:
         return self._full
 
 
-_MARKS = (  # (a literal that must be there, the pattern of a mark, starting with it)
-    (b"usage", re.compile(rb'usage(?!"\s*:\s*null)')),  # usage, usageMetadata, x_groq.usage
-    (b'"finish_reason"', re.compile(rb'"finish_reason"\s*:\s*"')),
-    (b"finishReason", re.compile(rb"finishReason")),
-    (b"stop_reason", re.compile(rb"stop_reason")),
-    (b'"response"', re.compile(rb'"response"')),  # a Responses object: status, usage, id
-)
+# A mark: (a byte that must be there, a literal that must be there, its two null forms, the
+# pattern of a mark, starting with the literal).
+_MARKS = (
+    (b"", b"usage", (b'usage":null', b'usage": null'), re.compile(rb'usage(?!"\s*:\s*null)')),
+    (b"", b'"finish_reason"', (b'"finish_reason":null', b'"finish_reason": null'),
+     re.compile(rb'"finish_reason"\s*:\s*"')),
+    (b"R", b"finishReason", None, re.compile(rb"finishReason")),
+    (b"", b"stop_reason", None, re.compile(rb"stop_reason")),
+    (b"", b'"response"', None, re.compile(rb'"response"')),  # a Responses object
+)  # fmt: skip
 
 
 def marks(data: bytes) -> list[int]:
-    """Where the JSON events in `data` may carry more than text: usage, a finish or stop
-    reason, a Responses object. OpenAI repeats `"usage":null` and `"finish_reason":null` in
-    every chunk: only a value counts. Each literal is looked for first (`bytes.find`, a fast
-    scan in C), and a pattern runs from where its literal is, not from the block's start (its
-    own search goes byte by byte, ~3x slower: the usage of a stream is in its last events)."""
+    """Where the JSON events in `data` may carry more than text: usage (usageMetadata,
+    x_groq.usage), a finish or stop reason, a Responses object (status, usage, id). OpenAI
+    repeats `"usage":null` and `"finish_reason":null` in every chunk: only a value counts.
+
+    Each literal is looked for first (`bytes.find`, a fast scan in C); a pattern runs only
+    from where its literal is (its own search goes byte by byte, ~5x the instructions). A
+    literal with null forms found once is matched there; one whose last place is a null form
+    is counted (`_all_null`): found as often as its null forms, it is null everywhere, and
+    the pattern does not run. `finishReason` is not looked for in a block without an `R`
+    (`memchr`, ~10x faster: OpenAI and Anthropic events seldom have one)."""
     found: list[int] = []
-    for literal, pattern in _MARKS:
+    for byte, literal, nulls, pattern in _MARKS:
+        if byte and byte not in data:
+            continue
         at = data.find(literal)
-        if at >= 0:
-            found += [match.start() for match in pattern.finditer(data, at)]
+        if at < 0:
+            continue
+        if nulls is not None:  # usage, finish_reason: often there, often null
+            last = data.rfind(literal)
+            if last == at:  # its only place (a usage chunk): no iterator
+                if pattern.match(data, at) is not None:
+                    found.append(at)
+                continue
+            if data.startswith(nulls, last) and _all_null(data, at, literal, nulls):
+                continue
+        found += [match.start() for match in pattern.finditer(data, at)]
     return found
+
+
+def _all_null(data: bytes, at: int, literal: bytes, nulls: tuple[bytes, bytes]) -> bool:
+    """Every place of `literal` from `at` (its first) on is one of its null forms, so none
+    is a mark (asked when the last one is null: a value is usually in the last events). The
+    form of the first is counted first (a stream has one serializer: two counts). Counts are
+    of non-overlapping places: a null form never overlaps another, and `"finish_reason"`
+    overlaps itself only by its closing quote; a place skipped so (or a mark) always leaves
+    the literal counted more often than its null forms."""
+    first, second = nulls if data.startswith(nulls[0], at) else (nulls[1], nulls[0])
+    left = data.count(literal, at) - data.count(first, at)
+    return left == 0 or left == data.count(second, at)

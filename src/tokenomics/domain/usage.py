@@ -133,9 +133,41 @@ def usage_from_usage(usage: Mapping[str, Any], family: Family) -> Usage | None:
 
 def openai_usage(usage: Mapping[str, Any]) -> Usage | None:
     """OpenAI: chat, completions and embeddings name the figures `prompt_tokens` and
-    `completion_tokens`; the Responses API `input_tokens` and `output_tokens`."""
-    chat = _openai_chat(usage)
-    return chat if chat is not None else _openai_responses(usage)
+    `completion_tokens`; the Responses API `input_tokens` and `output_tokens`. DeepSeek reports
+    its cache hits beside `prompt_tokens` (`prompt_cache_hit_tokens`).
+
+    Every stream with usage ends with one of these: the field reads are written out here
+    (`int_field`'s rule, a non-negative int, inline), a call apiece cost ~4x."""
+    if not isinstance(usage, dict):
+        return None
+    get = usage.get
+    given, output = get("prompt_tokens"), get("completion_tokens")
+    chat = (type(given) is int and given >= 0) or (type(output) is int and output >= 0)
+    if chat:
+        inner, outer = get("prompt_tokens_details"), get("completion_tokens_details")
+    else:
+        given, output = get("input_tokens"), get("output_tokens")
+        if not ((type(given) is int and given >= 0) or (type(output) is int and output >= 0)):
+            return None
+        inner, outer = get("input_tokens_details"), get("output_tokens_details")
+    given = given if type(given) is int and given >= 0 else 0
+    output = output if type(output) is int and output >= 0 else 0
+    inner = inner if isinstance(inner, dict) else _NO_DETAILS
+    cached = inner.get("cached_tokens")
+    if chat and not (type(cached) is int and cached >= 0):
+        cached = get("prompt_cache_hit_tokens")
+    written = inner.get("cache_write_tokens")
+    reasoning = outer.get("reasoning_tokens") if isinstance(outer, dict) else None
+    return _openai(
+        given,
+        output,
+        cached if type(cached) is int and cached >= 0 else 0,
+        written if type(written) is int and written >= 0 else 0,
+        reasoning if type(reasoning) is int and reasoning >= 0 else 0,
+    )
+
+
+_NO_DETAILS: dict[str, Any] = {}
 
 
 def _detail(usage: Mapping[str, Any], details: str, key: str) -> int:
@@ -146,44 +178,7 @@ def _openai(given: int, output: int, cached: int, written: int, reasoning: int) 
     """OpenAI's input includes the cache reads and writes, its output the reasoning: the
     parts are kept within their totals (a hostile upstream cannot make the cost grow)."""
     cached = min(cached, given)
-    return Usage(
-        input_tokens=given,
-        output_tokens=output,
-        cached_input_tokens=cached,
-        cache_creation_tokens=min(written, given - cached),
-        reasoning_tokens=min(reasoning, output),
-    )
-
-
-def _openai_chat(usage: Mapping[str, Any]) -> Usage | None:
-    prompt = int_field(usage, "prompt_tokens")
-    completion = int_field(usage, "completion_tokens")
-    if prompt is None and completion is None:
-        return None
-    cached = int_field(map_field(usage, "prompt_tokens_details"), "cached_tokens")
-    if cached is None:  # DeepSeek reports its cache hits beside prompt_tokens
-        cached = int_field(usage, "prompt_cache_hit_tokens")
-    return _openai(
-        prompt or 0,
-        completion or 0,
-        cached or 0,
-        _detail(usage, "prompt_tokens_details", "cache_write_tokens"),
-        _detail(usage, "completion_tokens_details", "reasoning_tokens"),
-    )
-
-
-def _openai_responses(usage: Mapping[str, Any]) -> Usage | None:
-    given = int_field(usage, "input_tokens")
-    output = int_field(usage, "output_tokens")
-    if given is None and output is None:
-        return None
-    return _openai(
-        given or 0,
-        output or 0,
-        _detail(usage, "input_tokens_details", "cached_tokens"),
-        _detail(usage, "input_tokens_details", "cache_write_tokens"),
-        _detail(usage, "output_tokens_details", "reasoning_tokens"),
-    )
+    return Usage(given, output, cached, min(written, given - cached), min(reasoning, output))
 
 
 def anthropic_usage(usage: Mapping[str, Any]) -> Usage | None:

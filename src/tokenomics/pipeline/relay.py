@@ -159,19 +159,20 @@ class _Relayed:
         if spans is None:
             events = [block] if last else split_events(block)
             spans = _spans_of_events(block, events, accounting.needs_meta, eager)
-        dropped: list[Span] = []
+        strip, kept, at = self._strip, [], 0  # what goes out: the block but usage-only chunks
         for start, end in spans:
             fields = event_fields(block[start:end])
-            payload = accounting.feed_data(*fields) if fields is not None else None
-            if self._strip and _usage_only(payload):
-                dropped.append((start, end))
+            if fields is not None:
+                payload = accounting.feed_data(*fields)
+                if strip and _usage_only(payload):
+                    kept.append(block[at:start])
+                    at = end
         if not eager:
             accounting.keep(block)
-        if not dropped:
+        if not at:
             return block
-        starts = [0, *(end for _, end in dropped)]
-        ends = [*(start for start, _ in dropped), len(block)]
-        return b"".join(block[start:end] for start, end in zip(starts, ends, strict=True))
+        kept.append(block[at:])
+        return b"".join(kept)
 
 
 class _Guarded:
