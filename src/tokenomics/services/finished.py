@@ -119,52 +119,29 @@ def sent_body(ex: Exchange) -> bytes:
 
 
 def from_exchange(ex: Exchange, duration_ms: int, now: datetime | None = None) -> Finished:
-    request, settled = ex.request, ex.settled
+    """The record of `ex`, built on its task once it settled (its fields in `Finished`'s
+    order: a keyword call of 35 costs ~2x a positional one, once per request)."""
+    request, settled, reply, policy = ex.request, ex.settled, ex.reply, ex.policy
     request_headers, request_type = _headers(request.raw_headers)
     sent = sent_body(ex) if ex.upstream is not None and ex.capture else b""
-    reply = ex.reply
     response_headers, response_type = _headers(reply.headers) if reply is not None else ((), "")
-    policy = ex.policy
-    memory = policy.memory if policy is not None and policy.memory.enabled else None
-    body = reply.body if reply is not None and reply.stream is None else b""
-    captured = ex.sent  # closed by the consumers that read it (`StreamCapture`)
-    return Finished(
-        recorded_at=now or datetime.now(UTC),
-        started_at=request.started_at,
-        duration_ms=duration_ms,
-        client_request_id=request.client_request_id,
-        method=request.method,
-        path=ex.path,
-        token_hash=ex.token_hash,
-        model=ex.attempt_model or ex.model,
-        provider=ex.target.provider_name if ex.target else "",
-        status=ex.status,
-        stream=ex.stream or bool(reply is not None and reply.stream is not None),
-        error=ex.error,
-        usage=settled.usage,
-        meta=ex.meta or ResponseMeta(),
-        cost_usd=settled.cost_usd,
-        retry_count=ex.retry_count,
-        fallback_model=ex.fallback_model,
-        rule_matches=tuple(ex.rule_matches),
-        metadata=dict(ex.metadata),
-        memory=memory,
-        forwarded=ex.upstream is not None,
-        request_headers=request_headers,
-        request_content_type=request_type,
-        request_body=sent[:BODY_LIMIT],
-        request_bytes=len(sent),
-        response_headers=response_headers,
-        response_content_type=response_type,
-        response_body=body[:BODY_LIMIT],
-        response_stream=captured,
-        response_bytes=len(body) if reply is not None and reply.stream is None else ex.sent_bytes,
-        first_byte_ms=ex.first_byte_ms,
-        response_text=ex.relayed_text,
-        events=tuple(ex.events),
-        spend=settled.spend,
-        authenticated=ex.policy is not None,
+    body, buffered = (
+        (reply.body, True) if reply is not None and reply.stream is None else (b"", False)
     )
+    return Finished(
+        now or datetime.now(UTC), request.started_at, duration_ms, request.client_request_id,
+        request.method, ex.path, ex.token_hash, ex.attempt_model or ex.model,
+        ex.target.provider_name if ex.target else "", ex.status,
+        ex.stream or (reply is not None and not buffered), ex.error, settled.usage,
+        ex.meta or ResponseMeta(), settled.cost_usd, ex.retry_count, ex.fallback_model,
+        tuple(ex.rule_matches), dict(ex.metadata),
+        policy.memory if policy is not None and policy.memory.enabled else None,
+        ex.upstream is not None, request_headers, request_type, sent[:BODY_LIMIT], len(sent),
+        response_headers, response_type, body[:BODY_LIMIT],
+        ex.sent,  # what memory and events keep of a stream (they close it)
+        len(body) if buffered else ex.sent_bytes, ex.first_byte_ms, ex.relayed_text,
+        tuple(ex.events), settled.spend, policy is not None,
+    )  # fmt: skip
 
 
 def journal_line(f: Finished) -> bytes:
