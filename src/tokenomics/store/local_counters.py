@@ -106,10 +106,9 @@ class LocalCounters:
             else:
                 reservation.release()
             spend = self.budgets.settled(key)
-        if tokens:
-            self.limiter.record_tokens(key, limit, tokens)
-        if isinstance(slot, LocalSlot):
-            slot.permit.release()
+        permit = slot.permit if isinstance(slot, LocalSlot) else None
+        if tokens or permit is not None:  # the tokens and the slot at one reading of the clock
+            self.limiter.finish(key, limit, tokens, permit)
         return spend
 
     def health(self) -> CountersHealth:
