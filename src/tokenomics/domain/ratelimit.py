@@ -73,7 +73,8 @@ class _SlidingWindow:
         buckets = self._buckets
         if buckets and now - buckets[-1].first < self._grain:
             bucket = buckets[-1]
-            bucket.last = max(bucket.last, now)
+            if now > bucket.last:  # `max`, without the builtin's call (once per request)
+                bucket.last = now
             bucket.requests += requests
             bucket.tokens += tokens
         else:
@@ -270,7 +271,10 @@ class RateLimiter:
         now = self._clock()
         if now - self._last_collect >= self._collect_every:
             self.collect(self._idle_seconds)
-        state = self._state(key, now)
+        state = self._keys.get(key)  # `_state`, written out: once per request
+        if state is None:
+            state = self._keys[key] = _KeyState(now)
+        state.last_seen = now
         if limit is not None:
             windows = state.windows_for(limit, now)
             _check(state, limit, now)
