@@ -153,9 +153,17 @@ def parse_window(value: str) -> timedelta:
     return delta
 
 
+# Expiry timestamps already read (a token's, on each of its requests), None: unreadable.
+_EXPIRIES: dict[str, datetime | None] = {}
+EXPIRIES_LIMIT = 1024
+
+
 def is_expired(expires_at: str | None, now: datetime) -> bool:
     """Valid while now <= expires_at. An unreadable timestamp counts as expired (fail closed)."""
     if not expires_at:
         return False
-    moment = parse_rfc3339(expires_at)
+    if expires_at in _EXPIRIES:
+        moment = _EXPIRIES[expires_at]
+    else:
+        moment = remember(_EXPIRIES, expires_at, parse_rfc3339(expires_at), EXPIRIES_LIMIT)
     return moment is None or now > moment

@@ -50,8 +50,9 @@ def _credential(ex: Exchange) -> str:
     key = next((v for k, v in pairs if k == "key"), "")
     if any(k == "key" for k, _ in pairs):
         ex.query = urlencode([(k, v) for k, v in pairs if k != "key"])
+    headers = ex.request.headers
     for name in ("x-api-key", "authorization", "api-key", "x-goog-api-key"):
-        value = ex.request.headers.get(name, "")
+        value = headers.get(name, "")
         if value:
             return value.removeprefix("Bearer ") if name == "authorization" else value
     return key
@@ -61,7 +62,7 @@ def authenticate(ex: Exchange, deps: Deps) -> None:
     headers = ex.request.headers
     openclaw = (
         {key: v for h, key in OPENCLAW_HEADERS.items() if (v := headers.get(h, ""))}
-        if OPENCLAW_HEADERS.keys() & headers.keys()  # one C pass; rarely any
+        if not headers.keys().isdisjoint(OPENCLAW_HEADERS)  # one C pass, no set; rarely any
         else {}
     )
     ex.metadata = openclaw  # also on rejected requests
