@@ -2,6 +2,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
+from tokenomics.domain import durations
 from tokenomics.domain.durations import (
     format_rfc3339,
     format_rfc3339_ms,
@@ -115,3 +116,14 @@ def test_moments_of_one_second_keep_their_own_fraction_and_the_next_second_its_o
         moment = start + timedelta(microseconds=micros)
         assert format_rfc3339_nano(moment) == _reference(moment, "microseconds") + "000Z"
         assert format_rfc3339_ms(moment) == _reference(moment, "milliseconds") + "Z"
+
+
+def test_an_expiry_read_once_answers_the_same_and_the_memo_stays_bounded() -> None:
+    moment = "2026-02-28T12:30:45Z"
+    for _ in range(2):  # the second time from the memo
+        assert not is_expired(moment, datetime(2026, 2, 28, 12, 30, 45, tzinfo=UTC))
+        assert is_expired(moment, datetime(2026, 2, 28, 12, 30, 45, 1, tzinfo=UTC))
+        assert is_expired("2026-02-30T00:00:00Z", NOW)  # unreadable: expired
+    for day in range(durations.EXPIRIES_LIMIT + 10):
+        assert not is_expired(f"2099-01-01T00:00:{day % 60:02d}.{day}Z", NOW)
+    assert len(durations._EXPIRIES) <= durations.EXPIRIES_LIMIT

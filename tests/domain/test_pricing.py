@@ -1,10 +1,13 @@
-"""Prices, lenient model-name lookup and cost in USD (hand-computed)."""
+"""Prices, lenient model-name lookup and cost in USD (hand-computed, and against the formula
+as first written on generated usage)."""
 
 from __future__ import annotations
 
 import math
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tokenomics.domain.pricing import Price, PriceTable, cost_usd
 from tokenomics.domain.usage import Usage
@@ -173,3 +176,32 @@ def test_table_is_case_insensitive_and_sized() -> None:
     assert "COMMAND-R" in TABLE
     assert len(TABLE) == 11
     assert "command-r" in list(TABLE)
+
+
+def reference_cost(usage: Usage, price: Price | None) -> float | None:
+    """The formula as first written (`max`, `total_tokens`): the cheaper one gives the same."""
+    if usage.total_tokens == 0:
+        return 0.0
+    if price is None:
+        return None
+    cached, written = usage.cached_input_tokens, usage.cache_creation_tokens
+    uncached = max(usage.input_tokens - cached - written, 0)
+    micro = (
+        uncached * price.input
+        + cached * price.cached_input
+        + written * price.cache_write
+        + usage.output_tokens * price.output
+    )
+    return round(micro / 1_000_000, 10)
+
+
+COUNT = st.integers(0, 3) | st.integers(0, 10**9)
+RATE = st.floats(0, 1000)
+
+
+@given(
+    usage=st.builds(Usage, COUNT, COUNT, COUNT, COUNT, COUNT, st.booleans()),
+    price=st.none() | st.builds(Price, RATE, RATE, st.none() | RATE, st.none() | RATE),
+)
+def test_the_cost_is_the_reference_formulas(usage: Usage, price: Price | None) -> None:
+    assert cost_usd(usage, price) == reference_cost(usage, price)

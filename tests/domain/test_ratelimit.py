@@ -381,3 +381,22 @@ def test_permit_is_a_context_manager(limiter: RateLimiter) -> None:
 @pytest.fixture
 def autojump_clock() -> trio.testing.MockClock:
     return trio.testing.MockClock(autojump_threshold=0)
+
+
+def test_finish_records_the_tokens_and_releases_the_slot_at_one_reading_of_the_clock() -> None:
+    readings: list[float] = []
+
+    def clock() -> float:
+        readings.append(100.0 + len(readings))
+        return readings[-1]
+
+    limiter = RateLimiter(clock)
+    rate = limit(max_parallel=1, rules=[{"tokens": 10, "window": "1m"}])
+    permit = limiter.acquire("k", rate)
+    before = len(readings)
+    limiter.finish("k", rate, 10, permit)
+    assert len(readings) == before + 1
+    with pytest.raises(RateLimited, match="10 tokens"):  # the tokens count, the slot is free
+        limiter.acquire("k", rate)
+    limiter.finish("k", rate, 0, permit)  # released once only
+    assert limiter.statistics().in_flight == 0

@@ -113,15 +113,16 @@ def _name_forms(name: str) -> list[str]:
 def cost_usd(usage: Usage, price: Price | None) -> float | None:
     """Cost of `usage` at `price` in USD (10 decimals); None when the price is unknown and
     tokens were used (a request that used none costs nothing, priced or not)."""
-    if usage.total_tokens == 0:
+    inputs = usage.input_tokens
+    if inputs + usage.output_tokens == 0:  # `total_tokens`, without the property's call
         return 0.0
     if price is None:
         return None
     cached = usage.cached_input_tokens
     written = usage.cache_creation_tokens
-    uncached = max(usage.input_tokens - cached - written, 0)
+    uncached = inputs - cached - written
     micro = (
-        uncached * price.input
+        (uncached if uncached > 0 else 0) * price.input
         + cached * price.cached_input
         + written * price.cache_write
         + usage.output_tokens * price.output

@@ -73,7 +73,8 @@ class _SlidingWindow:
         buckets = self._buckets
         if buckets and now - buckets[-1].first < self._grain:
             bucket = buckets[-1]
-            bucket.last = max(bucket.last, now)
+            if now > bucket.last:  # `max`, without the builtin's call (once per request)
+                bucket.last = now
             bucket.requests += requests
             bucket.tokens += tokens
         else:
@@ -146,19 +147,20 @@ def _new_window(strategy: str, length: float) -> _Window:
 
 
 class _KeyState:
-    __slots__ = ("_limit", "in_flight", "last_seen", "rule_windows", "windows")
+    __slots__ = ("_limit", "in_flight", "last_seen", "rule_windows", "window_list", "windows")
 
     def __init__(self, now: float) -> None:
         self.in_flight = 0
         self.last_seen = now
         self.windows: dict[_WindowKey, _Window] = {}
+        self.window_list: tuple[_Window, ...] = ()  # `windows`' values, iterated per request
         self.rule_windows: list[_Window] = []  # the window of each rule of `_limit`, in order
         self._limit: RateLimit | None = None
 
-    def windows_for(self, limit: RateLimit, now: float) -> dict[_WindowKey, _Window]:
+    def windows_for(self, limit: RateLimit, now: float) -> tuple[_Window, ...]:
         """The windows `limit` needs, advanced to `now`; windows no rule uses are dropped.
 
-        The mapping is rebuilt only when another `RateLimit` object comes (a policy edit)."""
+        They are chosen again only when another `RateLimit` object comes (a policy edit)."""
         if limit is not self._limit:
             wanted: dict[_WindowKey, _Window] = {}
             per_rule: list[_Window] = []
@@ -170,9 +172,10 @@ class _KeyState:
                 wanted[key] = window
                 per_rule.append(window)
             self.windows, self.rule_windows, self._limit = wanted, per_rule, limit
-        for window in self.windows.values():
+            self.window_list = tuple(wanted.values())
+        for window in self.window_list:
             window.advance(now)
-        return self.windows
+        return self.window_list
 
     def idle(self, now: float, idle_seconds: float) -> bool:
         if self.in_flight or now - self.last_seen < idle_seconds:
@@ -190,12 +193,14 @@ class Permit:
         self._clock = clock
         self._released = False
 
-    def release(self) -> None:
+    def release(self, now: float | None = None) -> None:
+        """Give the slot back, `now` (the clock's time, read again when not given)."""
         if self._released:
             return
         self._released = True
-        self._state.in_flight -= 1
-        self._state.last_seen = self._clock()
+        state = self._state
+        state.in_flight -= 1
+        state.last_seen = self._clock() if now is None else now
 
     def __enter__(self) -> Permit:
         return self
@@ -266,11 +271,14 @@ class RateLimiter:
         now = self._clock()
         if now - self._last_collect >= self._collect_every:
             self.collect(self._idle_seconds)
-        state = self._state(key, now)
+        state = self._keys.get(key)  # `_state`, written out: once per request
+        if state is None:
+            state = self._keys[key] = _KeyState(now)
+        state.last_seen = now
         if limit is not None:
             windows = state.windows_for(limit, now)
             _check(state, limit, now)
-            for window in windows.values():
+            for window in windows:
                 window.add(now, 1, 0)
         state.in_flight += 1
         return Permit(state, self._clock)
@@ -279,8 +287,19 @@ class RateLimiter:
         """Add actual usage (input at acceptance, output after the response) to the windows."""
         if limit is None or not limit.rules or tokens <= 0:
             return
+        self._add_tokens(key, limit, tokens, self._clock())
+
+    def finish(self, key: str, limit: RateLimit | None, tokens: int, permit: Permit | None) -> None:
+        """A request's end: `record_tokens`, then its `permit` released, at one reading of the
+        clock (both at once; a reading costs more than either's sums)."""
         now = self._clock()
-        for window in self._state(key, now).windows_for(limit, now).values():
+        if limit is not None and limit.rules and tokens > 0:
+            self._add_tokens(key, limit, tokens, now)
+        if permit is not None:
+            permit.release(now)
+
+    def _add_tokens(self, key: str, limit: RateLimit, tokens: int, now: float) -> None:
+        for window in self._state(key, now).windows_for(limit, now):
             window.add(now, 0, tokens)
 
     def collect(self, idle_seconds: float) -> int:

@@ -50,8 +50,9 @@ def _credential(ex: Exchange) -> str:
     key = next((v for k, v in pairs if k == "key"), "")
     if any(k == "key" for k, _ in pairs):
         ex.query = urlencode([(k, v) for k, v in pairs if k != "key"])
+    headers = ex.request.headers
     for name in ("x-api-key", "authorization", "api-key", "x-goog-api-key"):
-        value = ex.request.headers.get(name, "")
+        value = headers.get(name, "")
         if value:
             return value.removeprefix("Bearer ") if name == "authorization" else value
     return key
@@ -61,7 +62,7 @@ def authenticate(ex: Exchange, deps: Deps) -> None:
     headers = ex.request.headers
     openclaw = (
         {key: v for h, key in OPENCLAW_HEADERS.items() if (v := headers.get(h, ""))}
-        if OPENCLAW_HEADERS.keys() & headers.keys()  # one C pass; rarely any
+        if not headers.keys().isdisjoint(OPENCLAW_HEADERS)  # one C pass, no set; rarely any
         else {}
     )
     ex.metadata = openclaw  # also on rejected requests
@@ -150,17 +151,33 @@ def resolve(ex: Exchange, deps: Deps) -> None:
     ex.resolved = ex.target.resolved
 
 
-async def check_rate_limit(ex: Exchange, deps: Deps) -> None:
+def check_rate_limit(ex: Exchange, deps: Deps) -> Awaitable[None] | None:
     """Rate limits and `max_parallel`; left for `reserve_budget` when the backend can do both
-    in one round trip (`pipeline.admission`)."""
-    if not admission.defer(ex, counters(deps), enforced(ex, "budgeted")):
-        await _acquire(ex, deps)
+    in one round trip (`pipeline.admission`). None when done without waiting."""
+    if admission.defer(ex, counters(deps), enforced(ex, "budgeted")):
+        return None
+    return _acquire(ex, deps)
 
 
-async def _acquire(ex: Exchange, deps: Deps) -> None:
+def _acquire(ex: Exchange, deps: Deps) -> Awaitable[None] | None:
+    """The slot and the request's count in the rate windows: at once from the in-process
+    counters (no coroutine per request), else what is left to await."""
+    assert ex.policy is not None
+    backend = counters(deps)
+    if not isinstance(backend, LocalCounters):
+        return _acquire_waiting(ex, backend)
+    try:
+        ex.permit = backend.acquire_now(ex.token_hash, ex.policy.rate_limit)
+    except RateLimited as exc:
+        ex.events.append(("rate.exceeded", _event_data(ex, error=exc.message)))
+        raise
+    return None
+
+
+async def _acquire_waiting(ex: Exchange, backend: Counters) -> None:
     assert ex.policy is not None
     try:
-        ex.permit = await counters(deps).acquire(ex.token_hash, ex.policy.rate_limit)
+        ex.permit = await backend.acquire(ex.token_hash, ex.policy.rate_limit)
     except RateLimited as exc:
         ex.events.append(("rate.exceeded", _event_data(ex, error=exc.message)))
         raise
@@ -172,7 +189,9 @@ async def undefer(ex: Exchange, deps: Deps, error: TokenomicsError) -> Tokenomic
     if ex.deferred_rate is None:
         return error
     try:
-        await _acquire(ex, deps)
+        step = _acquire(ex, deps)
+        if step is not None:
+            await step
     except TokenomicsError as exc:
         admission.restore(ex)  # the event of a refusal goes too: recorded again just below
         if isinstance(exc, RateLimited):
@@ -235,7 +254,7 @@ def input_bound(ex: Exchange, deps: Deps) -> int:
     return 3 + bound_texts(adapter.texts(ex.body))
 
 
-async def reserve_budget(ex: Exchange, deps: Deps) -> None:
+def reserve_budget(ex: Exchange, deps: Deps) -> Awaitable[None] | None:
     """Check and reserve in one step (D14); estimates are made only when a limit needs them.
 
     The reservation holds the input estimate and the request's output cap (its own, else
@@ -245,23 +264,39 @@ async def reserve_budget(ex: Exchange, deps: Deps) -> None:
     from its limit is admitted without counting; only when the bound is refused is the
     estimate counted and asked for, and a refusal then is the estimate's, with its numbers.
     A rate limit deferred into this step (one-step admission) is asked with both, the bound's
-    refusal taking nothing (`Counters.admit`'s `bound`): the request is counted once."""
+    refusal taking nothing (`Counters.admit`'s `bound`): the request is counted once.
+    None when done without waiting (the in-process counters, the bound admitted)."""
     assert ex.resolved is not None
     budgeted = enforced(ex, "budgeted")
     max_tokens = ex.resolved.max_tokens if budgeted else 0
     max_cost = ex.resolved.max_cost_usd if budgeted else 0.0
     if not (max_tokens > 0 or max_cost > 0):
-        await _reserve(ex, deps, Ask(max_tokens, max_cost, ex.input_estimate, 0.0))
-        return
+        return _reserve(ex, deps, Ask(max_tokens, max_cost, ex.input_estimate, 0.0))
     ask = _asker(ex, deps, max_tokens, max_cost)
     try:
-        await _reserve(ex, deps, ask(input_bound(ex, deps)), bound=True)
-        return
+        step = _reserve(ex, deps, ask(input_bound(ex, deps)), bound=True)
     except BudgetExceeded:
-        pass
+        return _reserve_estimate(ex, deps, ask)
+    return None if step is None else _bound_or_estimate(ex, deps, ask, step)
+
+
+async def _bound_or_estimate(
+    ex: Exchange, deps: Deps, ask: Callable[[int], Ask], step: Awaitable[None]
+) -> None:
+    """The reservation at the bound, from a backend that waits; refused, the estimate's."""
+    try:
+        await step
+    except BudgetExceeded:
+        await _reserve_estimate(ex, deps, ask)
+
+
+async def _reserve_estimate(ex: Exchange, deps: Deps, ask: Callable[[int], Ask]) -> None:
+    """The bound was refused: the input counted (its vocabulary off the event loop), asked."""
     ex.input_estimate = await exact_input(ex, deps)
     try:
-        await _reserve(ex, deps, ask(ex.input_estimate))
+        step = _reserve(ex, deps, ask(ex.input_estimate))
+        if step is not None:
+            await step
     except BudgetExceeded as exc:
         fields = {"used": exc.used, "input": exc.requested, "limit": exc.limit}
         ex.events.append(("budget.exceeded", _event_data(ex, **fields)))
@@ -295,11 +330,20 @@ def _asker(ex: Exchange, deps: Deps, max_tokens: int, max_cost: float) -> Callab
     return ask
 
 
-async def _reserve(ex: Exchange, deps: Deps, ask: Ask, *, bound: bool = False) -> None:
-    if ex.deferred_rate is None:
-        ex.reservation = await counters(deps).reserve(ex.token_hash, ask)
-    else:
-        await _admit(ex, deps, ask, bound)
+def _reserve(ex: Exchange, deps: Deps, ask: Ask, *, bound: bool = False) -> Awaitable[None] | None:
+    """The reservation: at once from the in-process counters (no coroutine per request), else
+    what is left to await; with the deferred rate limit when there is one (`_admit`)."""
+    if ex.deferred_rate is not None:
+        return _admit(ex, deps, ask, bound)
+    backend = counters(deps)
+    if isinstance(backend, LocalCounters):
+        ex.reservation = backend.reserve_now(ex.token_hash, ask)
+        return None
+    return _reserve_waiting(ex, backend, ask)
+
+
+async def _reserve_waiting(ex: Exchange, backend: Counters, ask: Ask) -> None:
+    ex.reservation = await backend.reserve(ex.token_hash, ask)
 
 
 async def _admit(ex: Exchange, deps: Deps, ask: Ask, bound: bool) -> None:
@@ -333,7 +377,9 @@ def counters(deps: Deps) -> Counters:
 
 # On the request's head alone, before any body byte is read (`run.admit`).
 HEAD_STAGES: tuple[Callable[[Exchange, Deps], None], ...] = (check_framing, authenticate)
-# Some are coroutines (those that reach the counters backend): `run.run_pipeline` awaits them.
+# Those that reach the counters backend return what is left to await, None when they finished
+# without waiting (the in-process counters: no coroutine per request); `run.run_pipeline`
+# awaits it.
 STAGES: tuple[Callable[[Exchange, Deps], Awaitable[None] | None], ...] = (
     parse_request,
     resolve,

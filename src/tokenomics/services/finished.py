@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from tokenomics.domain.ledger import Entry, EntryValues, request_entry
+from tokenomics.domain.durations import format_rfc3339_nano
 from tokenomics.domain.memo import remember
 from tokenomics.domain.usage import ResponseMeta, Usage
 from tokenomics.pipeline.exchange import BODY_LIMIT
@@ -25,6 +25,7 @@ from tokenomics.services.capture import is_sensitive
 
 if TYPE_CHECKING:
     from tokenomics.domain.budget import Spend
+    from tokenomics.domain.ledger import Entry
     from tokenomics.domain.policy import MemoryPolicy
     from tokenomics.pipeline.exchange import Exchange
     from tokenomics.pipeline.stream_capture import StreamCapture
@@ -118,77 +119,100 @@ def sent_body(ex: Exchange) -> bytes:
 
 
 def from_exchange(ex: Exchange, duration_ms: int, now: datetime | None = None) -> Finished:
-    request, settled = ex.request, ex.settled
+    """The record of `ex`, built on its task once it settled (its fields in `Finished`'s
+    order: a keyword call of 35 costs ~2x a positional one, once per request)."""
+    request, settled, reply, policy = ex.request, ex.settled, ex.reply, ex.policy
     request_headers, request_type = _headers(request.raw_headers)
     sent = sent_body(ex) if ex.upstream is not None and ex.capture else b""
-    reply = ex.reply
     response_headers, response_type = _headers(reply.headers) if reply is not None else ((), "")
-    policy = ex.policy
-    memory = policy.memory if policy is not None and policy.memory.enabled else None
-    body = reply.body if reply is not None and reply.stream is None else b""
-    captured = ex.sent  # closed by the consumers that read it (`StreamCapture`)
-    return Finished(
-        recorded_at=now or datetime.now(UTC),
-        started_at=request.started_at,
-        duration_ms=duration_ms,
-        client_request_id=request.client_request_id,
-        method=request.method,
-        path=ex.path,
-        token_hash=ex.token_hash,
-        model=ex.attempt_model or ex.model,
-        provider=ex.target.provider_name if ex.target else "",
-        status=ex.status,
-        stream=ex.stream or bool(reply is not None and reply.stream is not None),
-        error=ex.error,
-        usage=settled.usage,
-        meta=ex.meta or ResponseMeta(),
-        cost_usd=settled.cost_usd,
-        retry_count=ex.retry_count,
-        fallback_model=ex.fallback_model,
-        rule_matches=tuple(ex.rule_matches),
-        metadata=dict(ex.metadata),
-        memory=memory,
-        forwarded=ex.upstream is not None,
-        request_headers=request_headers,
-        request_content_type=request_type,
-        request_body=sent[:BODY_LIMIT],
-        request_bytes=len(sent),
-        response_headers=response_headers,
-        response_content_type=response_type,
-        response_body=body[:BODY_LIMIT],
-        response_stream=captured,
-        response_bytes=len(body) if reply is not None and reply.stream is None else ex.sent_bytes,
-        first_byte_ms=ex.first_byte_ms,
-        response_text=ex.relayed_text,
-        events=tuple(ex.events),
-        spend=settled.spend,
-        authenticated=ex.policy is not None,
+    body, buffered = (
+        (reply.body, True) if reply is not None and reply.stream is None else (b"", False)
     )
-
-
-def ledger_entry(f: Finished) -> Entry:
-    """The session ledger's RequestEntry of a finished exchange (its values in `EntryValues`'
-    order: a keyword call of 20 costs twice a positional one, once per request)."""
-    usage, meta = f.usage, f.meta
-    return request_entry(
-        EntryValues(
-            f.recorded_at, f.token_hash, f.model, f.provider, usage.input_tokens,
-            usage.output_tokens, f.duration_ms, f.status, f.cost_usd, f.stream, f.error,
-            meta.upstream_id, meta.upstream_request_id, f.retry_count, f.fallback_model,
-            f.rule_matches, f.metadata, _provider_meta(usage, meta), usage.estimated, f.path,
-        )
+    return Finished(
+        now or datetime.now(UTC), request.started_at, duration_ms, request.client_request_id,
+        request.method, ex.path, ex.token_hash, ex.attempt_model or ex.model,
+        ex.target.provider_name if ex.target else "", ex.status,
+        ex.stream or (reply is not None and not buffered), ex.error, settled.usage,
+        ex.meta or ResponseMeta(), settled.cost_usd, ex.retry_count, ex.fallback_model,
+        tuple(ex.rule_matches), dict(ex.metadata),
+        policy.memory if policy is not None and policy.memory.enabled else None,
+        ex.upstream is not None, request_headers, request_type, sent[:BODY_LIMIT], len(sent),
+        response_headers, response_type, body[:BODY_LIMIT],
+        ex.sent,  # what memory and events keep of a stream (they close it)
+        len(body) if buffered else ex.sent_bytes, ex.first_byte_ms, ex.relayed_text,
+        tuple(ex.events), settled.spend, policy is not None,
     )  # fmt: skip
 
 
-def _provider_meta(usage: Usage, meta: ResponseMeta) -> dict[str, Any]:
-    """The entry's `provider_meta`: the figures the provider reported, those that are set."""
-    return {
-        "cached_input_tokens": usage.cached_input_tokens,
-        "cache_creation_tokens": usage.cache_creation_tokens,
-        "reasoning_tokens": usage.reasoning_tokens,
-        "actual_model": meta.actual_model,
-        "finish_reason": meta.finish_reason,
-        "rate_limit_remaining_requests": meta.rate_limit_remaining_requests,
-        "rate_limit_remaining_tokens": meta.rate_limit_remaining_tokens,
-        "rate_limit_reset": meta.rate_limit_reset,
+def journal_line(f: Finished) -> bytes:
+    """The session journal's line of a finished exchange: `{"request": RequestEntry, "spend":
+    {...}}` plus a newline, the entry as `domain.ledger.request_entry` makes it (the schema's
+    key order, optional keys only when set; a test pins the two to the same bytes). Built in
+    one pass from the record, once per request before its reply's last byte: no `EntryValues`,
+    no `provider_meta` of unset figures to filter (~30% of the journal's cost)."""
+    usage, meta = f.usage, f.meta
+    cost = f.cost_usd
+    if cost is None and not usage.input_tokens + usage.output_tokens > 0:
+        cost = 0.0  # a request that consumed nothing costs nothing, priced or not
+    entry: Entry = {
+        "timestamp": format_rfc3339_nano(f.recorded_at),
+        "token_hash": f.token_hash,
+        "model": f.model,
+        "provider": f.provider,
+        "input_tokens": usage.input_tokens,
+        "output_tokens": usage.output_tokens,
+        "duration_ms": f.duration_ms,
+        "status_code": f.status,
+        "cost_usd": cost,
     }
+    if f.path:
+        entry["path"] = f.path
+    if f.stream:
+        entry["stream"] = f.stream
+    if f.error:
+        entry["error"] = f.error
+    if meta.upstream_id:
+        entry["upstream_id"] = meta.upstream_id
+    if meta.upstream_request_id:
+        entry["upstream_request_id"] = meta.upstream_request_id
+    if f.retry_count:
+        entry["retry_count"] = f.retry_count
+    if f.fallback_model:
+        entry["fallback_model"] = f.fallback_model
+    if f.rule_matches:
+        entry["rule_matches"] = [dict(m) for m in f.rule_matches]
+    if f.metadata and (metadata := {k: s for k, s in f.metadata.items() if s}):
+        entry["metadata"] = metadata
+    if provider_meta := _provider_meta(usage, meta):
+        entry["provider_meta"] = provider_meta
+    if cost is None:
+        entry["unpriced"] = True
+    if usage.estimated:
+        entry["estimated"] = usage.estimated
+    record: Entry = {"request": entry}
+    if (spend := f.spend) is not None:
+        record["spend"] = {"tokens": spend.tokens, "cost_usd": spend.cost_usd}
+    return orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)  # no copy to add the "\n"
+
+
+def _provider_meta(usage: Usage, meta: ResponseMeta) -> dict[str, Any]:
+    """The entry's `provider_meta`: the figures the provider reported, those that are set (an
+    int, str or None field is set when true, as `request_entry`'s `not in (None, "", 0)`)."""
+    found: dict[str, Any] = {}
+    if usage.cached_input_tokens:
+        found["cached_input_tokens"] = usage.cached_input_tokens
+    if usage.cache_creation_tokens:
+        found["cache_creation_tokens"] = usage.cache_creation_tokens
+    if usage.reasoning_tokens:
+        found["reasoning_tokens"] = usage.reasoning_tokens
+    if meta.actual_model:
+        found["actual_model"] = meta.actual_model
+    if meta.finish_reason:
+        found["finish_reason"] = meta.finish_reason
+    if meta.rate_limit_remaining_requests:
+        found["rate_limit_remaining_requests"] = meta.rate_limit_remaining_requests
+    if meta.rate_limit_remaining_tokens:
+        found["rate_limit_remaining_tokens"] = meta.rate_limit_remaining_tokens
+    if meta.rate_limit_reset:
+        found["rate_limit_reset"] = meta.rate_limit_reset
+    return found

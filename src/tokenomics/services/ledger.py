@@ -35,7 +35,7 @@ import trio.lowlevel
 from tokenomics.config.private_files import write_atomic
 from tokenomics.domain.durations import format_rfc3339
 from tokenomics.services import git_context
-from tokenomics.services.finished import ledger_entry
+from tokenomics.services.finished import journal_line
 from tokenomics.services.ledger_files import (
     JOURNAL,
     SESSION,
@@ -47,7 +47,6 @@ from tokenomics.services.ledger_files import (
     ensure_dir,
     events_line,
     read_journal,
-    records_line,
     recover_all,
     session_bytes,
 )
@@ -187,7 +186,7 @@ class Ledger:
             logger.warning("request finished after the session ledger closed; not recorded")
             return
         if self.journaling:
-            self._pending.append(records_line(ledger_entry(f), f.spend))
+            self._pending.append(journal_line(f))
             if not self._failing:
                 self._append_pending()
 

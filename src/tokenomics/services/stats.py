@@ -14,6 +14,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from tokenomics.domain.memo import remember
+
 if TYPE_CHECKING:
     from collections.abc import Callable
 
@@ -22,6 +24,7 @@ if TYPE_CHECKING:
     from tokenomics.services.otlp import OtlpStatistics
 
 OTHER_MODEL = "other"
+LABELS_LIMIT = 1024  # model names whose label is remembered
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 
 
@@ -33,17 +36,6 @@ class _Tally:
     error_count: int = 0
     cost_usd: float = 0.0
     unpriced_count: int = 0  # requests whose model has no price: their cost is unknown, not 0
-
-    def add(self, inputs: int, outputs: int, error: bool, cost: float | None) -> None:
-        self.request_count += 1
-        self.input_tokens += inputs
-        self.output_tokens += outputs
-        # Added as bools (True counts 1): four tallies per request, no `int()` calls.
-        self.error_count += error
-        if cost is None:
-            self.unpriced_count += 1
-        else:
-            self.cost_usd += cost
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -63,6 +55,22 @@ class _TokenTally(_Tally):
     base_key_env: str = ""
     first_seen: str = ""
     last_seen: str = ""
+
+
+def _add(
+    tallies: tuple[_Tally, ...], inputs: int, outputs: int, error: bool, cost: float | None
+) -> None:
+    """One request added to each of `tallies` (written out once for all of them: a method call
+    per tally cost more than the sums)."""
+    for tally in tallies:
+        tally.request_count += 1
+        tally.input_tokens += inputs
+        tally.output_tokens += outputs
+        tally.error_count += error  # a bool counts 1: no `int()` call
+        if cost is None:
+            tally.unpriced_count += 1
+        else:
+            tally.cost_usd += cost
 
 
 @dataclass(slots=True)
@@ -85,6 +93,17 @@ class _Histogram:
         return out
 
 
+class _Cell:
+    __slots__ = ("latency", "tallies", "token")
+
+    def __init__(
+        self, tallies: tuple[_Tally, ...], latency: _Histogram, token: _TokenTally | None
+    ) -> None:
+        self.tallies = tallies
+        self.latency = latency
+        self.token = token
+
+
 _COUNTERS: tuple[tuple[str, str, Callable[[_Tally], list[tuple[str, object]]]], ...] = (
     ("tokenomics_requests_total", "Requests finished, by model, provider and status.",
      lambda t: [("", t.request_count)]),
@@ -103,9 +122,14 @@ def _escape(value: str) -> str:
 class Stats:
     """Counters fed by every finished exchange; read by `/stats`, `/metrics` and `status`."""
 
-    def __init__(self, known_model: Callable[[str], bool]) -> None:
-        """`known_model`: the model is in the price table (exact name, any case)."""
+    def __init__(
+        self, known_model: Callable[[str], bool], wall: Callable[[], float] = time.time
+    ) -> None:
+        """`known_model`: the model is in the price table (exact name, any case); its answers
+        never change (the table is fixed when the server starts): they are remembered. `wall`:
+        the time of day (`first_seen`, `last_seen`)."""
         self._known_model = known_model
+        self._wall = wall
         self.totals = _Tally()
         self.by_model_and_key: dict[tuple[str, str], _Tally] = defaultdict(_Tally)
         self.by_token: dict[str, _TokenTally] = {}
@@ -125,10 +149,13 @@ class Stats:
         self.otlp: Callable[[], OtlpStatistics] | None = None
         self._second = -1
         self._now = ""
+        # Each kind of request (label, provider, status, key env, token) and its tallies.
+        self._cells: dict[tuple[str, str, int, str, str], _Cell] = {}
+        self._labels: dict[str, str] = {}  # model name -> its price-table label ("": none)
 
     def _now_text(self) -> str:
         """The wall-clock time to the second (RFC 3339 UTC), formatted once per second."""
-        now = time.time()
+        now = self._wall()
         if int(now) != self._second:
             self._second = int(now)
             self._now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
@@ -136,32 +163,49 @@ class Stats:
 
     def record(self, ex: Exchange, seconds: float) -> None:
         settled = ex.settled
-        usage, cost = settled.usage, settled.cost_usd
-        inputs, outputs = usage.input_tokens, usage.output_tokens
-        error = ex.status >= 400 or bool(ex.error)
+        usage = settled.usage
+        status, target, policy = ex.status, ex.target, ex.policy
         model = ex.attempt_model or ex.model
-        provider = ex.target.provider_name if ex.target else ""
+        provider = target.provider_name if target is not None else ""
+        key_env = target.key_env if target else (policy.base_key_env if policy else "")
         label = self._model_label(ex, model)
-        self.by_route[(label, provider, ex.status)].add(inputs, outputs, error, cost)
-        self.latency[provider].observe(seconds)
-        if not ex.token_hash:
-            return  # unauthenticated: metrics only
-        key_env = ex.target.key_env if ex.target else (ex.policy.base_key_env if ex.policy else "")
-        self.totals.add(inputs, outputs, error, cost)
-        # Folded like the label: a client's made-up model names never grow the table.
-        self.by_model_and_key[(label, key_env)].add(inputs, outputs, error, cost)
-        now = self._now_text()
-        token = self.by_token.get(ex.hash16)
+        hash16 = ex.token_hash[:16]
+        key = (label, provider, status, key_env, hash16)
+        cell = self._cells.get(key)
+        if cell is None:
+            cell = self._cells[key] = self._cell(label, provider, status, key_env, hash16)
+        error = status >= 400 or bool(ex.error)
+        _add(cell.tallies, usage.input_tokens, usage.output_tokens, error, settled.cost_usd)
+        cell.latency.observe(seconds)
+        token = cell.token
+        if token is not None:
+            token.last_model, token.last_seen = model, self._now_text()
+
+    def _cell(self, label: str, provider: str, status: int, key_env: str, hash16: str) -> _Cell:
+        """The tallies a request of this kind adds to: its route's and its provider's latency;
+        when authenticated (`hash16`), also the totals, its model and key's, and its token's
+        (created with the token's first request, as its `first_seen`). The model is folded like
+        the `/metrics` label: a client's made-up model names never grow the tables."""
+        route, latency = self.by_route[(label, provider, status)], self.latency[provider]
+        if not hash16:
+            return _Cell((route,), latency, None)  # unauthenticated: metrics only
+        token = self.by_token.get(hash16)
         if token is None:
-            token = self.by_token[ex.hash16] = _TokenTally(base_key_env=key_env, first_seen=now)
-        token.add(inputs, outputs, error, cost)
-        token.last_model, token.last_seen = model, now
+            token = self.by_token[hash16] = _TokenTally(
+                base_key_env=key_env, first_seen=self._now_text()
+            )
+        tallies = (route, self.totals, self.by_model_and_key[(label, key_env)], token)
+        return _Cell(tallies, latency, token)
 
     def _model_label(self, ex: Exchange, model: str) -> str:
         if not model:
             return ""
-        if self._known_model(model):
-            return model.lower()
+        known = self._labels.get(model)  # the price table's name, "" when it has none
+        if known is None:
+            label = model.lower() if self._known_model(model) else ""
+            known = remember(self._labels, model, label, LABELS_LIMIT)
+        if known:
+            return known
         pinned = ex.resolved.model if ex.resolved is not None else ""
         return model if model == pinned else OTHER_MODEL
 

@@ -36,9 +36,17 @@ class LocalCounters:
         self.limiter = limiter
 
     async def acquire(self, key: str, limit: RateLimit | None) -> Claim:
-        return LocalSlot(key, self.limiter.acquire(key, limit))
+        return self.acquire_now(key, limit)
 
     async def reserve(self, key: str, ask: Ask) -> Claim:
+        return self.reserve_now(key, ask)
+
+    def acquire_now(self, key: str, limit: RateLimit | None) -> LocalSlot:
+        """`acquire` without a coroutine (the stages call it directly: `stages._acquire`)."""
+        return LocalSlot(key, self.limiter.acquire(key, limit))
+
+    def reserve_now(self, key: str, ask: Ask) -> Reservation:
+        """`reserve` without a coroutine (`stages._reserve`)."""
         return self.budgets.reserve(
             key,
             max_tokens=ask.max_tokens,
@@ -98,10 +106,9 @@ class LocalCounters:
             else:
                 reservation.release()
             spend = self.budgets.settled(key)
-        if tokens:
-            self.limiter.record_tokens(key, limit, tokens)
-        if isinstance(slot, LocalSlot):
-            slot.permit.release()
+        permit = slot.permit if isinstance(slot, LocalSlot) else None
+        if tokens or permit is not None:  # the tokens and the slot at one reading of the clock
+            self.limiter.finish(key, limit, tokens, permit)
         return spend
 
     def health(self) -> CountersHealth:
