@@ -10,10 +10,10 @@ from typing import Any
 
 import orjson
 import pytest
+from tests.support.ledger_entries import EntryValues, records_line, request_entry
 
-from tokenomics.domain.ledger import EntryValues, request_entry
 from tokenomics.services.admin.ledger_view import LedgerView
-from tokenomics.services.ledger_files import build_session, read_journal, records_line
+from tokenomics.services.ledger_files import build_session, read_journal
 
 T0 = datetime(2026, 12, 1, 12, tzinfo=UTC)
 

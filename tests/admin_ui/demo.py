@@ -12,8 +12,9 @@ import secrets
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from tests.support.ledger_entries import EntryValues, request_entry
+
 from tokenomics.config.prices import load_prices
-from tokenomics.domain.ledger import EntryValues, request_entry
 from tokenomics.domain.ledger_session import session_json
 from tokenomics.domain.pricing import PriceTable, cost_usd
 from tokenomics.domain.usage import Usage

@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.support.ledger_entries import EntryValues, records_line, request_entry
 
-from tokenomics.domain.ledger import EntryValues, request_entry
 from tokenomics.domain.ledger_session import session_json
-from tokenomics.services.ledger_files import Journal, records_line
+from tokenomics.services.ledger_files import Journal
 
 T0 = datetime(2026, 2, 25, 10, 30, 0, tzinfo=UTC)
 A, B = "a" * 64, "b" * 64

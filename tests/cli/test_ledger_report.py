@@ -15,14 +15,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.support.ledger_entries import EntryValues, request_entry
 
 from tokenomics.cli import ledger_report
 from tokenomics.cli.context import Context
 from tokenomics.cli.ledger_chart import bar, chart_rows
-from tokenomics.domain.ledger import EntryValues, request_entry
 from tokenomics.domain.ledger_session import session_json
 
 NOW = datetime.now(UTC).replace(microsecond=0)
+MIDNIGHT = NOW.replace(hour=0, minute=0, second=0)
+RECENT = NOW - min(timedelta(hours=2), (NOW - MIDNIGHT) / 2)  # today, whatever the hour
 A, B = "a" * 64, "b" * 64
 Cli = Callable[..., Any]
 
@@ -51,9 +53,10 @@ def write(data: Path, sid: str, started: datetime, branch: str, requests: list[d
 
 @pytest.fixture
 def data(home: Path) -> Path:
-    """Three days back, a day back and two hours back, on two branches and two repos."""
+    """Three days back, a day back and up to two hours back (today still, past midnight: the
+    tests group by day), on two branches and two repos."""
     data = home / ".tokenomics"
-    old, day, recent = NOW - timedelta(days=3), NOW - timedelta(days=1), NOW - timedelta(hours=2)
+    old, day, recent = NOW - timedelta(days=3), NOW - timedelta(days=1), RECENT
     write(data, "aaaa0001", old, "main", [entry(old, 0.5), entry(old, 0.25, token_hash=B)])
     write(data, "bbbb0002", day, "feature/x", [
         entry(day, 1.0, metadata={"agent_id": "claude"}),
@@ -91,7 +94,7 @@ def test_several_keys_group_in_order(cli: Cli, data: Path) -> None:
     assert [(g["day"], g["agent"]) for g in days] == [
         ((NOW - timedelta(days=3)).strftime("%Y-%m-%d"), ""),
         ((NOW - timedelta(days=1)).strftime("%Y-%m-%d"), "claude"),
-        ((NOW - timedelta(hours=2)).strftime("%Y-%m-%d"), ""),
+        (RECENT.strftime("%Y-%m-%d"), ""),
     ]
 
 

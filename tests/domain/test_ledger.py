@@ -8,8 +8,9 @@ from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
+from tests.support.ledger_entries import EntryValues, request_entry
 
-from tokenomics.domain.ledger import EntryValues, parse_time, request_entry, rollups
+from tokenomics.domain.ledger import parse_time, rollups
 from tokenomics.domain.ledger_session import format_duration, session_json, summary
 
 T0 = datetime(2026, 11, 27, 10, 30, 0, 123456, tzinfo=UTC)

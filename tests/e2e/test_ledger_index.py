@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from tests.e2e.test_ledger import CHAT, OPENAI, post
+from tests.support.ledger_entries import EntryValues, records_line, request_entry
 from tests.support.proxy import start_proxy
 
-from tokenomics.domain.ledger import EntryValues, parse_time, request_entry
-from tokenomics.services.ledger_files import Journal, records_line
+from tokenomics.domain.ledger import parse_time
+from tokenomics.services.ledger_files import Journal
 from tokenomics.store.db import Database
 from tokenomics.store.ledger_index import LedgerIndex
 from tokenomics.store.ledger_query import LedgerFilter

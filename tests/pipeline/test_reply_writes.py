@@ -173,7 +173,7 @@ async def test_a_whole_chunked_upstream_reply_goes_out_with_its_head_in_one_part
     async with start_proxy(tmp_path) as proxy, upstream(proxy, script) as token:
         recorder = Recorder(proxy)
         await serve(proxy, token, recorder)
-    assert [m["type"] for m in recorder.messages][0] == "http.response.start"
+    assert recorder.messages[0]["type"] == "http.response.start"
     stripped = delta("a") + delta("b") + DONE  # the usage-only chunk the proxy asked for: gone
     assert recorder.parts() == [(stripped, True), (b"", False)]
     assert recorder.recorded_at_last == 1

@@ -12,16 +12,15 @@ from typing import TYPE_CHECKING, Any, cast
 from hypothesis import given
 from hypothesis import strategies as st
 from tests.support.finished import finished
+from tests.support.ledger_entries import EntryValues, records_line, request_entry
 
 from tokenomics.domain.budget import Spend
-from tokenomics.domain.ledger import EntryValues, request_entry
 from tokenomics.domain.policy import MemoryPolicy, Policy
 from tokenomics.domain.usage import ResponseMeta, Usage
 from tokenomics.pipeline.exchange import BODY_LIMIT, Exchange, Incoming, Reply, Settled
 from tokenomics.services import finished as finished_module
 from tokenomics.services.capture import is_sensitive
 from tokenomics.services.finished import Finished, from_exchange, journal_line, sent_body
-from tokenomics.services.ledger_files import records_line
 
 if TYPE_CHECKING:
     from tokenomics.pipeline.target import Target

@@ -13,8 +13,9 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tests.support.ledger_entries import EntryValues, request_entry
 
-from tokenomics.domain.ledger import EntryValues, parse_time, request_entry, rollups
+from tokenomics.domain.ledger import parse_time, rollups
 from tokenomics.domain.ledger_report import classic, total
 from tokenomics.domain.ledger_rows import micros
 from tokenomics.domain.ledger_session import session_json, summary

@@ -13,9 +13,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import orjson
+from tests.support.ledger_entries import EntryValues, request_entry
 
 from tokenomics.domain.durations import format_rfc3339
-from tokenomics.domain.ledger import EntryValues, request_entry
 from tokenomics.domain.ledger_session import session_json
 from tokenomics.store.tokens import TokenStore
 

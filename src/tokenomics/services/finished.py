@@ -146,10 +146,11 @@ def from_exchange(ex: Exchange, duration_ms: int, now: datetime | None = None) -
 
 def journal_line(f: Finished) -> bytes:
     """The session journal's line of a finished exchange: `{"request": RequestEntry, "spend":
-    {...}}` plus a newline, the entry as `domain.ledger.request_entry` makes it (the schema's
-    key order, optional keys only when set; a test pins the two to the same bytes). Built in
-    one pass from the record, once per request before its reply's last byte: no `EntryValues`,
-    no `provider_meta` of unset figures to filter (~30% of the journal's cost)."""
+    {...}}` plus a newline: the RequestEntry in the schema's key order (`cli.md` §7.3),
+    optional keys only when set. Built in one pass from the record, once per request before
+    its reply's last byte (no intermediate values, no `provider_meta` of unset figures to
+    filter: ~30% of the journal's cost). Tests write entries with `tests/support/
+    ledger_entries.py`, pinned to this by a differential test."""
     usage, meta = f.usage, f.meta
     cost = f.cost_usd
     if cost is None and not usage.input_tokens + usage.output_tokens > 0:
@@ -197,7 +198,7 @@ def journal_line(f: Finished) -> bytes:
 
 def _provider_meta(usage: Usage, meta: ResponseMeta) -> dict[str, Any]:
     """The entry's `provider_meta`: the figures the provider reported, those that are set (an
-    int, str or None field is set when true, as `request_entry`'s `not in (None, "", 0)`)."""
+    int, str or None field is set when true, the schema's `not in (None, "", 0)`)."""
     found: dict[str, Any] = {}
     if usage.cached_input_tokens:
         found["cached_input_tokens"] = usage.cached_input_tokens

@@ -311,12 +311,5 @@ def recover_all(
     return count
 
 
-def records_line(request: Entry, spend: Spend | None = None) -> bytes:
-    record: Entry = {"request": request}
-    if spend is not None:
-        record["spend"] = {"tokens": spend.tokens, "cost_usd": spend.cost_usd}
-    return orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)  # no copy to add the "\n"
-
-
 def events_line(events: list[dict[str, Any]]) -> bytes:
     return orjson.dumps({"events": events}, option=orjson.OPT_APPEND_NEWLINE)
