@@ -4,12 +4,17 @@ apart from names (functions in place of methods)."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from tokenomics.formats.base import count_field
+from tokenomics.formats.estimate import ENCODE_LIMIT, fallback_count, utf8_size
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 Body = dict[str, Any]
 
@@ -187,3 +192,20 @@ def gemini_response_slots(body: Body) -> list[Slot]:
 def gemini_count_slots(body: Body) -> list[Slot]:
     wrapped = body.get("generateContentRequest")
     return gemini_slots(body) + (gemini_slots(wrapped) if isinstance(wrapped, dict) else [])
+
+
+def bound_texts(texts: Iterable[str], *, per_text: int = 3) -> int:
+    """`estimate.bound_texts` before its one-sum fast path: `_total(utf8_size, ...)`."""
+    total = tokens = chars = 0
+    for text in texts:
+        head = text[: max(ENCODE_LIMIT - chars, 0)]
+        counted = utf8_size(head)
+        tokens, chars = tokens + counted, chars + len(head)
+        total += per_text + counted + _beyond(text[len(head) :], tokens, chars)
+    return total
+
+
+def _beyond(text: str, tokens: int, chars: int) -> int:
+    if not text:
+        return 0
+    return max(fallback_count(text), math.ceil(tokens * len(text) / chars) if chars else 0)

@@ -13,6 +13,7 @@ from tests.formats import reference_slots as ref
 
 from tokenomics.formats.anthropic import AnthropicCountTokens, AnthropicMessages
 from tokenomics.formats.base import Adapter, Slot
+from tokenomics.formats.estimate import ENCODE_LIMIT, bound_texts
 from tokenomics.formats.gemini import Gemini, GeminiCountTokens
 from tokenomics.formats.openai import (
     OpenAIChat,
@@ -130,3 +131,26 @@ def test_slot_equality_and_writes_as_before() -> None:
     Slot(body, "a").set("y")
     assert body == {"a": "y"}
     assert repr(Slot(body, "a")) == "Slot(container={'a': 'y'}, key='a')"
+
+
+TEXTS = st.lists(
+    st.one_of(
+        st.text(max_size=20),
+        st.builds(
+            lambda c, n: c * n,
+            st.sampled_from(["a", "é", "\ud800", "😀"]),
+            st.integers(0, ENCODE_LIMIT + 10),
+        ),
+    ),
+    max_size=4,
+)
+
+
+@given(texts=TEXTS, per_text=st.sampled_from([0, 3]))
+@settings(max_examples=200, deadline=None)
+def test_bound_texts_as_before(texts: list[str], per_text: int) -> None:
+    """The sum taken at once when nothing passes the estimate limit equals the previous
+    text-by-text total, on both sides of the limit."""
+    expected = ref.bound_texts(texts, per_text=per_text)
+    assert bound_texts(texts, per_text=per_text) == expected
+    assert bound_texts(iter(texts), per_text=per_text) == expected
