@@ -27,7 +27,7 @@ def _tool_call_slots(message: dict[str, Any]) -> list[Slot]:
     for call in message.get("tool_calls") or []:
         function = call.get("function") if isinstance(call, dict) else None
         found += string_slot(function, "arguments")
-    if "function_call" in message:  # absent in nearly every request: no call for it
+    if "function_call" in message:  # deprecated, nearly always absent
         found += string_slot(message["function_call"], "arguments")
     return found
 
@@ -65,7 +65,8 @@ class OpenAIChat(Adapter):
         for message in body.get("messages") or []:
             if isinstance(message, dict):
                 found += content_slots(message, "content")
-                found += _tool_call_slots(message)
+                if "tool_calls" in message or "function_call" in message:
+                    found += _tool_call_slots(message)  # none without either key
         return found
 
     def response_slots(self, body: Body) -> list[Slot]:
