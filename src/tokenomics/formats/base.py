@@ -72,7 +72,7 @@ class Adapter:
 
     def texts(self, body: Body) -> list[str]:
         """The texts for token estimates: the slots, plus tool definitions as JSON."""
-        texts = [slot.text for slot in self.slots(body)]
+        texts = [str(slot.container[slot.key]) for slot in self.slots(body)]
         tools = body.get("tools")
         if tools:
             texts.append(orjson.dumps(tools).decode())
@@ -91,12 +91,25 @@ def count_field(container: Any, *keys: str) -> int | None:
     return None
 
 
-@dataclass(frozen=True, slots=True)
 class Slot:
-    """One string inside a JSON body: `container[key]`."""
+    """One string inside a JSON body: `container[key]`. A plain slots class built positionally
+    (a frozen dataclass cost several times as much per slot, and requests build several)."""
 
-    container: Any
-    key: Any
+    __slots__ = ("container", "key")
+
+    def __init__(self, container: Any, key: Any) -> None:
+        self.container = container
+        self.key = key
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Slot):
+            return NotImplemented
+        return (self.container, self.key) == (other.container, other.key)
+
+    __hash__ = None  # type: ignore[assignment]  # a container is a mutable dict or list
+
+    def __repr__(self) -> str:
+        return f"Slot(container={self.container!r}, key={self.key!r})"
 
     @property
     def text(self) -> str:
@@ -108,10 +121,15 @@ class Slot:
 
 def string_slot(container: Any, key: Any) -> list[Slot]:
     """The slot for `container[key]` when it holds a non-empty string."""
-    try:
-        value = container[key]
-    except (KeyError, IndexError, TypeError):
-        return []
+    if isinstance(container, dict):
+        value = container.get(key)  # keys are strings here: no exception path for a dict
+    elif container is None:
+        return []  # the common absent field, without raising and catching a TypeError
+    else:
+        try:
+            value = container[key]
+        except (KeyError, IndexError, TypeError):
+            return []
     return [Slot(container, key)] if isinstance(value, str) and value else []
 
 
@@ -138,7 +156,7 @@ def content_slots(container: Any, key: Any) -> list[Slot]:
     result `content`, and an Anthropic document's text `source`) are texts."""
     value = container.get(key) if isinstance(container, dict) else None
     if isinstance(value, str):
-        return string_slot(container, key)
+        return [Slot(container, key)] if value else []
     found: list[Slot] = []
     for part in value if isinstance(value, list) else []:
         if isinstance(part, dict):

@@ -252,6 +252,13 @@ def bound_texts(texts: Iterable[str], *, per_text: int = 3) -> int:
     without a vocabulary: the same sum with each text's UTF-8 size in place of its tokens
     (a BPE token is one byte or more, and everything past the limit grows with the count).
     About 4x the count for English, microseconds to compute."""
+    if isinstance(texts, list):  # the common case, in one loop without calls
+        chars = size = 0
+        for text in texts:
+            chars += len(text)
+            size += len(text) if text.isascii() else utf8_size(text)
+        if chars <= ENCODE_LIMIT:  # nothing past the limit: `_total` would cut nothing
+            return size + per_text * len(texts)
     return _total(utf8_size, texts, per_text)
 
 

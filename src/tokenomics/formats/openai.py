@@ -27,7 +27,9 @@ def _tool_call_slots(message: dict[str, Any]) -> list[Slot]:
     for call in message.get("tool_calls") or []:
         function = call.get("function") if isinstance(call, dict) else None
         found += string_slot(function, "arguments")
-    return found + string_slot(message.get("function_call"), "arguments")
+    if "function_call" in message:  # deprecated, nearly always absent
+        found += string_slot(message["function_call"], "arguments")
+    return found
 
 
 class OpenAIChat(Adapter):
@@ -37,6 +39,8 @@ class OpenAIChat(Adapter):
         """`max_completion_tokens` (reasoning included) or `max_tokens`, per choice: times `n`
         (and legacy completions' `best_of`, whose candidates are all billed)."""
         cap = count_field(body, "max_completion_tokens", "max_tokens") or default
+        if "n" not in body and "best_of" not in body:
+            return cap  # both absent: one choice, without two more lookups
         return cap * max(count_field(body, "n") or 1, count_field(body, "best_of") or 1)
 
     def add_prompts(self, body: Body, prompts: Sequence[Prompt]) -> Body:
@@ -60,7 +64,9 @@ class OpenAIChat(Adapter):
         found: list[Slot] = []
         for message in body.get("messages") or []:
             if isinstance(message, dict):
-                found += content_slots(message, "content") + _tool_call_slots(message)
+                found += content_slots(message, "content")
+                if "tool_calls" in message or "function_call" in message:
+                    found += _tool_call_slots(message)  # none without either key
         return found
 
     def response_slots(self, body: Body) -> list[Slot]:
