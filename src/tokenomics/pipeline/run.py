@@ -139,17 +139,21 @@ class Requests:
         names = _NAMES
         raw = [(names.get(k) or _name(k), v.decode("latin-1")) for k, v in scope["headers"]]
         client = scope.get("client")
+        # Positional, in field order (keywords cost ~2x, timeit): method, raw_headers,
+        # headers, peer, started, started_at, client_request_id.
         request = Incoming(
-            method=scope["method"],
-            raw_headers=raw,
-            headers=dict(raw),
-            peer=client[0] if client else "",
-            started=self.clock(),
-            started_at=self._started_at(),
-            client_request_id=f"req_{self._ids.getrandbits(128):032x}",
+            scope["method"],
+            raw,
+            dict(raw),
+            client[0] if client else "",
+            self.clock(),
+            self._started_at(),
+            f"req_{self._ids.getrandbits(128):032x}",
         )
         query = scope.get("query_string", b"").decode("latin-1")
-        return Exchange(request, _raw_path(scope), query, capture=self._capture)
+        ex = Exchange(request, _raw_path(scope), query)
+        ex.capture = self._capture  # a keyword among Exchange's ~40 parameters costs more
+        return ex
 
     def _started_at(self) -> str:
         """Now in RFC 3339 UTC with milliseconds; the part to the second is formatted once."""

@@ -47,8 +47,11 @@ if TYPE_CHECKING:
 INVALID_URL = "invalid upstream URL"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class UpstreamRequest:
+    """One request to send upstream (never changed; not frozen, like `Incoming`: a frozen
+    dataclass's `__init__` costs ~4x, once per attempt)."""
+
     method: str
     url: str
     headers: Headers
