@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from tokenomics.formats.base import Adapter, Body, Slot, content_slots, prompt_texts
+from tokenomics.formats.base import Adapter, Body, Slot, content_slots, listed, prompt_texts
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -29,7 +29,7 @@ class AnthropicMessages(Adapter):
 
     def slots(self, body: Body) -> list[Slot]:
         found = content_slots(body, "system")
-        for message in body.get("messages") or []:
+        for message in listed(body.get("messages")):
             if isinstance(message, dict):
                 found += content_slots(message, "content")
         return found

@@ -119,6 +119,12 @@ class Slot:
         self.container[self.key] = value
 
 
+def listed(value: Any) -> list[Any]:
+    """`value` when it is a list, else none: a client's or an upstream's `messages`, `choices`
+    and the like may be any JSON (`"messages": true` must not fail the request's record)."""
+    return value if isinstance(value, list) else []
+
+
 def string_slot(container: Any, key: Any) -> list[Slot]:
     """The slot for `container[key]` when it holds a non-empty string."""
     if isinstance(container, dict):

@@ -14,6 +14,7 @@ from tokenomics.formats.base import (
     Slot,
     count_field,
     leaf_slots,
+    listed,
     prompt_texts,
     string_slot,
 )
@@ -74,14 +75,14 @@ class Gemini(Adapter):
             instruction = body.get(key)
             if isinstance(instruction, dict):
                 found += _parts_slots(instruction.get("parts"))
-        for content in body.get("contents") or []:
+        for content in listed(body.get("contents")):
             if isinstance(content, dict):
                 found += _parts_slots(content.get("parts"))
         return found
 
     def response_slots(self, body: Body) -> list[Slot]:
         found: list[Slot] = []
-        for candidate in body.get("candidates") or []:
+        for candidate in listed(body.get("candidates")):
             content = candidate.get("content") if isinstance(candidate, dict) else None
             if isinstance(content, dict):
                 found += _parts_slots(content.get("parts"))

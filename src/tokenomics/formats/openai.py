@@ -11,6 +11,7 @@ from tokenomics.formats.base import (
     content_slots,
     count_field,
     leaf_slots,
+    listed,
     prompt_texts,
     string_slot,
 )
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
 def _tool_call_slots(message: dict[str, Any]) -> list[Slot]:
     """`tool_calls[].function.arguments`, and the deprecated single `function_call`'s."""
     found: list[Slot] = []
-    for call in message.get("tool_calls") or []:
+    for call in listed(message.get("tool_calls")):
         function = call.get("function") if isinstance(call, dict) else None
         found += string_slot(function, "arguments")
     if "function_call" in message:  # deprecated, nearly always absent
@@ -62,7 +63,7 @@ class OpenAIChat(Adapter):
 
     def slots(self, body: Body) -> list[Slot]:
         found: list[Slot] = []
-        for message in body.get("messages") or []:
+        for message in listed(body.get("messages")):
             if isinstance(message, dict):
                 found += content_slots(message, "content")
                 if "tool_calls" in message or "function_call" in message:
@@ -71,7 +72,7 @@ class OpenAIChat(Adapter):
 
     def response_slots(self, body: Body) -> list[Slot]:
         found: list[Slot] = []
-        for choice in body.get("choices") or []:
+        for choice in listed(body.get("choices")):
             message = choice.get("message") if isinstance(choice, dict) else None
             if isinstance(message, dict):
                 found += content_slots(message, "content") + _tool_call_slots(message)
@@ -116,7 +117,7 @@ class OpenAIResponses(Adapter):
 
     def response_slots(self, body: Body) -> list[Slot]:
         found: list[Slot] = []
-        for item in body.get("output") or []:
+        for item in listed(body.get("output")):
             if isinstance(item, dict):
                 found += content_slots(item, "content") + string_slot(item, "arguments")
         return found
