@@ -169,7 +169,7 @@ def _acquire(ex: Exchange, deps: Deps) -> Awaitable[None] | None:
     try:
         ex.permit = backend.acquire_now(ex.token_hash, ex.policy.rate_limit)
     except RateLimited as exc:
-        ex.events.append(("rate.exceeded", _event_data(ex, error=exc.message)))
+        _rate_exceeded(ex, exc)
         raise
     return None
 
@@ -179,8 +179,13 @@ async def _acquire_waiting(ex: Exchange, backend: Counters) -> None:
     try:
         ex.permit = await backend.acquire(ex.token_hash, ex.policy.rate_limit)
     except RateLimited as exc:
-        ex.events.append(("rate.exceeded", _event_data(ex, error=exc.message)))
+        _rate_exceeded(ex, exc)
         raise
+
+
+def _rate_exceeded(ex: Exchange, exc: RateLimited) -> None:
+    """The `rate.exceeded` event of a refusal by the rate limit (or `max_parallel`)."""
+    ex.events.append(("rate.exceeded", _event_data(ex, error=exc.message)))
 
 
 async def undefer(ex: Exchange, deps: Deps, error: TokenomicsError) -> TokenomicsError:
@@ -195,7 +200,7 @@ async def undefer(ex: Exchange, deps: Deps, error: TokenomicsError) -> Tokenomic
     except TokenomicsError as exc:
         admission.restore(ex)  # the event of a refusal goes too: recorded again just below
         if isinstance(exc, RateLimited):
-            ex.events.append(("rate.exceeded", _event_data(ex, error=exc.message)))
+            _rate_exceeded(ex, exc)
         return exc
     ex.deferred_rate = None
     return error
@@ -356,7 +361,7 @@ async def _admit(ex: Exchange, deps: Deps, ask: Ask, bound: bool) -> None:
         )
     except RateLimited as exc:
         admission.restore(ex)
-        ex.events.append(("rate.exceeded", _event_data(ex, error=exc.message)))
+        _rate_exceeded(ex, exc)
         raise
     except BudgetExceeded:
         if not bound:
