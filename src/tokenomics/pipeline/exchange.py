@@ -146,6 +146,10 @@ class Exchange:
         self._settled = settled
 
     @property
+    def is_settled(self) -> bool:
+        return self._settled is not None
+
+    @property
     def settled(self) -> Settled:
         """Part 4; raises before `finish` settled the exchange."""
         if self._settled is None:

@@ -10,6 +10,7 @@ per request cost ~3% of the proxy's CPU). Otherwise it returns what is left to a
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 from tokenomics.domain.counters import Outcome
@@ -18,6 +19,8 @@ from tokenomics.domain.usage import Usage, merge_estimate
 from tokenomics.pipeline.exchange import Settled
 from tokenomics.pipeline.stages import counters, estimate_input, exact_input
 from tokenomics.store.local_counters import LocalCounters
+
+log = logging.getLogger("tokenomics.server")
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable
@@ -90,6 +93,20 @@ async def finish(ex: Exchange, deps: Deps) -> None:
     usage = final_usage(ex, deps)
     price = cost_usd(usage, deps.prices.lookup(_model(ex))) if ex.upstream else 0.0
     await _settle_and_record(ex, deps, usage, price)
+
+
+async def finish_after_bug(ex: Exchange, deps: Deps) -> None:
+    """`finish` raised (a bug of ours): the client still gets its reply, and the exchange what
+    can be saved. Not settled yet, it is settled with what the provider reported, unpriced, so
+    its slot and holds are let go, and recorded with its error. Settled, its record was under
+    way when it failed: it is not made a second time (a consumer may have it already)."""
+    ex.error = ex.error or "internal error"
+    if ex.is_settled:
+        return
+    try:
+        await _settle_and_record(ex, deps, ex.usage or Usage(), None)
+    except Exception:
+        log.exception("request %s: its record failed too", ex.request.client_request_id)
 
 
 async def _settle_and_record(ex: Exchange, deps: Deps, usage: Usage, price: float | None) -> None:

@@ -17,7 +17,9 @@
     8. finish   settle, price, hand to the recorder (`finish.py`): exactly once, here. Just
                 before the reply's last byte (a client holding the whole reply can count on
                 its record, even if the process dies the next instant); else, shielded, on the
-                way out: refused, failed upstream, client gone, cancelled, or a bug.
+                way out: refused, failed upstream, client gone, cancelled, or a bug. A bug
+                in finish itself is logged; the reply stays whole, and the exchange is
+                settled (its slot let go) and recorded with its error where that can be done.
 
 Steps 4-7 are cancelled when the client leaves before the whole reply was sent (the upstream
 call with them): our server calls back and cancels the request's call itself (`CLIENT_GONE`;
@@ -46,7 +48,7 @@ from tokenomics.formats.classify import route_request
 from tokenomics.formats.errors import error_body
 from tokenomics.pipeline.body import Bodies, ClientGone, close_after
 from tokenomics.pipeline.exchange import Exchange, Incoming, Reply
-from tokenomics.pipeline.finish import finish_now
+from tokenomics.pipeline.finish import finish_after_bug, finish_now
 from tokenomics.pipeline.forward import forward
 from tokenomics.pipeline.relay import relay
 from tokenomics.pipeline.run_budget import reserve_run_budget
@@ -264,17 +266,27 @@ class Requests:
     # 8. finish ----------------------------------------------------------------------------
 
     async def _finish(self, life: _Life) -> None:
-        """The record, then the body's memory is let go (before the reply's last byte)."""
+        """The record, then the body's memory is let go (before the reply's last byte). A bug
+        in it is logged and leaves the reply whole (`finish_after_bug`)."""
         life.finished = True
+        ex = life.ex
         try:
-            rest = finish_now(life.ex, self.deps)  # no checkpoint: nothing can cancel it
-            if rest is not None:
-                # Shielded: a cancellation (client gone, shutdown) while it settles or records
-                # must not leave the request unrecorded and its hold or slot taken.
-                with trio.CancelScope(shield=True):
-                    await rest
+            try:
+                rest = finish_now(ex, self.deps)  # no checkpoint: nothing can cancel it
+                if rest is not None:
+                    await _shielded(rest)
+            except Exception:
+                log.exception("request %s: finishing it failed", ex.request.client_request_id)
+                await _shielded(finish_after_bug(ex, self.deps))
         finally:
-            self.bodies.release(len(life.ex.body_bytes))
+            self.bodies.release(len(ex.body_bytes))
+
+
+async def _shielded(rest: Awaitable[None]) -> None:
+    """Shielded: a cancellation (client gone, shutdown) while the exchange settles or records
+    must not leave the request unrecorded and its hold or slot taken."""
+    with trio.CancelScope(shield=True):
+        await rest
 
 
 async def _watch(receive: Receive, request: trio.CancelScope, life: _Life) -> None:
