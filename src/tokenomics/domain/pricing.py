@@ -127,4 +127,23 @@ def cost_usd(usage: Usage, price: Price | None) -> float | None:
         + written * price.cache_write
         + usage.output_tokens * price.output
     )
-    return round(micro / 1_000_000, 10)
+    return round10(micro / 1_000_000)
+
+
+_MAGIC = 6755399441055744.0  # 1.5 * 2**52: adding and taking it away rounds to an integer
+_FAST_BELOW = 1099511627776.0  # 2**40: whole ten-billionths the fast path is exact for
+_NEAR_HALF = 0.4997  # farther from a tie than this: the product's error cannot move it
+
+
+def round10(amount: float) -> float:
+    """`round(amount, 10)`, the same float, at a third of its cost for the usual amounts
+    (`round` with digits formats and parses a decimal string; once per request). `scaled`
+    (< 2**40) is within 2**-14 of the exact ten-billionths, so when it is not within 0.0003 of
+    a tie its nearest integer is the one `round` finds, and the quotient of two exact floats is
+    the float nearest that decimal, as `round` returns. Ties, large or negative amounts, NaN
+    and zeros (-0.0 keeps its sign) take `round` itself (`tests/domain/test_round10.py`)."""
+    scaled = amount * 1e10
+    whole = scaled + _MAGIC - _MAGIC
+    if 0.0 < scaled < _FAST_BELOW and -_NEAR_HALF < scaled - whole < _NEAR_HALF:
+        return whole / 1e10
+    return round(amount, 10)
