@@ -96,12 +96,10 @@ def build_request(ex: Exchange, attempt: Attempt) -> UpstreamRequest:
         and attempt.body is not ex.parsed_body
     ):
         body = orjson.dumps(attempt.body)  # a stage or the fallback model changed it
-    headers = upstream_headers(ex.request.raw_headers, target, ex.request.client_request_id)
-    if body:
-        content_type = ex.request.headers.get("content-type", "application/json")
-        headers = [h for h in headers if h[0] != "content-type"]
-        headers.append(("content-type", content_type))
-    return UpstreamRequest(ex.request.method, url, headers, body, (target.key, ex.credential))
+    request = ex.request
+    content_type = request.headers.get("content-type", "application/json") if body else None
+    headers = upstream_headers(request.raw_headers, target, request.client_request_id, content_type)
+    return UpstreamRequest(request.method, url, headers, body, (target.key, ex.credential))
 
 
 def _retry_after(value: str) -> float | None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from tokenomics.domain.memo import remember
+
 if TYPE_CHECKING:
     from tokenomics.pipeline.exchange import Headers
     from tokenomics.pipeline.target import Target
@@ -48,23 +50,53 @@ def _auth(target: Target) -> tuple[str, str] | None:
     return None
 
 
-def upstream_headers(client: Headers, target: Target, client_request_id: str) -> Headers:
-    """Client headers minus hop-by-hop, credentials and steering; then auth and provider headers."""
-    fixed = {k.lower(): v for k, v in (target.provider.headers if target.provider else {}).items()}
+# A client header name -> whether it may go upstream (unless `Connection` lists it): names
+# repeat from request to request, and a lookup costs less than the sets and the prefix test.
+_FORWARDED: dict[str, bool] = {}
+NAMES_LIMIT = 1024
+
+
+def _forwarded(name: str) -> bool:
+    ok = name not in _NOT_FORWARDED and not name.startswith(("x-forwarded-", "proxy-"))
+    return remember(_FORWARDED, name, ok, NAMES_LIMIT)
+
+
+def upstream_headers(
+    client: Headers, target: Target, client_request_id: str, content_type: str | None = None
+) -> Headers:
+    """Client headers minus hop-by-hop, credentials and steering; then auth and provider
+    headers. With a `content_type` (a body goes up), every content-type is dropped and that
+    one added last. One pass over the client's headers (`tests/pipeline/
+    test_headers_reference.py` pins it to the comprehensions it replaced)."""
+    provider = target.provider
+    fixed = {k.lower(): v for k, v in provider.headers.items()} if provider is not None else {}
     auth = _auth(target)
     extra = _connection_listed(client)
-    extra.update(fixed)
+    if fixed:
+        extra.update(fixed)
     if auth is not None:
         extra.add(auth[0])
-    out = [
-        (name, value)
-        for name, value in client
-        if name not in _NOT_FORWARDED
-        and name not in extra
-        and not name.startswith(("x-forwarded-", "proxy-"))
-    ]
-    out += ([auth] if auth else []) + list(fixed.items())
-    out += [("accept-encoding", "identity"), ("x-client-request-id", client_request_id)]
+    if content_type is not None:
+        extra.add("content-type")
+    out = []
+    for pair in client:
+        name = pair[0]
+        ok = _FORWARDED.get(name)
+        if ok is None:
+            ok = _forwarded(name)
+        if ok and name not in extra:
+            out.append(pair)
+    if auth is not None:
+        out.append(auth)
+    if fixed:
+        out += fixed.items()
+    out.append(("accept-encoding", "identity"))
+    out.append(("x-client-request-id", client_request_id))
+    if content_type is None:
+        return out
+    if "content-type" in fixed or (auth is not None and auth[0] == "content-type"):
+        out = [h for h in out if h[0] != "content-type"]
+    out.append(("content-type", content_type))
     return out
 
 
