@@ -278,7 +278,7 @@ async def relay(ex: Exchange, deps: Deps) -> Reply:
     headers = client_headers(response.headers)
     content_type = header(response.headers, "content-type")
     if "text/event-stream" in content_type:
-        return Reply(response.status, headers, stream=_sse(ex, deps, response))
+        return Reply(response.status, headers, b"", _sse(ex, deps, response))
     guard = guard_for(ex) if ex.stream and response.status == 200 else None
     if ex.stream and response.status == 200 and guard is None:
         return Reply(response.status, headers, stream=_raw(ex, deps, response))
@@ -298,7 +298,7 @@ async def relay(ex: Exchange, deps: Deps) -> Reply:
     ex.meta = meta_from_response(parsed, dict(response.headers))
     if parsed is not None and response.status < 400:
         body = _output_rules(ex, parsed, body)
-    return Reply(response.status, headers, body=body)
+    return Reply(response.status, headers, body)  # positional: cheaper
 
 
 def _output_rules(ex: Exchange, parsed: dict[str, Any], body: bytes) -> bytes:
