@@ -133,8 +133,7 @@ class _PooledResponse:
         self._pool, self._connection, self._timer = pool, connection, timer
         self.closed = False
         self.status = head.status
-        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in head.headers]
-        self._body = Body(headers, scrubber)
+        self._body = Body(head.fields, scrubber)  # decoded with the head, in one go
         self.headers = self._body.headers
 
     async def chunks(self, idle_timeout: float) -> AsyncIterator[bytes]:
