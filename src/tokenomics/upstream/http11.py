@@ -110,7 +110,7 @@ def _check_bytes(raw: bytes) -> None:
 
 def _check_flat(flat: bytes) -> None:
     """`_check_bytes` of a head whose CRLFs were made LFs: any CR left is a lone one."""
-    if b"\r" in flat or b"\x00" in flat or b"\x0b" in flat or b"\x0c" in flat:
+    if len(flat.translate(None, b"\r\x00\x0b\x0c")) != len(flat):  # one pass
         raise ProtocolError("NUL, VT, FF or a lone CR in the response head or trailers")
 
 
