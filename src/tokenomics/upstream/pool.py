@@ -28,7 +28,7 @@ from tokenomics.upstream.http11 import (
     encode_request,
     valid_target,
 )
-from tokenomics.upstream.tcp import TCPStream, readable
+from tokenomics.upstream.tcp import TCPStream, poller
 
 if TYPE_CHECKING:
     import socket
@@ -161,13 +161,15 @@ class Connection:
     """One HTTP/1.1 connection over a trio socket or TLS stream, one request at a time."""
 
     __slots__ = (
-        "_idle_since", "_socket", "_stream", "_unsent", "key", "reader", "timed_out", "watch",
+        "_idle_since", "_poll", "_socket", "_stream", "_unsent", "key", "reader", "timed_out",
+        "watch",
     )  # fmt: skip
 
     def __init__(
         self, stream: trio.abc.Stream, sock: socket.socket | trio.socket.SocketType, key: _Key
     ) -> None:
         self._stream, self._socket, self.key = stream, sock, key
+        self._poll = poller(sock)  # asked whether the server closed it while idle
         self._idle_since = 0.0
         self._unsent = False  # a request was not written whole: never reuse the connection
         self.reader: ResponseReader | None = None  # of the current or last response
@@ -229,7 +231,7 @@ class Connection:
 
     def expired(self, expiry: float) -> bool:
         """Idle too long, or readable while idle: the server closed it (or sent junk)."""
-        return trio.current_time() - self._idle_since > expiry or readable(self._socket)
+        return trio.current_time() - self._idle_since > expiry or bool(self._poll.poll(0))
 
     def shut_down(self) -> None:
         """End the connection's I/O now (no head in time): what waits on it fails."""
