@@ -64,7 +64,9 @@ async def test_a_whole_keep_alive_exchange_leaves_the_connection_reusable() -> N
 
 # The request's bytes: the fast path (one string, checked once) must write exactly what the
 # checked path (`Destination.headers` + `encode_request`) writes, and refuse what it refuses.
-_NAME = st.sampled_from(["authorization", "content-type", "accept", "user-agent", "x-a", "X-B"])
+_NAME = st.sampled_from(
+    ["authorization", "content-type", "accept", "user-agent", "connection", "x-a", "X-B"]
+)
 _VALUE = st.text(alphabet=st.characters(max_codepoint=0x17F), max_size=12)
 _URLS = ["http://upstream.test/v1/chat?x=1", "http://u:p@upstream.test:8080/v1", "https://a.b/"]
 

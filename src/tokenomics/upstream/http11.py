@@ -39,6 +39,8 @@ MAX_HEAD_BYTES: Final = 64 * 1024  # status line and headers; the same limit for
 MAX_CHUNK_LINE: Final = 1024  # a chunk-size line with its extensions
 _NAMES: dict[bytes, bytes] = {}  # header names seen, lower-cased (valid tokens only)
 _NAMES_LIMIT: Final = 1024
+_TEXT_NAMES: dict[str, str] = {}  # the same, as text: a head's names as sent, lower-cased
+_FRAMING: Final = frozenset({"content-length", "transfer-encoding", "connection"})
 
 _TOKEN: Final = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _BAD_VALUE: Final = re.compile(rb"[\x00\r\n]")
@@ -61,7 +63,13 @@ class ProtocolError(Exception):
 @dataclass(slots=True)  # not frozen: a frozen __init__ costs ~0.25 us per field
 class Head:
     status: int
-    headers: RawHeaders  # names lower-cased, values stripped, in the order received
+    fields: list[tuple[str, str]]  # names lower-cased, values stripped, in the order received
+    # (latin-1 text: what the client hands on, decoded once for the whole head)
+
+    @property
+    def headers(self) -> RawHeaders:
+        """`fields` as bytes, as they came."""
+        return _raw(self.fields)
 
 
 @functools.lru_cache(maxsize=1024)  # the same few names go out with every request
@@ -95,18 +103,6 @@ def encode_request(method: str, target: bytes, headers: RawHeaders, body: bytes)
     return b"".join(lines)
 
 
-def _tokens(headers: RawHeaders, name: bytes, *, empty: bool = False) -> list[bytes]:
-    """The comma-separated list values of every `name` header, lower-cased (empty items only
-    when asked: a Content-Length of "" is invalid, not absent)."""
-    return [
-        item.strip(b" \t").lower()
-        for key, value in headers
-        if key == name
-        for item in value.split(b",")
-        if empty or item.strip(b" \t")
-    ]
-
-
 def _check_bytes(raw: bytes) -> None:
     """No NUL, VT, FF or CR outside a CRLF in a head or trailer (h11 refuses them too)."""
     _check_flat(raw.replace(b"\r\n", b"\n"))
@@ -114,7 +110,7 @@ def _check_bytes(raw: bytes) -> None:
 
 def _check_flat(flat: bytes) -> None:
     """`_check_bytes` of a head whose CRLFs were made LFs: any CR left is a lone one."""
-    if b"\r" in flat or b"\x00" in flat or b"\x0b" in flat or b"\x0c" in flat:
+    if len(flat.translate(None, b"\r\x00\x0b\x0c")) != len(flat):  # one pass
         raise ProtocolError("NUL, VT, FF or a lone CR in the response head or trailers")
 
 
@@ -164,15 +160,89 @@ def _framing_fields(headers: RawHeaders) -> tuple[bool, int | None]:
     return bool(codings), int(length)
 
 
-def _parse_head(raw: bytes) -> tuple[int, bool, RawHeaders]:
-    """Status line and headers of one head (without its blank line): status, HTTP/1.1?, headers."""
+def _known_fields(text: str) -> tuple[list[tuple[str, str]], list[tuple[str, str]]] | None:
+    """The fields of header lines (`text`, LF-separated) whose names were all seen before
+    (`_TEXT_NAMES`), and those of them that frame the body or the connection; None when a
+    line is anything else (a new name, a fold, no colon): `_parse_fields` then reads them."""
+    fields: list[tuple[str, str]] = []
+    framing: list[tuple[str, str]] = []
+    names = _TEXT_NAMES
+    for line in text.split("\n"):
+        name, colon, value = line.partition(":")
+        lowered = names.get(name)
+        if lowered is None or not colon:
+            return None
+        field = (lowered, value.strip(" \t"))
+        fields.append(field)
+        if lowered in _FRAMING:
+            framing.append(field)
+    return fields, framing
+
+
+def _read_head(raw: bytes) -> tuple[int, list[tuple[str, str]], bool, int | None, bool]:
+    """One head (without its blank line): status, fields, chunked?, Content-Length, and
+    whether the connection may carry another request (HTTP/1.1 and no `close`): the checks
+    of `_parse_head` then `_framing_fields`, on a head decoded once."""
     flat = raw.replace(b"\r\n", b"\n")
     _check_flat(flat)
-    lines = flat.split(b"\n")
-    status_line = _STATUS_LINE.fullmatch(lines[0])
+    first, line_end, rest = flat.partition(b"\n")
+    status_line = _STATUS_LINE.fullmatch(first)
     if status_line is None or status_line[2] < b"100":
         raise ProtocolError("invalid status line")
-    return int(status_line[2]), status_line[1] == b"1", _parse_fields(lines[1:])
+    known = _known_fields(rest.decode("latin-1")) if line_end else ([], [])
+    if known is None:  # a name not seen yet, a fold, a bad line: the line by line parse
+        lines = rest.split(b"\n")
+        fields = _text(_parse_fields(lines))
+        _learn_names(lines)
+        framing = [field for field in fields if field[0] in _FRAMING]
+    else:
+        fields, framing = known
+    if status_line[2] == b"101":
+        raise ProtocolError("unexpected 101 Switching Protocols")
+    chunked, length, close = _framing_text(framing)
+    return int(status_line[2]), fields, chunked, length, status_line[1] == b"1" and not close
+
+
+def _learn_names(lines: list[bytes]) -> None:
+    """Remember the names (tokens) of these header lines for `_known_fields`."""
+    for line in lines:
+        name, colon, _ = line.partition(b":")
+        if colon and _valid_name(name):
+            text = name.decode("ascii")
+            remember(_TEXT_NAMES, text, text.lower(), _NAMES_LIMIT)
+
+
+def _framing_text(framing: list[tuple[str, str]]) -> tuple[bool, int | None, bool]:
+    """(chunked?, Content-Length, `close`?) of a head's framing fields: `_framing_fields`
+    (a lone Content-Length of digits read here), and `_tokens` of Connection."""
+    length: str | None = None
+    close = other = False
+    for name, value in framing:
+        if name == "connection":  # "close" among its items (a cheap look first)
+            close = close or ("close" in value.lower() and "close" in _items(value))
+        elif name == "content-length" and length is None:
+            length = value
+        else:  # a Transfer-Encoding, a second Content-Length
+            other = True
+    if length is None and not other:
+        return False, None, close
+    if other or not (length and length.isascii() and length.isdigit() and len(length) < 19):
+        return (*_framing_fields(_raw(framing)), close)
+    return False, int(length), close
+
+
+def _items(value: str) -> list[str]:
+    """The lower-cased items of a comma-separated list value, empty ones left out (`_tokens`:
+    no latin-1 letter lowers to an ASCII one, so bytes or text alike)."""
+    return [item.strip(" \t").lower() for item in value.split(",") if item.strip(" \t")]
+
+
+def _text(headers: RawHeaders) -> list[tuple[str, str]]:
+    return [(name.decode("latin-1"), value.decode("latin-1")) for name, value in headers]
+
+
+def _raw(fields: list[tuple[str, str]]) -> RawHeaders:
+    return [(name.encode("latin-1"), value.encode("latin-1")) for name, value in fields]
 
 
 class ResponseReader:
@@ -270,19 +340,14 @@ class ResponseReader:
                 raise ProtocolError("response head too large")
             raw = self._buf[self._pos : found.start()].removesuffix(b"\r")
             self._pos = self._scanned = found.end()
-            status, http11, headers = _parse_head(raw)
-            if status == 101:
-                raise ProtocolError("unexpected 101 Switching Protocols")
-            chunked, length = _framing_fields(headers)  # checked on 1xx heads too, as h11 does
+            status, fields, chunked, length, keep = _read_head(raw)  # 1xx heads checked too
             if status >= 200:
-                self._frame(status, http11, headers, chunked, length)
-                self._head = Head(status, headers)
+                self._frame(status, keep, chunked, length)
+                self._head = Head(status, fields)
         return self._head
 
-    def _frame(
-        self, status: int, http11: bool, headers: RawHeaders, chunked: bool, length: int | None
-    ) -> None:
-        self._keep_alive = http11 and b"close" not in _tokens(headers, b"connection")
+    def _frame(self, status: int, keep: bool, chunked: bool, length: int | None) -> None:
+        self._keep_alive = keep
         if self._method_head or status in (204, 304):
             return
         if chunked:  # a Content-Length beside it is ignored, and the connection not reused

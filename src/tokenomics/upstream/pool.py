@@ -28,7 +28,7 @@ from tokenomics.upstream.http11 import (
     encode_request,
     valid_target,
 )
-from tokenomics.upstream.tcp import TCPStream, readable
+from tokenomics.upstream.tcp import TCPStream, poller
 
 if TYPE_CHECKING:
     import socket
@@ -39,7 +39,19 @@ RawHeaders = list[tuple[bytes, bytes]]
 _Key = tuple[bytes, bytes, int]
 _USER_AGENT = f"python-httpx2/{httpx2.__version__}".encode()
 _USER_AGENT_LINE = f"user-agent: python-httpx2/{httpx2.__version__}\r\n"
-_TOKENS: dict[str, bool] = {}  # methods and header names `encode_request` accepted
+_TOKENS: dict[str, int] = {}  # methods and header names `encode_request` accepted: their bit
+_DEFAULT_BITS = {"accept": 1, "connection": 2, "user-agent": 4}  # headers httpx2 adds if absent
+_DEFAULT_LINES = ("accept: */*\r\n", "connection: keep-alive\r\n", _USER_AGENT_LINE)
+# the default lines to add, and how many, for each set of their names present (`_head`)
+_DEFAULTS = [
+    (
+        "".join(
+            line for bit, line in zip((1, 2, 4), _DEFAULT_LINES, strict=True) if not seen & bit
+        ),
+        sum(1 for bit in (1, 2, 4) if not seen & bit),
+    )
+    for seen in range(8)
+]
 _TOKENS_LIMIT = 1024
 _EMPTY_BODY_LENGTH = frozenset({"POST", "PUT", "PATCH", "QUERY"})  # httpx2 sends length 0 there
 _URL_CACHE_SIZE = 1024
@@ -82,7 +94,7 @@ class Destination:
             head_headers = self.headers(method, headers, body)
             head = encode_request(method, self.target, head_headers, b"")
             for name in (method, *(name for name, _ in headers)):  # all tokens: known good
-                remember(_TOKENS, name, True, _TOKENS_LIMIT)
+                remember(_TOKENS, name, _DEFAULT_BITS.get(name, 0), _TOKENS_LIMIT)
         return (head, body) if large else (head + body, b"")
 
     def _head(self, method: str, headers: list[tuple[str, str]], body: bytes) -> bytes | None:
@@ -92,23 +104,22 @@ class Destination:
         if self.basic_auth is not None or method not in _TOKENS or not self.line_rest:
             return None
         parts = [method, self.line_rest]
+        seen = 0  # which of the defaults' names were given (`_DEFAULT_BITS`)
         for name, value in headers:
-            if name not in _TOKENS:
+            bit = _TOKENS.get(name)
+            if bit is None:
                 return None
+            seen |= bit
             parts += (name, ": ", value, "\r\n")
-        present = {name for name, _ in headers}
-        if "accept" not in present:
-            parts.append("accept: */*\r\n")
-        if "connection" not in present:
-            parts.append("connection: keep-alive\r\n")
-        if "user-agent" not in present:
-            parts.append(_USER_AGENT_LINE)
+        defaults, lines = _DEFAULTS[seen]  # the lines of the defaults not given
         if body or method in _EMPTY_BODY_LENGTH:
-            parts.append(f"content-length: {len(body)}\r\n")
-        parts.append("\r\n")
+            parts += (defaults, "content-length: ", str(len(body)), "\r\n\r\n")
+            lines += 1
+        else:
+            parts += (defaults, "\r\n")
         text = "".join(parts)
-        lines = len(parts) - 3 * len(headers)  # a CRLF per header, default and the blank
-        # line, two in `line_rest`: any other CR or LF came in a value
+        lines += len(headers) + 3  # a CRLF per header, the blank line, two in `line_rest`:
+        # any other CR or LF came in a value
         if text.count("\n") != lines or text.count("\r") != lines or "\0" in text:
             return None
         try:
@@ -150,13 +161,15 @@ class Connection:
     """One HTTP/1.1 connection over a trio socket or TLS stream, one request at a time."""
 
     __slots__ = (
-        "_idle_since", "_socket", "_stream", "_unsent", "key", "reader", "timed_out", "watch",
+        "_idle_since", "_poll", "_socket", "_stream", "_unsent", "key", "reader", "timed_out",
+        "watch",
     )  # fmt: skip
 
     def __init__(
         self, stream: trio.abc.Stream, sock: socket.socket | trio.socket.SocketType, key: _Key
     ) -> None:
         self._stream, self._socket, self.key = stream, sock, key
+        self._poll = poller(sock)  # asked whether the server closed it while idle
         self._idle_since = 0.0
         self._unsent = False  # a request was not written whole: never reuse the connection
         self.reader: ResponseReader | None = None  # of the current or last response
@@ -218,7 +231,7 @@ class Connection:
 
     def expired(self, expiry: float) -> bool:
         """Idle too long, or readable while idle: the server closed it (or sent junk)."""
-        return trio.current_time() - self._idle_since > expiry or readable(self._socket)
+        return trio.current_time() - self._idle_since > expiry or bool(self._poll.poll(0))
 
     def shut_down(self) -> None:
         """End the connection's I/O now (no head in time): what waits on it fails."""

@@ -113,8 +113,11 @@ class Scrubber:
         texts = self._texts
         # one string to search: a secret in any part is in it (one across two parts only
         # sends us to the exact replacement below, which finds nothing to replace)
-        every = "\0".join([part for pair in headers for part in pair])
-        if not any(text in every for text in texts):
+        every = "\0".join(map("\0".join, headers))
+        for text in texts:
+            if text in every:
+                break
+        else:
             return headers
         return [(name, self._text(value)) for name, value in headers if self._text(name) == name]
 

@@ -37,11 +37,17 @@ from trio.lowlevel import (
 READ_SIZE = 64 * 1024
 
 
-def readable(sock: socket.socket | trio.socket.SocketType) -> bool:
-    """Whether a read would not block now (data, or the peer's close): an idle connection."""
+def poller(sock: socket.socket | trio.socket.SocketType) -> select.poll:
+    """A poll object watching `sock` for reading: `bool(poller(sock).poll(0))` is `readable`,
+    and one kept with an open socket asks again without being made again."""
     poll = select.poll()
     poll.register(sock.fileno(), select.POLLIN)
-    return bool(poll.poll(0))
+    return poll
+
+
+def readable(sock: socket.socket | trio.socket.SocketType) -> bool:
+    """Whether a read would not block now (data, or the peer's close): an idle connection."""
+    return bool(poller(sock).poll(0))
 
 
 def _failed(stream: TCPStream, exc: OSError) -> trio.BrokenResourceError | trio.ClosedResourceError:
