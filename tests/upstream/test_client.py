@@ -17,10 +17,12 @@ from pathlib import Path
 import pytest
 import trio
 import trio.testing
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tokenomics.domain.errors import UpstreamError, UpstreamTimeout
 from tokenomics.services.tls import ensure_certificates, ssl_context
-from tokenomics.upstream.client import UpstreamRequest, Upstreams, read_all
+from tokenomics.upstream.client import UpstreamRequest, Upstreams, header, read_all
 from tokenomics.upstream.mock import MockReply
 from tokenomics.upstream.unpooled import MockResponse
 
@@ -401,3 +403,11 @@ async def test_a_mock_response_is_complete_at_once_unless_paced(
         seen.append(response.complete)
         assert response.buffered is response.complete
     assert seen == complete
+
+
+@given(
+    st.lists(st.tuples(st.sampled_from(["content-type", "x-a", "Content-Type", ""]), st.text())),
+    st.sampled_from(["content-type", "x-a", "absent"]),
+)
+def test_header_is_the_first_match_or_empty(headers: list[tuple[str, str]], name: str) -> None:
+    assert header(headers, name) == next((v for k, v in headers if k == name), "")

@@ -95,7 +95,12 @@ async def close_response(response: UpstreamResponse) -> None:
 
 
 def header(headers: Headers, name: str) -> str:
-    return next((value for key, value in headers if key == name), "")
+    """The first `name` header's value, "" when there is none (a loop: a generator for
+    `next()` cost twice as much, twice a request)."""
+    for key, value in headers:
+        if key == name:
+            return value
+    return ""
 
 
 async def read_all(response: UpstreamResponse, limit: int, idle_timeout: float) -> bytes:
