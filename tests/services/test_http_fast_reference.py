@@ -18,6 +18,7 @@ from tests.services import http_parser_reference as old_parser
 from tests.services import http_response_reference as old_response
 from tests.services.test_http_differential import MUTATIONS, request, split
 
+from tokenomics.services import asgi
 from tokenomics.services import http_parser as new_parser
 from tokenomics.services import http_response as new_response
 
@@ -196,3 +197,23 @@ def test_a_refused_header_is_refused_alike_whatever_the_status(status: int) -> N
         assert write(new_response, *args) == write(old_response, *args) == (
             "refused", "a response header holds CR, LF or NUL",
         )  # fmt: skip
+
+
+def _asks_h2c_before(scope: dict[str, Any]) -> bool:
+    """`asgi._asks_h2c` before it was a loop (main 1eb851c)."""
+    return any(k == b"upgrade" and b"h2c" in v.lower() for k, v in scope["headers"])
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.one_of(st.sampled_from([b"upgrade", b"Upgrade", b"connection"]), st.binary()),
+            st.one_of(st.sampled_from([b"h2c", b"H2C, websocket", b"websocket", b""]), st.binary()),
+        ),
+        max_size=6,
+    )
+)
+def test_an_upgrade_to_h2c_is_found_as_before(headers: list[tuple[bytes, bytes]]) -> None:
+    scope = {"headers": headers}
+    assert asgi._asks_h2c(scope) == _asks_h2c_before(scope)
