@@ -9,9 +9,11 @@ refuse alike."""
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 import pytest
+import trio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tests.services import http_parser_reference as old_parser
@@ -21,6 +23,9 @@ from tests.services.test_http_differential import MUTATIONS, request, split
 from tokenomics.services import asgi
 from tokenomics.services import http_parser as new_parser
 from tokenomics.services import http_response as new_response
+from tokenomics.services.http_connection import ASGI, Connection, Limits, _decoded
+from tokenomics.services.http_request import CLIENT_GONE, WHOLE_BODY, Request
+from tokenomics.upstream.tcp import TCPStream
 
 # More shapes than the h11 comparison needs: what the rewritten callbacks branch on.
 EXTRA_MUTATIONS: list[tuple[bytes, bytes]] = [
@@ -217,3 +222,57 @@ def _asks_h2c_before(scope: dict[str, Any]) -> bool:
 def test_an_upgrade_to_h2c_is_found_as_before(headers: list[tuple[bytes, bytes]]) -> None:
     scope = {"headers": headers}
     assert asgi._asks_h2c(scope) == _asks_h2c_before(scope)
+
+
+def _scope_before(conn: Any, head: Any) -> dict[str, Any]:
+    """`Connection.on_head`'s scope before it was a copy of a per-connection template (main
+    1eb851c), without its `extensions`."""
+    path, _, query = head.target.partition(b"?")
+    return {
+        "type": "http", "asgi": ASGI, "http_version": head.version, "method": head.method,
+        "scheme": conn.scheme, "path": _decoded(path), "raw_path": path,
+        "query_string": query, "root_path": "", "headers": head.headers,
+        "client": conn.client, "server": conn.server,
+    }  # fmt: skip
+
+
+TARGETS = st.lists(
+    st.sampled_from([b"/", b"/v1", b"%2F", b"%zz", b"?", b"a=1", b"&", b"%C3%A9", b"\xe9", b"/x"]),
+    max_size=6,
+).map(b"".join)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.tuples(TARGETS, st.sampled_from(["GET", "POST"]), st.sampled_from(["1.0", "1.1"]))),
+    st.sampled_from(["http", "https"]),
+    st.one_of(st.none(), st.just(("127.0.0.1", 5))),
+)
+def test_each_requests_scope_is_the_one_built_before(
+    heads: list[tuple[bytes, str, str]], scheme: str, client: tuple[str, int] | None
+) -> None:
+    async def main() -> None:
+        mine, theirs = socket.socketpair()
+        limits = Limits(idle_timeout=5, max_head=1000)
+        conn = Connection(
+            TCPStream(mine), _no_app, limits, new_response.DateHeader(), scheme=scheme, client=client,
+            server=("0.0.0.0", 8),
+        )  # fmt: skip
+        for target, method, version in heads:
+            head = new_parser.Head(method, target, version, [(b"host", b"h")], True, False, False)
+            conn.on_head(head)
+            request = conn.reading
+            assert isinstance(request, Request)
+            scope = dict(request.scope)
+            extensions = scope.pop("extensions")
+            assert list(scope.items()) == list(_scope_before(conn, head).items())
+            assert extensions == {CLIENT_GONE: request.when_gone, WHOLE_BODY: request.whole_body}
+            conn.reading = None
+        theirs.close()
+        mine.close()
+
+    trio.run(main)
+
+
+async def _no_app(scope: Any, receive: Any, send: Any) -> None:
+    raise AssertionError("not called")
