@@ -215,6 +215,39 @@ async def test_a_chunked_body_is_decoded_and_its_trailers_dropped() -> None:
         assert (await client.response())[1] == b"ok"
 
 
+async def test_a_body_longer_than_one_read_is_read_on_at_once_and_served() -> None:
+    """The head and the start of the body fill one read after a wait for the socket: the
+    reader reads on at once (no checkpoint between), then as the body keeps coming; the app
+    gets all of it, and a pipelined request behind it is served after it."""
+    body = bytes(range(256)) * 800  # 200 KiB: more than one read of 64 KiB
+    request = b"POST /whole HTTP/1.1\r\nhost: t\r\ncontent-length: %d\r\n\r\n" % len(body)
+    async with connected() as (_, stream):
+        client = Client(stream)
+        await stream.send_all(FAST)  # answered: the server waits for the socket
+        assert (await client.response())[1] == b"ok"
+        await stream.send_all(request + body + FAST)
+        head, answer = await client.response()
+        assert (head.status_code, answer) == (200, body)
+        assert (await client.response())[1] == b"ok"
+
+
+async def test_a_head_and_body_sent_apart_are_served_whichever_arrives_when() -> None:
+    """http.client and httpx send a head and its body in two writes: the body right behind
+    the head, or late; either way the app gets the body and the connection stays in step."""
+    request = b"POST /whole HTTP/1.1\r\nhost: t\r\ncontent-length: 5\r\n\r\n"
+    async with connected() as (_, stream):
+        client = Client(stream)
+        for pause in (0, 0, 0.01, 0.01):
+            await stream.send_all(request)
+            if pause:
+                await trio.sleep(pause)
+            await stream.send_all(b"hello")
+            head, body = await client.response()
+            assert (head.status_code, body) == (200, b"hello")
+        await stream.send_all(FAST)
+        assert (await client.response())[1] == b"ok"
+
+
 async def test_a_body_that_arrived_whole_is_taken_at_once_else_received() -> None:
     async with connected() as (_, stream):
         client = Client(stream)

@@ -166,9 +166,9 @@ class Request:
         return head_bytes(
             self.status,
             self.headers,
-            method=head.method,
-            version=head.version,
-            keep_alive=head.keep_alive and not conn.closing and not self.last,
-            whole=whole,
-            date=conn.date.line(),
+            head.method,
+            head.version,
+            head.keep_alive and not conn.closing and not self.last,  # keep_alive
+            whole,
+            conn.date.line(),
         )
