@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from tests.upstream import reference_http11 as reference
 from tests.upstream.test_http11_hostile import hostile_response, pieces
 
-from tokenomics.upstream import http11
+from tokenomics.upstream import http11_head
 from tokenomics.upstream.http11 import ProtocolError, ResponseReader
 
 Outcome = tuple[Any, ...]
@@ -123,7 +123,7 @@ def test_a_head_decodes_once_to_the_text_the_client_hands_on() -> None:
     assert head is not None
     assert head.fields == [("x-name", "caf\xe9"), ("content-length", "0")]
     assert head.headers == [(b"x-name", b"caf\xe9"), (b"content-length", b"0")]
-    assert "X-Name" in http11._TEXT_NAMES  # learnt: the next such head takes the fast path
+    assert "X-Name" in http11_head._TEXT_NAMES  # learnt: the next such head takes the fast path
 
 
 def test_a_known_name_alone_on_a_line_is_no_header() -> None:

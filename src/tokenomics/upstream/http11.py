@@ -26,26 +26,30 @@ gave h11 100 KiB); a 16-digit chunk size; no CR or NUL in a chunk extension.
 
 from __future__ import annotations
 
-import functools
 import re
-from dataclasses import dataclass
 from typing import Final
 
-from tokenomics.domain.memo import remember
+from tokenomics.upstream.http11_head import (
+    Head,
+    ProtocolError,
+    RawHeaders,
+    check_bytes,
+    framing_fields,
+    parse_fields,
+    read_head,
+    valid_name,
+)
 
-RawHeaders = list[tuple[bytes, bytes]]
+__all__ = [
+    "Head", "ProtocolError", "RawHeaders", "ResponseReader", "encode_request", "valid_target"
+]  # fmt: skip
+
 
 MAX_HEAD_BYTES: Final = 64 * 1024  # status line and headers; the same limit for trailers
 MAX_CHUNK_LINE: Final = 1024  # a chunk-size line with its extensions
-_NAMES: dict[bytes, bytes] = {}  # header names seen, lower-cased (valid tokens only)
-_NAMES_LIMIT: Final = 1024
-_TEXT_NAMES: dict[str, str] = {}  # the same, as text: a head's names as sent, lower-cased
-_FRAMING: Final = frozenset({"content-length", "transfer-encoding", "connection"})
 
-_TOKEN: Final = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _BAD_VALUE: Final = re.compile(rb"[\x00\r\n]")
 _BAD_TARGET: Final = re.compile(rb"[\x00-\x20\x7f]")
-_STATUS_LINE: Final = re.compile(rb"HTTP/1\.([01]) ([0-9]{3})(?: [^\r\n]*)?")
 _HEAD_END: Final = re.compile(rb"\n\r?\n")
 _CHUNK_SIZE: Final = re.compile(rb"([0-9A-Fa-f]{1,16})(?:;[^\r\n\x00]*)?[ \t]*\r\n")
 
@@ -53,28 +57,6 @@ _CHUNK_SIZE: Final = re.compile(rb"([0-9A-Fa-f]{1,16})(?:;[^\r\n\x00]*)?[ \t]*\r
 _NONE, _LENGTH, _CHUNKED, _UNTIL_EOF = range(4)
 # Where a chunked body is
 _SIZE, _DATA, _DATA_END, _TRAILERS, _END = range(5)
-
-
-class ProtocolError(Exception):
-    """The upstream sent something that is not an HTTP/1.1 response we can read, or closed the
-    connection before the end of it."""
-
-
-@dataclass(slots=True)  # not frozen: a frozen __init__ costs ~0.25 us per field
-class Head:
-    status: int
-    fields: list[tuple[str, str]]  # names lower-cased, values stripped, in the order received
-    # (latin-1 text: what the client hands on, decoded once for the whole head)
-
-    @property
-    def headers(self) -> RawHeaders:
-        """`fields` as bytes, as they came."""
-        return _raw(self.fields)
-
-
-@functools.lru_cache(maxsize=1024)  # the same few names go out with every request
-def _valid_name(name: bytes) -> bool:
-    return _TOKEN.fullmatch(name) is not None
 
 
 def valid_target(target: bytes) -> bool:
@@ -88,161 +70,19 @@ def encode_request(method: str, target: bytes, headers: RawHeaders, body: bytes)
     ValueError for a method that is not a token, an empty target or one with spaces or
     control bytes, a header name that is not a token, a value with CR, LF or NUL."""
     verb = method.encode("ascii")
-    if not _valid_name(verb):
+    if not valid_name(verb):
         raise ValueError("invalid request method")
     if not valid_target(target):
         raise ValueError("invalid request target")
     lines = [verb, b" ", target, b" HTTP/1.1\r\n"]
     for name, value in headers:
-        if not _valid_name(name):
+        if not valid_name(name):
             raise ValueError("invalid header name")
         if _BAD_VALUE.search(value):
             raise ValueError(f"invalid value for header {name.decode('latin-1')!r}")
         lines += (name, b": ", value, b"\r\n")
     lines += (b"\r\n", body)
     return b"".join(lines)
-
-
-def _check_bytes(raw: bytes) -> None:
-    """No NUL, VT, FF or CR outside a CRLF in a head or trailer (h11 refuses them too)."""
-    _check_flat(raw.replace(b"\r\n", b"\n"))
-
-
-def _check_flat(flat: bytes) -> None:
-    """`_check_bytes` of a head whose CRLFs were made LFs: any CR left is a lone one."""
-    if len(flat.translate(None, b"\r\x00\x0b\x0c")) != len(flat):  # one pass
-        raise ProtocolError("NUL, VT, FF or a lone CR in the response head or trailers")
-
-
-def _field_name(name: bytes) -> bytes | None:
-    """`name` lower-cased, or None when it is not a token (known names from a memo)."""
-    lowered = _NAMES.get(name)
-    if lowered is None and _valid_name(name):
-        lowered = remember(_NAMES, name, name.lower(), _NAMES_LIMIT)
-    return lowered
-
-
-def _parse_fields(lines: list[bytes]) -> RawHeaders:
-    """Header (or trailer) lines: names lower-cased, values stripped, folds joined."""
-    headers: RawHeaders = []
-    for line in lines:
-        if line[:1] in (b" ", b"\t"):  # obsolete line folding: continues the previous value
-            if not headers:
-                raise ProtocolError("folded line before the first header")
-            name, value = headers[-1]
-            headers[-1] = (name, (value + b" " + line.strip(b" \t")).strip(b" \t"))
-            continue
-        name, colon, value = line.partition(b":")
-        lowered = _field_name(name) if colon else None
-        if lowered is None:
-            raise ProtocolError("invalid header line")
-        headers.append((lowered, value.strip(b" \t")))
-    return headers
-
-
-def _framing_fields(headers: RawHeaders) -> tuple[bool, int | None]:
-    """(chunked?, Content-Length) of a head or trailers, checked whether or not they frame a
-    body: at most one Transfer-Encoding, and only `chunked`; one Content-Length of digits."""
-    codings: list[bytes] = []
-    lengths: set[bytes] = set()
-    for name, value in headers:
-        if name == b"content-length":
-            lengths.update(item.strip(b" \t") for item in value.split(b","))
-        elif name == b"transfer-encoding":
-            codings.append(value)
-    if len(codings) > 1 or (codings and codings[0].lower() != b"chunked"):
-        raise ProtocolError("unsupported Transfer-Encoding")
-    if not lengths:
-        return bool(codings), None
-    length = lengths.pop()
-    if lengths or not length.isdigit() or len(length) > 18:
-        raise ProtocolError("invalid Content-Length")
-    return bool(codings), int(length)
-
-
-def _known_fields(text: str) -> tuple[list[tuple[str, str]], list[tuple[str, str]]] | None:
-    """The fields of header lines (`text`, LF-separated) whose names were all seen before
-    (`_TEXT_NAMES`), and those of them that frame the body or the connection; None when a
-    line is anything else (a new name, a fold, no colon): `_parse_fields` then reads them."""
-    fields: list[tuple[str, str]] = []
-    framing: list[tuple[str, str]] = []
-    names = _TEXT_NAMES
-    for line in text.split("\n"):
-        name, colon, value = line.partition(":")
-        lowered = names.get(name)
-        if lowered is None or not colon:
-            return None
-        field = (lowered, value.strip(" \t"))
-        fields.append(field)
-        if lowered in _FRAMING:
-            framing.append(field)
-    return fields, framing
-
-
-def _read_head(raw: bytes) -> tuple[int, list[tuple[str, str]], bool, int | None, bool]:
-    """One head (without its blank line): status, fields, chunked?, Content-Length, and
-    whether the connection may carry another request (HTTP/1.1 and no `close`): the checks
-    of `_parse_head` then `_framing_fields`, on a head decoded once."""
-    flat = raw.replace(b"\r\n", b"\n")
-    _check_flat(flat)
-    first, line_end, rest = flat.partition(b"\n")
-    status_line = _STATUS_LINE.fullmatch(first)
-    if status_line is None or status_line[2] < b"100":
-        raise ProtocolError("invalid status line")
-    known = _known_fields(rest.decode("latin-1")) if line_end else ([], [])
-    if known is None:  # a name not seen yet, a fold, a bad line: the line by line parse
-        lines = rest.split(b"\n")
-        fields = _text(_parse_fields(lines))
-        _learn_names(lines)
-        framing = [field for field in fields if field[0] in _FRAMING]
-    else:
-        fields, framing = known
-    if status_line[2] == b"101":
-        raise ProtocolError("unexpected 101 Switching Protocols")
-    chunked, length, close = _framing_text(framing)
-    return int(status_line[2]), fields, chunked, length, status_line[1] == b"1" and not close
-
-
-def _learn_names(lines: list[bytes]) -> None:
-    """Remember the names (tokens) of these header lines for `_known_fields`."""
-    for line in lines:
-        name, colon, _ = line.partition(b":")
-        if colon and _valid_name(name):
-            text = name.decode("ascii")
-            remember(_TEXT_NAMES, text, text.lower(), _NAMES_LIMIT)
-
-
-def _framing_text(framing: list[tuple[str, str]]) -> tuple[bool, int | None, bool]:
-    """(chunked?, Content-Length, `close`?) of a head's framing fields: `_framing_fields`
-    (a lone Content-Length of digits read here), and `_tokens` of Connection."""
-    length: str | None = None
-    close = other = False
-    for name, value in framing:
-        if name == "connection":  # "close" among its items (a cheap look first)
-            close = close or ("close" in value.lower() and "close" in _items(value))
-        elif name == "content-length" and length is None:
-            length = value
-        else:  # a Transfer-Encoding, a second Content-Length
-            other = True
-    if length is None and not other:
-        return False, None, close
-    if other or not (length and length.isascii() and length.isdigit() and len(length) < 19):
-        return (*_framing_fields(_raw(framing)), close)
-    return False, int(length), close
-
-
-def _items(value: str) -> list[str]:
-    """The lower-cased items of a comma-separated list value, empty ones left out (`_tokens`:
-    no latin-1 letter lowers to an ASCII one, so bytes or text alike)."""
-    return [item.strip(" \t").lower() for item in value.split(",") if item.strip(" \t")]
-
-
-def _text(headers: RawHeaders) -> list[tuple[str, str]]:
-    return [(name.decode("latin-1"), value.decode("latin-1")) for name, value in headers]
-
-
-def _raw(fields: list[tuple[str, str]]) -> RawHeaders:
-    return [(name.encode("latin-1"), value.encode("latin-1")) for name, value in fields]
 
 
 class ResponseReader:
@@ -340,7 +180,7 @@ class ResponseReader:
                 raise ProtocolError("response head too large")
             raw = self._buf[self._pos : found.start()].removesuffix(b"\r")
             self._pos = self._scanned = found.end()
-            status, fields, chunked, length, keep = _read_head(raw)  # 1xx heads checked too
+            status, fields, chunked, length, keep = read_head(raw)  # 1xx heads checked too
             if status >= 200:
                 self._frame(status, keep, chunked, length)
                 self._head = Head(status, fields)
@@ -429,6 +269,6 @@ class ResponseReader:
                 raise ProtocolError("trailers too large")
             return
         if self._trailers:
-            _check_bytes(b"".join(self._trailers))  # no LF in them: any CR left is lone
-            _framing_fields(_parse_fields(self._trailers))
+            check_bytes(b"".join(self._trailers))  # no LF in them: any CR left is lone
+            framing_fields(parse_fields(self._trailers))
         self._chunk = _END
