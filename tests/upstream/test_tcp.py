@@ -168,3 +168,15 @@ async def test_receive_when_ready_waits_for_the_bytes_then_the_end_and_fails_clo
     await left.aclose()
     with pytest.raises(trio.ClosedResourceError):
         await left.receive_when_ready()
+
+
+async def test_receive_now_reads_what_arrived_without_waiting_and_errors_as_trio() -> None:
+    left, right = pair()
+    assert right.receive_now() is None  # nothing yet: no wait, no exception
+    await left.send_all(b"the body")
+    assert right.receive_now(64) == b"the body"
+    await left.aclose()
+    assert right.receive_now() == b""  # the peer's end
+    await right.aclose()
+    with pytest.raises(trio.ClosedResourceError):
+        right.receive_now()

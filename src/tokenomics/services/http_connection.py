@@ -147,7 +147,7 @@ class Connection:
                 elif waits:  # nothing there yet: wait, then read
                     data, woken = await tcp.receive_when_ready(READ_SIZE), True
                 elif woken:  # the rest of a request (its body) sent apart: already here?
-                    data, woken = _receive_now(tcp), False
+                    data, woken = tcp.receive_now(READ_SIZE), False
                     if data is None:
                         data, woken = await tcp.receive_when_ready(READ_SIZE), True
                 else:
@@ -379,21 +379,6 @@ class Connection:
                 request.gone()
         if self.current is None:
             self.read_scope.cancel()
-
-
-def _receive_now(tcp: TCPStream) -> bytes | None:
-    """What has arrived on `tcp`, None when nothing has: no checkpoint, for a reader that has
-    just been scheduled (it waited for the socket) and reads again right away. A request's
-    head and body sent apart (http.client and httpx do) then cost no trip through the
-    scheduler for the body, and the body is there when the app runs (no wake-up for it)."""
-    if tcp.closed:
-        raise trio.ClosedResourceError("this stream was closed")
-    try:
-        return tcp.socket.recv(READ_SIZE)
-    except BlockingIOError:
-        return None
-    except OSError as exc:
-        raise trio.BrokenResourceError(f"socket error: {exc}") from exc
 
 
 def _decoded(path: bytes) -> str:

@@ -149,6 +149,18 @@ class TCPStream(trio.abc.HalfCloseableStream):
             raise _closed()
         return await _receive_later(self, max_bytes or READ_SIZE)
 
+    def receive_now(self, max_bytes: int | None = None) -> bytes | None:
+        """What has arrived, None when nothing has: no checkpoint, for a reader that has just
+        been scheduled (it waited for the socket) and reads again right away."""
+        if self.closed:
+            raise _closed()
+        try:
+            return self.socket.recv(max_bytes or READ_SIZE)
+        except BlockingIOError:
+            return None
+        except OSError as exc:
+            raise _failed(self, exc) from exc
+
     async def wait_send_all_might_not_block(self) -> None:
         if self.closed:
             raise _closed()
