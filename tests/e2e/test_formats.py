@@ -11,11 +11,10 @@ from typing import Any
 
 import orjson
 import pytest
-import trio
-import trio.testing
 from tests.support.mock_upstream import MockUpstream
 from tests.support.providers import family_config
 from tests.support.proxy import Proxy, start_proxy
+from tests.support.proxy import settled as finished
 
 ENV = {"GOOGLE_KEY": "g-real"}
 PROMPTS = [{"role": "system", "content": "Global rule."}]
@@ -48,13 +47,10 @@ async def families(mock_upstream_server: MockUpstream, tmp_path: Path) -> AsyncI
 
 
 async def settled(proxy: Proxy, count: int) -> dict[str, Any]:
-    """`/stats` totals once the server finished the requests whose replies we have (`finish`
-    runs just after the last byte went out, with no I/O wait)."""
-    await trio.testing.wait_all_tasks_blocked()
-    assert proxy.server.stats.in_flight == 0
-    totals = proxy.server.stats.snapshot()["totals"]
+    """`/stats` totals once the server finished the requests whose replies we have: `count`."""
+    totals = await finished(proxy)
     assert totals["request_count"] == count
-    return dict(totals)
+    return totals
 
 
 # ── D5: every LLM route is enforced ─────────────────────────────────────────────────────────

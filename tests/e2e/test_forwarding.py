@@ -10,10 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import trio
-import trio.testing
 from tests.support.mock_upstream import MockUpstream, mock_upstream
-from tests.support.proxy import Proxy, start_proxy
+from tests.support.proxy import Proxy, settled, start_proxy
 
 from tokenomics.services.logs import REQUEST_LOGGER
 from tokenomics.upstream.mock import MockProvider, MockReply
@@ -28,13 +26,6 @@ def chat(model: str = "gpt-4o", text: str = "hello there", **extra: Any) -> dict
 
 def auth(token: str) -> dict[str, str]:
     return {"authorization": f"Bearer {token}"}
-
-
-async def settled(proxy: Proxy) -> dict[str, Any]:
-    """`/stats` totals once the server finished the requests whose replies we have."""
-    await trio.testing.wait_all_tasks_blocked()
-    assert proxy.server.stats.in_flight == 0
-    return dict(proxy.server.stats.snapshot()["totals"])
 
 
 # ── Header hygiene ───────────────────────────────────────────────────────────────────────────

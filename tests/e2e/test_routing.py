@@ -10,10 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import trio
-import trio.testing
 from tests.support.mock_upstream import MockUpstream, mock_upstream
-from tests.support.proxy import REAL_KEYS, Proxy, start_proxy
+from tests.support.proxy import REAL_KEYS, Proxy, settled, start_proxy
 
 CHAT = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hello there"}]}
 MESSAGES = {
@@ -31,14 +29,6 @@ def chat(model: str, text: str = "hello there") -> dict[str, Any]:
 
 def auth(token: str) -> dict[str, str]:
     return {"authorization": f"Bearer {token}"}
-
-
-async def settled(proxy: Proxy) -> dict[str, Any]:
-    """`/stats` totals once the server finished the requests whose replies we have (`finish`
-    runs just after the last byte went out, with no I/O wait)."""
-    await trio.testing.wait_all_tasks_blocked()
-    assert proxy.server.stats.in_flight == 0
-    return dict(proxy.server.stats.snapshot()["totals"])
 
 
 def provider_config(url: str) -> str:

@@ -15,11 +15,10 @@ from typing import Any
 import httpx2
 import orjson
 import pytest
-import trio.testing
 from tests.support.logs import request_lines
 from tests.support.mock_upstream import MockUpstream
 from tests.support.providers import family_config
-from tests.support.proxy import Proxy, start_proxy
+from tests.support.proxy import Proxy, settled, start_proxy
 
 from tokenomics.services.recorder import Recorder
 
@@ -349,14 +348,6 @@ def error_message(family: Family, response: httpx2.Response, status: int = 403) 
         assert error["error"]["type"] == "tokenomics_error"
         assert error["error"]["code"] == status
     return str(error["error"]["message"])
-
-
-async def settled(proxy: Proxy) -> dict[str, Any]:
-    """`/stats` totals once every reply we hold was finished (`finish` runs right after the
-    last byte went out, with no I/O wait)."""
-    await trio.testing.wait_all_tasks_blocked()
-    assert proxy.server.stats.in_flight == 0
-    return dict(proxy.server.stats.snapshot()["totals"])
 
 
 def recorder(proxy: Proxy) -> Recorder:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -26,6 +27,8 @@ from tokenomics.store.tokens import TokenStore
 
 HASH_KEY = "e2e-hash-key"
 REAL_KEYS = {"OPENAI_KEY": "sk-real", "ANTHROPIC_KEY": "sk-ant-real", "GROQ_KEY": "gsk-real"}
+
+SETTLE_SECONDS = 30  # real seconds a test waits for the finish of the requests it sent
 
 
 @dataclass
@@ -120,8 +123,17 @@ def openai_error_message(response: httpx2.Response, status: int) -> str:
     return str(error["message"])
 
 
-async def settled(proxy: Proxy) -> None:
-    """Let the server finish the requests whose replies we have (budget settled, stats
-    recorded): `finish` runs just after the last byte went out, with no I/O wait."""
+async def settled(proxy: Proxy) -> dict[str, Any]:
+    """`/stats` totals once the server finished the requests whose replies we have (budget
+    settled, stats recorded). The record comes right after a reply's last byte, at once
+    unless something waits: a vocabulary loading in a worker thread (the input estimate of a
+    reply without usage), the counters' backend, a full record channel. Those are waited for
+    in real time (a worker thread does not run on the autojump clock), up to
+    `SETTLE_SECONDS`."""
+    deadline = time.monotonic() + SETTLE_SECONDS
     await trio.testing.wait_all_tasks_blocked()
-    assert proxy.server.stats.in_flight == 0
+    while proxy.server.stats.in_flight:
+        assert time.monotonic() < deadline, "requests still in flight"
+        await trio.sleep(0.01)
+        await trio.testing.wait_all_tasks_blocked()
+    return dict(proxy.server.stats.snapshot()["totals"])
