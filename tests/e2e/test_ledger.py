@@ -52,7 +52,7 @@ async def test_requests_are_in_the_journal_at_once_and_in_the_session_after_shut
         assert first.status_code == second.status_code == 200
         assert proxy.server.session_id
         journal = sessions_dir(tmp_path) / f"{proxy.server.ledger.base.name}.journal"  # type: ignore[union-attr]
-        # no waiting: each request is journaled before its response's last byte
+        # no waiting: each request is journaled right after its response's last byte
         records = [line for line in journal.read_text().splitlines() if '"request"' in line]
         assert len(records) == 2
     session = only_session(tmp_path)

@@ -49,7 +49,7 @@ async def test_a_live_server_is_listed_as_running_then_as_ended(tmp_path: Path, 
         )  # fmt: skip
         assert live["totals"]["request_count"] == 0
         assert (await post(client, proxy.token(OPENAI))).status_code == 200
-        # journaled before the response's last byte
+        # journaled right after the response's last byte
         assert sum('"request"' in line for line in journal.read_text().splitlines()) == 1
         (live,) = await listed(cli, tmp_path)
         assert live["running"] is True and live["totals"]["request_count"] == 1

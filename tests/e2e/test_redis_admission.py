@@ -54,14 +54,8 @@ async def statuses(
 ) -> list[tuple[int, str]]:  # fmt: skip
     """The status and error message of each request, in order, through one proxy; `matches`
     gets how many rule matches the ledger recorded for each."""
-    if backend == "redis":
-        context = fleet(root, upstream, redis, size=1)
-    else:
-        (root / "p0").mkdir()
-        config = MEMORY_CONFIG.format(url=upstream.url)
-        context = _one(start_proxy(root / "p0", upstream.url, config=config))
     answers = []
-    async with context as proxies:
+    async with _proxy(backend, root, upstream, redis) as proxies:
         token = share_token(proxies, policy)
         async with proxies[0].client() as client:
             for request in requests:
@@ -79,6 +73,42 @@ async def statuses(
     assert [r["status_code"] for r in records] == [status for status, _ in answers]
     matches.extend(len(r.get("rule_matches", ())) for r in records)
     return answers
+
+
+def _proxy(backend: str, root: Path, upstream: MockUpstream, redis: RedisServer) -> Any:
+    """One proxy, as a list of one, on the in-process counters or on Redis."""
+    if backend == "redis":
+        return fleet(root, upstream, redis, size=1)
+    (root / "p0").mkdir()
+    config = MEMORY_CONFIG.format(url=upstream.url)
+    return _one(start_proxy(root / "p0", upstream.url, config=config))
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("backend", ["memory", "redis"])
+async def test_a_client_in_turn_always_finds_its_parallel_slot_free_on_both_backends(
+    backend: str,
+    stream: bool,
+    mock_upstream_server: MockUpstream,
+    tmp_path: Path,
+    redis_server: RedisServer,  # noqa: F811
+) -> None:
+    """A request's slot is let go before its reply's last byte, whatever the backend (the
+    record comes after it, `pipeline/run.py`): a client sending its requests one after the
+    other, with no pause between, is never refused by `max_parallel: 1`."""
+    policy = {**PROVIDERS, "rate_limit": {"max_parallel": 1}}
+    async with _proxy(backend, tmp_path, mock_upstream_server, redis_server) as proxies:
+        token = share_token(proxies, policy)
+        async with proxies[0].client() as client:
+            statuses = []
+            for _ in range(20):
+                reply = await client.post(
+                    "/v1/chat/completions",
+                    json={**body("echo", 3), "stream": stream},
+                    headers={"x-api-key": token},
+                )
+                statuses.append(reply.status_code)
+    assert statuses == [200] * 20
 
 
 class _one:

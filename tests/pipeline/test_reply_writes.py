@@ -1,6 +1,6 @@
 """A streamed reply goes to the server in as few messages as waiting allows (`run._reply`):
-what the upstream already holds is not sent part by part, and the terminator follows the
-record. Each test runs the real server
+what the upstream already holds is not sent part by part but with the terminator, and the
+record follows the last part. Each test runs the real server
 in-process and calls its request handler with a recording ASGI `send`: each message there is
 one write of our server (`services/http_request.Request.send`: the head waits for the first
 body part, and a final part is framed with the terminator)."""
@@ -60,6 +60,8 @@ class Recorder:
         self.proxy = proxy
         self.messages: list[Message] = []
         self.recorded_at_last: int | None = None  # requests recorded when the last part came
+        self.token = ""  # the request's token (`serve`)
+        self.spent_at_last = -1  # the tokens its budget counted settled when the last part came
         self._waits: list[tuple[Callable[[Message], bool], trio.Event]] = []
         self._on_start = on_start
 
@@ -75,6 +77,8 @@ class Recorder:
             self._on_start()
         if message["type"] == "http.response.body" and not message.get("more_body", False):
             self.recorded_at_last = self.proxy.server.stats.totals.request_count
+            budgets = self.proxy.server.deps.budgets
+            self.spent_at_last = budgets.settled(self.proxy.key.hash(self.token)).tokens
         for predicate, done in self._waits:
             if message["type"] == "http.response.body" and predicate(message):
                 done.set()
@@ -103,13 +107,17 @@ def request_scope(token: str, body: bytes, when_gone: Callable[[Any], None]) -> 
     }  # fmt: skip
 
 
-async def serve(proxy: Proxy, token: str, recorder: Recorder) -> list[Callable[[], bool]]:
-    """One streamed chat request through the server's handler; returns its client-gone
-    callbacks (our server's extension: the request is cancelled when one returns True)."""
+async def serve(
+    proxy: Proxy, token: str, recorder: Recorder, stream: bool = True
+) -> list[Callable[[], bool]]:
+    """One chat request (streamed unless told) through the server's handler; returns its
+    client-gone callbacks (our server's extension: the request is cancelled when one returns
+    True)."""
     body = orjson.dumps(
-        {"model": "gpt-4o", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+        {"model": "gpt-4o", "stream": stream, "messages": [{"role": "user", "content": "hi"}]}
     )
     gone: list[Callable[[], bool]] = []
+    recorder.token = token
 
     async def receive() -> Message:
         await trio.sleep_forever()
@@ -155,6 +163,14 @@ async def upstream(proxy: Proxy, script: Callable[[trio.SocketStream], Any]) -> 
         nursery.cancel_scope.cancel()
 
 
+def recorded_after_the_end(recorder: Recorder) -> None:
+    """Settled (its usage counted) but not recorded yet when the last part went out; recorded
+    once when the handler returned."""
+    assert recorder.spent_at_last > 0
+    assert recorder.recorded_at_last == 0
+    assert recorder.proxy.server.stats.totals.request_count == 1
+
+
 def payloads(parts: list[tuple[bytes, bool]]) -> bytes:
     return b"".join(body for body, _ in parts)
 
@@ -163,7 +179,7 @@ async def test_a_whole_chunked_upstream_reply_goes_out_with_its_head_in_one_part
     tmp_path: Path,
 ) -> None:
     """Head, events and terminator in one upstream write: the head goes with all the blocks
-    in one body message (no empty part to flush it, no part per block), then the end, after
+    and the end in one body message (no empty part to flush it, no part per block), then
     the record."""
     whole = CHUNKED_HEAD + chunk(delta("a") + delta("b")) + chunk(USAGE + DONE) + b"0\r\n\r\n"
 
@@ -175,11 +191,11 @@ async def test_a_whole_chunked_upstream_reply_goes_out_with_its_head_in_one_part
         await serve(proxy, token, recorder)
     assert recorder.messages[0]["type"] == "http.response.start"
     stripped = delta("a") + delta("b") + DONE  # the usage-only chunk the proxy asked for: gone
-    assert recorder.parts() == [(stripped, True), (b"", False)]
-    assert recorder.recorded_at_last == 1
+    assert recorder.parts() == [(stripped, False)]
+    recorded_after_the_end(recorder)
 
 
-async def test_a_whole_content_length_upstream_reply_is_one_part_then_the_end(
+async def test_a_whole_content_length_upstream_reply_is_one_part(
     tmp_path: Path,
 ) -> None:
     """The benchmark's upstream (nginx): head and body, framed by Content-Length, in one read."""
@@ -192,19 +208,29 @@ async def test_a_whole_content_length_upstream_reply_is_one_part_then_the_end(
     async with start_proxy(tmp_path) as proxy, upstream(proxy, script) as token:
         recorder = Recorder(proxy)
         await serve(proxy, token, recorder)
-    assert recorder.parts() == [(delta("a") + DONE, True), (b"", False)]
-    assert recorder.recorded_at_last == 1
+    assert recorder.parts() == [(delta("a") + DONE, False)]
+    recorded_after_the_end(recorder)
 
 
-async def test_the_in_process_mock_stream_is_one_part_then_the_end(tmp_path: Path) -> None:
+async def test_the_in_process_mock_stream_is_one_part(tmp_path: Path) -> None:
     """The built-in mock sends its unpaced events at once: they go out together too."""
     async with start_proxy(tmp_path) as proxy:
         recorder = Recorder(proxy)
         await serve(proxy, proxy.token({"base_key_env": "OPENAI_KEY"}), recorder)
-    [(body, more), end] = recorder.parts()  # role, "Mock reply to: hi", finish, [DONE]
-    assert more and body.endswith(DONE) and body.count(b"data: ") == 7
-    assert end == (b"", False)
-    assert recorder.recorded_at_last == 1
+    [(body, more)] = recorder.parts()  # role, "Mock reply to: hi", finish, [DONE]
+    assert not more and body.endswith(DONE) and body.count(b"data: ") == 7
+    recorded_after_the_end(recorder)
+
+
+async def test_a_buffered_reply_is_one_part_its_exchange_settled_before_and_recorded_after(
+    tmp_path: Path,
+) -> None:
+    async with start_proxy(tmp_path) as proxy:
+        recorder = Recorder(proxy)
+        await serve(proxy, proxy.token({"base_key_env": "OPENAI_KEY"}), recorder, stream=False)
+    [(body, more)] = recorder.parts()
+    assert not more and orjson.loads(body)["choices"][0]["message"]["content"]
+    recorded_after_the_end(recorder)
 
 
 async def test_a_trickling_stream_gets_its_head_alone_then_each_block_as_it_arrives(
@@ -212,7 +238,7 @@ async def test_a_trickling_stream_gets_its_head_alone_then_each_block_as_it_arri
 ) -> None:
     """The upstream sends the head alone and each event only once the proxy relayed the one
     before (else this deadlocks): the head is flushed at once, each block sent as it comes,
-    the last events, which came with the upstream's end, together, then the end."""
+    the last events, which came with the upstream's end, together with the end."""
     async with start_proxy(tmp_path) as proxy:
         recorder = Recorder(proxy)
         flushed = recorder.when(lambda m: m["body"] == b"" and m["more_body"])
@@ -234,15 +260,14 @@ async def test_a_trickling_stream_gets_its_head_alone_then_each_block_as_it_arri
         (b"", True),
         (delta("a"), True),
         (delta("b"), True),
-        (DONE, True),
-        (b"", False),
+        (DONE, False),
     ]
-    assert recorder.recorded_at_last == 1
+    recorded_after_the_end(recorder)
 
 
 async def test_a_head_with_its_first_event_goes_out_with_that_event(tmp_path: Path) -> None:
     """Body bytes came with the head: no empty part, the head goes with the first block;
-    later blocks still go as they arrive."""
+    the last ones, which came with the upstream's end, go with the end."""
     async with start_proxy(tmp_path) as proxy:
         recorder = Recorder(proxy)
         got_a = recorder.when(lambda m: m["body"] == delta("a"))
@@ -254,8 +279,8 @@ async def test_a_head_with_its_first_event_goes_out_with_that_event(tmp_path: Pa
 
         async with upstream(proxy, script) as token:
             await serve(proxy, token, recorder)
-    assert recorder.parts() == [(delta("a"), True), (delta("b") + DONE, True), (b"", False)]
-    assert recorder.recorded_at_last == 1
+    assert recorder.parts() == [(delta("a"), True), (delta("b") + DONE, False)]
+    recorded_after_the_end(recorder)
 
 
 async def test_a_client_gone_while_a_whole_reply_is_held_is_still_recorded_once(

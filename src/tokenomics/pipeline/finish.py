@@ -1,11 +1,13 @@
-"""The end of every exchange, exactly once: settle the budget, feed token windows, release the
-parallel slot, price the request and hand it to the recorder (which journals it at once and
-may wait for room in the record channel).
+"""The end of every exchange, exactly once, in two halves: `settle_now` prices the request,
+settles the budget, feeds token windows and releases the parallel slot (before the reply's
+last byte: a client's next request finds its slot free and its spend counted, whatever the
+counters' backend); `record_now` hands it to the recorder, which journals it at once and may
+wait for room in the record channel (after the last byte, off the reply's path).
 
-`finish_now` does all of it without a checkpoint when nothing has to be waited for (the
-vocabulary of an estimate is loaded, the counters are in-process, the record channel has room):
-nothing can cancel it then, so the request's life needs no shielded cancel scope for it (one
-per request cost ~3% of the proxy's CPU). Otherwise it returns what is left to await, shielded.
+Each does its work without a checkpoint when nothing has to be waited for (the vocabulary of
+an estimate is loaded, the counters are in-process, the record channel has room): nothing can
+cancel it then, so the request's life needs no shielded cancel scope for it (one per request
+cost ~3% of the proxy's CPU). Otherwise it returns what is left to await, shielded.
 """
 
 from __future__ import annotations
@@ -61,15 +63,16 @@ def _needs_counters(ex: Exchange, usage: Usage) -> bool:
     return ex.reservation is not None or ex.permit is not None or usage.total_tokens > 0
 
 
-def finish_now(ex: Exchange, deps: Deps) -> Awaitable[None] | None:
-    """Called exactly once per exchange, by the request's life (`run.py`): None when it
-    finished without a checkpoint, else what is left of it to await (shielded)."""
+def settle_now(ex: Exchange, deps: Deps) -> Awaitable[None] | None:
+    """The exchange's first half of finishing, called exactly once by the request's life
+    (`run.py`): usage, price, the counters and the run's budget settled. None when that was
+    done without a checkpoint, else what is left of it to await (shielded)."""
     if (
         _consumed(ex)
         and _needs_input_estimate(ex)
         and deps.estimator.missing(ex.attempt_model or ex.model) is not None
     ):
-        return finish(ex, deps)  # the vocabulary loads in a worker thread first
+        return settle(ex, deps)  # the vocabulary loads in a worker thread first
     usage = final_usage(ex, deps)
     price = cost_usd(usage, deps.prices.lookup(_model(ex))) if ex.upstream else 0.0
     backend = counters(deps)
@@ -81,44 +84,50 @@ def finish_now(ex: Exchange, deps: Deps) -> Awaitable[None] | None:
             ex.token_hash, _limit(ex), ex.permit, ex.reservation, committed, tokens, price or 0.0
         )
     else:
-        return _settle_and_record(ex, deps, usage, price)
+        return _settle_counted(ex, deps, usage, price)
     _settle(ex, usage, price, spend)
+    return None
+
+
+def record_now(ex: Exchange, deps: Deps) -> Awaitable[None] | None:
+    """The second half, once settled: the record, handed to the recorder (`record_now`)."""
     return deps.recorder.record_now(ex)
 
 
-async def finish(ex: Exchange, deps: Deps) -> None:
-    """`finish_now`, waiting where it must (the counting vocabulary, the counters backend)."""
+async def settle(ex: Exchange, deps: Deps) -> None:
+    """`settle_now`, waiting where it must (the counting vocabulary, the counters backend)."""
     if _consumed(ex) and _needs_input_estimate(ex):  # its vocabulary, off the event loop
         ex.input_estimate = await exact_input(ex, deps)
     usage = final_usage(ex, deps)
     price = cost_usd(usage, deps.prices.lookup(_model(ex))) if ex.upstream else 0.0
-    await _settle_and_record(ex, deps, usage, price)
+    await _settle_counted(ex, deps, usage, price)
 
 
 async def finish_after_bug(ex: Exchange, deps: Deps) -> None:
-    """`finish` raised (a bug of ours): the client still gets its reply, and the exchange what
-    can be saved. Not settled yet, it is settled with what the provider reported, unpriced, so
-    its slot and holds are let go, and recorded with its error. Settled, its record was under
-    way when it failed: it is not made a second time (a consumer may have it already)."""
+    """`settle_now` or `record_now` raised (a bug of ours): the client still gets its reply,
+    and the exchange what can be saved. Not settled yet, it is settled with what the provider
+    reported, unpriced, so its slot and holds are let go, and recorded with its error.
+    Settled, its record was under way when it failed: it is not made a second time (a
+    consumer may have it already)."""
     ex.error = ex.error or "internal error"
     if ex.is_settled:
         return
     try:
-        await _settle_and_record(ex, deps, ex.usage or Usage(), None)
+        await _settle_counted(ex, deps, ex.usage or Usage(), None)
+        rest = deps.recorder.record_now(ex)
+        if rest is not None:
+            await rest
     except Exception:
         log.exception("request %s: its record failed too", ex.request.client_request_id)
 
 
-async def _settle_and_record(ex: Exchange, deps: Deps, usage: Usage, price: float | None) -> None:
+async def _settle_counted(ex: Exchange, deps: Deps, usage: Usage, price: float | None) -> None:
     spend = None
     if _needs_counters(ex, usage):
         spend = await counters(deps).settle(
             ex.token_hash, _limit(ex), ex.permit, ex.reservation, _outcome(ex, usage, price)
         )
     _settle(ex, usage, price, spend)
-    rest = deps.recorder.record_now(ex)
-    if rest is not None:
-        await rest
 
 
 def _limit(ex: Exchange) -> RateLimit | None:

@@ -13,13 +13,17 @@
     5. forward  the upstream call, with retries and fallbacks (`forward.py`)
     6. relay    the response, buffered or streamed as it arrives (`relay.py`)
     7. reply    sent to the client, a stream block by block as it arrives, in as few writes
-                as waiting allows (what came with the upstream's end goes out in one)
-    8. finish   settle, price, hand to the recorder (`finish.py`): exactly once, here. Just
-                before the reply's last byte (a client holding the whole reply can count on
-                its record, even if the process dies the next instant); else, shielded, on the
-                way out: refused, failed upstream, client gone, cancelled, or a bug. A bug
-                in finish itself is logged; the reply stays whole, and the exchange is
-                settled (its slot let go) and recorded with its error where that can be done.
+                as waiting allows (what came with the upstream's end goes out in one, with
+                the terminator)
+    8. finish   exactly once, here (`finish.py`), in two halves around the reply's last
+                byte. Settle (price, budget, token windows, the parallel slot) before it: a
+                client's next request finds its slot free and its spend counted, whatever the
+                counters' backend. Record (statistics, journal, memory, events) right after
+                it, off the reply's path, with no checkpoint between when the write went out
+                at once: no other request runs before it is journaled (D17 allows 1 s). Else,
+                shielded, on the way out: refused, failed upstream, client gone, cancelled, or
+                a bug. A bug in finish itself is logged, and the exchange is settled (its slot
+                let go) and recorded with its error where that can be done.
 
 Steps 4-7 are cancelled when the client leaves before the whole reply was sent (the upstream
 call with them): our server calls back and cancels the request's call itself (`CLIENT_GONE`;
@@ -48,7 +52,7 @@ from tokenomics.formats.classify import route_request
 from tokenomics.formats.errors import error_body
 from tokenomics.pipeline.body import Bodies, ClientGone, close_after
 from tokenomics.pipeline.exchange import Exchange, Incoming, Reply
-from tokenomics.pipeline.finish import finish_after_bug, finish_now
+from tokenomics.pipeline.finish import finish_after_bug, record_now, settle_now
 from tokenomics.pipeline.forward import forward
 from tokenomics.pipeline.relay import relay
 from tokenomics.pipeline.run_budget import reserve_run_budget
@@ -208,9 +212,9 @@ class Requests:
             await self._reply(life, reply)
 
     async def _reply(self, life: _Life, reply: Reply) -> None:
-        """Send the reply, and finish (record) the exchange before its last byte. `replied` is
-        set before that, because the server reports `http.disconnect` for every finished
-        response while the last send is under way."""
+        """Send the reply; settle the exchange before its last byte, record it after.
+        `replied` is set before the last send, because the server reports `http.disconnect`
+        for every finished response while it is under way."""
         ex, send = life.ex, life.send
         headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in reply.headers]
         life.started = True
@@ -218,26 +222,26 @@ class Requests:
             headers.append((b"content-length", str(len(reply.body)).encode()))
             ex.first_byte_ms = int((self.clock() - ex.request.started) * 1000)
             await send({"type": "http.response.start", "status": reply.status, "headers": headers})
-            life.replied = True
-            await self._finish(life)
-            await send({"type": "http.response.body", "body": reply.body})
-            return
-        await send({"type": "http.response.start", "status": reply.status, "headers": headers})
-        await self._stream(life, reply.stream, header(reply.headers, "content-type"))
+            last = reply.body
+        else:
+            await send({"type": "http.response.start", "status": reply.status, "headers": headers})
+            last = await self._stream(life, reply.stream, header(reply.headers, "content-type"))
         life.replied = True
-        await self._finish(life)
-        await send({"type": "http.response.body", "body": b""})
+        settled = await self._settle(life)
+        try:
+            await send({"type": "http.response.body", "body": last})
+        finally:  # however the last send ends
+            await self._record(life, settled)
 
     async def _stream(
         self, life: _Life, stream: AsyncGenerator[bytes, None], content_type: str
-    ) -> None:
+    ) -> bytes:
         """Relay a stream's blocks as they come, in as few writes as waiting allows: the head
         waits for the first block when body bytes came with it, and once the upstream's body
         is whole (no wait lies ahead) the blocks are held and go out together at the stream's
-        end. A stream that trickles gets its head, then each block, at once. The terminator
-        follows the record (`_reply`): a whole upstream reply is two writes, not three or more.
-        (Holding the blocks for the terminator's write too would make it one, but put the
-        record before the first byte: +0.13 ms to the first event, `bench/ttfb.sh`.)"""
+        end, with the terminator (`_reply`): a whole upstream reply is one write, head
+        included. A stream that trickles gets its head, then each block, at once. Returns
+        what was held (b"" when nothing was)."""
         ex, send = life.ex, life.send
         upstream = ex.upstream
         if ex.capture:
@@ -258,28 +262,44 @@ class Requests:
                 await stream.aclose()
             raise
         # Read to its end, the generator has finished (its `finally` ran): nothing to close,
-        # and no cancel scope for it.
-        if held:
-            body = held[0] if len(held) == 1 else b"".join(held)
-            await send({"type": "http.response.body", "body": body, "more_body": True})
+        # and no cancel scope for it. What was held goes out with the terminator.
+        return held[0] if len(held) == 1 else b"".join(held)
 
     # 8. finish ----------------------------------------------------------------------------
 
     async def _finish(self, life: _Life) -> None:
-        """The record, then the body's memory is let go (before the reply's last byte). A bug
-        in it is logged and leaves the reply whole (`finish_after_bug`)."""
+        """Settle, then record (on the way out: no reply, or it ended early)."""
+        await self._record(life, await self._settle(life))
+
+    async def _settle(self, life: _Life) -> bool:
+        """The first half (`finish.settle_now`): False when a bug hit it, logged, and the
+        exchange was saved as it could be (`finish_after_bug`), its record made then."""
         life.finished = True
-        ex = life.ex
+        return await self._step(life.ex, settle_now)
+
+    async def _record(self, life: _Life, settled: bool) -> None:
+        """The second half (`finish.record_now`), then the body's memory is let go."""
         try:
-            try:
-                rest = finish_now(ex, self.deps)  # no checkpoint: nothing can cancel it
-                if rest is not None:
-                    await _shielded(rest)
-            except Exception:
-                log.exception("request %s: finishing it failed", ex.request.client_request_id)
-                await _shielded(finish_after_bug(ex, self.deps))
+            if settled:
+                await self._step(life.ex, record_now)
         finally:
-            self.bodies.release(len(ex.body_bytes))
+            self.bodies.release(len(life.ex.body_bytes))
+
+    async def _step(
+        self, ex: Exchange, step: Callable[[Exchange, Deps], Awaitable[None] | None]
+    ) -> bool:
+        """One half of finishing: without a checkpoint when it can (nothing can cancel it),
+        else what it returned is awaited shielded. A bug in it is logged; the reply stays
+        whole and the exchange keeps what can be saved (`finish_after_bug`)."""
+        try:
+            rest = step(ex, self.deps)
+            if rest is not None:
+                await _shielded(rest)
+        except Exception:
+            log.exception("request %s: finishing it failed", ex.request.client_request_id)
+            await _shielded(finish_after_bug(ex, self.deps))
+            return False
+        return True
 
 
 async def _shielded(rest: Awaitable[None]) -> None:

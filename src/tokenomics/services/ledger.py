@@ -3,8 +3,9 @@
 `Ledger.open` (before serving) creates `{dir}/sessions`, hands the budget counters that
 journals of crashed processes prove to `restore`, recovers those journals, and opens the
 session's journal. Each finished exchange is journaled by `record`, on the request's own task
-before its response's last byte: one line, one `os.write` to the page cache (a few µs), so a
-killed process loses no request whose response completed; `tokenomics ledger` lists the live
+right after its response's last byte, with no checkpoint between: one line, one `os.write` to
+the page cache (a few µs), so a killed process loses no request whose response completed but
+in the microseconds between the two writes (D17 allows 1 s); `tokenomics ledger` lists the live
 session from its journal (`running`: its writer holds the journal's lock). `run` takes the git
 context (while the proxy already serves), then consumes the `Finished` records from a
 channel, gathers them for `BATCH_SECONDS`, renders their memory entries on the event loop
