@@ -97,7 +97,7 @@ class LocalCounters:
         tokens: int,
         cost_usd: float,
     ) -> Spend | None:
-        """`settle` without a checkpoint (`pipeline.finish.finish_now`), the outcome's fields
+        """`settle` without a checkpoint (`pipeline.finish.settle_now`), the outcome's fields
         passed as they are."""
         spend = None
         if isinstance(reservation, Reservation):
