@@ -56,7 +56,12 @@ class Recorder:
     """The ASGI `send` of one request: its messages, and events a scripted upstream waits on
     (`when(predicate)`: set once a body message matching it was sent)."""
 
-    def __init__(self, proxy: Proxy, on_start: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        proxy: Proxy,
+        on_start: Callable[[], None] | None = None,
+        on_last: Callable[[], None] | None = None,
+    ) -> None:
         self.proxy = proxy
         self.messages: list[Message] = []
         self.recorded_at_last: int | None = None  # requests recorded when the last part came
@@ -64,6 +69,7 @@ class Recorder:
         self.spent_at_last = -1  # the tokens its budget counted settled when the last part came
         self._waits: list[tuple[Callable[[Message], bool], trio.Event]] = []
         self._on_start = on_start
+        self._on_last = on_last  # called as the last part is handed over, before its write
 
     def when(self, predicate: Callable[[Message], bool]) -> trio.Event:
         done = trio.Event()
@@ -71,6 +77,9 @@ class Recorder:
         return done
 
     async def send(self, message: Message) -> None:
+        last = message["type"] == "http.response.body" and not message.get("more_body", False)
+        if last and self._on_last is not None:
+            self._on_last()
         await trio.lowlevel.checkpoint()  # as a write does: a cancelled request ends here
         self.messages.append(message)
         if message["type"] == "http.response.start" and self._on_start is not None:
@@ -317,3 +326,20 @@ async def test_a_client_gone_while_a_whole_reply_is_held_is_still_recorded_once(
         totals = proxy.server.stats.totals
         assert (totals.request_count, totals.error_count) == (1, 1)
     assert recorder.parts() == []  # nothing more went out
+
+
+async def test_a_request_cancelled_during_its_last_send_is_still_recorded_once(
+    tmp_path: Path,
+) -> None:
+    """A cancellation (a shutdown) while the reply's last part is being written: the exchange
+    was settled before it, and is recorded once on the way out."""
+    async with start_proxy(tmp_path) as proxy:
+        cancel = trio.CancelScope()
+        recorder = Recorder(proxy, on_last=cancel.cancel)
+        token = proxy.token({"base_key_env": "OPENAI_KEY"})
+        with cancel:
+            await serve(proxy, token, recorder, stream=False)
+        assert cancel.cancelled_caught
+        assert proxy.server.stats.totals.request_count == 1
+        assert proxy.server.deps.budgets.settled(proxy.key.hash(token)).tokens > 0
+    assert recorder.parts() == []  # the last part never went out
