@@ -11,7 +11,7 @@ import trio
 import trio.lowlevel
 import trio.testing
 
-from tokenomics.upstream.tcp import TCPStream, readable
+from tokenomics.upstream.tcp import TCPStream, poller
 
 BIG = bytes(range(256)) * 40_000  # ~10 MB: far more than the socket buffers hold
 
@@ -115,11 +115,13 @@ async def test_every_call_is_a_cancellation_point_even_when_it_need_not_wait() -
     await right.aclose()
 
 
-async def test_readable_tells_an_idle_connection_the_peer_closed() -> None:
+async def test_a_kept_poller_tells_an_idle_connection_the_peer_closed() -> None:
     left, right = pair()
-    assert not readable(left.socket)
+    poll = poller(left.socket)  # made once, asked at each reuse (`pool.Connection.expired`)
+    assert not poll.poll(0)
+    assert not poll.poll(0)
     await right.aclose()
-    assert readable(left.socket)
+    assert poll.poll(0)
     await left.aclose()
 
 
@@ -141,7 +143,7 @@ async def test_send_now_delivers_whole_and_is_a_cancel_point(data: bytes) -> Non
         await sender.send_now(b"never sent")
     assert scope.cancelled_caught
     await sender.aclose()
-    assert not readable(receiver.socket) or await receiver.receive_some() == b""
+    assert not poller(receiver.socket).poll(0) or await receiver.receive_some() == b""
     await receiver.aclose()
 
 

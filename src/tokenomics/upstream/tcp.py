@@ -38,16 +38,12 @@ READ_SIZE = 64 * 1024
 
 
 def poller(sock: socket.socket | trio.socket.SocketType) -> select.poll:
-    """A poll object watching `sock` for reading: `bool(poller(sock).poll(0))` is `readable`,
-    and one kept with an open socket asks again without being made again."""
+    """A poll object watching `sock` for reading: `poll(0)` is not empty when a read would not
+    block now (data, or the peer's close: an idle connection's end). Kept with its open
+    socket, it asks again without being made again."""
     poll = select.poll()
     poll.register(sock.fileno(), select.POLLIN)
     return poll
-
-
-def readable(sock: socket.socket | trio.socket.SocketType) -> bool:
-    """Whether a read would not block now (data, or the peer's close): an idle connection."""
-    return bool(poller(sock).poll(0))
 
 
 def _failed(stream: TCPStream, exc: OSError) -> trio.BrokenResourceError | trio.ClosedResourceError:
