@@ -10,6 +10,7 @@ refuse alike."""
 from __future__ import annotations
 
 import socket
+from email.utils import formatdate
 from typing import Any
 
 import pytest
@@ -191,7 +192,7 @@ def test_the_date_line_changes_with_the_second_as_before() -> None:
     clock = iter(times)
     new = new_response.DateHeader(lambda: next(clock))
     for now in times:
-        expected = b"date: " + old_response.formatdate(now, usegmt=True).encode() + b"\r\n"
+        expected = b"date: " + formatdate(now, usegmt=True).encode() + b"\r\n"
         assert new.line() == expected, now
 
 
