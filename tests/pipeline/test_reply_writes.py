@@ -155,8 +155,11 @@ async def read_request(stream: trio.SocketStream) -> None:
 
 
 @asynccontextmanager
-async def upstream(proxy: Proxy, script: Callable[[trio.SocketStream], Any]) -> AsyncIterator[str]:
-    """A raw upstream playing `script` after reading the request; yields a token to it."""
+async def upstream(
+    proxy: Proxy, script: Callable[[trio.SocketStream], Any], **policy: Any
+) -> AsyncIterator[str]:
+    """A raw upstream playing `script` after reading the request; yields a token to it (its
+    policy with `policy`'s keys added)."""
 
     async def handle(stream: trio.SocketStream) -> None:
         await read_request(stream)
@@ -166,9 +169,8 @@ async def upstream(proxy: Proxy, script: Callable[[trio.SocketStream], Any]) -> 
     async with trio.open_nursery() as nursery:
         [listener] = await nursery.start(partial(trio.serve_tcp, handle, 0, host="127.0.0.1"))
         port = listener.socket.getsockname()[1]
-        yield proxy.token(
-            {"base_key_env": "OPENAI_KEY", "upstream_url": f"http://127.0.0.1:{port}"}
-        )
+        url = f"http://127.0.0.1:{port}"
+        yield proxy.token({"base_key_env": "OPENAI_KEY", "upstream_url": url, **policy})
         nursery.cancel_scope.cancel()
 
 
