@@ -1,9 +1,9 @@
 """An SSE reply that arrived whole with its head is held and sent in one part with the end
 (`run._stream`); it must send and record what the relay does when the same reply arrives
-apart (head first, the body once the head went out, part by part). Each case is served both
-ways through the real server's handler, with a raw upstream: the client's bytes, the record
-(usage, metadata, error, sizes, the stream's capture) and its memory text agree, under output
-rules, with a broken or compressed body too."""
+apart (the head first, flushed alone; then the body, relayed as it comes). Each case is
+served both ways through the real server's handler, with a raw upstream: the client's bytes,
+the record (usage, metadata, error, sizes, the stream's capture) and its memory text agree,
+under output rules, with a broken or compressed body too."""
 
 from __future__ import annotations
 
