@@ -80,7 +80,7 @@ def comparable(f: Finished) -> dict[str, Any]:
         "body": f.response_body,
         "bytes": f.response_bytes,
         "text": f.response_text,
-        "captured": capture is not None and capture.kept_bytes,
+        "captured": capture.kept_bytes if capture is not None else None,
         "headers": f.response_headers,
         "rule_matches": f.rule_matches,
         "memory": response_content(f),
